@@ -1,0 +1,185 @@
+"""The ASGI application: lifespan, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from opsflow import __version__, schema
+from opsflow.audit.endpoints import router as audit_router
+from opsflow.auth.endpoints import clients_router
+from opsflow.auth.endpoints import router as auth_router
+from opsflow.clock import Clock, SystemClock
+from opsflow.config import Settings, load_settings
+from opsflow.context import AppContext
+from opsflow.errors import AppError, envelope
+from opsflow.middleware import RequestContextMiddleware
+from opsflow.observability.logging import configure as configure_logging
+from opsflow.observability.logging import get_logger
+from opsflow.system.endpoints import router as system_router
+from opsflow.tasks.endpoints import router as tasks_router
+from opsflow.teams.endpoints import router as teams_router
+from opsflow.users import service as users_service
+from opsflow.users.endpoints import router as users_router
+
+API_PREFIX = "/api/v1"
+log = get_logger("opsflow.app")
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _render(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: Sequence[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    context: AppContext = request.app.state.context
+    body = envelope(
+        code=code, message=message, request_id=_request_id(request), details=details,
+        extra=extra, now=context.clock.now(),
+    )
+    response_headers = dict(headers or {})
+    if request_id := _request_id(request):
+        response_headers["X-Request-ID"] = request_id
+    return JSONResponse(body, status_code=status, headers=response_headers)
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "enum" and "expected" in ctx:
+        options = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"Must be one of: {options}"
+    if error.get("type") == "json_invalid":
+        return "Malformed JSON body"
+    if error.get("type") == "missing":
+        return "Field required"
+    message = str(error.get("msg", "Invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        return _render(
+            request, exc.status_code, exc.code, exc.message, details=exc.details,
+            extra=exc.extra, headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": _field(e.get("loc", ())), "message": _message(e), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return _render(request, 400, "VALIDATION_ERROR", "Invalid input data", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return _render(request, 404, "NOT_FOUND", "Route not found", extra={"path": request.url.path})
+        if exc.status_code == 405:
+            return _render(
+                request, 405, "METHOD_NOT_ALLOWED", f"Method {request.method} not allowed",
+                headers=dict(exc.headers or {}),
+            )
+        code = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
+                413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status_code, "ERROR")
+        return _render(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(StaleDataError)
+    async def stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        return _render(request, 409, "CONFLICT", "The resource was changed concurrently; retry")
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        log.warning("integrity_error", error=str(exc.orig)[:500])
+        return _render(request, 409, "CONFLICT", "The request conflicts with existing data")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    context: AppContext | None = None,
+) -> FastAPI:
+    settings = settings or load_settings()
+    settings.check_safe()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = app.state.context
+        if settings.auto_migrate:
+            await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
+        await users_service.bootstrap_admin(ctx)
+        log.info("started", version=__version__, database=ctx.engine.dialect.name)
+        try:
+            yield
+        finally:
+            if owns_context:
+                await ctx.close()
+
+    owns_context = context is None
+    app = FastAPI(
+        title="OpsFlow",
+        version=__version__,
+        description="Tasks and incidents with autonomous SLA enforcement, audit trail and notifications.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=f"{API_PREFIX}/redoc",
+        lifespan=lifespan,
+    )
+    app.state.context = context or AppContext.build(settings, clock or SystemClock())
+    _install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for router in (auth_router, clients_router, users_router, teams_router, tasks_router,
+                   audit_router, system_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(system_router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> dict[str, str]:
+        return {"name": "OpsFlow", "version": __version__, "docs": f"{API_PREFIX}/docs"}
+
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "ETag", "Location"],
+        )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    return app

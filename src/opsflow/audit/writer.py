@@ -1,0 +1,136 @@
+"""Writing audit rows: buffered during the unit of work, chained and inserted at commit.
+
+Appending to the chain needs the newest row's hash, so appends must be serialised. The
+rows of a unit of work are held in the session and inserted by a pre-commit hook, right
+before the edge commits: on PostgreSQL the transaction-scoped advisory lock that orders
+the chain is then held only for those inserts and the commit, and no other row lock is
+taken after it (so it cannot take part in a deadlock). SQLite serialises writers itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.audit.chain import GENESIS_HASH, chain_hash
+from opsflow.auth.principal import Principal
+from opsflow.db import add_pre_commit_hook
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.audit import AuditLog
+
+CHAIN_LOCK_KEY = 0x0F5F10A0D17  # any constant; shared by every OpsFlow process
+_PENDING = "audit_pending"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    entity_type: str
+    entity_id: uuid.UUID
+    action: str
+    actor: Principal
+    timestamp: datetime
+    changes: Any
+    previous_state: Any
+    new_state: Any
+    metadata: Any
+
+
+def record(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    action: str,
+    now: datetime,
+    changes: dict[str, Any] | None = None,
+    previous_state: dict[str, Any] | None = None,
+    new_state: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Queue one audit row; it is written in this unit of work, just before commit."""
+    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
+    pending.append(
+        _Pending(
+            entity_type=entity_type,
+            entity_id=entity_id,
+            action=action,
+            actor=actor,
+            timestamp=now,
+            changes=to_jsonable(changes) if changes is not None else None,
+            previous_state=to_jsonable(previous_state) if previous_state is not None else None,
+            new_state=to_jsonable(new_state) if new_state is not None else None,
+            metadata=to_jsonable(metadata or {}),
+        )
+    )
+    add_pre_commit_hook(session, "audit", flush_pending)
+
+
+async def flush_pending(session: AsyncSession) -> list[AuditLog]:
+    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    if not pending:
+        return []
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+    last = (
+        await session.execute(
+            select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+        )
+    ).first()
+    seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    rows: list[AuditLog] = []
+    for item in pending:
+        seq += 1
+        row = AuditLog(
+            id=uuid.uuid4(),
+            seq=seq,
+            entity_type=item.entity_type,
+            entity_id=item.entity_id,
+            action=item.action,
+            actor_type=item.actor.actor_type.value,
+            actor_id=item.actor.id,
+            actor_name=item.actor.name,
+            previous_state=item.previous_state,
+            new_state=item.new_state,
+            changes=item.changes,
+            ip_address=item.actor.meta.ip_address,
+            user_agent=item.actor.meta.user_agent,
+            request_id=item.actor.meta.request_id,
+            timestamp=item.timestamp,
+            metadata_=item.metadata,
+            prev_hash=prev_hash,
+        )
+        row.hash = chain_hash(prev_hash, row_content(row))
+        prev_hash = row.hash
+        rows.append(row)
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+def row_content(row: AuditLog) -> dict[str, Any]:
+    """The hashed content of a row, in the same JSON form whether fresh or read back."""
+    return {
+        "seq": row.seq,
+        "id": str(row.id),
+        "entity_type": row.entity_type,
+        "entity_id": str(row.entity_id),
+        "action": row.action,
+        "actor_type": row.actor_type,
+        "actor_id": str(row.actor_id) if row.actor_id else None,
+        "actor_name": row.actor_name,
+        "previous_state": row.previous_state,
+        "new_state": row.new_state,
+        "changes": row.changes,
+        "ip_address": row.ip_address,
+        "user_agent": row.user_agent,
+        "request_id": row.request_id,
+        "timestamp": to_jsonable(row.timestamp),
+        "metadata": row.metadata_,
+    }

@@ -1,0 +1,52 @@
+"""Authentication and authorisation dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from opsflow.auth import service
+from opsflow.auth.permissions import Permission, require_reach
+from opsflow.auth.principal import Principal
+from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
+from opsflow.errors import Unauthorized
+
+# auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    meta: RequestMetaDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal:
+    if not token:
+        raise Unauthorized("Authentication required")
+    if len(token) > 4096:
+        raise Unauthorized("Invalid or expired token")
+    principal = await service.resolve_bearer(session, context, token, meta)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency: the caller, provided its role (or scopes) hold `permission` at all.
+
+    Reaches narrower than "all" (own team, assignee, own) are checked by the service
+    once it has loaded the row.
+    """
+
+    async def _check(principal: CurrentPrincipal) -> Principal:
+        require_reach(principal, permission)
+        return principal
+
+    _check.__name__ = f"require_{permission.value}"
+    return _check

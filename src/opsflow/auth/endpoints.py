@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response, status
+
+from opsflow.auth import service
+from opsflow.auth.deps import CurrentPrincipal, require
+from opsflow.auth.permissions import Permission, granted_permissions
+from opsflow.auth.principal import Principal
+from opsflow.auth.schemas import (
+    ApiClientCreate,
+    ApiClientCreated,
+    ApiClientRead,
+    ClientMeResponse,
+    LoginRequest,
+    LoginUser,
+    LogoutRequest,
+    MeResponse,
+    RefreshRequest,
+    RevokeRequest,
+    TokenResponse,
+)
+from opsflow.auth import repository
+from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
+from opsflow.errors import NotFound, Unauthorized, ValidationFailed
+from opsflow.models.enums import ActorType
+from opsflow.users import service as users_service
+from opsflow.users.schemas import UserCreate, UserRead
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+clients_router = APIRouter(prefix="/api-clients", tags=["auth"])
+
+Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
+
+
+def _token_response(issued: service.IssuedTokens) -> TokenResponse:
+    return TokenResponse(
+        access_token=issued.access_token,
+        refresh_token=issued.refresh_token,
+        expires_in=issued.expires_in,
+        scope=issued.scope,
+        user=LoginUser.model_validate(issued.user) if issued.user else None,
+    )
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+async def register(
+    body: UserCreate, session: SessionDep, context: ContextDep, actor: Admin
+) -> UserRead:
+    user = await users_service.create_user(session, context, actor, body)
+    return UserRead.model_validate(user)
+
+
+@router.post("/login", response_model=TokenResponse, response_model_exclude_none=True)
+async def login(
+    body: LoginRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+) -> TokenResponse:
+    issued = await service.login(session, context, body.login, body.password, meta)
+    return _token_response(issued)
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+        client_id, _, secret = decoded.partition(":")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("Malformed Basic credentials", oauth_error="invalid_client") from exc
+    return client_id, secret
+
+
+@router.post("/token", response_model=TokenResponse, response_model_exclude_none=True)
+async def token(
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    meta: RequestMetaDep,
+    grant_type: Annotated[str, Form(max_length=64)],
+    username: Annotated[str | None, Form(max_length=255)] = None,
+    password: Annotated[str | None, Form(max_length=256)] = None,
+    client_id: Annotated[str | None, Form(max_length=64)] = None,
+    client_secret: Annotated[str | None, Form(max_length=256)] = None,
+    scope: Annotated[str | None, Form(max_length=512)] = None,
+) -> TokenResponse:
+    """OAuth2 token endpoint: `password` grant (the docs' Authorize button) and
+    `client_credentials` for API clients (credentials in the form or HTTP Basic)."""
+    if grant_type == "password":
+        if not username or not password:
+            raise ValidationFailed(
+                details=[{"field": "username", "message": "username and password are required"}],
+                oauth_error="invalid_request",
+            )
+        return _token_response(await service.login(session, context, username, password, meta))
+    if grant_type == "client_credentials":
+        basic = _basic_credentials(request)
+        cid, secret = basic if basic else (client_id, client_secret)
+        if not cid or not secret:
+            raise Unauthorized("Client credentials required", oauth_error="invalid_client")
+        scopes = tuple(sorted(set((scope or "").split())))
+        issued = await service.client_credentials(session, context, cid, secret, scopes, meta)
+        return _token_response(issued)
+    raise ValidationFailed(
+        "Unsupported grant_type",
+        details=[{"field": "grant_type", "message": "Must be one of: password, client_credentials"}],
+        oauth_error="unsupported_grant_type",
+    )
+
+
+@router.post("/refresh", response_model=TokenResponse, response_model_exclude_none=True)
+async def refresh(
+    body: RefreshRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+) -> TokenResponse:
+    issued = await service.refresh(session, context, body.refresh_token, meta)
+    response = _token_response(issued)
+    response.user = None
+    return response
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def logout(
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    body: LogoutRequest | None = None,
+) -> Response:
+    await service.logout(session, context, principal, body.refresh_token if body else None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/revoke", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def revoke(
+    body: RevokeRequest, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
+) -> Response:
+    await service.revoke(session, context, principal, body.token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me", response_model=MeResponse | ClientMeResponse)
+async def me(principal: CurrentPrincipal, session: SessionDep) -> MeResponse | ClientMeResponse:
+    permissions = granted_permissions(principal)
+    if principal.actor_type is ActorType.API:
+        client = await repository.get_client(session, principal.id)
+        if client is None:
+            raise NotFound("api_client", principal.id)
+        return ClientMeResponse(
+            id=client.id,
+            client_id=client.client_id,
+            name=client.name,
+            scopes=sorted(s.value for s in principal.scopes),
+            permissions=permissions,
+        )
+    user = await users_service.get_user(session, principal.id)
+    return MeResponse(
+        **UserRead.model_validate(user).model_dump(),
+        permissions=permissions,
+        session_id=principal.session_id,
+    )
+
+
+@clients_router.get("", response_model=list[ApiClientRead])
+async def list_clients(session: SessionDep, _: Admin) -> list[ApiClientRead]:
+    return [ApiClientRead.model_validate(c) for c in await repository.list_clients(session)]
+
+
+@clients_router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiClientCreated)
+async def create_client(
+    body: ApiClientCreate, session: SessionDep, context: ContextDep, actor: Admin
+) -> ApiClientCreated:
+    client, secret = await service.create_client(session, context, actor, body.name, body.scopes)
+    return ApiClientCreated(
+        **ApiClientRead.model_validate(client).model_dump(), client_secret=secret
+    )
+
+
+@clients_router.delete(
+    "/{client_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+)
+async def delete_client(
+    client_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
+) -> Response:
+    await service.revoke_client(session, context, actor, client_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

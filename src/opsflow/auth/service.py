@@ -1,0 +1,344 @@
+"""Authentication: logins, rotating refresh tokens, API clients, bearer-token resolution."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.audit import writer as audit
+from opsflow.auth import repository
+from opsflow.auth.principal import Principal, RequestMeta
+from opsflow.auth.tokens import digest, new_client_id, new_client_secret, new_refresh_token
+from opsflow.context import AppContext
+from opsflow.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from opsflow.events import outbox
+from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.enums import ActorType, Role, Scope
+from opsflow.models.user import User
+from opsflow.users import repository as users_repo
+
+
+@dataclass(frozen=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int
+    user: User | None = None
+    scope: str | None = None
+
+
+def user_principal(user: User, meta: RequestMeta, session_id: uuid.UUID | None) -> Principal:
+    return Principal(
+        actor_type=ActorType.USER,
+        id=user.id,
+        name=user.username,
+        role=Role(user.role),
+        team_id=user.team_id,
+        session_id=session_id,
+        meta=meta,
+    )
+
+
+def client_principal(client: ApiClient, meta: RequestMeta, scopes: tuple[str, ...]) -> Principal:
+    granted = {Scope(s) for s in client.scopes if s in Scope.__members__.values()}
+    effective = frozenset(Scope(s) for s in scopes if s in granted) if scopes else frozenset(granted)
+    return Principal(
+        actor_type=ActorType.API,
+        id=client.id,
+        name=f"client:{client.name}",
+        scopes=effective,
+        on_behalf_of=client.owner_id,
+        meta=meta,
+    )
+
+
+async def _open_session(
+    session: AsyncSession, ctx: AppContext, user: User, meta: RequestMeta
+) -> IssuedTokens:
+    now = ctx.clock.now()
+    auth_session = AuthSession(
+        id=uuid.uuid4(),
+        user_id=user.id,
+        created_at=now,
+        expires_at=now + ctx.tokens.refresh_ttl,
+        ip_address=meta.ip_address,
+        user_agent=meta.user_agent,
+    )
+    session.add(auth_session)
+    refresh = _add_refresh_token(session, auth_session, now, ctx)
+    user.last_login_at = now
+    await session.flush()
+    actor = user_principal(user, meta, auth_session.id)
+    audit.record(
+        session,
+        actor,
+        entity_type="user",
+        entity_id=user.id,
+        action="USER_LOGGED_IN",
+        now=now,
+        metadata={"session_id": str(auth_session.id)},
+    )
+    return IssuedTokens(
+        access_token=ctx.tokens.issue_access(
+            subject=user.id, kind="user", now=now, session_id=auth_session.id
+        ),
+        refresh_token=refresh,
+        expires_in=int(ctx.tokens.access_ttl.total_seconds()),
+        user=user,
+    )
+
+
+def _add_refresh_token(
+    session: AsyncSession, auth_session: AuthSession, now: datetime, ctx: AppContext
+) -> str:
+    token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            id=uuid.uuid4(),
+            session_id=auth_session.id,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=min(now + ctx.tokens.refresh_ttl, auth_session.expires_at),
+        )
+    )
+    return token
+
+
+async def login(
+    session: AsyncSession, ctx: AppContext, login_name: str, password: str, meta: RequestMeta
+) -> IssuedTokens:
+    user = await users_repo.by_login(session, login_name)
+    valid = await ctx.passwords.verify(user.hashed_password if user else None, password)
+    if user is None or not valid:
+        raise Unauthorized("Invalid username or password")
+    if not user.is_active:
+        raise Unauthorized("This account is deactivated")
+    if ctx.passwords.needs_rehash(user.hashed_password):
+        user.hashed_password = await ctx.passwords.hash(password)
+    return await _open_session(session, ctx, user, meta)
+
+
+async def refresh(
+    session: AsyncSession, ctx: AppContext, token: str, meta: RequestMeta
+) -> IssuedTokens:
+    now = ctx.clock.now()
+    stored = await repository.refresh_token_by_hash(session, digest(token))
+    if stored is None:
+        raise Unauthorized("Invalid refresh token")
+    auth_session = await repository.get_session(session, stored.session_id)
+    if auth_session is None or auth_session.revoked_at is not None:
+        raise Unauthorized("This session has been revoked")
+    user = await users_repo.get(session, auth_session.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("This account is deactivated")
+    if stored.rotated_at is not None:
+        # A token that was already exchanged is presented again: it was stolen or replayed.
+        # Kill the whole family (every token and access token issued from this login).
+        auth_session.revoked_at = now
+        auth_session.revoked_reason = "refresh_token_reuse"
+        audit.record(
+            session,
+            user_principal(user, meta, auth_session.id),
+            entity_type="user",
+            entity_id=user.id,
+            action="SESSION_REVOKED",
+            now=now,
+            metadata={"session_id": str(auth_session.id), "reason": "refresh_token_reuse"},
+        )
+        raise Unauthorized(
+            "Refresh token reuse detected; the session has been revoked", keep_changes=True
+        )
+    if stored.expires_at <= now or auth_session.expires_at <= now:
+        raise Unauthorized("Refresh token expired")
+    stored.rotated_at = now
+    new_token = _add_refresh_token(session, auth_session, now, ctx)
+    await session.flush()
+    return IssuedTokens(
+        access_token=ctx.tokens.issue_access(
+            subject=user.id, kind="user", now=now, session_id=auth_session.id
+        ),
+        refresh_token=new_token,
+        expires_in=int(ctx.tokens.access_ttl.total_seconds()),
+        user=user,
+    )
+
+
+async def _revoke_session(
+    session: AsyncSession, auth_session: AuthSession, actor: Principal, now: datetime, reason: str
+) -> None:
+    if auth_session.revoked_at is not None:
+        return
+    auth_session.revoked_at = now
+    auth_session.revoked_reason = reason
+    audit.record(
+        session,
+        actor,
+        entity_type="user",
+        entity_id=auth_session.user_id,
+        action="SESSION_REVOKED",
+        now=now,
+        metadata={"session_id": str(auth_session.id), "reason": reason},
+    )
+
+
+async def logout(
+    session: AsyncSession, ctx: AppContext, principal: Principal, refresh_token: str | None
+) -> None:
+    now = ctx.clock.now()
+    if principal.session_id is not None:
+        current = await repository.get_session(session, principal.session_id)
+        if current is not None:
+            await _revoke_session(session, current, principal, now, "logout")
+    if refresh_token:
+        stored = await repository.refresh_token_by_hash(session, digest(refresh_token))
+        if stored is not None:
+            other = await repository.get_session(session, stored.session_id)
+            if other is not None and other.user_id == principal.id:
+                await _revoke_session(session, other, principal, now, "logout")
+
+
+async def revoke(
+    session: AsyncSession, ctx: AppContext, principal: Principal, token: str
+) -> None:
+    """RFC 7009 style: revoke the session behind a refresh or access token.
+
+    Unknown tokens are ignored (the answer is the same), and a caller may revoke only
+    its own sessions unless it is an admin.
+    """
+    now = ctx.clock.now()
+    target: AuthSession | None = None
+    stored = await repository.refresh_token_by_hash(session, digest(token))
+    if stored is not None:
+        target = await repository.get_session(session, stored.session_id)
+    else:
+        try:
+            claims = ctx.tokens.decode_access(token, now=now)
+        except Unauthorized:
+            return
+        if claims.session_id is not None:
+            target = await repository.get_session(session, claims.session_id)
+    if target is None:
+        return
+    if target.user_id != principal.id and principal.role is not Role.ADMIN:
+        raise Forbidden("You may revoke only your own tokens", required_roles=[Role.ADMIN.value])
+    await _revoke_session(session, target, principal, now, "revoked")
+
+
+async def client_credentials(
+    session: AsyncSession,
+    ctx: AppContext,
+    client_id: str,
+    client_secret: str,
+    requested_scopes: tuple[str, ...],
+    meta: RequestMeta,
+) -> IssuedTokens:
+    now = ctx.clock.now()
+    client = await repository.client_by_client_id(session, client_id)
+    valid = await ctx.passwords.verify(client.hashed_secret if client else None, client_secret)
+    if client is None or not valid or client.revoked_at is not None:
+        raise Unauthorized("Invalid client credentials", oauth_error="invalid_client")
+    unknown = [s for s in requested_scopes if s not in client.scopes]
+    if unknown:
+        raise ValidationFailed(
+            "Requested scopes exceed the client's grant",
+            details=[{"field": "scope", "message": f"not granted: {' '.join(unknown)}"}],
+            oauth_error="invalid_scope",
+        )
+    scopes = requested_scopes or tuple(client.scopes)
+    client.last_used_at = now
+    await session.flush()
+    return IssuedTokens(
+        access_token=ctx.tokens.issue_access(subject=client.id, kind="client", now=now, scopes=scopes),
+        refresh_token=None,
+        expires_in=int(ctx.tokens.access_ttl.total_seconds()),
+        scope=" ".join(scopes),
+    )
+
+
+async def resolve_bearer(
+    session: AsyncSession, ctx: AppContext, token: str, meta: RequestMeta
+) -> Principal:
+    """Turn a bearer token into a principal, checking that nothing behind it was revoked."""
+    claims = ctx.tokens.decode_access(token, now=ctx.clock.now())
+    if claims.kind == "client":
+        client = await repository.get_client(session, claims.subject)
+        if client is None or client.revoked_at is not None:
+            raise Unauthorized("This API client has been revoked")
+        return client_principal(client, meta, claims.scopes)
+    user = await users_repo.get(session, claims.subject)
+    if user is None or not user.is_active:
+        raise Unauthorized("This account is deactivated")
+    if claims.session_id is None:
+        raise Unauthorized("Invalid or expired token")
+    auth_session = await repository.get_session(session, claims.session_id)
+    if (
+        auth_session is None
+        or auth_session.user_id != user.id
+        or auth_session.revoked_at is not None
+    ):
+        raise Unauthorized("This session has been revoked")
+    return user_principal(user, meta, auth_session.id)
+
+
+async def create_client(
+    session: AsyncSession, ctx: AppContext, actor: Principal, name: str, scopes: list[Scope]
+) -> tuple[ApiClient, str]:
+    now = ctx.clock.now()
+    secret = new_client_secret()
+    client = ApiClient(
+        id=uuid.uuid4(),
+        client_id=new_client_id(),
+        name=name,
+        hashed_secret=await ctx.passwords.hash(secret),
+        scopes=sorted({s.value for s in scopes}),
+        owner_id=actor.user_id,
+        created_at=now,
+    )
+    session.add(client)
+    await session.flush()
+    state = _client_state(client)
+    audit.record(
+        session, actor, entity_type="api_client", entity_id=client.id,
+        action="API_CLIENT_CREATED", now=now, new_state=state,
+    )
+    outbox.emit(
+        session, aggregate_type="api_client", aggregate_id=client.id,
+        event_type="api_client.created", payload=state, now=now, request_id=actor.meta.request_id,
+    )
+    return client, secret
+
+
+async def revoke_client(
+    session: AsyncSession, ctx: AppContext, actor: Principal, id_: uuid.UUID
+) -> None:
+    now = ctx.clock.now()
+    client = await repository.get_client(session, id_)
+    if client is None:
+        raise NotFound("api_client", id_)
+    if client.revoked_at is not None:
+        return
+    client.revoked_at = now
+    audit.record(
+        session, actor, entity_type="api_client", entity_id=client.id,
+        action="API_CLIENT_REVOKED", now=now,
+        changes={"revoked_at": {"from": None, "to": now}},
+    )
+    outbox.emit(
+        session, aggregate_type="api_client", aggregate_id=client.id,
+        event_type="api_client.revoked", payload=_client_state(client), now=now,
+        request_id=actor.meta.request_id,
+    )
+
+
+def _client_state(client: ApiClient) -> dict[str, Any]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "scopes": list(client.scopes),
+        "owner_id": client.owner_id,
+        "revoked_at": client.revoked_at,
+    }

@@ -1,0 +1,109 @@
+"""JWT access tokens (PyJWT, algorithm pinned by configuration) and opaque refresh tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+
+from opsflow.config import Settings
+from opsflow.errors import Unauthorized
+
+ISSUER = "opsflow"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    subject: uuid.UUID
+    kind: str  # "user" | "client"
+    session_id: uuid.UUID | None
+    scopes: tuple[str, ...]
+    token_id: str
+    expires_at: datetime
+
+
+class TokenCodec:
+    def __init__(self, settings: Settings) -> None:
+        self._algorithm = settings.jwt_algorithm
+        self._signing_key = settings.jwt_signing_key()
+        self._verification_key = settings.jwt_verification_key()
+        self.access_ttl = timedelta(minutes=settings.access_token_expire_minutes)
+        self.refresh_ttl = timedelta(days=settings.refresh_token_expire_days)
+
+    def issue_access(
+        self,
+        *,
+        subject: uuid.UUID,
+        kind: str,
+        now: datetime,
+        session_id: uuid.UUID | None = None,
+        scopes: tuple[str, ...] = (),
+    ) -> str:
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": str(subject),
+            "typ": "access",
+            "knd": kind,
+            "jti": uuid.uuid4().hex,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int((now + self.access_ttl).timestamp()),
+        }
+        if session_id is not None:
+            claims["sid"] = str(session_id)
+        if scopes:
+            claims["scope"] = " ".join(scopes)
+        return jwt.encode(claims, self._signing_key, algorithm=self._algorithm)
+
+    def decode_access(self, token: str, *, now: datetime) -> AccessClaims:
+        """Verify signature, issuer and lifetime against the injected clock."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._verification_key,
+                algorithms=[self._algorithm],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False,
+                         "verify_nbf": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("Invalid or expired token") from exc
+        try:
+            expires = int(claims["exp"])
+            if claims.get("typ") != "access" or expires <= now.timestamp():
+                raise Unauthorized("Invalid or expired token")
+            if int(claims.get("nbf", claims["iat"])) > now.timestamp() + 60:
+                raise Unauthorized("Token not valid yet")
+            sid = claims.get("sid")
+            return AccessClaims(
+                subject=uuid.UUID(str(claims["sub"])),
+                kind=str(claims.get("knd", "user")),
+                session_id=uuid.UUID(str(sid)) if sid else None,
+                scopes=tuple(str(claims.get("scope", "")).split()),
+                token_id=str(claims.get("jti", "")),
+                expires_at=datetime.fromtimestamp(expires, tz=now.tzinfo),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise Unauthorized("Invalid or expired token") from exc
+
+
+def new_refresh_token() -> str:
+    return "ofr_" + secrets.token_urlsafe(32)
+
+
+def new_client_id() -> str:
+    return "ofc_" + secrets.token_hex(12)
+
+
+def new_client_secret() -> str:
+    return "ofs_" + secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> str:
+    """SHA-256 of a high-entropy token: what the database keeps instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()

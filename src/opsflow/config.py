@@ -1,0 +1,133 @@
+"""Configuration: one Settings object read from the environment and `.env`.
+
+Names follow the seeds (`DATABASE_URL`, `JWT_SECRET_KEY`, ...); OpsFlow's own
+settings carry the `OPSFLOW_` prefix. See the README for the full table.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "change-me-insecure-development-secret"  # noqa: S105
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration is unsafe or inconsistent."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    app_env: Literal["development", "production", "test"] = Field(
+        "development", validation_alias=_env("APP_ENV")
+    )
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./opsflow.db", validation_alias=_env("DATABASE_URL")
+    )
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    celery_broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
+
+    jwt_secret_key: str = Field(DEFAULT_JWT_SECRET, validation_alias=_env("JWT_SECRET_KEY"))
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256"] = Field(
+        "HS256", validation_alias=_env("JWT_ALGORITHM")
+    )
+    jwt_private_key_file: Path | None = Field(
+        None, validation_alias=_env("OPSFLOW_JWT_PRIVATE_KEY_FILE")
+    )
+    jwt_public_key_file: Path | None = Field(
+        None, validation_alias=_env("OPSFLOW_JWT_PUBLIC_KEY_FILE")
+    )
+    access_token_expire_minutes: int = Field(
+        30, ge=1, le=1440, validation_alias=_env("ACCESS_TOKEN_EXPIRE_MINUTES")
+    )
+    refresh_token_expire_days: int = Field(
+        14, ge=1, le=365, validation_alias=_env("REFRESH_TOKEN_EXPIRE_DAYS")
+    )
+
+    log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
+    log_json: bool = Field(True, validation_alias=_env("OPSFLOW_LOG_JSON"))
+    allowed_origins: list[str] = Field(
+        default_factory=list, validation_alias=_env("ALLOWED_ORIGINS")
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, validation_alias=_env("OPSFLOW_MAX_REQUEST_BYTES")
+    )
+
+    admin_username: str = Field("admin", validation_alias=_env("OPSFLOW_ADMIN_USERNAME"))
+    admin_email: str = Field("admin@opsflow.local", validation_alias=_env("OPSFLOW_ADMIN_EMAIL"))
+    admin_password: str | None = Field(None, validation_alias=_env("OPSFLOW_ADMIN_PASSWORD"))
+    data_dir: Path = Field(Path("./opsflow-data"), validation_alias=_env("OPSFLOW_DATA_DIR"))
+
+    # argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
+    password_time_cost: int = Field(3, ge=1, validation_alias=_env("OPSFLOW_PASSWORD_TIME_COST"))
+    password_memory_cost_kib: int = Field(
+        65536, ge=8, validation_alias=_env("OPSFLOW_PASSWORD_MEMORY_COST_KIB")
+    )
+    auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Accept the plain scheme people paste from elsewhere and pick the async driver.
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value.removeprefix("postgres://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        if value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        return value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def jwt_signing_key(self) -> str:
+        if self.jwt_algorithm == "RS256":
+            if self.jwt_private_key_file is None:
+                raise ConfigError("JWT_ALGORITHM=RS256 needs OPSFLOW_JWT_PRIVATE_KEY_FILE")
+            return self.jwt_private_key_file.read_text()
+        return self.jwt_secret_key
+
+    def jwt_verification_key(self) -> str:
+        if self.jwt_algorithm == "RS256":
+            if self.jwt_public_key_file is None:
+                raise ConfigError("JWT_ALGORITHM=RS256 needs OPSFLOW_JWT_PUBLIC_KEY_FILE")
+            return self.jwt_public_key_file.read_text()
+        return self.jwt_secret_key
+
+    def check_safe(self) -> None:
+        """Refuse configurations that must never reach production."""
+        if self.app_env != "production":
+            return
+        if self.jwt_algorithm != "RS256":
+            if self.jwt_secret_key == DEFAULT_JWT_SECRET:
+                raise ConfigError(
+                    "APP_ENV=production with the default JWT_SECRET_KEY: set a random secret"
+                )
+            if len(self.jwt_secret_key) < 32:
+                raise ConfigError("JWT_SECRET_KEY must be at least 32 characters in production")
+        else:
+            self.jwt_signing_key()
+            self.jwt_verification_key()
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

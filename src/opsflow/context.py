@@ -1,0 +1,41 @@
+"""Long-lived collaborators shared by every request and job of one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from opsflow.auth.passwords import Passwords
+from opsflow.auth.tokens import TokenCodec
+from opsflow.clock import Clock
+from opsflow.config import Settings
+from opsflow.db import create_engine, create_sessionmaker
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    passwords: Passwords
+    tokens: TokenCodec
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock) -> AppContext:
+        engine = create_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            clock=clock,
+            engine=engine,
+            sessions=create_sessionmaker(engine),
+            passwords=Passwords(
+                time_cost=settings.password_time_cost,
+                memory_cost_kib=settings.password_memory_cost_kib,
+            ),
+            tokens=TokenCodec(settings),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,113 @@
+"""Database plumbing: declarative Base, engine and session factory, the unit of work.
+
+One transaction per unit of work, owned by the edge: a request (or a worker job)
+opens a session with :func:`unit_of_work`, services only ``flush()``, and the edge
+commits once at the end. Nothing else calls ``commit()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import ConnectionPoolEntry
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN IMMEDIATE (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads and then writes fails with SQLITE_BUSY when another
+    # writer committed in between; taking the write lock at BEGIN makes writers queue instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_async_engine(url, **kwargs)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # expire_on_commit=False: responses are built from objects after the edge commits.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+PreCommitHook = Callable[[AsyncSession], Awaitable[None]]
+
+
+def add_pre_commit_hook(session: AsyncSession, key: str, hook: PreCommitHook) -> None:
+    """Register `hook` to run once, just before this unit of work commits.
+
+    The audit writer uses it to append its rows last, so the lock that orders the hash
+    chain is held only for the final inserts and the commit.
+    """
+    hooks: dict[str, PreCommitHook] = session.info.setdefault("pre_commit_hooks", {})
+    hooks.setdefault(key, hook)
+
+
+async def commit(session: AsyncSession) -> None:
+    hooks: dict[str, PreCommitHook] = session.info.pop("pre_commit_hooks", {})
+    for hook in hooks.values():
+        await hook(session)
+    await session.commit()
+
+
+def _keeps_changes(exc: BaseException) -> bool:
+    return bool(getattr(exc, "keep_changes", False))
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """Open a session, commit once when the block succeeds, roll back otherwise.
+
+    An exception that says ``keep_changes`` (see :class:`opsflow.errors.AppError`) still
+    commits what was written before it propagates.
+    """
+    async with factory() as session:
+        try:
+            yield session
+        except BaseException as exc:
+            if _keeps_changes(exc):
+                await commit(session)
+            else:
+                await session.rollback()
+            raise
+        await commit(session)

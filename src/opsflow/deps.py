@@ -1,0 +1,52 @@
+"""Typed dependency aliases shared by every router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.principal import RequestMeta
+from opsflow.clock import Clock
+from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_clock(context: ContextDep) -> Clock:
+    return context.clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    # scope="function" below: the commit happens when the endpoint returns, before the
+    # response is sent, so a failing commit still becomes an error response.
+    async with unit_of_work(context.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def get_request_meta(request: Request) -> RequestMeta:
+    client = request.client
+    user_agent = request.headers.get("user-agent")
+    return RequestMeta(
+        ip_address=client.host if client else None,
+        user_agent=user_agent[:512] if user_agent else None,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+RequestMetaDep = Annotated[RequestMeta, Depends(get_request_meta)]

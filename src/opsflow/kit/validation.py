@@ -1,0 +1,79 @@
+"""Reusable input types: strings that PostgreSQL and SQLite both accept, bounded JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import email_validator
+from pydantic import AfterValidator, StringConstraints
+
+MAX_METADATA_BYTES = 16 * 1024
+
+# Operations teams run on internal domains: accept user@corp.local and user@host.internal.
+email_validator.SPECIAL_USE_DOMAIN_NAMES[:] = [
+    d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if d not in {"local", "test"}
+]
+
+
+def _reject_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot store U+0000; reject it up front with a clear message.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _walk_no_nul(value: Any, depth: int = 0) -> None:
+    if depth > 32:
+        raise ValueError("is nested too deeply (max 32 levels)")
+    if isinstance(value, str):
+        _reject_nul(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(str(key))
+            _walk_no_nul(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _walk_no_nul(item, depth + 1)
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    _walk_no_nul(value)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON (got {size})")
+    return value
+
+
+def bounded_text(max_length: int, min_length: int = 0) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(max_length=max_length, min_length=min_length),
+        AfterValidator(_reject_nul),
+    ]
+
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_reject_nul),
+]
+LongText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(_reject_nul)]
+ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(_reject_nul)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(_reject_nul),
+]
+Tag = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_reject_nul),
+]
+SearchText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_reject_nul)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
+Username = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9._-]+$"),
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_reject_nul)]

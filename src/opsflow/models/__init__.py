@@ -1,0 +1,22 @@
+"""ORM classes, one module per aggregate. Importing this package registers them all."""
+
+from opsflow.models.audit import AuditLog
+from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.outbox import OutboxEvent
+from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.team import Team
+from opsflow.models.user import User
+
+__all__ = [
+    "ApiClient",
+    "AuditLog",
+    "AuthSession",
+    "NotificationPreference",
+    "OutboxEvent",
+    "RefreshToken",
+    "Task",
+    "TaskAssignee",
+    "Team",
+    "User",
+]

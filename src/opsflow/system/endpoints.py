@@ -1,0 +1,62 @@
+"""Liveness/health and readiness. Served at the root and under /api/v1."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from opsflow import __version__, schema
+from opsflow.deps import ContextDep
+from opsflow.kit.jsonable import to_jsonable
+
+router = APIRouter(tags=["system"])
+
+
+async def _database(context: ContextDep) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with context.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            current = await connection.run_sync(schema.is_current)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the health probe
+        return {"status": "unhealthy", "error": type(exc).__name__}
+    return {
+        "status": "healthy",
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        "dialect": context.engine.dialect.name,
+        "migrations_current": current,
+    }
+
+
+@router.get("/health")
+async def health(context: ContextDep) -> JSONResponse:
+    database = await _database(context)
+    services: dict[str, Any] = {
+        "database": database,
+        "redis": {"status": "not_configured"} if not context.settings.redis_url else {"status": "unknown"},
+        "workers": {"status": "embedded", "mode": "in-process"},
+    }
+    healthy = database["status"] == "healthy"
+    body = {
+        "status": "healthy" if healthy else "unhealthy",
+        "version": __version__,
+        "timestamp": to_jsonable(context.clock.now()),
+        "services": services,
+    }
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/ready")
+async def ready(context: ContextDep) -> JSONResponse:
+    database = await _database(context)
+    is_ready = database["status"] == "healthy" and bool(database.get("migrations_current"))
+    body = {
+        "status": "ready" if is_ready else "not_ready",
+        "checks": {"database": database["status"], "migrations": bool(database.get("migrations_current"))},
+        "timestamp": to_jsonable(context.clock.now()),
+    }
+    return JSONResponse(body, status_code=200 if is_ready else 503)

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response, status
+
+from opsflow.auth.deps import CurrentPrincipal, require
+from opsflow.auth.permissions import Permission
+from opsflow.auth.principal import Principal
+from opsflow.deps import ClockDep, ContextDep, SessionDep
+from opsflow.errors import ValidationFailed
+from opsflow.kit.pagination import Page, PageDep, Pagination, SortOrder
+from opsflow.kit.validation import SearchText, ShortText, Tag
+from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
+from opsflow.models.task import Task
+from opsflow.tasks import repository, service
+from opsflow.tasks.repository import SlaState, SortField, TaskFilters
+from opsflow.tasks.schemas import (
+    AssignRequest,
+    CompleteRequest,
+    ReasonRequest,
+    SnoozeRequest,
+    TaskCreate,
+    TaskCreated,
+    TaskDetail,
+    TaskListItem,
+    TaskRead,
+    TaskUpdate,
+)
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+Reader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
+
+
+def _if_match(if_match: Annotated[str | None, Header(max_length=64)] = None) -> int | None:
+    """`If-Match: 3`, `"3"` or `W/"3"` → 3. `*` matches any version."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit() or len(raw) > 12:
+        raise ValidationFailed(
+            details=[{"field": "If-Match", "message": "must be the task version, e.g. \"3\""}]
+        )
+    return int(raw)
+
+
+IfMatch = Annotated[int | None, Depends(_if_match)]
+
+
+def _etag(response: Response, task: Task) -> None:
+    response.headers["ETag"] = f'"{task.version}"'
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskCreated)
+async def create_task(
+    body: TaskCreate, session: SessionDep, context: ContextDep, principal: CurrentPrincipal,
+    response: Response,
+) -> TaskCreated:
+    task = await service.create_task(session, context, principal, body)
+    response.headers["Location"] = f"/api/v1/tasks/{task.id}"
+    _etag(response, task)
+    return await service.created_view(session, task, context.clock.now())
+
+
+@router.get("", response_model=Page[TaskListItem])
+async def list_tasks(
+    session: SessionDep,
+    clock: ClockDep,
+    _: Reader,
+    page: PageDep,
+    status_: Annotated[list[TaskStatus] | None, Query(alias="status", max_length=6)] = None,
+    priority: Annotated[list[Priority] | None, Query(max_length=4)] = None,
+    task_type: TaskType | None = None,
+    assigned_to: uuid.UUID | None = None,
+    team_id: uuid.UUID | None = None,
+    customer_tier: CustomerTier | None = None,
+    has_breach: bool | None = None,
+    sla_state: SlaState | None = None,
+    tags: Annotated[list[Tag] | None, Query(max_length=20)] = None,
+    q: Annotated[SearchText | None, Query()] = None,
+    external_id: Annotated[ShortText | None, Query()] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    include_deleted: bool = False,
+    sort: SortField = "created_at",
+    order: SortOrder = "desc",
+) -> Page[TaskListItem]:
+    """Filters combine with AND; `status`, `priority` and `tags` may repeat (or be
+    comma-separated). Tags match tasks carrying all of them."""
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
+    filters = TaskFilters(
+        status=[s.value for s in status_ or []],
+        priority=[p.value for p in priority or []],
+        task_type=task_type.value if task_type else None,
+        assigned_to=assigned_to,
+        team_id=team_id,
+        customer_tier=customer_tier.value if customer_tier else None,
+        has_breach=has_breach,
+        sla_state=sla_state,
+        tags=[t for tag in tags or [] for t in tag.split(",") if t.strip()],
+        q=q,
+        external_id=external_id,
+        created_after=created_after,
+        created_before=created_before,
+        include_deleted=include_deleted,
+    )
+    now = clock.now()
+    rows, total = await repository.search(session, filters, page, now=now, sort=sort, order=order)
+    return Page(items=await service.list_views(session, rows, now), pagination=Pagination.of(page, total))
+
+
+@router.get("/{task_id}", response_model=TaskDetail)
+async def get_task(
+    task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: Reader, response: Response
+) -> TaskDetail:
+    task = await service.get_task(session, task_id)
+    _etag(response, task)
+    return await service.detail_view(session, task, clock.now())
+
+
+async def _answer(session: SessionDep, clock: ClockDep, task: Task, response: Response) -> TaskRead:
+    _etag(response, task)
+    return (await service.read_views(session, [task], clock.now()))[0]
+
+
+@router.patch("/{task_id}", response_model=TaskRead)
+async def update_task(
+    task_id: uuid.UUID, body: TaskUpdate, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+) -> TaskRead:
+    task = await service.update_task(session, context, principal, task_id, body, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/assign", response_model=TaskRead)
+async def assign_task(
+    task_id: uuid.UUID, body: AssignRequest, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+) -> TaskRead:
+    task = await service.assign_task(
+        session, context, principal, task_id, body.assigned_to, body.additional_assignees, if_match
+    )
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/acknowledge", response_model=TaskRead)
+async def acknowledge_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+) -> TaskRead:
+    task = await service.acknowledge_task(session, context, principal, task_id, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/start", response_model=TaskRead)
+async def start_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+) -> TaskRead:
+    task = await service.start_task(session, context, principal, task_id, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/block", response_model=TaskRead)
+async def block_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    body: ReasonRequest | None = None,
+) -> TaskRead:
+    reason = body.reason if body else None
+    task = await service.block_task(session, context, principal, task_id, reason, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/unblock", response_model=TaskRead)
+async def unblock_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    body: ReasonRequest | None = None,
+) -> TaskRead:
+    reason = body.reason if body else None
+    task = await service.unblock_task(session, context, principal, task_id, reason, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/complete", response_model=TaskRead)
+async def complete_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    body: CompleteRequest | None = None,
+) -> TaskRead:
+    notes = body.resolution_notes if body else None
+    task = await service.complete_task(session, context, principal, task_id, notes, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/snooze", response_model=TaskRead)
+async def snooze_task(
+    task_id: uuid.UUID, body: SnoozeRequest, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+) -> TaskRead:
+    task = await service.snooze_task(
+        session, context, principal, task_id, body.until, body.minutes, body.reason, if_match
+    )
+    return await _answer(session, context.clock, task, response)
+
+
+@router.patch("/{task_id}/reopen", response_model=TaskRead)
+async def reopen_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    body: ReasonRequest | None = None,
+) -> TaskRead:
+    reason = body.reason if body else None
+    task = await service.reopen_task(session, context, principal, task_id, reason, if_match)
+    return await _answer(session, context.clock, task, response)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def cancel_task(
+    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
+    principal: CurrentPrincipal, if_match: IfMatch,
+    reason: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    if reason and "\x00" in reason:
+        raise ValidationFailed(details=[{"field": "reason", "message": "must not contain NUL"}])
+    await service.cancel_task(session, context, principal, task_id, reason, if_match)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

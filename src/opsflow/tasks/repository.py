@@ -1,0 +1,247 @@
+"""Every query on tasks. SLA filters are computed in SQL against a bound `now`."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.pagination import PageParams
+from opsflow.kit.sql import epoch_seconds, escape_like
+from opsflow.kit.types import UTCDateTime
+from opsflow.models.audit import AuditLog
+from opsflow.models.task import Task, TaskAssignee
+from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
+
+SlaState = Literal["compliant", "warning", "critical", "breached"]
+SortField = Literal["created_at", "updated_at", "priority", "deadline"]
+
+
+@dataclass
+class TaskFilters:
+    status: list[str] = field(default_factory=list)
+    priority: list[str] = field(default_factory=list)
+    task_type: str | None = None
+    assigned_to: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
+    customer_tier: str | None = None
+    has_breach: bool | None = None
+    sla_state: SlaState | None = None
+    tags: list[str] = field(default_factory=list)
+    q: str | None = None
+    external_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    include_deleted: bool = False
+
+
+async def get(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+    query = select(Task).where(Task.id == task_id)
+    if for_update:
+        query = query.with_for_update()
+    result: Task | None = await session.scalar(query)
+    return result
+
+
+async def additional_assignees(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    if not task_ids:
+        return {}
+    rows = await session.execute(
+        select(TaskAssignee.task_id, TaskAssignee.user_id)
+        .where(TaskAssignee.task_id.in_(set(task_ids)))
+        .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+    )
+    result: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for task_id, user_id in rows:
+        result.setdefault(task_id, []).append(user_id)
+    return result
+
+
+async def set_additional_assignees(
+    session: AsyncSession, task_id: uuid.UUID, user_ids: Sequence[uuid.UUID], now: datetime
+) -> None:
+    current = (await additional_assignees(session, [task_id])).get(task_id, [])
+    wanted = list(dict.fromkeys(user_ids))
+    for row in await session.scalars(
+        select(TaskAssignee).where(
+            TaskAssignee.task_id == task_id, TaskAssignee.user_id.not_in(wanted)
+        )
+    ):
+        await session.delete(row)
+    for user_id in wanted:
+        if user_id not in current:
+            session.add(TaskAssignee(task_id=task_id, user_id=user_id, added_at=now))
+    await session.flush()
+
+
+async def audit_trail(session: AsyncSession, task_id: uuid.UUID, limit: int = 500) -> list[AuditLog]:
+    rows = await session.scalars(
+        select(AuditLog)
+        .where(AuditLog.entity_type == "task", AuditLog.entity_id == task_id)
+        .order_by(AuditLog.seq)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+# --- SLA expressions -------------------------------------------------------------------
+
+def _responded_at() -> ColumnElement[Any]:
+    return case(
+        (Task.acknowledged_at.is_(None), Task.started_at),
+        (Task.started_at.is_(None), Task.acknowledged_at),
+        (Task.acknowledged_at < Task.started_at, Task.acknowledged_at),
+        else_=Task.started_at,
+    )
+
+
+def _start_stop() -> ColumnElement[Any]:
+    return func.coalesce(_responded_at(), Task.cancelled_at)
+
+
+def _resolve_stop() -> ColumnElement[Any]:
+    return func.coalesce(Task.completed_at, Task.cancelled_at)
+
+
+def _breached(now: datetime) -> ColumnElement[bool]:
+    now_lit = literal(now, UTCDateTime())
+    return or_(
+        func.coalesce(_start_stop(), now_lit) > Task.start_deadline,
+        func.coalesce(_resolve_stop(), now_lit) > Task.resolve_deadline,
+    )
+
+
+def _in_band(now: datetime, percent: float) -> ColumnElement[bool]:
+    """Some running clock has used at least `percent` of its target (not yet breached)."""
+    now_epoch = now.timestamp()
+    share = 1.0 - percent / 100.0
+    start_left = epoch_seconds(Task.start_deadline) - now_epoch
+    resolve_left = epoch_seconds(Task.resolve_deadline) - now_epoch
+    return or_(
+        and_(_start_stop().is_(None), start_left <= Task.start_sla_minutes * 60 * share),
+        and_(_resolve_stop().is_(None), resolve_left <= Task.resolve_sla_minutes * 60 * share),
+    )
+
+
+def _sla_state_clause(state: SlaState, now: datetime) -> ColumnElement[bool]:
+    breached = _breached(now)
+    critical = _in_band(now, CRITICAL_PERCENT)
+    warning = _in_band(now, WARNING_PERCENT)
+    if state == "breached":
+        return breached
+    if state == "critical":
+        return and_(not_(breached), critical)
+    if state == "warning":
+        return and_(not_(breached), not_(critical), warning)
+    return and_(not_(breached), not_(warning))
+
+
+def next_deadline() -> ColumnElement[Any]:
+    """The deadline that matters now: response while unanswered, resolution after."""
+    return case((_start_stop().is_(None), Task.start_deadline), else_=Task.resolve_deadline)
+
+
+_PRIORITY_RANK = case(
+    {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}, value=Task.priority, else_=0
+)
+
+
+def _has_tags(dialect: str, tags: list[str]) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return Task.tags.op("@>")(func.cast(json.dumps(tags), Task.tags.type))  # type: ignore[no-any-return]
+    clauses = []
+    for index, tag in enumerate(tags):
+        param = f"tag_{index}"
+        clauses.append(
+            exists(
+                select(literal(1))
+                .select_from(func.json_each(Task.tags).table_valued("value"))
+                .where(text(f"value = :{param}").bindparams(**{param: tag}))
+            )
+        )
+    return and_(*clauses)
+
+
+async def search(
+    session: AsyncSession,
+    filters: TaskFilters,
+    params: PageParams,
+    *,
+    now: datetime,
+    sort: SortField = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+) -> tuple[list[Task], int]:
+    query = select(Task)
+    if not filters.include_deleted:
+        query = query.where(Task.deleted_at.is_(None))
+    if filters.status:
+        query = query.where(Task.status.in_(filters.status))
+    if filters.priority:
+        query = query.where(Task.priority.in_(filters.priority))
+    if filters.task_type:
+        query = query.where(Task.task_type == filters.task_type)
+    if filters.assigned_to:
+        query = query.where(
+            or_(
+                Task.assigned_to == filters.assigned_to,
+                exists().where(
+                    TaskAssignee.task_id == Task.id, TaskAssignee.user_id == filters.assigned_to
+                ),
+            )
+        )
+    if filters.team_id:
+        query = query.where(Task.team_id == filters.team_id)
+    if filters.customer_tier:
+        query = query.where(Task.customer_tier == filters.customer_tier)
+    if filters.external_id:
+        query = query.where(Task.external_id == filters.external_id)
+    if filters.created_after:
+        query = query.where(Task.created_at >= filters.created_after)
+    if filters.created_before:
+        query = query.where(Task.created_at < filters.created_before)
+    if filters.q:
+        pattern = f"%{escape_like(filters.q.lower())}%"
+        query = query.where(
+            or_(
+                func.lower(Task.title).like(pattern, escape="\\"),
+                func.lower(Task.description).like(pattern, escape="\\"),
+            )
+        )
+    if filters.tags:
+        query = query.where(_has_tags(session.get_bind().dialect.name, filters.tags))
+    if filters.has_breach is not None:
+        breached = _breached(now)
+        query = query.where(breached if filters.has_breach else not_(breached))
+    if filters.sla_state:
+        query = query.where(_sla_state_clause(filters.sla_state, now))
+
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    key: ColumnElement[Any] = {
+        "created_at": Task.created_at,
+        "updated_at": Task.updated_at,
+        "priority": _PRIORITY_RANK,
+        "deadline": next_deadline(),
+    }[sort]
+    ordering = key.asc() if order == "asc" else key.desc()
+    tiebreak = Task.id.asc() if order == "asc" else Task.id.desc()
+    rows = await session.scalars(
+        query.order_by(ordering, tiebreak).offset(params.offset).limit(params.page_size)
+    )
+    return list(rows), total

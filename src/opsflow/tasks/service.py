@@ -1,0 +1,552 @@
+"""Task rules: who may do what to which task, the status machine, SLA targets, audit + outbox.
+
+Every mutation goes through :func:`_mutate`: load the row (locked on PostgreSQL), check
+the caller's reach on it, check `If-Match`, apply the transition, then write the audit row
+and the outbox event in the same unit of work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.audit import writer as audit
+from opsflow.audit.chain import diff
+from opsflow.auth.permissions import Permission, check_row, require_reach
+from opsflow.auth.principal import Principal
+from opsflow.context import AppContext
+from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from opsflow.events import outbox
+from opsflow.kit.durations import humanize
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import Priority, TaskStatus, TaskType
+from opsflow.models.task import Task
+from opsflow.models.team import Team
+from opsflow.models.user import User
+from opsflow.sla import status as sla
+from opsflow.sla.defaults import targets_for
+from opsflow.tasks import lifecycle, repository
+from opsflow.tasks.lifecycle import Action
+from opsflow.tasks.schemas import (
+    AuditTrailEntry,
+    CreatedSlaStatus,
+    CreatedTimeRemaining,
+    SlaStatus,
+    TaskCreate,
+    TaskCreated,
+    TaskDetail,
+    TaskListItem,
+    TaskRead,
+    TaskUpdate,
+)
+from opsflow.users import repository as users_repo
+from opsflow.users.schemas import UserSummary
+
+AUDITED_FIELDS = (
+    "title", "description", "task_type", "priority", "status", "assigned_to", "team_id",
+    "service", "customer_tier", "start_sla_minutes", "resolve_sla_minutes", "start_deadline",
+    "resolve_deadline", "acknowledged_at", "started_at", "blocked_reason", "completed_at",
+    "cancelled_at", "snoozed_until", "resolution_notes", "tags", "metadata",
+)
+
+ACTION_NAMES = {
+    Action.UPDATE: "TASK_UPDATED",
+    Action.ASSIGN: "TASK_ASSIGNED",
+    Action.ACKNOWLEDGE: "TASK_ACKNOWLEDGED",
+    Action.START: "TASK_STARTED",
+    Action.BLOCK: "TASK_BLOCKED",
+    Action.UNBLOCK: "TASK_UNBLOCKED",
+    Action.COMPLETE: "TASK_COMPLETED",
+    Action.SNOOZE: "TASK_SNOOZED",
+    Action.REOPEN: "TASK_REOPENED",
+    Action.CANCEL: "TASK_CANCELLED",
+}
+
+
+def task_state(task: Task, extra_assignees: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
+    state = {name: getattr(task, "metadata_" if name == "metadata" else name) for name in AUDITED_FIELDS}
+    state["additional_assignees"] = sorted(str(u) for u in extra_assignees)
+    return to_jsonable(state)  # type: ignore[no-any-return]
+
+
+def task_summary(task: Task) -> dict[str, Any]:
+    """What events carry about a task (WebSocket pushes, webhooks, notifications)."""
+    return to_jsonable(  # type: ignore[no-any-return]
+        {
+            "id": task.id,
+            "title": task.title,
+            "task_type": task.task_type,
+            "priority": task.priority,
+            "status": task.status,
+            "assigned_to": task.assigned_to,
+            "team_id": task.team_id,
+            "customer_tier": task.customer_tier,
+            "start_deadline": task.start_deadline,
+            "resolve_deadline": task.resolve_deadline,
+            "version": task.version,
+        }
+    )
+
+
+def _emit(
+    session: AsyncSession, actor: Principal, task: Task, event_type: str, now: datetime,
+    **payload: Any,
+) -> None:
+    outbox.emit(
+        session, aggregate_type="task", aggregate_id=task.id, event_type=event_type,
+        payload={"task": task_summary(task), "actor": {"type": actor.actor_type.value,
+                 "id": actor.id, "name": actor.name}, **payload},
+        now=now, request_id=actor.meta.request_id,
+    )
+
+
+async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) -> User:
+    user = await users_repo.get(session, user_id)
+    if user is None or not user.is_active:
+        raise ValidationFailed(details=[{"field": field, "message": f"no active user {user_id}"}])
+    return user
+
+
+async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
+    team = await session.get(Team, team_id)
+    if team is None or not team.is_active:
+        raise ValidationFailed(details=[{"field": "team_id", "message": f"no active team {team_id}"}])
+
+
+async def create_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, data: TaskCreate
+) -> Task:
+    permission = (
+        Permission.INCIDENT_DECLARE if data.task_type is TaskType.INCIDENT else Permission.TASK_CREATE
+    )
+    require_reach(actor, permission)
+    now = ctx.clock.now()
+    assignee = await _active_user(session, data.assigned_to, "assigned_to") if data.assigned_to else None
+    extra = [u for u in dict.fromkeys(data.additional_assignees) if u != data.assigned_to]
+    for index, user_id in enumerate(extra):
+        await _active_user(session, user_id, f"additional_assignees[{index}]")
+    team_id = data.team_id
+    if team_id is not None:
+        await _check_team(session, team_id)
+    else:
+        team_id = assignee.team_id if assignee else actor.team_id
+
+    default_start, default_resolve = targets_for(data.priority)
+    start_minutes = data.start_sla_minutes or default_start
+    resolve_minutes = data.resolve_sla_minutes or max(default_resolve, start_minutes)
+    if start_minutes > resolve_minutes:
+        raise ValidationFailed(
+            details=[{"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}]
+        )
+    explicit = data.start_sla_minutes is not None or data.resolve_sla_minutes is not None
+    task = Task(
+        id=uuid.uuid4(),
+        title=data.title,
+        description=data.description,
+        task_type=data.task_type.value,
+        priority=data.priority.value,
+        status=(TaskStatus.ASSIGNED if assignee else TaskStatus.CREATED).value,
+        created_by=actor.user_id or actor.on_behalf_of,
+        assigned_to=assignee.id if assignee else None,
+        team_id=team_id,
+        service=data.service,
+        customer_tier=data.customer_tier.value,
+        start_sla_minutes=start_minutes,
+        resolve_sla_minutes=resolve_minutes,
+        sla_source="request" if explicit else "default",
+        start_deadline=now + timedelta(minutes=start_minutes),
+        resolve_deadline=now + timedelta(minutes=resolve_minutes),
+        assigned_at=now if assignee else None,
+        tags=list(dict.fromkeys(data.tags)),
+        metadata_=to_jsonable(data.metadata),
+        created_at=now,
+        updated_at=now,
+    )
+    if task.created_by is None:
+        raise ValidationFailed("This API client has no owning user to record as creator")
+    session.add(task)
+    await session.flush()
+    if extra:
+        await repository.set_additional_assignees(session, task.id, extra, now)
+    audit.record(
+        session, actor, entity_type="task", entity_id=task.id, action="TASK_CREATED", now=now,
+        new_state=task_state(task, extra),
+    )
+    _emit(session, actor, task, "task.created", now)
+    return task
+
+
+async def get_task(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False) -> Task:
+    task = await repository.get(session, task_id, for_update=for_update)
+    if task is None:
+        raise NotFound("task", task_id)
+    return task
+
+
+def _check_version(task: Task, if_match: int | None) -> None:
+    if if_match is not None and if_match != task.version:
+        raise PreconditionFailed(
+            f"Task is at version {task.version}, not {if_match}",
+            current_version=task.version,
+        )
+
+
+async def _mutate(
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    *,
+    action: Action,
+    permission: Permission,
+    if_match: int | None,
+    apply: Callable[[Task, datetime], None],
+    extra_assignees: list[uuid.UUID] | None = None,
+    event_payload: dict[str, Any] | None = None,
+) -> Task:
+    task = await get_task(session, task_id, for_update=True)
+    current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+    assignees = [task.assigned_to, *current_extra] if task.assigned_to else current_extra
+    check_row(actor, permission, team_id=task.team_id, assignee_ids=assignees)
+    _check_version(task, if_match)
+    new_status = lifecycle.next_status(TaskStatus(task.status), action)
+    now = ctx.clock.now()
+    before = task_state(task, current_extra)
+    apply(task, now)
+    task.status = new_status.value
+    if extra_assignees is not None:
+        await repository.set_additional_assignees(session, task.id, extra_assignees, now)
+        current_extra = extra_assignees
+    after = task_state(task, current_extra)
+    changes = diff(before, after)
+    if not changes:
+        return task
+    task.updated_at = now
+    await session.flush()
+    audit.record(
+        session, actor, entity_type="task", entity_id=task.id, action=ACTION_NAMES[action],
+        now=now, changes=changes, previous_state={"status": before["status"]},
+        new_state={"status": after["status"]},
+    )
+    event_type = "task." + ACTION_NAMES[action].removeprefix("TASK_").lower()
+    _emit(session, actor, task, event_type, now, changes=changes, **(event_payload or {}))
+    return task
+
+
+def _shift_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None:
+    """Change targets keeping any shift already applied to the deadlines (e.g. by reopen)."""
+    task.start_deadline += timedelta(minutes=start_minutes - task.start_sla_minutes)
+    task.resolve_deadline += timedelta(minutes=resolve_minutes - task.resolve_sla_minutes)
+    task.start_sla_minutes = start_minutes
+    task.resolve_sla_minutes = resolve_minutes
+
+
+async def update_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    data: TaskUpdate, if_match: int | None,
+) -> Task:
+    fields = data.model_dump(exclude_unset=True)
+    if fields.get("team_id") is not None:
+        await _check_team(session, fields["team_id"])
+
+    def apply(task: Task, _now: datetime) -> None:
+        for name in ("title", "description", "task_type", "priority", "team_id", "service",
+                     "customer_tier"):
+            if name in fields:
+                value = fields[name]
+                setattr(task, name, value.value if hasattr(value, "value") else value)
+        if "tags" in fields:
+            task.tags = list(dict.fromkeys(fields["tags"]))
+        if "metadata" in fields:
+            task.metadata_ = to_jsonable(fields["metadata"])
+        start, resolve = task.start_sla_minutes, task.resolve_sla_minutes
+        if "start_sla_minutes" in fields or "resolve_sla_minutes" in fields:
+            start = fields.get("start_sla_minutes", start)
+            resolve = fields.get("resolve_sla_minutes", resolve)
+            task.sla_source = "request"
+        elif "priority" in fields and task.sla_source == "default":
+            start, resolve = targets_for(Priority(task.priority))
+        if start > resolve:
+            raise ValidationFailed(
+                details=[{"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}]
+            )
+        _shift_targets(task, start, resolve)
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.UPDATE, permission=Permission.TASK_UPDATE,
+        if_match=if_match, apply=apply,
+    )
+
+
+async def assign_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    assigned_to: uuid.UUID, additional: list[uuid.UUID] | None, if_match: int | None,
+) -> Task:
+    await _active_user(session, assigned_to, "assigned_to")
+    extra = None
+    if additional is not None:
+        extra = [u for u in dict.fromkeys(additional) if u != assigned_to]
+        for index, user_id in enumerate(extra):
+            await _active_user(session, user_id, f"additional_assignees[{index}]")
+
+    def apply(task: Task, now: datetime) -> None:
+        if task.assigned_to != assigned_to:
+            task.assigned_to = assigned_to
+            task.assigned_at = now
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.ASSIGN, permission=Permission.TASK_UPDATE,
+        if_match=if_match, apply=apply, extra_assignees=extra,
+    )
+
+
+def _take_if_unassigned(actor: Principal, task: Task, now: datetime) -> None:
+    if task.assigned_to is None and actor.user_id is not None:
+        task.assigned_to = actor.user_id
+        task.assigned_at = now
+
+
+async def acknowledge_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID, if_match: int | None
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        if task.acknowledged_at is not None:
+            raise Conflict("Task is already acknowledged", acknowledged_at=to_jsonable(task.acknowledged_at))
+        _take_if_unassigned(actor, task, now)
+        task.acknowledged_at = now
+        task.acknowledged_by = actor.user_id
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.ACKNOWLEDGE,
+        permission=Permission.TASK_PROGRESS, if_match=if_match, apply=apply,
+    )
+
+
+async def start_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID, if_match: int | None
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        _take_if_unassigned(actor, task, now)
+        task.started_at = now
+        task.snoozed_until = None
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.START, permission=Permission.TASK_PROGRESS,
+        if_match=if_match, apply=apply,
+    )
+
+
+async def block_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    reason: str | None, if_match: int | None,
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        task.blocked_at = now
+        task.blocked_reason = reason
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.BLOCK, permission=Permission.TASK_PROGRESS,
+        if_match=if_match, apply=apply, event_payload={"reason": reason},
+    )
+
+
+async def unblock_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    reason: str | None, if_match: int | None,
+) -> Task:
+    def apply(task: Task, _now: datetime) -> None:
+        task.blocked_at = None
+        task.blocked_reason = None
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.UNBLOCK, permission=Permission.TASK_PROGRESS,
+        if_match=if_match, apply=apply, event_payload={"reason": reason},
+    )
+
+
+async def complete_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    resolution_notes: str | None, if_match: int | None,
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        task.completed_at = now
+        task.blocked_at = None
+        task.blocked_reason = None
+        task.snoozed_until = None
+        if resolution_notes is not None:
+            task.resolution_notes = resolution_notes
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.COMPLETE, permission=Permission.TASK_PROGRESS,
+        if_match=if_match, apply=apply,
+    )
+
+
+async def reopen_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    reason: str | None, if_match: int | None,
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        # The RESOLVE clock continues with the time it had used: push its deadline by the
+        # time the task spent completed.
+        if task.completed_at is not None:
+            task.resolve_deadline += now - task.completed_at
+        task.completed_at = None
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.REOPEN, permission=Permission.TASK_PROGRESS,
+        if_match=if_match, apply=apply, event_payload={"reason": reason},
+    )
+
+
+async def snooze_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    until: datetime | None, minutes: int | None, reason: str | None, if_match: int | None,
+) -> Task:
+    now = ctx.clock.now()
+    target = until if until is not None else now + timedelta(minutes=minutes or 0)
+    if target <= now:
+        raise ValidationFailed(details=[{"field": "until", "message": "must be in the future"}])
+    if target > now + timedelta(days=7):
+        raise ValidationFailed(details=[{"field": "until", "message": "at most 7 days ahead"}])
+
+    def apply(task: Task, _now: datetime) -> None:
+        task.snoozed_until = target
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.SNOOZE, permission=Permission.TASK_SNOOZE,
+        if_match=if_match, apply=apply, event_payload={"reason": reason},
+    )
+
+
+async def cancel_task(
+    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
+    reason: str | None, if_match: int | None,
+) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        task.cancelled_at = now
+        task.deleted_at = now
+        task.snoozed_until = None
+
+    return await _mutate(
+        session, ctx, actor, task_id, action=Action.CANCEL, permission=Permission.TASK_CANCEL,
+        if_match=if_match, apply=apply, event_payload={"reason": reason},
+    )
+
+
+# --- read models -------------------------------------------------------------------------
+
+def _clocks(task: Task, now: datetime) -> tuple[sla.ClockView, sla.ClockView]:
+    return sla.clocks_for(
+        created_at=task.created_at,
+        start_sla_minutes=task.start_sla_minutes,
+        resolve_sla_minutes=task.resolve_sla_minutes,
+        start_deadline=task.start_deadline,
+        resolve_deadline=task.resolve_deadline,
+        acknowledged_at=task.acknowledged_at,
+        started_at=task.started_at,
+        completed_at=task.completed_at,
+        cancelled_at=task.cancelled_at,
+        now=now,
+    )
+
+
+def sla_status_of(task: Task, now: datetime) -> SlaStatus:
+    start, resolve = _clocks(task, now)
+    return SlaStatus.model_validate(sla.sla_status(start, resolve, task.created_at))
+
+
+def _fields(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id, "title": task.title, "description": task.description,
+        "task_type": task.task_type, "priority": task.priority, "status": task.status,
+        "team_id": task.team_id, "service": task.service, "customer_tier": task.customer_tier,
+        "start_sla_minutes": task.start_sla_minutes,
+        "resolve_sla_minutes": task.resolve_sla_minutes, "sla_source": task.sla_source,
+        "created_at": task.created_at, "updated_at": task.updated_at,
+        "assigned_at": task.assigned_at, "acknowledged_at": task.acknowledged_at,
+        "started_at": task.started_at, "blocked_at": task.blocked_at,
+        "blocked_reason": task.blocked_reason, "completed_at": task.completed_at,
+        "cancelled_at": task.cancelled_at, "snoozed_until": task.snoozed_until,
+        "deleted_at": task.deleted_at, "resolution_notes": task.resolution_notes,
+        "tags": list(task.tags or []), "metadata": dict(task.metadata_ or {}),
+        "source": task.source, "external_id": task.external_id, "version": task.version,
+    }
+
+
+async def created_view(session: AsyncSession, task: Task, now: datetime) -> TaskCreated:
+    start, resolve = _clocks(task, now)
+    extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+    return TaskCreated(
+        **_fields(task),
+        created_by=task.created_by,
+        assigned_to=task.assigned_to,
+        additional_assignees=extra,
+        sla_status=CreatedSlaStatus(
+            start_deadline=start.deadline,
+            resolve_deadline=resolve.deadline,
+            time_remaining=CreatedTimeRemaining(
+                start=humanize(start.remaining), resolve=humanize(resolve.remaining),
+                start_seconds=int(start.remaining.total_seconds()),
+                resolve_seconds=int(resolve.remaining.total_seconds()),
+            ),
+            state=sla.worst_state(start, resolve),
+            at_risk=False,
+        ),
+    )
+
+
+def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSummary | None:
+    if user_id is None or user_id not in users:
+        return None
+    return UserSummary.model_validate(users[user_id])
+
+
+async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskRead]:
+    extras = await repository.additional_assignees(session, [t.id for t in tasks])
+    ids = {u for t in tasks for u in (t.created_by, t.assigned_to, *extras.get(t.id, [])) if u}
+    users = await users_repo.get_many(session, list(ids))
+    return [
+        TaskRead(
+            **_fields(task),
+            created_by=_summary(users, task.created_by),
+            assigned_to=_summary(users, task.assigned_to),
+            additional_assignees=[
+                s for s in (_summary(users, u) for u in extras.get(task.id, [])) if s
+            ],
+            sla_status=sla_status_of(task, now),
+        )
+        for task in tasks
+    ]
+
+
+async def list_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskListItem]:
+    users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    return [
+        TaskListItem(
+            id=t.id, title=t.title, task_type=t.task_type, priority=t.priority,  # type: ignore[arg-type]
+            status=t.status, customer_tier=t.customer_tier, team_id=t.team_id,  # type: ignore[arg-type]
+            assigned_to=_summary(users, t.assigned_to), tags=list(t.tags or []),
+            created_at=t.created_at, updated_at=t.updated_at, started_at=t.started_at,
+            completed_at=t.completed_at, external_id=t.external_id, version=t.version,
+            sla_status=sla_status_of(t, now),
+        )
+        for t in tasks
+    ]
+
+
+async def detail_view(session: AsyncSession, task: Task, now: datetime) -> TaskDetail:
+    read = (await read_views(session, [task], now))[0]
+    trail = [
+        AuditTrailEntry(
+            action=row.action, actor=row.actor_name, actor_type=row.actor_type,
+            actor_id=row.actor_id, timestamp=row.timestamp, changes=row.changes,
+        )
+        for row in await repository.audit_trail(session, task.id)
+    ]
+    # SLA events are written by the SLA engine; until it runs there are none to show.
+    return TaskDetail(**read.model_dump(), sla_events=[], audit_trail=trail)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from opsflow.auth.deps import CurrentPrincipal, require
+from opsflow.auth.permissions import Permission
+from opsflow.auth.principal import Principal
+from opsflow.deps import ContextDep, SessionDep
+from opsflow.errors import Forbidden
+from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.kit.validation import SearchText
+from opsflow.models.enums import Role
+from opsflow.users import repository, service
+from opsflow.users.schemas import (
+    NotificationPreferenceItem,
+    NotificationPreferences,
+    UserRead,
+    UserUpdate,
+)
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+Reader = Annotated[Principal, Depends(require(Permission.READ_USERS))]
+Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
+
+
+@router.get("", response_model=Page[UserRead])
+async def list_users(
+    session: SessionDep,
+    _: Reader,
+    page: PageDep,
+    role: Role | None = None,
+    team_id: uuid.UUID | None = None,
+    is_active: bool | None = None,
+    q: Annotated[SearchText | None, Query()] = None,
+) -> Page[UserRead]:
+    rows, total = await repository.search(
+        session, page, role=role, team_id=team_id, is_active=is_active, q=q
+    )
+    return Page(items=[UserRead.model_validate(u) for u in rows], pagination=Pagination.of(page, total))
+
+
+def _own(principal: Principal) -> uuid.UUID:
+    if principal.user_id is None:
+        raise Forbidden("Only users have notification preferences")
+    return principal.user_id
+
+
+@router.get("/me/notification-preferences", response_model=NotificationPreferences)
+async def get_preferences(session: SessionDep, principal: CurrentPrincipal) -> NotificationPreferences:
+    rows = await service.get_preferences(session, _own(principal))
+    return NotificationPreferences(
+        preferences=[NotificationPreferenceItem.model_validate(p) for p in rows]
+    )
+
+
+@router.put("/me/notification-preferences", response_model=NotificationPreferences)
+async def put_preferences(
+    body: NotificationPreferences,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+) -> NotificationPreferences:
+    _own(principal)
+    rows = await service.put_preferences(session, context, principal, body.preferences)
+    return NotificationPreferences(
+        preferences=[NotificationPreferenceItem.model_validate(p) for p in rows]
+    )
+
+
+@router.get("/{user_id}", response_model=UserRead)
+async def get_user(user_id: uuid.UUID, session: SessionDep, _: Reader) -> UserRead:
+    return UserRead.model_validate(await service.get_user(session, user_id))
+
+
+@router.patch("/{user_id}", response_model=UserRead)
+async def update_user(
+    user_id: uuid.UUID,
+    body: UserUpdate,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+) -> UserRead:
+    user = await service.update_user(session, context, principal, user_id, body)
+    return UserRead.model_validate(user)
+
+
+@router.post("/{user_id}/deactivate", response_model=UserRead)
+async def deactivate_user(
+    user_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
+) -> UserRead:
+    return UserRead.model_validate(await service.deactivate_user(session, context, actor, user_id))

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.pagination import PageParams
+from opsflow.kit.sql import escape_like
+from opsflow.models.user import User
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_many(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(User).where(User.id.in_(set(ids))))
+    return {user.id: user for user in rows}
+
+
+async def by_login(session: AsyncSession, login: str) -> User | None:
+    login = login.strip().lower()
+    return await session.scalar(
+        select(User).where(or_(User.username == login, User.email == login))
+    )
+
+
+async def exists_with(session: AsyncSession, *, email: str, username: str) -> list[str]:
+    """Which of the unique fields are already taken."""
+    rows = await session.execute(
+        select(User.email, User.username).where(
+            or_(User.email == email.lower(), User.username == username.lower())
+        )
+    )
+    taken: set[str] = set()
+    for row_email, row_username in rows:
+        if row_email == email.lower():
+            taken.add("email")
+        if row_username == username.lower():
+            taken.add("username")
+    return sorted(taken)
+
+
+async def email_taken(session: AsyncSession, email: str) -> bool:
+    return await session.scalar(select(User.id).where(User.email == email.lower())) is not None
+
+
+async def count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+async def search(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    role: str | None = None,
+    team_id: uuid.UUID | None = None,
+    is_active: bool | None = None,
+    q: str | None = None,
+) -> tuple[list[User], int]:
+    query = select(User)
+    if role is not None:
+        query = query.where(User.role == role)
+    if team_id is not None:
+        query = query.where(User.team_id == team_id)
+    if is_active is not None:
+        query = query.where(User.is_active == is_active)
+    if q:
+        pattern = f"%{escape_like(q.lower())}%"
+        query = query.where(
+            or_(
+                User.username.like(pattern, escape="\\"),
+                User.email.like(pattern, escape="\\"),
+                func.lower(User.full_name).like(pattern, escape="\\"),
+            )
+        )
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = await session.scalars(
+        query.order_by(User.username).offset(params.offset).limit(params.page_size)
+    )
+    return list(rows), total
+
+
+async def in_team(session: AsyncSession, team_id: uuid.UUID) -> list[User]:
+    rows = await session.scalars(
+        select(User).where(User.team_id == team_id).order_by(User.username)
+    )
+    return list(rows)

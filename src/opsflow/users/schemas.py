@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from opsflow.kit.validation import Name, Password, Username
+from opsflow.models.enums import Channel, Role
+
+
+class UserSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    full_name: str | None = None
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    full_name: str | None
+    role: Role
+    team_id: uuid.UUID | None
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None = None
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=255)
+    username: Username
+    password: Password
+    full_name: Name | None = None
+    role: Role = Role.DEVELOPER
+    team_id: uuid.UUID | None = None
+
+
+class UserUpdate(BaseModel):
+    """Admins may change everything here; users may change their own name, email, password."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = Field(None, max_length=255)
+    full_name: Name | None = None
+    password: Password | None = None
+    current_password: Password | None = None
+    role: Role | None = None
+    team_id: uuid.UUID | None = None
+    is_active: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> UserUpdate:
+        for name in ("email", "password", "role", "is_active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class NotificationPreferenceItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+    channel: Channel
+    enabled: bool = True
+    address: str | None = Field(None, max_length=500)
+    quiet_hours_start: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_hours_end: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str | None = Field(None, max_length=64)
+
+
+class NotificationPreferences(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preferences: list[NotificationPreferenceItem] = Field(max_length=len(Channel))

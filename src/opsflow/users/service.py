@@ -1,0 +1,280 @@
+"""Users: creation (by admins), profile changes, deactivation, notification preferences."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.audit import writer as audit
+from opsflow.audit.chain import diff
+from opsflow.auth import repository as auth_repo
+from opsflow.auth.permissions import Permission, reach_of
+from opsflow.auth.principal import Principal
+from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+from opsflow.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from opsflow.events import outbox
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import Role
+from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.team import Team
+from opsflow.models.user import User
+from opsflow.users import repository
+from opsflow.users.schemas import NotificationPreferenceItem, UserCreate, UserUpdate
+
+SELF_EDITABLE = {"email", "full_name", "password", "current_password"}
+
+
+def user_state(user: User) -> dict[str, Any]:
+    return {
+        "email": user.email,
+        "username": user.username,
+        "full_name": user.full_name,
+        "role": user.role,
+        "team_id": user.team_id,
+        "is_active": user.is_active,
+    }
+
+
+def _record(
+    session: AsyncSession,
+    actor: Principal,
+    user: User,
+    action: str,
+    event_type: str,
+    now: Any,
+    **audit_fields: Any,
+) -> None:
+    audit.record(
+        session, actor, entity_type="user", entity_id=user.id, action=action, now=now,
+        **audit_fields,
+    )
+    outbox.emit(
+        session, aggregate_type="user", aggregate_id=user.id, event_type=event_type,
+        payload={"user": {"id": user.id, **user_state(user)}}, now=now,
+        request_id=actor.meta.request_id,
+    )
+
+
+async def _check_team(session: AsyncSession, team_id: uuid.UUID | None) -> None:
+    if team_id is not None and await session.get(Team, team_id) is None:
+        raise ValidationFailed(
+            details=[{"field": "team_id", "message": f"team {team_id} does not exist"}]
+        )
+
+
+async def create_user(
+    session: AsyncSession, ctx: AppContext, actor: Principal, data: UserCreate
+) -> User:
+    taken = await repository.exists_with(session, email=data.email, username=data.username)
+    if taken:
+        raise Conflict(
+            f"A user with this {' and '.join(taken)} already exists",
+            details=[{"field": f, "message": "already taken"} for f in taken],
+        )
+    await _check_team(session, data.team_id)
+    now = ctx.clock.now()
+    user = User(
+        id=uuid.uuid4(),
+        email=data.email.lower(),
+        username=data.username.lower(),
+        full_name=data.full_name,
+        hashed_password=await ctx.passwords.hash(data.password),
+        role=data.role.value,
+        team_id=data.team_id,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(user)
+    await session.flush()
+    _record(session, actor, user, "USER_CREATED", "user.created", now, new_state=user_state(user))
+    return user
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await repository.get(session, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    return user
+
+
+async def update_user(
+    session: AsyncSession, ctx: AppContext, actor: Principal, user_id: uuid.UUID, data: UserUpdate
+) -> User:
+    user = await get_user(session, user_id)
+    fields = data.model_dump(exclude_unset=True)
+    is_admin = reach_of(actor, Permission.ADMINISTER) is not None
+    if not is_admin:
+        if actor.id != user.id:
+            raise Forbidden("You may only edit your own profile", required_roles=["admin"])
+        forbidden = sorted(set(fields) - SELF_EDITABLE)
+        if forbidden:
+            raise Forbidden(
+                f"Only an admin may change: {', '.join(forbidden)}", required_roles=["admin"]
+            )
+        if "password" in fields and not await ctx.passwords.verify(
+            user.hashed_password, fields.get("current_password") or ""
+        ):
+            raise ValidationFailed(
+                details=[{"field": "current_password", "message": "does not match"}]
+            )
+    fields.pop("current_password", None)
+    if "email" in fields:
+        fields["email"] = fields["email"].lower()
+        if fields["email"] != user.email and await repository.email_taken(session, fields["email"]):
+            raise Conflict(
+                "A user with this email already exists",
+                details=[{"field": "email", "message": "already taken"}],
+            )
+    if "team_id" in fields:
+        await _check_team(session, fields["team_id"])
+    if "role" in fields:
+        fields["role"] = Role(fields["role"]).value
+    if user.id == actor.id and (
+        fields.get("is_active") is False or fields.get("role", user.role) != user.role
+    ):
+        raise Conflict("You cannot deactivate yourself or change your own role")
+    before = user_state(user)
+    password = fields.pop("password", None)
+    for key, value in fields.items():
+        setattr(user, key, value)
+    now = ctx.clock.now()
+    changes = diff(to_jsonable(before), to_jsonable(user_state(user)))
+    if password:
+        user.hashed_password = await ctx.passwords.hash(password)
+        changes["password"] = {"from": "***", "to": "***"}
+        await auth_repo.revoke_sessions_of_user(
+            session, user.id, now=now, reason="password_changed"
+        )
+    if not changes:
+        return user
+    user.updated_at = now
+    if user.is_active is False and before["is_active"]:
+        await auth_repo.revoke_sessions_of_user(session, user.id, now=now, reason="deactivated")
+    await session.flush()
+    _record(session, actor, user, "USER_UPDATED", "user.updated", now, changes=changes)
+    return user
+
+
+async def deactivate_user(
+    session: AsyncSession, ctx: AppContext, actor: Principal, user_id: uuid.UUID
+) -> User:
+    user = await get_user(session, user_id)
+    if user.id == actor.id:
+        raise Conflict("You cannot deactivate yourself")
+    if not user.is_active:
+        return user
+    now = ctx.clock.now()
+    user.is_active = False
+    user.updated_at = now
+    await auth_repo.revoke_sessions_of_user(session, user.id, now=now, reason="deactivated")
+    await session.flush()
+    _record(
+        session, actor, user, "USER_DEACTIVATED", "user.deactivated", now,
+        changes={"is_active": {"from": True, "to": False}},
+    )
+    return user
+
+
+async def get_preferences(session: AsyncSession, user_id: uuid.UUID) -> list[NotificationPreference]:
+    rows = await session.scalars(
+        select(NotificationPreference)
+        .where(NotificationPreference.user_id == user_id)
+        .order_by(NotificationPreference.channel)
+    )
+    return list(rows)
+
+
+async def put_preferences(
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    items: list[NotificationPreferenceItem],
+) -> list[NotificationPreference]:
+    """Replace the caller's preferences: channels not listed go back to the defaults."""
+    if actor.user_id is None:
+        raise Forbidden("Only users have notification preferences")
+    channels = [item.channel for item in items]
+    if len(set(channels)) != len(channels):
+        raise ValidationFailed(details=[{"field": "preferences", "message": "duplicate channel"}])
+    now = ctx.clock.now()
+    existing = {p.channel: p for p in await get_preferences(session, actor.user_id)}
+    before = {c: _pref_state(p) for c, p in existing.items()}
+    for channel, pref in existing.items():
+        if channel not in channels:
+            await session.delete(pref)
+    for item in items:
+        pref = existing.get(item.channel)
+        if pref is None:
+            pref = NotificationPreference(
+                id=uuid.uuid4(), user_id=actor.user_id, channel=item.channel.value,
+                created_at=now, updated_at=now,
+            )
+            session.add(pref)
+        for key, value in item.model_dump(exclude={"channel"}).items():
+            setattr(pref, key, value)
+        pref.updated_at = now
+    await session.flush()
+    after = {p.channel: _pref_state(p) for p in await get_preferences(session, actor.user_id)}
+    changes = diff(before, after)
+    if changes:
+        audit.record(
+            session, actor, entity_type="user", entity_id=actor.user_id,
+            action="NOTIFICATION_PREFERENCES_UPDATED", now=now, changes=changes,
+        )
+    return await get_preferences(session, actor.user_id)
+
+
+def _pref_state(pref: NotificationPreference) -> dict[str, Any]:
+    return {
+        "enabled": pref.enabled,
+        "address": pref.address,
+        "quiet_hours_start": pref.quiet_hours_start,
+        "quiet_hours_end": pref.quiet_hours_end,
+        "timezone": pref.timezone,
+    }
+
+
+async def create_admin(
+    ctx: AppContext, *, username: str, email: str, password: str
+) -> User:
+    """Create an admin from the CLI or at first start; audited as done by the system."""
+    async with unit_of_work(ctx.sessions) as session:
+        data = UserCreate(
+            username=username, email=email, password=password, role=Role.ADMIN,
+            full_name="Administrator",
+        )
+        return await create_user(session, ctx, Principal.system("bootstrap"), data)
+
+
+async def bootstrap_admin(ctx: AppContext) -> str | None:
+    """On an empty database, create the first admin (SPEC §1).
+
+    Uses `OPSFLOW_ADMIN_PASSWORD` when set, otherwise generates a password and prints it
+    once. Returns the generated password, if one was generated.
+    """
+    async with ctx.sessions() as session:
+        if await repository.count(session) > 0:
+            return None
+    settings = ctx.settings
+    generated = None if settings.admin_password else secrets.token_urlsafe(18)
+    password = settings.admin_password or generated or ""
+    try:
+        await create_admin(
+            ctx, username=settings.admin_username, email=settings.admin_email, password=password
+        )
+    except Conflict:
+        return None  # another process bootstrapped at the same moment
+    if generated:
+        print(  # noqa: T201 - shown once, on purpose, on the console that started OpsFlow
+            f"\n  OpsFlow created the admin account '{settings.admin_username}'.\n"
+            f"  Generated password (shown only now): {generated}\n"
+            "  Set OPSFLOW_ADMIN_PASSWORD to choose it yourself.\n",
+            flush=True,
+        )
+    return generated
