@@ -1,0 +1,219 @@
+"""Shared fixtures.
+
+The suite runs on SQLite by default and on PostgreSQL when OPSFLOW_TEST_DATABASE_URL is
+set. The schema is always built by the real Alembic migrations: once per run, then each
+test gets a clean database (a copy of the migrated SQLite file, or truncated PostgreSQL
+tables in a database created for this run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from opsflow import schema
+from opsflow.app import create_app
+from opsflow.clock import SettableClock
+from opsflow.config import Settings
+from opsflow.context import AppContext
+from opsflow.db import Base, create_engine
+
+ADMIN_PASSWORD = "Admin-Pass-123"
+USER_PASSWORD = "User-Pass-12345"
+T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
+
+PG_URL = os.environ.get("OPSFLOW_TEST_DATABASE_URL")
+REQUIRE_SERVICES = os.environ.get("OPSFLOW_REQUIRE_SERVICES") == "1"
+
+
+def _async_url(url: str) -> str:
+    return Settings(database_url=url).database_url
+
+
+@dataclass
+class DatabaseTemplate:
+    kind: str  # "sqlite" | "postgresql"
+    url: str
+    template_path: Path | None = None
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseTemplate]:
+    if PG_URL:
+        admin_url = make_url(_async_url(PG_URL))
+        name = f"opsflow_test_{uuid.uuid4().hex[:10]}"
+        _pg_admin(admin_url.render_as_string(hide_password=False), f'CREATE DATABASE "{name}"')
+        url = admin_url.set(database=name).render_as_string(hide_password=False)
+        schema.upgrade(url)
+        yield DatabaseTemplate("postgresql", url)
+        _pg_admin(
+            admin_url.render_as_string(hide_password=False),
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        )
+        return
+    folder = tmp_path_factory.mktemp("db")
+    path = folder / "template.db"
+    schema.upgrade(f"sqlite+aiosqlite:///{path}")
+    yield DatabaseTemplate("sqlite", f"sqlite+aiosqlite:///{path}", template_path=path)
+
+
+def _pg_admin(url: str, statement: str) -> None:
+    import asyncio
+
+    async def run() -> None:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+async def database_url(database_template: DatabaseTemplate, tmp_path: Path) -> str:
+    """A clean, fully migrated database for one test."""
+    if database_template.kind == "sqlite":
+        assert database_template.template_path is not None
+        target = tmp_path / "opsflow.db"
+        shutil.copyfile(database_template.template_path, target)
+        return f"sqlite+aiosqlite:///{target}"
+    engine = create_engine(database_template.url)
+    try:
+        async with engine.begin() as connection:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    finally:
+        await engine.dispose()
+    return database_template.url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "app_env": "test",
+        "jwt_secret_key": "test-secret-key-that-is-long-enough-0123456789",
+        "password_time_cost": 1,
+        "password_memory_cost_kib": 1024,
+        "auto_migrate": False,
+        "admin_password": ADMIN_PASSWORD,
+        "admin_email": "admin@example.com",
+        "log_level": "WARNING",
+        # Tests move the clock by hours; keep their tokens alive across that.
+        "access_token_expire_minutes": 1440,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(T0)
+
+
+@pytest.fixture
+async def app_context(settings: Settings, clock: SettableClock) -> AsyncIterator[AppContext]:
+    context = AppContext.build(settings, clock)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+async def app(settings: Settings, app_context: AppContext) -> AsyncIterator[Any]:
+    application = create_app(settings, context=app_context)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1") as c:
+        yield c
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    response = await client.post("/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+async def admin_headers(client: httpx.AsyncClient) -> dict[str, str]:
+    return await login(client, "admin", ADMIN_PASSWORD)
+
+
+@dataclass
+class Actor:
+    id: str
+    username: str
+    role: str
+    headers: dict[str, str]
+    team_id: str | None = None
+
+
+async def make_user(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    role: str,
+    *,
+    username: str | None = None,
+    team_id: str | None = None,
+) -> Actor:
+    username = username or f"{role}-{uuid.uuid4().hex[:8]}"
+    body: dict[str, Any] = {
+        "email": f"{username}@example.com",
+        "username": username,
+        "password": USER_PASSWORD,
+        "full_name": username.replace("-", " ").title(),
+        "role": role,
+    }
+    if team_id:
+        body["team_id"] = team_id
+    response = await client.post("/auth/register", json=body, headers=admin_headers)
+    assert response.status_code == 201, response.text
+    headers = await login(client, username, USER_PASSWORD)
+    return Actor(response.json()["id"], username, role, headers, team_id)
+
+
+async def make_team(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], name: str | None = None
+) -> str:
+    response = await client.post(
+        "/teams", json={"name": name or f"team-{uuid.uuid4().hex[:6]}"}, headers=admin_headers
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PG_URL or REQUIRE_SERVICES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set OPSFLOW_TEST_DATABASE_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_SERVICES and not PG_URL:
+        raise pytest.UsageError(
+            "OPSFLOW_REQUIRE_SERVICES=1 but OPSFLOW_TEST_DATABASE_URL is not set"
+        )
