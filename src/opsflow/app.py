@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,14 +46,18 @@ def _render(
     code: str,
     message: str,
     *,
-    details: Sequence[dict[str, Any]] | None = None,
+    details: Sequence[Mapping[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     context: AppContext = request.app.state.context
     body = envelope(
-        code=code, message=message, request_id=_request_id(request), details=details,
-        extra=extra, now=context.clock.now(),
+        code=code,
+        message=message,
+        request_id=_request_id(request),
+        details=details,
+        extra=extra,
+        now=context.clock.now(),
     )
     response_headers = dict(headers or {})
     if request_id := _request_id(request):
@@ -85,8 +89,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
         return _render(
-            request, exc.status_code, exc.code, exc.message, details=exc.details,
-            extra=exc.extra, headers=exc.headers,
+            request,
+            exc.status_code,
+            exc.code,
+            exc.message,
+            details=exc.details,
+            extra=exc.extra,
+            headers=exc.headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -100,15 +109,27 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return _render(request, 404, "NOT_FOUND", "Route not found", extra={"path": request.url.path})
+            return _render(
+                request, 404, "NOT_FOUND", "Route not found", extra={"path": request.url.path}
+            )
         if exc.status_code == 405:
             return _render(
-                request, 405, "METHOD_NOT_ALLOWED", f"Method {request.method} not allowed",
+                request,
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"Method {request.method} not allowed",
                 headers=dict(exc.headers or {}),
             )
-        code = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN",
-                413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(exc.status_code, "ERROR")
-        return _render(request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+        code = {
+            400: "VALIDATION_ERROR",
+            401: "UNAUTHORIZED",
+            403: "FORBIDDEN",
+            413: "PAYLOAD_TOO_LARGE",
+            415: "UNSUPPORTED_MEDIA_TYPE",
+        }.get(exc.status_code, "ERROR")
+        return _render(
+            request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(StaleDataError)
     async def stale(request: Request, exc: StaleDataError) -> JSONResponse:
@@ -152,7 +173,9 @@ def create_app(
     app = FastAPI(
         title="OpsFlow",
         version=__version__,
-        description="Tasks and incidents with autonomous SLA enforcement, audit trail and notifications.",
+        description=(
+            "Tasks and incidents with autonomous SLA enforcement, audit trail and notifications."
+        ),
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=f"{API_PREFIX}/redoc",
@@ -162,8 +185,15 @@ def create_app(
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for router in (auth_router, clients_router, users_router, teams_router, tasks_router,
-                   audit_router, system_router):
+    for router in (
+        auth_router,
+        clients_router,
+        users_router,
+        teams_router,
+        tasks_router,
+        audit_router,
+        system_router,
+    ):
         api.include_router(router)
     app.include_router(api)
     app.include_router(system_router)

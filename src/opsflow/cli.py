@@ -76,7 +76,9 @@ def create_admin(
     async def run() -> None:
         ctx = AppContext.build(settings, SystemClock())
         try:
-            user = await service.create_admin(ctx, username=username, email=email, password=password)
+            user = await service.create_admin(
+                ctx, username=username, email=email, password=password
+            )
             typer.echo(f"Created admin {user.username} ({user.id})")
         finally:
             await ctx.close()
@@ -85,7 +87,9 @@ def create_admin(
         asyncio.run(run())
     except AppError as exc:
         details = "; ".join(f"{d.get('field')}: {d.get('message')}" for d in exc.details or [])
-        typer.secho(f"{exc.message}{' - ' + details if details else ''}", fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"{exc.message}{' - ' + details if details else ''}", fg=typer.colors.RED, err=True
+        )
         raise typer.Exit(1) from exc
     except ValueError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)

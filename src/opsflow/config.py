@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_JWT_SECRET = "change-me-insecure-development-secret"  # noqa: S105
+DEFAULT_JWT_SECRET = "change-me-insecure-development-secret"
 
 
 class ConfigError(RuntimeError):

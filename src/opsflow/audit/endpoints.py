@@ -16,18 +16,17 @@ from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import ValidationFailed
 from opsflow.kit.pagination import Page, PageDep, Pagination
-from opsflow.kit.validation import bounded_text
+from opsflow.kit.validation import Word
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
 
 Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
-Word = bounded_text(64)
 
 
 def _filters(
-    entity_type: Annotated[Word | None, Query()] = None,  # type: ignore[valid-type]
+    entity_type: Annotated[Word | None, Query()] = None,
     entity_id: uuid.UUID | None = None,
-    action: Annotated[Word | None, Query()] = None,  # type: ignore[valid-type]
+    action: Annotated[Word | None, Query()] = None,
     actor_id: uuid.UUID | None = None,
     start_date: datetime | None = None,
     end_date: datetime | None = None,
@@ -36,8 +35,12 @@ def _filters(
         if value is not None and value.tzinfo is None:
             raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
     return AuditFilters(
-        entity_type=entity_type, entity_id=entity_id, action=action, actor_id=actor_id,
-        start_date=start_date, end_date=end_date,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=action,
+        actor_id=actor_id,
+        start_date=start_date,
+        end_date=end_date,
     )
 
 
@@ -58,7 +61,7 @@ async def export_audit_logs(
     clock: ClockDep,
     _: Auditor,
     filters: Filters,
-    format: Literal["csv", "json"] = "csv",  # noqa: A002 - the public parameter name
+    format: Literal["csv", "json"] = "csv",
 ) -> StreamingResponse:
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     media = "text/csv; charset=utf-8" if format == "csv" else "application/json"

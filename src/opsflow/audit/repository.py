@@ -22,7 +22,7 @@ class AuditFilters:
     end_date: datetime | None = None
 
 
-def _filtered(filters: AuditFilters) -> Select[tuple[AuditLog]]:
+def _filtered(filters: AuditFilters) -> Select[AuditLog]:
     query = select(AuditLog)
     if filters.entity_type:
         query = query.where(AuditLog.entity_type == filters.entity_type)

@@ -19,19 +19,42 @@ from opsflow.audit.writer import row_content
 from opsflow.models.audit import AuditLog
 
 CSV_COLUMNS = (
-    "seq", "id", "timestamp", "entity_type", "entity_id", "action", "actor_type", "actor_id",
-    "actor_name", "changes", "ip_address", "user_agent", "request_id", "prev_hash", "hash",
+    "seq",
+    "id",
+    "timestamp",
+    "entity_type",
+    "entity_id",
+    "action",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "changes",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "prev_hash",
+    "hash",
 )
 
 
 def to_read(row: AuditLog) -> AuditLogRead:
     return AuditLogRead(
-        id=row.id, seq=row.seq, entity_type=row.entity_type, entity_id=row.entity_id,
-        action=row.action, actor_type=row.actor_type,
+        id=row.id,
+        seq=row.seq,
+        entity_type=row.entity_type,
+        entity_id=row.entity_id,
+        action=row.action,
+        actor_type=row.actor_type,
         actor=AuditActor(id=row.actor_id, username=row.actor_name),
-        changes=row.changes, previous_state=row.previous_state, new_state=row.new_state,
-        metadata=row.metadata_ or {}, timestamp=row.timestamp, ip_address=row.ip_address,
-        user_agent=row.user_agent, request_id=row.request_id, hash=row.hash,
+        changes=row.changes,
+        previous_state=row.previous_state,
+        new_state=row.new_state,
+        metadata=row.metadata_ or {},
+        timestamp=row.timestamp,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+        request_id=row.request_id,
+        hash=row.hash,
         prev_hash=row.prev_hash,
     )
 
@@ -100,14 +123,22 @@ async def verify(session: AsyncSession, now: datetime) -> ChainVerification:
                 reason = "content does not match its hash (row modified)"
             if reason:
                 return ChainVerification(
-                    valid=False, checked=checked, head_seq=row.seq, head_hash=row.hash,
-                    first_invalid_seq=row.seq, reason=reason, verified_at=now,
+                    valid=False,
+                    checked=checked,
+                    head_seq=row.seq,
+                    head_hash=row.hash,
+                    first_invalid_seq=row.seq,
+                    reason=reason,
+                    verified_at=now,
                 )
             checked += 1
             expected_prev = row.hash
             expected_seq += 1
             head = row
     return ChainVerification(
-        valid=True, checked=checked, head_seq=head.seq if head else None,
-        head_hash=head.hash if head else None, verified_at=now,
+        valid=True,
+        checked=checked,
+        head_seq=head.seq if head else None,
+        head_hash=head.hash if head else None,
+        verified_at=now,
     )

@@ -68,7 +68,11 @@ def record(
             metadata=to_jsonable(metadata or {}),
         )
     )
-    add_pre_commit_hook(session, "audit", flush_pending)
+    add_pre_commit_hook(session, "audit", _flush_hook)
+
+
+async def _flush_hook(session: AsyncSession) -> None:
+    await flush_pending(session)
 
 
 async def flush_pending(session: AsyncSession) -> list[AuditLog]:

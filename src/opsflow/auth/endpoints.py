@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 
-from opsflow.auth import service
+from opsflow.auth import repository, service
 from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission, granted_permissions
 from opsflow.auth.principal import Principal
@@ -24,7 +24,6 @@ from opsflow.auth.schemas import (
     RevokeRequest,
     TokenResponse,
 )
-from opsflow.auth import repository
 from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import NotFound, Unauthorized, ValidationFailed
 from opsflow.models.enums import ActorType
@@ -107,7 +106,9 @@ async def token(
         return _token_response(issued)
     raise ValidationFailed(
         "Unsupported grant_type",
-        details=[{"field": "grant_type", "message": "Must be one of: password, client_credentials"}],
+        details=[
+            {"field": "grant_type", "message": "Must be one of: password, client_credentials"}
+        ],
         oauth_error="unsupported_grant_type",
     )
 

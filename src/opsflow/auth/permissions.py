@@ -154,7 +154,9 @@ def check_row(
     ):
         raise Forbidden(
             _REACH_MESSAGES[reach],
-            required_roles=[r for r in allowed_roles(permission) if MATRIX[permission][Role(r)] is Reach.ALL],
+            required_roles=[
+                r for r in allowed_roles(permission) if MATRIX[permission][Role(r)] is Reach.ALL
+            ],
             permission=permission.value,
         )
 

@@ -5,13 +5,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from opsflow.kit.validation import Name, bounded_text
+from opsflow.kit.validation import LoginText, Name, SecretText, TokenText
 from opsflow.models.enums import Role, Scope
 from opsflow.users.schemas import UserRead
-
-LoginText = bounded_text(255, 1)
-TokenText = bounded_text(4096, 1)
-SecretText = bounded_text(256, 1)
 
 
 class LoginRequest(BaseModel):

@@ -45,7 +45,9 @@ def user_principal(user: User, meta: RequestMeta, session_id: uuid.UUID | None) 
 
 def client_principal(client: ApiClient, meta: RequestMeta, scopes: tuple[str, ...]) -> Principal:
     granted = {Scope(s) for s in client.scopes if s in Scope.__members__.values()}
-    effective = frozenset(Scope(s) for s in scopes if s in granted) if scopes else frozenset(granted)
+    effective = (
+        frozenset(Scope(s) for s in scopes if s in granted) if scopes else frozenset(granted)
+    )
     return Principal(
         actor_type=ActorType.API,
         id=client.id,
@@ -201,9 +203,7 @@ async def logout(
                 await _revoke_session(session, other, principal, now, "logout")
 
 
-async def revoke(
-    session: AsyncSession, ctx: AppContext, principal: Principal, token: str
-) -> None:
+async def revoke(session: AsyncSession, ctx: AppContext, principal: Principal, token: str) -> None:
     """RFC 7009 style: revoke the session behind a refresh or access token.
 
     Unknown tokens are ignored (the answer is the same), and a caller may revoke only
@@ -252,7 +252,9 @@ async def client_credentials(
     client.last_used_at = now
     await session.flush()
     return IssuedTokens(
-        access_token=ctx.tokens.issue_access(subject=client.id, kind="client", now=now, scopes=scopes),
+        access_token=ctx.tokens.issue_access(
+            subject=client.id, kind="client", now=now, scopes=scopes
+        ),
         refresh_token=None,
         expires_in=int(ctx.tokens.access_ttl.total_seconds()),
         scope=" ".join(scopes),
@@ -302,12 +304,22 @@ async def create_client(
     await session.flush()
     state = _client_state(client)
     audit.record(
-        session, actor, entity_type="api_client", entity_id=client.id,
-        action="API_CLIENT_CREATED", now=now, new_state=state,
+        session,
+        actor,
+        entity_type="api_client",
+        entity_id=client.id,
+        action="API_CLIENT_CREATED",
+        now=now,
+        new_state=state,
     )
     outbox.emit(
-        session, aggregate_type="api_client", aggregate_id=client.id,
-        event_type="api_client.created", payload=state, now=now, request_id=actor.meta.request_id,
+        session,
+        aggregate_type="api_client",
+        aggregate_id=client.id,
+        event_type="api_client.created",
+        payload=state,
+        now=now,
+        request_id=actor.meta.request_id,
     )
     return client, secret
 
@@ -323,13 +335,21 @@ async def revoke_client(
         return
     client.revoked_at = now
     audit.record(
-        session, actor, entity_type="api_client", entity_id=client.id,
-        action="API_CLIENT_REVOKED", now=now,
+        session,
+        actor,
+        entity_type="api_client",
+        entity_id=client.id,
+        action="API_CLIENT_REVOKED",
+        now=now,
         changes={"revoked_at": {"from": None, "to": now}},
     )
     outbox.emit(
-        session, aggregate_type="api_client", aggregate_id=client.id,
-        event_type="api_client.revoked", payload=_client_state(client), now=now,
+        session,
+        aggregate_type="api_client",
+        aggregate_id=client.id,
+        event_type="api_client.revoked",
+        payload=_client_state(client),
+        now=now,
         request_id=actor.meta.request_id,
     )
 

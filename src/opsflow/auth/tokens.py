@@ -68,8 +68,12 @@ class TokenCodec:
                 self._verification_key,
                 algorithms=[self._algorithm],
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "iss"], "verify_exp": False,
-                         "verify_nbf": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "iat", "sub", "iss"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("Invalid or expired token") from exc

@@ -45,12 +45,17 @@ def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def bounded_text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[
-        str,
-        StringConstraints(max_length=max_length, min_length=min_length),
-        AfterValidator(_reject_nul),
-    ]
+LoginText = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_reject_nul)
+]
+SecretText = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_reject_nul)
+]
+TokenText = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_reject_nul)
+]
+Reason = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_reject_nul)]
+Word = Annotated[str, StringConstraints(max_length=64), AfterValidator(_reject_nul)]
 
 
 Title = Annotated[
@@ -74,6 +79,10 @@ SearchText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_r
 Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Username = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9._-]+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9._-]+$"
+    ),
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256), AfterValidator(_reject_nul)]
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=256), AfterValidator(_reject_nul)
+]

@@ -27,9 +27,7 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
 
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id"), index=True)
-    assigned_to: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("users.id"), index=True
-    )
+    assigned_to: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id"), index=True)
     team_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("teams.id", ondelete="SET NULL"), index=True
     )

@@ -117,12 +117,20 @@ def clocks_for(
     start_stop = responded or cancelled_at
     resolve_stop = completed_at or cancelled_at
     start = ClockView(
-        "START", start_sla_minutes, start_deadline, start_stop,
-        cancelled=responded is None and cancelled_at is not None, now=now,
+        "START",
+        start_sla_minutes,
+        start_deadline,
+        start_stop,
+        cancelled=responded is None and cancelled_at is not None,
+        now=now,
     )
     resolve = ClockView(
-        "RESOLVE", resolve_sla_minutes, resolve_deadline, resolve_stop,
-        cancelled=completed_at is None and cancelled_at is not None, now=now,
+        "RESOLVE",
+        resolve_sla_minutes,
+        resolve_deadline,
+        resolve_stop,
+        cancelled=completed_at is None and cancelled_at is not None,
+        now=now,
     )
     return start, resolve
 
@@ -139,13 +147,19 @@ def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> di
         "state": state,
         "start_deadline": start.deadline,
         "start_met": start.met,
-        "start_time_taken": humanize(start.stopped_at - created_at) if start.stopped_at and not start.cancelled else None,
+        "start_time_taken": humanize(start.stopped_at - created_at)
+        if start.stopped_at and not start.cancelled
+        else None,
         "start_time_remaining": start.remaining_text() if start.running else None,
         "resolve_deadline": resolve.deadline,
         "resolve_met": resolve.met,
-        "total_time": humanize(resolve.elapsed) if resolve.stopped_at and not resolve.cancelled else None,
+        "total_time": humanize(resolve.elapsed)
+        if resolve.stopped_at and not resolve.cancelled
+        else None,
         "time_remaining": current.remaining_text() if current.running else None,
-        "time_remaining_seconds": int(current.remaining.total_seconds()) if current.running else None,
+        "time_remaining_seconds": int(current.remaining.total_seconds())
+        if current.running
+        else None,
         "at_risk": any(c.running and c.state in ("warning", "critical") for c in (start, resolve)),
         "breach_count": sum(1 for c in (start, resolve) if c.breached),
         "clocks": [start.as_dict(), resolve.as_dict()],

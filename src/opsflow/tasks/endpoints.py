@@ -42,7 +42,7 @@ def _if_match(if_match: Annotated[str | None, Header(max_length=64)] = None) -> 
     raw = if_match.strip().removeprefix("W/").strip('"')
     if not raw.isdigit() or len(raw) > 12:
         raise ValidationFailed(
-            details=[{"field": "If-Match", "message": "must be the task version, e.g. \"3\""}]
+            details=[{"field": "If-Match", "message": 'must be the task version, e.g. "3"'}]
         )
     return int(raw)
 
@@ -56,7 +56,10 @@ def _etag(response: Response, task: Task) -> None:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskCreated)
 async def create_task(
-    body: TaskCreate, session: SessionDep, context: ContextDep, principal: CurrentPrincipal,
+    body: TaskCreate,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
     response: Response,
 ) -> TaskCreated:
     task = await service.create_task(session, context, principal, body)
@@ -111,7 +114,9 @@ async def list_tasks(
     )
     now = clock.now()
     rows, total = await repository.search(session, filters, page, now=now, sort=sort, order=order)
-    return Page(items=await service.list_views(session, rows, now), pagination=Pagination.of(page, total))
+    return Page(
+        items=await service.list_views(session, rows, now), pagination=Pagination.of(page, total)
+    )
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
@@ -130,8 +135,13 @@ async def _answer(session: SessionDep, clock: ClockDep, task: Task, response: Re
 
 @router.patch("/{task_id}", response_model=TaskRead)
 async def update_task(
-    task_id: uuid.UUID, body: TaskUpdate, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    body: TaskUpdate,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
 ) -> TaskRead:
     task = await service.update_task(session, context, principal, task_id, body, if_match)
     return await _answer(session, context.clock, task, response)
@@ -139,8 +149,13 @@ async def update_task(
 
 @router.patch("/{task_id}/assign", response_model=TaskRead)
 async def assign_task(
-    task_id: uuid.UUID, body: AssignRequest, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    body: AssignRequest,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
 ) -> TaskRead:
     task = await service.assign_task(
         session, context, principal, task_id, body.assigned_to, body.additional_assignees, if_match
@@ -150,8 +165,12 @@ async def assign_task(
 
 @router.patch("/{task_id}/acknowledge", response_model=TaskRead)
 async def acknowledge_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
 ) -> TaskRead:
     task = await service.acknowledge_task(session, context, principal, task_id, if_match)
     return await _answer(session, context.clock, task, response)
@@ -159,8 +178,12 @@ async def acknowledge_task(
 
 @router.patch("/{task_id}/start", response_model=TaskRead)
 async def start_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
 ) -> TaskRead:
     task = await service.start_task(session, context, principal, task_id, if_match)
     return await _answer(session, context.clock, task, response)
@@ -168,8 +191,12 @@ async def start_task(
 
 @router.patch("/{task_id}/block", response_model=TaskRead)
 async def block_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
     body: ReasonRequest | None = None,
 ) -> TaskRead:
     reason = body.reason if body else None
@@ -179,8 +206,12 @@ async def block_task(
 
 @router.patch("/{task_id}/unblock", response_model=TaskRead)
 async def unblock_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
     body: ReasonRequest | None = None,
 ) -> TaskRead:
     reason = body.reason if body else None
@@ -190,8 +221,12 @@ async def unblock_task(
 
 @router.patch("/{task_id}/complete", response_model=TaskRead)
 async def complete_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
     body: CompleteRequest | None = None,
 ) -> TaskRead:
     notes = body.resolution_notes if body else None
@@ -201,8 +236,13 @@ async def complete_task(
 
 @router.patch("/{task_id}/snooze", response_model=TaskRead)
 async def snooze_task(
-    task_id: uuid.UUID, body: SnoozeRequest, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    body: SnoozeRequest,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
 ) -> TaskRead:
     task = await service.snooze_task(
         session, context, principal, task_id, body.until, body.minutes, body.reason, if_match
@@ -212,8 +252,12 @@ async def snooze_task(
 
 @router.patch("/{task_id}/reopen", response_model=TaskRead)
 async def reopen_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch, response: Response,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+    response: Response,
     body: ReasonRequest | None = None,
 ) -> TaskRead:
     reason = body.reason if body else None
@@ -223,8 +267,11 @@ async def reopen_task(
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 async def cancel_task(
-    task_id: uuid.UUID, session: SessionDep, context: ContextDep,
-    principal: CurrentPrincipal, if_match: IfMatch,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Response:
     if reason and "\x00" in reason:

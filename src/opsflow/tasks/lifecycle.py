@@ -42,7 +42,12 @@ def _same(*statuses: TaskStatus) -> dict[TaskStatus, TaskStatus]:
 
 TRANSITIONS: dict[Action, dict[TaskStatus, TaskStatus]] = {
     Action.UPDATE: _same(CREATED, ASSIGNED, IN_PROGRESS, BLOCKED, COMPLETED),
-    Action.ASSIGN: {CREATED: ASSIGNED, ASSIGNED: ASSIGNED, IN_PROGRESS: IN_PROGRESS, BLOCKED: BLOCKED},
+    Action.ASSIGN: {
+        CREATED: ASSIGNED,
+        ASSIGNED: ASSIGNED,
+        IN_PROGRESS: IN_PROGRESS,
+        BLOCKED: BLOCKED,
+    },
     Action.ACKNOWLEDGE: {CREATED: ASSIGNED, ASSIGNED: ASSIGNED},
     Action.START: {CREATED: IN_PROGRESS, ASSIGNED: IN_PROGRESS},
     Action.BLOCK: {IN_PROGRESS: BLOCKED},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
@@ -52,7 +53,9 @@ class TaskFilters:
     include_deleted: bool = False
 
 
-async def get(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+async def get(
+    session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False
+) -> Task | None:
     query = select(Task).where(Task.id == task_id)
     if for_update:
         query = query.with_for_update()
@@ -60,7 +63,9 @@ async def get(session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = F
     return result
 
 
-async def additional_assignees(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+async def additional_assignees(
+    session: AsyncSession, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
     if not task_ids:
         return {}
     rows = await session.execute(
@@ -91,7 +96,9 @@ async def set_additional_assignees(
     await session.flush()
 
 
-async def audit_trail(session: AsyncSession, task_id: uuid.UUID, limit: int = 500) -> list[AuditLog]:
+async def audit_trail(
+    session: AsyncSession, task_id: uuid.UUID, limit: int = 500
+) -> list[AuditLog]:
     rows = await session.scalars(
         select(AuditLog)
         .where(AuditLog.entity_type == "task", AuditLog.entity_id == task_id)
@@ -102,6 +109,7 @@ async def audit_trail(session: AsyncSession, task_id: uuid.UUID, limit: int = 50
 
 
 # --- SLA expressions -------------------------------------------------------------------
+
 
 def _responded_at() -> ColumnElement[Any]:
     return case(
@@ -165,7 +173,7 @@ _PRIORITY_RANK = case(
 
 def _has_tags(dialect: str, tags: list[str]) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        return Task.tags.op("@>")(func.cast(json.dumps(tags), Task.tags.type))  # type: ignore[no-any-return]
+        return type_coerce(Task.tags, JSONB).contains(tags)
     clauses = []
     for index, tag in enumerate(tags):
         param = f"tag_{index}"
@@ -233,7 +241,7 @@ async def search(
         query = query.where(_sla_state_clause(filters.sla_state, now))
 
     total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    key: ColumnElement[Any] = {
+    key: Any = {
         "created_at": Task.created_at,
         "updated_at": Task.updated_at,
         "priority": _PRIORITY_RANK,

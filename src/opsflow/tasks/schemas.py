@@ -6,13 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from opsflow.kit.validation import LongText, Metadata, ShortText, Tag, Title, bounded_text
+from opsflow.kit.validation import LongText, Metadata, Reason, ShortText, Tag, Title
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.sla.defaults import MAX_SLA_MINUTES
 from opsflow.users.schemas import UserSummary
 
 SlaMinutes = Field(None, ge=1, le=MAX_SLA_MINUTES)
-Reason = bounded_text(2000)
 
 
 class TaskCreate(BaseModel):
@@ -60,8 +59,16 @@ class TaskUpdate(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> TaskUpdate:
-        required = ("title", "task_type", "priority", "customer_tier", "start_sla_minutes",
-                    "resolve_sla_minutes", "tags", "metadata")
+        required = (
+            "title",
+            "task_type",
+            "priority",
+            "customer_tier",
+            "start_sla_minutes",
+            "resolve_sla_minutes",
+            "tags",
+            "metadata",
+        )
         for name in required:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -84,7 +91,7 @@ class CompleteRequest(BaseModel):
 class ReasonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Reason | None = None  # type: ignore[valid-type]
+    reason: Reason | None = None
 
 
 class SnoozeRequest(BaseModel):
@@ -92,7 +99,7 @@ class SnoozeRequest(BaseModel):
 
     until: datetime | None = None
     minutes: int | None = Field(None, ge=1, le=10080)
-    reason: Reason | None = None  # type: ignore[valid-type]
+    reason: Reason | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> SnoozeRequest:

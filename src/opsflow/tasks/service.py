@@ -47,10 +47,28 @@ from opsflow.users import repository as users_repo
 from opsflow.users.schemas import UserSummary
 
 AUDITED_FIELDS = (
-    "title", "description", "task_type", "priority", "status", "assigned_to", "team_id",
-    "service", "customer_tier", "start_sla_minutes", "resolve_sla_minutes", "start_deadline",
-    "resolve_deadline", "acknowledged_at", "started_at", "blocked_reason", "completed_at",
-    "cancelled_at", "snoozed_until", "resolution_notes", "tags", "metadata",
+    "title",
+    "description",
+    "task_type",
+    "priority",
+    "status",
+    "assigned_to",
+    "team_id",
+    "service",
+    "customer_tier",
+    "start_sla_minutes",
+    "resolve_sla_minutes",
+    "start_deadline",
+    "resolve_deadline",
+    "acknowledged_at",
+    "started_at",
+    "blocked_reason",
+    "completed_at",
+    "cancelled_at",
+    "snoozed_until",
+    "resolution_notes",
+    "tags",
+    "metadata",
 )
 
 ACTION_NAMES = {
@@ -68,7 +86,9 @@ ACTION_NAMES = {
 
 
 def task_state(task: Task, extra_assignees: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
-    state = {name: getattr(task, "metadata_" if name == "metadata" else name) for name in AUDITED_FIELDS}
+    state = {
+        name: getattr(task, "metadata_" if name == "metadata" else name) for name in AUDITED_FIELDS
+    }
     state["additional_assignees"] = sorted(str(u) for u in extra_assignees)
     return to_jsonable(state)  # type: ignore[no-any-return]
 
@@ -93,14 +113,25 @@ def task_summary(task: Task) -> dict[str, Any]:
 
 
 def _emit(
-    session: AsyncSession, actor: Principal, task: Task, event_type: str, now: datetime,
+    session: AsyncSession,
+    actor: Principal,
+    task: Task,
+    event_type: str,
+    now: datetime,
     **payload: Any,
 ) -> None:
     outbox.emit(
-        session, aggregate_type="task", aggregate_id=task.id, event_type=event_type,
-        payload={"task": task_summary(task), "actor": {"type": actor.actor_type.value,
-                 "id": actor.id, "name": actor.name}, **payload},
-        now=now, request_id=actor.meta.request_id,
+        session,
+        aggregate_type="task",
+        aggregate_id=task.id,
+        event_type=event_type,
+        payload={
+            "task": task_summary(task),
+            "actor": {"type": actor.actor_type.value, "id": actor.id, "name": actor.name},
+            **payload,
+        },
+        now=now,
+        request_id=actor.meta.request_id,
     )
 
 
@@ -114,18 +145,24 @@ async def _active_user(session: AsyncSession, user_id: uuid.UUID, field: str) ->
 async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
     team = await session.get(Team, team_id)
     if team is None or not team.is_active:
-        raise ValidationFailed(details=[{"field": "team_id", "message": f"no active team {team_id}"}])
+        raise ValidationFailed(
+            details=[{"field": "team_id", "message": f"no active team {team_id}"}]
+        )
 
 
 async def create_task(
     session: AsyncSession, ctx: AppContext, actor: Principal, data: TaskCreate
 ) -> Task:
     permission = (
-        Permission.INCIDENT_DECLARE if data.task_type is TaskType.INCIDENT else Permission.TASK_CREATE
+        Permission.INCIDENT_DECLARE
+        if data.task_type is TaskType.INCIDENT
+        else Permission.TASK_CREATE
     )
     require_reach(actor, permission)
     now = ctx.clock.now()
-    assignee = await _active_user(session, data.assigned_to, "assigned_to") if data.assigned_to else None
+    assignee = (
+        await _active_user(session, data.assigned_to, "assigned_to") if data.assigned_to else None
+    )
     extra = [u for u in dict.fromkeys(data.additional_assignees) if u != data.assigned_to]
     for index, user_id in enumerate(extra):
         await _active_user(session, user_id, f"additional_assignees[{index}]")
@@ -140,7 +177,9 @@ async def create_task(
     resolve_minutes = data.resolve_sla_minutes or max(default_resolve, start_minutes)
     if start_minutes > resolve_minutes:
         raise ValidationFailed(
-            details=[{"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}]
+            details=[
+                {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
+            ]
         )
     explicit = data.start_sla_minutes is not None or data.resolve_sla_minutes is not None
     task = Task(
@@ -173,7 +212,12 @@ async def create_task(
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
     audit.record(
-        session, actor, entity_type="task", entity_id=task.id, action="TASK_CREATED", now=now,
+        session,
+        actor,
+        entity_type="task",
+        entity_id=task.id,
+        action="TASK_CREATED",
+        now=now,
         new_state=task_state(task, extra),
     )
     _emit(session, actor, task, "task.created", now)
@@ -228,8 +272,14 @@ async def _mutate(
     task.updated_at = now
     await session.flush()
     audit.record(
-        session, actor, entity_type="task", entity_id=task.id, action=ACTION_NAMES[action],
-        now=now, changes=changes, previous_state={"status": before["status"]},
+        session,
+        actor,
+        entity_type="task",
+        entity_id=task.id,
+        action=ACTION_NAMES[action],
+        now=now,
+        changes=changes,
+        previous_state={"status": before["status"]},
         new_state={"status": after["status"]},
     )
     event_type = "task." + ACTION_NAMES[action].removeprefix("TASK_").lower()
@@ -246,16 +296,27 @@ def _shift_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None
 
 
 async def update_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    data: TaskUpdate, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    data: TaskUpdate,
+    if_match: int | None,
 ) -> Task:
     fields = data.model_dump(exclude_unset=True)
     if fields.get("team_id") is not None:
         await _check_team(session, fields["team_id"])
 
     def apply(task: Task, _now: datetime) -> None:
-        for name in ("title", "description", "task_type", "priority", "team_id", "service",
-                     "customer_tier"):
+        for name in (
+            "title",
+            "description",
+            "task_type",
+            "priority",
+            "team_id",
+            "service",
+            "customer_tier",
+        ):
             if name in fields:
                 value = fields[name]
                 setattr(task, name, value.value if hasattr(value, "value") else value)
@@ -272,19 +333,32 @@ async def update_task(
             start, resolve = targets_for(Priority(task.priority))
         if start > resolve:
             raise ValidationFailed(
-                details=[{"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}]
+                details=[
+                    {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
+                ]
             )
         _shift_targets(task, start, resolve)
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.UPDATE, permission=Permission.TASK_UPDATE,
-        if_match=if_match, apply=apply,
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.UPDATE,
+        permission=Permission.TASK_UPDATE,
+        if_match=if_match,
+        apply=apply,
     )
 
 
 async def assign_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    assigned_to: uuid.UUID, additional: list[uuid.UUID] | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    assigned_to: uuid.UUID,
+    additional: list[uuid.UUID] | None,
+    if_match: int | None,
 ) -> Task:
     await _active_user(session, assigned_to, "assigned_to")
     extra = None
@@ -299,8 +373,15 @@ async def assign_task(
             task.assigned_at = now
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.ASSIGN, permission=Permission.TASK_UPDATE,
-        if_match=if_match, apply=apply, extra_assignees=extra,
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.ASSIGN,
+        permission=Permission.TASK_UPDATE,
+        if_match=if_match,
+        apply=apply,
+        extra_assignees=extra,
     )
 
 
@@ -311,23 +392,39 @@ def _take_if_unassigned(actor: Principal, task: Task, now: datetime) -> None:
 
 
 async def acknowledge_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID, if_match: int | None
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         if task.acknowledged_at is not None:
-            raise Conflict("Task is already acknowledged", acknowledged_at=to_jsonable(task.acknowledged_at))
+            raise Conflict(
+                "Task is already acknowledged", acknowledged_at=to_jsonable(task.acknowledged_at)
+            )
         _take_if_unassigned(actor, task, now)
         task.acknowledged_at = now
         task.acknowledged_by = actor.user_id
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.ACKNOWLEDGE,
-        permission=Permission.TASK_PROGRESS, if_match=if_match, apply=apply,
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.ACKNOWLEDGE,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
     )
 
 
 async def start_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID, if_match: int | None
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         _take_if_unassigned(actor, task, now)
@@ -335,42 +432,74 @@ async def start_task(
         task.snoozed_until = None
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.START, permission=Permission.TASK_PROGRESS,
-        if_match=if_match, apply=apply,
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.START,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
     )
 
 
 async def block_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    reason: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    reason: str | None,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.blocked_at = now
         task.blocked_reason = reason
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.BLOCK, permission=Permission.TASK_PROGRESS,
-        if_match=if_match, apply=apply, event_payload={"reason": reason},
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.BLOCK,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
+        event_payload={"reason": reason},
     )
 
 
 async def unblock_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    reason: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    reason: str | None,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, _now: datetime) -> None:
         task.blocked_at = None
         task.blocked_reason = None
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.UNBLOCK, permission=Permission.TASK_PROGRESS,
-        if_match=if_match, apply=apply, event_payload={"reason": reason},
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.UNBLOCK,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
+        event_payload={"reason": reason},
     )
 
 
 async def complete_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    resolution_notes: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    resolution_notes: str | None,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.completed_at = now
@@ -381,14 +510,24 @@ async def complete_task(
             task.resolution_notes = resolution_notes
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.COMPLETE, permission=Permission.TASK_PROGRESS,
-        if_match=if_match, apply=apply,
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.COMPLETE,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
     )
 
 
 async def reopen_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    reason: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    reason: str | None,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         # The RESOLVE clock continues with the time it had used: push its deadline by the
@@ -398,14 +537,27 @@ async def reopen_task(
         task.completed_at = None
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.REOPEN, permission=Permission.TASK_PROGRESS,
-        if_match=if_match, apply=apply, event_payload={"reason": reason},
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.REOPEN,
+        permission=Permission.TASK_PROGRESS,
+        if_match=if_match,
+        apply=apply,
+        event_payload={"reason": reason},
     )
 
 
 async def snooze_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    until: datetime | None, minutes: int | None, reason: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    until: datetime | None,
+    minutes: int | None,
+    reason: str | None,
+    if_match: int | None,
 ) -> Task:
     now = ctx.clock.now()
     target = until if until is not None else now + timedelta(minutes=minutes or 0)
@@ -418,14 +570,25 @@ async def snooze_task(
         task.snoozed_until = target
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.SNOOZE, permission=Permission.TASK_SNOOZE,
-        if_match=if_match, apply=apply, event_payload={"reason": reason},
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.SNOOZE,
+        permission=Permission.TASK_SNOOZE,
+        if_match=if_match,
+        apply=apply,
+        event_payload={"reason": reason},
     )
 
 
 async def cancel_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, task_id: uuid.UUID,
-    reason: str | None, if_match: int | None,
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    reason: str | None,
+    if_match: int | None,
 ) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.cancelled_at = now
@@ -433,12 +596,20 @@ async def cancel_task(
         task.snoozed_until = None
 
     return await _mutate(
-        session, ctx, actor, task_id, action=Action.CANCEL, permission=Permission.TASK_CANCEL,
-        if_match=if_match, apply=apply, event_payload={"reason": reason},
+        session,
+        ctx,
+        actor,
+        task_id,
+        action=Action.CANCEL,
+        permission=Permission.TASK_CANCEL,
+        if_match=if_match,
+        apply=apply,
+        event_payload={"reason": reason},
     )
 
 
 # --- read models -------------------------------------------------------------------------
+
 
 def _clocks(task: Task, now: datetime) -> tuple[sla.ClockView, sla.ClockView]:
     return sla.clocks_for(
@@ -462,19 +633,35 @@ def sla_status_of(task: Task, now: datetime) -> SlaStatus:
 
 def _fields(task: Task) -> dict[str, Any]:
     return {
-        "id": task.id, "title": task.title, "description": task.description,
-        "task_type": task.task_type, "priority": task.priority, "status": task.status,
-        "team_id": task.team_id, "service": task.service, "customer_tier": task.customer_tier,
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "task_type": task.task_type,
+        "priority": task.priority,
+        "status": task.status,
+        "team_id": task.team_id,
+        "service": task.service,
+        "customer_tier": task.customer_tier,
         "start_sla_minutes": task.start_sla_minutes,
-        "resolve_sla_minutes": task.resolve_sla_minutes, "sla_source": task.sla_source,
-        "created_at": task.created_at, "updated_at": task.updated_at,
-        "assigned_at": task.assigned_at, "acknowledged_at": task.acknowledged_at,
-        "started_at": task.started_at, "blocked_at": task.blocked_at,
-        "blocked_reason": task.blocked_reason, "completed_at": task.completed_at,
-        "cancelled_at": task.cancelled_at, "snoozed_until": task.snoozed_until,
-        "deleted_at": task.deleted_at, "resolution_notes": task.resolution_notes,
-        "tags": list(task.tags or []), "metadata": dict(task.metadata_ or {}),
-        "source": task.source, "external_id": task.external_id, "version": task.version,
+        "resolve_sla_minutes": task.resolve_sla_minutes,
+        "sla_source": task.sla_source,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "assigned_at": task.assigned_at,
+        "acknowledged_at": task.acknowledged_at,
+        "started_at": task.started_at,
+        "blocked_at": task.blocked_at,
+        "blocked_reason": task.blocked_reason,
+        "completed_at": task.completed_at,
+        "cancelled_at": task.cancelled_at,
+        "snoozed_until": task.snoozed_until,
+        "deleted_at": task.deleted_at,
+        "resolution_notes": task.resolution_notes,
+        "tags": list(task.tags or []),
+        "metadata": dict(task.metadata_ or {}),
+        "source": task.source,
+        "external_id": task.external_id,
+        "version": task.version,
     }
 
 
@@ -490,7 +677,8 @@ async def created_view(session: AsyncSession, task: Task, now: datetime) -> Task
             start_deadline=start.deadline,
             resolve_deadline=resolve.deadline,
             time_remaining=CreatedTimeRemaining(
-                start=humanize(start.remaining), resolve=humanize(resolve.remaining),
+                start=humanize(start.remaining),
+                resolve=humanize(resolve.remaining),
                 start_seconds=int(start.remaining.total_seconds()),
                 resolve_seconds=int(resolve.remaining.total_seconds()),
             ),
@@ -524,15 +712,27 @@ async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime
     ]
 
 
-async def list_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskListItem]:
+async def list_views(
+    session: AsyncSession, tasks: Sequence[Task], now: datetime
+) -> list[TaskListItem]:
     users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
     return [
         TaskListItem(
-            id=t.id, title=t.title, task_type=t.task_type, priority=t.priority,  # type: ignore[arg-type]
-            status=t.status, customer_tier=t.customer_tier, team_id=t.team_id,  # type: ignore[arg-type]
-            assigned_to=_summary(users, t.assigned_to), tags=list(t.tags or []),
-            created_at=t.created_at, updated_at=t.updated_at, started_at=t.started_at,
-            completed_at=t.completed_at, external_id=t.external_id, version=t.version,
+            id=t.id,
+            title=t.title,
+            task_type=t.task_type,
+            priority=t.priority,
+            status=t.status,
+            customer_tier=t.customer_tier,
+            team_id=t.team_id,
+            assigned_to=_summary(users, t.assigned_to),
+            tags=list(t.tags or []),
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            started_at=t.started_at,
+            completed_at=t.completed_at,
+            external_id=t.external_id,
+            version=t.version,
             sla_status=sla_status_of(t, now),
         )
         for t in tasks
@@ -543,8 +743,12 @@ async def detail_view(session: AsyncSession, task: Task, now: datetime) -> TaskD
     read = (await read_views(session, [task], now))[0]
     trail = [
         AuditTrailEntry(
-            action=row.action, actor=row.actor_name, actor_type=row.actor_type,
-            actor_id=row.actor_id, timestamp=row.timestamp, changes=row.changes,
+            action=row.action,
+            actor=row.actor_name,
+            actor_type=row.actor_type,
+            actor_id=row.actor_id,
+            timestamp=row.timestamp,
+            changes=row.changes,
         )
         for row in await repository.audit_trail(session, task.id)
     ]

@@ -31,15 +31,24 @@ def team_state(team: Team) -> dict[str, Any]:
 
 
 def _record(
-    session: AsyncSession, actor: Principal, team: Team, action: str, event: str, now: Any,
+    session: AsyncSession,
+    actor: Principal,
+    team: Team,
+    action: str,
+    event: str,
+    now: Any,
     **fields: Any,
 ) -> None:
     audit.record(
         session, actor, entity_type="team", entity_id=team.id, action=action, now=now, **fields
     )
     outbox.emit(
-        session, aggregate_type="team", aggregate_id=team.id, event_type=event,
-        payload={"team": {"id": team.id, **team_state(team)}}, now=now,
+        session,
+        aggregate_type="team",
+        aggregate_id=team.id,
+        event_type=event,
+        payload={"team": {"id": team.id, **team_state(team)}},
+        now=now,
         request_id=actor.meta.request_id,
     )
 
@@ -126,6 +135,11 @@ async def delete_team(
     team.updated_at = now
     await session.flush()
     _record(
-        session, actor, team, "TEAM_DEACTIVATED", "team.deactivated", now,
+        session,
+        actor,
+        team,
+        "TEAM_DEACTIVATED",
+        "team.deactivated",
+        now,
         changes={"is_active": {"from": True, "to": False}},
     )

@@ -40,7 +40,9 @@ async def list_users(
     rows, total = await repository.search(
         session, page, role=role, team_id=team_id, is_active=is_active, q=q
     )
-    return Page(items=[UserRead.model_validate(u) for u in rows], pagination=Pagination.of(page, total))
+    return Page(
+        items=[UserRead.model_validate(u) for u in rows], pagination=Pagination.of(page, total)
+    )
 
 
 def _own(principal: Principal) -> uuid.UUID:
@@ -50,7 +52,9 @@ def _own(principal: Principal) -> uuid.UUID:
 
 
 @router.get("/me/notification-preferences", response_model=NotificationPreferences)
-async def get_preferences(session: SessionDep, principal: CurrentPrincipal) -> NotificationPreferences:
+async def get_preferences(
+    session: SessionDep, principal: CurrentPrincipal
+) -> NotificationPreferences:
     rows = await service.get_preferences(session, _own(principal))
     return NotificationPreferences(
         preferences=[NotificationPreferenceItem.model_validate(p) for p in rows]

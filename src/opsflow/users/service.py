@@ -50,12 +50,21 @@ def _record(
     **audit_fields: Any,
 ) -> None:
     audit.record(
-        session, actor, entity_type="user", entity_id=user.id, action=action, now=now,
+        session,
+        actor,
+        entity_type="user",
+        entity_id=user.id,
+        action=action,
+        now=now,
         **audit_fields,
     )
     outbox.emit(
-        session, aggregate_type="user", aggregate_id=user.id, event_type=event_type,
-        payload={"user": {"id": user.id, **user_state(user)}}, now=now,
+        session,
+        aggregate_type="user",
+        aggregate_id=user.id,
+        event_type=event_type,
+        payload={"user": {"id": user.id, **user_state(user)}},
+        now=now,
         request_id=actor.meta.request_id,
     )
 
@@ -175,13 +184,20 @@ async def deactivate_user(
     await auth_repo.revoke_sessions_of_user(session, user.id, now=now, reason="deactivated")
     await session.flush()
     _record(
-        session, actor, user, "USER_DEACTIVATED", "user.deactivated", now,
+        session,
+        actor,
+        user,
+        "USER_DEACTIVATED",
+        "user.deactivated",
+        now,
         changes={"is_active": {"from": True, "to": False}},
     )
     return user
 
 
-async def get_preferences(session: AsyncSession, user_id: uuid.UUID) -> list[NotificationPreference]:
+async def get_preferences(
+    session: AsyncSession, user_id: uuid.UUID
+) -> list[NotificationPreference]:
     rows = await session.scalars(
         select(NotificationPreference)
         .where(NotificationPreference.user_id == user_id)
@@ -209,12 +225,15 @@ async def put_preferences(
         if channel not in channels:
             await session.delete(pref)
     for item in items:
-        pref = existing.get(item.channel)
-        if pref is None:
-            pref = NotificationPreference(
-                id=uuid.uuid4(), user_id=actor.user_id, channel=item.channel.value,
-                created_at=now, updated_at=now,
-            )
+        found = existing.get(item.channel)
+        pref = found or NotificationPreference(
+            id=uuid.uuid4(),
+            user_id=actor.user_id,
+            channel=item.channel.value,
+            created_at=now,
+            updated_at=now,
+        )
+        if found is None:
             session.add(pref)
         for key, value in item.model_dump(exclude={"channel"}).items():
             setattr(pref, key, value)
@@ -224,8 +243,13 @@ async def put_preferences(
     changes = diff(before, after)
     if changes:
         audit.record(
-            session, actor, entity_type="user", entity_id=actor.user_id,
-            action="NOTIFICATION_PREFERENCES_UPDATED", now=now, changes=changes,
+            session,
+            actor,
+            entity_type="user",
+            entity_id=actor.user_id,
+            action="NOTIFICATION_PREFERENCES_UPDATED",
+            now=now,
+            changes=changes,
         )
     return await get_preferences(session, actor.user_id)
 
@@ -240,13 +264,14 @@ def _pref_state(pref: NotificationPreference) -> dict[str, Any]:
     }
 
 
-async def create_admin(
-    ctx: AppContext, *, username: str, email: str, password: str
-) -> User:
+async def create_admin(ctx: AppContext, *, username: str, email: str, password: str) -> User:
     """Create an admin from the CLI or at first start; audited as done by the system."""
     async with unit_of_work(ctx.sessions) as session:
         data = UserCreate(
-            username=username, email=email, password=password, role=Role.ADMIN,
+            username=username,
+            email=email,
+            password=password,
+            role=Role.ADMIN,
             full_name="Administrator",
         )
         return await create_user(session, ctx, Principal.system("bootstrap"), data)
@@ -271,7 +296,7 @@ async def bootstrap_admin(ctx: AppContext) -> str | None:
     except Conflict:
         return None  # another process bootstrapped at the same moment
     if generated:
-        print(  # noqa: T201 - shown once, on purpose, on the console that started OpsFlow
+        print(
             f"\n  OpsFlow created the admin account '{settings.admin_username}'.\n"
             f"  Generated password (shown only now): {generated}\n"
             "  Set OPSFLOW_ADMIN_PASSWORD to choose it yourself.\n",
