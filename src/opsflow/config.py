@@ -35,8 +35,6 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite+aiosqlite:///./opsflow.db", validation_alias=_env("DATABASE_URL")
     )
-    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
-    celery_broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
 
     jwt_secret_key: str = Field(DEFAULT_JWT_SECRET, validation_alias=_env("JWT_SECRET_KEY"))
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256"] = Field(
