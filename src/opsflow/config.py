@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     password_memory_cost_kib: int = Field(
         65536, ge=8, validation_alias=_env("OPSFLOW_PASSWORD_MEMORY_COST_KIB")
     )
+    login_max_failures_per_username: int = Field(
+        10, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_USERNAME")
+    )
+    login_max_failures_per_ip: int = Field(
+        50, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_IP")
+    )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
 
     @field_validator("allowed_origins", mode="before")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from opsflow.auth.passwords import Passwords
+from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
 from opsflow.config import Settings
@@ -21,6 +22,7 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     tokens: TokenCodec
+    login_throttle: LoginThrottle
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> AppContext:
@@ -35,6 +37,10 @@ class AppContext:
                 memory_cost_kib=settings.password_memory_cost_kib,
             ),
             tokens=TokenCodec(settings),
+            login_throttle=LoginThrottle(
+                max_per_username=settings.login_max_failures_per_username,
+                max_per_ip=settings.login_max_failures_per_ip,
+            ),
         )
 
     async def close(self) -> None:

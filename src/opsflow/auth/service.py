@@ -113,10 +113,14 @@ def _add_refresh_token(
 async def login(
     session: AsyncSession, ctx: AppContext, login_name: str, password: str, meta: RequestMeta
 ) -> IssuedTokens:
+    now = ctx.clock.now()
+    ctx.login_throttle.check(login_name, meta.ip_address, now)
     user = await users_repo.by_login(session, login_name)
     valid = await ctx.passwords.verify(user.hashed_password if user else None, password)
     if user is None or not valid:
+        ctx.login_throttle.failed(login_name, meta.ip_address, now)
         raise Unauthorized("Invalid username or password")
+    ctx.login_throttle.succeeded(login_name)
     if not user.is_active:
         raise Unauthorized("This account is deactivated")
     if ctx.passwords.needs_rehash(user.hashed_password):

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.audit import writer as audit
@@ -293,7 +294,7 @@ async def bootstrap_admin(ctx: AppContext) -> str | None:
         await create_admin(
             ctx, username=settings.admin_username, email=settings.admin_email, password=password
         )
-    except Conflict:
+    except (Conflict, IntegrityError):
         return None  # another process bootstrapped at the same moment
     if generated:
         print(
