@@ -38,8 +38,10 @@ async def test_incident_lifecycle(
     assert body["sla_status"]["start_deadline"] == "2026-01-27T10:45:00Z"
     assert body["sla_status"]["resolve_deadline"] == "2026-01-27T12:30:00Z"
     assert body["sla_status"]["time_remaining"] == {
-        "start": "15 minutes", "resolve": "2 hours",
-        "start_seconds": 900, "resolve_seconds": 7200,
+        "start": "15 minutes",
+        "resolve": "2 hours",
+        "start_seconds": 900,
+        "resolve_seconds": 7200,
     }
     task_id = body["id"]
 
@@ -71,7 +73,9 @@ async def test_incident_lifecycle(
 
     detail = await client.get(f"/tasks/{task_id}", headers=dev.headers)
     assert [e["action"] for e in detail.json()["audit_trail"]] == [
-        "TASK_CREATED", "TASK_STARTED", "TASK_COMPLETED",
+        "TASK_CREATED",
+        "TASK_STARTED",
+        "TASK_COMPLETED",
     ]
     verify = await client.get("/audit-logs/verify", headers=admin_headers)
     assert verify.json()["valid"] is True

@@ -40,7 +40,7 @@ def _start(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[by
     env.pop("DATABASE_URL", None)
     if database_url:
         env["DATABASE_URL"] = database_url
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
+    process = subprocess.Popen(
         [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
         cwd=workdir,
         env=env,
@@ -65,7 +65,9 @@ def _start(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[by
 
 @pytest.fixture
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    database_url = request.getfixturevalue("database_url") if request.param == "configured" else None
+    database_url = (
+        request.getfixturevalue("database_url") if request.param == "configured" else None
+    )
     process, base = _start(tmp_path, database_url)
     try:
         yield base
@@ -87,24 +89,32 @@ def _ts(value: str) -> datetime:
 def test_lifecycle_over_http(served: str) -> None:
     with httpx.Client(base_url=f"{served}/api/v1", timeout=30) as http:
         docs = http.get("/docs")
-        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        assert docs.status_code == 200
+        assert "swagger" in docs.text.lower()
         token = http.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
         assert token.status_code == 200, token.text
         admin = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
         dev = http.post(
             "/auth/register",
-            json={"email": "jane.smith@example.com", "username": "jane.smith",
-                  "password": "Jane-Pass-1234", "full_name": "Jane Smith", "role": "developer"},
+            json={
+                "email": "jane.smith@example.com",
+                "username": "jane.smith",
+                "password": "Jane-Pass-1234",
+                "full_name": "Jane Smith",
+                "role": "developer",
+            },
             headers=admin,
         )
         assert dev.status_code == 201, dev.text
-        dev_login = http.post("/auth/login", json={"username": "jane.smith@example.com",
-                                                  "password": "Jane-Pass-1234"})
+        dev_login = http.post(
+            "/auth/login", json={"username": "jane.smith@example.com", "password": "Jane-Pass-1234"}
+        )
         developer = {"Authorization": f"Bearer {dev_login.json()['access_token']}"}
 
-        denied = http.post("/tasks", json={"title": "x", "task_type": "TASK", "priority": "LOW"},
-                           headers=developer)
+        denied = http.post(
+            "/tasks", json={"title": "x", "task_type": "TASK", "priority": "LOW"}, headers=developer
+        )
         assert denied.status_code == 403
         assert denied.json()["error"]["required_role"]
 
@@ -114,9 +124,14 @@ def test_lifecycle_over_http(served: str) -> None:
 
         created = http.post(
             "/tasks",
-            json={"title": "Database connection pool exhaustion", "task_type": "INCIDENT",
-                  "priority": "CRITICAL", "assigned_to": dev.json()["id"],
-                  "start_sla_minutes": 15, "resolve_sla_minutes": 120},
+            json={
+                "title": "Database connection pool exhaustion",
+                "task_type": "INCIDENT",
+                "priority": "CRITICAL",
+                "assigned_to": dev.json()["id"],
+                "start_sla_minutes": 15,
+                "resolve_sla_minutes": 120,
+            },
             headers=admin,
         )
         assert created.status_code == 201, created.text
@@ -127,9 +142,13 @@ def test_lifecycle_over_http(served: str) -> None:
         assert _ts(task["sla_status"]["resolve_deadline"]) == born + timedelta(minutes=120)
 
         started = http.patch(f"/tasks/{task['id']}/start", headers=developer)
-        assert started.status_code == 200 and started.json()["status"] == "IN_PROGRESS"
-        done = http.patch(f"/tasks/{task['id']}/complete",
-                          json={"resolution_notes": "Pool size raised"}, headers=developer)
+        assert started.status_code == 200
+        assert started.json()["status"] == "IN_PROGRESS"
+        done = http.patch(
+            f"/tasks/{task['id']}/complete",
+            json={"resolution_notes": "Pool size raised"},
+            headers=developer,
+        )
         assert done.status_code == 200, done.text
         assert done.json()["status"] == "COMPLETED"
         assert done.json()["sla_status"]["resolve_met"] is True
