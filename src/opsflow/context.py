@@ -20,6 +20,8 @@ class AppContext:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # For units of work that only read (GET/HEAD): on SQLite they do not queue behind writers.
+    read_sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     tokens: TokenCodec
     login_throttle: LoginThrottle
@@ -32,6 +34,7 @@ class AppContext:
             clock=clock,
             engine=engine,
             sessions=create_sessionmaker(engine),
+            read_sessions=create_sessionmaker(engine, read_only=True),
             passwords=Passwords(
                 time_cost=settings.password_time_cost,
                 memory_cost_kib=settings.password_memory_cost_kib,

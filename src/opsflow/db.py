@@ -46,10 +46,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+READ_ONLY_OPTION = "opsflow_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
     # A deferred transaction that reads and then writes fails with SQLITE_BUSY when another
     # writer committed in between; taking the write lock at BEGIN makes writers queue instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Read-only units of work (safe HTTP methods) begin deferred and never wait for writers.
+    if connection.get_execution_options().get(READ_ONLY_OPTION):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -65,9 +72,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: responses are built from objects after the edge commits.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
 PreCommitHook = Callable[[AsyncSession], Awaitable[None]]

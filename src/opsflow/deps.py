@@ -29,10 +29,14 @@ def get_clock(context: ContextDep) -> Clock:
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request, context: ContextDep) -> AsyncIterator[AsyncSession]:
     # scope="function" below: the commit happens when the endpoint returns, before the
     # response is sent, so a failing commit still becomes an error response.
-    async with unit_of_work(context.sessions) as session:
+    factory = context.read_sessions if request.method in SAFE_METHODS else context.sessions
+    async with unit_of_work(factory) as session:
         yield session
 
 

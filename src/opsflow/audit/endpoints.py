@@ -66,7 +66,7 @@ async def export_audit_logs(
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
     return StreamingResponse(
-        service.export(context.sessions, filters, format),
+        service.export(context.read_sessions, filters, format),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="audit-logs-{stamp}.{format}"'},
     )

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from opsflow import __version__, schema
+from opsflow.db import READ_ONLY_OPTION
 from opsflow.deps import ContextDep
 from opsflow.kit.jsonable import to_jsonable
 
@@ -19,7 +20,8 @@ router = APIRouter(tags=["system"])
 async def _database(context: ContextDep) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        async with context.engine.connect() as connection:
+        engine = context.engine.execution_options(**{READ_ONLY_OPTION: True})
+        async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
             current = await connection.run_sync(schema.is_current)
     except Exception as exc:
