@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "change-me-insecure-development-secret"
 
@@ -55,7 +55,8 @@ class Settings(BaseSettings):
 
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_env("OPSFLOW_LOG_JSON"))
-    allowed_origins: list[str] = Field(
+    # NoDecode: the value is a comma-separated list, not JSON.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("ALLOWED_ORIGINS")
     )
     max_request_bytes: int = Field(
@@ -121,6 +122,8 @@ class Settings(BaseSettings):
         """Refuse configurations that must never reach production."""
         if self.app_env != "production":
             return
+        if not 15 <= self.access_token_expire_minutes <= 60:
+            raise ConfigError("ACCESS_TOKEN_EXPIRE_MINUTES must be 15-60 in production")
         if self.jwt_algorithm != "RS256":
             if self.jwt_secret_key == DEFAULT_JWT_SECRET:
                 raise ConfigError(

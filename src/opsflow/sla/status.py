@@ -51,6 +51,10 @@ class ClockView:
 
     @property
     def breached(self) -> bool:
+        # A running clock breaches at 100 % (the deadline instant itself); a stopped clock
+        # met its target if it stopped at or before the deadline.
+        if self.running:
+            return self.now >= self.deadline
         return self.until > self.deadline
 
     @property
@@ -65,18 +69,22 @@ class ClockView:
             return "breached"
         if not self.running:
             return "compliant"
-        if self.percent >= CRITICAL_PERCENT:
+        # Compare unrounded seconds: `percent` is rounded for display only.
+        elapsed = self.elapsed.total_seconds()
+        target = self.target_minutes * 60
+        if elapsed * 100 >= target * CRITICAL_PERCENT:
             return "critical"
-        if self.percent >= WARNING_PERCENT:
+        if elapsed * 100 >= target * WARNING_PERCENT:
             return "warning"
         return "compliant"
 
     @property
     def status(self) -> str:
-        if self.cancelled:
-            return "CANCELLED"
+        # A breached clock keeps BREACHED when it later stops, even by cancellation.
         if self.breached:
             return "BREACHED"
+        if self.cancelled:
+            return "CANCELLED"
         return "ACTIVE" if self.running else "MET"
 
     def remaining_text(self) -> str:

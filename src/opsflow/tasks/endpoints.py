@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -31,6 +32,7 @@ from opsflow.tasks.schemas import (
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+_VERSION = re.compile(r"[0-9]{1,12}")
 
 Reader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
 
@@ -40,7 +42,7 @@ def _if_match(if_match: Annotated[str | None, Header(max_length=64)] = None) -> 
     if if_match is None or if_match.strip() == "*":
         return None
     raw = if_match.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit() or len(raw) > 12:
+    if not _VERSION.fullmatch(raw):
         raise ValidationFailed(
             details=[{"field": "If-Match", "message": 'must be the task version, e.g. "3"'}]
         )

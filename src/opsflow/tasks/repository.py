@@ -128,11 +128,19 @@ def _resolve_stop() -> ColumnElement[Any]:
     return func.coalesce(Task.completed_at, Task.cancelled_at)
 
 
-def _breached(now: datetime) -> ColumnElement[bool]:
-    now_lit = literal(now, UTCDateTime())
+def _clock_breached(stop: ColumnElement[Any], deadline: Any, now: datetime) -> ColumnElement[bool]:
+    # Mirrors sla.status.ClockView.breached: running clocks breach at the deadline instant,
+    # stopped clocks only if they stopped after it.
     return or_(
-        func.coalesce(_start_stop(), now_lit) > Task.start_deadline,
-        func.coalesce(_resolve_stop(), now_lit) > Task.resolve_deadline,
+        and_(stop.is_(None), literal(now, UTCDateTime()) >= deadline),
+        and_(stop.is_not(None), stop > deadline),
+    )
+
+
+def _breached(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        _clock_breached(_start_stop(), Task.start_deadline, now),
+        _clock_breached(_resolve_stop(), Task.resolve_deadline, now),
     )
 
 

@@ -261,6 +261,9 @@ async def _mutate(
     now = ctx.clock.now()
     before = task_state(task, current_extra)
     apply(task, now)
+    if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
+        # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
+        new_status = TaskStatus.CREATED
     task.status = new_status.value
     if extra_assignees is not None:
         await repository.set_additional_assignees(session, task.id, extra_assignees, now)
