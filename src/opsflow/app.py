@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +23,7 @@ from opsflow.clock import Clock, SystemClock
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
+from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
@@ -131,6 +132,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             request, exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})
         )
 
+    @app.exception_handler(Replay)
+    async def replay(request: Request, exc: Replay) -> Response:
+        headers = {**exc.stored.headers, "Idempotent-Replayed": "true"}
+        return Response(exc.stored.body, status_code=exc.stored.status_code, headers=headers)
+
     @app.exception_handler(StaleDataError)
     async def stale(request: Request, exc: StaleDataError) -> JSONResponse:
         return _render(request, 409, "CONFLICT", "The resource was changed concurrently; retry")
@@ -211,5 +217,6 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "ETag", "Location"],
         )
+    app.add_middleware(ResponseRecorder)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
     return app

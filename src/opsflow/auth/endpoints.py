@@ -26,6 +26,7 @@ from opsflow.auth.schemas import (
 )
 from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import NotFound, Unauthorized, ValidationFailed
+from opsflow.idempotency.deps import Idempotent
 from opsflow.models.enums import ActorType
 from opsflow.users import service as users_service
 from opsflow.users.schemas import UserCreate, UserRead
@@ -48,7 +49,7 @@ def _token_response(issued: service.IssuedTokens) -> TokenResponse:
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
 async def register(
-    body: UserCreate, session: SessionDep, context: ContextDep, actor: Admin
+    body: UserCreate, session: SessionDep, context: ContextDep, actor: Admin, _: Idempotent
 ) -> UserRead:
     user = await users_service.create_user(session, context, actor, body)
     return UserRead.model_validate(user)
@@ -169,6 +170,7 @@ async def list_clients(session: SessionDep, _: Admin) -> list[ApiClientRead]:
     return [ApiClientRead.model_validate(c) for c in await repository.list_clients(session)]
 
 
+# Not idempotent by key on purpose: a stored response would keep the secret in clear.
 @clients_router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiClientCreated)
 async def create_client(
     body: ApiClientCreate, session: SessionDep, context: ContextDep, actor: Admin

@@ -2,6 +2,7 @@
 
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.idempotency import IdempotencyRecord
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.task import Task, TaskAssignee
@@ -12,6 +13,7 @@ __all__ = [
     "ApiClient",
     "AuditLog",
     "AuthSession",
+    "IdempotencyRecord",
     "NotificationPreference",
     "OutboxEvent",
     "RefreshToken",

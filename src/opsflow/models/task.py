@@ -37,7 +37,9 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     # SLA targets and the deadlines derived from them (recomputed on every change).
     start_sla_minutes: Mapped[int] = mapped_column(Integer)
     resolve_sla_minutes: Mapped[int] = mapped_column(Integer)
-    sla_source: Mapped[str] = mapped_column(String(16), default="default")
+    # Where each target came from: "default" (priority defaults) or "request" (given).
+    start_sla_source: Mapped[str] = mapped_column(String(16), default="default")
+    resolve_sla_source: Mapped[str] = mapped_column(String(16), default="default")
     start_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     resolve_deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

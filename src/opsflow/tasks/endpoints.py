@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
@@ -12,8 +13,9 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import ValidationFailed
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination, SortOrder
-from opsflow.kit.validation import SearchText, ShortText, Tag
+from opsflow.kit.validation import SearchText, ShortText, Tag, Word
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.tasks import repository, service
@@ -52,6 +54,18 @@ def _if_match(if_match: Annotated[str | None, Header(max_length=64)] = None) -> 
 IfMatch = Annotated[int | None, Depends(_if_match)]
 
 
+def _enum_list(field: str, raw: list[str] | None, enum: type[StrEnum]) -> list[str]:
+    """Repeated and/or comma-separated enum values, each checked."""
+    values = [v.strip().upper() for item in raw or [] for v in item.split(",") if v.strip()]
+    allowed = [e.value for e in enum]
+    for value in values:
+        if value not in allowed:
+            raise ValidationFailed(
+                details=[{"field": field, "message": f"Must be one of: {', '.join(allowed)}"}]
+            )
+    return list(dict.fromkeys(values))
+
+
 def _etag(response: Response, task: Task) -> None:
     response.headers["ETag"] = f'"{task.version}"'
 
@@ -63,6 +77,7 @@ async def create_task(
     context: ContextDep,
     principal: CurrentPrincipal,
     response: Response,
+    _: Idempotent,
 ) -> TaskCreated:
     task = await service.create_task(session, context, principal, body)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
@@ -76,8 +91,8 @@ async def list_tasks(
     clock: ClockDep,
     _: Reader,
     page: PageDep,
-    status_: Annotated[list[TaskStatus] | None, Query(alias="status", max_length=6)] = None,
-    priority: Annotated[list[Priority] | None, Query(max_length=4)] = None,
+    status_: Annotated[list[Word] | None, Query(alias="status", max_length=6)] = None,
+    priority: Annotated[list[Word] | None, Query(max_length=4)] = None,
     task_type: TaskType | None = None,
     assigned_to: uuid.UUID | None = None,
     team_id: uuid.UUID | None = None,
@@ -99,15 +114,15 @@ async def list_tasks(
         if value is not None and value.tzinfo is None:
             raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
     filters = TaskFilters(
-        status=[s.value for s in status_ or []],
-        priority=[p.value for p in priority or []],
+        status=_enum_list("status", status_, TaskStatus),
+        priority=_enum_list("priority", priority, Priority),
         task_type=task_type.value if task_type else None,
         assigned_to=assigned_to,
         team_id=team_id,
         customer_tier=customer_tier.value if customer_tier else None,
         has_breach=has_breach,
         sla_state=sla_state,
-        tags=[t for tag in tags or [] for t in tag.split(",") if t.strip()],
+        tags=[t.strip() for tag in tags or [] for t in tag.split(",") if t.strip()],
         q=q,
         external_id=external_id,
         created_after=created_after,

@@ -166,7 +166,8 @@ class TaskFields(BaseModel):
     customer_tier: CustomerTier
     start_sla_minutes: int
     resolve_sla_minutes: int
-    sla_source: str
+    start_sla_source: str
+    resolve_sla_source: str
     created_at: datetime
     updated_at: datetime
     assigned_at: datetime | None

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from opsflow.audit import writer as audit
 from opsflow.audit.chain import diff
@@ -28,7 +29,7 @@ from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.sla import status as sla
-from opsflow.sla.defaults import targets_for
+from opsflow.sla.defaults import fill_targets
 from opsflow.tasks import lifecycle, repository
 from opsflow.tasks.lifecycle import Action
 from opsflow.tasks.schemas import (
@@ -172,16 +173,9 @@ async def create_task(
     else:
         team_id = assignee.team_id if assignee else actor.team_id
 
-    default_start, default_resolve = targets_for(data.priority)
-    start_minutes = data.start_sla_minutes or default_start
-    resolve_minutes = data.resolve_sla_minutes or max(default_resolve, start_minutes)
-    if start_minutes > resolve_minutes:
-        raise ValidationFailed(
-            details=[
-                {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
-            ]
-        )
-    explicit = data.start_sla_minutes is not None or data.resolve_sla_minutes is not None
+    start_minutes, resolve_minutes = _targets(
+        Priority(data.priority), data.start_sla_minutes, data.resolve_sla_minutes
+    )
     task = Task(
         id=uuid.uuid4(),
         title=data.title,
@@ -196,7 +190,8 @@ async def create_task(
         customer_tier=data.customer_tier.value,
         start_sla_minutes=start_minutes,
         resolve_sla_minutes=resolve_minutes,
-        sla_source="request" if explicit else "default",
+        start_sla_source=SOURCE_REQUEST if data.start_sla_minutes else SOURCE_DEFAULT,
+        resolve_sla_source=SOURCE_REQUEST if data.resolve_sla_minutes else SOURCE_DEFAULT,
         start_deadline=now + timedelta(minutes=start_minutes),
         resolve_deadline=now + timedelta(minutes=resolve_minutes),
         assigned_at=now if assignee else None,
@@ -273,6 +268,9 @@ async def _mutate(
     if not changes:
         return task
     task.updated_at = now
+    # Force the UPDATE (and so the version bump) even when only the assignee rows changed
+    # within the same clock instant.
+    flag_modified(task, "updated_at")
     await session.flush()
     audit.record(
         session,
@@ -288,6 +286,21 @@ async def _mutate(
     event_type = "task." + ACTION_NAMES[action].removeprefix("TASK_").lower()
     _emit(session, actor, task, event_type, now, changes=changes, **(event_payload or {}))
     return task
+
+
+SOURCE_DEFAULT = "default"
+SOURCE_REQUEST = "request"
+
+
+def _targets(priority: Priority, start: int | None, resolve: int | None) -> tuple[int, int]:
+    try:
+        return fill_targets(priority, start, resolve)
+    except ValueError as exc:
+        raise ValidationFailed(
+            details=[
+                {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
+            ]
+        ) from exc
 
 
 def _shift_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None:
@@ -327,19 +340,17 @@ async def update_task(
             task.tags = list(dict.fromkeys(fields["tags"]))
         if "metadata" in fields:
             task.metadata_ = to_jsonable(fields["metadata"])
-        start, resolve = task.start_sla_minutes, task.resolve_sla_minutes
-        if "start_sla_minutes" in fields or "resolve_sla_minutes" in fields:
-            start = fields.get("start_sla_minutes", start)
-            resolve = fields.get("resolve_sla_minutes", resolve)
-            task.sla_source = "request"
-        elif "priority" in fields and task.sla_source == "default":
-            start, resolve = targets_for(Priority(task.priority))
-        if start > resolve:
-            raise ValidationFailed(
-                details=[
-                    {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
-                ]
-            )
+        if "start_sla_minutes" in fields:
+            task.start_sla_source = SOURCE_REQUEST
+        if "resolve_sla_minutes" in fields:
+            task.resolve_sla_source = SOURCE_REQUEST
+        given_start = fields.get("start_sla_minutes", task.start_sla_minutes)
+        given_resolve = fields.get("resolve_sla_minutes", task.resolve_sla_minutes)
+        start, resolve = _targets(
+            Priority(task.priority),
+            given_start if task.start_sla_source == SOURCE_REQUEST else None,
+            given_resolve if task.resolve_sla_source == SOURCE_REQUEST else None,
+        )
         _shift_targets(task, start, resolve)
 
     return await _mutate(
@@ -647,7 +658,8 @@ def _fields(task: Task) -> dict[str, Any]:
         "customer_tier": task.customer_tier,
         "start_sla_minutes": task.start_sla_minutes,
         "resolve_sla_minutes": task.resolve_sla_minutes,
-        "sla_source": task.sla_source,
+        "start_sla_source": task.start_sla_source,
+        "resolve_sla_source": task.resolve_sla_source,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "assigned_at": task.assigned_at,

@@ -9,6 +9,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.team import Team
 from opsflow.teams import repository, service
@@ -40,7 +41,7 @@ async def list_teams(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TeamRead)
 async def create_team(
-    body: TeamCreate, session: SessionDep, context: ContextDep, actor: Manager
+    body: TeamCreate, session: SessionDep, context: ContextDep, actor: Manager, _: Idempotent
 ) -> TeamRead:
     team = await service.create_team(session, context, actor, body)
     return (await _read(session, [team]))[0]

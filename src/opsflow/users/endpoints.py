@@ -10,6 +10,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
 from opsflow.errors import Forbidden
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import SearchText
 from opsflow.models.enums import Role
@@ -94,6 +95,6 @@ async def update_user(
 
 @router.post("/{user_id}/deactivate", response_model=UserRead)
 async def deactivate_user(
-    user_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
+    user_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin, _: Idempotent
 ) -> UserRead:
     return UserRead.model_validate(await service.deactivate_user(session, context, actor, user_id))

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from opsflow.auth.deps import CurrentPrincipal
+from opsflow.deps import ContextDep, SessionDep
+from opsflow.idempotency import service
+
+
+async def idempotency_guard(
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> uuid.UUID | None:
+    """Declare on a POST endpoint to honour `Idempotency-Key` for it."""
+    if idempotency_key is None:
+        return None
+    record_id = await service.begin(
+        session,
+        context,
+        principal,
+        idempotency_key,
+        method=request.method,
+        path=request.url.path,
+        body=await request.body(),
+    )
+    request.state.idempotency_record_id = record_id
+    return record_id
+
+
+Idempotent = Annotated[uuid.UUID | None, Depends(idempotency_guard)]

@@ -1,0 +1,566 @@
+"""Every endpoint x every role (SPEC §6).
+
+`ENDPOINTS` lists every route of the app, written out by hand, each with the capability
+of SPEC §6 it needs and a setup that puts the world in a state where the call succeeds
+for a caller holding that capability (a task in the right status, assigned to the
+developer and owned by the team lead's team). The expected answer comes from `HOLDERS`,
+an independent copy of the §6 table — never from `opsflow.auth.permissions.MATRIX`:
+
+* anonymous → 401 on everything but the public routes;
+* a role holding the capability → the endpoint's success status;
+* any other role → 403 FORBIDDEN.
+
+`test_matrix_lists_every_route` fails when a route is added without an entry here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastapi.routing
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.routing import Mount, WebSocketRoute
+
+from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
+
+Headers = dict[str, str]
+ROLES = ("admin", "manager", "team_lead", "developer", "support", "auditor", "viewer")
+ANONYMOUS = "anonymous"
+EVERYONE = frozenset(ROLES)
+
+# SPEC §6, copied by hand: capability -> roles that hold it.
+HOLDERS: dict[str, frozenset[str]] = {
+    # "register users, API clients, integrations, templates, webhooks" (and editing or
+    # deactivating other users' accounts)
+    "administer": frozenset({"admin"}),
+    "create_task": frozenset({"admin", "manager", "team_lead", "support"}),
+    "declare_incident": frozenset({"admin", "manager", "team_lead", "developer", "support"}),
+    # "update, assign": team_lead for their own team
+    "update_assign": frozenset({"admin", "manager", "team_lead"}),
+    # "acknowledge, start, block, complete" (with unblock and reopen): team_lead for their
+    # own team, developer when assignee
+    "progress": frozenset({"admin", "manager", "team_lead", "developer"}),
+    # "pause/resume SLA, snooze": team_lead for their own team
+    "snooze": frozenset({"admin", "manager", "team_lead"}),
+    "cancel": frozenset({"admin"}),
+    "read_tasks": EVERYONE,
+    "audit": frozenset({"admin", "auditor"}),
+    # Not rows of the §6 table:
+    # - the caller's own account (me, logout, revoking its own tokens, its preferences);
+    "own_account": EVERYONE,
+    # - the user and team directory, readable like tasks (assignees, team pickers);
+    "directory": EVERYONE,
+    # - managing teams: §6 is silent; OpsFlow lets managers run teams besides admins.
+    "manage_teams": frozenset({"admin", "manager"}),
+}
+PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
+# Capabilities that roles hold only for some rows (§6 "own team", "when assignee").
+ROW_SCOPED = {"update_assign", "progress", "snooze"}
+
+
+# --- the world each test builds -----------------------------------------------------------
+
+
+@dataclass
+class Caller:
+    role: str
+    headers: Headers
+    username: str | None = None
+    password: str | None = None
+    id: str | None = None
+
+
+@dataclass
+class World:
+    client: httpx.AsyncClient
+    admin: Headers
+    callers: dict[str, Caller]
+    team_id: str  # the team lead's (and developer's) team
+    other_team_id: str
+    other_developer_id: str
+    # Where fresh tasks go: "home" (the team lead's team, assigned to the developer) or
+    # "foreign" (another team, assigned to another developer).
+    scope: str = "home"
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def unique(self, prefix: str) -> str:
+        self.counter[0] += 1
+        return f"{prefix}-{self.counter[0]}-{uuid.uuid4().hex[:6]}"
+
+    @property
+    def developer_id(self) -> str:
+        developer_id = self.callers["developer"].id
+        assert developer_id is not None
+        return developer_id
+
+
+async def build_world(client: httpx.AsyncClient, admin_headers: Headers) -> World:
+    team_id = await make_team(client, admin_headers, "matrix-home")
+    other_team_id = await make_team(client, admin_headers, "matrix-away")
+    me = (await client.get("/auth/me", headers=admin_headers)).json()
+    callers = {
+        "admin": Caller("admin", admin_headers, "admin", ADMIN_PASSWORD, me["id"]),
+        ANONYMOUS: Caller(ANONYMOUS, {}),
+    }
+    for role in ROLES[1:]:
+        actor = await make_user(
+            client, admin_headers, role, username=f"matrix-{role}", team_id=team_id
+        )
+        callers[role] = Caller(role, actor.headers, actor.username, USER_PASSWORD, actor.id)
+    other_dev = await make_user(
+        client, admin_headers, "developer", username="matrix-other-dev", team_id=other_team_id
+    )
+    return World(client, admin_headers, callers, team_id, other_team_id, other_dev.id)
+
+
+async def fresh_task(w: World, status: str) -> str:
+    """A new task in `status`, placed according to `w.scope`."""
+    home = w.scope == "home"
+    body = {
+        "title": w.unique("matrix-task"),
+        "team_id": w.team_id if home else w.other_team_id,
+    }
+    if status != "CREATED":
+        body["assigned_to"] = w.developer_id if home else w.other_developer_id
+    response = await w.client.post("/tasks", json=body, headers=w.admin)
+    assert response.status_code == 201, response.text
+    task_id = str(response.json()["id"])
+    steps = {
+        "CREATED": [],
+        "ASSIGNED": [],
+        "IN_PROGRESS": ["start"],
+        "BLOCKED": ["start", "block"],
+        "COMPLETED": ["start", "complete"],
+    }[status]
+    for step in steps:
+        response = await w.client.patch(f"/tasks/{task_id}/{step}", headers=w.admin)
+        assert response.status_code == 200, response.text
+    return task_id
+
+
+async def fresh_user(w: World) -> str:
+    name = w.unique("victim")
+    response = await w.client.post(
+        "/auth/register",
+        json={"email": f"{name}@example.com", "username": name, "password": USER_PASSWORD},
+        headers=w.admin,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def fresh_session(w: World, who: Caller) -> dict[str, Any]:
+    """A second login of the caller (for logout/revoke/refresh without losing `headers`)."""
+    caller = who if who.username else w.callers["developer"]
+    response = await w.client.post(
+        "/auth/login", json={"username": caller.username, "password": caller.password}
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def credentials(w: World, who: Caller) -> tuple[str, str]:
+    caller = who if who.username else w.callers["developer"]
+    assert caller.username is not None
+    assert caller.password is not None
+    return caller.username, caller.password
+
+
+# --- setups: what each call sends ---------------------------------------------------------
+
+Request = dict[str, Any]
+Setup = Callable[[World, Caller], Awaitable[Request]]
+
+
+async def no_setup(w: World, who: Caller) -> Request:
+    return {}
+
+
+def task_in(status: str, json: Any = None) -> Setup:
+    async def setup(w: World, who: Caller) -> Request:
+        request: Request = {"path": {"task_id": await fresh_task(w, status)}}
+        if json is not None:
+            request["json"] = json(w) if callable(json) else json
+        return request
+
+    return setup
+
+
+async def existing_task(w: World, who: Caller) -> Request:
+    return await task_in("ASSIGNED")(w, who)
+
+
+async def register(w: World, who: Caller) -> Request:
+    name = w.unique("newcomer")
+    return {
+        "json": {
+            "email": f"{name}@example.com",
+            "username": name,
+            "password": USER_PASSWORD,
+            "role": "viewer",
+        }
+    }
+
+
+async def login_body(w: World, who: Caller) -> Request:
+    username, password = credentials(w, who)
+    return {"json": {"username": username, "password": password}}
+
+
+async def token_form(w: World, who: Caller) -> Request:
+    username, password = credentials(w, who)
+    return {"data": {"grant_type": "password", "username": username, "password": password}}
+
+
+async def refresh_body(w: World, who: Caller) -> Request:
+    session = await fresh_session(w, who)
+    return {"json": {"refresh_token": session["refresh_token"]}}
+
+
+async def logout_session(w: World, who: Caller) -> Request:
+    if not who.headers:
+        return {}
+    session = await fresh_session(w, who)
+    return {"headers": {"Authorization": f"Bearer {session['access_token']}"}}
+
+
+async def revoke_own(w: World, who: Caller) -> Request:
+    session = await fresh_session(w, who)
+    return {"json": {"token": session["refresh_token"]}}
+
+
+async def new_client(w: World, who: Caller) -> Request:
+    return {"json": {"name": w.unique("client"), "scopes": ["tasks:read"]}}
+
+
+async def existing_client(w: World, who: Caller) -> Request:
+    response = await w.client.post(
+        "/api-clients", json={"name": w.unique("client"), "scopes": ["tasks:read"]}, headers=w.admin
+    )
+    assert response.status_code == 201, response.text
+    return {"path": {"client_id": response.json()["id"]}}
+
+
+async def some_user(w: World, who: Caller) -> Request:
+    return {"path": {"user_id": w.developer_id}}
+
+
+async def edit_other_user(w: World, who: Caller) -> Request:
+    return {"path": {"user_id": await fresh_user(w)}, "json": {"full_name": "Renamed"}}
+
+
+async def deactivate_other_user(w: World, who: Caller) -> Request:
+    return {"path": {"user_id": await fresh_user(w)}}
+
+
+async def preferences(w: World, who: Caller) -> Request:
+    return {"json": {"preferences": [{"channel": "EMAIL", "enabled": False}]}}
+
+
+async def home_team(w: World, who: Caller) -> Request:
+    return {"path": {"team_id": w.team_id}}
+
+
+async def new_team(w: World, who: Caller) -> Request:
+    return {"json": {"name": w.unique("team")}}
+
+
+async def spare_team(w: World, who: Caller, json: Any = None) -> Request:
+    team_id = await make_team(w.client, w.admin, w.unique("spare"))
+    request: Request = {"path": {"team_id": team_id}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def rename_team(w: World, who: Caller) -> Request:
+    return await spare_team(w, who, {"description": "renamed"})
+
+
+async def new_task(w: World, who: Caller) -> Request:
+    return {"json": {"title": w.unique("created"), "task_type": "TASK"}}
+
+
+async def new_incident(w: World, who: Caller) -> Request:
+    return {"json": {"title": w.unique("declared"), "task_type": "INCIDENT"}}
+
+
+def _assign_body(w: World) -> dict[str, Any]:
+    return {"assigned_to": w.callers["support"].id}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # as declared on the route, with its {parameters}
+    capability: str
+    ok: int
+    setup: Setup = no_setup
+    variant: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}" + (f" [{self.variant}]" if self.variant else "")
+
+
+V1 = "/api/v1"
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # auth
+    Endpoint("POST", f"{V1}/auth/register", "administer", 201, register),
+    Endpoint("POST", f"{V1}/auth/login", PUBLIC, 200, login_body),
+    Endpoint("POST", f"{V1}/auth/token", PUBLIC, 200, token_form),
+    Endpoint("POST", f"{V1}/auth/refresh", PUBLIC, 200, refresh_body),
+    Endpoint("POST", f"{V1}/auth/logout", "own_account", 204, logout_session),
+    Endpoint("POST", f"{V1}/auth/revoke", "own_account", 204, revoke_own),
+    Endpoint("GET", f"{V1}/auth/me", "own_account", 200),
+    Endpoint("GET", f"{V1}/api-clients", "administer", 200),
+    Endpoint("POST", f"{V1}/api-clients", "administer", 201, new_client),
+    Endpoint("DELETE", f"{V1}/api-clients/{{client_id}}", "administer", 204, existing_client),
+    # users
+    Endpoint("GET", f"{V1}/users", "directory", 200),
+    Endpoint("GET", f"{V1}/users/{{user_id}}", "directory", 200, some_user),
+    Endpoint("PATCH", f"{V1}/users/{{user_id}}", "administer", 200, edit_other_user),
+    Endpoint(
+        "POST", f"{V1}/users/{{user_id}}/deactivate", "administer", 200, deactivate_other_user
+    ),
+    Endpoint("GET", f"{V1}/users/me/notification-preferences", "own_account", 200),
+    Endpoint("PUT", f"{V1}/users/me/notification-preferences", "own_account", 200, preferences),
+    # teams
+    Endpoint("GET", f"{V1}/teams", "directory", 200),
+    Endpoint("POST", f"{V1}/teams", "manage_teams", 201, new_team),
+    Endpoint("GET", f"{V1}/teams/{{team_id}}", "directory", 200, home_team),
+    Endpoint("PATCH", f"{V1}/teams/{{team_id}}", "manage_teams", 200, rename_team),
+    Endpoint("DELETE", f"{V1}/teams/{{team_id}}", "manage_teams", 204, spare_team),
+    Endpoint("GET", f"{V1}/teams/{{team_id}}/members", "directory", 200, home_team),
+    # tasks
+    Endpoint("POST", f"{V1}/tasks", "create_task", 201, new_task, "TASK"),
+    Endpoint("POST", f"{V1}/tasks", "declare_incident", 201, new_incident, "INCIDENT"),
+    Endpoint("GET", f"{V1}/tasks", "read_tasks", 200),
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}", "read_tasks", 200, existing_task),
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}",
+        "update_assign",
+        200,
+        task_in("ASSIGNED", {"priority": "HIGH"}),
+    ),
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}/assign",
+        "update_assign",
+        200,
+        task_in("ASSIGNED", _assign_body),
+    ),
+    Endpoint("PATCH", f"{V1}/tasks/{{task_id}}/acknowledge", "progress", 200, task_in("ASSIGNED")),
+    Endpoint("PATCH", f"{V1}/tasks/{{task_id}}/start", "progress", 200, task_in("ASSIGNED")),
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}/block",
+        "progress",
+        200,
+        task_in("IN_PROGRESS", {"reason": "vendor"}),
+    ),
+    Endpoint("PATCH", f"{V1}/tasks/{{task_id}}/unblock", "progress", 200, task_in("BLOCKED")),
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}/complete",
+        "progress",
+        200,
+        task_in("IN_PROGRESS", {"resolution_notes": "done"}),
+    ),
+    Endpoint("PATCH", f"{V1}/tasks/{{task_id}}/reopen", "progress", 200, task_in("COMPLETED")),
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}/snooze",
+        "snooze",
+        200,
+        task_in("ASSIGNED", {"minutes": 30}),
+    ),
+    Endpoint("DELETE", f"{V1}/tasks/{{task_id}}", "cancel", 204, task_in("ASSIGNED")),
+    # audit
+    Endpoint("GET", f"{V1}/audit-logs", "audit", 200),
+    Endpoint("GET", f"{V1}/audit-logs/export", "audit", 200),
+    Endpoint("GET", f"{V1}/audit-logs/verify", "audit", 200),
+    # system and docs
+    Endpoint("GET", f"{V1}/health", PUBLIC, 200),
+    Endpoint("GET", f"{V1}/ready", PUBLIC, 200),
+    Endpoint("GET", "/health", PUBLIC, 200),
+    Endpoint("GET", "/ready", PUBLIC, 200),
+    Endpoint("GET", "/", PUBLIC, 200),
+    Endpoint("GET", f"{V1}/openapi.json", PUBLIC, 200),
+    Endpoint("GET", f"{V1}/docs", PUBLIC, 200),
+    # FastAPI serves the Swagger OAuth2 redirect at its default, outside /api/v1.
+    Endpoint("GET", "/docs/oauth2-redirect", PUBLIC, 200),
+    Endpoint("GET", f"{V1}/redoc", PUBLIC, 200),
+)
+
+
+def expected_status(endpoint: Endpoint, role: str) -> int:
+    if endpoint.capability == PUBLIC:
+        return endpoint.ok
+    if role == ANONYMOUS:
+        return 401
+    return endpoint.ok if role in HOLDERS[endpoint.capability] else 403
+
+
+async def call(w: World, endpoint: Endpoint, who: Caller) -> httpx.Response:
+    if endpoint.method not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
+        raise AssertionError(f"no way to probe {endpoint.label}: extend call()")
+    request = await endpoint.setup(w, who)
+    url = "http://testserver" + endpoint.path.format(**request.pop("path", {}))
+    headers = request.pop("headers", who.headers)
+    return await w.client.request(endpoint.method, url, headers=headers, **request)
+
+
+def verdict(endpoint: Endpoint, role: str, response: httpx.Response) -> str | None:
+    """None when the answer is the expected one, else a line for the failure report."""
+    want = expected_status(endpoint, role)
+    got = response.status_code
+    problem = None
+    if got != want:
+        problem = f"expected {want}, got {got}"
+    elif want in (401, 403):
+        error = response.json().get("error", {})
+        code = "UNAUTHORIZED" if want == 401 else "FORBIDDEN"
+        if error.get("code") != code:
+            problem = f"expected code {code}, got {error.get('code')}"
+        elif want == 403 and not error.get("required_role"):
+            problem = "403 without required_role"
+        elif want == 401 and response.headers.get("WWW-Authenticate") != "Bearer":
+            problem = "401 without WWW-Authenticate: Bearer"
+    if problem is None:
+        return None
+    return f"{role:>10} {endpoint.label}: {problem}: {response.text[:200]}"
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_matrix_is_a_faithful_copy_of_spec_6() -> None:
+    """A few spot checks of the hand-written table, so a typo in it cannot hide."""
+    assert HOLDERS["read_tasks"] == EVERYONE
+    assert HOLDERS["cancel"] == {"admin"}
+    assert HOLDERS["declare_incident"] - HOLDERS["create_task"] == {"developer"}
+    assert "auditor" in HOLDERS["audit"]
+    assert "manager" not in HOLDERS["audit"]
+    assert "support" not in HOLDERS["progress"]
+    for capability in {e.capability for e in ENDPOINTS} - {PUBLIC}:
+        assert capability in HOLDERS, capability
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves, however FastAPI nests included routers
+    (recent FastAPI versions keep `include_router` results as lazy groups in `app.routes`)."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    entries: list[tuple[Any, str, set[str]]] = []
+    if flatten is None:
+        entries = [(r, r.path, set(getattr(r, "methods", None) or ())) for r in app.routes]
+    else:
+        entries = [
+            (c.original_route, str(c.path), set(c.methods or ())) for c in flatten(app.routes)
+        ]
+    routes: set[tuple[str, str]] = set()
+    for route, path, methods in entries:
+        if isinstance(route, WebSocketRoute):
+            routes.add(("WS", path))
+        elif isinstance(route, Mount):
+            routes.add(("MOUNT", path))
+        else:
+            assert methods, f"route without methods: {route!r}"
+            routes.update((method, path) for method in methods - {"HEAD", "OPTIONS"})
+    return routes
+
+
+async def test_matrix_lists_every_route(app: FastAPI) -> None:
+    routes = app_routes(app)
+    assert len(routes) >= 40  # the walk really saw the included routers
+    listed = {(e.method, e.path) for e in ENDPOINTS}
+    missing = sorted(routes - listed)
+    stale = sorted(listed - routes)
+    assert not missing, f"routes without a role-matrix entry: {missing}"
+    assert not stale, f"role-matrix entries for routes that do not exist: {stale}"
+    labels = [e.label for e in ENDPOINTS]
+    assert len(labels) == len(set(labels))
+
+
+@pytest.mark.parametrize("role", [*ROLES, ANONYMOUS])
+async def test_role_matrix(client: httpx.AsyncClient, admin_headers: Headers, role: str) -> None:
+    w = await build_world(client, admin_headers)
+    who = w.callers[role]
+    failures = []
+    for endpoint in ENDPOINTS:
+        response = await call(w, endpoint, who)
+        if (problem := verdict(endpoint, role, response)) is not None:
+            failures.append(problem)
+        # The caller's own session must survive every probe (logout/revoke use a spare one).
+    me = await client.get("/auth/me", headers=who.headers)
+    assert me.status_code == (401 if role == ANONYMOUS else 200), me.text
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", ["admin", "manager", "team_lead", "developer"])
+async def test_row_scoped_capabilities_outside_the_callers_reach(
+    client: httpx.AsyncClient, admin_headers: Headers, role: str
+) -> None:
+    """Tasks of another team, assigned to another developer: the team lead's "own team" and
+    the developer's "when assignee" no longer apply; admins and managers are unaffected."""
+    w = await build_world(client, admin_headers)
+    w.scope = "foreign"
+    who = w.callers[role]
+    scoped = [e for e in ENDPOINTS if e.capability in ROW_SCOPED]
+    assert len(scoped) == 9
+    failures = []
+    for endpoint in scoped:
+        response = await call(w, endpoint, who)
+        want = endpoint.ok if role in {"admin", "manager"} else 403
+        if response.status_code != want:
+            failures.append(f"{endpoint.label}: expected {want}, got {response.text[:200]}")
+        elif want == 403 and response.json()["error"]["code"] != "FORBIDDEN":
+            failures.append(f"{endpoint.label}: {response.text[:200]}")
+    # Reading stays open to every role whatever the row.
+    task_id = await fresh_task(w, "ASSIGNED")
+    assert (await client.get(f"/tasks/{task_id}", headers=who.headers)).status_code == 200
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_own_account_versus_other_accounts(
+    client: httpx.AsyncClient, admin_headers: Headers, role: str
+) -> None:
+    """Every role may edit its own profile and revoke its own tokens; only admins may do
+    either for somebody else."""
+    w = await build_world(client, admin_headers)
+    who = w.callers[role]
+    own = await client.patch(
+        f"/users/{who.id}", json={"full_name": f"Own {role}"}, headers=who.headers
+    )
+    assert own.status_code == 200, own.text
+    assert own.json()["full_name"] == f"Own {role}"
+
+    victim = w.callers["viewer"] if role != "viewer" else w.callers["support"]
+    other = await client.patch(
+        f"/users/{victim.id}", json={"full_name": "Renamed by someone"}, headers=who.headers
+    )
+    assert other.status_code == (200 if role == "admin" else 403), other.text
+
+    if role != "admin":
+        # Promoting oneself is an admin's decision.
+        promote = await client.patch(
+            f"/users/{who.id}", json={"role": "admin"}, headers=who.headers
+        )
+        assert promote.status_code == 403, promote.text
+
+    victim_session = await fresh_session(w, victim)
+    revoke = await client.post(
+        "/auth/revoke", json={"token": victim_session["refresh_token"]}, headers=who.headers
+    )
+    assert revoke.status_code == (204 if role == "admin" else 403), revoke.text
+    still = await client.get(
+        "/auth/me", headers={"Authorization": f"Bearer {victim_session['access_token']}"}
+    )
+    assert still.status_code == (401 if role == "admin" else 200), still.text
