@@ -15,7 +15,7 @@ from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import ValidationFailed
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination, SortOrder
-from opsflow.kit.validation import SearchText, ShortText, Tag, Word
+from opsflow.kit.validation import Reason, SearchText, ShortText, Tag, Word
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.tasks import repository, service
@@ -145,153 +145,85 @@ async def get_task(
     return await service.detail_view(session, task, clock.now())
 
 
-async def _answer(session: SessionDep, clock: ClockDep, task: Task, response: Response) -> TaskRead:
+def _command(
+    task_id: uuid.UUID,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch,
+) -> service.TaskCommand:
+    return service.TaskCommand(session, context, principal, task_id, if_match)
+
+
+Command = Annotated[service.TaskCommand, Depends(_command)]
+
+
+async def _answer(cmd: service.TaskCommand, task: Task, response: Response) -> TaskRead:
     _etag(response, task)
-    return (await service.read_views(session, [task], clock.now()))[0]
+    return (await service.read_views(cmd.session, [task], cmd.ctx.clock.now()))[0]
+
+
+def _reason(body: ReasonRequest | None) -> str | None:
+    return body.reason if body else None
 
 
 @router.patch("/{task_id}", response_model=TaskRead)
-async def update_task(
-    task_id: uuid.UUID,
-    body: TaskUpdate,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-) -> TaskRead:
-    task = await service.update_task(session, context, principal, task_id, body, if_match)
-    return await _answer(session, context.clock, task, response)
+async def update_task(body: TaskUpdate, cmd: Command, response: Response) -> TaskRead:
+    return await _answer(cmd, await service.update_task(cmd, body), response)
 
 
 @router.patch("/{task_id}/assign", response_model=TaskRead)
-async def assign_task(
-    task_id: uuid.UUID,
-    body: AssignRequest,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-) -> TaskRead:
-    task = await service.assign_task(
-        session, context, principal, task_id, body.assigned_to, body.additional_assignees, if_match
-    )
-    return await _answer(session, context.clock, task, response)
+async def assign_task(body: AssignRequest, cmd: Command, response: Response) -> TaskRead:
+    task = await service.assign_task(cmd, body.assigned_to, body.additional_assignees)
+    return await _answer(cmd, task, response)
 
 
 @router.patch("/{task_id}/acknowledge", response_model=TaskRead)
-async def acknowledge_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-) -> TaskRead:
-    task = await service.acknowledge_task(session, context, principal, task_id, if_match)
-    return await _answer(session, context.clock, task, response)
+async def acknowledge_task(cmd: Command, response: Response) -> TaskRead:
+    return await _answer(cmd, await service.acknowledge_task(cmd), response)
 
 
 @router.patch("/{task_id}/start", response_model=TaskRead)
-async def start_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-) -> TaskRead:
-    task = await service.start_task(session, context, principal, task_id, if_match)
-    return await _answer(session, context.clock, task, response)
+async def start_task(cmd: Command, response: Response) -> TaskRead:
+    return await _answer(cmd, await service.start_task(cmd), response)
 
 
 @router.patch("/{task_id}/block", response_model=TaskRead)
 async def block_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-    body: ReasonRequest | None = None,
+    cmd: Command, response: Response, body: ReasonRequest | None = None
 ) -> TaskRead:
-    reason = body.reason if body else None
-    task = await service.block_task(session, context, principal, task_id, reason, if_match)
-    return await _answer(session, context.clock, task, response)
+    return await _answer(cmd, await service.block_task(cmd, _reason(body)), response)
 
 
 @router.patch("/{task_id}/unblock", response_model=TaskRead)
 async def unblock_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-    body: ReasonRequest | None = None,
+    cmd: Command, response: Response, body: ReasonRequest | None = None
 ) -> TaskRead:
-    reason = body.reason if body else None
-    task = await service.unblock_task(session, context, principal, task_id, reason, if_match)
-    return await _answer(session, context.clock, task, response)
+    return await _answer(cmd, await service.unblock_task(cmd, _reason(body)), response)
 
 
 @router.patch("/{task_id}/complete", response_model=TaskRead)
 async def complete_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-    body: CompleteRequest | None = None,
+    cmd: Command, response: Response, body: CompleteRequest | None = None
 ) -> TaskRead:
     notes = body.resolution_notes if body else None
-    task = await service.complete_task(session, context, principal, task_id, notes, if_match)
-    return await _answer(session, context.clock, task, response)
+    return await _answer(cmd, await service.complete_task(cmd, notes), response)
 
 
 @router.patch("/{task_id}/snooze", response_model=TaskRead)
-async def snooze_task(
-    task_id: uuid.UUID,
-    body: SnoozeRequest,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-) -> TaskRead:
-    task = await service.snooze_task(
-        session, context, principal, task_id, body.until, body.minutes, body.reason, if_match
-    )
-    return await _answer(session, context.clock, task, response)
+async def snooze_task(body: SnoozeRequest, cmd: Command, response: Response) -> TaskRead:
+    task = await service.snooze_task(cmd, body.until, body.minutes, body.reason)
+    return await _answer(cmd, task, response)
 
 
 @router.patch("/{task_id}/reopen", response_model=TaskRead)
 async def reopen_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    response: Response,
-    body: ReasonRequest | None = None,
+    cmd: Command, response: Response, body: ReasonRequest | None = None
 ) -> TaskRead:
-    reason = body.reason if body else None
-    task = await service.reopen_task(session, context, principal, task_id, reason, if_match)
-    return await _answer(session, context.clock, task, response)
+    return await _answer(cmd, await service.reopen_task(cmd, _reason(body)), response)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
-async def cancel_task(
-    task_id: uuid.UUID,
-    session: SessionDep,
-    context: ContextDep,
-    principal: CurrentPrincipal,
-    if_match: IfMatch,
-    reason: Annotated[str | None, Query(max_length=2000)] = None,
-) -> Response:
-    if reason and "\x00" in reason:
-        raise ValidationFailed(details=[{"field": "reason", "message": "must not contain NUL"}])
-    await service.cancel_task(session, context, principal, task_id, reason, if_match)
+async def cancel_task(cmd: Command, reason: Annotated[Reason | None, Query()] = None) -> Response:
+    await service.cancel_task(cmd, reason)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -234,26 +235,34 @@ def _check_version(task: Task, if_match: int | None) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TaskCommand:
+    """Who acts on which task, within which unit of work, expecting which version."""
+
+    session: AsyncSession
+    ctx: AppContext
+    actor: Principal
+    task_id: uuid.UUID
+    if_match: int | None = None
+
+
 async def _mutate(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    *,
+    cmd: TaskCommand,
     action: Action,
     permission: Permission,
-    if_match: int | None,
     apply: Callable[[Task, datetime], None],
+    *,
     extra_assignees: list[uuid.UUID] | None = None,
-    event_payload: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> Task:
-    task = await get_task(session, task_id, for_update=True)
+    session, actor = cmd.session, cmd.actor
+    task = await get_task(session, cmd.task_id, for_update=True)
     current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
     assignees = [task.assigned_to, *current_extra] if task.assigned_to else current_extra
     check_row(actor, permission, team_id=task.team_id, assignee_ids=assignees)
-    _check_version(task, if_match)
+    _check_version(task, cmd.if_match)
     new_status = lifecycle.next_status(TaskStatus(task.status), action)
-    now = ctx.clock.now()
+    now = cmd.ctx.clock.now()
     before = task_state(task, current_extra)
     apply(task, now)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
@@ -282,9 +291,11 @@ async def _mutate(
         changes=changes,
         previous_state={"status": before["status"]},
         new_state={"status": after["status"]},
+        metadata={"reason": reason} if reason else None,
     )
     event_type = "task." + ACTION_NAMES[action].removeprefix("TASK_").lower()
-    _emit(session, actor, task, event_type, now, changes=changes, **(event_payload or {}))
+    extra_payload = {"reason": reason} if reason is not None else {}
+    _emit(session, actor, task, event_type, now, changes=changes, **extra_payload)
     return task
 
 
@@ -311,28 +322,24 @@ def _shift_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None
     task.resolve_sla_minutes = resolve_minutes
 
 
-async def update_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    data: TaskUpdate,
-    if_match: int | None,
-) -> Task:
+_PLAIN_FIELDS = (
+    "title",
+    "description",
+    "task_type",
+    "priority",
+    "team_id",
+    "service",
+    "customer_tier",
+)
+
+
+async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
     fields = data.model_dump(exclude_unset=True)
     if fields.get("team_id") is not None:
-        await _check_team(session, fields["team_id"])
+        await _check_team(cmd.session, fields["team_id"])
 
     def apply(task: Task, _now: datetime) -> None:
-        for name in (
-            "title",
-            "description",
-            "task_type",
-            "priority",
-            "team_id",
-            "service",
-            "customer_tier",
-        ):
+        for name in _PLAIN_FIELDS:
             if name in fields:
                 value = fields[name]
                 setattr(task, name, value.value if hasattr(value, "value") else value)
@@ -353,50 +360,25 @@ async def update_task(
         )
         _shift_targets(task, start, resolve)
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.UPDATE,
-        permission=Permission.TASK_UPDATE,
-        if_match=if_match,
-        apply=apply,
-    )
+    return await _mutate(cmd, Action.UPDATE, Permission.TASK_UPDATE, apply)
 
 
 async def assign_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    assigned_to: uuid.UUID,
-    additional: list[uuid.UUID] | None,
-    if_match: int | None,
+    cmd: TaskCommand, assigned_to: uuid.UUID, additional: list[uuid.UUID] | None
 ) -> Task:
-    await _active_user(session, assigned_to, "assigned_to")
+    await _active_user(cmd.session, assigned_to, "assigned_to")
     extra = None
     if additional is not None:
         extra = [u for u in dict.fromkeys(additional) if u != assigned_to]
         for index, user_id in enumerate(extra):
-            await _active_user(session, user_id, f"additional_assignees[{index}]")
+            await _active_user(cmd.session, user_id, f"additional_assignees[{index}]")
 
     def apply(task: Task, now: datetime) -> None:
         if task.assigned_to != assigned_to:
             task.assigned_to = assigned_to
             task.assigned_at = now
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.ASSIGN,
-        permission=Permission.TASK_UPDATE,
-        if_match=if_match,
-        apply=apply,
-        extra_assignees=extra,
-    )
+    return await _mutate(cmd, Action.ASSIGN, Permission.TASK_UPDATE, apply, extra_assignees=extra)
 
 
 def _take_if_unassigned(actor: Principal, task: Task, now: datetime) -> None:
@@ -405,116 +387,45 @@ def _take_if_unassigned(actor: Principal, task: Task, now: datetime) -> None:
         task.assigned_at = now
 
 
-async def acknowledge_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    if_match: int | None,
-) -> Task:
+async def acknowledge_task(cmd: TaskCommand) -> Task:
     def apply(task: Task, now: datetime) -> None:
         if task.acknowledged_at is not None:
             raise Conflict(
                 "Task is already acknowledged", acknowledged_at=to_jsonable(task.acknowledged_at)
             )
-        _take_if_unassigned(actor, task, now)
+        _take_if_unassigned(cmd.actor, task, now)
         task.acknowledged_at = now
-        task.acknowledged_by = actor.user_id
+        task.acknowledged_by = cmd.actor.user_id
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.ACKNOWLEDGE,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-    )
+    return await _mutate(cmd, Action.ACKNOWLEDGE, Permission.TASK_PROGRESS, apply)
 
 
-async def start_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    if_match: int | None,
-) -> Task:
+async def start_task(cmd: TaskCommand) -> Task:
     def apply(task: Task, now: datetime) -> None:
-        _take_if_unassigned(actor, task, now)
+        _take_if_unassigned(cmd.actor, task, now)
         task.started_at = now
         task.snoozed_until = None
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.START,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-    )
+    return await _mutate(cmd, Action.START, Permission.TASK_PROGRESS, apply)
 
 
-async def block_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    reason: str | None,
-    if_match: int | None,
-) -> Task:
+async def block_task(cmd: TaskCommand, reason: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.blocked_at = now
         task.blocked_reason = reason
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.BLOCK,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-        event_payload={"reason": reason},
-    )
+    return await _mutate(cmd, Action.BLOCK, Permission.TASK_PROGRESS, apply, reason=reason)
 
 
-async def unblock_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    reason: str | None,
-    if_match: int | None,
-) -> Task:
+async def unblock_task(cmd: TaskCommand, reason: str | None) -> Task:
     def apply(task: Task, _now: datetime) -> None:
         task.blocked_at = None
         task.blocked_reason = None
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.UNBLOCK,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-        event_payload={"reason": reason},
-    )
+    return await _mutate(cmd, Action.UNBLOCK, Permission.TASK_PROGRESS, apply, reason=reason)
 
 
-async def complete_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    resolution_notes: str | None,
-    if_match: int | None,
-) -> Task:
+async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.completed_at = now
         task.blocked_at = None
@@ -523,26 +434,10 @@ async def complete_task(
         if resolution_notes is not None:
             task.resolution_notes = resolution_notes
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.COMPLETE,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-    )
+    return await _mutate(cmd, Action.COMPLETE, Permission.TASK_PROGRESS, apply)
 
 
-async def reopen_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    reason: str | None,
-    if_match: int | None,
-) -> Task:
+async def reopen_task(cmd: TaskCommand, reason: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
         # The RESOLVE clock continues with the time it had used: push its deadline by the
         # time the task spent completed.
@@ -550,30 +445,13 @@ async def reopen_task(
             task.resolve_deadline += now - task.completed_at
         task.completed_at = None
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.REOPEN,
-        permission=Permission.TASK_PROGRESS,
-        if_match=if_match,
-        apply=apply,
-        event_payload={"reason": reason},
-    )
+    return await _mutate(cmd, Action.REOPEN, Permission.TASK_PROGRESS, apply, reason=reason)
 
 
 async def snooze_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    until: datetime | None,
-    minutes: int | None,
-    reason: str | None,
-    if_match: int | None,
+    cmd: TaskCommand, until: datetime | None, minutes: int | None, reason: str | None
 ) -> Task:
-    now = ctx.clock.now()
+    now = cmd.ctx.clock.now()
     target = until if until is not None else now + timedelta(minutes=minutes or 0)
     if target <= now:
         raise ValidationFailed(details=[{"field": "until", "message": "must be in the future"}])
@@ -583,43 +461,16 @@ async def snooze_task(
     def apply(task: Task, _now: datetime) -> None:
         task.snoozed_until = target
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.SNOOZE,
-        permission=Permission.TASK_SNOOZE,
-        if_match=if_match,
-        apply=apply,
-        event_payload={"reason": reason},
-    )
+    return await _mutate(cmd, Action.SNOOZE, Permission.TASK_SNOOZE, apply, reason=reason)
 
 
-async def cancel_task(
-    session: AsyncSession,
-    ctx: AppContext,
-    actor: Principal,
-    task_id: uuid.UUID,
-    reason: str | None,
-    if_match: int | None,
-) -> Task:
+async def cancel_task(cmd: TaskCommand, reason: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.cancelled_at = now
         task.deleted_at = now
         task.snoozed_until = None
 
-    return await _mutate(
-        session,
-        ctx,
-        actor,
-        task_id,
-        action=Action.CANCEL,
-        permission=Permission.TASK_CANCEL,
-        if_match=if_match,
-        apply=apply,
-        event_payload={"reason": reason},
-    )
+    return await _mutate(cmd, Action.CANCEL, Permission.TASK_CANCEL, apply, reason=reason)
 
 
 # --- read models -------------------------------------------------------------------------
