@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -86,6 +87,28 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some operation serves at this path (Starlette reports only the first
+    route's). Read from the OpenAPI document, the public description of every route."""
+    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allow_index", None
+    )
+    if index is None:
+        index = [
+            (
+                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
+                {method.upper() for method in operations},
+            )
+            for path, operations in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allow_index = index
+    methods: set[str] = set()
+    for pattern, verbs in index:
+        if pattern.match(request.url.path):
+            methods |= verbs
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -102,7 +125,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"field": _field(e.get("loc", ())), "message": _message(e), "type": e.get("type")}
+            {
+                "field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc", ())),
+                "message": _message(e),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ]
         return _render(request, 400, "VALIDATION_ERROR", "Invalid input data", details=details)
@@ -119,7 +146,12 @@ def _install_error_handlers(app: FastAPI) -> None:
                 405,
                 "METHOD_NOT_ALLOWED",
                 f"Method {request.method} not allowed",
-                headers=dict(exc.headers or {}),
+                headers={"Allow": ", ".join(_allowed_methods(request))},
+            )
+        if exc.status_code == 413:
+            limit = request.app.state.context.settings.max_request_bytes
+            return _render(
+                request, 413, "PAYLOAD_TOO_LARGE", str(exc.detail), extra={"max_bytes": limit}
             )
         code = {
             400: "VALIDATION_ERROR",

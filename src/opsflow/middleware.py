@@ -8,9 +8,8 @@ import uuid
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from opsflow.errors import PayloadTooLarge
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECURITY_HEADERS = [
@@ -40,6 +39,11 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.log = structlog.get_logger("opsflow.access")
 
+    def _too_large(self) -> HTTPException:
+        # An HTTPException, not an AppError: FastAPI turns any other exception raised while
+        # it reads the body into a generic 400. The app's handler renders 413 in the envelope.
+        return HTTPException(413, f"Request body exceeds {self.max_body_bytes} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -60,18 +64,12 @@ class RequestContextMiddleware:
         async def limited_receive() -> Message:
             nonlocal received
             if scope["state"].get("body_too_large"):
-                raise PayloadTooLarge(
-                    f"Request body exceeds {self.max_body_bytes} bytes",
-                    max_bytes=self.max_body_bytes,
-                )
+                raise self._too_large()
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise PayloadTooLarge(
-                        f"Request body exceeds {self.max_body_bytes} bytes",
-                        max_bytes=self.max_body_bytes,
-                    )
+                    raise self._too_large()
             return message
 
         async def send_with_headers(message: Message) -> None:

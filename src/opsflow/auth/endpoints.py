@@ -27,6 +27,7 @@ from opsflow.auth.schemas import (
 from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import NotFound, Unauthorized, ValidationFailed
 from opsflow.idempotency.deps import Idempotent
+from opsflow.kit.validation import LoginText, Reason, SecretText, Word
 from opsflow.models.enums import ActorType
 from opsflow.users import service as users_service
 from opsflow.users.schemas import UserCreate, UserRead
@@ -81,12 +82,12 @@ async def token(
     session: SessionDep,
     context: ContextDep,
     meta: RequestMetaDep,
-    grant_type: Annotated[str, Form(max_length=64)],
-    username: Annotated[str | None, Form(max_length=255)] = None,
-    password: Annotated[str | None, Form(max_length=256)] = None,
-    client_id: Annotated[str | None, Form(max_length=64)] = None,
-    client_secret: Annotated[str | None, Form(max_length=256)] = None,
-    scope: Annotated[str | None, Form(max_length=512)] = None,
+    grant_type: Annotated[Word, Form()],
+    username: Annotated[LoginText | None, Form()] = None,
+    password: Annotated[SecretText | None, Form()] = None,
+    client_id: Annotated[Word | None, Form()] = None,
+    client_secret: Annotated[SecretText | None, Form()] = None,
+    scope: Annotated[Reason | None, Form()] = None,
 ) -> TokenResponse:
     """OAuth2 token endpoint: `password` grant (the docs' Authorize button) and
     `client_credentials` for API clients (credentials in the form or HTTP Basic)."""

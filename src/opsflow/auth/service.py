@@ -9,13 +9,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit import writer as audit
 from opsflow.auth import repository
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.auth.tokens import digest, new_client_id, new_client_secret, new_refresh_token
 from opsflow.context import AppContext
 from opsflow.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from opsflow.events import outbox
+from opsflow.events.changes import record_change
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.enums import ActorType, Role, Scope
 from opsflow.models.user import User
@@ -74,15 +73,8 @@ async def _open_session(
     refresh = _add_refresh_token(session, auth_session, now, ctx)
     user.last_login_at = now
     await session.flush()
-    actor = user_principal(user, meta, auth_session.id)
-    audit.record(
-        session,
-        actor,
-        entity_type="user",
-        entity_id=user.id,
-        action="USER_LOGGED_IN",
-        now=now,
-        metadata={"session_id": str(auth_session.id)},
+    _session_change(
+        session, user_principal(user, meta, auth_session.id), auth_session, "USER_LOGGED_IN", now
     )
     return IssuedTokens(
         access_token=ctx.tokens.issue_access(
@@ -114,13 +106,22 @@ async def login(
     session: AsyncSession, ctx: AppContext, login_name: str, password: str, meta: RequestMeta
 ) -> IssuedTokens:
     now = ctx.clock.now()
-    ctx.login_throttle.check(login_name, meta.ip_address, now)
+    throttle = ctx.login_throttle
+    throttle.check(login_name, meta.ip_address, now)
     user = await users_repo.by_login(session, login_name)
+    # Count failures per account too, so switching between username and email does not
+    # buy more attempts against the same account.
+    account = str(user.id) if user else None
+    if account:
+        throttle.check(account, None, now)
     valid = await ctx.passwords.verify(user.hashed_password if user else None, password)
     if user is None or not valid:
-        ctx.login_throttle.failed(login_name, meta.ip_address, now)
+        throttle.failed(login_name, meta.ip_address, now)
+        if account:
+            throttle.failed(account, None, now)
         raise Unauthorized("Invalid username or password")
-    ctx.login_throttle.succeeded(login_name)
+    throttle.succeeded(login_name)
+    throttle.succeeded(str(user.id))
     if not user.is_active:
         raise Unauthorized("This account is deactivated")
     if ctx.passwords.needs_rehash(user.hashed_password):
@@ -144,17 +145,8 @@ async def refresh(
     if stored.rotated_at is not None:
         # A token that was already exchanged is presented again: it was stolen or replayed.
         # Kill the whole family (every token and access token issued from this login).
-        auth_session.revoked_at = now
-        auth_session.revoked_reason = "refresh_token_reuse"
-        audit.record(
-            session,
-            user_principal(user, meta, auth_session.id),
-            entity_type="user",
-            entity_id=user.id,
-            action="SESSION_REVOKED",
-            now=now,
-            metadata={"session_id": str(auth_session.id), "reason": "refresh_token_reuse"},
-        )
+        actor = user_principal(user, meta, auth_session.id)
+        await _revoke_session(session, auth_session, actor, now, "refresh_token_reuse")
         raise Unauthorized(
             "Refresh token reuse detected; the session has been revoked", keep_changes=True
         )
@@ -180,14 +172,24 @@ async def _revoke_session(
         return
     auth_session.revoked_at = now
     auth_session.revoked_reason = reason
-    audit.record(
+    _session_change(session, actor, auth_session, "SESSION_REVOKED", now)
+
+
+def _session_change(
+    session: AsyncSession, actor: Principal, auth_session: AuthSession, action: str, now: datetime
+) -> None:
+    """Logins and revocations: audited, and published so live connections can follow."""
+    details = {"session_id": str(auth_session.id), "reason": auth_session.revoked_reason}
+    record_change(
         session,
         actor,
         entity_type="user",
         entity_id=auth_session.user_id,
-        action="SESSION_REVOKED",
+        action=action,
+        event_type="user.session_opened" if action == "USER_LOGGED_IN" else "user.session_revoked",
+        payload={"user_id": auth_session.user_id, **details},
         now=now,
-        metadata={"session_id": str(auth_session.id), "reason": reason},
+        metadata={k: v for k, v in details.items() if v is not None},
     )
 
 
@@ -307,23 +309,16 @@ async def create_client(
     session.add(client)
     await session.flush()
     state = _client_state(client)
-    audit.record(
+    record_change(
         session,
         actor,
         entity_type="api_client",
         entity_id=client.id,
         action="API_CLIENT_CREATED",
-        now=now,
-        new_state=state,
-    )
-    outbox.emit(
-        session,
-        aggregate_type="api_client",
-        aggregate_id=client.id,
         event_type="api_client.created",
         payload=state,
         now=now,
-        request_id=actor.meta.request_id,
+        new_state=state,
     )
     return client, secret
 
@@ -338,23 +333,16 @@ async def revoke_client(
     if client.revoked_at is not None:
         return
     client.revoked_at = now
-    audit.record(
+    record_change(
         session,
         actor,
         entity_type="api_client",
         entity_id=client.id,
         action="API_CLIENT_REVOKED",
-        now=now,
-        changes={"revoked_at": {"from": None, "to": now}},
-    )
-    outbox.emit(
-        session,
-        aggregate_type="api_client",
-        aggregate_id=client.id,
         event_type="api_client.revoked",
         payload=_client_state(client),
         now=now,
-        request_id=actor.meta.request_id,
+        changes={"revoked_at": {"from": None, "to": now}},
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_validator
 from pydantic import AfterValidator, StringConstraints
@@ -39,7 +40,11 @@ def _walk_no_nul(value: Any, depth: int = 0) -> None:
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
     _walk_no_nul(value)
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("must not contain NaN or Infinity") from exc
+    size = len(text.encode())
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON (got {size})")
     return value
@@ -55,6 +60,23 @@ TokenText = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_reject_nul)
 ]
 Reason = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_reject_nul)]
+Address = Annotated[str, StringConstraints(max_length=500), AfterValidator(_reject_nul)]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("must be an IANA time zone such as Europe/Paris") from exc
+    return value
+
+
+TimeZoneName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(_reject_nul),
+    AfterValidator(_known_zone),
+]
 Word = Annotated[str, StringConstraints(max_length=64), AfterValidator(_reject_nul)]
 
 

@@ -16,13 +16,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from opsflow.audit import writer as audit
 from opsflow.audit.chain import diff
 from opsflow.auth.permissions import Permission, check_row, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from opsflow.events import outbox
+from opsflow.events.changes import record_change
 from opsflow.kit.durations import humanize
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Priority, TaskStatus, TaskType
@@ -114,26 +113,30 @@ def task_summary(task: Task) -> dict[str, Any]:
     )
 
 
-def _emit(
+def _record(
     session: AsyncSession,
     actor: Principal,
     task: Task,
-    event_type: str,
+    action: str,
     now: datetime,
-    **payload: Any,
+    *,
+    event_payload: dict[str, Any] | None = None,
+    **audit_fields: Any,
 ) -> None:
-    outbox.emit(
+    record_change(
         session,
-        aggregate_type="task",
-        aggregate_id=task.id,
-        event_type=event_type,
+        actor,
+        entity_type="task",
+        entity_id=task.id,
+        action=action,
+        event_type="task." + action.removeprefix("TASK_").lower(),
         payload={
             "task": task_summary(task),
             "actor": {"type": actor.actor_type.value, "id": actor.id, "name": actor.name},
-            **payload,
+            **(event_payload or {}),
         },
         now=now,
-        request_id=actor.meta.request_id,
+        **audit_fields,
     )
 
 
@@ -207,16 +210,7 @@ async def create_task(
     await session.flush()
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
-    audit.record(
-        session,
-        actor,
-        entity_type="task",
-        entity_id=task.id,
-        action="TASK_CREATED",
-        now=now,
-        new_state=task_state(task, extra),
-    )
-    _emit(session, actor, task, "task.created", now)
+    _record(session, actor, task, "TASK_CREATED", now, new_state=task_state(task, extra))
     return task
 
 
@@ -281,21 +275,18 @@ async def _mutate(
     # within the same clock instant.
     flag_modified(task, "updated_at")
     await session.flush()
-    audit.record(
+    _record(
         session,
         actor,
-        entity_type="task",
-        entity_id=task.id,
-        action=ACTION_NAMES[action],
-        now=now,
+        task,
+        ACTION_NAMES[action],
+        now,
+        event_payload={"changes": changes, **({"reason": reason} if reason is not None else {})},
         changes=changes,
         previous_state={"status": before["status"]},
         new_state={"status": after["status"]},
         metadata={"reason": reason} if reason else None,
     )
-    event_type = "task." + ACTION_NAMES[action].removeprefix("TASK_").lower()
-    extra_payload = {"reason": reason} if reason is not None else {}
-    _emit(session, actor, task, event_type, now, changes=changes, **extra_payload)
     return task
 
 

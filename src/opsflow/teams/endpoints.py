@@ -69,6 +69,9 @@ async def delete_team(
 
 
 @router.get("/{team_id}/members", response_model=list[UserRead])
-async def members(team_id: uuid.UUID, session: SessionDep, _: Reader) -> list[UserRead]:
+async def members(
+    team_id: uuid.UUID, session: SessionDep, _: Reader, include_inactive: bool = False
+) -> list[UserRead]:
     await service.get_team(session, team_id)
-    return [UserRead.model_validate(u) for u in await users_repo.in_team(session, team_id)]
+    rows = await users_repo.in_team(session, team_id, include_inactive=include_inactive)
+    return [UserRead.model_validate(u) for u in rows]

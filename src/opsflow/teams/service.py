@@ -7,12 +7,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit import writer as audit
 from opsflow.audit.chain import diff
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.errors import Conflict, NotFound, ValidationFailed
-from opsflow.events import outbox
+from opsflow.events.changes import record_change
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.team import Team
 from opsflow.teams import repository
@@ -39,17 +38,16 @@ def _record(
     now: Any,
     **fields: Any,
 ) -> None:
-    audit.record(
-        session, actor, entity_type="team", entity_id=team.id, action=action, now=now, **fields
-    )
-    outbox.emit(
+    record_change(
         session,
-        aggregate_type="team",
-        aggregate_id=team.id,
+        actor,
+        entity_type="team",
+        entity_id=team.id,
+        action=action,
         event_type=event,
         payload={"team": {"id": team.id, **team_state(team)}},
         now=now,
-        request_id=actor.meta.request_id,
+        **fields,
     )
 
 

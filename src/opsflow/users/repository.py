@@ -85,8 +85,11 @@ async def search(
     return list(rows), total
 
 
-async def in_team(session: AsyncSession, team_id: uuid.UUID) -> list[User]:
-    rows = await session.scalars(
-        select(User).where(User.team_id == team_id).order_by(User.username)
-    )
+async def in_team(
+    session: AsyncSession, team_id: uuid.UUID, *, include_inactive: bool = False
+) -> list[User]:
+    query = select(User).where(User.team_id == team_id)
+    if not include_inactive:
+        query = query.where(User.is_active.is_(True))
+    rows = await session.scalars(query.order_by(User.username))
     return list(rows)

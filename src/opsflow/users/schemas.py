@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from opsflow.kit.validation import Name, Password, Username
+from opsflow.kit.validation import Address, Name, Password, TimeZoneName, Username
 from opsflow.models.enums import Channel, Role
 
 
@@ -69,10 +69,16 @@ class NotificationPreferenceItem(BaseModel):
 
     channel: Channel
     enabled: bool = True
-    address: str | None = Field(None, max_length=500)
+    address: Address | None = None
     quiet_hours_start: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     quiet_hours_end: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    timezone: str | None = Field(None, max_length=64)
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _quiet_hours_pair(self) -> NotificationPreferenceItem:
+        if (self.quiet_hours_start is None) != (self.quiet_hours_end is None):
+            raise ValueError("quiet_hours_start and quiet_hours_end go together")
+        return self
 
 
 class NotificationPreferences(BaseModel):

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit import writer as audit
 from opsflow.audit.chain import diff
 from opsflow.auth import repository as auth_repo
 from opsflow.auth.permissions import Permission, reach_of
@@ -18,7 +17,7 @@ from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from opsflow.events import outbox
+from opsflow.events.changes import record_change
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Role
 from opsflow.models.notification_preference import NotificationPreference
@@ -50,23 +49,16 @@ def _record(
     now: Any,
     **audit_fields: Any,
 ) -> None:
-    audit.record(
+    record_change(
         session,
         actor,
         entity_type="user",
         entity_id=user.id,
         action=action,
-        now=now,
-        **audit_fields,
-    )
-    outbox.emit(
-        session,
-        aggregate_type="user",
-        aggregate_id=user.id,
         event_type=event_type,
         payload={"user": {"id": user.id, **user_state(user)}},
         now=now,
-        request_id=actor.meta.request_id,
+        **audit_fields,
     )
 
 
@@ -243,12 +235,14 @@ async def put_preferences(
     after = {p.channel: _pref_state(p) for p in await get_preferences(session, actor.user_id)}
     changes = diff(before, after)
     if changes:
-        audit.record(
+        record_change(
             session,
             actor,
             entity_type="user",
             entity_id=actor.user_id,
             action="NOTIFICATION_PREFERENCES_UPDATED",
+            event_type="user.notification_preferences_updated",
+            payload={"user_id": actor.user_id, "preferences": after},
             now=now,
             changes=changes,
         )
