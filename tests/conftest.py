@@ -149,6 +149,30 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is seed 000 §4.9's envelope with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) >= ENVELOPE_KEYS, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert error["timestamp"].endswith("Z")
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return dict(error)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
     response = await client.post("/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text

@@ -21,9 +21,8 @@ from sqlalchemy import text
 from opsflow.audit.chain import chain_hash
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
-from tests.conftest import USER_PASSWORD, make_team, make_user
+from tests.conftest import USER_PASSWORD, assert_error, bearer, make_team, make_user
 
-ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 AUDIT_KEYS = {
     "id",
     "seq",
@@ -61,21 +60,6 @@ CSV_COLUMNS = [
     "hash",
 ]
 USER_AGENT = "opsflow-tests/1.0 (+audit)"
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) >= ENVELOPE_KEYS, error
-    assert error["code"] == code, error
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def audit_rows(

@@ -15,29 +15,15 @@ import pytest
 
 from opsflow.clock import SettableClock
 from opsflow.config import Settings
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, make_user
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    assert_error,
+    bearer,
+    make_user,
+)
 
-ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 ACCESS_TTL_SECONDS = 1440 * 60  # conftest sets ACCESS_TOKEN_EXPIRE_MINUTES=1440
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is seed 000 §4.9's envelope with this status and code."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) >= ENVELOPE_KEYS, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    assert error["timestamp"].endswith("Z")
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def login_body(

@@ -18,23 +18,18 @@ from opsflow.app import create_app
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from tests.conftest import T0, make_settings
-
-ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
-GENERATED_ID = re.compile(r"^req_[0-9a-f]{16}$")
-ROOT = "http://testserver"
+from tests.conftest import assert_error as assert_envelope
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) >= ENVELOPE_KEYS, error
-    assert error["code"] == code, error
-    assert error["request_id"] == response.headers["x-request-id"]
+    """The shared envelope check, plus: stamped by the settable clock, which stays put here."""
+    error = assert_envelope(response, status, code)
     assert error["timestamp"] == "2026-01-27T10:30:00Z"
-    return dict(error)
+    return error
+
+
+GENERATED_ID = re.compile(r"^req_[0-9a-f]{16}$")
+ROOT = "http://testserver"
 
 
 # --- health and readiness -------------------------------------------------------------------

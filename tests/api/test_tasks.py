@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from opsflow.clock import SettableClock
-from tests.conftest import T0, Actor, make_team, make_user
+from tests.conftest import T0, Actor, assert_error, make_team, make_user
 
 Headers = dict[str, str]
 
@@ -131,17 +131,6 @@ async def whoami(client: httpx.AsyncClient, headers: Headers) -> dict[str, Any]:
     response = await client.get("/auth/me", headers=headers)
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert error["message"]
-    assert error["timestamp"]
-    assert error["request_id"]
-    assert response.headers["X-Request-ID"] == error["request_id"]
-    return dict(error)
 
 
 async def do_action(

@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_team, make_user
+from tests.conftest import assert_error, make_team, make_user
 
-ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 TEAM_KEYS = {
     "id",
     "name",
@@ -22,17 +21,6 @@ TEAM_KEYS = {
     "updated_at",
     "member_count",
 }
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) >= ENVELOPE_KEYS, error
-    assert error["code"] == code, error
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
 
 
 async def team_names(

@@ -9,9 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, Actor, make_team, make_user
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    Actor,
+    assert_error,
+    make_team,
+    make_user,
+)
 
-ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 PAGINATION_KEYS = {"page", "page_size", "total_items", "total_pages", "has_next", "has_previous"}
 USER_KEYS = {
     "id",
@@ -25,17 +31,6 @@ USER_KEYS = {
     "updated_at",
     "last_login_at",
 }
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    assert set(error) >= ENVELOPE_KEYS, error
-    assert error["code"] == code, error
-    assert error["request_id"] == response.headers["x-request-id"]
-    return dict(error)
 
 
 async def register(
