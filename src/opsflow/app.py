@@ -28,11 +28,13 @@ from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
+from opsflow.sla.endpoints import router as sla_router
 from opsflow.system.endpoints import router as system_router
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
+from opsflow.workers.embedded import EmbeddedSlaEngine
 
 API_PREFIX = "/api/v1"
 log = get_logger("opsflow.app")
@@ -200,10 +202,23 @@ def create_app(
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
-        log.info("started", version=__version__, database=ctx.engine.dialect.name)
+        engine = None
+        if settings.engine_enabled:
+            engine = EmbeddedSlaEngine(
+                ctx, interval=settings.engine_interval_seconds, batch=settings.engine_batch_size
+            )
+            engine.start()
+        log.info(
+            "started",
+            version=__version__,
+            database=ctx.engine.dialect.name,
+            sla_engine="embedded" if engine else "off",
+        )
         try:
             yield
         finally:
+            if engine is not None:
+                await engine.stop()
             if owns_context:
                 await ctx.close()
 
@@ -229,6 +244,7 @@ def create_app(
         users_router,
         teams_router,
         tasks_router,
+        sla_router,
         audit_router,
         system_router,
     ):

@@ -23,9 +23,17 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Reload on code changes (development).")] = False,
+    no_engine: Annotated[
+        bool, typer.Option("--no-engine", help="Serve the API only; engines run elsewhere.")
+    ] = False,
 ) -> None:
     """Serve the API (migrations are applied and the first admin is created on start)."""
+    import os
+
     import uvicorn
+
+    if no_engine:
+        os.environ["OPSFLOW_ENGINE_ENABLED"] = "false"  # read by every worker's Settings
 
     settings = load_settings()
     try:

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(
         50, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_IP")
     )
+    engine_enabled: bool = Field(True, validation_alias=_env("OPSFLOW_ENGINE_ENABLED"))
+    engine_interval_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("OPSFLOW_ENGINE_INTERVAL_SECONDS")
+    )
+    engine_batch_size: int = Field(
+        500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
+    )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
 
     @field_validator("allowed_origins", mode="before")

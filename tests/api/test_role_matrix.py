@@ -382,6 +382,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         task_in("ASSIGNED", {"minutes": 30}),
     ),
     Endpoint("DELETE", f"{V1}/tasks/{{task_id}}", "cancel", 204, task_in("ASSIGNED")),
+    # SLA
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla-events", "read_tasks", 200, existing_task),
+    Endpoint("GET", f"{V1}/sla-events", "read_tasks", 200),
     # audit
     Endpoint("GET", f"{V1}/audit-logs", "audit", 200),
     Endpoint("GET", f"{V1}/audit-logs/export", "audit", 200),

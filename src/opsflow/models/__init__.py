@@ -5,6 +5,7 @@ from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.idempotency import IdempotencyRecord
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
+from opsflow.models.sla import BusinessCalendarRow, SlaClock, SlaEvent
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -13,10 +14,13 @@ __all__ = [
     "ApiClient",
     "AuditLog",
     "AuthSession",
+    "BusinessCalendarRow",
     "IdempotencyRecord",
     "NotificationPreference",
     "OutboxEvent",
     "RefreshToken",
+    "SlaClock",
+    "SlaEvent",
     "Task",
     "TaskAssignee",
     "Team",

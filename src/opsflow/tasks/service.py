@@ -28,6 +28,8 @@ from opsflow.models.enums import Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.sla import repository as sla_repo
+from opsflow.sla import service as sla_service
 from opsflow.sla import status as sla
 from opsflow.sla.defaults import fill_targets
 from opsflow.tasks import lifecycle, repository
@@ -36,6 +38,7 @@ from opsflow.tasks.schemas import (
     AuditTrailEntry,
     CreatedSlaStatus,
     CreatedTimeRemaining,
+    SlaEventBrief,
     SlaStatus,
     TaskCreate,
     TaskCreated,
@@ -208,6 +211,7 @@ async def create_task(
         raise ValidationFailed("This API client has no owning user to record as creator")
     session.add(task)
     await session.flush()
+    sla_service.create_clocks(session, task, now)
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
     _record(session, actor, task, "TASK_CREATED", now, new_state=task_state(task, extra))
@@ -259,6 +263,7 @@ async def _mutate(
     now = cmd.ctx.clock.now()
     before = task_state(task, current_extra)
     apply(task, now)
+    await sla_service.on_task_changed(session, task, now)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
         new_status = TaskStatus.CREATED
@@ -305,10 +310,8 @@ def _targets(priority: Priority, start: int | None, resolve: int | None) -> tupl
         ) from exc
 
 
-def _shift_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None:
-    """Change targets keeping any shift already applied to the deadlines (e.g. by reopen)."""
-    task.start_deadline += timedelta(minutes=start_minutes - task.start_sla_minutes)
-    task.resolve_deadline += timedelta(minutes=resolve_minutes - task.resolve_sla_minutes)
+def _set_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None:
+    # The clocks reschedule from these (sla.service.on_task_changed), pauses included.
     task.start_sla_minutes = start_minutes
     task.resolve_sla_minutes = resolve_minutes
 
@@ -349,7 +352,7 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
             given_start if task.start_sla_source == SOURCE_REQUEST else None,
             given_resolve if task.resolve_sla_source == SOURCE_REQUEST else None,
         )
-        _shift_targets(task, start, resolve)
+        _set_targets(task, start, resolve)
 
     return await _mutate(cmd, Action.UPDATE, Permission.TASK_UPDATE, apply)
 
@@ -429,11 +432,9 @@ async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
 
 
 async def reopen_task(cmd: TaskCommand, reason: str | None) -> Task:
-    def apply(task: Task, now: datetime) -> None:
-        # The RESOLVE clock continues with the time it had used: push its deadline by the
-        # time the task spent completed.
-        if task.completed_at is not None:
-            task.resolve_deadline += now - task.completed_at
+    def apply(task: Task, _now: datetime) -> None:
+        # The RESOLVE clock continues with the time it had used: the time spent completed
+        # counts as a pause (sla.service.on_task_changed).
         task.completed_at = None
 
     return await _mutate(cmd, Action.REOPEN, Permission.TASK_PROGRESS, apply, reason=reason)
@@ -609,5 +610,14 @@ async def detail_view(session: AsyncSession, task: Task, now: datetime) -> TaskD
         )
         for row in await repository.audit_trail(session, task.id)
     ]
-    # SLA events are written by the SLA engine; until it runs there are none to show.
-    return TaskDetail(**read.model_dump(), sla_events=[], audit_trail=trail)
+    events = [
+        SlaEventBrief(
+            id=e.id,
+            event_type=e.event_type,
+            severity=e.severity,
+            triggered_at=e.triggered_at,
+            notification_sent=e.notification_sent,
+        )
+        for e in await sla_repo.events_of(session, [task.id])
+    ]
+    return TaskDetail(**read.model_dump(), sla_events=events, audit_trail=trail)

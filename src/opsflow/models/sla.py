@@ -1,0 +1,100 @@
+"""SLA clocks and the events they fire (SPEC §2, §4)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from opsflow.db import Base
+from opsflow.kit.types import UTCDateTime, json_type
+from opsflow.models.mixins import Timestamps, UUIDPrimaryKey
+
+
+class BusinessCalendarRow(UUIDPrimaryKey, Timestamps, Base):
+    """A named calendar: time zone, weekly working hours, holidays. No row means `24x7`."""
+
+    __tablename__ = "business_calendars"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    # {"0": [["09:00", "17:00"]], ...} keyed by weekday, Monday = 0
+    hours: Mapped[dict[str, Any]] = mapped_column(json_type())
+    holidays: Mapped[list[Any]] = mapped_column(json_type(), default=list)
+
+
+class SlaClock(UUIDPrimaryKey, Timestamps, Base):
+    """One per task and kind. `next_fire_at` is the engine's only query key."""
+
+    __tablename__ = "sla_clocks"
+    __table_args__ = (
+        UniqueConstraint("task_id", "kind"),
+        Index("ix_sla_clocks_next_fire_at", "next_fire_at"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))  # START | RESOLVE
+    status: Mapped[str] = mapped_column(String(16))  # ACTIVE|PAUSED|MET|BREACHED|CANCELLED
+    target_minutes: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    calendar_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("business_calendars.id", ondelete="SET NULL")
+    )
+    thresholds: Mapped[list[Any]] = mapped_column(json_type())  # [75, 95] percent
+    # [{"from": iso, "to": iso | null, "actor": str, "reason": str | null}]
+    pauses: Mapped[list[Any]] = mapped_column(json_type(), default=list)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How many of the clock's thresholds (sorted, breach last) have fired.
+    fired_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SlaEvent(UUIDPrimaryKey, Base):
+    """A threshold crossed by a clock. Unique per (clock, event type): each fires once, ever."""
+
+    __tablename__ = "sla_events"
+    __table_args__ = (
+        UniqueConstraint("clock_id", "event_type"),
+        Index("ix_sla_events_triggered_at", "triggered_at"),
+    )
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    clock_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("sla_clocks.id", ondelete="CASCADE")
+    )
+    event_type: Mapped[str] = mapped_column(String(32), index=True)
+    severity: Mapped[str] = mapped_column(String(16), index=True)
+    sla_type: Mapped[str] = mapped_column(String(8))
+    expected_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The instant the threshold was due, and when the engine persisted it.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    triggered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actual_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delay_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    # After downtime every crossed threshold is recorded, only the most severe notifies.
+    notify: Mapped[bool] = mapped_column(Boolean, default=True)
+    notification_sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    notification_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated_to: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", json_type(), default=dict)

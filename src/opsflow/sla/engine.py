@@ -1,0 +1,132 @@
+"""The SLA engine: claim due clocks, persist the thresholds they crossed, advance them.
+
+One pass = one transaction: claim a batch of clocks with ``next_fire_at <= now`` (skipping
+rows another engine holds), write an SLA event per crossed threshold plus its audit row and
+outbox event, move ``next_fire_at`` to the next threshold, commit. The unique constraint on
+(clock, event type) makes a second firing impossible, not merely unlikely. The cost of a
+pass depends on the clocks that are due, never on how many clocks are open.
+
+After downtime a clock may have crossed several thresholds at once: each is recorded, but
+only the most severe is marked to notify, so nobody is paged three times for one task.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from opsflow.auth.principal import Principal
+from opsflow.clock import Clock
+from opsflow.db import unit_of_work
+from opsflow.events.changes import record_change
+from opsflow.models.sla import SlaClock, SlaEvent
+from opsflow.models.task import Task
+from opsflow.sla import repository
+from opsflow.sla.clocks import schedule
+from opsflow.sla.service import BREACHED, reschedule
+
+ENGINE_ACTOR = Principal.system("sla-engine")
+
+
+@dataclass
+class PassResult:
+    clocks: int = 0
+    events: int = 0
+    lag_seconds: list[float] = field(default_factory=list)
+
+
+async def run_once(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, batch: int = 500
+) -> PassResult:
+    """One engine pass. Returns what it did; callers loop while batches come back full."""
+    result = PassResult()
+    async with unit_of_work(sessions) as session:
+        now = clock.now()
+        due = await repository.claim_due(session, now, batch)
+        for sla_clock in due:
+            fired = await _fire(session, sla_clock, now)
+            result.clocks += 1
+            result.events += len(fired)
+            result.lag_seconds.extend((now - e.due_at).total_seconds() for e in fired)
+    return result
+
+
+async def _fire(session: AsyncSession, sla_clock: SlaClock, now: datetime) -> list[SlaEvent]:
+    plan = schedule(
+        sla_clock.started_at, sla_clock.target_minutes, sla_clock.thresholds, sla_clock.pauses
+    )
+    crossed = [
+        (index, threshold, at)
+        for index, (threshold, at) in enumerate(plan)
+        if index >= sla_clock.fired_count and at <= now
+    ]
+    task = await session.get(Task, sla_clock.task_id)
+    events: list[SlaEvent] = []
+    for position, (index, threshold, at) in enumerate(crossed):
+        event = SlaEvent(
+            id=uuid.uuid4(),
+            task_id=sla_clock.task_id,
+            clock_id=sla_clock.id,
+            event_type=f"{sla_clock.kind}_{threshold.name}",
+            severity=threshold.severity,
+            sla_type=sla_clock.kind,
+            expected_deadline=sla_clock.deadline,
+            due_at=at,
+            triggered_at=now,
+            actual_time=now,
+            delay_minutes=int((now - at).total_seconds() // 60),
+            notify=position == len(crossed) - 1,
+            metadata_={"percent": threshold.percent, "catch_up": len(crossed) > 1},
+        )
+        session.add(event)
+        events.append(event)
+        sla_clock.fired_count = index + 1
+        if threshold.name == "BREACH":
+            sla_clock.status = BREACHED
+            sla_clock.breached_at = at
+    sla_clock.updated_at = now
+    reschedule(sla_clock)
+    await session.flush()
+    for event in events:
+        _publish(session, event, task, now)
+    return events
+
+
+def _publish(session: AsyncSession, event: SlaEvent, task: Task | None, now: datetime) -> None:
+    kind = event.event_type.rsplit("_", 1)[1].lower()  # warning | critical | breach
+    summary = {
+        "id": event.task_id,
+        "title": task.title if task else None,
+        "priority": task.priority if task else None,
+        "status": task.status if task else None,
+        "assigned_to": task.assigned_to if task else None,
+        "team_id": task.team_id if task else None,
+    }
+    record_change(
+        session,
+        ENGINE_ACTOR,
+        entity_type="task",
+        entity_id=event.task_id,
+        action=f"SLA_{event.event_type}",
+        event_type=f"sla.{kind}",
+        payload={
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "severity": event.severity,
+            "sla_type": event.sla_type,
+            "due_at": event.due_at,
+            "expected_deadline": event.expected_deadline,
+            "notify": event.notify,
+            "task": summary,
+        },
+        now=now,
+        metadata={
+            "sla_event_id": str(event.id),
+            "due_at": event.due_at,
+            "delay_minutes": event.delay_minutes,
+            "notify": event.notify,
+        },
+    )

@@ -1,0 +1,57 @@
+"""Embedded drivers: the engines as asyncio loops inside `opsflow serve` (SPEC §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from opsflow.context import AppContext
+from opsflow.observability.logging import get_logger
+from opsflow.sla.engine import run_once
+
+log = get_logger("opsflow.engine")
+
+
+class EmbeddedSlaEngine:
+    """Runs SLA engine passes until stopped.
+
+    A full batch means more may be due, so the next pass starts at once; otherwise the loop
+    waits `interval` seconds (or until stopped). A failing pass is logged and retried on
+    the next tick: its transaction rolled back, so nothing was half-done.
+    """
+
+    def __init__(self, ctx: AppContext, *, interval: float, batch: int) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self.batch = batch
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="opsflow-sla-engine")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            full = False
+            try:
+                result = await run_once(self.ctx.sessions, self.ctx.clock, batch=self.batch)
+                full = result.clocks >= self.batch
+                if result.events:
+                    log.info(
+                        "sla_pass",
+                        clocks=result.clocks,
+                        events=result.events,
+                        max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
+                    )
+            except Exception:
+                log.exception("sla_pass_failed")
+            if full:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
