@@ -195,6 +195,14 @@ async def existing_task(w: World, who: Caller) -> Request:
     return await task_in("ASSIGNED")(w, who)
 
 
+async def paused_task(w: World, who: Caller) -> Request:
+    request = await task_in("ASSIGNED")(w, who)
+    task_id = request["path"]["task_id"]
+    paused = await w.client.patch(f"/tasks/{task_id}/sla/pause", headers=w.admin)
+    assert paused.status_code == 200, paused.text
+    return request
+
+
 async def register(w: World, who: Caller) -> Request:
     name = w.unique("newcomer")
     return {
@@ -383,6 +391,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint("DELETE", f"{V1}/tasks/{{task_id}}", "cancel", 204, task_in("ASSIGNED")),
     # SLA
+    Endpoint(
+        "PATCH",
+        f"{V1}/tasks/{{task_id}}/sla/pause",
+        "snooze",
+        200,
+        task_in("ASSIGNED", {"reason": "waiting on customer"}),
+    ),
+    Endpoint("PATCH", f"{V1}/tasks/{{task_id}}/sla/resume", "snooze", 200, paused_task),
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla-events", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/sla-events", "read_tasks", 200),
     # audit
@@ -516,7 +533,7 @@ async def test_row_scoped_capabilities_outside_the_callers_reach(
     w.scope = "foreign"
     who = w.callers[role]
     scoped = [e for e in ENDPOINTS if e.capability in ROW_SCOPED]
-    assert len(scoped) == 9
+    assert len(scoped) == 11
     failures = []
     for endpoint in scoped:
         response = await call(w, endpoint, who)

@@ -242,3 +242,88 @@ async def test_embedded_engine_fires_without_being_called(
         events = await _events(client, headers, task_id)
     assert [e["event_type"] for e in events] == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
     assert [e["notify"] for e in events] == [False, False, True]
+
+
+async def test_pause_and_resume_move_every_threshold(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    task_id = await _create(client, admin_headers)
+    clock.set(T0 + timedelta(minutes=5))
+    paused = await client.patch(
+        f"/tasks/{task_id}/sla/pause", json={"reason": "waiting on vendor"}, headers=admin_headers
+    )
+    assert paused.status_code == 200, paused.text
+    assert [c["status"] for c in paused.json()["sla_status"]["clocks"]] == ["PAUSED", "PAUSED"]
+    again = await client.patch(f"/tasks/{task_id}/sla/pause", headers=admin_headers)
+    assert again.status_code == 409
+
+    assert await _at(clock, app_context, 60) == 0  # paused clocks never fire
+    listed = await client.get("/tasks", params={"has_breach": "false"}, headers=admin_headers)
+    assert [t["id"] for t in listed.json()["items"]] == [task_id]
+    detail = (await client.get(f"/tasks/{task_id}/sla", headers=admin_headers)).json()
+    start = detail["clocks"][0]
+    assert start["kind"] == "START"
+    assert start["status"] == "PAUSED"
+    assert start["deadline"] is None
+    assert start["remaining_seconds"] == 10 * 60
+    assert start["pauses"] == [
+        {
+            "started_at": "2026-01-27T10:35:00Z",
+            "ended_at": None,
+            "actor": "admin",
+            "reason": "waiting on vendor",
+        }
+    ]
+    assert start["explanation"] == {
+        "working_seconds": 300.0,
+        "paused_seconds": 0.0,
+        "outside_hours_seconds": 0.0,
+    }
+
+    resumed = await client.patch(f"/tasks/{task_id}/sla/resume", headers=admin_headers)
+    assert resumed.status_code == 200, resumed.text
+    # 55 paused minutes push the 15-minute response deadline from 10:45 to 11:40.
+    assert resumed.json()["sla_status"]["start_deadline"] == "2026-01-27T11:40:00Z"
+    not_paused = await client.patch(f"/tasks/{task_id}/sla/resume", headers=admin_headers)
+    assert not_paused.status_code == 409
+    assert await _at(clock, app_context, 66) == 0
+    assert await _at(clock, app_context, 66.25) == 1
+    detail = (await client.get(f"/tasks/{task_id}/sla", headers=admin_headers)).json()
+    start = detail["clocks"][0]
+    assert start["pauses"][0]["ended_at"] == "2026-01-27T11:30:00Z"
+    assert start["explanation"] == {
+        "working_seconds": 675.0,
+        "paused_seconds": 3300.0,
+        "outside_hours_seconds": 0.0,
+    }
+    assert [t["name"] for t in start["thresholds"] if t["fired"]] == ["START_WARNING"]
+    assert start["thresholds"][-1]["due_at"] == "2026-01-27T11:40:00Z"
+    audit = await client.get(
+        "/audit-logs", params={"entity_id": task_id, "action": "SLA_PAUSED"}, headers=admin_headers
+    )
+    assert audit.json()["items"][0]["changes"]["sla_paused_at"]["to"] == "2026-01-27T10:35:00Z"
+
+
+async def test_completing_a_paused_task_closes_the_pause(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    task_id = await _create(client, admin_headers)
+    clock.set(T0 + timedelta(minutes=2))
+    await client.patch(f"/tasks/{task_id}/start", headers=admin_headers)
+    clock.set(T0 + timedelta(minutes=10))
+    await client.patch(f"/tasks/{task_id}/sla/pause", headers=admin_headers)
+    clock.set(T0 + timedelta(minutes=50))
+    done = await client.patch(f"/tasks/{task_id}/complete", json={}, headers=admin_headers)
+    assert done.status_code == 200, done.text
+    assert done.json()["sla_paused_at"] is None
+    resolve = (await client.get(f"/tasks/{task_id}/sla", headers=admin_headers)).json()["clocks"][1]
+    assert resolve["status"] == "MET"
+    assert resolve["pauses"][0]["ended_at"] == "2026-01-27T11:20:00Z"
+    assert resolve["explanation"]["working_seconds"] == 600.0
+    assert await _at(clock, app_context, 1000) == 0

@@ -8,7 +8,8 @@ The expected table is written here from the spec, not copied from the code:
 
 Where the spec is silent (update, acknowledge, snooze, re-assigning), the table records the
 choice an operations engineer expects: re-assigning keeps the status of an open task,
-acknowledging is only for tasks nobody has started yet, snoozing is for open tasks, and a
+acknowledging is only for tasks nobody has started yet, snoozing and pausing the SLA are
+for open tasks, and a
 cancelled task is frozen.
 """
 
@@ -29,6 +30,8 @@ EXPECTED: dict[S, dict[A, S]] = {
         A.ACKNOWLEDGE: S.ASSIGNED,  # acknowledging takes the task
         A.START: S.IN_PROGRESS,  # starting an unassigned task assigns the starter
         A.SNOOZE: S.CREATED,
+        A.PAUSE_SLA: S.CREATED,  # pausing/resuming the SLA clocks leaves the status alone
+        A.RESUME_SLA: S.CREATED,
         A.CANCEL: S.CANCELLED,
     },
     S.ASSIGNED: {
@@ -37,6 +40,8 @@ EXPECTED: dict[S, dict[A, S]] = {
         A.ACKNOWLEDGE: S.ASSIGNED,
         A.START: S.IN_PROGRESS,
         A.SNOOZE: S.ASSIGNED,
+        A.PAUSE_SLA: S.ASSIGNED,  # pausing/resuming the SLA clocks leaves the status alone
+        A.RESUME_SLA: S.ASSIGNED,
         A.CANCEL: S.CANCELLED,
     },
     S.IN_PROGRESS: {
@@ -45,6 +50,8 @@ EXPECTED: dict[S, dict[A, S]] = {
         A.BLOCK: S.BLOCKED,
         A.COMPLETE: S.COMPLETED,
         A.SNOOZE: S.IN_PROGRESS,
+        A.PAUSE_SLA: S.IN_PROGRESS,  # pausing/resuming the SLA clocks leaves the status alone
+        A.RESUME_SLA: S.IN_PROGRESS,
         A.CANCEL: S.CANCELLED,
     },
     S.BLOCKED: {
@@ -53,6 +60,8 @@ EXPECTED: dict[S, dict[A, S]] = {
         A.UNBLOCK: S.IN_PROGRESS,
         A.COMPLETE: S.COMPLETED,
         A.SNOOZE: S.BLOCKED,
+        A.PAUSE_SLA: S.BLOCKED,  # pausing/resuming the SLA clocks leaves the status alone
+        A.RESUME_SLA: S.BLOCKED,
         A.CANCEL: S.CANCELLED,
     },
     S.COMPLETED: {
@@ -73,7 +82,7 @@ def _ids(pair: tuple[S, A]) -> str:
 
 def test_table_covers_every_status_and_action() -> None:
     assert set(EXPECTED) == set(S)
-    assert len(ALLOWED) + len(REFUSED) == len(S) * len(A) == 60
+    assert len(ALLOWED) + len(REFUSED) == len(S) * len(A) == 72
 
 
 @pytest.mark.parametrize("pair", ALLOWED, ids=_ids)

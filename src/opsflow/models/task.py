@@ -52,6 +52,9 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while the SLA clocks are paused by hand (PATCH /tasks/{id}/sla/pause).
+    sla_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sla_pause_reason: Mapped[str | None] = mapped_column(Text)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution_notes: Mapped[str | None] = mapped_column(Text)
 

@@ -49,11 +49,11 @@ def closed_pauses(pauses: list[Any]) -> list[tuple[datetime, datetime]]:
     result = []
     for pause in pauses:
         if pause.get("to"):
-            result.append((_parse(pause["from"]), _parse(pause["to"])))
+            result.append((parse_instant(pause["from"]), parse_instant(pause["to"])))
     return result
 
 
-def _parse(value: str | datetime) -> datetime:
+def parse_instant(value: str | datetime) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -9,13 +9,20 @@ from fastapi import APIRouter, Depends
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
-from opsflow.deps import SessionDep
+from opsflow.deps import ClockDep, SessionDep
 from opsflow.errors import ValidationFailed
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import SlaEvent
 from opsflow.sla import repository
+from opsflow.sla import service as sla_service
 from opsflow.sla.repository import EventFilters
-from opsflow.sla.schemas import SlaEventRead, SlaEventSummary, TaskSlaEvents
+from opsflow.sla.schemas import (
+    SlaClockDetail,
+    SlaEventRead,
+    SlaEventSummary,
+    TaskSla,
+    TaskSlaEvents,
+)
 from opsflow.tasks import service as tasks_service
 
 router = APIRouter(tags=["sla"])
@@ -72,6 +79,24 @@ async def task_sla_events(task_id: uuid.UUID, session: SessionDep, _: Reader) ->
             breaches=count("_BREACH"),
             escalations=count("ESCALATION"),
         ),
+    )
+
+
+@router.get("/tasks/{task_id}/sla", response_model=TaskSla)
+async def task_sla(task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: Reader) -> TaskSla:
+    """Each clock explained: working and paused time, every pause with who and why, and
+    the instants at which its thresholds fire (or fired)."""
+    await tasks_service.get_task(session, task_id)
+    now = clock.now()
+    clocks = await repository.clocks_of(session, task_id)
+    return TaskSla(
+        task_id=task_id,
+        evaluated_at=now,
+        clocks=[
+            SlaClockDetail.model_validate(sla_service.detail(clocks[kind], now))
+            for kind in ("START", "RESOLVE")
+            if kind in clocks
+        ],
     )
 
 

@@ -26,6 +26,49 @@ class SlaEventRead(BaseModel):
     metadata: dict[str, Any]
 
 
+class SlaPause(BaseModel):
+    started_at: datetime
+    ended_at: datetime | None
+    actor: str | None
+    reason: str | None
+
+
+class SlaThresholdPlan(BaseModel):
+    name: str
+    percent: float
+    due_at: datetime | None
+    fired: bool
+
+
+class SlaExplanation(BaseModel):
+    working_seconds: float
+    paused_seconds: float
+    outside_hours_seconds: float
+
+
+class SlaClockDetail(BaseModel):
+    kind: str
+    status: str
+    calendar: str
+    target_minutes: int
+    started_at: datetime
+    deadline: datetime | None
+    stopped_at: datetime | None
+    paused_at: datetime | None
+    breached_at: datetime | None
+    remaining_seconds: int | None
+    next_fire_at: datetime | None
+    pauses: list[SlaPause]
+    thresholds: list[SlaThresholdPlan]
+    explanation: SlaExplanation
+
+
+class TaskSla(BaseModel):
+    task_id: uuid.UUID
+    evaluated_at: datetime
+    clocks: list[SlaClockDetail]
+
+
 class SlaEventSummary(BaseModel):
     total_events: int
     warnings: int

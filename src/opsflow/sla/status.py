@@ -27,6 +27,7 @@ class ClockView:
     stopped_at: datetime | None
     cancelled: bool
     now: datetime
+    paused_at: datetime | None = None
 
     @property
     def running(self) -> bool:
@@ -34,7 +35,8 @@ class ClockView:
 
     @property
     def until(self) -> datetime:
-        return self.stopped_at or self.now
+        # A paused clock stands still at the instant it was paused.
+        return self.stopped_at or self.paused_at or self.now
 
     @property
     def remaining(self) -> timedelta:
@@ -54,7 +56,7 @@ class ClockView:
         # A running clock breaches at 100 % (the deadline instant itself); a stopped clock
         # met its target if it stopped at or before the deadline.
         if self.running:
-            return self.now >= self.deadline
+            return self.until >= self.deadline
         return self.until > self.deadline
 
     @property
@@ -85,6 +87,8 @@ class ClockView:
             return "BREACHED"
         if self.cancelled:
             return "CANCELLED"
+        if self.running and self.paused_at is not None:
+            return "PAUSED"
         return "ACTIVE" if self.running else "MET"
 
     def remaining_text(self) -> str:
@@ -120,6 +124,7 @@ def clocks_for(
     completed_at: datetime | None,
     cancelled_at: datetime | None,
     now: datetime,
+    paused_at: datetime | None = None,
 ) -> tuple[ClockView, ClockView]:
     responded = min((t for t in (acknowledged_at, started_at) if t is not None), default=None)
     start_stop = responded or cancelled_at
@@ -131,6 +136,7 @@ def clocks_for(
         start_stop,
         cancelled=responded is None and cancelled_at is not None,
         now=now,
+        paused_at=paused_at,
     )
     resolve = ClockView(
         "RESOLVE",
@@ -139,6 +145,7 @@ def clocks_for(
         resolve_stop,
         cancelled=completed_at is None and cancelled_at is not None,
         now=now,
+        paused_at=paused_at,
     )
     return start, resolve
 

@@ -223,6 +223,21 @@ async def reopen_task(
     return await _answer(cmd, await service.reopen_task(cmd, _reason(body)), response)
 
 
+@router.patch("/{task_id}/sla/pause", response_model=TaskRead)
+async def pause_sla(
+    cmd: Command, response: Response, body: ReasonRequest | None = None
+) -> TaskRead:
+    """Stop the running SLA clocks until resumed; paused time never counts against them."""
+    return await _answer(cmd, await service.pause_sla(cmd, _reason(body)), response)
+
+
+@router.patch("/{task_id}/sla/resume", response_model=TaskRead)
+async def resume_sla(
+    cmd: Command, response: Response, body: ReasonRequest | None = None
+) -> TaskRead:
+    return await _answer(cmd, await service.resume_sla(cmd, _reason(body)), response)
+
+
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 async def cancel_task(cmd: Command, reason: Annotated[Reason | None, Query()] = None) -> Response:
     await service.cancel_task(cmd, reason)

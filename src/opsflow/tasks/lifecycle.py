@@ -34,6 +34,8 @@ class Action(StrEnum):
     SNOOZE = "snooze"
     REOPEN = "reopen"
     CANCEL = "cancel"
+    PAUSE_SLA = "pause_sla"
+    RESUME_SLA = "resume_sla"
 
 
 def _same(*statuses: TaskStatus) -> dict[TaskStatus, TaskStatus]:
@@ -56,6 +58,8 @@ TRANSITIONS: dict[Action, dict[TaskStatus, TaskStatus]] = {
     Action.SNOOZE: _same(*OPEN),
     Action.REOPEN: {COMPLETED: IN_PROGRESS},
     Action.CANCEL: dict.fromkeys(OPEN, CANCELLED),
+    Action.PAUSE_SLA: _same(*OPEN),
+    Action.RESUME_SLA: _same(*OPEN),
 }
 
 

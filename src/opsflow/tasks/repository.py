@@ -132,9 +132,14 @@ def _clock_breached(stop: ColumnElement[Any], deadline: Any, now: datetime) -> C
     # Mirrors sla.status.ClockView.breached: running clocks breach at the deadline instant,
     # stopped clocks only if they stopped after it.
     return or_(
-        and_(stop.is_(None), literal(now, UTCDateTime()) >= deadline),
+        and_(stop.is_(None), _frozen_now(now) >= deadline),
         and_(stop.is_not(None), stop > deadline),
     )
+
+
+def _frozen_now(now: datetime) -> ColumnElement[Any]:
+    """`now` for running clocks, or the instant they were paused (paused clocks stand still)."""
+    return func.coalesce(Task.sla_paused_at, literal(now, UTCDateTime()))
 
 
 def _breached(now: datetime) -> ColumnElement[bool]:
@@ -146,7 +151,7 @@ def _breached(now: datetime) -> ColumnElement[bool]:
 
 def _in_band(now: datetime, percent: float) -> ColumnElement[bool]:
     """Some running clock has used at least `percent` of its target (not yet breached)."""
-    now_epoch = now.timestamp()
+    now_epoch = epoch_seconds(_frozen_now(now))
     share = 1.0 - percent / 100.0
     start_left = epoch_seconds(Task.start_deadline) - now_epoch
     resolve_left = epoch_seconds(Task.resolve_deadline) - now_epoch

@@ -178,6 +178,8 @@ class TaskFields(BaseModel):
     completed_at: datetime | None
     cancelled_at: datetime | None
     snoozed_until: datetime | None
+    sla_paused_at: datetime | None
+    sla_pause_reason: str | None
     deleted_at: datetime | None
     resolution_notes: str | None
     tags: list[str]

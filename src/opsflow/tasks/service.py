@@ -70,6 +70,8 @@ AUDITED_FIELDS = (
     "completed_at",
     "cancelled_at",
     "snoozed_until",
+    "sla_paused_at",
+    "sla_pause_reason",
     "resolution_notes",
     "tags",
     "metadata",
@@ -86,6 +88,8 @@ ACTION_NAMES = {
     Action.SNOOZE: "TASK_SNOOZED",
     Action.REOPEN: "TASK_REOPENED",
     Action.CANCEL: "TASK_CANCELLED",
+    Action.PAUSE_SLA: "SLA_PAUSED",
+    Action.RESUME_SLA: "SLA_RESUMED",
 }
 
 
@@ -263,7 +267,7 @@ async def _mutate(
     now = cmd.ctx.clock.now()
     before = task_state(task, current_extra)
     apply(task, now)
-    await sla_service.on_task_changed(session, task, now)
+    await sla_service.on_task_changed(session, task, now, actor.name)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
         new_status = TaskStatus.CREATED
@@ -425,6 +429,8 @@ async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
         task.blocked_at = None
         task.blocked_reason = None
         task.snoozed_until = None
+        task.sla_paused_at = None
+        task.sla_pause_reason = None
         if resolution_notes is not None:
             task.resolution_notes = resolution_notes
 
@@ -456,11 +462,37 @@ async def snooze_task(
     return await _mutate(cmd, Action.SNOOZE, Permission.TASK_SNOOZE, apply, reason=reason)
 
 
+async def pause_sla(cmd: TaskCommand, reason: str | None) -> Task:
+    def apply(task: Task, now: datetime) -> None:
+        if task.sla_paused_at is not None:
+            raise Conflict(
+                "The SLA clocks are already paused", paused_at=to_jsonable(task.sla_paused_at)
+            )
+        if task.completed_at is not None:
+            raise Conflict("A completed task has no running SLA clock")
+        task.sla_paused_at = now
+        task.sla_pause_reason = reason
+
+    return await _mutate(cmd, Action.PAUSE_SLA, Permission.TASK_SNOOZE, apply, reason=reason)
+
+
+async def resume_sla(cmd: TaskCommand, reason: str | None) -> Task:
+    def apply(task: Task, _now: datetime) -> None:
+        if task.sla_paused_at is None:
+            raise Conflict("The SLA clocks are not paused")
+        task.sla_paused_at = None
+        task.sla_pause_reason = None
+
+    return await _mutate(cmd, Action.RESUME_SLA, Permission.TASK_SNOOZE, apply, reason=reason)
+
+
 async def cancel_task(cmd: TaskCommand, reason: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
         task.cancelled_at = now
         task.deleted_at = now
         task.snoozed_until = None
+        task.sla_paused_at = None
+        task.sla_pause_reason = None
 
     return await _mutate(cmd, Action.CANCEL, Permission.TASK_CANCEL, apply, reason=reason)
 
@@ -479,6 +511,7 @@ def _clocks(task: Task, now: datetime) -> tuple[sla.ClockView, sla.ClockView]:
         started_at=task.started_at,
         completed_at=task.completed_at,
         cancelled_at=task.cancelled_at,
+        paused_at=task.sla_paused_at,
         now=now,
     )
 
@@ -513,6 +546,8 @@ def _fields(task: Task) -> dict[str, Any]:
         "completed_at": task.completed_at,
         "cancelled_at": task.cancelled_at,
         "snoozed_until": task.snoozed_until,
+        "sla_paused_at": task.sla_paused_at,
+        "sla_pause_reason": task.sla_pause_reason,
         "deleted_at": task.deleted_at,
         "resolution_notes": task.resolution_notes,
         "tags": list(task.tags or []),

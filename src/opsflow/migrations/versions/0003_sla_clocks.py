@@ -20,6 +20,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("sla_paused_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("sla_pause_reason", sa.Text(), nullable=True))
     op.create_table(
         "business_calendars",
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -132,3 +135,6 @@ def downgrade() -> None:
 
     op.drop_table("sla_clocks")
     op.drop_table("business_calendars")
+    with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_column("sla_pause_reason")
+        batch_op.drop_column("sla_paused_at")
