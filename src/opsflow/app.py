@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -28,6 +27,7 @@ from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
+from opsflow.routing import route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.system.endpoints import router as system_router
 from opsflow.tasks.endpoints import router as tasks_router
@@ -89,28 +89,6 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method some operation serves at this path (Starlette reports only the first
-    route's). Read from the OpenAPI document, the public description of every route."""
-    index: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
-        request.app.state, "allow_index", None
-    )
-    if index is None:
-        index = [
-            (
-                re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"),
-                {method.upper() for method in operations},
-            )
-            for path, operations in request.app.openapi().get("paths", {}).items()
-        ]
-        request.app.state.allow_index = index
-    methods: set[str] = set()
-    for pattern, verbs in index:
-        if pattern.match(request.url.path):
-            methods |= verbs
-    return sorted(methods)
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -148,7 +126,9 @@ def _install_error_handlers(app: FastAPI) -> None:
                 405,
                 "METHOD_NOT_ALLOWED",
                 f"Method {request.method} not allowed",
-                headers={"Allow": ", ".join(_allowed_methods(request))},
+                headers={
+                    "Allow": ", ".join(route_index(request.app).methods_for(request.url.path))
+                },
             )
         if exc.status_code == 413:
             limit = request.app.state.context.settings.max_request_bytes

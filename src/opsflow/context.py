@@ -12,6 +12,7 @@ from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
 from opsflow.config import Settings
 from opsflow.db import create_engine, create_sessionmaker
+from opsflow.observability.metrics import Metrics
 
 
 @dataclass
@@ -25,16 +26,20 @@ class AppContext:
     passwords: Passwords
     tokens: TokenCodec
     login_throttle: LoginThrottle
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> AppContext:
         engine = create_engine(settings.database_url)
+        metrics = Metrics()
+        read_sessions = create_sessionmaker(engine, read_only=True)
+        metrics.attach_database(read_sessions)
         return cls(
             settings=settings,
             clock=clock,
             engine=engine,
             sessions=create_sessionmaker(engine),
-            read_sessions=create_sessionmaker(engine, read_only=True),
+            read_sessions=read_sessions,
             passwords=Passwords(
                 time_cost=settings.password_time_cost,
                 memory_cost_kib=settings.password_memory_cost_kib,
@@ -44,6 +49,7 @@ class AppContext:
                 max_per_username=settings.login_max_failures_per_username,
                 max_per_ip=settings.login_max_failures_per_ip,
             ),
+            metrics=metrics,
         )
 
     async def close(self) -> None:

@@ -93,11 +93,22 @@ def add_pre_commit_hook(session: AsyncSession, key: str, hook: PreCommitHook) ->
     hooks.setdefault(key, hook)
 
 
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once this unit of work has committed (never if it rolls back).
+
+    For in-process side effects only (metrics); anything that leaves the process goes
+    through the outbox.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
 async def commit(session: AsyncSession) -> None:
     hooks: dict[str, PreCommitHook] = session.info.pop("pre_commit_hooks", {})
     for hook in hooks.values():
         await hook(session)
     await session.commit()
+    for callback in session.info.pop("after_commit", []):
+        callback()
 
 
 def _keeps_changes(exc: BaseException) -> bool:
@@ -118,6 +129,7 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
             if _keeps_changes(exc):
                 await commit(session)
             else:
+                session.info.pop("after_commit", None)
                 await session.rollback()
             raise
         await commit(session)

@@ -11,6 +11,8 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opsflow.routing import route_index
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -86,13 +88,21 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, limited_receive, send_with_headers)
         finally:
+            elapsed = time.perf_counter() - started
+            app = scope["app"]
+            template = route_index(app).template_for(scope["path"]) or "unmatched"
+            context = getattr(app.state, "context", None)
+            if context is not None:
+                context.metrics.http_duration.labels(
+                    scope["method"], template, str(status_holder["status"])
+                ).observe(elapsed)
             principal = scope["state"].get("principal")
             self.log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status_holder["status"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 user_id=str(principal.id) if principal is not None else None,
             )
 

@@ -411,6 +411,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/ready", PUBLIC, 200),
     Endpoint("GET", "/health", PUBLIC, 200),
     Endpoint("GET", "/ready", PUBLIC, 200),
+    Endpoint("GET", f"{V1}/metrics", PUBLIC, 200),
+    Endpoint("GET", "/metrics", PUBLIC, 200),
     Endpoint("GET", "/", PUBLIC, 200),
     Endpoint("GET", f"{V1}/openapi.json", PUBLIC, 200),
     Endpoint("GET", f"{V1}/docs", PUBLIC, 200),

@@ -240,7 +240,9 @@ async def test_embedded_engine_fires_without_being_called(
                 break
             await asyncio.sleep(0.01)
         events = await _events(client, headers, task_id)
+        metrics = (await client.get("/metrics")).text
     assert [e["event_type"] for e in events] == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
+    assert 'opsflow_sla_engine_lag_seconds_count{event_type="START_BREACH"} 1.0' in metrics
     assert [e["notify"] for e in events] == [False, False, True]
 
 

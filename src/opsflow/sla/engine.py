@@ -36,6 +36,7 @@ class PassResult:
     clocks: int = 0
     events: int = 0
     lag_seconds: list[float] = field(default_factory=list)
+    lag_by_type: list[tuple[str, float]] = field(default_factory=list)
 
 
 async def run_once(
@@ -50,7 +51,10 @@ async def run_once(
             fired = await _fire(session, sla_clock, now)
             result.clocks += 1
             result.events += len(fired)
-            result.lag_seconds.extend((now - e.due_at).total_seconds() for e in fired)
+            for event in fired:
+                lag = (now - event.due_at).total_seconds()
+                result.lag_seconds.append(lag)
+                result.lag_by_type.append((event.event_type, lag))
     return result
 
 

@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from opsflow import __version__, schema
 from opsflow.db import READ_ONLY_OPTION
 from opsflow.deps import ContextDep
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.observability.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["system"])
 
@@ -51,6 +52,12 @@ async def health(context: ContextDep) -> JSONResponse:
         "services": services,
     }
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(context: ContextDep) -> Response:
+    """Prometheus exposition: this process's instruments and the database-derived series."""
+    return Response(await context.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/ready")

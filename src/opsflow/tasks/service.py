@@ -20,6 +20,7 @@ from opsflow.audit.chain import diff
 from opsflow.auth.permissions import Permission, check_row, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
+from opsflow.db import after_commit
 from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from opsflow.events.changes import record_change
 from opsflow.kit.durations import humanize
@@ -425,6 +426,9 @@ async def unblock_task(cmd: TaskCommand, reason: str | None) -> Task:
 
 async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
     def apply(task: Task, now: datetime) -> None:
+        histogram = cmd.ctx.metrics.task_completion.labels(task.task_type, task.priority)
+        took = (now - task.created_at).total_seconds()
+        after_commit(cmd.session, lambda: histogram.observe(took))
         task.completed_at = now
         task.blocked_at = None
         task.blocked_reason = None

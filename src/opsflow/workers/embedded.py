@@ -42,6 +42,9 @@ class EmbeddedSlaEngine:
             try:
                 result = await run_once(self.ctx.sessions, self.ctx.clock, batch=self.batch)
                 full = result.clocks >= self.batch
+                self.ctx.metrics.sla_engine_passes.labels("ok").inc()
+                for event_type, lag in result.lag_by_type:
+                    self.ctx.metrics.sla_engine_lag.labels(event_type).observe(lag)
                 if result.events:
                     log.info(
                         "sla_pass",
@@ -49,7 +52,8 @@ class EmbeddedSlaEngine:
                         events=result.events,
                         max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
                     )
-            except Exception:
+            except Exception:  # the loop must survive a failed pass
+                self.ctx.metrics.sla_engine_passes.labels("failed").inc()
                 log.exception("sla_pass_failed")
             if full:
                 continue

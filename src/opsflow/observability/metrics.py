@@ -1,0 +1,128 @@
+"""Prometheus metrics (SPEC §3.12).
+
+Two kinds:
+- Process-local instruments (HTTP latency, engine lag, completion durations) observed as
+  things happen in this process.
+- Database-derived series (task counts by status, tasks created, SLA breaches, outbox
+  backlog) read at scrape time by :class:`DatabaseCollector`, so they are the same whichever
+  API process is scraped and survive restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from opsflow.models.outbox import OutboxEvent
+from opsflow.models.sla import SlaEvent
+from opsflow.models.task import Task
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Metrics:
+    """The process-local instruments, on a registry of their own (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_duration = Histogram(
+            "opsflow_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.sla_engine_lag = Histogram(
+            "opsflow_sla_engine_lag_seconds",
+            "Lateness of SLA events: threshold instant to event persisted",
+            ("event_type",),
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.sla_engine_passes = Counter(
+            "opsflow_sla_engine_passes_total",
+            "SLA engine passes run by this process",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.task_completion = Histogram(
+            "opsflow_task_completion_duration_seconds",
+            "Time from creation to completion of tasks completed through this process",
+            ("task_type", "priority"),
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+            registry=self.registry,
+        )
+        self._database: DatabaseCollector | None = None
+
+    def attach_database(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._database = DatabaseCollector(sessions)
+
+    async def render(self) -> bytes:
+        """The exposition text: process-local instruments plus the database series."""
+        body = generate_latest(self.registry)
+        if self._database is not None:
+            snapshot = await self._database.snapshot()
+            extra = CollectorRegistry(auto_describe=False)
+            extra.register(_Static(snapshot))
+            body += generate_latest(extra)
+        return body
+
+
+class DatabaseCollector:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def snapshot(self) -> list[Metric]:
+        async with self.sessions() as session:
+            by_status = (
+                await session.execute(
+                    select(Task.status, func.count())
+                    .where(Task.deleted_at.is_(None))
+                    .group_by(Task.status)
+                )
+            ).all()
+            created = await session.scalar(select(func.count()).select_from(Task))
+            breaches = (
+                await session.execute(
+                    select(SlaEvent.sla_type, func.count())
+                    .where(SlaEvent.event_type.like("%_BREACH"))
+                    .group_by(SlaEvent.sla_type)
+                )
+            ).all()
+            backlog = await session.scalar(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None))
+            )
+        active = GaugeMetricFamily(
+            "opsflow_active_tasks", "Tasks that are not deleted, by status", labels=["status"]
+        )
+        for status, count in by_status:
+            active.add_metric([status.lower()], float(count))
+        created_total = CounterMetricFamily(
+            "opsflow_tasks_created", "Tasks created since the database was made"
+        )
+        created_total.add_metric([], float(created or 0))
+        breach_total = CounterMetricFamily(
+            "opsflow_sla_breaches", "SLA breaches recorded", labels=["breach_type"]
+        )
+        for sla_type, count in breaches:
+            breach_total.add_metric([sla_type.lower()], float(count))
+        outbox = GaugeMetricFamily("opsflow_outbox_backlog", "Outbox events not yet published")
+        outbox.add_metric([], float(backlog or 0))
+        return [active, created_total, breach_total, outbox]
+
+
+class _Static(Collector):
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return iter(self.metrics)
