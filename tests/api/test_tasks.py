@@ -35,6 +35,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "acknowledge": "ASSIGNED",
         "start": "IN_PROGRESS",
         "snooze": "CREATED",
+        "pause_sla": "CREATED",
+        "resume_sla": "CREATED",
         "cancel": "CANCELLED",
     },
     "ASSIGNED": {
@@ -43,6 +45,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "acknowledge": "ASSIGNED",
         "start": "IN_PROGRESS",
         "snooze": "ASSIGNED",
+        "pause_sla": "ASSIGNED",
+        "resume_sla": "ASSIGNED",
         "cancel": "CANCELLED",
     },
     "IN_PROGRESS": {
@@ -51,6 +55,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "block": "BLOCKED",
         "complete": "COMPLETED",
         "snooze": "IN_PROGRESS",
+        "pause_sla": "IN_PROGRESS",
+        "resume_sla": "IN_PROGRESS",
         "cancel": "CANCELLED",
     },
     "BLOCKED": {
@@ -59,6 +65,8 @@ ALLOWED: dict[str, dict[str, str]] = {
         "unblock": "IN_PROGRESS",
         "complete": "COMPLETED",
         "snooze": "BLOCKED",
+        "pause_sla": "BLOCKED",
+        "resume_sla": "BLOCKED",
         "cancel": "CANCELLED",
     },
     "COMPLETED": {"update": "COMPLETED", "reopen": "IN_PROGRESS"},
@@ -73,6 +81,8 @@ ACTIONS = (
     "unblock",
     "complete",
     "snooze",
+    "pause_sla",
+    "resume_sla",
     "reopen",
     "cancel",
 )
@@ -141,6 +151,12 @@ async def do_action(
         return await client.patch(f"/tasks/{task_id}", json={"title": "Renamed"}, headers=headers)
     if action == "cancel":
         return await client.delete(f"/tasks/{task_id}", headers=headers)
+    if action == "pause_sla":
+        return await client.patch(f"/tasks/{task_id}/sla/pause", headers=headers)
+    if action == "resume_sla":
+        # Resuming needs paused clocks; where pausing is refused, so is resuming.
+        await client.patch(f"/tasks/{task_id}/sla/pause", headers=headers)
+        return await client.patch(f"/tasks/{task_id}/sla/resume", headers=headers)
     body: dict[str, Any] | None = None
     if action == "assign":
         body = {"assigned_to": assignee_id}
