@@ -4,12 +4,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.kit.pagination import PageParams
 from opsflow.models.sla import SlaClock, SlaEvent
+from opsflow.models.task import Task
+
+if TYPE_CHECKING:  # keeps the engine process from importing FastAPI
+    from opsflow.kit.pagination import PageParams
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[SlaClock]:
@@ -27,6 +31,12 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Sl
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(await session.scalars(query))
+
+
+async def tasks_by_id(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Task]:
+    if not ids:
+        return {}
+    return {task.id: task for task in await session.scalars(select(Task).where(Task.id.in_(ids)))}
 
 
 async def clocks_of(
