@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from opsflow.audit import repository, service
 from opsflow.audit.repository import AuditFilters
@@ -14,7 +14,6 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
-from opsflow.errors import ValidationFailed
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Word
 
@@ -28,12 +27,9 @@ def _filters(
     entity_id: uuid.UUID | None = None,
     action: Annotated[Word | None, Query()] = None,
     actor_id: uuid.UUID | None = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
+    start_date: AwareDatetime | None = None,
+    end_date: AwareDatetime | None = None,
 ) -> AuditFilters:
-    for name, value in (("start_date", start_date), ("end_date", end_date)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
     return AuditFilters(
         entity_type=entity_type,
         entity_id=entity_id,

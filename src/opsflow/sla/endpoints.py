@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
+from pydantic import AwareDatetime
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
-from opsflow.errors import ValidationFailed
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import SlaEvent
 from opsflow.sla import repository
@@ -108,12 +107,9 @@ async def list_sla_events(
     event_type: EventType | None = None,
     severity: Severity | None = None,
     task_id: uuid.UUID | None = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
+    start_date: AwareDatetime | None = None,
+    end_date: AwareDatetime | None = None,
 ) -> Page[SlaEventRead]:
-    for name, value in (("start_date", start_date), ("end_date", end_date)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
     filters = EventFilters(
         event_type=event_type,
         severity=severity,

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
+from pydantic import AwareDatetime
 
 from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission
@@ -102,17 +102,14 @@ async def list_tasks(
     tags: Annotated[list[Tag] | None, Query(max_length=20)] = None,
     q: Annotated[SearchText | None, Query()] = None,
     external_id: Annotated[ShortText | None, Query()] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: AwareDatetime | None = None,
+    created_before: AwareDatetime | None = None,
     include_deleted: bool = False,
     sort: SortField = "created_at",
     order: SortOrder = "desc",
 ) -> Page[TaskListItem]:
     """Filters combine with AND; `status`, `priority` and `tags` may repeat (or be
     comma-separated). Tags match tasks carrying all of them."""
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise ValidationFailed(details=[{"field": name, "message": "must include a timezone"}])
     filters = TaskFilters(
         status=_enum_list("status", status_, TaskStatus),
         priority=_enum_list("priority", priority, Priority),
