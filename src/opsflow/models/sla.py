@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,7 +42,13 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "sla_clocks"
     __table_args__ = (
         UniqueConstraint("task_id", "kind"),
-        Index("ix_sla_clocks_next_fire_at", "next_fire_at"),
+        # Partial: only clocks that will fire are in the engine's index.
+        Index(
+            "ix_sla_clocks_next_fire_at",
+            "next_fire_at",
+            postgresql_where=text("next_fire_at IS NOT NULL"),
+            sqlite_where=text("next_fire_at IS NOT NULL"),
+        ),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(

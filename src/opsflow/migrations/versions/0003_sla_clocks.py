@@ -76,7 +76,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("task_id", "kind", name=op.f("uq_sla_clocks_task_id_kind")),
     )
     with op.batch_alter_table("sla_clocks", schema=None) as batch_op:
-        batch_op.create_index("ix_sla_clocks_next_fire_at", ["next_fire_at"], unique=False)
+        # Partial: stopped, paused and finished clocks (NULL) never enter the engine's index.
+        batch_op.create_index(
+            "ix_sla_clocks_next_fire_at",
+            ["next_fire_at"],
+            unique=False,
+            postgresql_where=sa.text("next_fire_at IS NOT NULL"),
+            sqlite_where=sa.text("next_fire_at IS NOT NULL"),
+        )
         batch_op.create_index(batch_op.f("ix_sla_clocks_task_id"), ["task_id"], unique=False)
 
     op.create_table(
