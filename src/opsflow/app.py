@@ -27,7 +27,7 @@ from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
-from opsflow.routing import route_index
+from opsflow.routing import RouteIndex, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.system.endpoints import router as system_router
 from opsflow.tasks.endpoints import router as tasks_router
@@ -218,7 +218,7 @@ def create_app(
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for router in (
+    domain_routers = (
         auth_router,
         clients_router,
         users_router,
@@ -227,10 +227,14 @@ def create_app(
         sla_router,
         audit_router,
         system_router,
-    ):
+    )
+    for router in domain_routers:
         api.include_router(router)
     app.include_router(api)
     app.include_router(system_router)
+    app.state.route_index = RouteIndex.of(
+        [*((API_PREFIX, r) for r in domain_routers), ("", system_router)]
+    )
 
     @app.get("/", include_in_schema=False)
     async def root() -> dict[str, str]:
