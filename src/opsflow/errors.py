@@ -91,12 +91,6 @@ class NotFound(AppError):
         super().__init__(message, **extra)
 
 
-class MethodNotAllowed(AppError):
-    status_code = 405
-    code = "METHOD_NOT_ALLOWED"
-    default_message = "Method not allowed"
-
-
 class InvalidTransition(AppError):
     status_code = 409
     code = "INVALID_TRANSITION"
@@ -115,28 +109,10 @@ class PreconditionFailed(AppError):
     default_message = "The resource has changed since it was read"
 
 
-class PayloadTooLarge(AppError):
-    status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
-    default_message = "Request body too large"
-
-
-class UnsupportedMediaType(AppError):
-    status_code = 415
-    code = "UNSUPPORTED_MEDIA_TYPE"
-    default_message = "Unsupported content type"
-
-
 class RateLimited(AppError):
     status_code = 429
     code = "RATE_LIMITED"
     default_message = "Too many requests"
-
-
-class ServiceUnavailable(AppError):
-    status_code = 503
-    code = "SERVICE_UNAVAILABLE"
-    default_message = "Service not ready"
 
 
 def envelope(

@@ -13,9 +13,6 @@ class Passwords:
         # Verified against when the user does not exist, so both paths cost the same.
         self._dummy = self._hasher.hash("opsflow-timing-equaliser")
 
-    def hash_sync(self, password: str) -> str:
-        return self._hasher.hash(password)
-
     async def hash(self, password: str) -> str:
         return await anyio.to_thread.run_sync(self._hasher.hash, password)
 

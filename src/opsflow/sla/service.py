@@ -211,7 +211,3 @@ def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
         ],
         "explanation": explanation,
     }
-
-
-def paused_clock_kinds(clocks: dict[str, SlaClock]) -> list[str]:
-    return sorted(kind for kind, clock in clocks.items() if clock.paused_at is not None)
