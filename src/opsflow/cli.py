@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -102,6 +105,107 @@ def create_admin(
     except ValueError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+
+
+def _celery_logging(level: str, json_logs: bool, chatty: tuple[str, ...]) -> None:
+    """Our structlog lines and Celery's at one level; Celery's per-tick lines only at DEBUG.
+
+    A tick every second would otherwise log a line or two each; our own `sla_pass` lines
+    say what fired, and warnings and errors from those loggers still show.
+    """
+    from opsflow.observability.logging import configure as configure_logging
+
+    configure_logging(level, json_logs)
+    if level != "DEBUG":
+        quiet = max(logging.WARNING, logging.getLevelNamesMapping().get(level, logging.INFO))
+        for name in chatty:
+            logging.getLogger(name).setLevel(quiet)
+
+
+class WorkerPool(StrEnum):
+    prefork = "prefork"
+    solo = "solo"
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Child processes (prefork pool).")
+    ] = 1,
+    pool: Annotated[
+        WorkerPool,
+        typer.Option(
+            help="prefork: jobs run in child processes that a hard time limit can kill; "
+            "solo: in this process (no time limit)."
+        ),
+    ] = WorkerPool.prefork,
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", "-l", help="Log level (default: LOG_LEVEL).")
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", "-n", help="Node name (default: celery@<host>).")
+    ] = None,
+) -> None:
+    """Run a Celery worker: it runs the SLA engine ticks that `opsflow beat` sends."""
+    # Pool: each job runs its coroutine on an event loop its process keeps, which rules out
+    # thread pools (gevent/eventlet/threads). Prefork with one child by default: the hard
+    # time limit can kill a tick stuck on the database (its transaction rolls back) and the
+    # child is replaced; solo saves a process but has no time limit. Ticks are mostly I/O on
+    # the database, so scale out with more workers (or `--concurrency`), not bigger ones.
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from opsflow.workers.celery_app import create_celery_app, database_state
+
+    settings = load_settings()
+    level = (loglevel or settings.log_level).upper()
+    _celery_logging(level, settings.log_json, ("celery.app.trace", "celery.worker.strategy"))
+    state = asyncio.run(database_state(settings))
+    if state == "unavailable":
+        typer.secho("Database unavailable (see the log above).", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if state == "not_current":
+        typer.secho(
+            "Database schema is not current: run `opsflow migrate` first.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2)
+    celery = create_celery_app(settings)
+    celery_worker = celery.Worker(
+        pool_cls=pool.value,
+        concurrency=concurrency,
+        loglevel=level,
+        hostname=host_format(default_nodename(hostname)),
+        without_mingle=True,  # ticks need no state synced from other workers at start
+        without_gossip=True,
+    )
+    celery_worker.start()
+    raise typer.Exit(int(celery_worker.exitcode or 0))
+
+
+@app.command()
+def beat(
+    schedule_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Beat's state file (default: OPSFLOW_BEAT_SCHEDULE_FILE, else "
+            "OPSFLOW_DATA_DIR/celerybeat-schedule)."
+        ),
+    ] = None,
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", "-l", help="Log level (default: LOG_LEVEL).")
+    ] = None,
+) -> None:
+    """Run Celery beat: it sends the SLA engine tick every OPSFLOW_ENGINE_INTERVAL_SECONDS."""
+    from opsflow.workers.celery_app import create_celery_app
+
+    settings = load_settings()
+    level = (loglevel or settings.log_level).upper()
+    _celery_logging(level, settings.log_json, ("celery.beat",))
+    path = schedule_file or settings.beat_schedule_file or settings.data_dir / "celerybeat-schedule"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    celery = create_celery_app(settings)
+    celery.Beat(schedule=str(path), loglevel=level).run()
 
 
 @app.command()

@@ -7,9 +7,35 @@ import contextlib
 
 from opsflow.context import AppContext
 from opsflow.observability.logging import get_logger
-from opsflow.sla.engine import run_once
+from opsflow.sla.engine import PassResult, run_once
 
 log = get_logger("opsflow.engine")
+
+
+async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
+    """One SLA engine pass with its metrics and log line: what every scheduled driver runs.
+
+    Used by the loop below and by the Celery job (`workers/celery_app.py`). Returns None when
+    the pass failed: the failure is logged and counted, and its transaction rolled back, so
+    nothing was half-done and the next pass simply tries again.
+    """
+    try:
+        result = await run_once(ctx.sessions, ctx.clock, batch=batch)
+    except Exception:  # callers keep running; the pass is retried on their next tick
+        ctx.metrics.sla_engine_passes.labels("failed").inc()
+        log.exception("sla_pass_failed")
+        return None
+    ctx.metrics.sla_engine_passes.labels("ok").inc()
+    for event_type, lag in result.lag_by_type:
+        ctx.metrics.sla_engine_lag.labels(event_type).observe(lag)
+    if result.events:
+        log.info(
+            "sla_pass",
+            clocks=result.clocks,
+            events=result.events,
+            max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
+        )
+    return result
 
 
 class EmbeddedSlaEngine:
@@ -38,24 +64,8 @@ class EmbeddedSlaEngine:
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
-            full = False
-            try:
-                result = await run_once(self.ctx.sessions, self.ctx.clock, batch=self.batch)
-                full = result.clocks >= self.batch
-                self.ctx.metrics.sla_engine_passes.labels("ok").inc()
-                for event_type, lag in result.lag_by_type:
-                    self.ctx.metrics.sla_engine_lag.labels(event_type).observe(lag)
-                if result.events:
-                    log.info(
-                        "sla_pass",
-                        clocks=result.clocks,
-                        events=result.events,
-                        max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
-                    )
-            except Exception:  # the loop must survive a failed pass
-                self.ctx.metrics.sla_engine_passes.labels("failed").inc()
-                log.exception("sla_pass_failed")
-            if full:
+            result = await run_pass(self.ctx, batch=self.batch)
+            if result is not None and result.clocks >= self.batch:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
