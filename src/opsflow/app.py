@@ -29,6 +29,8 @@ from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.routing import RouteIndex, route_index
 from opsflow.sla.endpoints import router as sla_router
+from opsflow.sla_config.endpoints import calendars_router, policies_router
+from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
@@ -182,6 +184,10 @@ def create_app(
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
+        watcher = None
+        if settings.sla_config_path is not None:
+            watcher = SlaConfigWatcher(ctx, settings.sla_config_path)
+            await watcher.start()
         engine = None
         if settings.engine_enabled:
             engine = EmbeddedSlaEngine(
@@ -199,6 +205,8 @@ def create_app(
         finally:
             if engine is not None:
                 await engine.stop()
+            if watcher is not None:
+                await watcher.stop()
             if owns_context:
                 await ctx.close()
 
@@ -225,6 +233,8 @@ def create_app(
         teams_router,
         tasks_router,
         sla_router,
+        policies_router,
+        calendars_router,
         audit_router,
         system_router,
     )

@@ -87,6 +87,22 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
+    # A seed 002 sla_config.yaml that owns the SLA policies and calendars: applied at start
+    # and on every change (hot reload); the API then refuses to edit them.
+    sla_config_path: Path | None = Field(None, validation_alias=_env("OPSFLOW_SLA_CONFIG"))
+    # The Celery broker of `opsflow worker`/`beat`; the first of these variables that is set.
+    celery_broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices(
+            *_env("OPSFLOW_CELERY_BROKER_URL").choices,
+            *_env("CELERY_BROKER_URL").choices,
+            *_env("REDIS_URL").choices,
+        ),
+    )
+    # `opsflow beat`'s state file; None: `<data_dir>/celerybeat-schedule`.
+    beat_schedule_file: Path | None = Field(
+        None, validation_alias=_env("OPSFLOW_BEAT_SCHEDULE_FILE")
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod

@@ -57,6 +57,9 @@ HOLDERS: dict[str, frozenset[str]] = {
     "directory": EVERYONE,
     # - managing teams: §6 is silent; OpsFlow lets managers run teams besides admins.
     "manage_teams": frozenset({"admin", "manager"}),
+    # "SLA policies, calendars, escalation policies": admin and manager; team_lead reads.
+    "sla_write": frozenset({"admin", "manager"}),
+    "sla_read": frozenset({"admin", "manager", "team_lead"}),
 }
 PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
 # Capabilities that roles hold only for some rows (§6 "own team", "when assignee").
@@ -193,6 +196,63 @@ def task_in(status: str, json: Any = None) -> Setup:
 
 async def existing_task(w: World, who: Caller) -> Request:
     return await task_in("ASSIGNED")(w, who)
+
+
+def _calendar_body(name: str) -> dict[str, Any]:
+    return {"name": name, "timezone": "UTC", "hours": {"mon": ["09:00-17:00"]}}
+
+
+async def new_calendar(w: World, who: Caller) -> Request:
+    return {"json": _calendar_body(w.unique("cal"))}
+
+
+async def some_calendar(w: World, who: Caller, json: Any = None) -> Request:
+    created = await w.client.post(
+        "/calendars", json=_calendar_body(w.unique("cal")), headers=w.admin
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"calendar_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_calendar(w: World, who: Caller) -> Request:
+    return await some_calendar(w, who, {"holidays": ["2026-12-25"]})
+
+
+def _policy_body(name: str) -> dict[str, Any]:
+    # Inactive: any number of them may share a selector.
+    return {"name": name, "start_minutes": 5, "resolve_minutes": 10, "is_active": False}
+
+
+async def new_policy(w: World, who: Caller) -> Request:
+    return {"json": _policy_body(w.unique("policy"))}
+
+
+async def some_policy(w: World, who: Caller, json: Any = None) -> Request:
+    created = await w.client.post(
+        "/sla-policies", json=_policy_body(w.unique("p")), headers=w.admin
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"policy_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_policy(w: World, who: Caller) -> Request:
+    return await some_policy(w, who, {"start_minutes": 7})
+
+
+async def policy_file(w: World, who: Caller) -> Request:
+    document = f"opsflow:\n  policies:\n    {w.unique('file')}:\n      is_active: false\n"
+    document += "      response_minutes: 5\n      resolution_minutes: 10\n"
+    return {"params": {"mode": "merge"}, "content": document}
+
+
+async def simulation(w: World, who: Caller) -> Request:
+    return {"json": {"priority": "HIGH"}}
 
 
 async def paused_task(w: World, who: Caller) -> Request:
@@ -402,6 +462,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla-events", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/sla-events", "read_tasks", 200),
+    Endpoint("GET", f"{V1}/sla-policies", "sla_read", 200),
+    Endpoint("POST", f"{V1}/sla-policies", "sla_write", 201, new_policy),
+    Endpoint("GET", f"{V1}/sla-policies/{{policy_id}}", "sla_read", 200, some_policy),
+    Endpoint("PATCH", f"{V1}/sla-policies/{{policy_id}}", "sla_write", 200, edit_policy),
+    Endpoint("DELETE", f"{V1}/sla-policies/{{policy_id}}", "sla_write", 204, some_policy),
+    Endpoint("GET", f"{V1}/sla-policies/export", "sla_read", 200),
+    Endpoint("POST", f"{V1}/sla-policies/import", "sla_write", 200, policy_file),
+    Endpoint("POST", f"{V1}/sla-policies/simulate", "sla_read", 200, simulation),
+    Endpoint("GET", f"{V1}/calendars", "sla_read", 200),
+    Endpoint("POST", f"{V1}/calendars", "sla_write", 201, new_calendar),
+    Endpoint("GET", f"{V1}/calendars/{{calendar_id}}", "sla_read", 200, some_calendar),
+    Endpoint("PATCH", f"{V1}/calendars/{{calendar_id}}", "sla_write", 200, edit_calendar),
+    Endpoint("DELETE", f"{V1}/calendars/{{calendar_id}}", "sla_write", 204, some_calendar),
     # audit
     Endpoint("GET", f"{V1}/audit-logs", "audit", 200),
     Endpoint("GET", f"{V1}/audit-logs/export", "audit", 200),

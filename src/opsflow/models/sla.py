@@ -31,9 +31,54 @@ class BusinessCalendarRow(UUIDPrimaryKey, Timestamps, Base):
 
     name: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64))
-    # {"0": [["09:00", "17:00"]], ...} keyed by weekday, Monday = 0
+    # {"mon": ["09:00-17:00"], ...} as sla.policies.calendar_to_dict writes it
     hours: Mapped[dict[str, Any]] = mapped_column(json_type())
     holidays: Mapped[list[Any]] = mapped_column(json_type(), default=list)
+    # "api" or "file" (OPSFLOW_SLA_CONFIG) or "import"
+    source: Mapped[str] = mapped_column(String(16), default="api")
+
+
+class SlaPolicyRow(UUIDPrimaryKey, Timestamps, Base):
+    """An SLA policy (sla.policies.PolicySpec as a row). `*` matches anything.
+
+    At most one active policy per selector: checked by validating the whole set
+    (sla.policies.validate_config) in the transaction that changes it.
+    """
+
+    __tablename__ = "sla_policies"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    task_type: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    customer_tier: Mapped[str] = mapped_column(String(16))
+    start_minutes: Mapped[int] = mapped_column(Integer)
+    resolve_minutes: Mapped[int] = mapped_column(Integer)
+    thresholds: Mapped[list[Any]] = mapped_column(json_type())  # [warning, critical] percent
+    calendar_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("business_calendars.id", ondelete="RESTRICT"), index=True
+    )
+    pause_on_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalation: Mapped[list[Any]] = mapped_column(json_type(), default=list)  # [[level, min]]
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(16), default="api")
+
+
+class SlaSettingsRow(Base):
+    """The file-wide parts of an SLA configuration (seed 002), one row (id 1).
+
+    Kept so that import -> export gives the file back: its alert thresholds, escalation
+    level labels and the defaults of the `opsflow:` block. `revision` counts changes.
+    """
+
+    __tablename__ = "sla_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thresholds: Mapped[list[Any]] = mapped_column(json_type())
+    escalation_levels: Mapped[list[Any]] = mapped_column(json_type(), default=list)
+    default_calendar: Mapped[str | None] = mapped_column(String(100))
+    default_pause_on_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SlaClock(UUIDPrimaryKey, Timestamps, Base):
@@ -60,9 +105,18 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     calendar_id: Mapped[uuid.UUID | None] = mapped_column(
-        Uuid, ForeignKey("business_calendars.id", ondelete="SET NULL")
+        Uuid, ForeignKey("business_calendars.id", ondelete="SET NULL"), index=True
     )
+    # The calendar as it was when the clock was (re)scheduled: name + calendar_to_dict body.
+    # None means 24x7. Editing a calendar reschedules the open clocks that use it.
+    calendar_name: Mapped[str | None] = mapped_column(String(100))
+    calendar_spec: Mapped[dict[str, Any] | None] = mapped_column(json_type())
+    pause_on_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     thresholds: Mapped[list[Any]] = mapped_column(json_type())  # [75, 95] percent
+    # Threshold instants (kept while paused: they describe the clock up to the pause), so
+    # that states can be filtered in SQL whatever the calendar.
+    warning_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    critical_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # [{"from": iso, "to": iso | null, "actor": str, "reason": str | null}]
     pauses: Mapped[list[Any]] = mapped_column(json_type(), default=list)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -37,9 +37,15 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     # SLA targets and the deadlines derived from them (recomputed on every change).
     start_sla_minutes: Mapped[int] = mapped_column(Integer)
     resolve_sla_minutes: Mapped[int] = mapped_column(Integer)
-    # Where each target came from: "default" (priority defaults) or "request" (given).
+    # Where each target came from: "default" (priority defaults), "policy" (the matching
+    # SLA policy) or "request" (given).
     start_sla_source: Mapped[str] = mapped_column(String(16), default="default")
     resolve_sla_source: Mapped[str] = mapped_column(String(16), default="default")
+    # The SLA policy resolved at creation or at the last priority/tier/type change.
+    sla_policy_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("sla_policies.id", ondelete="SET NULL")
+    )
+    sla_policy_name: Mapped[str | None] = mapped_column(String(100))
     start_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     resolve_deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

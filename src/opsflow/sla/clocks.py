@@ -1,21 +1,32 @@
 """SLA clock scheduling (pure): when each threshold of a clock is due.
 
-A clock runs from `started_at` for `target_minutes` of working time, not counting its
-pauses. Its thresholds (warning and critical percents, then the breach at 100 %) fire in
-order; `fired_count` says how many already have, so the next instant to wake up for is
-``instants[fired_count]``: that is the clock's `next_fire_at`, and the engine's only key.
+A clock runs from `started_at` for `target_minutes` of working time in its calendar, not
+counting its pauses. Its thresholds (warning and critical percents, then the breach at
+100 %) fire in order; `fired_count` says how many already have, so the next instant to wake
+up for is ``plan.steps[fired_count]``: that is the clock's `next_fire_at`, and the engine's
+only key.
+
+Only *closed* pauses move the plan. While a clock is paused its plan is still right for
+every instant before the pause began, which is what the engine and the state filters need:
+a threshold due before the pause still fires, nothing after it does until the clock resumes.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+from opsflow.sla.calendar import BusinessCalendar, threshold_instants
 from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
+from opsflow.sla.policies import calendar_from_dict
 
 DEFAULT_THRESHOLDS = (WARNING_PERCENT, CRITICAL_PERCENT)
 BREACH_PERCENT = 100.0
+# Where a target that the calendar can never reach (beyond the year 9999) is put.
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -44,50 +55,77 @@ def thresholds_of(percents: list[Any] | tuple[float, ...]) -> list[Threshold]:
     return result
 
 
-def closed_pauses(pauses: list[Any]) -> list[tuple[datetime, datetime]]:
-    """Finished pauses as UTC intervals, from their stored JSON form."""
-    result = []
-    for pause in pauses:
-        if pause.get("to"):
-            result.append((parse_instant(pause["from"]), parse_instant(pause["to"])))
-    return result
-
-
 def parse_instant(value: str | datetime) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def due_instant(
+def pause_intervals(pauses: list[Any]) -> list[tuple[datetime, datetime | None]]:
+    """Stored pauses (``{"from", "to"}`` JSON) as intervals; an open pause ends in None."""
+    return [
+        (parse_instant(p["from"]), parse_instant(p["to"]) if p.get("to") else None) for p in pauses
+    ]
+
+
+def closed_pauses(pauses: list[Any]) -> list[tuple[datetime, datetime | None]]:
+    return [(start, end) for start, end in pause_intervals(pauses) if end is not None]
+
+
+def calendar_of(name: str | None, spec: dict[str, Any] | None) -> BusinessCalendar:
+    """The calendar a clock stored (``None``: 24x7), parsed once per process and content."""
+    if name is None or spec is None:
+        return _ALWAYS
+    return _parse_calendar(name, json.dumps(spec, sort_keys=True))
+
+
+_ALWAYS = BusinessCalendar.always()
+
+
+@lru_cache(maxsize=256)
+def _parse_calendar(name: str, spec_json: str) -> BusinessCalendar:
+    return calendar_from_dict(name, json.loads(spec_json))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every threshold of a clock with the instant it is due, the breach last."""
+
+    steps: list[tuple[Threshold, datetime]]
+
+    @property
+    def deadline(self) -> datetime:
+        return self.steps[-1][1]
+
+    def instant(self, name: str) -> datetime | None:
+        return next((at for threshold, at in self.steps if threshold.name == name), None)
+
+    @property
+    def warning_at(self) -> datetime | None:
+        return self.instant("WARNING")
+
+    @property
+    def critical_at(self) -> datetime | None:
+        return self.instant("CRITICAL")
+
+
+def plan_clock(
     started_at: datetime,
     target_minutes: int,
-    percent: float,
-    pauses: list[tuple[datetime, datetime]],
-) -> datetime:
-    """When `percent` of the target has run, around the closed pauses (24x7 time).
-
-    Pauses are walked in order: a pause that begins before the clock has used up the
-    budget pushes the instant by its length.
-    """
-    budget = timedelta(minutes=target_minutes) * (percent / 100.0)
-    cursor = started_at
-    for start, end in sorted(pauses):
-        start = max(start, cursor)
-        if end <= start:
-            continue
-        if start - cursor >= budget:
-            break
-        budget -= start - cursor
-        cursor = end
-    return cursor + budget
-
-
-def schedule(
-    started_at: datetime, target_minutes: int, percents: list[Any], pauses: list[Any]
-) -> list[tuple[Threshold, datetime]]:
-    closed = closed_pauses(pauses)
-    return [
-        (threshold, due_instant(started_at, target_minutes, threshold.percent, closed))
-        for threshold in thresholds_of(percents)
-    ]
+    percents: list[Any] | tuple[float, ...],
+    pauses: list[Any],
+    calendar: BusinessCalendar = _ALWAYS,
+) -> Plan:
+    thresholds = thresholds_of(percents)
+    try:
+        instants = threshold_instants(
+            calendar,
+            started_at,
+            target_minutes,
+            [t.percent for t in thresholds],
+            closed_pauses(pauses),
+        )
+    except ValueError:
+        # Only a sparse calendar with a target of many years gets here: nothing fires.
+        return Plan([(t, NEVER) for t in thresholds])
+    return Plan([(t, min(instants[t.percent], NEVER)) for t in thresholds])

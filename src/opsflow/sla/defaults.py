@@ -21,14 +21,16 @@ def targets_for(priority: Priority) -> tuple[int, int]:
     return PRIORITY_DEFAULTS[priority]
 
 
-def fill_targets(priority: Priority, start: int | None, resolve: int | None) -> tuple[int, int]:
-    """Targets for a task: the given ones, the priority's defaults for the others.
+def fill_targets(
+    defaults: tuple[int, int], start: int | None, resolve: int | None
+) -> tuple[int, int]:
+    """Targets for a task: the given ones, the defaults (policy or priority) for the others.
 
     A defaulted target never contradicts a given one: a defaulted response target is at
     most the given resolve target, a defaulted resolve target at least the given response
     target. Two given targets with start > resolve are the caller's error (ValueError).
     """
-    default_start, default_resolve = targets_for(priority)
+    default_start, default_resolve = defaults
     if start is not None and resolve is not None and start > resolve:
         raise ValueError("start_sla_minutes must not exceed resolve_sla_minutes")
     if start is None:

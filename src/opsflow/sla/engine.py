@@ -25,8 +25,7 @@ from opsflow.events.changes import record_change
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.sla import repository
-from opsflow.sla.clocks import schedule
-from opsflow.sla.service import BREACHED, reschedule
+from opsflow.sla.service import BREACHED, frozen_at, plan_of, reschedule
 
 ENGINE_ACTOR = Principal.system("sla-engine")
 
@@ -70,13 +69,13 @@ async def run_once(
 def _fire(
     session: AsyncSession, sla_clock: SlaClock, task: Task | None, now: datetime
 ) -> list[SlaEvent]:
-    plan = schedule(
-        sla_clock.started_at, sla_clock.target_minutes, sla_clock.thresholds, sla_clock.pauses
-    )
+    plan = plan_of(sla_clock)
+    # A stopped or paused clock fires only what was due before it stood still.
+    frozen = frozen_at(sla_clock)
     crossed = [
         (index, threshold, at)
-        for index, (threshold, at) in enumerate(plan)
-        if index >= sla_clock.fired_count and at <= now
+        for index, (threshold, at) in enumerate(plan.steps)
+        if index >= sla_clock.fired_count and at <= now and (frozen is None or at < frozen)
     ]
     events: list[SlaEvent] = []
     for position, (index, threshold, at) in enumerate(crossed):

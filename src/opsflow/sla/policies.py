@@ -121,6 +121,7 @@ __all__ = [
     "PolicySpec",
     "ResolvedTargets",
     "SlaConfig",
+    "calendar_from_dict",
     "calendar_to_dict",
     "diff_configs",
     "dump_sla_config",
@@ -1531,6 +1532,19 @@ def calendar_to_dict(calendar: BusinessCalendar) -> dict[str, Any]:
         },
         "holidays": [day.isoformat() for day in sorted(calendar.holidays)],
     }
+
+
+def calendar_from_dict(name: str, data: Mapping[str, Any]) -> BusinessCalendar:
+    """The calendar ``calendar_to_dict`` renders (without its ``name``), read back.
+
+    Same rules and error paths as a calendar of the YAML extension block (relative to the
+    calendar: ``hours.mon``). Raises ``PolicyConfigError`` listing every problem.
+    """
+    errors = _Errors()
+    calendar = _parse_calendar(name, dict(data), "", errors)
+    if errors or calendar is None:
+        raise PolicyConfigError(errors.items)
+    return calendar
 
 
 def _settings_dict(config: SlaConfig) -> dict[str, Any]:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.models.sla import SlaClock, SlaEvent
+from opsflow.models.sla import (
+    BusinessCalendarRow,
+    SlaClock,
+    SlaEvent,
+    SlaPolicyRow,
+    SlaSettingsRow,
+)
 from opsflow.models.task import Task
 
 if TYPE_CHECKING:  # keeps the engine process from importing FastAPI
@@ -46,6 +52,91 @@ async def clocks_of(
     if for_update:
         query = query.with_for_update()
     return {clock.kind: clock for clock in await session.scalars(query)}
+
+
+async def clocks_for_tasks(
+    session: AsyncSession, task_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, SlaClock]]:
+    result: dict[uuid.UUID, dict[str, SlaClock]] = {}
+    if not task_ids:
+        return result
+    for clock in await session.scalars(select(SlaClock).where(SlaClock.task_id.in_(set(task_ids)))):
+        result.setdefault(clock.task_id, {})[clock.kind] = clock
+    return result
+
+
+async def open_clocks_with_calendar(
+    session: AsyncSession, calendar_id: uuid.UUID
+) -> list[SlaClock]:
+    """Clocks under a calendar that may still fire (running, paused, or with a pending
+    threshold), locked for the reschedule."""
+    query = (
+        select(SlaClock)
+        .where(
+            SlaClock.calendar_id == calendar_id,
+            (SlaClock.stopped_at.is_(None)) | (SlaClock.next_fire_at.is_not(None)),
+        )
+        .with_for_update()
+    )
+    return list(await session.scalars(query))
+
+
+async def count_open_clocks_with_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> int:
+    query = select(func.count()).where(
+        SlaClock.calendar_id == calendar_id, SlaClock.stopped_at.is_(None)
+    )
+    return int(await session.scalar(query) or 0)
+
+
+# --- policies, calendars, settings ------------------------------------------------------------
+
+PolicyWithCalendar = tuple[SlaPolicyRow, BusinessCalendarRow | None]
+
+
+async def active_policies(session: AsyncSession) -> list[PolicyWithCalendar]:
+    query = (
+        select(SlaPolicyRow, BusinessCalendarRow)
+        .outerjoin(BusinessCalendarRow, SlaPolicyRow.calendar_id == BusinessCalendarRow.id)
+        .where(SlaPolicyRow.is_active.is_(True))
+    )
+    return [(row, calendar) for row, calendar in (await session.execute(query)).all()]
+
+
+async def all_policies(session: AsyncSession) -> list[SlaPolicyRow]:
+    return list(await session.scalars(select(SlaPolicyRow).order_by(SlaPolicyRow.name)))
+
+
+async def all_calendars(session: AsyncSession) -> list[BusinessCalendarRow]:
+    return list(
+        await session.scalars(select(BusinessCalendarRow).order_by(BusinessCalendarRow.name))
+    )
+
+
+async def get_policy(
+    session: AsyncSession, policy_id: uuid.UUID, *, for_update: bool = False
+) -> SlaPolicyRow | None:
+    return await session.get(SlaPolicyRow, policy_id, with_for_update=for_update)
+
+
+async def get_calendar(
+    session: AsyncSession, calendar_id: uuid.UUID, *, for_update: bool = False
+) -> BusinessCalendarRow | None:
+    return await session.get(BusinessCalendarRow, calendar_id, with_for_update=for_update)
+
+
+async def policies_using_calendar(
+    session: AsyncSession, calendar_id: uuid.UUID
+) -> list[SlaPolicyRow]:
+    query = select(SlaPolicyRow).where(SlaPolicyRow.calendar_id == calendar_id)
+    return list(await session.scalars(query.order_by(SlaPolicyRow.name)))
+
+
+async def settings_row(session: AsyncSession, *, for_update: bool = False) -> SlaSettingsRow | None:
+    """The one settings row. Locking it serialises every change to the SLA configuration."""
+    query = select(SlaSettingsRow).where(SlaSettingsRow.id == 1)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
 
 
 async def events_of(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> list[SlaEvent]:

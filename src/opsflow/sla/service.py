@@ -3,33 +3,158 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import Priority
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.sla import repository
-from opsflow.sla.calendar import BusinessCalendar, explain
-from opsflow.sla.clocks import DEFAULT_THRESHOLDS, parse_instant, schedule
+from opsflow.sla.calendar import ALWAYS_NAME, explain
+from opsflow.sla.clocks import (
+    DEFAULT_THRESHOLDS,
+    Plan,
+    calendar_of,
+    pause_intervals,
+    plan_clock,
+)
+from opsflow.sla.defaults import targets_for
+from opsflow.sla.policies import PolicySpec, match
 
 START, RESOLVE = "START", "RESOLVE"
 ACTIVE, PAUSED, MET, BREACHED, CANCELLED = "ACTIVE", "PAUSED", "MET", "BREACHED", "CANCELLED"
+SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
+
+
+# --- which policy a task gets ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedPolicy:
+    """What a task's clocks are set up from: the matching policy, or seed 001's defaults."""
+
+    policy_id: uuid.UUID | None
+    policy_name: str | None
+    start_minutes: int
+    resolve_minutes: int
+    thresholds: tuple[float, ...]
+    calendar_id: uuid.UUID | None
+    calendar_name: str | None
+    calendar_spec: dict[str, Any] | None
+    pause_on_blocked: bool
+
+    @property
+    def source(self) -> str:
+        return SOURCE_POLICY if self.policy_id is not None else SOURCE_DEFAULT
+
+
+@dataclass(frozen=True)
+class PolicyCatalog:
+    """The active policies with their calendars, loaded once per unit of work."""
+
+    specs: list[PolicySpec]
+    rows: dict[str, repository.PolicyWithCalendar]
+
+    def resolve(self, task_type: str, priority: str, customer_tier: str) -> ResolvedPolicy:
+        spec = match(self.specs, task_type, priority, customer_tier)
+        if spec is None:
+            start, resolve = targets_for(Priority(priority))
+            return ResolvedPolicy(
+                None, None, start, resolve, DEFAULT_THRESHOLDS, None, None, None, False
+            )
+        row, calendar = self.rows[spec.name]
+        return ResolvedPolicy(
+            policy_id=row.id,
+            policy_name=row.name,
+            start_minutes=row.start_minutes,
+            resolve_minutes=row.resolve_minutes,
+            thresholds=spec.thresholds,
+            calendar_id=calendar.id if calendar else None,
+            calendar_name=calendar.name if calendar else None,
+            calendar_spec=calendar_body(calendar.timezone, calendar.hours, calendar.holidays)
+            if calendar
+            else None,
+            pause_on_blocked=row.pause_on_blocked,
+        )
+
+
+def calendar_body(timezone: str, hours: dict[str, Any], holidays: list[Any]) -> dict[str, Any]:
+    """A calendar as clocks store it (sla.policies.calendar_to_dict without the name)."""
+    return {"timezone": timezone, "hours": dict(hours), "holidays": list(holidays)}
+
+
+async def load_catalog(session: AsyncSession) -> PolicyCatalog:
+    rows = await repository.active_policies(session)
+    specs = [
+        PolicySpec(
+            name=row.name,
+            task_type=row.task_type,
+            priority=row.priority,
+            customer_tier=row.customer_tier,
+            start_minutes=row.start_minutes,
+            resolve_minutes=row.resolve_minutes,
+            thresholds=tuple(row.thresholds),
+            calendar=calendar.name if calendar else None,
+            pause_on_blocked=row.pause_on_blocked,
+            is_active=row.is_active,
+        )
+        for row, calendar in rows
+    ]
+    return PolicyCatalog(specs, {row.name: (row, calendar) for row, calendar in rows})
+
+
+# --- clocks -------------------------------------------------------------------------------
+
+
+def plan_of(clock: SlaClock) -> Plan:
+    return plan_clock(
+        clock.started_at,
+        clock.target_minutes,
+        clock.thresholds,
+        clock.pauses,
+        calendar_of(clock.calendar_name, clock.calendar_spec),
+    )
+
+
+def frozen_at(clock: SlaClock) -> datetime | None:
+    """The instant a clock stopped counting (stopped or paused); None while it runs."""
+    return clock.stopped_at or clock.paused_at
 
 
 def reschedule(clock: SlaClock) -> None:
-    """Recompute the deadline and the next instant to wake up for."""
-    plan = schedule(clock.started_at, clock.target_minutes, clock.thresholds, clock.pauses)
-    clock.deadline = plan[-1][1]
-    running = clock.status == ACTIVE or (clock.status == BREACHED and clock.stopped_at is None)
-    if running and clock.fired_count < len(plan):
-        clock.next_fire_at = plan[clock.fired_count][1]
-    else:
-        clock.next_fire_at = None
+    """Recompute the threshold instants and the next instant to wake up for.
+
+    A stopped or paused clock still wakes up for a threshold that was due before it stopped
+    and has not fired yet (the engine runs a moment behind): nothing due is ever skipped.
+    """
+    plan = plan_of(clock)
+    clock.deadline = plan.deadline
+    clock.warning_at = plan.warning_at
+    clock.critical_at = plan.critical_at
+    clock.next_fire_at = None
+    if clock.fired_count >= len(plan.steps):
+        return
+    due = plan.steps[clock.fired_count][1]
+    frozen = frozen_at(clock)
+    if frozen is None or due < frozen:
+        clock.next_fire_at = due
 
 
-def create_clocks(session: AsyncSession, task: Task, now: datetime) -> dict[str, SlaClock]:
+def _configure(clock: SlaClock, policy: ResolvedPolicy) -> None:
+    clock.thresholds = list(policy.thresholds)
+    clock.calendar_id = policy.calendar_id
+    clock.calendar_name = policy.calendar_name
+    clock.calendar_spec = policy.calendar_spec
+    clock.pause_on_blocked = policy.pause_on_blocked
+
+
+def create_clocks(
+    session: AsyncSession, task: Task, now: datetime, policy: ResolvedPolicy | None = None
+) -> dict[str, SlaClock]:
     clocks = {}
     for kind, minutes in ((START, task.start_sla_minutes), (RESOLVE, task.resolve_sla_minutes)):
         clock = SlaClock(
@@ -41,12 +166,15 @@ def create_clocks(session: AsyncSession, task: Task, now: datetime) -> dict[str,
             started_at=task.created_at,
             deadline=task.created_at,
             thresholds=list(DEFAULT_THRESHOLDS),
+            pause_on_blocked=False,
             pauses=[],
             paused_seconds=0.0,
             fired_count=0,
             created_at=now,
             updated_at=now,
         )
+        if policy is not None:
+            _configure(clock, policy)
         reschedule(clock)
         session.add(clock)
         clocks[kind] = clock
@@ -55,7 +183,7 @@ def create_clocks(session: AsyncSession, task: Task, now: datetime) -> dict[str,
 
 
 def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:
-    """Tasks carry their clocks' deadlines for listing, filtering and sorting."""
+    """Tasks carry their clocks' deadlines for listing and sorting."""
     if START in clocks:
         task.start_deadline = clocks[START].deadline
     if RESOLVE in clocks:
@@ -76,8 +204,8 @@ def _pause(clock: SlaClock, at: datetime, actor: str, reason: str | None) -> Non
     ]
     if clock.status == ACTIVE:
         clock.status = PAUSED
-    clock.next_fire_at = None
     clock.updated_at = at
+    reschedule(clock)
 
 
 def _resume(clock: SlaClock, at: datetime) -> None:
@@ -95,39 +223,54 @@ def _resume(clock: SlaClock, at: datetime) -> None:
     reschedule(clock)
 
 
-def _stop(clock: SlaClock, now: datetime, *, cancelled: bool = False) -> None:
+def _stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
     if clock.stopped_at is not None or clock.status in (MET, CANCELLED):
         return
     if clock.paused_at is not None:
         # A paused clock that stops ends its pause at the stop instant.
-        _resume(clock, max(now, clock.paused_at))
-    clock.stopped_at = now
+        _resume(clock, max(at, clock.paused_at))
+    clock.stopped_at = at
     if clock.status != BREACHED:
-        clock.status = CANCELLED if cancelled else MET
-    clock.next_fire_at = None
-    clock.updated_at = now
+        if at > clock.deadline:
+            # Stopped after its deadline, before the engine's pass got to it: breached all
+            # the same (the engine still records the event, see `reschedule`).
+            clock.status = BREACHED
+            clock.breached_at = clock.deadline
+        else:
+            clock.status = CANCELLED if cancelled else MET
+    clock.updated_at = at
+    reschedule(clock)
 
 
 async def on_task_changed(
-    session: AsyncSession, task: Task, now: datetime, actor: str = "system"
+    session: AsyncSession,
+    task: Task,
+    now: datetime,
+    actor: str = "system",
+    policy: ResolvedPolicy | None = None,
 ) -> None:
     """Bring the task's clocks in line with the task as it now stands.
 
     Called by the task service after every change, in the same transaction: a response
     stops START, completion stops RESOLVE, cancellation stops both, a reopen resumes
-    RESOLVE (the time spent completed counts as a pause), new targets reschedule, and
-    `task.sla_paused_at` pauses or resumes the running clocks.
+    RESOLVE (the time spent completed counts as a pause), new targets reschedule, a new
+    policy (priority, tier or type changed) brings its thresholds and calendar, and
+    `task.sla_paused_at` — or BLOCKED under a policy with pause_on_blocked — pauses the
+    running clocks.
     """
     clocks = await repository.clocks_of(session, task.id, for_update=True)
     if not clocks:
-        clocks = create_clocks(session, task, now)
+        clocks = create_clocks(session, task, now, policy)
         await session.flush()
     start, resolve = clocks.get(START), clocks.get(RESOLVE)
     for clock, target in ((start, task.start_sla_minutes), (resolve, task.resolve_sla_minutes)):
-        if clock is not None and clock.target_minutes != target:
-            clock.target_minutes = target
-            clock.updated_at = now
-            reschedule(clock)
+        if clock is None:
+            continue
+        if policy is not None:
+            _configure(clock, policy)
+        clock.target_minutes = target
+        clock.updated_at = now
+        reschedule(clock)
     responded = task.acknowledged_at or task.started_at
     if task.cancelled_at is not None:
         for clock in (start, resolve):
@@ -146,6 +289,9 @@ async def on_task_changed(
             continue
         if task.sla_paused_at is not None:
             _pause(clock, task.sla_paused_at, actor, task.sla_pause_reason)
+        elif clock.pause_on_blocked and task.blocked_at is not None:
+            reason = f"blocked: {task.blocked_reason}" if task.blocked_reason else "blocked"
+            _pause(clock, task.blocked_at, actor, reason)
         else:
             _resume(clock, now)
     _mirror(task, clocks)
@@ -166,22 +312,36 @@ def _resume_after_reopen(clock: SlaClock, now: datetime) -> None:
     reschedule(clock)
 
 
+async def reschedule_calendar(
+    session: AsyncSession, calendar_id: uuid.UUID, name: str, body: dict[str, Any]
+) -> int:
+    """A calendar changed: the clocks still counting under it move with it. Returns how many."""
+    clocks = await repository.open_clocks_with_calendar(session, calendar_id)
+    for clock in clocks:
+        clock.calendar_name = name
+        clock.calendar_spec = body
+        reschedule(clock)
+    tasks = await repository.tasks_by_id(session, {c.task_id for c in clocks})
+    for clock in clocks:
+        task = tasks.get(clock.task_id)
+        if task is not None:
+            _mirror(task, {clock.kind: clock})
+    return len(clocks)
+
+
 def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
     """Everything `GET /tasks/{id}/sla` says about one clock, computed at `now`."""
-    until = clock.stopped_at or clock.paused_at or now
-    intervals = [
-        (parse_instant(p["from"]), parse_instant(p["to"]) if p.get("to") else None)
-        for p in clock.pauses
-    ]
-    explanation = explain(
-        BusinessCalendar.always(), clock.started_at, max(until, clock.started_at), intervals
-    )
+    until = frozen_at(clock) or now
+    intervals = pause_intervals(clock.pauses)
+    calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
+    explanation = explain(calendar, clock.started_at, max(until, clock.started_at), intervals)
     paused = clock.paused_at is not None
-    plan = schedule(clock.started_at, clock.target_minutes, clock.thresholds, clock.pauses)
+    plan = plan_of(clock)
     return {
         "kind": clock.kind,
         "status": clock.status,
-        "calendar": "24x7",
+        "calendar": clock.calendar_name or ALWAYS_NAME,
+        "pause_on_blocked": clock.pause_on_blocked,
         "target_minutes": clock.target_minutes,
         "started_at": clock.started_at,
         # While paused the deadline is unknown: it moves with the pause.
@@ -190,6 +350,9 @@ def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
         "paused_at": clock.paused_at,
         "breached_at": clock.breached_at,
         "remaining_seconds": int((clock.deadline - until).total_seconds()),
+        "remaining_working_seconds": int(
+            clock.target_minutes * 60 - explanation["working_seconds"]
+        ),
         "next_fire_at": clock.next_fire_at,
         "pauses": [
             {
@@ -204,10 +367,10 @@ def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
             {
                 "name": f"{clock.kind}_{threshold.name}",
                 "percent": threshold.percent,
-                "due_at": None if paused and index >= clock.fired_count else at,
+                "due_at": None if paused and index >= clock.fired_count and at >= until else at,
                 "fired": index < clock.fired_count,
             }
-            for index, (threshold, at) in enumerate(plan)
+            for index, (threshold, at) in enumerate(plan.steps)
         ],
         "explanation": explanation,
     }

@@ -1,9 +1,10 @@
-"""The `sla_status` shown on tasks (pure): where each clock stands at a given instant.
+"""The `sla_status` shown on tasks: where each of a task's clocks stands at a given instant.
 
-Until the SLA engine keeps clocks of its own, the two clocks are derived from the task:
-START runs from creation to the first acknowledgement or start, RESOLVE from creation to
-completion; both stop on cancellation. Deadlines are stored on the task and shifted when
-targets change or a completed task is reopened (the RESOLVE clock continues).
+Read from the clocks themselves (`sla_clocks`): their stored threshold instants decide the
+state, the calendar decides how much working time has elapsed. A clock "stands" at the
+instant it stopped or was paused; a running one at `now`. The same rules, written in SQL,
+drive the `sla_state` and `has_breach` filters (tasks.repository), so a task listed as
+`warning` shows `warning`.
 """
 
 from __future__ import annotations
@@ -13,25 +14,57 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from opsflow.kit.durations import humanize
-from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
+from opsflow.models.sla import SlaClock
+from opsflow.sla.calendar import working_seconds
+from opsflow.sla.clocks import calendar_of, pause_intervals
 
 State = Literal["compliant", "warning", "critical", "breached"]
-_SEVERITY: dict[State, int] = {"compliant": 0, "warning": 1, "critical": 2, "breached": 3}
+STATES: tuple[State, ...] = ("compliant", "warning", "critical", "breached")
+_LEVEL: dict[State, int] = {state: level for level, state in enumerate(STATES)}
 
 
 @dataclass(frozen=True)
 class ClockView:
-    kind: Literal["START", "RESOLVE"]
+    kind: str  # START | RESOLVE
+    status_stored: str  # ACTIVE | PAUSED | MET | BREACHED | CANCELLED
     target_minutes: int
+    started_at: datetime
     deadline: datetime
+    warning_at: datetime | None
+    critical_at: datetime | None
     stopped_at: datetime | None
-    cancelled: bool
+    paused_at: datetime | None
     now: datetime
-    paused_at: datetime | None = None
+    working_elapsed: timedelta
+
+    @classmethod
+    def of(cls, clock: SlaClock, now: datetime) -> ClockView:
+        until = clock.stopped_at or clock.paused_at or now
+        calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
+        elapsed = working_seconds(
+            calendar, clock.started_at, max(until, clock.started_at), pause_intervals(clock.pauses)
+        )
+        return cls(
+            kind=clock.kind,
+            status_stored=clock.status,
+            target_minutes=clock.target_minutes,
+            started_at=clock.started_at,
+            deadline=clock.deadline,
+            warning_at=clock.warning_at,
+            critical_at=clock.critical_at,
+            stopped_at=clock.stopped_at,
+            paused_at=clock.paused_at,
+            now=now,
+            working_elapsed=timedelta(seconds=elapsed),
+        )
 
     @property
     def running(self) -> bool:
         return self.stopped_at is None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status_stored == "CANCELLED"
 
     @property
     def until(self) -> datetime:
@@ -40,21 +73,27 @@ class ClockView:
 
     @property
     def remaining(self) -> timedelta:
+        """Wall-clock time left until the deadline (negative when overdue)."""
         return self.deadline - self.until
 
     @property
     def elapsed(self) -> timedelta:
-        return timedelta(minutes=self.target_minutes) - self.remaining
+        """Working time used (calendar hours, pauses excluded)."""
+        return self.working_elapsed
 
     @property
     def percent(self) -> float:
         target = self.target_minutes * 60
-        return round(100.0 * self.elapsed.total_seconds() / target, 2) if target else 100.0
+        if not target:
+            return 100.0
+        return round(100.0 * self.working_elapsed.total_seconds() / target, 2)
 
     @property
     def breached(self) -> bool:
-        # A running clock breaches at 100 % (the deadline instant itself); a stopped clock
-        # met its target if it stopped at or before the deadline.
+        # A running clock breaches at the deadline instant itself; a stopped clock met its
+        # target if it stopped at or before the deadline.
+        if self.status_stored == "BREACHED":
+            return True
         if self.running:
             return self.until >= self.deadline
         return self.until > self.deadline
@@ -71,25 +110,18 @@ class ClockView:
             return "breached"
         if not self.running:
             return "compliant"
-        # Compare unrounded seconds: `percent` is rounded for display only.
-        elapsed = self.elapsed.total_seconds()
-        target = self.target_minutes * 60
-        if elapsed * 100 >= target * CRITICAL_PERCENT:
+        if self.critical_at is not None and self.until >= self.critical_at:
             return "critical"
-        if elapsed * 100 >= target * WARNING_PERCENT:
+        if self.warning_at is not None and self.until >= self.warning_at:
             return "warning"
         return "compliant"
 
     @property
     def status(self) -> str:
-        # A breached clock keeps BREACHED when it later stops, even by cancellation.
+        # Breached shows at the deadline even before the engine's pass records it.
         if self.breached:
             return "BREACHED"
-        if self.cancelled:
-            return "CANCELLED"
-        if self.running and self.paused_at is not None:
-            return "PAUSED"
-        return "ACTIVE" if self.running else "MET"
+        return self.status_stored
 
     def remaining_text(self) -> str:
         seconds = self.remaining.total_seconds()
@@ -112,46 +144,12 @@ class ClockView:
         }
 
 
-def clocks_for(
-    *,
-    created_at: datetime,
-    start_sla_minutes: int,
-    resolve_sla_minutes: int,
-    start_deadline: datetime,
-    resolve_deadline: datetime,
-    acknowledged_at: datetime | None,
-    started_at: datetime | None,
-    completed_at: datetime | None,
-    cancelled_at: datetime | None,
-    now: datetime,
-    paused_at: datetime | None = None,
-) -> tuple[ClockView, ClockView]:
-    responded = min((t for t in (acknowledged_at, started_at) if t is not None), default=None)
-    start_stop = responded or cancelled_at
-    resolve_stop = completed_at or cancelled_at
-    start = ClockView(
-        "START",
-        start_sla_minutes,
-        start_deadline,
-        start_stop,
-        cancelled=responded is None and cancelled_at is not None,
-        now=now,
-        paused_at=paused_at,
-    )
-    resolve = ClockView(
-        "RESOLVE",
-        resolve_sla_minutes,
-        resolve_deadline,
-        resolve_stop,
-        cancelled=completed_at is None and cancelled_at is not None,
-        now=now,
-        paused_at=paused_at,
-    )
-    return start, resolve
+def level(state: State) -> int:
+    return _LEVEL[state]
 
 
 def worst_state(*clocks: ClockView) -> State:
-    return max((c.state for c in clocks), key=lambda s: _SEVERITY[s])
+    return max((c.state for c in clocks), key=level)
 
 
 def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from opsflow.kit.pagination import Page, PageDep, Pagination, SortOrder
 from opsflow.kit.validation import Reason, SearchText, ShortText, Tag, Word
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
+from opsflow.sla.status import State as SlaState
 from opsflow.tasks import repository, service
-from opsflow.tasks.repository import SlaState, SortField, TaskFilters
+from opsflow.tasks.repository import SortField, TaskFilters
 from opsflow.tasks.schemas import (
     AssignRequest,
     CompleteRequest,

@@ -25,13 +25,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
-from opsflow.kit.sql import epoch_seconds, escape_like
+from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
 from opsflow.models.audit import AuditLog
+from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task, TaskAssignee
-from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
+from opsflow.sla.status import State as SlaState
+from opsflow.sla.status import level
 
-SlaState = Literal["compliant", "warning", "critical", "breached"]
 SortField = Literal["created_at", "updated_at", "priority", "deadline"]
 
 
@@ -128,50 +129,39 @@ def _resolve_stop() -> ColumnElement[Any]:
     return func.coalesce(Task.completed_at, Task.cancelled_at)
 
 
-def _clock_breached(stop: ColumnElement[Any], deadline: Any, now: datetime) -> ColumnElement[bool]:
-    # Mirrors sla.status.ClockView.breached: running clocks breach at the deadline instant,
-    # stopped clocks only if they stopped after it.
-    return or_(
-        and_(stop.is_(None), _frozen_now(now) >= deadline),
-        and_(stop.is_not(None), stop > deadline),
+def _clock_level(now: datetime) -> ColumnElement[Any]:
+    """A clock's state as a number (0 compliant .. 3 breached), as sla.status.ClockView
+    decides it: the stored threshold instants against the instant the clock stands at."""
+    until = func.coalesce(SlaClock.stopped_at, SlaClock.paused_at, literal(now, UTCDateTime()))
+    return case(
+        (SlaClock.status == "BREACHED", 3),
+        (
+            SlaClock.stopped_at.is_not(None),
+            case((SlaClock.stopped_at > SlaClock.deadline, 3), else_=0),
+        ),
+        (until >= SlaClock.deadline, 3),
+        (and_(SlaClock.critical_at.is_not(None), until >= SlaClock.critical_at), 2),
+        (and_(SlaClock.warning_at.is_not(None), until >= SlaClock.warning_at), 1),
+        else_=0,
     )
 
 
-def _frozen_now(now: datetime) -> ColumnElement[Any]:
-    """`now` for running clocks, or the instant they were paused (paused clocks stand still)."""
-    return func.coalesce(Task.sla_paused_at, literal(now, UTCDateTime()))
+def _task_level(now: datetime) -> ColumnElement[Any]:
+    """The worst state of the task's clocks."""
+    return (
+        select(func.max(_clock_level(now)))
+        .where(SlaClock.task_id == Task.id)
+        .correlate(Task)
+        .scalar_subquery()
+    )
 
 
 def _breached(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        _clock_breached(_start_stop(), Task.start_deadline, now),
-        _clock_breached(_resolve_stop(), Task.resolve_deadline, now),
-    )
-
-
-def _in_band(now: datetime, percent: float) -> ColumnElement[bool]:
-    """Some running clock has used at least `percent` of its target (not yet breached)."""
-    now_epoch = epoch_seconds(_frozen_now(now))
-    share = 1.0 - percent / 100.0
-    start_left = epoch_seconds(Task.start_deadline) - now_epoch
-    resolve_left = epoch_seconds(Task.resolve_deadline) - now_epoch
-    return or_(
-        and_(_start_stop().is_(None), start_left <= Task.start_sla_minutes * 60 * share),
-        and_(_resolve_stop().is_(None), resolve_left <= Task.resolve_sla_minutes * 60 * share),
-    )
+    return _task_level(now) == 3
 
 
 def _sla_state_clause(state: SlaState, now: datetime) -> ColumnElement[bool]:
-    breached = _breached(now)
-    critical = _in_band(now, CRITICAL_PERCENT)
-    warning = _in_band(now, WARNING_PERCENT)
-    if state == "breached":
-        return breached
-    if state == "critical":
-        return and_(not_(breached), critical)
-    if state == "warning":
-        return and_(not_(breached), not_(critical), warning)
-    return and_(not_(breached), not_(warning))
+    return _task_level(now) == level(state)
 
 
 def next_deadline() -> ColumnElement[Any]:

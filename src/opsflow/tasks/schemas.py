@@ -168,6 +168,8 @@ class TaskFields(BaseModel):
     resolve_sla_minutes: int
     start_sla_source: str
     resolve_sla_source: str
+    sla_policy_id: uuid.UUID | None = None
+    sla_policy_name: str | None = None
     created_at: datetime
     updated_at: datetime
     assigned_at: datetime | None

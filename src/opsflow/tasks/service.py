@@ -25,7 +25,7 @@ from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFai
 from opsflow.events.changes import record_change
 from opsflow.kit.durations import humanize
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import Priority, TaskStatus, TaskType
+from opsflow.models.enums import TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -63,6 +63,7 @@ AUDITED_FIELDS = (
     "customer_tier",
     "start_sla_minutes",
     "resolve_sla_minutes",
+    "sla_policy_name",
     "start_deadline",
     "resolve_deadline",
     "acknowledged_at",
@@ -185,8 +186,11 @@ async def create_task(
     else:
         team_id = assignee.team_id if assignee else actor.team_id
 
+    policy = (await sla_service.load_catalog(session)).resolve(
+        data.task_type.value, data.priority.value, data.customer_tier.value
+    )
     start_minutes, resolve_minutes = _targets(
-        Priority(data.priority), data.start_sla_minutes, data.resolve_sla_minutes
+        policy, data.start_sla_minutes, data.resolve_sla_minutes
     )
     task = Task(
         id=uuid.uuid4(),
@@ -202,8 +206,10 @@ async def create_task(
         customer_tier=data.customer_tier.value,
         start_sla_minutes=start_minutes,
         resolve_sla_minutes=resolve_minutes,
-        start_sla_source=SOURCE_REQUEST if data.start_sla_minutes else SOURCE_DEFAULT,
-        resolve_sla_source=SOURCE_REQUEST if data.resolve_sla_minutes else SOURCE_DEFAULT,
+        start_sla_source=SOURCE_REQUEST if data.start_sla_minutes else policy.source,
+        resolve_sla_source=SOURCE_REQUEST if data.resolve_sla_minutes else policy.source,
+        sla_policy_id=policy.policy_id,
+        sla_policy_name=policy.policy_name,
         start_deadline=now + timedelta(minutes=start_minutes),
         resolve_deadline=now + timedelta(minutes=resolve_minutes),
         assigned_at=now if assignee else None,
@@ -216,7 +222,8 @@ async def create_task(
         raise ValidationFailed("This API client has no owning user to record as creator")
     session.add(task)
     await session.flush()
-    sla_service.create_clocks(session, task, now)
+    sla_service.create_clocks(session, task, now, policy)
+    await session.flush()
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
     _record(session, actor, task, "TASK_CREATED", now, new_state=task_state(task, extra))
@@ -253,7 +260,7 @@ async def _mutate(
     cmd: TaskCommand,
     action: Action,
     permission: Permission,
-    apply: Callable[[Task, datetime], None],
+    apply: Callable[[Task, datetime], sla_service.ResolvedPolicy | None],
     *,
     extra_assignees: list[uuid.UUID] | None = None,
     reason: str | None = None,
@@ -267,8 +274,8 @@ async def _mutate(
     new_status = lifecycle.next_status(TaskStatus(task.status), action)
     now = cmd.ctx.clock.now()
     before = task_state(task, current_extra)
-    apply(task, now)
-    await sla_service.on_task_changed(session, task, now, actor.name)
+    policy = apply(task, now)
+    await sla_service.on_task_changed(session, task, now, actor.name, policy)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
         new_status = TaskStatus.CREATED
@@ -300,13 +307,18 @@ async def _mutate(
     return task
 
 
-SOURCE_DEFAULT = "default"
 SOURCE_REQUEST = "request"
+SELECTOR_FIELDS = frozenset({"task_type", "priority", "customer_tier"})
 
 
-def _targets(priority: Priority, start: int | None, resolve: int | None) -> tuple[int, int]:
+def _targets(
+    policy: sla_service.ResolvedPolicy | tuple[int, int], start: int | None, resolve: int | None
+) -> tuple[int, int]:
+    defaults = (
+        policy if isinstance(policy, tuple) else (policy.start_minutes, policy.resolve_minutes)
+    )
     try:
-        return fill_targets(priority, start, resolve)
+        return fill_targets(defaults, start, resolve)
     except ValueError as exc:
         raise ValidationFailed(
             details=[
@@ -336,8 +348,12 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
     fields = data.model_dump(exclude_unset=True)
     if fields.get("team_id") is not None:
         await _check_team(cmd.session, fields["team_id"])
+    catalog = (
+        await sla_service.load_catalog(cmd.session) if SELECTOR_FIELDS & fields.keys() else None
+    )
 
-    def apply(task: Task, _now: datetime) -> None:
+    def apply(task: Task, _now: datetime) -> sla_service.ResolvedPolicy | None:
+        selector = (task.task_type, task.priority, task.customer_tier)
         for name in _PLAIN_FIELDS:
             if name in fields:
                 value = fields[name]
@@ -352,12 +368,26 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
             task.resolve_sla_source = SOURCE_REQUEST
         given_start = fields.get("start_sla_minutes", task.start_sla_minutes)
         given_resolve = fields.get("resolve_sla_minutes", task.resolve_sla_minutes)
+        # A new priority, tier or type may match another policy: its targets replace the
+        # defaulted ones, its thresholds and calendar the clocks' (on_task_changed).
+        policy = None
+        defaults: sla_service.ResolvedPolicy | tuple[int, int]
+        if catalog is not None and selector != (task.task_type, task.priority, task.customer_tier):
+            policy = catalog.resolve(task.task_type, task.priority, task.customer_tier)
+            task.sla_policy_id, task.sla_policy_name = policy.policy_id, policy.policy_name
+            for kind in ("start", "resolve"):
+                if getattr(task, f"{kind}_sla_source") != SOURCE_REQUEST:
+                    setattr(task, f"{kind}_sla_source", policy.source)
+            defaults = policy
+        else:
+            defaults = (task.start_sla_minutes, task.resolve_sla_minutes)
         start, resolve = _targets(
-            Priority(task.priority),
+            defaults,
             given_start if task.start_sla_source == SOURCE_REQUEST else None,
             given_resolve if task.resolve_sla_source == SOURCE_REQUEST else None,
         )
         _set_targets(task, start, resolve)
+        return policy
 
     return await _mutate(cmd, Action.UPDATE, Permission.TASK_UPDATE, apply)
 
@@ -504,24 +534,23 @@ async def cancel_task(cmd: TaskCommand, reason: str | None) -> Task:
 # --- read models -------------------------------------------------------------------------
 
 
-def _clocks(task: Task, now: datetime) -> tuple[sla.ClockView, sla.ClockView]:
-    return sla.clocks_for(
-        created_at=task.created_at,
-        start_sla_minutes=task.start_sla_minutes,
-        resolve_sla_minutes=task.resolve_sla_minutes,
-        start_deadline=task.start_deadline,
-        resolve_deadline=task.resolve_deadline,
-        acknowledged_at=task.acknowledged_at,
-        started_at=task.started_at,
-        completed_at=task.completed_at,
-        cancelled_at=task.cancelled_at,
-        paused_at=task.sla_paused_at,
-        now=now,
-    )
+async def clock_views(
+    session: AsyncSession, tasks: Sequence[Task], now: datetime
+) -> dict[uuid.UUID, tuple[sla.ClockView, sla.ClockView]]:
+    """Each task's START and RESOLVE clocks as they stand at `now` (one query)."""
+    clocks = await sla_repo.clocks_for_tasks(session, [t.id for t in tasks])
+    views = {}
+    for task in tasks:
+        own = clocks.get(task.id, {})
+        views[task.id] = (
+            sla.ClockView.of(own[sla_service.START], now),
+            sla.ClockView.of(own[sla_service.RESOLVE], now),
+        )
+    return views
 
 
-def sla_status_of(task: Task, now: datetime) -> SlaStatus:
-    start, resolve = _clocks(task, now)
+def sla_status_of(task: Task, views: tuple[sla.ClockView, sla.ClockView]) -> SlaStatus:
+    start, resolve = views
     return SlaStatus.model_validate(sla.sla_status(start, resolve, task.created_at))
 
 
@@ -540,6 +569,8 @@ def _fields(task: Task) -> dict[str, Any]:
         "resolve_sla_minutes": task.resolve_sla_minutes,
         "start_sla_source": task.start_sla_source,
         "resolve_sla_source": task.resolve_sla_source,
+        "sla_policy_id": task.sla_policy_id,
+        "sla_policy_name": task.sla_policy_name,
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "assigned_at": task.assigned_at,
@@ -563,7 +594,7 @@ def _fields(task: Task) -> dict[str, Any]:
 
 
 async def created_view(session: AsyncSession, task: Task, now: datetime) -> TaskCreated:
-    start, resolve = _clocks(task, now)
+    start, resolve = (await clock_views(session, [task], now))[task.id]
     extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
     return TaskCreated(
         **_fields(task),
@@ -595,6 +626,7 @@ async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime
     extras = await repository.additional_assignees(session, [t.id for t in tasks])
     ids = {u for t in tasks for u in (t.created_by, t.assigned_to, *extras.get(t.id, [])) if u}
     users = await users_repo.get_many(session, list(ids))
+    views = await clock_views(session, tasks, now)
     return [
         TaskRead(
             **_fields(task),
@@ -603,7 +635,7 @@ async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime
             additional_assignees=[
                 s for s in (_summary(users, u) for u in extras.get(task.id, [])) if s
             ],
-            sla_status=sla_status_of(task, now),
+            sla_status=sla_status_of(task, views[task.id]),
         )
         for task in tasks
     ]
@@ -613,6 +645,7 @@ async def list_views(
     session: AsyncSession, tasks: Sequence[Task], now: datetime
 ) -> list[TaskListItem]:
     users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    views = await clock_views(session, tasks, now)
     return [
         TaskListItem(
             id=t.id,
@@ -630,7 +663,7 @@ async def list_views(
             completed_at=t.completed_at,
             external_id=t.external_id,
             version=t.version,
-            sla_status=sla_status_of(t, now),
+            sla_status=sla_status_of(t, views[t.id]),
         )
         for t in tasks
     ]

@@ -1,0 +1,705 @@
+"""SLA policies, business calendars and the file-wide SLA settings as one configuration.
+
+Every change — an API call, a YAML import, a hot reload of ``OPSFLOW_SLA_CONFIG`` — goes the
+same way: lock the settings row (serialises configuration changes across processes), build
+the configuration as it would be after the change (pure ``sla.policies.SlaConfig``),
+validate it as a whole (one active policy per selector, calendars that exist, ...), write
+the rows, reschedule the open clocks of a changed calendar, and record an audit row and
+an outbox event per changed policy, calendar or setting. Validation happens before any
+write, so a rejected change leaves nothing behind.
+
+Policies apply when a task is created or its priority, tier or type changes (the clocks
+keep what they were set up with); calendars apply to every clock still counting under them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.principal import Principal
+from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.events.changes import record_change
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow, SlaSettingsRow
+from opsflow.sla import repository
+from opsflow.sla import service as sla_service
+from opsflow.sla.calendar import ALWAYS_NAME, BusinessCalendar, add_working_time
+from opsflow.sla.clocks import DEFAULT_THRESHOLDS, plan_clock
+from opsflow.sla.policies import (
+    PolicyConfigError,
+    PolicySpec,
+    SlaConfig,
+    calendar_from_dict,
+    calendar_to_dict,
+    diff_configs,
+    dump_sla_config,
+    parse_sla_config,
+    policy_to_dict,
+    validate_config,
+)
+from opsflow.sla_config.schemas import (
+    CalendarCreate,
+    CalendarUpdate,
+    PolicyCreate,
+    PolicyUpdate,
+    SimulatedClock,
+    SimulatedInstant,
+    SimulateRequest,
+    SimulateResult,
+)
+
+SETTINGS_ENTITY_ID = uuid.uuid5(uuid.NAMESPACE_URL, "opsflow:sla-settings")
+SOURCE_API, SOURCE_IMPORT, SOURCE_FILE = "api", "import", "file"
+
+
+@dataclass
+class Stored:
+    """The configuration as stored, with the rows it came from."""
+
+    config: SlaConfig
+    policies: dict[str, SlaPolicyRow]
+    calendars: dict[str, BusinessCalendarRow]
+    settings: SlaSettingsRow
+
+
+def _calendar_body(row: BusinessCalendarRow) -> dict[str, Any]:
+    return sla_service.calendar_body(row.timezone, row.hours, row.holidays)
+
+
+def _spec(row: SlaPolicyRow, calendar_names: Mapping[uuid.UUID, str]) -> PolicySpec:
+    return PolicySpec(
+        name=row.name,
+        task_type=row.task_type,
+        priority=row.priority,
+        customer_tier=row.customer_tier,
+        start_minutes=row.start_minutes,
+        resolve_minutes=row.resolve_minutes,
+        thresholds=tuple(row.thresholds),
+        calendar=calendar_names.get(row.calendar_id) if row.calendar_id else None,
+        pause_on_blocked=row.pause_on_blocked,
+        escalation=tuple((int(level), int(minutes)) for level, minutes in row.escalation),
+        is_active=row.is_active,
+    )
+
+
+async def load(session: AsyncSession, *, lock: bool = False) -> Stored:
+    """The stored configuration. ``lock``: hold the settings row until the commit."""
+    settings = await repository.settings_row(session, for_update=lock)
+    if settings is None:  # pragma: no cover - created by migration 0004
+        raise RuntimeError("sla_settings row 1 is missing: run the migrations")
+    calendars = {row.name: row for row in await repository.all_calendars(session)}
+    names = {row.id: row.name for row in calendars.values()}
+    policies = {row.name: row for row in await repository.all_policies(session)}
+    config = SlaConfig(
+        policies=tuple(_spec(row, names) for row in policies.values()),
+        calendars=tuple(
+            calendar_from_dict(row.name, _calendar_body(row)) for row in calendars.values()
+        ),
+        thresholds=tuple(settings.thresholds),
+        escalation_levels=tuple(
+            (int(level), str(label)) for level, label in settings.escalation_levels
+        ),
+        default_calendar=settings.default_calendar,
+        default_pause_on_blocked=settings.default_pause_on_blocked,
+    )
+    return Stored(config, policies, calendars, settings)
+
+
+def guard_not_file_managed(config_path: object) -> None:
+    if config_path is not None:
+        raise Conflict(
+            "SLA policies and calendars are managed by the file named in OPSFLOW_SLA_CONFIG; "
+            "edit that file instead",
+            config_file=str(config_path),
+        )
+
+
+def validation_error(error: PolicyConfigError, prefix: str = "") -> ValidationFailed:
+    """A configuration's problems as the envelope's field details (paths relative to
+    ``prefix`` when they start with it)."""
+    details = []
+    for entry in error.errors:
+        path = entry["path"]
+        if prefix and path.startswith(prefix):
+            path = path[len(prefix) :]
+        details.append({"field": path or "body", "message": entry["message"]})
+    return ValidationFailed("Invalid SLA configuration", details=details)
+
+
+def _validated(config: SlaConfig, prefix: str = "") -> SlaConfig:
+    try:
+        validate_config(config)
+    except PolicyConfigError as exc:
+        raise validation_error(exc, prefix) from exc
+    return config
+
+
+# --- writing rows ---------------------------------------------------------------------------
+
+
+def _write_policy(
+    row: SlaPolicyRow,
+    spec: PolicySpec,
+    calendars: Mapping[str, BusinessCalendarRow],
+    source: str,
+    now: datetime,
+) -> None:
+    row.name = spec.name
+    row.task_type = spec.task_type
+    row.priority = spec.priority
+    row.customer_tier = spec.customer_tier
+    row.start_minutes = spec.start_minutes
+    row.resolve_minutes = spec.resolve_minutes
+    row.thresholds = list(spec.thresholds)
+    row.calendar_id = calendars[spec.calendar].id if spec.calendar else None
+    row.pause_on_blocked = spec.pause_on_blocked
+    row.escalation = [[level, minutes] for level, minutes in spec.escalation]
+    row.is_active = spec.is_active
+    row.source = source
+    row.updated_at = now
+
+
+def _write_calendar(
+    row: BusinessCalendarRow, calendar: BusinessCalendar, source: str, now: datetime
+) -> None:
+    body = calendar_to_dict(calendar)
+    row.name = calendar.name
+    row.timezone = body["timezone"]
+    row.hours = body["hours"]
+    row.holidays = body["holidays"]
+    row.source = source
+    row.updated_at = now
+
+
+def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    kind: str,
+    entity_id: uuid.UUID,
+    change: str,
+    now: datetime,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    metadata: dict[str, Any],
+) -> None:
+    entity = {"policy": "sla_policy", "calendar": "business_calendar", "settings": "sla_settings"}
+    verb = {"added": "CREATED", "changed": "UPDATED", "removed": "DELETED"}[change]
+    changes = (
+        {
+            key: {"from": (old or {}).get(key), "to": (new or {}).get(key)}
+            for key in dict.fromkeys([*(old or {}), *(new or {})])
+            if (old or {}).get(key) != (new or {}).get(key)
+        }
+        if change == "changed"
+        else None
+    )
+    record_change(
+        session,
+        actor,
+        entity_type=entity[kind],
+        entity_id=entity_id,
+        action=f"{entity[kind].upper()}_{verb}",
+        event_type=f"{entity[kind]}.{verb.lower()}",
+        payload={"name": (new or old or {}).get("name"), "old": old, "new": new},
+        now=now,
+        changes=changes,
+        previous_state=old,
+        new_state=new,
+        metadata=metadata,
+    )
+
+
+def _bump(stored: Stored, now: datetime) -> int:
+    stored.settings.revision += 1
+    stored.settings.updated_at = now
+    return stored.settings.revision
+
+
+# --- policies ---------------------------------------------------------------------------------
+
+
+def _policy_spec_from(data: PolicyCreate) -> PolicySpec:
+    return PolicySpec(
+        name=data.name,
+        task_type=data.task_type,
+        priority=data.priority,
+        customer_tier=data.customer_tier,
+        start_minutes=data.start_minutes,
+        resolve_minutes=data.resolve_minutes,
+        thresholds=tuple(data.thresholds) if data.thresholds else DEFAULT_THRESHOLDS,
+        calendar=data.calendar,
+        pause_on_blocked=data.pause_on_blocked,
+        escalation=tuple((e.level, e.minutes) for e in data.escalation),
+        is_active=data.is_active,
+    )
+
+
+def _replace_policy(config: SlaConfig, old_name: str | None, spec: PolicySpec | None) -> SlaConfig:
+    policies = [p for p in config.policies if p.name != old_name]
+    if spec is not None:
+        policies.append(spec)
+    return dataclasses.replace(config, policies=tuple(policies))
+
+
+async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> SlaPolicyRow:
+    row = await repository.get_policy(session, policy_id)
+    if row is None:
+        raise NotFound("sla_policy", policy_id)
+    return row
+
+
+async def create_policy(
+    session: AsyncSession, actor: Principal, data: PolicyCreate, now: datetime
+) -> SlaPolicyRow:
+    stored = await load(session, lock=True)
+    if data.name in stored.policies:
+        raise Conflict(f"An SLA policy named '{data.name}' already exists")
+    spec = _policy_spec_from(data)
+    _validated(_replace_policy(stored.config, None, spec), f"policies.{spec.name}.")
+    row = SlaPolicyRow(id=uuid.uuid4(), created_at=now)
+    _write_policy(row, spec, stored.calendars, SOURCE_API, now)
+    session.add(row)
+    await session.flush()
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="policy",
+        entity_id=row.id,
+        change="added",
+        now=now,
+        old=None,
+        new=policy_to_dict(spec),
+        metadata={"source": SOURCE_API, "revision": revision},
+    )
+    return row
+
+
+async def update_policy(
+    session: AsyncSession, actor: Principal, policy_id: uuid.UUID, data: PolicyUpdate, now: datetime
+) -> SlaPolicyRow:
+    stored = await load(session, lock=True)
+    row = await get_policy(session, policy_id)
+    fields = data.model_dump(exclude_unset=True)
+    for key, value in fields.items():
+        if value is None and key != "calendar":
+            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    old_spec = next(p for p in stored.config.policies if p.name == row.name)
+    changes: dict[str, Any] = {
+        k: v for k, v in fields.items() if k not in ("thresholds", "escalation")
+    }
+    if "thresholds" in fields:
+        changes["thresholds"] = tuple(fields["thresholds"])
+    if "escalation" in fields:
+        changes["escalation"] = tuple((e["level"], e["minutes"]) for e in fields["escalation"])
+    spec = dataclasses.replace(old_spec, **changes)
+    if spec.name != row.name and spec.name in stored.policies:
+        raise Conflict(f"An SLA policy named '{spec.name}' already exists")
+    _validated(_replace_policy(stored.config, row.name, spec), f"policies.{spec.name}.")
+    if spec == old_spec:
+        return row
+    _write_policy(row, spec, stored.calendars, SOURCE_API, now)
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="policy",
+        entity_id=row.id,
+        change="changed",
+        now=now,
+        old=policy_to_dict(old_spec),
+        new=policy_to_dict(spec),
+        metadata={"source": SOURCE_API, "revision": revision},
+    )
+    return row
+
+
+async def delete_policy(
+    session: AsyncSession, actor: Principal, policy_id: uuid.UUID, now: datetime
+) -> None:
+    stored = await load(session, lock=True)
+    row = await get_policy(session, policy_id)
+    old_spec = next(p for p in stored.config.policies if p.name == row.name)
+    await session.delete(row)
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="policy",
+        entity_id=row.id,
+        change="removed",
+        now=now,
+        old=policy_to_dict(old_spec),
+        new=None,
+        metadata={"source": SOURCE_API, "revision": revision},
+    )
+
+
+# --- calendars --------------------------------------------------------------------------------
+
+
+def _parse_calendar(name: str, body: dict[str, Any]) -> BusinessCalendar:
+    try:
+        return calendar_from_dict(name, body)
+    except PolicyConfigError as exc:
+        raise validation_error(exc) from exc
+
+
+def _calendar_input(data: CalendarCreate | CalendarUpdate, base: dict[str, Any]) -> dict[str, Any]:
+    body = dict(base)
+    fields = data.model_dump(exclude_unset=True, exclude={"name"})
+    for key, value in fields.items():
+        if value is None:
+            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+        body[key] = [d.isoformat() for d in value] if key == "holidays" else value
+    return body
+
+
+async def get_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> BusinessCalendarRow:
+    row = await repository.get_calendar(session, calendar_id)
+    if row is None:
+        raise NotFound("calendar", calendar_id)
+    return row
+
+
+def _with_calendar(config: SlaConfig, old_name: str | None, new: BusinessCalendar) -> SlaConfig:
+    calendars = [c for c in config.calendars if c.name != old_name]
+    calendars.append(new)
+    policies = tuple(
+        dataclasses.replace(p, calendar=new.name) if old_name and p.calendar == old_name else p
+        for p in config.policies
+    )
+    default = new.name if old_name and config.default_calendar == old_name else None
+    return dataclasses.replace(
+        config,
+        calendars=tuple(calendars),
+        policies=policies,
+        default_calendar=default or config.default_calendar,
+    )
+
+
+async def create_calendar(
+    session: AsyncSession, actor: Principal, data: CalendarCreate, now: datetime
+) -> BusinessCalendarRow:
+    stored = await load(session, lock=True)
+    if data.name.lower() == ALWAYS_NAME:
+        raise ValidationFailed(details=[{"field": "name", "message": "24x7 is built in"}])
+    if data.name in stored.calendars:
+        raise Conflict(f"A calendar named '{data.name}' already exists")
+    calendar = _parse_calendar(data.name, _calendar_input(data, {}))
+    _validated(_with_calendar(stored.config, None, calendar))
+    row = BusinessCalendarRow(id=uuid.uuid4(), created_at=now)
+    _write_calendar(row, calendar, SOURCE_API, now)
+    session.add(row)
+    await session.flush()
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="calendar",
+        entity_id=row.id,
+        change="added",
+        now=now,
+        old=None,
+        new=calendar_to_dict(calendar),
+        metadata={"source": SOURCE_API, "revision": revision},
+    )
+    return row
+
+
+async def update_calendar(
+    session: AsyncSession,
+    actor: Principal,
+    calendar_id: uuid.UUID,
+    data: CalendarUpdate,
+    now: datetime,
+) -> BusinessCalendarRow:
+    stored = await load(session, lock=True)
+    row = await get_calendar(session, calendar_id)
+    name = data.name if data.name is not None else row.name
+    if name.lower() == ALWAYS_NAME:
+        raise ValidationFailed(details=[{"field": "name", "message": "24x7 is built in"}])
+    if name != row.name and name in stored.calendars:
+        raise Conflict(f"A calendar named '{name}' already exists")
+    old = calendar_from_dict(row.name, _calendar_body(row))
+    calendar = _parse_calendar(name, _calendar_input(data, _calendar_body(row)))
+    _validated(_with_calendar(stored.config, row.name, calendar))
+    if calendar == old:
+        return row
+    _write_calendar(row, calendar, SOURCE_API, now)
+    if name != old.name and stored.settings.default_calendar == old.name:
+        stored.settings.default_calendar = name
+    moved = await sla_service.reschedule_calendar(session, row.id, name, _calendar_body(row))
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="calendar",
+        entity_id=row.id,
+        change="changed",
+        now=now,
+        old=calendar_to_dict(old),
+        new=calendar_to_dict(calendar),
+        metadata={"source": SOURCE_API, "revision": revision, "clocks_rescheduled": moved},
+    )
+    return row
+
+
+async def delete_calendar(
+    session: AsyncSession, actor: Principal, calendar_id: uuid.UUID, now: datetime
+) -> None:
+    stored = await load(session, lock=True)
+    row = await get_calendar(session, calendar_id)
+    users = await repository.policies_using_calendar(session, row.id)
+    if users or stored.settings.default_calendar == row.name:
+        raise Conflict(
+            f"Calendar '{row.name}' is still in use",
+            policies=[p.name for p in users],
+            default_calendar=stored.settings.default_calendar == row.name,
+        )
+    old = calendar_to_dict(calendar_from_dict(row.name, _calendar_body(row)))
+    # Clocks counting under it keep their copy of the calendar (calendar_id becomes NULL).
+    await session.delete(row)
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="calendar",
+        entity_id=row.id,
+        change="removed",
+        now=now,
+        old=old,
+        new=None,
+        metadata={"source": SOURCE_API, "revision": revision},
+    )
+
+
+# --- whole configurations: import, export, hot reload --------------------------------------
+
+
+def parse(text: str) -> SlaConfig:
+    try:
+        return parse_sla_config(text)
+    except PolicyConfigError as exc:
+        raise validation_error(exc) from exc
+
+
+def _merged(old: SlaConfig, new: SlaConfig) -> SlaConfig:
+    """``new`` laid over ``old``: same-named policies and calendars replaced, others kept."""
+    policies = {p.name: p for p in old.policies} | {p.name: p for p in new.policies}
+    calendars = {c.name: c for c in old.calendars} | {c.name: c for c in new.calendars}
+    return dataclasses.replace(
+        new, policies=tuple(policies.values()), calendars=tuple(calendars.values())
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    changes: list[dict[str, Any]]
+    revision: int
+    policies: int
+    calendars: int
+
+
+async def apply_config(
+    session: AsyncSession,
+    actor: Principal,
+    new: SlaConfig,
+    now: datetime,
+    *,
+    mode: str = "replace",
+    source: str = SOURCE_IMPORT,
+    dry_run: bool = False,
+    origin: str | None = None,
+) -> Applied:
+    """Make the stored configuration ``new`` (``replace``) or ``new`` over it (``merge``)."""
+    stored = await load(session, lock=not dry_run)
+    target = _validated(_merged(stored.config, new) if mode == "merge" else new)
+    entries = diff_configs(stored.config, target)
+    counts = (len(target.policies), len(target.calendars))
+    if dry_run or not entries:
+        return Applied(entries, stored.settings.revision, *counts)
+    revision = _bump(stored, now)
+    metadata: dict[str, Any] = {"source": source, "revision": revision}
+    if origin:
+        metadata["file"] = origin
+    calendars = dict(stored.calendars)
+    ids: dict[tuple[str, str], uuid.UUID] = {}
+    changed = {(e["kind"], e["name"]): e["change"] for e in entries}
+    for calendar in target.calendars:
+        change = changed.get(("calendar", calendar.name))
+        if change is None:
+            continue
+        row = calendars.get(calendar.name)
+        if row is None:
+            row = BusinessCalendarRow(id=uuid.uuid4(), created_at=now)
+            session.add(row)
+            calendars[calendar.name] = row
+        _write_calendar(row, calendar, source, now)
+        ids["calendar", calendar.name] = row.id
+    await session.flush()
+    for policy in target.policies:
+        change = changed.get(("policy", policy.name))
+        if change is None:
+            continue
+        policy_row = stored.policies.get(policy.name)
+        if policy_row is None:
+            policy_row = SlaPolicyRow(id=uuid.uuid4(), created_at=now)
+            session.add(policy_row)
+        _write_policy(policy_row, policy, calendars, source, now)
+        ids["policy", policy.name] = policy_row.id
+    for entry in entries:
+        if entry["kind"] == "policy" and entry["change"] == "removed":
+            ids["policy", entry["name"]] = stored.policies[entry["name"]].id
+            await session.delete(stored.policies[entry["name"]])
+    await session.flush()
+    for entry in entries:
+        if entry["kind"] != "calendar":
+            continue
+        row = calendars[entry["name"]]
+        ids["calendar", entry["name"]] = row.id
+        if entry["change"] == "removed":
+            await session.delete(row)
+        elif entry["change"] == "changed":
+            moved = await sla_service.reschedule_calendar(
+                session, row.id, row.name, _calendar_body(row)
+            )
+            entry["clocks_rescheduled"] = moved
+    settings = stored.settings
+    settings.thresholds = list(target.thresholds)
+    settings.escalation_levels = [[level, label] for level, label in target.escalation_levels]
+    settings.default_calendar = target.default_calendar
+    settings.default_pause_on_blocked = target.default_pause_on_blocked
+    for entry in entries:
+        kind, name = entry["kind"], entry["name"]
+        old, new_state = entry.get("old"), entry.get("new")
+        if entry["change"] == "changed":
+            old = {k: v["from"] for k, v in entry["changes"].items()} | {"name": name}
+            new_state = {k: v["to"] for k, v in entry["changes"].items()} | {"name": name}
+        _audit(
+            session,
+            actor,
+            kind=kind,
+            entity_id=ids.get((kind, name), SETTINGS_ENTITY_ID),
+            change=entry["change"],
+            now=now,
+            old=old,
+            new=new_state,
+            metadata={
+                **metadata,
+                **(
+                    {"clocks_rescheduled": entry["clocks_rescheduled"]}
+                    if "clocks_rescheduled" in entry
+                    else {}
+                ),
+            },
+        )
+    return Applied(to_jsonable(entries), revision, *counts)
+
+
+async def export_yaml(session: AsyncSession) -> str:
+    return dump_sla_config((await load(session)).config)
+
+
+# --- simulation -------------------------------------------------------------------------------
+
+
+async def simulate(session: AsyncSession, data: SimulateRequest, now: datetime) -> SimulateResult:
+    stored = await load(session)
+    config = stored.config
+    if data.policy is not None:
+        spec = config.policy(data.policy)
+        if spec is None:
+            raise NotFound("sla_policy", data.policy)
+        name: str | None = spec.name
+        start_minutes, resolve_minutes = spec.start_minutes, spec.resolve_minutes
+        thresholds, calendar_name, escalation = spec.thresholds, spec.calendar, spec.escalation
+    else:
+        resolved = (await sla_service.load_catalog(session)).resolve(
+            data.task_type, data.priority, data.customer_tier
+        )
+        name = resolved.policy_name
+        start_minutes, resolve_minutes = resolved.start_minutes, resolved.resolve_minutes
+        thresholds, calendar_name = resolved.thresholds, resolved.calendar_name
+        matched = config.policy(name) if name else None
+        escalation = matched.escalation if matched else ()
+    source = "policy" if name else "default"
+    if data.start_minutes is not None:
+        start_minutes, source = data.start_minutes, "request"
+    if data.resolve_minutes is not None:
+        resolve_minutes, source = data.resolve_minutes, "request"
+    if start_minutes > resolve_minutes:
+        raise ValidationFailed(
+            details=[{"field": "start_minutes", "message": "must not exceed resolve_minutes"}]
+        )
+    if data.thresholds is not None:
+        thresholds = tuple(data.thresholds)
+        if thresholds[0] >= thresholds[1]:
+            raise ValidationFailed(
+                details=[{"field": "thresholds", "message": "warning must be below critical"}]
+            )
+    if data.calendar is not None:
+        calendar_name = None if data.calendar == ALWAYS_NAME else data.calendar
+    calendar = config.calendar(calendar_name)
+    if calendar is None:
+        raise ValidationFailed(
+            details=[{"field": "calendar", "message": f"unknown calendar '{calendar_name}'"}]
+        )
+    start = data.start or now
+    pauses = [{"from": p.start, "to": p.end} for p in data.pauses if p.end > p.start]
+    zone = ZoneInfo(calendar.timezone)
+
+    def instant(
+        label: str, percent: float | None, at: datetime, minutes: float
+    ) -> SimulatedInstant:
+        local = at.astimezone(zone)
+        return SimulatedInstant(
+            name=label,
+            percent=percent,
+            at=at,
+            working_minutes=round(minutes, 4),
+            local_time=f"{local:%a %Y-%m-%d %H:%M:%S} {calendar.timezone}",
+        )
+
+    clocks = []
+    for kind, target in (("START", start_minutes), ("RESOLVE", resolve_minutes)):
+        plan = plan_clock(start, target, list(thresholds), to_jsonable(pauses), calendar)
+        clocks.append(
+            SimulatedClock(
+                kind=kind,
+                target_minutes=target,
+                deadline=plan.deadline,
+                thresholds=[
+                    instant(f"{kind}_{t.name}", t.percent, at, target * t.percent / 100)
+                    for t, at in plan.steps
+                ],
+            )
+        )
+    labels = dict(config.escalation_levels)
+    closed = [(p["from"], p["to"]) for p in pauses]
+    steps = []
+    for level, minutes in escalation:
+        try:
+            at = add_working_time(calendar, start, minutes * 60, closed)
+        except ValueError:
+            continue
+        label = f"LEVEL_{level}" + (f" ({labels[level]})" if level in labels else "")
+        steps.append(instant(label, None, at, minutes))
+    return SimulateResult(
+        policy=name,
+        source=source,
+        calendar=calendar.name,
+        timezone=calendar.timezone,
+        start=start,
+        clocks=clocks,
+        escalation=steps,
+    )
