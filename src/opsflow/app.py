@@ -188,6 +188,7 @@ def create_app(
         if settings.sla_config_path is not None:
             watcher = SlaConfigWatcher(ctx, settings.sla_config_path)
             await watcher.start()
+        app.state.sla_config_watcher = watcher
         engine = None
         if settings.engine_enabled:
             engine = EmbeddedSlaEngine(

@@ -40,7 +40,9 @@ class SlaConfigWatcher:
         self.debounce_ms = debounce_ms
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.applied = 0  # reloads that changed something (for tests and logs)
+        # Reloads that changed something, and edits refused as invalid (tests, logs).
+        self.applied = 0
+        self.rejected = 0
 
     async def apply_file(self) -> Applied:
         """Read, validate and apply the file. Raises ValidationFailed / OSError."""
@@ -98,6 +100,7 @@ class SlaConfigWatcher:
             try:
                 await self.apply_file()
             except ValidationFailed as exc:
+                self.rejected += 1
                 log.error("sla_config_rejected", file=str(self.path), problems=_problems(exc))
             except (OSError, UnicodeDecodeError) as exc:
                 # Deleted or mid-replacement: the next event brings the new file.
