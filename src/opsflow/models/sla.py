@@ -122,6 +122,9 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Stopped by the task's cancellation (also when the clock had breached first and so
+    # keeps BREACHED): it was not met, it was abandoned.
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # How many of the clock's thresholds (sorted, breach last) have fired.
     fired_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -180,6 +180,12 @@ class BusinessCalendar:
         return self._always
 
     @property
+    def weekly_working_seconds(self) -> float:
+        """Working time in a week without holidays, by the wall clock (a DST week may differ
+        by the size of the shift)."""
+        return sum((end - start).total_seconds() for spans in self._spans for start, end in spans)
+
+    @property
     def has_working_time(self) -> bool:
         """False when no weekday has any working hours (such a calendar never reaches a target)."""
         return any(self._spans)

@@ -25,8 +25,12 @@ from opsflow.sla.policies import calendar_from_dict
 
 DEFAULT_THRESHOLDS = (WARNING_PERCENT, CRITICAL_PERCENT)
 BREACH_PERCENT = 100.0
-# Where a target that the calendar can never reach (beyond the year 9999) is put.
+# Where a target that the calendar does not reach within HORIZON_WEEKS is put.
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+# Ten years: finding an instant costs time per day walked, so a target that needs more
+# calendar time than this (a year-long target on a calendar with an hour a week) is treated
+# as never reached instead of being searched for on every reschedule.
+HORIZON_WEEKS = 520
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ def plan_clock(
     calendar: BusinessCalendar = _ALWAYS,
 ) -> Plan:
     thresholds = thresholds_of(percents)
+    weekly = calendar.weekly_working_seconds
+    if weekly <= 0 or target_minutes * 60 > weekly * HORIZON_WEEKS:
+        return Plan([(t, NEVER) for t in thresholds])
     try:
         instants = threshold_instants(
             calendar,

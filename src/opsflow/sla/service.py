@@ -167,6 +167,7 @@ def create_clocks(
             deadline=task.created_at,
             thresholds=list(DEFAULT_THRESHOLDS),
             pause_on_blocked=False,
+            cancelled=False,
             pauses=[],
             paused_seconds=0.0,
             fired_count=0,
@@ -230,6 +231,7 @@ def _stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
         # A paused clock that stops ends its pause at the stop instant.
         _resume(clock, max(at, clock.paused_at))
     clock.stopped_at = at
+    clock.cancelled = cancelled
     if clock.status != BREACHED:
         if at > clock.deadline:
             # Stopped after its deadline, before the engine's pass got to it: breached all

@@ -27,6 +27,7 @@ _LEVEL: dict[State, int] = {state: level for level, state in enumerate(STATES)}
 class ClockView:
     kind: str  # START | RESOLVE
     status_stored: str  # ACTIVE | PAUSED | MET | BREACHED | CANCELLED
+    cancelled: bool  # stopped by cancellation (a breached clock keeps BREACHED)
     target_minutes: int
     started_at: datetime
     deadline: datetime
@@ -47,6 +48,7 @@ class ClockView:
         return cls(
             kind=clock.kind,
             status_stored=clock.status,
+            cancelled=clock.cancelled or clock.status == "CANCELLED",
             target_minutes=clock.target_minutes,
             started_at=clock.started_at,
             deadline=clock.deadline,
@@ -61,10 +63,6 @@ class ClockView:
     @property
     def running(self) -> bool:
         return self.stopped_at is None
-
-    @property
-    def cancelled(self) -> bool:
-        return self.status_stored == "CANCELLED"
 
     @property
     def until(self) -> datetime:

@@ -92,6 +92,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("pause_on_blocked", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch_op.add_column(
+            sa.Column("cancelled", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch_op.add_column(sa.Column("warning_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("critical_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(
@@ -144,6 +147,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sla_clocks_calendar_id"))
         batch_op.drop_column("critical_at")
         batch_op.drop_column("warning_at")
+        batch_op.drop_column("cancelled")
         batch_op.drop_column("pause_on_blocked")
         batch_op.drop_column("calendar_spec")
         batch_op.drop_column("calendar_name")
