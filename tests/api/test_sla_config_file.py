@@ -39,10 +39,10 @@ def write(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-async def until(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> None:
+async def until(predicate: Callable[[], Any], what: str, within: float = 15.0) -> None:
     """Wait for the watcher to notice a file change (not for any SLA deadline)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not await predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -145,7 +145,7 @@ async def test_an_invalid_file_stops_the_start(
     context = AppContext.build(settings, clock)
     application = create_app(settings, context=context)
     try:
-        with pytest.raises(ConfigError, match="broken.yaml"):
+        with pytest.raises(ConfigError, match=r"broken\.yaml"):
             async with application.router.lifespan_context(application):
                 pass
     finally:
