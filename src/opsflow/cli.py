@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,8 +95,13 @@ def create_admin(
         finally:
             await ctx.close()
 
+    _run_reporting_errors(run())
+
+
+def _run_reporting_errors(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a command's coroutine; an AppError or ValueError is printed and exits 1."""
     try:
-        asyncio.run(run())
+        asyncio.run(coroutine)
     except AppError as exc:
         details = "; ".join(f"{d.get('field')}: {d.get('message')}" for d in exc.details or [])
         typer.secho(
@@ -105,6 +111,84 @@ def create_admin(
     except ValueError as exc:
         typer.secho(str(exc), fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+
+
+sla_app = typer.Typer(help="SLA policies and calendars as seed 002's sla_config.yaml.")
+app.add_typer(sla_app, name="sla")
+
+
+class ImportMode(StrEnum):
+    MERGE = "merge"
+    REPLACE = "replace"
+
+
+@sla_app.command("import")
+def sla_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    mode: Annotated[
+        ImportMode, typer.Option(help="merge: add/replace by name; replace: exactly the file.")
+    ] = ImportMode.MERGE,
+    dry_run: Annotated[bool, typer.Option(help="Validate and list changes only.")] = False,
+) -> None:
+    """Apply a YAML SLA configuration to the database (audited, like POST /sla-policies/import)."""
+    from opsflow.auth.principal import Principal
+    from opsflow.db import unit_of_work
+    from opsflow.sla_config import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+    text = file.read_text("utf-8")
+
+    async def run() -> None:
+        ctx = AppContext.build(settings, SystemClock())
+        try:
+            async with unit_of_work(ctx.sessions) as session:
+                applied = await service.apply_config(
+                    session,
+                    Principal.system("cli"),
+                    service.parse(text),
+                    ctx.clock.now(),
+                    mode=mode.value,
+                    dry_run=dry_run,
+                    origin=str(file),
+                )
+        finally:
+            await ctx.close()
+        for change in applied.changes:
+            typer.echo(f"{change['change']:>8} {change['kind']} {change['name']}")
+        verb = "would apply" if dry_run else "applied"
+        typer.echo(
+            f"{verb} {len(applied.changes)} change(s): {applied.policies} policies, "
+            f"{applied.calendars} calendars (revision {applied.revision})"
+        )
+
+    _run_reporting_errors(run())
+
+
+@sla_app.command("export")
+def sla_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: stdout.")] = None,
+) -> None:
+    """Write the stored SLA configuration as YAML."""
+    from opsflow.db import unit_of_work
+    from opsflow.sla_config import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+
+    async def run() -> None:
+        ctx = AppContext.build(settings, SystemClock())
+        try:
+            async with unit_of_work(ctx.sessions) as session:
+                text = await service.export_yaml(session)
+        finally:
+            await ctx.close()
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, "utf-8")
+
+    _run_reporting_errors(run())
 
 
 def _celery_logging(level: str, json_logs: bool, chatty: tuple[str, ...]) -> None:
