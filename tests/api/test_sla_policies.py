@@ -541,3 +541,89 @@ async def test_simulate_without_a_policy_uses_the_defaults(
         "/sla-policies/simulate", json={"policy": "nope"}, headers=admin_headers
     )
     assert_error(unknown, 404, "NOT_FOUND")
+
+
+# --- hostile input ------------------------------------------------------------------------------
+
+HOSTILE_BODIES: list[Any] = [
+    {"name": "a\x00b", "start_minutes": 5, "resolve_minutes": 10},
+    {"name": "x" * 10_000, "start_minutes": 5, "resolve_minutes": 10},
+    {"name": "p", "start_minutes": "5", "resolve_minutes": 10},
+    {"name": "p", "start_minutes": 5.5, "resolve_minutes": 10},
+    {"name": "p", "start_minutes": 5, "resolve_minutes": 10, "thresholds": ["a", "b"]},
+    {"name": "p", "start_minutes": 5, "resolve_minutes": 10, "calendar": "\x00"},
+    {"name": "p", "start_minutes": 2**70, "resolve_minutes": 10},
+    {"name": "c", "timezone": "UTC\x00", "hours": {"mon": ["09:00-17:00"]}},
+    {"name": "c", "timezone": "UTC", "hours": {"mon": ["09:00-17:00\x00"]}},
+    {"name": "c", "timezone": "UTC", "hours": {"mon": "09:00-17:00"}},
+    {"name": "c", "timezone": "UTC", "hours": {"mon": ["25:00-26:00"]}},
+    {"name": "c", "timezone": "UTC", "hours": {"mon": ["09:00-17:00"]}, "holidays": [1]},
+    {"start": "2026-01-30T16:30:00"},  # naive instant
+    {"start": "not a date"},
+    {"pauses": [{"start": "2026-01-30T16:30:00Z"}]},
+    {"priority": "URGENT"},
+    {"calendar": "nowhere"},
+    {"start_minutes": 10, "resolve_minutes": 5},
+    {"thresholds": [90, 80]},
+    [],
+    "a string",
+    None,
+]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/sla-policies", "/calendars", "/sla-policies/simulate"],
+)
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+async def test_hostile_bodies_are_4xx_and_write_nothing(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], path: str, body: Any
+) -> None:
+    response = await client.post(path, json=body, headers=admin_headers)
+    if response.status_code in (200, 201):
+        # A body valid for this endpoint (e.g. an empty-ish simulate request).
+        assert path == "/sla-policies/simulate" or body is None, response.text
+        return
+    assert response.status_code in (400, 404, 409), response.text
+    assert_error(response, response.status_code, response.json()["error"]["code"])
+    for listing in ("/sla-policies", "/calendars"):
+        assert (await client.get(listing, headers=admin_headers)).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sla-policies/not-a-uuid",
+        "/calendars/not-a-uuid",
+        "/sla-policies/00000000-0000-4000-8000-000000000000",
+        "/calendars/00000000-0000-4000-8000-000000000000",
+    ],
+)
+async def test_unknown_or_malformed_ids(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], path: str
+) -> None:
+    for method in ("GET", "PATCH", "DELETE"):
+        response = await client.request(method, path, json={}, headers=admin_headers)
+        expected = (400, "VALIDATION_ERROR") if "not-a-uuid" in path else (404, "NOT_FOUND")
+        assert_error(response, *expected)
+
+
+async def test_malformed_json_and_patch_nulls(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/calendars",
+        content=b'{"name": "x", ',
+        headers={**admin_headers, "Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    policy = await _policy(client, admin_headers)
+    nulled = await client.patch(
+        f"/sla-policies/{policy['id']}", json={"start_minutes": None}, headers=admin_headers
+    )
+    assert_error(nulled, 400, "VALIDATION_ERROR")
+    calendar = await _calendar(client, admin_headers)
+    nulled = await client.patch(
+        f"/calendars/{calendar['id']}", json={"timezone": None}, headers=admin_headers
+    )
+    assert_error(nulled, 400, "VALIDATION_ERROR")
