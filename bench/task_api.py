@@ -14,46 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 import httpx
+from _serve import start_server
 
 PASSWORD = "Bench-Admin-Pass-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "OPSFLOW_ADMIN_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not start")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -138,7 +108,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
-        process, base = start_server(workdir)
+        env = {"OPSFLOW_ADMIN_PASSWORD": PASSWORD}
+        if os.environ.get("DATABASE_URL"):
+            env["DATABASE_URL"] = os.environ["DATABASE_URL"]
+        process, base = start_server(workdir, env)
         try:
             print(f"database: {os.environ.get('DATABASE_URL', 'embedded SQLite')}")
             asyncio.run(run(base, args.tasks, args.concurrency))

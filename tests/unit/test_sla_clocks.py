@@ -364,3 +364,16 @@ def test_stopped_outside_hours_after_using_exactly_the_target_is_breached() -> N
     shown = ClockView.of(clock, monday(9))
     assert shown.percent == 100.0
     assert shown.met is False
+
+
+def test_engine_waits_until_the_next_due_threshold_at_most_the_interval() -> None:
+    from opsflow.sla.engine import MIN_WAIT_SECONDS, PassResult, wait_before_next_pass
+
+    now = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
+    assert wait_before_next_pass(PassResult(), now, 1.0) == 1.0  # nothing scheduled
+    soon = PassResult(next_due=now + timedelta(milliseconds=250))
+    assert wait_before_next_pass(soon, now, 1.0) == 0.25
+    later = PassResult(next_due=now + timedelta(minutes=5))
+    assert wait_before_next_pass(later, now, 1.0) == 1.0
+    held = PassResult(next_due=now - timedelta(seconds=3))  # another engine holds it
+    assert wait_before_next_pass(held, now, 1.0) == MIN_WAIT_SECONDS

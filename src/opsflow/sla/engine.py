@@ -36,6 +36,21 @@ class PassResult:
     events: int = 0
     lag_seconds: list[float] = field(default_factory=list)
     lag_by_type: list[tuple[str, float]] = field(default_factory=list)
+    # The earliest next_fire_at left after this pass (any engine's), None when none is set.
+    next_due: datetime | None = None
+
+
+# Engines that find the next due clock already past (another engine holds it) look again
+# after this long rather than spinning.
+MIN_WAIT_SECONDS = 0.02
+
+
+def wait_before_next_pass(result: PassResult, now: datetime, interval: float) -> float:
+    """Seconds to wait: until the next due threshold, at most `interval` (new clocks may
+    come due sooner than anything known now), at once after a full batch is the caller's."""
+    if result.next_due is None:
+        return interval
+    return min(interval, max(MIN_WAIT_SECONDS, (result.next_due - now).total_seconds()))
 
 
 async def run_once(
@@ -56,6 +71,7 @@ async def run_once(
             fired.extend(_fire(session, sla_clock, tasks.get(sla_clock.task_id), now))
         result.clocks = len(due)
         await session.flush()
+        result.next_due = await repository.next_due(session)
     # Lateness as SPEC §4 means it: threshold instant to the event being persisted.
     persisted = clock.now()
     result.events = len(fired)

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.sla import (
@@ -37,6 +39,13 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Sl
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(await session.scalars(query))
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    """The earliest next_fire_at (the first entry of the partial index)."""
+    query = select(func.min(SlaClock.next_fire_at)).where(SlaClock.next_fire_at.is_not(None))
+    value: datetime | None = await session.scalar(query)
+    return value
 
 
 async def tasks_by_id(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Task]:
@@ -131,12 +140,32 @@ async def policies_using_calendar(
     return list(await session.scalars(query.order_by(SlaPolicyRow.name)))
 
 
-async def settings_row(session: AsyncSession, *, for_update: bool = False) -> SlaSettingsRow | None:
-    """The one settings row. Locking it serialises every change to the SLA configuration."""
+async def settings_row(session: AsyncSession, *, for_update: bool = False) -> SlaSettingsRow:
+    """The one settings row (created with the defaults if missing: migration 0004 inserts
+    it, a truncated table gets it back). Locking it serialises every change to the SLA
+    configuration."""
     query = select(SlaSettingsRow).where(SlaSettingsRow.id == 1)
     if for_update:
         query = query.with_for_update()
-    return await session.scalar(query)
+    row = await session.scalar(query)
+    if row is not None:
+        return row
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(SlaSettingsRow)
+        .values(
+            id=1,
+            thresholds=[75.0, 95.0],
+            escalation_levels=[],
+            default_pause_on_blocked=False,
+            revision=0,
+        )
+        .on_conflict_do_nothing()
+    )
+    row = await session.scalar(query.execution_options(populate_existing=True))
+    assert row is not None
+    return row
 
 
 async def events_of(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> list[SlaEvent]:

@@ -7,7 +7,7 @@ import contextlib
 
 from opsflow.context import AppContext
 from opsflow.observability.logging import get_logger
-from opsflow.sla.engine import PassResult, run_once
+from opsflow.sla.engine import PassResult, run_once, wait_before_next_pass
 
 log = get_logger("opsflow.engine")
 
@@ -42,7 +42,8 @@ class EmbeddedSlaEngine:
     """Runs SLA engine passes until stopped.
 
     A full batch means more may be due, so the next pass starts at once; otherwise the loop
-    waits `interval` seconds (or until stopped). A failing pass is logged and retried on
+    waits until the next known threshold is due, at most `interval` seconds (or until
+    stopped), so lateness does not depend on the interval. A failing pass is logged and retried on
     the next tick: its transaction rolled back, so nothing was half-done.
     """
 
@@ -67,5 +68,8 @@ class EmbeddedSlaEngine:
             result = await run_pass(self.ctx, batch=self.batch)
             if result is not None and result.clocks >= self.batch:
                 continue
+            wait = self.interval
+            if result is not None:
+                wait = wait_before_next_pass(result, self.ctx.clock.now(), self.interval)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._stop.wait(), timeout=wait)

@@ -54,7 +54,7 @@ from opsflow.config import ConfigError, Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
-from opsflow.sla.engine import PassResult, run_once
+from opsflow.sla.engine import PassResult, run_once, wait_before_next_pass
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -165,7 +165,9 @@ class StandaloneEngine:
                     break
                 continue  # draining: back to back until a pass finds nothing
             if result.clocks < self.options.batch:
-                await self._pause(self.options.interval)
+                await self._pause(
+                    wait_before_next_pass(result, self.clock.now(), self.options.interval)
+                )
         self.emit_exit(reason)
         return status
 
