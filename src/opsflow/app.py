@@ -23,6 +23,7 @@ from opsflow.clock import Clock, SystemClock
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
+from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
@@ -236,6 +237,7 @@ def create_app(
         sla_router,
         policies_router,
         calendars_router,
+        escalation_router,
         audit_router,
         system_router,
     )

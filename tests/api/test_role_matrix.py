@@ -255,6 +255,30 @@ async def simulation(w: World, who: Caller) -> Request:
     return {"json": {"priority": "HIGH"}}
 
 
+def _escalation_policy_body(name: str) -> dict[str, Any]:
+    # Inactive: it must not escalate the other tests' tasks.
+    return {"name": name, "steps": [{"targets": ["assignee"]}], "is_active": False}
+
+
+async def new_escalation_policy(w: World, who: Caller) -> Request:
+    return {"json": _escalation_policy_body(w.unique("esc"))}
+
+
+async def some_escalation_policy(w: World, who: Caller, json: Any = None) -> Request:
+    created = await w.client.post(
+        "/escalation-policies", json=_escalation_policy_body(w.unique("esc")), headers=w.admin
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"policy_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_escalation_policy(w: World, who: Caller) -> Request:
+    return await some_escalation_policy(w, who, {"repeat": 1})
+
+
 async def paused_task(w: World, who: Caller) -> Request:
     request = await task_in("ASSIGNED")(w, who)
     task_id = request["path"]["task_id"]
@@ -470,6 +494,28 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/sla-policies/export", "sla_read", 200),
     Endpoint("POST", f"{V1}/sla-policies/import", "sla_write", 200, policy_file),
     Endpoint("POST", f"{V1}/sla-policies/simulate", "sla_read", 200, simulation),
+    Endpoint("GET", f"{V1}/escalation-policies", "sla_read", 200),
+    Endpoint("POST", f"{V1}/escalation-policies", "sla_write", 201, new_escalation_policy),
+    Endpoint(
+        "GET", f"{V1}/escalation-policies/{{policy_id}}", "sla_read", 200, some_escalation_policy
+    ),
+    Endpoint(
+        "PATCH",
+        f"{V1}/escalation-policies/{{policy_id}}",
+        "sla_write",
+        200,
+        edit_escalation_policy,
+    ),
+    Endpoint(
+        "DELETE",
+        f"{V1}/escalation-policies/{{policy_id}}",
+        "sla_write",
+        204,
+        some_escalation_policy,
+    ),
+    Endpoint("GET", f"{V1}/escalation-events", "read_tasks", 200),
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/escalations", "read_tasks", 200, existing_task),
+    Endpoint("POST", f"{V1}/tasks/{{task_id}}/escalate", "update_assign", 200, task_in("ASSIGNED")),
     Endpoint("GET", f"{V1}/calendars", "sla_read", 200),
     Endpoint("POST", f"{V1}/calendars", "sla_write", 201, new_calendar),
     Endpoint("GET", f"{V1}/calendars/{{calendar_id}}", "sla_read", 200, some_calendar),
@@ -608,7 +654,7 @@ async def test_row_scoped_capabilities_outside_the_callers_reach(
     w.scope = "foreign"
     who = w.callers[role]
     scoped = [e for e in ENDPOINTS if e.capability in ROW_SCOPED]
-    assert len(scoped) == 11
+    assert len(scoped) == 12
     failures = []
     for endpoint in scoped:
         response = await call(w, endpoint, who)

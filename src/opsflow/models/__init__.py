@@ -2,10 +2,17 @@
 
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
-from opsflow.models.sla import BusinessCalendarRow, SlaClock, SlaEvent
+from opsflow.models.sla import (
+    BusinessCalendarRow,
+    SlaClock,
+    SlaEvent,
+    SlaPolicyRow,
+    SlaSettingsRow,
+)
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -15,12 +22,16 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
+    "EscalationEvent",
+    "EscalationPolicy",
     "IdempotencyRecord",
     "NotificationPreference",
     "OutboxEvent",
     "RefreshToken",
     "SlaClock",
     "SlaEvent",
+    "SlaPolicyRow",
+    "SlaSettingsRow",
     "Task",
     "TaskAssignee",
     "Team",

@@ -38,6 +38,8 @@ class PassResult:
     lag_by_type: list[tuple[str, float]] = field(default_factory=list)
     # The earliest next_fire_at left after this pass (any engine's), None when none is set.
     next_due: datetime | None = None
+    # Work left for the passes that follow the SLA pass (relay, escalations): run again now.
+    backlog: bool = False
 
 
 # Engines that find the next due clock already past (another engine holds it) look again

@@ -22,6 +22,7 @@ from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import after_commit
 from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from opsflow.escalation import service as escalation_service
 from opsflow.events.changes import record_change
 from opsflow.kit.durations import humanize
 from opsflow.kit.jsonable import to_jsonable
@@ -276,6 +277,7 @@ async def _mutate(
     before = task_state(task, current_extra)
     policy = apply(task, now)
     await sla_service.on_task_changed(session, task, now, actor.name, policy)
+    await escalation_service.on_task_changed(session, task, now)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
         new_status = TaskStatus.CREATED

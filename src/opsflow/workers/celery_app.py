@@ -113,7 +113,7 @@ async def engine_tick(
             break
         clocks += result.clocks
         events += result.events
-        if result.clocks < batch:
+        if result.clocks < batch and not result.backlog:
             stopped = "idle"
             break
         if passes >= max_passes or time.monotonic() - started >= max_seconds:

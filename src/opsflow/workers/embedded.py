@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 
 from opsflow.context import AppContext
+from opsflow.escalation import engine as escalation_engine
+from opsflow.events import relay
 from opsflow.observability.logging import get_logger
 from opsflow.sla.engine import PassResult, run_once, wait_before_next_pass
 
@@ -35,7 +37,32 @@ async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
             events=result.events,
             max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
         )
+    await _follow(ctx, result, batch)
     return result
+
+
+async def _follow(ctx: AppContext, result: PassResult, batch: int) -> None:
+    """The passes that act on what the SLA pass (and the API) wrote: the outbox relay
+    (which plans escalation runs), then the escalation engine (which fires due steps)."""
+    dues = [result.next_due]
+    try:
+        relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=batch)
+        dues.append(relayed.next_due)
+        result.backlog = result.backlog or relayed.events >= batch
+        if relayed.events:
+            log.info("relay_pass", events=relayed.events, failed=relayed.failed)
+    except Exception:
+        log.exception("relay_pass_failed")
+    try:
+        escalated = await escalation_engine.run_once(ctx.sessions, ctx.clock, batch=batch)
+        dues.append(escalated.next_due)
+        result.backlog = result.backlog or escalated.steps >= batch
+        if escalated.steps:
+            log.info("escalation_pass", steps=escalated.steps, fired=escalated.fired)
+    except Exception:
+        log.exception("escalation_pass_failed")
+    known = [due for due in dues if due is not None]
+    result.next_due = min(known) if known else None
 
 
 class EmbeddedSlaEngine:
@@ -66,7 +93,7 @@ class EmbeddedSlaEngine:
     async def _loop(self) -> None:
         while not self._stop.is_set():
             result = await run_pass(self.ctx, batch=self.batch)
-            if result is not None and result.clocks >= self.batch:
+            if result is not None and (result.clocks >= self.batch or result.backlog):
                 continue
             wait = self.interval
             if result is not None:

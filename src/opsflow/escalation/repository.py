@@ -1,0 +1,153 @@
+"""Every query on escalation policies and escalation events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.pagination import PageParams
+from opsflow.models.escalation import EscalationEvent, EscalationPolicy
+from opsflow.models.task import TaskAssignee
+from opsflow.models.team import Team
+from opsflow.models.user import User
+
+PENDING = "PENDING"
+
+
+async def active_policies(
+    session: AsyncSession, trigger: str | None = None
+) -> list[EscalationPolicy]:
+    query = select(EscalationPolicy).where(EscalationPolicy.is_active.is_(True))
+    if trigger is not None:
+        query = query.where(EscalationPolicy.trigger == trigger)
+    return list(await session.scalars(query.order_by(EscalationPolicy.name)))
+
+
+async def all_policies(
+    session: AsyncSession, params: PageParams
+) -> tuple[list[EscalationPolicy], int]:
+    total = int(await session.scalar(select(func.count()).select_from(EscalationPolicy)) or 0)
+    rows = await session.scalars(
+        select(EscalationPolicy)
+        .order_by(EscalationPolicy.name)
+        .offset(params.offset)
+        .limit(params.page_size)
+    )
+    return list(rows), total
+
+
+async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> EscalationPolicy | None:
+    return await session.get(EscalationPolicy, policy_id)
+
+
+async def policy_named(session: AsyncSession, name: str) -> EscalationPolicy | None:
+    return await session.scalar(select(EscalationPolicy).where(EscalationPolicy.name == name))
+
+
+async def run_exists(session: AsyncSession, run_id: uuid.UUID) -> bool:
+    query = select(EscalationEvent.id).where(EscalationEvent.run_id == run_id).limit(1)
+    return (await session.scalar(query)) is not None
+
+
+async def pending_of_task(
+    session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = True
+) -> list[EscalationEvent]:
+    query = (
+        select(EscalationEvent)
+        .where(EscalationEvent.task_id == task_id, EscalationEvent.status == PENDING)
+        .order_by(EscalationEvent.fire_at, EscalationEvent.level)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return list(await session.scalars(query))
+
+
+async def of_task(session: AsyncSession, task_id: uuid.UUID) -> list[EscalationEvent]:
+    query = (
+        select(EscalationEvent)
+        .where(EscalationEvent.task_id == task_id)
+        .order_by(EscalationEvent.fire_at, EscalationEvent.cycle, EscalationEvent.step_index)
+    )
+    return list(await session.scalars(query))
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[EscalationEvent]:
+    """Lock due pending steps (``SKIP LOCKED`` on PostgreSQL, like the SLA engine)."""
+    query = (
+        select(EscalationEvent)
+        .where(EscalationEvent.status == PENDING, EscalationEvent.fire_at <= now)
+        .order_by(EscalationEvent.fire_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    query = select(func.min(EscalationEvent.fire_at)).where(EscalationEvent.status == PENDING)
+    value: datetime | None = await session.scalar(query)
+    return value
+
+
+@dataclass(frozen=True)
+class EventFilters:
+    task_id: uuid.UUID | None = None
+    status: str | None = None
+    level: int | None = None
+    policy_id: uuid.UUID | None = None
+
+
+async def search_events(
+    session: AsyncSession, filters: EventFilters, params: PageParams
+) -> tuple[list[EscalationEvent], int]:
+    query = select(EscalationEvent)
+    if filters.task_id:
+        query = query.where(EscalationEvent.task_id == filters.task_id)
+    if filters.status:
+        query = query.where(EscalationEvent.status == filters.status)
+    if filters.level is not None:
+        query = query.where(EscalationEvent.level == filters.level)
+    if filters.policy_id:
+        query = query.where(EscalationEvent.policy_id == filters.policy_id)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = await session.scalars(
+        query.order_by(EscalationEvent.fire_at.desc(), EscalationEvent.id)
+        .offset(params.offset)
+        .limit(params.page_size)
+    )
+    return list(rows), total
+
+
+# --- who a target reaches -----------------------------------------------------------------
+
+
+async def team(session: AsyncSession, team_id: uuid.UUID | None) -> Team | None:
+    return await session.get(Team, team_id) if team_id else None
+
+
+async def additional_assignees(session: AsyncSession, task_id: uuid.UUID) -> list[uuid.UUID]:
+    query = select(TaskAssignee.user_id).where(TaskAssignee.task_id == task_id)
+    return list(await session.scalars(query))
+
+
+async def active_users(
+    session: AsyncSession,
+    *,
+    ids: Sequence[uuid.UUID] = (),
+    team_id: uuid.UUID | None = None,
+    role: str | None = None,
+) -> list[User]:
+    query = select(User).where(User.is_active.is_(True))
+    if ids:
+        query = query.where(User.id.in_(set(ids)))
+    if team_id is not None:
+        query = query.where(User.team_id == team_id)
+    if role is not None:
+        query = query.where(User.role == role)
+    return list(await session.scalars(query.order_by(User.username)))

@@ -1,0 +1,556 @@
+"""Escalation: policies, runs planned as rows, steps fired once, stopped by a response.
+
+A *run* is what one trigger plans: every step of a matching policy (repeated `repeat` times)
+as an `escalation_events` row with its `fire_at`. Triggers arrive through the outbox relay
+(`consume`): `task.created` for `created` policies, `sla.warning` / `sla.breach` (the one
+the engine marked `notify`) for `warning` / `breach` policies. The run id is derived from
+the outbox event and the policy, so a redelivered event plans nothing twice.
+
+Steps are cumulative: step i fires `delay_minutes` after step i-1 (the first after the
+trigger). A repeat starts the sequence again `repeat_interval_minutes` after the last step
+(default: the last step's own delay, at least 5 minutes).
+
+A run stops in the same transaction as the task change that ends it (`on_task_changed`):
+acknowledging or starting stops runs of the response (START clock, `created` trigger),
+completing or cancelling stops every run; snoozing postpones pending steps so that the
+first is due when the snooze ends. With no matching `breach` policy, a START breach
+escalates to the team lead (an admin when the team has none) 5 minutes later if the task
+has still not been answered (seed 000).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.principal import Principal
+from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.escalation import repository
+from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
+from opsflow.events.changes import record_change
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.escalation import EscalationEvent, EscalationPolicy
+from opsflow.models.outbox import OutboxEvent
+from opsflow.models.sla import SlaEvent
+from opsflow.models.task import Task
+from opsflow.models.user import User
+
+PENDING, FIRED, CANCELLED, SKIPPED = "PENDING", "FIRED", "CANCELLED", "SKIPPED"
+DEFAULT_POLICY_NAME = "default: team lead after START breach"
+DEFAULT_DELAY_MINUTES = 5
+MIN_REPEAT_INTERVAL = 5
+ENGINE_ACTOR = Principal.system("escalation-engine")
+_RUN_NAMESPACE = uuid.UUID("6f1d7a52-2b7e-4c4e-9a51-0e5c2f0a7d11")
+_OPEN_STATUSES = frozenset({"CREATED", "ASSIGNED", "IN_PROGRESS", "BLOCKED"})
+
+
+# --- matching and planning (pure) ---------------------------------------------------------
+
+
+def matches(policy: EscalationPolicy, task: Task, team_name: str | None) -> bool:
+    """Every condition given must match (any of its values); tags match on any in common."""
+    conditions: dict[str, Any] = policy.conditions or {}
+    for key, attribute in (
+        ("priority", task.priority),
+        ("task_type", task.task_type),
+        ("customer_tier", task.customer_tier),
+        ("service", task.service),
+    ):
+        wanted = conditions.get(key) or []
+        if wanted and attribute not in wanted:
+            return False
+    teams = conditions.get("team") or []
+    if teams and str(task.team_id) not in teams and (team_name is None or team_name not in teams):
+        return False
+    tags = conditions.get("tags") or []
+    return not (tags and not set(tags) & set(task.tags or []))
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    cycle: int
+    step_index: int
+    level: int
+    fire_at: datetime
+    step: dict[str, Any]
+
+
+def plan(
+    steps: list[dict[str, Any]], repeat: int, repeat_interval: int | None, start: datetime
+) -> list[PlannedStep]:
+    planned: list[PlannedStep] = []
+    cursor = start
+    last_delay = int(steps[-1].get("delay_minutes", 0)) if steps else 0
+    gap = repeat_interval or max(last_delay, MIN_REPEAT_INTERVAL)
+    for cycle in range(repeat + 1):
+        if cycle:
+            cursor += timedelta(minutes=gap)
+        for index, step in enumerate(steps):
+            if index or not cycle:
+                cursor += timedelta(minutes=int(step.get("delay_minutes", 0)))
+            planned.append(PlannedStep(cycle, index, index + 1, cursor, step))
+    return planned
+
+
+def _run_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(_RUN_NAMESPACE, ":".join(str(p) for p in parts))
+
+
+def _stops_on_response(event: EscalationEvent) -> bool:
+    return event.sla_type == "START" or event.trigger in ("created", "manual")
+
+
+# --- planning runs ------------------------------------------------------------------------
+
+
+async def _schedule(
+    session: AsyncSession,
+    task: Task,
+    *,
+    run_id: uuid.UUID,
+    policy: EscalationPolicy | None,
+    steps: list[dict[str, Any]],
+    trigger: str,
+    sla_type: str | None,
+    start: datetime,
+    now: datetime,
+    repeat: int = 0,
+    repeat_interval: int | None = None,
+) -> list[EscalationEvent]:
+    if await repository.run_exists(session, run_id):
+        return []  # the same trigger again (a redelivered outbox event): planned already
+    rows = []
+    for item in plan(steps, repeat, repeat_interval, start):
+        row = EscalationEvent(
+            id=uuid.uuid4(),
+            task_id=task.id,
+            policy_id=policy.id if policy else None,
+            policy_name=policy.name if policy else DEFAULT_POLICY_NAME,
+            run_id=run_id,
+            trigger=trigger,
+            sla_type=sla_type,
+            cycle=item.cycle,
+            step_index=item.step_index,
+            level=item.level,
+            status=PENDING,
+            fire_at=item.fire_at,
+            targets=list(item.step.get("targets", [])),
+            recipients=[],
+            channels=list(item.step.get("channels", ["email"])),
+            message=item.step.get("message"),
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        rows.append(row)
+    await session.flush()
+    return rows
+
+
+async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
+    """The relay's escalation consumer: plan the runs an event triggers."""
+    trigger = {"task.created": "created", "sla.warning": "warning", "sla.breach": "breach"}.get(
+        event.event_type
+    )
+    if trigger is None:
+        return
+    payload = event.payload or {}
+    if trigger != "created" and not payload.get("notify", True):
+        return  # a catch-up event that is not the most severe: no page
+    task = await session.get(Task, event.aggregate_id)
+    if task is None or task.status not in _OPEN_STATUSES:
+        return
+    sla_type = payload.get("sla_type") if trigger != "created" else None
+    if sla_type == "START" and (task.acknowledged_at or task.started_at):
+        return
+    start = _instant(payload.get("due_at")) or event.created_at
+    team = await repository.team(session, task.team_id)
+    matched = [
+        p
+        for p in await repository.active_policies(session, trigger)
+        if matches(p, task, team.name if team else None)
+    ]
+    for policy in matched:
+        await _schedule(
+            session,
+            task,
+            run_id=_run_id(event.id, policy.id),
+            policy=policy,
+            steps=list(policy.steps),
+            trigger=trigger,
+            sla_type=sla_type,
+            start=start,
+            now=now,
+            repeat=policy.repeat,
+            repeat_interval=policy.repeat_interval_minutes,
+        )
+    if not matched and trigger == "breach" and sla_type == "START":
+        await _schedule(
+            session,
+            task,
+            run_id=_run_id(event.id, "default"),
+            policy=None,
+            steps=[
+                {
+                    "delay_minutes": DEFAULT_DELAY_MINUTES,
+                    "targets": ["team_lead"],
+                    "channels": ["email"],
+                    "message": "Response SLA breached and the task is still not started.",
+                }
+            ],
+            trigger=trigger,
+            sla_type=sla_type,
+            start=start,
+            now=now,
+        )
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --- stopping, postponing -----------------------------------------------------------------
+
+
+async def on_task_changed(session: AsyncSession, task: Task, now: datetime) -> None:
+    """Bring the task's pending steps in line with the task, in the change's transaction."""
+    pending = await repository.pending_of_task(session, task.id)
+    closed = task.completed_at is not None or task.cancelled_at is not None
+    responded = task.acknowledged_at is not None or task.started_at is not None
+    remaining = []
+    for step in pending:
+        if closed:
+            _cancel(step, "completed" if task.completed_at else "cancelled", now)
+        elif responded and _stops_on_response(step):
+            _cancel(step, "acknowledged" if task.acknowledged_at else "started", now)
+        else:
+            remaining.append(step)
+    if remaining and task.snoozed_until is not None and task.snoozed_until > now:
+        shift = task.snoozed_until - min(step.fire_at for step in remaining)
+        if shift > timedelta(0):
+            for step in remaining:
+                step.fire_at += shift
+                step.updated_at = now
+    if not closed and task.acknowledged_at is not None:
+        await _plan_ack_timeouts(session, task, now)
+
+
+def _cancel(step: EscalationEvent, reason: str, now: datetime) -> None:
+    step.status = CANCELLED
+    step.reason = reason
+    step.updated_at = now
+
+
+async def _plan_ack_timeouts(session: AsyncSession, task: Task, now: datetime) -> None:
+    """An acknowledged task not resolved within a policy's ack_timeout re-notifies."""
+    acknowledged = task.acknowledged_at
+    assert acknowledged is not None
+    team = await repository.team(session, task.team_id)
+    for policy in await repository.active_policies(session):
+        if policy.ack_timeout_minutes is None or not policy.steps:
+            continue
+        if not matches(policy, task, team.name if team else None):
+            continue
+        first = dict(policy.steps[0])
+        await _schedule(
+            session,
+            task,
+            run_id=_run_id(task.id, policy.id, "ack", acknowledged.isoformat()),
+            policy=policy,
+            steps=[{**first, "delay_minutes": policy.ack_timeout_minutes}],
+            trigger="ack_timeout",
+            sla_type=None,
+            start=acknowledged,
+            now=now,
+        )
+
+
+# --- firing -------------------------------------------------------------------------------
+
+
+async def resolve_targets(session: AsyncSession, task: Task, targets: list[str]) -> list[User]:
+    """The active users the targets name for this task, each once, in target order."""
+    found: dict[uuid.UUID, User] = {}
+    team = await repository.team(session, task.team_id)
+    for target in targets:
+        users: list[User] = []
+        if target == "assignee":
+            ids = [task.assigned_to] if task.assigned_to else []
+            ids += await repository.additional_assignees(session, task.id)
+            users = await repository.active_users(session, ids=ids) if ids else []
+        elif target == "team" and team is not None:
+            users = await repository.active_users(session, team_id=team.id)
+        elif target == "team_lead" and team is not None and team.lead_id is not None:
+            users = await repository.active_users(session, ids=[team.lead_id])
+        elif target == "manager":
+            users = (
+                await repository.active_users(session, team_id=task.team_id, role="manager")
+                if task.team_id
+                else []
+            )
+            users = users or await repository.active_users(session, role="manager")
+        elif target.startswith("role:"):
+            role = target[5:]
+            users = await repository.active_users(session, team_id=task.team_id, role=role)
+            users = users or await repository.active_users(session, role=role)
+        elif target.startswith("user:"):
+            users = await repository.active_users(session, ids=[uuid.UUID(target[5:])])
+        for user in users:
+            found.setdefault(user.id, user)
+    return list(found.values())
+
+
+async def fire(
+    session: AsyncSession, step: EscalationEvent, task: Task, now: datetime, actor: Principal
+) -> None:
+    """Fire one pending step: resolve its people, record it (ESCALATION SLA event, audit,
+    outbox `escalation.fired` for the notification rules)."""
+    if task.status not in _OPEN_STATUSES:
+        _cancel(step, "task closed", now)
+        return
+    users = await resolve_targets(session, task, list(step.targets))
+    if not users and step.policy_name == DEFAULT_POLICY_NAME:
+        users = await resolve_targets(session, task, ["role:admin"])  # default: an admin
+    policy = await repository.get_policy(session, step.policy_id) if step.policy_id else None
+    step.fired_at = now
+    step.updated_at = now
+    step.recipients = [
+        {"id": str(u.id), "username": u.username, "email": u.email, "role": u.role} for u in users
+    ]
+    if not users and policy is not None and policy.skip_if_empty:
+        step.status = SKIPPED
+        step.reason = "no recipients"
+        await _pull_forward(session, step, now)
+        return
+    step.status = FIRED
+    deadline = task.start_deadline if step.sla_type == "START" else task.resolve_deadline
+    sla_event = SlaEvent(
+        id=uuid.uuid4(),
+        task_id=task.id,
+        clock_id=None,
+        event_type="ESCALATION",
+        severity="CRITICAL" if step.trigger == "breach" else "WARNING",
+        sla_type=step.sla_type or "RESOLVE",
+        expected_deadline=deadline,
+        due_at=step.fire_at,
+        triggered_at=now,
+        actual_time=now,
+        delay_minutes=int(max((now - step.fire_at).total_seconds(), 0) // 60),
+        notify=True,
+        escalated_to=users[0].id if users else None,
+        escalation_level=step.level,
+        metadata_=to_jsonable(
+            {
+                "escalation_event_id": step.id,
+                "policy": step.policy_name,
+                "trigger": step.trigger,
+                "recipients": step.recipients,
+                "channels": step.channels,
+            }
+        ),
+    )
+    session.add(sla_event)
+    record_change(
+        session,
+        actor,
+        entity_type="task",
+        entity_id=task.id,
+        action="ESCALATION_FIRED",
+        event_type="escalation.fired",
+        payload={
+            "escalation_event_id": step.id,
+            "sla_event_id": sla_event.id,
+            "policy": step.policy_name,
+            "trigger": step.trigger,
+            "sla_type": step.sla_type,
+            "level": step.level,
+            "cycle": step.cycle,
+            "recipients": step.recipients,
+            "channels": step.channels,
+            "message": step.message,
+            "task": {
+                "id": task.id,
+                "title": task.title,
+                "priority": task.priority,
+                "status": task.status,
+                "assigned_to": task.assigned_to,
+                "team_id": task.team_id,
+            },
+        },
+        now=now,
+        metadata={
+            "escalation_event_id": str(step.id),
+            "level": step.level,
+            "recipients": [r["username"] for r in step.recipients],
+        },
+    )
+
+
+async def _pull_forward(session: AsyncSession, skipped: EscalationEvent, now: datetime) -> None:
+    """skip_if_empty: the run moves on at once instead of waiting out the next delay."""
+    later = [
+        s
+        for s in await repository.pending_of_task(session, skipped.task_id)
+        if s.run_id == skipped.run_id and s.id != skipped.id and s.status == PENDING
+    ]
+    if not later:
+        return
+    shift = min(s.fire_at for s in later) - now
+    if shift > timedelta(0):
+        for s in later:
+            s.fire_at -= shift
+            s.updated_at = now
+
+
+async def escalate_now(
+    session: AsyncSession, task: Task, actor: Principal, now: datetime, reason: str | None
+) -> EscalationEvent:
+    """`POST /tasks/{id}/escalate`: the next pending level fires now; with no run under way,
+    the first level of the matching policy (or the default) does."""
+    if task.status not in _OPEN_STATUSES:
+        raise Conflict("Only an open task can be escalated", status=task.status)
+    pending = await repository.pending_of_task(session, task.id)
+    if pending:
+        step = pending[0]
+    else:
+        team = await repository.team(session, task.team_id)
+        policies = [
+            p
+            for p in await repository.active_policies(session)
+            if matches(p, task, team.name if team else None)
+        ]
+        policy = policies[0] if policies else None
+        steps = (
+            list(policy.steps) if policy else [{"targets": ["team_lead"], "channels": ["email"]}]
+        )
+        level = 1 + sum(1 for e in await repository.of_task(session, task.id) if e.status == FIRED)
+        rows = await _schedule(
+            session,
+            task,
+            run_id=uuid.uuid4(),
+            policy=policy,
+            steps=[{**steps[min(level, len(steps)) - 1], "delay_minutes": 0}],
+            trigger="manual",
+            sla_type=None,
+            start=now,
+            now=now,
+        )
+        step = rows[0]
+        step.level = level
+    step.fire_at = now
+    if reason:
+        step.reason = reason
+    await fire(session, step, task, now, actor)
+    return step
+
+
+# --- policies -----------------------------------------------------------------------------
+
+
+def _dump(data: PolicyCreate | PolicyUpdate) -> dict[str, Any]:
+    fields = data.model_dump(exclude_unset=True, mode="json")
+    if "conditions" in fields and fields["conditions"] is not None:
+        fields["conditions"] = {k: v for k, v in fields["conditions"].items() if v}
+    return fields
+
+
+def policy_state(policy: EscalationPolicy) -> dict[str, Any]:
+    return to_jsonable(  # type: ignore[no-any-return]
+        {
+            "name": policy.name,
+            "description": policy.description,
+            "conditions": policy.conditions,
+            "trigger": policy.trigger,
+            "steps": policy.steps,
+            "repeat": policy.repeat,
+            "repeat_interval_minutes": policy.repeat_interval_minutes,
+            "ack_timeout_minutes": policy.ack_timeout_minutes,
+            "skip_if_empty": policy.skip_if_empty,
+            "is_active": policy.is_active,
+        }
+    )
+
+
+def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    policy: EscalationPolicy,
+    verb: str,
+    now: datetime,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    changes = None
+    if old is not None and new is not None:
+        changes = {
+            k: {"from": old.get(k), "to": new.get(k)} for k in new if old.get(k) != new.get(k)
+        }
+    record_change(
+        session,
+        actor,
+        entity_type="escalation_policy",
+        entity_id=policy.id,
+        action=f"ESCALATION_POLICY_{verb}",
+        event_type=f"escalation_policy.{verb.lower()}",
+        payload={"name": policy.name, "old": old, "new": new},
+        now=now,
+        changes=changes,
+        previous_state=old,
+        new_state=new,
+    )
+
+
+async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> EscalationPolicy:
+    policy = await repository.get_policy(session, policy_id)
+    if policy is None:
+        raise NotFound("escalation_policy", policy_id)
+    return policy
+
+
+async def create_policy(
+    session: AsyncSession, actor: Principal, data: PolicyCreate, now: datetime
+) -> EscalationPolicy:
+    if await repository.policy_named(session, data.name):
+        raise Conflict(f"An escalation policy named '{data.name}' already exists")
+    policy = EscalationPolicy(id=uuid.uuid4(), created_at=now, updated_at=now, **_dump(data))
+    session.add(policy)
+    await session.flush()
+    _audit(session, actor, policy, "CREATED", now, None, policy_state(policy))
+    return policy
+
+
+async def update_policy(
+    session: AsyncSession, actor: Principal, policy_id: uuid.UUID, data: PolicyUpdate, now: datetime
+) -> EscalationPolicy:
+    policy = await get_policy(session, policy_id)
+    fields = _dump(data)
+    nullable = {"description", "repeat_interval_minutes", "ack_timeout_minutes"}
+    for key, value in fields.items():
+        if value is None and key not in nullable:
+            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    name = fields.get("name")
+    if name and name != policy.name and await repository.policy_named(session, name):
+        raise Conflict(f"An escalation policy named '{name}' already exists")
+    before = policy_state(policy)
+    for key, value in fields.items():
+        setattr(policy, key, value)
+    after = policy_state(policy)
+    if after != before:
+        policy.updated_at = now
+        _audit(session, actor, policy, "UPDATED", now, before, after)
+    return policy
+
+
+async def delete_policy(
+    session: AsyncSession, actor: Principal, policy_id: uuid.UUID, now: datetime
+) -> None:
+    """Pending steps of its runs stay planned (they name the policy they came from)."""
+    policy = await get_policy(session, policy_id)
+    _audit(session, actor, policy, "DELETED", now, policy_state(policy), None)
+    await session.delete(policy)
