@@ -12,6 +12,10 @@ from opsflow.observability.logging import get_logger
 from opsflow.sla.engine import PassResult, run_once, wait_before_next_pass
 
 log = get_logger("opsflow.engine")
+# Batches of the passes that follow each SLA pass (their own sizes: an SLA batch tuned for
+# the engine says nothing about how many outbox events or steps to take at once).
+RELAY_BATCH = 500
+ESCALATION_BATCH = 200
 
 
 async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
@@ -37,26 +41,28 @@ async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
             events=result.events,
             max_lag_seconds=round(max(result.lag_seconds, default=0.0), 3),
         )
-    await _follow(ctx, result, batch)
+    await _follow(ctx, result)
     return result
 
 
-async def _follow(ctx: AppContext, result: PassResult, batch: int) -> None:
+async def _follow(ctx: AppContext, result: PassResult) -> None:
     """The passes that act on what the SLA pass (and the API) wrote: the outbox relay
     (which plans escalation runs), then the escalation engine (which fires due steps)."""
     dues = [result.next_due]
     try:
-        relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=batch)
+        relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=RELAY_BATCH)
         dues.append(relayed.next_due)
-        result.backlog = result.backlog or relayed.events >= batch
+        result.backlog = result.backlog or relayed.events >= RELAY_BATCH
         if relayed.events:
             log.info("relay_pass", events=relayed.events, failed=relayed.failed)
     except Exception:
         log.exception("relay_pass_failed")
     try:
-        escalated = await escalation_engine.run_once(ctx.sessions, ctx.clock, batch=batch)
+        escalated = await escalation_engine.run_once(
+            ctx.sessions, ctx.clock, batch=ESCALATION_BATCH
+        )
         dues.append(escalated.next_due)
-        result.backlog = result.backlog or escalated.steps >= batch
+        result.backlog = result.backlog or escalated.steps >= ESCALATION_BATCH
         if escalated.steps:
             log.info("escalation_pass", steps=escalated.steps, fired=escalated.fired)
     except Exception:
