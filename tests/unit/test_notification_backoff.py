@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,7 @@ def test_caps_double_from_30_seconds_until_one_hour() -> None:
 
 def test_caps_never_decrease_and_never_pass_the_maximum() -> None:
     caps = [backoff_cap(n, base=timedelta(seconds=7), factor=3) for n in range(1, 60)]
-    assert all(a <= b for a, b in zip(caps, caps[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(caps))
     assert max(caps) == HOUR
 
 

@@ -184,14 +184,15 @@ def test_naive_instants_are_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "message"),
     [
-        {"failure_threshold": 0},
-        {"cooldown": timedelta(0)},
-        {"cooldown_factor": 0.5},
-        {"max_cooldown": timedelta(seconds=1)},
+        ({"failure_threshold": 0}, "failure_threshold"),
+        ({"cooldown": timedelta(0)}, "positive"),
+        ({"probe_timeout": timedelta(seconds=-1)}, "positive"),
+        ({"cooldown_factor": 0.5}, "cooldown_factor"),
+        ({"max_cooldown": timedelta(seconds=1)}, "max_cooldown"),
     ],
 )
-def test_invalid_configuration_is_refused(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_configuration_is_refused(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         BreakerConfig(**kwargs)  # type: ignore[arg-type]

@@ -144,7 +144,11 @@ def test_build_context_from_an_engine_payload() -> None:
         "task": {"id": task_id, "title": "Disk full", "priority": "HIGH"},
     }
     context = build_context(
-        "sla.breach", payload, link="https://ops.example.com/t/1", event_id="e-1", occurred_at=deadline
+        "sla.breach",
+        payload,
+        link="https://ops.example.com/t/1",
+        event_id="e-1",
+        occurred_at=deadline,
     )
     assert context["task"] == {"id": str(task_id), "title": "Disk full", "priority": "HIGH"}
     assert context["sla"]["expected_deadline"] == "2026-01-27T14:30:00Z"

@@ -394,6 +394,14 @@ def _redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """Parts of a URL that may be credentials (a Slack hook's path, a ``?token=``)."""
+    parsed = httpx.URL(url)
+    path = parsed.path if len(parsed.path) > 1 else ""
+    query = parsed.query.decode("ascii", "replace")
+    return tuple(part for part in (path, query, parsed.password) if part)
+
+
 def _describe(exc: BaseException) -> str:
     detail = str(exc).strip()
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
@@ -614,7 +622,7 @@ class _HttpSender:
             "Accept-Encoding": "identity",  # the read cap counts the bytes that arrive
             **{clean_header(k): clean_header(v) for k, v in headers.items()},
         }
-        hide = (url, httpx.URL(url).path, *secrets)
+        hide = (url, *_url_secrets(url), *secrets)
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.client.stream(

@@ -677,8 +677,8 @@ class NotificationTemplates:
             return _one_line(text, MAX_SLACK_TITLE_CHARS)
         if channel is Channel.SMS:
             return " ".join(text.split())
-        if part == "html":
-            return text.strip()
+        if part == "html" or channel is Channel.SLACK:
+            return _tidy(text).strip()
         return _tidy(text)
 
     def _env(self, mode: Mode, strict: bool) -> _SandboxedEnvironment:
