@@ -24,6 +24,7 @@ from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
 from opsflow.escalation.endpoints import router as escalation_router
+from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.observability.logging import configure as configure_logging
@@ -238,6 +239,7 @@ def create_app(
         policies_router,
         calendars_router,
         escalation_router,
+        notifications_router,
         audit_router,
         system_router,
     )

@@ -90,6 +90,30 @@ class Settings(BaseSettings):
     # A seed 002 sla_config.yaml that owns the SLA policies and calendars: applied at start
     # and on every change (hot reload); the API then refuses to edit them.
     sla_config_path: Path | None = Field(None, validation_alias=_env("OPSFLOW_SLA_CONFIG"))
+
+    # Notifications. Without an SMTP host, e-mail is written to the outbox folder.
+    public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("OPSFLOW_PUBLIC_URL"))
+    smtp_host: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_HOST"))
+    smtp_port: int | None = Field(None, ge=1, le=65535, validation_alias=_env("OPSFLOW_SMTP_PORT"))
+    smtp_username: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_USERNAME"))
+    smtp_password: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_PASSWORD"))
+    smtp_starttls: bool | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_STARTTLS"))
+    smtp_ssl: bool = Field(False, validation_alias=_env("OPSFLOW_SMTP_SSL"))
+    smtp_from: str = Field(
+        "OpsFlow <noreply@opsflow.local>", validation_alias=_env("OPSFLOW_SMTP_FROM")
+    )
+    mail_outbox_dir: Path | None = Field(None, validation_alias=_env("OPSFLOW_MAIL_OUTBOX_DIR"))
+    slack_webhook_url: str | None = Field(None, validation_alias=_env("OPSFLOW_SLACK_WEBHOOK_URL"))
+    sms_provider_url: str | None = Field(None, validation_alias=_env("OPSFLOW_SMS_PROVIDER_URL"))
+    sms_provider_token: str | None = Field(
+        None, validation_alias=_env("OPSFLOW_SMS_PROVIDER_TOKEN")
+    )
+    notification_max_attempts: int = Field(
+        3, ge=1, le=20, validation_alias=_env("OPSFLOW_NOTIFICATION_MAX_ATTEMPTS")
+    )
+    notification_retry_base_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_NOTIFICATION_RETRY_BASE_SECONDS")
+    )
     # The Celery broker of `opsflow worker`/`beat`; the first of these variables that is set.
     celery_broker_url: str = Field(
         "redis://127.0.0.1:6379/0",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -12,6 +12,7 @@ from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
 from opsflow.config import Settings
 from opsflow.db import create_engine, create_sessionmaker
+from opsflow.notifications.dispatch import Notifier
 from opsflow.observability.metrics import Metrics
 
 
@@ -27,6 +28,15 @@ class AppContext:
     tokens: TokenCodec
     login_throttle: LoginThrottle
     metrics: Metrics
+    _notifier: Notifier | None = field(default=None, repr=False)
+
+    @property
+    def notifier(self) -> Notifier:
+        """Delivery channels, breaker and templates, built on first use (API-only
+        processes never need them)."""
+        if self._notifier is None:
+            self._notifier = Notifier.from_settings(self.settings, self.clock)
+        return self._notifier
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> AppContext:
@@ -53,4 +63,6 @@ class AppContext:
         )
 
     async def close(self) -> None:
+        if self._notifier is not None:
+            await self._notifier.aclose()
         await self.engine.dispose()

@@ -60,6 +60,9 @@ HOLDERS: dict[str, frozenset[str]] = {
     # "SLA policies, calendars, escalation policies": admin and manager; team_lead reads.
     "sla_write": frozenset({"admin", "manager"}),
     "sla_read": frozenset({"admin", "manager", "team_lead"}),
+    # "notifications: all / retry": admin all + retry, manager all, developer and support own.
+    "notifications_read": frozenset({"admin", "manager", "developer", "support"}),
+    "notifications_retry": frozenset({"admin"}),
 }
 PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
 # Capabilities that roles hold only for some rows (§6 "own team", "when assignee").
@@ -277,6 +280,11 @@ async def some_escalation_policy(w: World, who: Caller, json: Any = None) -> Req
 
 async def edit_escalation_policy(w: World, who: Caller) -> Request:
     return await some_escalation_policy(w, who, {"repeat": 1})
+
+
+async def unknown_notification(w: World, who: Caller) -> Request:
+    # Holders are let through to the lookup, which finds nothing: 404, not 403.
+    return {"path": {"notification_id": str(uuid.uuid4())}}
 
 
 async def paused_task(w: World, who: Caller) -> Request:
@@ -516,6 +524,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/escalation-events", "read_tasks", 200),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/escalations", "read_tasks", 200, existing_task),
     Endpoint("POST", f"{V1}/tasks/{{task_id}}/escalate", "update_assign", 200, task_in("ASSIGNED")),
+    Endpoint("GET", f"{V1}/notifications", "notifications_read", 200),
+    Endpoint(
+        "GET",
+        f"{V1}/notifications/{{notification_id}}",
+        "notifications_read",
+        404,
+        unknown_notification,
+    ),
+    Endpoint(
+        "POST",
+        f"{V1}/notifications/{{notification_id}}/retry",
+        "notifications_retry",
+        404,
+        unknown_notification,
+    ),
     Endpoint("GET", f"{V1}/calendars", "sla_read", 200),
     Endpoint("POST", f"{V1}/calendars", "sla_write", 201, new_calendar),
     Endpoint("GET", f"{V1}/calendars/{{calendar_id}}", "sla_read", 200, some_calendar),

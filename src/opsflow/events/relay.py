@@ -31,8 +31,9 @@ log = get_logger("opsflow.relay")
 def consumers() -> list[Consumer]:
     """Every consumer of the outbox, in the order they see an event."""
     from opsflow.escalation.service import consume as escalation
+    from opsflow.notifications.service import consume as notifications
 
-    return [escalation]
+    return [escalation, notifications]
 
 
 @dataclass

@@ -4,6 +4,7 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
+from opsflow.models.notification import Notification
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import (
@@ -25,6 +26,7 @@ __all__ = [
     "EscalationEvent",
     "EscalationPolicy",
     "IdempotencyRecord",
+    "Notification",
     "NotificationPreference",
     "OutboxEvent",
     "RefreshToken",

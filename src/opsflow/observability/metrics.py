@@ -59,6 +59,13 @@ class Metrics:
             buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
             registry=self.registry,
         )
+        self.notification_deliveries = Counter(
+            "opsflow_notification_deliveries_total",
+            "Notification delivery attempts by this process, by channel and outcome "
+            "(sent, retry, failed, dead, held)",
+            ("channel", "outcome"),
+            registry=self.registry,
+        )
         self._database: DatabaseCollector | None = None
 
     def attach_database(self, sessions: async_sessionmaker[AsyncSession]) -> None:

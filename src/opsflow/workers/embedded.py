@@ -8,6 +8,7 @@ import contextlib
 from opsflow.context import AppContext
 from opsflow.escalation import engine as escalation_engine
 from opsflow.events import relay
+from opsflow.notifications import engine as delivery_engine
 from opsflow.observability.logging import get_logger
 from opsflow.sla.engine import PassResult, run_once, wait_before_next_pass
 
@@ -16,6 +17,7 @@ log = get_logger("opsflow.engine")
 # the engine says nothing about how many outbox events or steps to take at once).
 RELAY_BATCH = 500
 ESCALATION_BATCH = 200
+DELIVERY_BATCH = 50
 
 
 async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
@@ -47,7 +49,8 @@ async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
 
 async def _follow(ctx: AppContext, result: PassResult) -> None:
     """The passes that act on what the SLA pass (and the API) wrote: the outbox relay
-    (which plans escalation runs), then the escalation engine (which fires due steps)."""
+    (which plans escalation runs and queues notifications), the escalation engine (which
+    fires due steps), then the delivery engine (which sends due notifications)."""
     dues = [result.next_due]
     try:
         relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=RELAY_BATCH)
@@ -67,6 +70,19 @@ async def _follow(ctx: AppContext, result: PassResult) -> None:
             log.info("escalation_pass", steps=escalated.steps, fired=escalated.fired)
     except Exception:
         log.exception("escalation_pass_failed")
+    try:
+        delivered = await delivery_engine.run_once(ctx, batch=DELIVERY_BATCH)
+        dues.append(delivered.next_due)
+        result.backlog = result.backlog or delivered.claimed >= DELIVERY_BATCH
+        if delivered.claimed:
+            log.info(
+                "delivery_pass",
+                claimed=delivered.claimed,
+                sent=delivered.sent,
+                failed=delivered.failed,
+            )
+    except Exception:
+        log.exception("delivery_pass_failed")
     known = [due for due in dues if due is not None]
     result.next_due = min(known) if known else None
 

@@ -1,0 +1,71 @@
+"""`/notifications` (SPEC §3.6): list, one, retry a dead letter."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+
+from opsflow.auth.deps import require
+from opsflow.auth.permissions import Permission, Reach, require_reach
+from opsflow.auth.principal import Principal
+from opsflow.deps import ClockDep, SessionDep
+from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.notifications import repository, service
+from opsflow.notifications.schemas import NotificationRead
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+Reader = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_READ))]
+Retrier = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_RETRY))]
+Status = Literal["PENDING", "SENT", "FAILED", "RETRY", "DEAD"]
+ChannelName = Literal["EMAIL", "WEBHOOK", "SLACK", "SMS"]
+NotificationType = Annotated[str, "event type, e.g. sla.breach or escalation.fired"]
+
+
+@router.get("", response_model=Page[NotificationRead])
+async def list_notifications(
+    session: SessionDep,
+    actor: Reader,
+    page: PageDep,
+    task_id: uuid.UUID | None = None,
+    status: Status | None = None,
+    notification_type: Annotated[str | None, "event type"] = None,
+    channel: ChannelName | None = None,
+) -> Page[NotificationRead]:
+    """Admins and managers see every notification; developers and support their own."""
+    own = require_reach(actor, Permission.NOTIFICATIONS_READ) is not Reach.ALL
+    filters = repository.Filters(
+        task_id=task_id,
+        status=status,
+        notification_type=notification_type[:64] if notification_type else None,
+        channel=channel,
+        recipient_id=actor.user_id if own else None,
+    )
+    if own and actor.user_id is None:
+        return Page(items=[], pagination=Pagination.of(page, 0))
+    rows, total = await repository.search(session, filters, page)
+    return Page(
+        items=[NotificationRead.model_validate(r) for r in rows],
+        pagination=Pagination.of(page, total),
+    )
+
+
+@router.get("/{notification_id}", response_model=NotificationRead)
+async def get_notification(
+    notification_id: uuid.UUID, session: SessionDep, actor: Reader
+) -> NotificationRead:
+    return NotificationRead.model_validate(
+        await service.get_visible(session, actor, notification_id)
+    )
+
+
+@router.post("/{notification_id}/retry", response_model=NotificationRead)
+async def retry_notification(
+    notification_id: uuid.UUID, session: SessionDep, clock: ClockDep, actor: Retrier
+) -> NotificationRead:
+    """A DEAD or FAILED notification goes back to PENDING with fresh attempts, due now."""
+    return NotificationRead.model_validate(
+        await service.retry(session, actor, notification_id, clock.now())
+    )

@@ -1,0 +1,168 @@
+"""The delivery engine: claim due notifications, send them, record what happened.
+
+Three short steps, so that no database transaction is open while a destination is slow:
+
+1. claim (one transaction): due PENDING/RETRY rows, ``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL; each gets a lease (its `scheduled_at` moves `LEASE` ahead), then commit;
+2. send, outside any transaction, through the destination's circuit breaker;
+3. record (one transaction): for rows whose lease is still ours, SENT; or RETRY at the
+   backoff's next instant; or DEAD once `max_attempts` are spent; or FAILED when a retry
+   cannot help (a 4xx, no address). A delivery held by an open circuit is rescheduled
+   without consuming an attempt. Every attempt is appended to `attempt_log`.
+
+A process killed between 1 and 3 leaves the rows leased: when the lease runs out another
+engine sends them again with the same idempotency key, so receivers drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import Channel
+from opsflow.models.notification import Notification
+from opsflow.notifications import repository
+from opsflow.notifications.backoff import next_attempt_at
+from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
+from opsflow.notifications.service import DEAD, FAILED, RETRY, SENT
+
+LEASE = timedelta(minutes=2)
+HELD_RETRY = timedelta(seconds=30)
+
+
+@dataclass
+class DeliveryPassResult:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    next_due: datetime | None = None
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: uuid.UUID
+    lease: datetime
+    delivery: Delivery | None
+    problem: str | None  # why it cannot be sent at all
+
+
+def _delivery(ctx: AppContext, row: Notification) -> tuple[Delivery | None, str | None]:
+    channel = Channel(row.channel)
+    address = row.address
+    if channel is Channel.SLACK and not address:
+        address = ctx.settings.slack_webhook_url
+    if not address:
+        return None, f"no {channel.value.lower()} address for {row.recipient}"
+    return (
+        Delivery(
+            notification_id=row.id,
+            channel=channel,
+            recipient=row.recipient,
+            address=address,
+            idempotency_key=f"opsflow-{row.id}",
+            subject=row.subject,
+            body=row.body,
+            html_body=row.html_body,
+            payload=row.payload or {},
+            attempt=row.attempts + 1,
+            event=row.notification_type,
+        ),
+        None,
+    )
+
+
+async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
+    result = DeliveryPassResult()
+    async with unit_of_work(ctx.sessions) as session:
+        now = ctx.clock.now()
+        rows = await repository.claim_due(session, now, batch)
+        claims = []
+        for row in rows:
+            row.scheduled_at = now + LEASE
+            delivery, problem = _delivery(ctx, row)
+            claims.append(_Claim(row.id, row.scheduled_at, delivery, problem))
+    result.claimed = len(claims)
+    if not claims:
+        async with unit_of_work(ctx.read_sessions) as session:
+            result.next_due = await repository.next_due(session)
+        return result
+    notifier = ctx.notifier
+
+    async def send(claim: _Claim) -> DeliveryResult | None:
+        if claim.delivery is None:
+            return None
+        channel = notifier.channels[claim.delivery.channel]
+        return await deliver(channel, claim.delivery, breaker=notifier.breaker, clock=ctx.clock)
+
+    outcomes = await asyncio.gather(*(send(claim) for claim in claims))
+    async with unit_of_work(ctx.sessions) as session:
+        now = ctx.clock.now()
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            current = await repository.get(session, claim.id, for_update=True)
+            if current is None or current.scheduled_at != claim.lease:
+                continue  # the lease ran out and another engine took it over
+            label = _record(ctx, current, claim, outcome, now)
+            ctx.metrics.notification_deliveries.labels(current.channel, label).inc()
+            result.sent += label == "sent"
+            result.failed += label in ("failed", "dead")
+        await session.flush()
+        result.next_due = await repository.next_due(session)
+    return result
+
+
+def _record(
+    ctx: AppContext,
+    row: Notification,
+    claim: _Claim,
+    outcome: DeliveryResult | None,
+    now: datetime,
+) -> str:
+    row.updated_at = now
+    if outcome is None:  # nothing to send it to: retrying cannot help
+        row.status, row.failed_at, row.error_message = FAILED, now, claim.problem
+        row.attempt_log = [*row.attempt_log, {"at": now, "ok": False, "error": claim.problem}]
+        row.attempt_log = to_jsonable(row.attempt_log)
+        return "failed"
+    if outcome.held:
+        row.scheduled_at = outcome.retry_at or now + HELD_RETRY
+        row.attempt_log = to_jsonable(
+            [*row.attempt_log, {"at": now, "ok": False, "held": True, "error": outcome.error}]
+        )
+        return "held"
+    row.attempts += 1
+    row.attempt_log = to_jsonable(
+        [
+            *row.attempt_log,
+            {
+                "at": now,
+                "ok": outcome.ok,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "destination": outcome.destination,
+            },
+        ]
+    )
+    if outcome.ok:
+        row.status, row.sent_at, row.error_message = SENT, now, None
+        return "sent"
+    row.error_message = outcome.error
+    if not outcome.retryable:
+        row.status, row.failed_at = FAILED, now
+        return "failed"
+    if row.attempts >= row.max_attempts:
+        row.status, row.failed_at = DEAD, now
+        return "dead"
+    row.status = RETRY
+    row.scheduled_at = next_attempt_at(
+        row.attempts,
+        now,
+        base=timedelta(seconds=ctx.settings.notification_retry_base_seconds),
+        rng=ctx.notifier.rng,
+        retry_after=outcome.retry_after,
+    )
+    return "retry"

@@ -1,0 +1,109 @@
+"""Every query on notifications."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.pagination import PageParams
+from opsflow.models.notification import Notification
+from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.user import User
+
+DELIVERABLE = ("PENDING", "RETRY")
+
+
+async def existing_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    query = select(Notification.dedup_key).where(Notification.dedup_key.in_(set(keys)))
+    return set(await session.scalars(query))
+
+
+async def users(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[User]:
+    if not ids:
+        return []
+    query = select(User).where(User.id.in_(set(ids)), User.is_active.is_(True))
+    return list(await session.scalars(query))
+
+
+async def preferences(
+    session: AsyncSession, user_ids: Sequence[uuid.UUID]
+) -> dict[tuple[uuid.UUID, str], NotificationPreference]:
+    if not user_ids:
+        return {}
+    query = select(NotificationPreference).where(NotificationPreference.user_id.in_(set(user_ids)))
+    return {(p.user_id, p.channel): p for p in await session.scalars(query)}
+
+
+async def task(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    return await session.get(Task, task_id)
+
+
+async def assignees(session: AsyncSession, task: Task) -> list[uuid.UUID]:
+    extra = await session.scalars(
+        select(TaskAssignee.user_id).where(TaskAssignee.task_id == task.id)
+    )
+    return [u for u in ([task.assigned_to] if task.assigned_to else []) + list(extra)]
+
+
+async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Notification]:
+    query = (
+        select(Notification)
+        .where(Notification.status.in_(DELIVERABLE), Notification.scheduled_at <= now)
+        .order_by(Notification.scheduled_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    query = select(func.min(Notification.scheduled_at)).where(Notification.status.in_(DELIVERABLE))
+    value: datetime | None = await session.scalar(query)
+    return value
+
+
+async def get(
+    session: AsyncSession, notification_id: uuid.UUID, *, for_update: bool = False
+) -> Notification | None:
+    return await session.get(Notification, notification_id, with_for_update=for_update)
+
+
+@dataclass(frozen=True)
+class Filters:
+    task_id: uuid.UUID | None = None
+    status: str | None = None
+    notification_type: str | None = None
+    channel: str | None = None
+    recipient_id: uuid.UUID | None = None
+
+
+async def search(
+    session: AsyncSession, filters: Filters, params: PageParams
+) -> tuple[list[Notification], int]:
+    query = select(Notification)
+    if filters.task_id:
+        query = query.where(Notification.task_id == filters.task_id)
+    if filters.status:
+        query = query.where(Notification.status == filters.status)
+    if filters.notification_type:
+        query = query.where(Notification.notification_type == filters.notification_type)
+    if filters.channel:
+        query = query.where(Notification.channel == filters.channel)
+    if filters.recipient_id:
+        query = query.where(Notification.recipient_id == filters.recipient_id)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = await session.scalars(
+        query.order_by(Notification.created_at.desc(), Notification.id)
+        .offset(params.offset)
+        .limit(params.page_size)
+    )
+    return list(rows), total

@@ -1,0 +1,37 @@
+"""Notifications as the API shows them (seed 000's table, SPEC §3.6)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class NotificationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    task_id: uuid.UUID | None
+    sla_event_id: uuid.UUID | None
+    escalation_event_id: uuid.UUID | None
+    source_event_id: uuid.UUID
+    notification_type: str
+    channel: str
+    recipient_id: uuid.UUID | None
+    recipient: str
+    address: str | None
+    subject: str | None
+    body: str
+    template: str | None
+    status: str
+    attempts: int
+    max_attempts: int
+    scheduled_at: datetime
+    sent_at: datetime | None
+    failed_at: datetime | None
+    error_message: str | None
+    attempt_log: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,206 @@
+"""Notification rules: which events reach whom on which channel, as rows to deliver.
+
+The outbox relay hands every event to `consume`, in the relay's transaction. The rules:
+
+* `escalation.fired` — each recipient of the step, on each of the step's channels;
+* `sla.warning` / `sla.critical` / `sla.breach` (only the one the engine marked `notify`)
+  — the task's assignees, by e-mail;
+* `task.assigned` — the assignees, by e-mail; `task.completed` — the creator, by e-mail.
+
+A user's preference for a channel (seed 004) can switch it off or give its address (an
+e-mail address, a Slack incoming-webhook URL, a phone number). Each row's `dedup_key` is
+source event x recipient x channel and unique, so a redelivered event queues nothing twice.
+Messages are rendered when the row is created (what was sent is what the row shows).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.permissions import Permission, reach_allows, require_reach
+from opsflow.auth.principal import Principal
+from opsflow.errors import Conflict, NotFound
+from opsflow.events.changes import record_change
+from opsflow.models.enums import Channel
+from opsflow.models.notification import Notification
+from opsflow.models.outbox import OutboxEvent
+from opsflow.models.user import User
+from opsflow.notifications import repository
+from opsflow.notifications.templates import NotificationTemplates, TemplateError, build_context
+
+PENDING, SENT, FAILED, RETRY, DEAD = "PENDING", "SENT", "FAILED", "RETRY", "DEAD"
+_CHANNELS = {
+    "email": Channel.EMAIL,
+    "slack": Channel.SLACK,
+    "sms": Channel.SMS,
+    "webhook": Channel.WEBHOOK,
+}
+_TEMPLATES = NotificationTemplates()
+
+
+@dataclass(frozen=True)
+class Wanted:
+    user_id: uuid.UUID
+    channel: Channel
+
+
+def _ids(values: Iterable[Any]) -> list[uuid.UUID]:
+    result = []
+    for value in values:
+        try:
+            result.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    return result
+
+
+async def _wanted(session: AsyncSession, event: OutboxEvent) -> list[Wanted]:
+    payload: dict[str, Any] = event.payload or {}
+    kind = event.event_type
+    if kind == "escalation.fired":
+        users = _ids(r.get("id") for r in payload.get("recipients", []))
+        channels = [_CHANNELS[c] for c in payload.get("channels", []) if c in _CHANNELS]
+        return [Wanted(u, c) for u in users for c in channels]
+    if event.aggregate_type != "task":
+        return []
+    task = await repository.task(session, event.aggregate_id)
+    if task is None:
+        return []
+    if kind in ("sla.warning", "sla.critical", "sla.breach"):
+        if not payload.get("notify", True):
+            return []
+        return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
+    if kind == "task.assigned":
+        return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
+    if kind == "task.completed":
+        return [Wanted(task.created_by, Channel.EMAIL)]
+    return []
+
+
+def _address(user: User, channel: Channel, preference: Any) -> str | None:
+    if preference is not None and preference.address:
+        return str(preference.address)
+    return user.email if channel is Channel.EMAIL else None
+
+
+async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
+    """The relay's notification consumer: one row per wanted recipient x channel."""
+    wanted = list(dict.fromkeys(await _wanted(session, event)))
+    if not wanted:
+        return
+    users = {u.id: u for u in await repository.users(session, [w.user_id for w in wanted])}
+    preferences = await repository.preferences(session, list(users))
+    keys = {w: f"{event.id}:{w.user_id}:{w.channel.value}" for w in wanted}
+    existing = await repository.existing_keys(session, list(keys.values()))
+    payload: dict[str, Any] = event.payload or {}
+    task_id = event.aggregate_id if event.aggregate_type == "task" else None
+    for item in wanted:
+        user = users.get(item.user_id)
+        preference = preferences.get((item.user_id, item.channel.value))
+        if user is None or keys[item] in existing:
+            continue
+        if preference is not None and not preference.enabled:
+            continue
+        context = build_context(
+            event.event_type,
+            payload,
+            recipient={"id": str(user.id), "username": user.username, "name": user.full_name},
+            event_id=str(event.id),
+            occurred_at=event.created_at,
+        )
+        subject, body, html, message_payload, template, error = None, "", None, {}, None, None
+        try:
+            rendered = _TEMPLATES.render(event.event_type, item.channel, context, fallback=True)
+            subject, body, html = rendered.subject, rendered.body, rendered.html
+            message_payload, template = dict(rendered.payload), rendered.template
+        except TemplateError as exc:  # recorded on the row; delivery still has the event
+            error = f"template: {exc}"
+            message_payload = dict(payload)
+        session.add(
+            Notification(
+                id=uuid.uuid4(),
+                task_id=task_id,
+                sla_event_id=_uuid(payload.get("sla_event_id") or payload.get("event_id")),
+                escalation_event_id=_uuid(payload.get("escalation_event_id")),
+                source_event_id=event.id,
+                notification_type=event.event_type,
+                channel=item.channel.value,
+                recipient_id=user.id,
+                recipient=user.username,
+                address=_address(user, item.channel, preference),
+                subject=subject,
+                body=body,
+                html_body=html,
+                payload=message_payload,
+                template=template,
+                status=PENDING,
+                attempts=0,
+                max_attempts=3,
+                scheduled_at=now,
+                error_message=error,
+                attempt_log=[],
+                dedup_key=keys[item],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    await session.flush()
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+# --- reading and retrying ---------------------------------------------------------------
+
+
+async def get_visible(
+    session: AsyncSession, actor: Principal, notification_id: uuid.UUID
+) -> Notification:
+    """One notification, if the caller may see it (all: admin, manager; own: developer,
+    support). Others' rows answer 404, not 403: their existence is not the caller's."""
+    reach = require_reach(actor, Permission.NOTIFICATIONS_READ)
+    row = await repository.get(session, notification_id)
+    if row is None or not reach_allows(actor, reach, owner_id=row.recipient_id):
+        raise NotFound("notification", notification_id)
+    return row
+
+
+async def retry(
+    session: AsyncSession, actor: Principal, notification_id: uuid.UUID, now: datetime
+) -> Notification:
+    """DEAD or FAILED -> PENDING with a fresh set of attempts, due now (audited)."""
+    row = await repository.get(session, notification_id, for_update=True)
+    if row is None:
+        raise NotFound("notification", notification_id)
+    if row.status not in (DEAD, FAILED):
+        raise Conflict(
+            f"Only DEAD or FAILED notifications can be retried, this one is {row.status}",
+            status=row.status,
+        )
+    before = row.status
+    row.status = PENDING
+    row.attempts = 0
+    row.scheduled_at = now
+    row.updated_at = now
+    record_change(
+        session,
+        actor,
+        entity_type="notification",
+        entity_id=row.id,
+        action="NOTIFICATION_RETRIED",
+        event_type="notification.retried",
+        payload={"notification_id": row.id, "channel": row.channel, "recipient": row.recipient},
+        now=now,
+        changes={"status": {"from": before, "to": PENDING}},
+    )
+    return row

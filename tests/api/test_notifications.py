@@ -1,0 +1,242 @@
+"""Notifications end to end with the settable clock and real destinations on loopback: an
+escalation policy's steps become e-mails in a real SMTP server and Slack posts in an HTTP
+sink; failures retry with backoff and end DEAD; the API retries a dead letter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from opsflow.clock import SettableClock
+from opsflow.config import Settings
+from opsflow.context import AppContext
+from opsflow.workers.embedded import run_pass
+from tests.conftest import T0, assert_error, make_settings, make_team, make_user
+from tests.sinks import HttpSink, Reply, SmtpSink, free_port
+
+POLICY = {
+    "name": "critical-breach",
+    "conditions": {"priority": ["CRITICAL"]},
+    "trigger": "breach",
+    "steps": [
+        {"delay_minutes": 0, "targets": ["assignee"], "channels": ["email"]},
+        {"delay_minutes": 5, "targets": ["team_lead"], "channels": ["slack", "email"]},
+    ],
+    "repeat": 1,
+}
+INCIDENT = {
+    "title": "Checkout latency over 5 s",
+    "task_type": "INCIDENT",
+    "priority": "CRITICAL",
+    "start_sla_minutes": 15,
+    "resolve_sla_minutes": 120,
+}
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[HttpSink]:
+    sink = HttpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> Settings:
+    return make_settings(
+        database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_starttls=False,
+        slack_webhook_url=f"{slack.url}/services/T000/B000/XXXX",
+    )
+
+
+async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
+    clock.set(T0 + timedelta(minutes=minutes))
+    for _ in range(5):
+        await run_pass(ctx, batch=500)
+
+
+async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
+    team_id = await make_team(client, admin)
+    lead = await make_user(client, admin, "team_lead", team_id=team_id)
+    developer = await make_user(client, admin, "developer", team_id=team_id)
+    response = await client.patch(f"/teams/{team_id}", json={"lead_id": lead.id}, headers=admin)
+    assert response.status_code == 200, response.text
+    created = await client.post("/escalation-policies", json=POLICY, headers=admin)
+    assert created.status_code == 201, created.text
+    task = await client.post(
+        "/tasks",
+        json={**INCIDENT, "assigned_to": developer.id, "team_id": team_id},
+        headers=admin,
+    )
+    assert task.status_code == 201, task.text
+    return {"lead": lead, "developer": developer, "task_id": task.json()["id"]}
+
+
+async def _notifications(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: Any
+) -> list[Any]:
+    response = await client.get("/notifications", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def test_escalation_steps_reach_people_by_email_and_slack_until_acknowledged(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+    slack: HttpSink,
+) -> None:
+    sink = smtp[0]
+    world = await _world(client, admin_headers)
+    developer, lead, task_id = world["developer"], world["lead"], world["task_id"]
+
+    await at(app_context, clock, 15)  # START_BREACH: level 1, e-mail to the assignee
+    rcpts = [r.rcpt_tos for r in sink.received]
+    assert [f"{developer.username}@example.com"] in rcpts
+    escalation_mail = [
+        r for r in sink.received if r.message["X-OpsFlow-Idempotency-Key"] is not None
+    ]
+    assert escalation_mail, [r.message["Subject"] for r in sink.received]
+    assert slack.requests == []
+
+    await at(app_context, clock, 20)  # level 2: Slack + e-mail to the team lead
+    assert len(slack.requests) == 1
+    post = slack.requests[0]
+    assert post.path == "/services/T000/B000/XXXX"
+    assert post.headers["idempotency-key"].startswith("opsflow-")
+    assert INCIDENT["title"] in post.body.decode()
+    assert [f"{lead.username}@example.com"] in [r.rcpt_tos for r in sink.received]
+
+    await at(app_context, clock, 22)
+    ack = await client.patch(f"/tasks/{task_id}/acknowledge", json={}, headers=admin_headers)
+    assert ack.status_code == 200, ack.text
+    mails_before, posts_before = len(sink.received), len(slack.requests)
+    await at(app_context, clock, 40)
+    assert (len(sink.received), len(slack.requests)) == (mails_before, posts_before)
+
+    escalations = await _notifications(
+        client, admin_headers, task_id=task_id, notification_type="escalation.fired"
+    )
+    sent = sorted((n["recipient"], n["channel"], n["status"]) for n in escalations)
+    assert sent == sorted(
+        [
+            (developer.username, "EMAIL", "SENT"),
+            (lead.username, "EMAIL", "SENT"),
+            (lead.username, "SLACK", "SENT"),
+        ]
+    )
+    # The developer sees only their own notifications.
+    own = await _notifications(client, developer.headers, task_id=task_id)
+    assert {n["recipient"] for n in own} == {developer.username}
+
+
+async def test_a_failing_destination_ends_dead_and_the_api_retries_it(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    slack: HttpSink,
+) -> None:
+    world = await _world(client, admin_headers)
+    slack.script = [Reply(500, b"boom")] * 3
+    await at(app_context, clock, 20)  # the Slack post fails once
+    (row,) = await _notifications(client, admin_headers, channel="SLACK")
+    assert (row["status"], row["attempts"]) == ("RETRY", 1)
+    ack = await client.patch(
+        f"/tasks/{world['task_id']}/acknowledge", json={}, headers=admin_headers
+    )
+    assert ack.status_code == 200, ack.text  # no further steps: one Slack notification
+    for minutes in (40, 80, 110):  # past every backoff (base 30 s, capped at 1 h)
+        await at(app_context, clock, minutes)
+    row = (await client.get(f"/notifications/{row['id']}", headers=admin_headers)).json()
+    assert (row["status"], row["attempts"]) == ("DEAD", 3)
+    assert "500" in row["error_message"]
+    assert [entry["status_code"] for entry in row["attempt_log"]] == [500, 500, 500]
+    assert len(slack.requests) == 3
+
+    lead = world["lead"]
+    assert_error(
+        await client.post(f"/notifications/{row['id']}/retry", headers=lead.headers),
+        403,
+        "FORBIDDEN",
+    )
+    retried = await client.post(f"/notifications/{row['id']}/retry", headers=admin_headers)
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["attempts"]) == ("PENDING", 0)
+    await at(app_context, clock, 111)
+    row = (await client.get(f"/notifications/{row['id']}", headers=admin_headers)).json()
+    assert (row["status"], row["attempts"]) == ("SENT", 1)
+    assert len(slack.requests) == 4
+    keys = {r.headers["idempotency-key"] for r in slack.requests}
+    assert len(keys) == 1  # every attempt of one notification carries the same key
+    again = await client.post(f"/notifications/{row['id']}/retry", headers=admin_headers)
+    assert_error(again, 409, "CONFLICT")
+
+
+async def test_a_disabled_channel_preference_is_honoured(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+) -> None:
+    world = await _world(client, admin_headers)
+    developer = world["developer"]
+    response = await client.put(
+        "/users/me/notification-preferences",
+        json={"preferences": [{"channel": "EMAIL", "enabled": False}]},
+        headers=developer.headers,
+    )
+    assert response.status_code == 200, response.text
+    await at(app_context, clock, 15)
+    assert await _notifications(client, developer.headers) == []
+    assert all(r.rcpt_tos != [f"{developer.username}@example.com"] for r in smtp[0].received)
+
+
+async def test_notification_reads_by_role(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    lead = await make_user(client, admin_headers, "team_lead")
+    auditor = await make_user(client, admin_headers, "auditor")
+    manager = await make_user(client, admin_headers, "manager")
+    for who in (lead, auditor):
+        assert_error(await client.get("/notifications", headers=who.headers), 403, "FORBIDDEN")
+    assert (await client.get("/notifications", headers=manager.headers)).status_code == 200
+    missing = "00000000-0000-4000-8000-000000000000"
+    assert_error(
+        await client.get(f"/notifications/{missing}", headers=admin_headers), 404, "NOT_FOUND"
+    )
+    assert_error(
+        await client.post(f"/notifications/{missing}/retry", headers=admin_headers),
+        404,
+        "NOT_FOUND",
+    )
+    assert_error(
+        await client.get("/notifications", params={"status": "LOST"}, headers=admin_headers),
+        400,
+        "VALIDATION_ERROR",
+    )
