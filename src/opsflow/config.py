@@ -108,9 +108,6 @@ class Settings(BaseSettings):
     sms_provider_token: str | None = Field(
         None, validation_alias=_env("OPSFLOW_SMS_PROVIDER_TOKEN")
     )
-    notification_max_attempts: int = Field(
-        3, ge=1, le=20, validation_alias=_env("OPSFLOW_NOTIFICATION_MAX_ATTEMPTS")
-    )
     notification_retry_base_seconds: float = Field(
         30.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_NOTIFICATION_RETRY_BASE_SECONDS")
     )

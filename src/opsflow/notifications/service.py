@@ -32,6 +32,7 @@ from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
 from opsflow.notifications import repository
+from opsflow.notifications.backoff import MAX_ATTEMPTS
 from opsflow.notifications.templates import NotificationTemplates, TemplateError, build_context
 
 PENDING, SENT, FAILED, RETRY, DEAD = "PENDING", "SENT", "FAILED", "RETRY", "DEAD"
@@ -141,7 +142,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 template=template,
                 status=PENDING,
                 attempts=0,
-                max_attempts=3,
+                max_attempts=MAX_ATTEMPTS,
                 scheduled_at=now,
                 error_message=error,
                 attempt_log=[],
