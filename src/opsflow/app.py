@@ -24,9 +24,9 @@ from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
 from opsflow.escalation.endpoints import router as escalation_router
-from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
+from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.routing import RouteIndex, route_index
