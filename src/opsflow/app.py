@@ -27,6 +27,7 @@ from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
+from opsflow.notifications.endpoints import templates_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.routing import RouteIndex, route_index
@@ -38,6 +39,7 @@ from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
+from opsflow.webhooks.endpoints import router as webhooks_router
 from opsflow.workers.embedded import EmbeddedSlaEngine
 
 API_PREFIX = "/api/v1"
@@ -240,6 +242,8 @@ def create_app(
         calendars_router,
         escalation_router,
         notifications_router,
+        templates_router,
+        webhooks_router,
         audit_router,
         system_router,
     )

@@ -282,6 +282,37 @@ async def edit_escalation_policy(w: World, who: Caller) -> Request:
     return await some_escalation_policy(w, who, {"repeat": 1})
 
 
+async def new_webhook(w: World, who: Caller) -> Request:
+    # Inactive: nothing is queued for it.
+    return {"json": {"name": w.unique("hook"), "url": "https://example.com/h", "is_active": False}}
+
+
+async def some_webhook(w: World, who: Caller, json: Any = None) -> Request:
+    created = await w.client.post(
+        "/webhooks", json=(await new_webhook(w, who))["json"], headers=w.admin
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"webhook_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_webhook(w: World, who: Caller) -> Request:
+    return await some_webhook(w, who, {"event_types": ["sla.breach"]})
+
+
+async def a_template(w: World, who: Caller) -> Request:
+    return {"path": {"name": "task.assigned.sms.body"}}
+
+
+async def template_source(w: World, who: Caller) -> Request:
+    return {
+        "path": {"name": "task.assigned.sms.body"},
+        "json": {"source": "Assigned: {{ task.title }}"},
+    }
+
+
 async def unknown_notification(w: World, who: Caller) -> Request:
     # Holders are let through to the lookup, which finds nothing: 404, not 403.
     return {"path": {"notification_id": str(uuid.uuid4())}}
@@ -525,6 +556,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/escalations", "read_tasks", 200, existing_task),
     Endpoint("POST", f"{V1}/tasks/{{task_id}}/escalate", "update_assign", 200, task_in("ASSIGNED")),
     Endpoint("GET", f"{V1}/notifications", "notifications_read", 200),
+    Endpoint("GET", f"{V1}/notification-templates", "administer", 200),
+    Endpoint("GET", f"{V1}/notification-templates/{{name}}", "administer", 200, a_template),
+    Endpoint("PUT", f"{V1}/notification-templates/{{name}}", "administer", 200, template_source),
+    Endpoint("GET", f"{V1}/webhooks", "administer", 200),
+    Endpoint("POST", f"{V1}/webhooks", "administer", 201, new_webhook),
+    Endpoint("GET", f"{V1}/webhooks/{{webhook_id}}", "administer", 200, some_webhook),
+    Endpoint("PATCH", f"{V1}/webhooks/{{webhook_id}}", "administer", 200, edit_webhook),
+    Endpoint("DELETE", f"{V1}/webhooks/{{webhook_id}}", "administer", 204, some_webhook),
     Endpoint(
         "GET",
         f"{V1}/notifications/{{notification_id}}",

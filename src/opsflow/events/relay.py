@@ -32,8 +32,9 @@ def consumers() -> list[Consumer]:
     """Every consumer of the outbox, in the order they see an event."""
     from opsflow.escalation.service import consume as escalation
     from opsflow.notifications.service import consume as notifications
+    from opsflow.webhooks.service import consume as webhooks
 
-    return [escalation, notifications]
+    return [escalation, notifications, webhooks]
 
 
 @dataclass

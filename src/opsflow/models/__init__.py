@@ -4,7 +4,7 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
-from opsflow.models.notification import Notification
+from opsflow.models.notification import Notification, NotificationTemplate, WebhookSubscription
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import (
@@ -28,6 +28,7 @@ __all__ = [
     "IdempotencyRecord",
     "Notification",
     "NotificationPreference",
+    "NotificationTemplate",
     "OutboxEvent",
     "RefreshToken",
     "SlaClock",
@@ -38,4 +39,5 @@ __all__ = [
     "TaskAssignee",
     "Team",
     "User",
+    "WebhookSubscription",
 ]

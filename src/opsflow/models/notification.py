@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsflow.db import Base
@@ -34,6 +34,9 @@ class Notification(UUIDPrimaryKey, Timestamps, Base):
     )
     sla_event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     escalation_event_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    webhook_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("webhook_subscriptions.id", ondelete="SET NULL"), index=True
+    )
     source_event_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     notification_type: Mapped[str] = mapped_column(String(64), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # EMAIL | WEBHOOK | SLACK | SMS
@@ -58,3 +61,28 @@ class Notification(UUIDPrimaryKey, Timestamps, Base):
     # [{"at", "ok", "status_code", "error", "held"}]: every attempt, in order
     attempt_log: Mapped[list[Any]] = mapped_column(json_type(), default=list)
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class NotificationTemplate(Base):
+    """A user-edited template part (`sla.breach.email.subject`); absent: the built-in one."""
+
+    __tablename__ = "notification_templates"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class WebhookSubscription(UUIDPrimaryKey, Timestamps, Base):
+    """An outbound webhook: task and SLA events POSTed (signed) to `url`."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    # Signs every delivery (HMAC-SHA256 over timestamp + body); shown once, at creation.
+    secret: Mapped[str] = mapped_column(String(200))
+    event_types: Mapped[list[Any]] = mapped_column(json_type(), default=list)  # [] = all
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)

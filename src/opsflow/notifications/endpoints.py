@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission, Reach, require_reach
@@ -13,7 +13,7 @@ from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.notifications import repository, service
-from opsflow.notifications.schemas import NotificationRead
+from opsflow.notifications.schemas import NotificationRead, TemplateRead, TemplateWrite
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -69,3 +69,28 @@ async def retry_notification(
     return NotificationRead.model_validate(
         await service.retry(session, actor, notification_id, clock.now())
     )
+
+
+templates_router = APIRouter(prefix="/notification-templates", tags=["notifications"])
+Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
+TemplateName = Annotated[str, Path(max_length=100, pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
+
+
+@templates_router.get("", response_model=list[TemplateRead])
+async def list_templates(session: SessionDep, _: Admin) -> list[TemplateRead]:
+    """Every template part (`<event>.<channel>.<part>`), edited or built in."""
+    return await service.list_templates(session)
+
+
+@templates_router.get("/{name}", response_model=TemplateRead)
+async def get_template(name: TemplateName, session: SessionDep, _: Admin) -> TemplateRead:
+    return await service.get_template(session, name)
+
+
+@templates_router.put("/{name}", response_model=TemplateRead)
+async def put_template(
+    name: TemplateName, body: TemplateWrite, session: SessionDep, clock: ClockDep, actor: Admin
+) -> TemplateRead:
+    """Save a template part (sandboxed Jinja2, checked against a sample context first);
+    `{"source": null}` goes back to the built-in one."""
+    return await service.put_template(session, actor, name, body.source, clock.now())

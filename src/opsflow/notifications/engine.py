@@ -51,13 +51,20 @@ class _Claim:
     problem: str | None  # why it cannot be sent at all
 
 
-def _delivery(ctx: AppContext, row: Notification) -> tuple[Delivery | None, str | None]:
+def _delivery(
+    ctx: AppContext, row: Notification, secrets: dict[uuid.UUID, str]
+) -> tuple[Delivery | None, str | None]:
     channel = Channel(row.channel)
     address = row.address
     if channel is Channel.SLACK and not address:
         address = ctx.settings.slack_webhook_url
     if not address:
         return None, f"no {channel.value.lower()} address for {row.recipient}"
+    secret = None
+    if channel is Channel.WEBHOOK and row.recipient_id is None:  # a subscription's delivery
+        secret = secrets.get(row.webhook_id) if row.webhook_id else None
+        if secret is None:
+            return None, "the webhook subscription was deleted or deactivated"
     return (
         Delivery(
             notification_id=row.id,
@@ -71,6 +78,7 @@ def _delivery(ctx: AppContext, row: Notification) -> tuple[Delivery | None, str 
             payload=row.payload or {},
             attempt=row.attempts + 1,
             event=row.notification_type,
+            secret=secret,
         ),
         None,
     )
@@ -81,10 +89,13 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
     async with unit_of_work(ctx.sessions) as session:
         now = ctx.clock.now()
         rows = await repository.claim_due(session, now, batch)
+        secrets = await repository.webhook_secrets(
+            session, {r.webhook_id for r in rows if r.webhook_id}
+        )
         claims = []
         for row in rows:
             row.scheduled_at = now + LEASE
-            delivery, problem = _delivery(ctx, row)
+            delivery, problem = _delivery(ctx, row, secrets)
             claims.append(_Claim(row.id, row.scheduled_at, delivery, problem))
     result.claimed = len(claims)
     if not claims:

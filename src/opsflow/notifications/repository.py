@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
-from opsflow.models.notification import Notification
+from opsflow.models.notification import Notification, WebhookSubscription
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.user import User
@@ -63,6 +63,16 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[No
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return list(await session.scalars(query))
+
+
+async def webhook_secrets(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Signing secrets of the (active) subscriptions these deliveries go to."""
+    if not ids:
+        return {}
+    query = select(WebhookSubscription.id, WebhookSubscription.secret).where(
+        WebhookSubscription.id.in_(ids), WebhookSubscription.is_active.is_(True)
+    )
+    return {row_id: secret for row_id, secret in (await session.execute(query)).all()}
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

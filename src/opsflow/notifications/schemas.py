@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsflow.kit.validation import LongText
 
 
 class NotificationRead(BaseModel):
@@ -35,3 +37,17 @@ class NotificationRead(BaseModel):
     attempt_log: list[dict[str, Any]]
     created_at: datetime
     updated_at: datetime
+
+
+class TemplateRead(BaseModel):
+    name: str
+    source: str
+    default_source: str
+    overridden: bool
+    updated_at: datetime | None = None
+
+
+class TemplateWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: LongText | None = Field(None, description="null: back to the built-in template")

@@ -21,19 +21,27 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound
+from opsflow.errors import Conflict, NotFound, ValidationFailed
 from opsflow.events.changes import record_change
 from opsflow.models.enums import Channel
-from opsflow.models.notification import Notification
+from opsflow.models.notification import Notification, NotificationTemplate
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import MAX_ATTEMPTS
-from opsflow.notifications.templates import NotificationTemplates, TemplateError, build_context
+from opsflow.notifications.schemas import TemplateRead
+from opsflow.notifications.templates import (
+    NotificationTemplates,
+    TemplateError,
+    build_context,
+    default_source,
+    template_names,
+)
 
 PENDING, SENT, FAILED, RETRY, DEAD = "PENDING", "SENT", "FAILED", "RETRY", "DEAD"
 _CHANNELS = {
@@ -101,6 +109,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     existing = await repository.existing_keys(session, list(keys.values()))
     payload: dict[str, Any] = event.payload or {}
     task_id = event.aggregate_id if event.aggregate_type == "task" else None
+    edited = await overrides(session)
     for item in wanted:
         user = users.get(item.user_id)
         preference = preferences.get((item.user_id, item.channel.value))
@@ -117,7 +126,9 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
         )
         subject, body, html, message_payload, template, error = None, "", None, {}, None, None
         try:
-            rendered = _TEMPLATES.render(event.event_type, item.channel, context, fallback=True)
+            rendered = _TEMPLATES.render(
+                event.event_type, item.channel, context, edited, fallback=True
+            )
             subject, body, html = rendered.subject, rendered.body, rendered.html
             message_payload, template = dict(rendered.payload), rendered.template
         except TemplateError as exc:  # recorded on the row; delivery still has the event
@@ -205,3 +216,72 @@ async def retry(
         changes={"status": {"from": before, "to": PENDING}},
     )
     return row
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+async def overrides(session: AsyncSession) -> dict[str, str]:
+    """Every user-edited template part, by name (a small table, read per event)."""
+    rows = await session.scalars(select(NotificationTemplate))
+    return {row.name: row.source for row in rows}
+
+
+def _template_read(name: str, row: NotificationTemplate | None) -> TemplateRead:
+    try:
+        default = default_source(name)
+    except ValueError as exc:
+        raise NotFound("notification_template", name) from exc
+    return TemplateRead(
+        name=name,
+        source=row.source if row else default,
+        default_source=default,
+        overridden=row is not None,
+        updated_at=row.updated_at if row else None,
+    )
+
+
+async def list_templates(session: AsyncSession) -> list[TemplateRead]:
+    stored = {row.name: row for row in await session.scalars(select(NotificationTemplate))}
+    names = sorted(set(template_names()) | set(stored))
+    return [_template_read(name, stored.get(name)) for name in names]
+
+
+async def get_template(session: AsyncSession, name: str) -> TemplateRead:
+    return _template_read(name, await session.get(NotificationTemplate, name))
+
+
+async def put_template(
+    session: AsyncSession, actor: Principal, name: str, source: str | None, now: datetime
+) -> TemplateRead:
+    """Save (validated against a sample context first) or, with None, reset to built-in."""
+    current = _template_read(name, await session.get(NotificationTemplate, name))
+    row = await session.get(NotificationTemplate, name, with_for_update=True)
+    if source is None:
+        if row is not None:
+            await session.delete(row)
+    else:
+        problems = _TEMPLATES.validate(source, name)
+        if problems:
+            raise ValidationFailed(
+                "The template does not render",
+                details=[{"field": "source", "message": p} for p in problems],
+            )
+        if row is None:
+            row = NotificationTemplate(name=name, source=source, updated_at=now)
+            session.add(row)
+        row.source, row.updated_at, row.updated_by = source, now, actor.user_id
+    record_change(
+        session,
+        actor,
+        entity_type="notification_template",
+        entity_id=uuid.uuid5(uuid.NAMESPACE_URL, f"opsflow:template:{name}"),
+        action="NOTIFICATION_TEMPLATE_UPDATED",
+        event_type="notification_template.updated",
+        payload={"name": name, "reset": source is None},
+        now=now,
+        changes={"source": {"from": current.source, "to": source or current.default_source}},
+        metadata={"name": name},
+    )
+    await session.flush()
+    return _template_read(name, row if source is not None else None)

@@ -1,0 +1,197 @@
+"""Outbound webhook subscriptions: CRUD (admin, audited) and the relay consumer that queues
+one WEBHOOK notification per matching subscription and event — delivered, retried and
+dead-lettered like every notification, signed with the subscription's secret."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.principal import Principal
+from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.events.changes import record_change
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import Channel
+from opsflow.models.notification import Notification, WebhookSubscription
+from opsflow.models.outbox import OutboxEvent
+from opsflow.notifications.backoff import MAX_ATTEMPTS
+from opsflow.notifications.templates import webhook_body
+from opsflow.webhooks.schemas import WebhookCreate, WebhookUpdate
+
+DEFAULT_EVENTS = ("task.*", "sla.*", "escalation.*")
+
+
+def wants(subscription: WebhookSubscription, event_type: str) -> bool:
+    patterns = subscription.event_types or list(DEFAULT_EVENTS)
+    for pattern in patterns:
+        if pattern == event_type:
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
+    if not event.event_type.startswith(("task.", "sla.", "escalation.")):
+        return
+    subscriptions = [
+        s
+        for s in await session.scalars(
+            select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
+        )
+        if wants(s, event.event_type)
+    ]
+    if not subscriptions:
+        return
+    keys = {s.id: f"{event.id}:webhook:{s.id}" for s in subscriptions}
+    existing = set(
+        await session.scalars(
+            select(Notification.dedup_key).where(Notification.dedup_key.in_(keys.values()))
+        )
+    )
+    body = webhook_body(
+        event.event_type, event.payload or {}, event_id=str(event.id), occurred_at=event.created_at
+    )
+    for subscription in subscriptions:
+        if keys[subscription.id] in existing:
+            continue
+        session.add(
+            Notification(
+                id=uuid.uuid4(),
+                task_id=event.aggregate_id if event.aggregate_type == "task" else None,
+                source_event_id=event.id,
+                webhook_id=subscription.id,
+                notification_type=event.event_type,
+                channel=Channel.WEBHOOK.value,
+                recipient=subscription.name,
+                address=subscription.url,
+                body="",
+                payload=to_jsonable(body),
+                status="PENDING",
+                attempts=0,
+                max_attempts=MAX_ATTEMPTS,
+                scheduled_at=now,
+                attempt_log=[],
+                dedup_key=keys[subscription.id],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    await session.flush()
+
+
+# --- CRUD ---------------------------------------------------------------------------------
+
+
+def _state(row: WebhookSubscription) -> dict[str, Any]:
+    """What the audit log keeps (never the secret)."""
+    return {
+        "name": row.name,
+        "url": row.url,
+        "event_types": list(row.event_types),
+        "is_active": row.is_active,
+    }
+
+
+def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    row: WebhookSubscription,
+    verb: str,
+    now: datetime,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    changes = None
+    if old is not None and new is not None:
+        changes = {k: {"from": old.get(k), "to": new[k]} for k in new if old.get(k) != new[k]}
+    record_change(
+        session,
+        actor,
+        entity_type="webhook",
+        entity_id=row.id,
+        action=f"WEBHOOK_{verb}",
+        event_type=f"webhook.{verb.lower()}",
+        payload={"name": row.name},
+        now=now,
+        changes=changes,
+        previous_state=old,
+        new_state=new,
+    )
+
+
+async def _name_taken(session: AsyncSession, name: str) -> bool:
+    query = select(WebhookSubscription.id).where(WebhookSubscription.name == name)
+    return (await session.scalar(query)) is not None
+
+
+async def get(session: AsyncSession, webhook_id: uuid.UUID) -> WebhookSubscription:
+    row = await session.get(WebhookSubscription, webhook_id)
+    if row is None:
+        raise NotFound("webhook", webhook_id)
+    return row
+
+
+async def create(
+    session: AsyncSession, actor: Principal, data: WebhookCreate, now: datetime
+) -> WebhookSubscription:
+    if await _name_taken(session, data.name):
+        raise Conflict(f"A webhook named '{data.name}' already exists")
+    row = WebhookSubscription(
+        id=uuid.uuid4(),
+        name=data.name,
+        url=data.url,
+        secret=data.secret or f"whsec_{secrets.token_urlsafe(32)}",
+        event_types=list(dict.fromkeys(data.event_types)),
+        is_active=data.is_active,
+        created_by=actor.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    _audit(session, actor, row, "CREATED", now, None, _state(row))
+    return row
+
+
+async def update(
+    session: AsyncSession,
+    actor: Principal,
+    webhook_id: uuid.UUID,
+    data: WebhookUpdate,
+    now: datetime,
+) -> WebhookSubscription:
+    row = await get(session, webhook_id)
+    fields = data.model_dump(exclude_unset=True)
+    for key, value in fields.items():
+        if value is None:
+            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    if (
+        "name" in fields
+        and fields["name"] != row.name
+        and await _name_taken(session, fields["name"])
+    ):
+        raise Conflict(f"A webhook named '{fields['name']}' already exists")
+    before = _state(row)
+    rotated = "secret" in fields and fields["secret"] != row.secret
+    for key, value in fields.items():
+        setattr(row, key, list(dict.fromkeys(value)) if key == "event_types" else value)
+    after = _state(row)
+    if after != before or rotated:
+        row.updated_at = now
+        _audit(session, actor, row, "UPDATED", now, before, after | {"secret_rotated": rotated})
+    return row
+
+
+async def delete(
+    session: AsyncSession, actor: Principal, webhook_id: uuid.UUID, now: datetime
+) -> None:
+    """Queued deliveries of a deleted subscription end FAILED (nothing left to sign with)."""
+    row = await get(session, webhook_id)
+    _audit(session, actor, row, "DELETED", now, _state(row), None)
+    await session.delete(row)
