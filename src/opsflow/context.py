@@ -36,6 +36,8 @@ class AppContext:
         processes never need them)."""
         if self._notifier is None:
             self._notifier = Notifier.from_settings(self.settings, self.clock)
+            breaker, clock = self._notifier.breaker, self.clock
+            self.metrics.attach_circuits(lambda: breaker.snapshot(clock.now()))
         return self._notifier
 
     @classmethod

@@ -16,7 +16,7 @@ from opsflow.events import relay
 from opsflow.notifications.channels import verify
 from opsflow.workers.embedded import run_pass
 from tests.conftest import T0, assert_error, make_user
-from tests.sinks import HttpSink
+from tests.sinks import HttpSink, Reply
 
 
 @pytest.fixture
@@ -240,3 +240,53 @@ async def test_unknown_template_names(
         400,
         "VALIDATION_ERROR",
     )
+
+
+async def test_a_destination_that_stays_down_opens_its_circuit_without_burning_attempts(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    sink: HttpSink,
+) -> None:
+    created = await client.post(
+        "/webhooks",
+        json={"name": "flaky", "url": f"{sink.url}/down", "event_types": ["task.created"]},
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    sink.script = [Reply(503, b"maintenance")] * 5  # the breaker opens after 5 failures
+    for _ in range(7):
+        await _incident(client, admin_headers)
+    await drain(app_context)
+    assert len(sink.requests) == 5  # two deliveries held, not attempted
+    rows = (
+        await client.get(
+            "/notifications", params={"channel": "WEBHOOK", "page_size": 50}, headers=admin_headers
+        )
+    ).json()["items"]
+    attempts = sorted(row["attempts"] for row in rows)
+    assert attempts == [0, 0, 1, 1, 1, 1, 1]
+    held = [row for row in rows if row["attempts"] == 0]
+    assert all(row["attempt_log"][-1]["held"] for row in held)
+    metrics = (await client.get("/metrics")).text
+    assert 'opsflow_notification_circuit_open{destination="webhook:' in metrics
+    assert "} 1.0" in metrics.split("opsflow_notification_circuit_open{")[1]
+    assert 'opsflow_notification_deliveries_total{channel="WEBHOOK",outcome="held"} 2.0' in metrics
+
+    # The destination comes back: after the cooldown a probe goes through, the circuit
+    # closes, everything is delivered, the held ones on their first attempt.
+    for minutes in (2, 5, 10, 20, 40):
+        clock.set(T0 + timedelta(minutes=minutes))
+        await drain(app_context)
+    rows = (
+        await client.get(
+            "/notifications", params={"channel": "WEBHOOK", "page_size": 50}, headers=admin_headers
+        )
+    ).json()["items"]
+    assert [row["status"] for row in rows] == ["SENT"] * 7
+    assert sorted(row["attempts"] for row in rows) == [1, 1, 2, 2, 2, 2, 2]
+    delivered = {r.headers["idempotency-key"] for r in sink.requests if r.path == "/down"}
+    assert len(delivered) == 7
+    metrics = (await client.get("/metrics")).text
+    assert 'opsflow_notifications{channel="webhook",status="sent"} 7.0' in metrics

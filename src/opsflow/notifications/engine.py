@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -104,13 +105,26 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
         return result
     notifier = ctx.notifier
 
-    async def send(claim: _Claim) -> DeliveryResult | None:
-        if claim.delivery is None:
-            return None
-        channel = notifier.channels[claim.delivery.channel]
-        return await deliver(channel, claim.delivery, breaker=notifier.breaker, clock=ctx.clock)
+    # Destinations in parallel, each destination's deliveries one after another: a failing
+    # endpoint is not hit by a whole batch at once, and its breaker sees each answer before
+    # the next delivery asks it.
+    by_destination: dict[str, list[int]] = defaultdict(list)
+    for index, claim in enumerate(claims):
+        if claim.delivery is not None:
+            channel = notifier.channels[claim.delivery.channel]
+            by_destination[channel.destination_for(claim.delivery)].append(index)
+    outcomes: list[DeliveryResult | None] = [None] * len(claims)
 
-    outcomes = await asyncio.gather(*(send(claim) for claim in claims))
+    async def send_all(indexes: list[int]) -> None:
+        for index in indexes:
+            delivery = claims[index].delivery
+            assert delivery is not None
+            channel = notifier.channels[delivery.channel]
+            outcomes[index] = await deliver(
+                channel, delivery, breaker=notifier.breaker, clock=ctx.clock
+            )
+
+    await asyncio.gather(*(send_all(indexes) for indexes in by_destination.values()))
     async with unit_of_work(ctx.sessions) as session:
         now = ctx.clock.now()
         for claim, outcome in zip(claims, outcomes, strict=True):

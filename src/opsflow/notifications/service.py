@@ -5,7 +5,8 @@ The outbox relay hands every event to `consume`, in the relay's transaction. The
 * `escalation.fired` — each recipient of the step, on each of the step's channels;
 * `sla.warning` / `sla.critical` / `sla.breach` (only the one the engine marked `notify`)
   — the task's assignees, by e-mail;
-* `task.assigned` — the assignees, by e-mail; `task.completed` — the creator, by e-mail.
+* `task.created` / `task.assigned` — the assignees, by e-mail; `task.completed` — the
+  creator, by e-mail.
 
 A user's preference for a channel (seed 004) can switch it off or give its address (an
 e-mail address, a Slack incoming-webhook URL, a phone number). Each row's `dedup_key` is
@@ -85,7 +86,8 @@ async def _wanted(session: AsyncSession, event: OutboxEvent) -> list[Wanted]:
         if not payload.get("notify", True):
             return []
         return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
-    if kind == "task.assigned":
+    if kind in ("task.created", "task.assigned"):
+        # Seed 001: whoever is given the task hears about it (created unassigned: nobody).
         return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
     if kind == "task.completed":
         return [Wanted(task.created_by, Channel.EMAIL)]

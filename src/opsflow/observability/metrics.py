@@ -10,7 +10,7 @@ Two kinds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
@@ -67,17 +68,34 @@ class Metrics:
             registry=self.registry,
         )
         self._database: DatabaseCollector | None = None
+        self._circuits: Callable[[], dict[str, str]] | None = None
 
     def attach_database(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._database = DatabaseCollector(sessions)
 
+    def attach_circuits(self, snapshot: Callable[[], dict[str, str]]) -> None:
+        """The delivery breakers of this process ({destination: state})."""
+        self._circuits = snapshot
+
     async def render(self) -> bytes:
         """The exposition text: process-local instruments plus the database series."""
         body = generate_latest(self.registry)
+        series: list[Metric] = []
         if self._database is not None:
-            snapshot = await self._database.snapshot()
+            series += await self._database.snapshot()
+        if self._circuits is not None:
+            circuits = GaugeMetricFamily(
+                "opsflow_notification_circuit_open",
+                "Delivery circuit per destination in this process: 1 open, 0.5 half-open, 0 closed",
+                labels=["destination"],
+            )
+            level = {"open": 1.0, "half_open": 0.5}
+            for destination, state in sorted(self._circuits().items()):
+                circuits.add_metric([destination], level.get(str(state), 0.0))
+            series.append(circuits)
+        if series:
             extra = CollectorRegistry(auto_describe=False)
-            extra.register(_Static(snapshot))
+            extra.register(_Static(series))
             body += generate_latest(extra)
         return body
 
@@ -108,6 +126,13 @@ class DatabaseCollector:
                 .select_from(OutboxEvent)
                 .where(OutboxEvent.published_at.is_(None))
             )
+            notifications = (
+                await session.execute(
+                    select(Notification.channel, Notification.status, func.count()).group_by(
+                        Notification.channel, Notification.status
+                    )
+                )
+            ).all()
         active = GaugeMetricFamily(
             "opsflow_active_tasks", "Tasks that are not deleted, by status", labels=["status"]
         )
@@ -124,7 +149,14 @@ class DatabaseCollector:
             breach_total.add_metric([sla_type.lower()], float(count))
         outbox = GaugeMetricFamily("opsflow_outbox_backlog", "Outbox events not yet published")
         outbox.add_metric([], float(backlog or 0))
-        return [active, created_total, breach_total, outbox]
+        by_state = GaugeMetricFamily(
+            "opsflow_notifications",
+            "Notifications by channel and status (status dead: the dead-letter queue)",
+            labels=["channel", "status"],
+        )
+        for channel, status, count in notifications:
+            by_state.add_metric([channel.lower(), status.lower()], float(count))
+        return [active, created_total, breach_total, outbox, by_state]
 
 
 class _Static(Collector):
