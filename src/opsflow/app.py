@@ -27,7 +27,7 @@ from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
-from opsflow.notifications.endpoints import templates_router
+from opsflow.notifications.endpoints import templates_router, windows_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.routing import RouteIndex, route_index
@@ -243,6 +243,7 @@ def create_app(
         escalation_router,
         notifications_router,
         templates_router,
+        windows_router,
         webhooks_router,
         audit_router,
         system_router,

@@ -240,3 +240,115 @@ async def test_notification_reads_by_role(
         400,
         "VALIDATION_ERROR",
     )
+
+
+async def _window(
+    client: httpx.AsyncClient, headers: dict[str, str], start: float, end: float, **extra: Any
+) -> Any:
+    body = {
+        "name": "db failover",
+        "starts_at": (T0 + timedelta(minutes=start)).isoformat(),
+        "ends_at": (T0 + timedelta(minutes=end)).isoformat(),
+        **extra,
+    }
+    response = await client.post("/maintenance-windows", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_a_maintenance_window_holds_notifications_then_releases_them(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+) -> None:
+    await _window(client, admin_headers, 10, 30, conditions={"priority": ["CRITICAL"]})
+    world = await _world(client, admin_headers)
+    developer = world["developer"]
+    mailbox = f"{developer.username}@example.com"
+
+    def mails() -> int:
+        return sum(1 for r in smtp[0].received if r.rcpt_tos == [mailbox])
+
+    await at(app_context, clock, 1)
+    assert mails() == 1  # task.created: before the window, sent
+    await at(app_context, clock, 15)  # START_BREACH escalation, inside the window: held
+    assert mails() == 1
+    held = await _notifications(
+        client, admin_headers, notification_type="escalation.fired", channel="EMAIL"
+    )
+    assert {(n["status"], n["attempts"]) for n in held} == {("PENDING", 0)}
+    assert held[0]["attempt_log"][-1]["error"] == "held by maintenance window 'db failover'"
+    await at(app_context, clock, 30)  # the window closes: released
+    assert mails() >= 2
+    released = await _notifications(client, admin_headers, notification_type="escalation.fired")
+    assert all(n["status"] == "SENT" for n in released)
+
+
+async def test_a_drop_window_drops_what_it_held(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    await _window(client, admin_headers, 10, 30, on_end="drop")
+    await _world(client, admin_headers)
+    await at(app_context, clock, 15)
+    await at(app_context, clock, 31)
+    rows = await _notifications(client, admin_headers, notification_type="escalation.fired")
+    held = [n for n in rows if any(entry.get("held") for entry in n["attempt_log"])]
+    assert held  # level 1, fired at +15 inside the window
+    assert {(n["status"], n["error_message"]) for n in held} == {
+        ("FAILED", "dropped: maintenance window 'db failover' ended")
+    }
+    # Steps that fired after it closed (+20, +25, +30, all seen at +31) went out.
+    assert {n["status"] for n in rows if n not in held} == {"SENT"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"ends_at": "2026-01-27T10:00:00Z"}, "ends_at"),  # before starts_at
+        ({"ends_at": "2026-04-27T10:00:00Z"}, "ends_at"),  # longer than 31 days
+        ({"starts_at": "2026-01-27T10:00:00"}, "starts_at"),  # naive
+        ({"on_end": "forget"}, "on_end"),
+        ({"conditions": {"priority": ["URGENT"]}}, "conditions"),
+    ],
+)
+async def test_invalid_windows_are_refused(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    base = {
+        "name": "w",
+        "starts_at": "2026-01-27T11:00:00Z",
+        "ends_at": "2026-01-27T12:00:00Z",
+    }
+    response = await client.post(
+        "/maintenance-windows", json={**base, **body}, headers=admin_headers
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert any(field in str(d.get("field")) for d in error["details"]), error
+
+
+async def test_window_crud_is_audited(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    window = await _window(client, admin_headers, 10, 30)
+    patched = await client.patch(
+        f"/maintenance-windows/{window['id']}", json={"on_end": "drop"}, headers=admin_headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["on_end"] == "drop"
+    listed = await client.get("/maintenance-windows", headers=admin_headers)
+    assert [w["id"] for w in listed.json()["items"]] == [window["id"]]
+    deleted = await client.delete(f"/maintenance-windows/{window['id']}", headers=admin_headers)
+    assert deleted.status_code == 204
+    audit = await client.get(
+        "/audit-logs", params={"entity_type": "maintenance_window"}, headers=admin_headers
+    )
+    assert sorted(r["action"] for r in audit.json()["items"]) == [
+        "MAINTENANCE_WINDOW_CREATED",
+        "MAINTENANCE_WINDOW_DELETED",
+        "MAINTENANCE_WINDOW_UPDATED",
+    ]

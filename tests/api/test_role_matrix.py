@@ -313,6 +313,33 @@ async def template_source(w: World, who: Caller) -> Request:
     }
 
 
+def _window_body(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "starts_at": "2030-01-01T00:00:00Z",
+        "ends_at": "2030-01-01T01:00:00Z",
+    }
+
+
+async def new_window(w: World, who: Caller) -> Request:
+    return {"json": _window_body(w.unique("window"))}
+
+
+async def some_window(w: World, who: Caller, json: Any = None) -> Request:
+    created = await w.client.post(
+        "/maintenance-windows", json=_window_body(w.unique("window")), headers=w.admin
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"window_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_window(w: World, who: Caller) -> Request:
+    return await some_window(w, who, {"on_end": "drop"})
+
+
 async def unknown_notification(w: World, who: Caller) -> Request:
     # Holders are let through to the lookup, which finds nothing: 404, not 403.
     return {"path": {"notification_id": str(uuid.uuid4())}}
@@ -556,6 +583,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/escalations", "read_tasks", 200, existing_task),
     Endpoint("POST", f"{V1}/tasks/{{task_id}}/escalate", "update_assign", 200, task_in("ASSIGNED")),
     Endpoint("GET", f"{V1}/notifications", "notifications_read", 200),
+    Endpoint("GET", f"{V1}/maintenance-windows", "sla_read", 200),
+    Endpoint("POST", f"{V1}/maintenance-windows", "sla_write", 201, new_window),
+    Endpoint("GET", f"{V1}/maintenance-windows/{{window_id}}", "sla_read", 200, some_window),
+    Endpoint("PATCH", f"{V1}/maintenance-windows/{{window_id}}", "sla_write", 200, edit_window),
+    Endpoint("DELETE", f"{V1}/maintenance-windows/{{window_id}}", "sla_write", 204, some_window),
     Endpoint("GET", f"{V1}/notification-templates", "administer", 200),
     Endpoint("GET", f"{V1}/notification-templates/{{name}}", "administer", 200, a_template),
     Endpoint("PUT", f"{V1}/notification-templates/{{name}}", "administer", 200, template_source),

@@ -52,8 +52,12 @@ _OPEN_STATUSES = frozenset({"CREATED", "ASSIGNED", "IN_PROGRESS", "BLOCKED"})
 
 
 def matches(policy: EscalationPolicy, task: Task, team_name: str | None) -> bool:
-    """Every condition given must match (any of its values); tags match on any in common."""
-    conditions: dict[str, Any] = policy.conditions or {}
+    return conditions_match(policy.conditions or {}, task, team_name)
+
+
+def conditions_match(conditions: dict[str, Any], task: Task, team_name: str | None) -> bool:
+    """Every condition given must match (any of its values); tags match on any in common.
+    The shape of escalation-policy and maintenance-window conditions."""
     for key, attribute in (
         ("priority", task.priority),
         ("task_type", task.task_type),

@@ -4,7 +4,12 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
-from opsflow.models.notification import Notification, NotificationTemplate, WebhookSubscription
+from opsflow.models.notification import (
+    MaintenanceWindow,
+    Notification,
+    NotificationTemplate,
+    WebhookSubscription,
+)
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import (
@@ -26,6 +31,7 @@ __all__ = [
     "EscalationEvent",
     "EscalationPolicy",
     "IdempotencyRecord",
+    "MaintenanceWindow",
     "Notification",
     "NotificationPreference",
     "NotificationTemplate",

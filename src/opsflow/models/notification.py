@@ -86,3 +86,19 @@ class WebhookSubscription(UUIDPrimaryKey, Timestamps, Base):
     event_types: Mapped[list[Any]] = mapped_column(json_type(), default=list)  # [] = all
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class MaintenanceWindow(UUIDPrimaryKey, Timestamps, Base):
+    """While open, notifications about matching tasks are held (recorded, not sent); when it
+    closes they are released, or dropped when `on_end` says so."""
+
+    __tablename__ = "maintenance_windows"
+
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The escalation-policy condition shape: {"service": [...], "team": [...], ...}; {} = all.
+    conditions: Mapped[dict[str, Any]] = mapped_column(json_type(), default=dict)
+    on_end: Mapped[str] = mapped_column(String(16), default="release")  # release | drop
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)

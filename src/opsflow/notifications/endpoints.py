@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response, status
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission, Reach, require_reach
@@ -13,7 +13,14 @@ from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.notifications import repository, service
-from opsflow.notifications.schemas import NotificationRead, TemplateRead, TemplateWrite
+from opsflow.notifications.schemas import (
+    NotificationRead,
+    TemplateRead,
+    TemplateWrite,
+    WindowCreate,
+    WindowRead,
+    WindowUpdate,
+)
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -94,3 +101,52 @@ async def put_template(
     """Save a template part (sandboxed Jinja2, checked against a sample context first);
     `{"source": null}` goes back to the built-in one."""
     return await service.put_template(session, actor, name, body.source, clock.now())
+
+
+windows_router = APIRouter(prefix="/maintenance-windows", tags=["notifications"])
+WindowReader = Annotated[Principal, Depends(require(Permission.SLA_READ))]
+WindowWriter = Annotated[Principal, Depends(require(Permission.SLA_WRITE))]
+
+
+@windows_router.get("", response_model=Page[WindowRead])
+async def list_windows(session: SessionDep, _: WindowReader, page: PageDep) -> Page[WindowRead]:
+    rows, total = await repository.all_windows(session, page)
+    return Page(
+        items=[WindowRead.model_validate(r) for r in rows], pagination=Pagination.of(page, total)
+    )
+
+
+@windows_router.post("", status_code=status.HTTP_201_CREATED, response_model=WindowRead)
+async def create_window(
+    body: WindowCreate, session: SessionDep, clock: ClockDep, actor: WindowWriter
+) -> WindowRead:
+    """While open, notifications about matching tasks are held; `on_end` releases or drops
+    them when it closes."""
+    return WindowRead.model_validate(await service.create_window(session, actor, body, clock.now()))
+
+
+@windows_router.get("/{window_id}", response_model=WindowRead)
+async def get_window(window_id: uuid.UUID, session: SessionDep, _: WindowReader) -> WindowRead:
+    return WindowRead.model_validate(await service.get_window(session, window_id))
+
+
+@windows_router.patch("/{window_id}", response_model=WindowRead)
+async def update_window(
+    window_id: uuid.UUID,
+    body: WindowUpdate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: WindowWriter,
+) -> WindowRead:
+    row = await service.update_window(session, actor, window_id, body, clock.now())
+    return WindowRead.model_validate(row)
+
+
+@windows_router.delete(
+    "/{window_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+)
+async def delete_window(
+    window_id: uuid.UUID, session: SessionDep, clock: ClockDep, actor: WindowWriter
+) -> Response:
+    await service.delete_window(session, actor, window_id, clock.now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -22,8 +22,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
+from opsflow.escalation.service import conditions_match
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Channel
 from opsflow.models.notification import Notification
@@ -93,6 +96,7 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
         secrets = await repository.webhook_secrets(
             session, {r.webhook_id for r in rows if r.webhook_id}
         )
+        rows = await _apply_windows(session, rows, now)
         claims = []
         for row in rows:
             row.scheduled_at = now + LEASE
@@ -138,6 +142,59 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
         await session.flush()
         result.next_due = await repository.next_due(session)
     return result
+
+
+def _held_by(row: Notification) -> uuid.UUID | None:
+    last = row.attempt_log[-1] if row.attempt_log else None
+    if last and last.get("window_id"):
+        return uuid.UUID(str(last["window_id"]))
+    return None
+
+
+async def _apply_windows(
+    session: AsyncSession, rows: list[Notification], now: datetime
+) -> list[Notification]:
+    """Hold what an open maintenance window covers (no attempt, due again when it closes);
+    drop what a closed `drop` window held. Returns the rows still to send."""
+    held_by = {row.id: _held_by(row) for row in rows}
+    windows = await repository.windows(session, {w for w in held_by.values() if w is not None}, now)
+    if not windows:
+        return rows
+    tasks = await repository.tasks_with_team_names(
+        session, {row.task_id for row in rows if row.task_id}
+    )
+    by_id = {window.id: window for window in windows}
+    to_send = []
+    for row in rows:
+        held = held_by[row.id]
+        previous = by_id.get(held) if held is not None else None
+        if previous is not None and previous.on_end == "drop" and previous.ends_at <= now:
+            row.status, row.failed_at = FAILED, now
+            row.error_message = f"dropped: maintenance window '{previous.name}' ended"
+            row.updated_at = now
+            continue
+        found = tasks.get(row.task_id) if row.task_id else None
+        covering = [
+            w
+            for w in windows
+            if w.starts_at <= now < w.ends_at
+            and found is not None
+            and conditions_match(w.conditions or {}, found[0], found[1])
+        ]
+        if not covering:
+            to_send.append(row)
+            continue
+        window = max(covering, key=lambda w: w.ends_at)
+        row.scheduled_at = window.ends_at
+        row.updated_at = now
+        row.attempt_log = to_jsonable(
+            [
+                *row.attempt_log,
+                {"at": now, "ok": False, "held": True, "window_id": window.id,
+                 "error": f"held by maintenance window '{window.name}'"},
+            ]
+        )  # fmt: skip
+    return to_send
 
 
 def _record(

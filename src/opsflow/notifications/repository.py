@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
-from opsflow.models.notification import Notification, WebhookSubscription
+from opsflow.models.notification import MaintenanceWindow, Notification, WebhookSubscription
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.team import Team
 from opsflow.models.user import User
 
 DELIVERABLE = ("PENDING", "RETRY")
@@ -73,6 +74,41 @@ async def webhook_secrets(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uu
         WebhookSubscription.id.in_(ids), WebhookSubscription.is_active.is_(True)
     )
     return {row_id: secret for row_id, secret in (await session.execute(query)).all()}
+
+
+async def windows(
+    session: AsyncSession, ids: set[uuid.UUID], now: datetime
+) -> list[MaintenanceWindow]:
+    """Windows open at `now`, and the windows named by `ids` (that held rows before)."""
+    query = select(MaintenanceWindow).where(
+        or_(
+            and_(MaintenanceWindow.starts_at <= now, MaintenanceWindow.ends_at > now),
+            MaintenanceWindow.id.in_(ids or {uuid.UUID(int=0)}),
+        )
+    )
+    return list(await session.scalars(query))
+
+
+async def all_windows(
+    session: AsyncSession, params: PageParams
+) -> tuple[list[MaintenanceWindow], int]:
+    total = int(await session.scalar(select(func.count()).select_from(MaintenanceWindow)) or 0)
+    rows = await session.scalars(
+        select(MaintenanceWindow)
+        .order_by(MaintenanceWindow.starts_at.desc(), MaintenanceWindow.id)
+        .offset(params.offset)
+        .limit(params.page_size)
+    )
+    return list(rows), total
+
+
+async def tasks_with_team_names(
+    session: AsyncSession, ids: set[uuid.UUID]
+) -> dict[uuid.UUID, tuple[Task, str | None]]:
+    if not ids:
+        return {}
+    query = select(Task, Team.name).outerjoin(Team, Team.id == Task.team_id).where(Task.id.in_(ids))
+    return {task.id: (task, name) for task, name in (await session.execute(query)).all()}
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from opsflow.kit.validation import LongText
+from opsflow.escalation.schemas import Conditions
+from opsflow.kit.validation import LongText, Name
 
 
 class NotificationRead(BaseModel):
@@ -51,3 +52,42 @@ class TemplateWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: LongText | None = Field(None, description="null: back to the built-in template")
+
+
+class WindowFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: LongText | None = None
+    conditions: Conditions = Conditions()
+    on_end: Literal["release", "drop"] = "release"
+
+
+class WindowCreate(WindowFields):
+    name: Name
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+
+class WindowUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    description: LongText | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    conditions: Conditions | None = None
+    on_end: Literal["release", "drop"] | None = None
+
+
+class WindowRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    description: str | None
+    starts_at: datetime
+    ends_at: datetime
+    conditions: dict[str, Any]
+    on_end: str
+    created_at: datetime
+    updated_at: datetime

@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,13 +29,14 @@ from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
 from opsflow.events.changes import record_change
+from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Channel
-from opsflow.models.notification import Notification, NotificationTemplate
+from opsflow.models.notification import MaintenanceWindow, Notification, NotificationTemplate
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import MAX_ATTEMPTS
-from opsflow.notifications.schemas import TemplateRead
+from opsflow.notifications.schemas import TemplateRead, WindowCreate, WindowUpdate
 from opsflow.notifications.templates import (
     NotificationTemplates,
     TemplateError,
@@ -287,3 +288,123 @@ async def put_template(
     )
     await session.flush()
     return _template_read(name, row if source is not None else None)
+
+
+# --- maintenance windows ----------------------------------------------------------------
+
+MAX_WINDOW = timedelta(days=31)
+
+
+def _window_state(row: MaintenanceWindow) -> dict[str, Any]:
+    return to_jsonable(  # type: ignore[no-any-return]
+        {
+            "name": row.name,
+            "description": row.description,
+            "starts_at": row.starts_at,
+            "ends_at": row.ends_at,
+            "conditions": row.conditions,
+            "on_end": row.on_end,
+        }
+    )
+
+
+def _check_window(starts_at: datetime, ends_at: datetime) -> None:
+    if ends_at <= starts_at:
+        raise ValidationFailed(details=[{"field": "ends_at", "message": "must be after starts_at"}])
+    if ends_at - starts_at > MAX_WINDOW:
+        raise ValidationFailed(details=[{"field": "ends_at", "message": "at most 31 days long"}])
+
+
+def _audit_window(
+    session: AsyncSession,
+    actor: Principal,
+    row: MaintenanceWindow,
+    verb: str,
+    now: datetime,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    changes = None
+    if old is not None and new is not None:
+        changes = {k: {"from": old.get(k), "to": v} for k, v in new.items() if old.get(k) != v}
+    record_change(
+        session,
+        actor,
+        entity_type="maintenance_window",
+        entity_id=row.id,
+        action=f"MAINTENANCE_WINDOW_{verb}",
+        event_type=f"maintenance_window.{verb.lower()}",
+        payload={"name": row.name, "old": old, "new": new},
+        now=now,
+        changes=changes,
+        previous_state=old,
+        new_state=new,
+    )
+
+
+async def get_window(session: AsyncSession, window_id: uuid.UUID) -> MaintenanceWindow:
+    row = await session.get(MaintenanceWindow, window_id)
+    if row is None:
+        raise NotFound("maintenance_window", window_id)
+    return row
+
+
+def _conditions(value: Any) -> dict[str, Any]:
+    return {k: v for k, v in value.model_dump(mode="json").items() if v}
+
+
+async def create_window(
+    session: AsyncSession, actor: Principal, data: WindowCreate, now: datetime
+) -> MaintenanceWindow:
+    _check_window(data.starts_at, data.ends_at)
+    row = MaintenanceWindow(
+        id=uuid.uuid4(),
+        name=data.name,
+        description=data.description,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        conditions=_conditions(data.conditions),
+        on_end=data.on_end,
+        created_by=actor.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    _audit_window(session, actor, row, "CREATED", now, None, _window_state(row))
+    return row
+
+
+async def update_window(
+    session: AsyncSession,
+    actor: Principal,
+    window_id: uuid.UUID,
+    data: WindowUpdate,
+    now: datetime,
+) -> MaintenanceWindow:
+    row = await get_window(session, window_id)
+    fields = data.model_dump(exclude_unset=True)
+    for key, value in fields.items():
+        if value is None and key != "description":
+            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    before = _window_state(row)
+    for key, value in fields.items():
+        if key == "conditions":
+            assert data.conditions is not None
+            value = _conditions(data.conditions)
+        setattr(row, key, value)
+    _check_window(row.starts_at, row.ends_at)
+    after = _window_state(row)
+    if after != before:
+        row.updated_at = now
+        _audit_window(session, actor, row, "UPDATED", now, before, after)
+    return row
+
+
+async def delete_window(
+    session: AsyncSession, actor: Principal, window_id: uuid.UUID, now: datetime
+) -> None:
+    """Held notifications are then released at their next look (their window is gone)."""
+    row = await get_window(session, window_id)
+    _audit_window(session, actor, row, "DELETED", now, _window_state(row), None)
+    await session.delete(row)
