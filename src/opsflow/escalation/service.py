@@ -28,11 +28,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.errors import Conflict, NotFound
 from opsflow.escalation import repository
 from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
-from opsflow.events.changes import record_change
+from opsflow.events.changes import record_change, record_entity_change
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.validation import patch_fields
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
@@ -490,23 +491,15 @@ def _audit(
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
 ) -> None:
-    changes = None
-    if old is not None and new is not None:
-        changes = {
-            k: {"from": old.get(k), "to": new.get(k)} for k in new if old.get(k) != new.get(k)
-        }
-    record_change(
+    record_entity_change(
         session,
         actor,
         entity_type="escalation_policy",
         entity_id=policy.id,
-        action=f"ESCALATION_POLICY_{verb}",
-        event_type=f"escalation_policy.{verb.lower()}",
-        payload={"name": policy.name, "old": old, "new": new},
+        verb=verb,
         now=now,
-        changes=changes,
-        previous_state=old,
-        new_state=new,
+        old=old,
+        new=new,
     )
 
 
@@ -533,11 +526,8 @@ async def update_policy(
     session: AsyncSession, actor: Principal, policy_id: uuid.UUID, data: PolicyUpdate, now: datetime
 ) -> EscalationPolicy:
     policy = await get_policy(session, policy_id)
+    patch_fields(data, nullable={"description", "repeat_interval_minutes", "ack_timeout_minutes"})
     fields = _dump(data)
-    nullable = {"description", "repeat_interval_minutes", "ack_timeout_minutes"}
-    for key, value in fields.items():
-        if value is None and key not in nullable:
-            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
     name = fields.get("name")
     if name and name != policy.name and await repository.policy_named(session, name):
         raise Conflict(f"An escalation policy named '{name}' already exists")

@@ -50,3 +50,44 @@ def record_change(
         now=now,
         request_id=actor.meta.request_id,
     )
+
+
+def field_changes(
+    old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, dict[str, Any]] | None:
+    """`{field: {from, to}}` for the fields that differ; None unless both states exist."""
+    if old is None or new is None:
+        return None
+    keys = dict.fromkeys([*old, *new])
+    return {k: {"from": old.get(k), "to": new.get(k)} for k in keys if old.get(k) != new.get(k)}
+
+
+def record_entity_change(
+    session: AsyncSession,
+    actor: Principal,
+    *,
+    entity_type: str,
+    entity_id: uuid.UUID,
+    verb: str,
+    now: datetime,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """A configuration entity created, updated or deleted (`verb` CREATED|UPDATED|DELETED):
+    action `<ENTITY>_<VERB>`, event `<entity>.<verb>`, the before/after states and their
+    field changes."""
+    record_change(
+        session,
+        actor,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=f"{entity_type.upper()}_{verb}",
+        event_type=f"{entity_type}.{verb.lower()}",
+        payload={"name": (new or old or {}).get("name"), "old": old, "new": new},
+        now=now,
+        changes=field_changes(old, new),
+        previous_state=old,
+        new_state=new,
+        metadata=metadata,
+    )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import email_validator
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, StringConstraints
+
+from opsflow.errors import ValidationFailed
 
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -108,3 +111,17 @@ Username = Annotated[
 Password = Annotated[
     str, StringConstraints(min_length=8, max_length=256), AfterValidator(_reject_nul)
 ]
+
+
+def patch_fields(
+    data: BaseModel, *, nullable: Collection[str] = (), exclude: Collection[str] = ()
+) -> dict[str, Any]:
+    """The fields a PATCH body sets; a `null` for a field that cannot be empty is refused
+    (every such field named at once)."""
+    fields = data.model_dump(exclude_unset=True, exclude=set(exclude))
+    nulls = [key for key, value in fields.items() if value is None and key not in nullable]
+    if nulls:
+        raise ValidationFailed(
+            details=[{"field": key, "message": "must not be null"} for key in nulls]
+        )
+    return fields

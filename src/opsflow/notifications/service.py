@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
-from opsflow.events.changes import record_change
+from opsflow.events.changes import record_change, record_entity_change
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import Channel
 from opsflow.models.notification import MaintenanceWindow, Notification, NotificationTemplate
 from opsflow.models.outbox import OutboxEvent
@@ -324,21 +325,15 @@ def _audit_window(
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
 ) -> None:
-    changes = None
-    if old is not None and new is not None:
-        changes = {k: {"from": old.get(k), "to": v} for k, v in new.items() if old.get(k) != v}
-    record_change(
+    record_entity_change(
         session,
         actor,
         entity_type="maintenance_window",
         entity_id=row.id,
-        action=f"MAINTENANCE_WINDOW_{verb}",
-        event_type=f"maintenance_window.{verb.lower()}",
-        payload={"name": row.name, "old": old, "new": new},
+        verb=verb,
         now=now,
-        changes=changes,
-        previous_state=old,
-        new_state=new,
+        old=old,
+        new=new,
     )
 
 
@@ -383,10 +378,7 @@ async def update_window(
     now: datetime,
 ) -> MaintenanceWindow:
     row = await get_window(session, window_id)
-    fields = data.model_dump(exclude_unset=True)
-    for key, value in fields.items():
-        if value is None and key != "description":
-            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    fields = patch_fields(data, nullable={"description"})
     before = _window_state(row)
     for key, value in fields.items():
         if key == "conditions":

@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
-from opsflow.events.changes import record_change
+from opsflow.events.changes import record_entity_change
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.validation import patch_fields
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow, SlaSettingsRow
 from opsflow.sla import repository
 from opsflow.sla import service as sla_service
@@ -191,27 +192,15 @@ def _audit(
 ) -> None:
     entity = {"policy": "sla_policy", "calendar": "business_calendar", "settings": "sla_settings"}
     verb = {"added": "CREATED", "changed": "UPDATED", "removed": "DELETED"}[change]
-    changes = (
-        {
-            key: {"from": (old or {}).get(key), "to": (new or {}).get(key)}
-            for key in dict.fromkeys([*(old or {}), *(new or {})])
-            if (old or {}).get(key) != (new or {}).get(key)
-        }
-        if change == "changed"
-        else None
-    )
-    record_change(
+    record_entity_change(
         session,
         actor,
         entity_type=entity[kind],
         entity_id=entity_id,
-        action=f"{entity[kind].upper()}_{verb}",
-        event_type=f"{entity[kind]}.{verb.lower()}",
-        payload={"name": (new or old or {}).get("name"), "old": old, "new": new},
+        verb=verb,
         now=now,
-        changes=changes,
-        previous_state=old,
-        new_state=new,
+        old=old,
+        new=new,
         metadata=metadata,
     )
 
@@ -287,10 +276,7 @@ async def update_policy(
 ) -> SlaPolicyRow:
     stored = await load(session, lock=True)
     row = await get_policy(session, policy_id)
-    fields = data.model_dump(exclude_unset=True)
-    for key, value in fields.items():
-        if value is None and key != "calendar":
-            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    fields = patch_fields(data, nullable={"calendar"})
     old_spec = next(p for p in stored.config.policies if p.name == row.name)
     changes: dict[str, Any] = {
         k: v for k, v in fields.items() if k not in ("thresholds", "escalation")
@@ -354,10 +340,7 @@ def _parse_calendar(name: str, body: dict[str, Any]) -> BusinessCalendar:
 
 def _calendar_input(data: CalendarCreate | CalendarUpdate, base: dict[str, Any]) -> dict[str, Any]:
     body = dict(base)
-    fields = data.model_dump(exclude_unset=True, exclude={"name"})
-    for key, value in fields.items():
-        if value is None:
-            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    for key, value in patch_fields(data, exclude={"name"}).items():
         body[key] = [d.isoformat() for d in value] if key == "holidays" else value
     return body
 

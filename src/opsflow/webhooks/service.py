@@ -13,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound, ValidationFailed
-from opsflow.events.changes import record_change
+from opsflow.errors import Conflict, NotFound
+from opsflow.events.changes import record_entity_change
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import Channel
 from opsflow.models.notification import Notification, WebhookSubscription
 from opsflow.models.outbox import OutboxEvent
@@ -107,21 +108,15 @@ def _audit(
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
 ) -> None:
-    changes = None
-    if old is not None and new is not None:
-        changes = {k: {"from": old.get(k), "to": new[k]} for k in new if old.get(k) != new[k]}
-    record_change(
+    record_entity_change(
         session,
         actor,
         entity_type="webhook",
         entity_id=row.id,
-        action=f"WEBHOOK_{verb}",
-        event_type=f"webhook.{verb.lower()}",
-        payload={"name": row.name},
+        verb=verb,
         now=now,
-        changes=changes,
-        previous_state=old,
-        new_state=new,
+        old=old,
+        new=new,
     )
 
 
@@ -167,10 +162,7 @@ async def update(
     now: datetime,
 ) -> WebhookSubscription:
     row = await get(session, webhook_id)
-    fields = data.model_dump(exclude_unset=True)
-    for key, value in fields.items():
-        if value is None:
-            raise ValidationFailed(details=[{"field": key, "message": "must not be null"}])
+    fields = patch_fields(data)
     if (
         "name" in fields
         and fields["name"] != row.name
