@@ -352,3 +352,71 @@ async def test_window_crud_is_audited(
         "MAINTENANCE_WINDOW_DELETED",
         "MAINTENANCE_WINDOW_UPDATED",
     ]
+
+
+async def test_a_destination_failing_twice_then_answering_gets_it_once(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    slack: HttpSink,
+) -> None:
+    world = await _world(client, admin_headers)
+    slack.script = [Reply(502, b"bad gateway"), Reply(503, b"busy")]
+    await at(app_context, clock, 20)
+    await client.patch(f"/tasks/{world['task_id']}/acknowledge", json={}, headers=admin_headers)
+    for minutes in (40, 80):
+        await at(app_context, clock, minutes)
+    (row,) = await _notifications(client, admin_headers, channel="SLACK")
+    assert (row["status"], row["attempts"]) == ("SENT", 3)
+    assert [e["status_code"] for e in row["attempt_log"]] == [502, 503, 200]
+    assert row["error_message"] is None
+    assert len(slack.requests) == 3
+
+
+async def test_quiet_hours_hold_a_notification_until_they_end(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+) -> None:
+    # T0 is 10:30 UTC; the developer's e-mail is quiet from 10:00 to 11:00 UTC.
+    developer_team = await make_team(client, admin_headers)
+    developer = await make_user(client, admin_headers, "developer", team_id=developer_team)
+    response = await client.put(
+        "/users/me/notification-preferences",
+        json={
+            "preferences": [
+                {
+                    "channel": "EMAIL",
+                    "enabled": True,
+                    "quiet_hours_start": "10:00",
+                    "quiet_hours_end": "11:00",
+                    "timezone": "UTC",
+                }
+            ]
+        },
+        headers=developer.headers,
+    )
+    assert response.status_code == 200, response.text
+    task = await client.post(
+        "/tasks", json={**INCIDENT, "assigned_to": developer.id}, headers=admin_headers
+    )
+    assert task.status_code == 201, task.text
+    mailbox = f"{developer.username}@example.com"
+
+    def mails() -> int:
+        return sum(1 for r in smtp[0].received if r.rcpt_tos == [mailbox])
+
+    await at(app_context, clock, 1)
+    (row,) = await _notifications(client, developer.headers, notification_type="task.created")
+    assert (row["status"], row["scheduled_at"]) == ("PENDING", "2026-01-27T11:00:00Z")
+    assert mails() == 0
+    await at(app_context, clock, 29)  # the SLA warning, critical, breach e-mails wait too
+    assert mails() == 0
+    await at(app_context, clock, 30)  # 11:00 UTC
+    rows = await _notifications(client, developer.headers)
+    assert {n["notification_type"] for n in rows} >= {"task.created", "sla.breach"}
+    assert {(n["status"], n["sent_at"]) for n in rows} == {("SENT", "2026-01-27T11:00:00Z")}
+    assert mails() == len(rows)

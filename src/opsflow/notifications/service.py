@@ -19,8 +19,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,6 +97,32 @@ async def _wanted(session: AsyncSession, event: OutboxEvent) -> list[Wanted]:
     return []
 
 
+def quiet_until(
+    start: str | None, end: str | None, zone: str | None, now: datetime
+) -> datetime | None:
+    """When the quiet hours around `now` end (local `HH:MM`, may span midnight), or None
+    when `now` is not inside them. A critical page is not exempt: people who set quiet
+    hours on a channel rely on them; escalation steps reach other people and channels."""
+    if not start or not end or start == end:
+        return None
+    try:
+        local = now.astimezone(ZoneInfo(zone or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = now.astimezone(UTC)
+    begin_t, end_t = time.fromisoformat(start), time.fromisoformat(end)
+    today = local.replace(second=0, microsecond=0)
+    clock = local.time()
+    if begin_t < end_t:
+        inside = begin_t <= clock < end_t
+        ends = today.replace(hour=end_t.hour, minute=end_t.minute)
+    else:  # spans midnight, e.g. 22:00-07:00
+        inside = clock >= begin_t or clock < end_t
+        ends = today.replace(hour=end_t.hour, minute=end_t.minute)
+        if clock >= begin_t:
+            ends += timedelta(days=1)
+    return ends.astimezone(UTC) if inside else None
+
+
 def _address(user: User, channel: Channel, preference: Any) -> str | None:
     if preference is not None and preference.address:
         return str(preference.address)
@@ -158,7 +185,17 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 status=PENDING,
                 attempts=0,
                 max_attempts=MAX_ATTEMPTS,
-                scheduled_at=now,
+                scheduled_at=(
+                    quiet_until(
+                        preference.quiet_hours_start,
+                        preference.quiet_hours_end,
+                        preference.timezone,
+                        now,
+                    )
+                    if preference is not None
+                    else None
+                )
+                or now,
                 error_message=error,
                 attempt_log=[],
                 dedup_key=keys[item],
