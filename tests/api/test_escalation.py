@@ -384,3 +384,42 @@ async def test_policy_crud_is_audited(
         "ESCALATION_POLICY_DELETED",
         "ESCALATION_POLICY_UPDATED",
     ]
+
+
+async def test_an_acknowledged_task_left_unresolved_re_notifies_after_the_ack_timeout(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    world = await _world(client, admin_headers)
+    policy = {
+        "name": "ack-timeout",
+        "trigger": "created",
+        "ack_timeout_minutes": 30,
+        "steps": [{"delay_minutes": 10, "targets": ["team_lead"], "channels": ["email"]}],
+    }
+    assert (
+        await client.post("/escalation-policies", json=policy, headers=admin_headers)
+    ).status_code == 201
+    task_id = await _incident(client, admin_headers, team_id=world["team_id"])
+    await at(app_context, clock, 5)
+    ack = await client.patch(f"/tasks/{task_id}/acknowledge", json={}, headers=admin_headers)
+    assert ack.status_code == 200, ack.text
+    escalations = await _escalations(client, admin_headers, task_id)
+    # The created-run step (due +10) stopped; the ack-timeout step planned for +35.
+    assert [(e["trigger"], e["status"]) for e in escalations["other"]] == [("created", "CANCELLED")]
+    assert [(e["trigger"], _instant(e["fire_at"])) for e in escalations["planned"]] == [
+        ("ack_timeout", T0 + timedelta(minutes=35))
+    ]
+    await at(app_context, clock, 35)
+    fired = (await _escalations(client, admin_headers, task_id))["fired"]
+    assert [(e["trigger"], e["recipients"][0]["username"]) for e in fired] == [
+        ("ack_timeout", world["lead"].username)
+    ]
+    # Completing stops what is left; a second acknowledgement never happens (once only).
+    other = await _incident(client, admin_headers, team_id=world["team_id"])
+    await client.patch(f"/tasks/{other}/acknowledge", json={}, headers=admin_headers)
+    await client.patch(f"/tasks/{other}/start", json={}, headers=admin_headers)
+    await client.patch(f"/tasks/{other}/complete", json={}, headers=admin_headers)
+    assert (await _escalations(client, admin_headers, other))["planned"] == []
