@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     notification_retry_base_seconds: float = Field(
         30.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_NOTIFICATION_RETRY_BASE_SECONDS")
     )
+    # How long a claimed delivery stays leased to its engine: a killed engine's deliveries
+    # are sent again (same idempotency key) once their lease runs out.
+    notification_lease_seconds: float = Field(
+        120.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_NOTIFICATION_LEASE_SECONDS")
+    )
     # The Celery broker of `opsflow worker`/`beat`; the first of these variables that is set.
     celery_broker_url: str = Field(
         "redis://127.0.0.1:6379/0",

@@ -1,17 +1,25 @@
 """The delivery engine: claim due notifications, send them, record what happened.
 
-Three short steps, so that no database transaction is open while a destination is slow:
+Short steps, so that no database transaction is open while a destination is slow:
 
 1. claim (one transaction): due PENDING/RETRY rows, ``FOR UPDATE SKIP LOCKED`` on
-   PostgreSQL; each gets a lease (its `scheduled_at` moves `LEASE` ahead), then commit;
+   PostgreSQL; each gets a lease (its `scheduled_at` moves `notification_lease_seconds`,
+   ``OPSFLOW_NOTIFICATION_LEASE_SECONDS``, ahead), then commit;
 2. send, outside any transaction, through the destination's circuit breaker;
-3. record (one transaction): for rows whose lease is still ours, SENT; or RETRY at the
-   backoff's next instant; or DEAD once `max_attempts` are spent; or FAILED when a retry
-   cannot help (a 4xx, no address). A delivery held by an open circuit is rescheduled
-   without consuming an attempt. Every attempt is appended to `attempt_log`.
+3. record (one short transaction per destination, when its deliveries of the batch have
+   been sent): if the row's lease is still ours, SENT; or RETRY at the backoff's next
+   instant; or DEAD once `max_attempts` are spent; or FAILED when a retry cannot help (a
+   4xx, no address). A delivery held by an open circuit is rescheduled without consuming
+   an attempt. Every attempt is appended to `attempt_log`.
 
-A process killed between 1 and 3 leaves the rows leased: when the lease runs out another
-engine sends them again with the same idempotency key, so receivers drop the duplicate.
+A process killed between 1 and 3 leaves rows leased: when the lease runs out another engine
+sends them again with the same idempotency key, so receivers drop the duplicate — at most
+the batch's deliveries already sent to the destinations not yet recorded. Recording each
+delivery on its own would shrink that to one per destination, at the cost of a transaction
+per delivery: measured, that cut throughput to a few dozen deliveries a second. A lease
+shorter than a batch takes to send lets another engine take rows over while they are still
+being sent (the first engine's record is then skipped and the receiver sees the key
+twice), so keep it well above that.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,7 +44,6 @@ from opsflow.notifications.backoff import next_attempt_at
 from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
 from opsflow.notifications.service import DEAD, FAILED, RETRY, SENT
 
-LEASE = timedelta(minutes=2)
 HELD_RETRY = timedelta(seconds=30)
 
 
@@ -97,9 +105,10 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
             session, {r.webhook_id for r in rows if r.webhook_id}
         )
         rows = await _apply_windows(session, rows, now)
+        lease = timedelta(seconds=ctx.settings.notification_lease_seconds)
         claims = []
         for row in rows:
-            row.scheduled_at = now + LEASE
+            row.scheduled_at = now + lease
             delivery, problem = _delivery(ctx, row, secrets)
             claims.append(_Claim(row.id, row.scheduled_at, delivery, problem))
     result.claimed = len(claims)
@@ -117,29 +126,34 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
         if claim.delivery is not None:
             channel = notifier.channels[claim.delivery.channel]
             by_destination[channel.destination_for(claim.delivery)].append(index)
-    outcomes: list[DeliveryResult | None] = [None] * len(claims)
+
+    async def record(done: Sequence[tuple[_Claim, DeliveryResult | None]]) -> None:
+        async with unit_of_work(ctx.sessions) as session:
+            now = ctx.clock.now()
+            for claim, outcome in done:
+                current = await repository.get(session, claim.id, for_update=True)
+                if current is None or current.scheduled_at != claim.lease:
+                    continue  # the lease ran out and another engine took it over
+                label = _record(ctx, current, claim, outcome, now)
+                ctx.metrics.notification_deliveries.labels(current.channel, label).inc()
+                result.sent += label == "sent"
+                result.failed += label in ("failed", "dead")
 
     async def send_all(indexes: list[int]) -> None:
+        done: list[tuple[_Claim, DeliveryResult | None]] = []
         for index in indexes:
             delivery = claims[index].delivery
             assert delivery is not None
             channel = notifier.channels[delivery.channel]
-            outcomes[index] = await deliver(
-                channel, delivery, breaker=notifier.breaker, clock=ctx.clock
-            )
+            outcome = await deliver(channel, delivery, breaker=notifier.breaker, clock=ctx.clock)
+            done.append((claims[index], outcome))
+        await record(done)
 
+    unsendable = [(claim, None) for claim in claims if claim.delivery is None]
+    if unsendable:  # nothing to send them to: recorded FAILED at once
+        await record(unsendable)
     await asyncio.gather(*(send_all(indexes) for indexes in by_destination.values()))
     async with unit_of_work(ctx.sessions) as session:
-        now = ctx.clock.now()
-        for claim, outcome in zip(claims, outcomes, strict=True):
-            current = await repository.get(session, claim.id, for_update=True)
-            if current is None or current.scheduled_at != claim.lease:
-                continue  # the lease ran out and another engine took it over
-            label = _record(ctx, current, claim, outcome, now)
-            ctx.metrics.notification_deliveries.labels(current.channel, label).inc()
-            result.sent += label == "sent"
-            result.failed += label in ("failed", "dead")
-        await session.flush()
         result.next_due = await repository.next_due(session)
     return result
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+from datetime import datetime
 
 from opsflow.context import AppContext
 from opsflow.escalation import engine as escalation_engine
@@ -47,42 +49,65 @@ async def run_pass(ctx: AppContext, *, batch: int) -> PassResult | None:
     return result
 
 
+FOLLOW_PASSES = ("relay", "escalation", "delivery")
+FOLLOW_BATCHES = {"relay": RELAY_BATCH, "escalation": ESCALATION_BATCH, "delivery": DELIVERY_BATCH}
+
+
+@dataclass
+class FollowPassResult:
+    """What one pass after the SLA pass did, in a shape common to the three of them."""
+
+    name: str  # relay | escalation | delivery
+    counts: dict[str, int]  # relay: events, failed; escalation: steps, fired;
+    # delivery: claimed, sent, failed
+    worked: bool  # it took something (events, steps, deliveries)
+    backlog: bool  # its batch came back full: more may be waiting
+    next_due: datetime | None
+
+
+async def follow_pass(ctx: AppContext, name: str, *, batch: int | None = None) -> FollowPassResult:
+    """One relay, escalation or delivery pass (`name`); raises what the pass raised.
+
+    The one implementation behind the embedded loop, the Celery job and the standalone
+    process's ``--passes``.
+    """
+    size = batch or FOLLOW_BATCHES[name]
+    if name == "relay":
+        relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=size)
+        counts = {"events": relayed.events, "failed": relayed.failed}
+        return FollowPassResult(
+            name, counts, relayed.events > 0, relayed.events >= size, relayed.next_due
+        )
+    if name == "escalation":
+        escalated = await escalation_engine.run_once(ctx.sessions, ctx.clock, batch=size)
+        counts = {"steps": escalated.steps, "fired": escalated.fired}
+        return FollowPassResult(
+            name, counts, escalated.steps > 0, escalated.steps >= size, escalated.next_due
+        )
+    if name == "delivery":
+        delivered = await delivery_engine.run_once(ctx, batch=size)
+        counts = {"claimed": delivered.claimed, "sent": delivered.sent, "failed": delivered.failed}
+        return FollowPassResult(
+            name, counts, delivered.claimed > 0, delivered.claimed >= size, delivered.next_due
+        )
+    raise ValueError(f"unknown pass {name!r}")
+
+
 async def _follow(ctx: AppContext, result: PassResult) -> None:
     """The passes that act on what the SLA pass (and the API) wrote: the outbox relay
     (which plans escalation runs and queues notifications), the escalation engine (which
     fires due steps), then the delivery engine (which sends due notifications)."""
     dues = [result.next_due]
-    try:
-        relayed = await relay.run_once(ctx.sessions, ctx.clock, batch=RELAY_BATCH)
-        dues.append(relayed.next_due)
-        result.backlog = result.backlog or relayed.events >= RELAY_BATCH
-        if relayed.events:
-            log.info("relay_pass", events=relayed.events, failed=relayed.failed)
-    except Exception:
-        log.exception("relay_pass_failed")
-    try:
-        escalated = await escalation_engine.run_once(
-            ctx.sessions, ctx.clock, batch=ESCALATION_BATCH
-        )
-        dues.append(escalated.next_due)
-        result.backlog = result.backlog or escalated.steps >= ESCALATION_BATCH
-        if escalated.steps:
-            log.info("escalation_pass", steps=escalated.steps, fired=escalated.fired)
-    except Exception:
-        log.exception("escalation_pass_failed")
-    try:
-        delivered = await delivery_engine.run_once(ctx, batch=DELIVERY_BATCH)
-        dues.append(delivered.next_due)
-        result.backlog = result.backlog or delivered.claimed >= DELIVERY_BATCH
-        if delivered.claimed:
-            log.info(
-                "delivery_pass",
-                claimed=delivered.claimed,
-                sent=delivered.sent,
-                failed=delivered.failed,
-            )
-    except Exception:
-        log.exception("delivery_pass_failed")
+    for name in FOLLOW_PASSES:
+        try:
+            done = await follow_pass(ctx, name)
+        except Exception:
+            log.exception(f"{name}_pass_failed")
+            continue
+        dues.append(done.next_due)
+        result.backlog = result.backlog or done.backlog
+        if done.worked:
+            log.info(f"{name}_pass", **done.counts)
     known = [due for due in dues if due is not None]
     result.next_due = min(known) if known else None
 
