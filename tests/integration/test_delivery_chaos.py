@@ -16,11 +16,8 @@ are bounded by kills x batch; and the signatures verify.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow.db import create_engine
 from opsflow.notifications.channels import verify
-from tests.integration.test_sla_processes import EngineProcess
+from tests.integration.test_sla_processes import EngineProcess, Engines
 from tests.sinks import HttpSink, Reply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -105,52 +102,21 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-class DeliveryEngines:
-    """`--passes delivery` processes; every one of them is ended in `close`."""
+class DeliveryEngines(Engines):
+    """`--passes delivery` processes with a short lease; every one is ended in `close`."""
 
     def __init__(self, database_url: str, workdir: Path) -> None:
-        self.database_url = database_url
-        self.workdir = workdir
-        self.all: list[EngineProcess] = []
+        super().__init__(database_url, workdir, BATCH)
 
-    def start(self) -> EngineProcess:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "LOG_LEVEL": "WARNING",
+    def arguments(self) -> list[str]:
+        return ["--passes", "delivery", "--interval", "0.05", "--batch", str(self.batch)]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
             "OPSFLOW_NOTIFICATION_LEASE_SECONDS": str(LEASE_SECONDS),
             "OPSFLOW_NOTIFICATION_RETRY_BASE_SECONDS": "0.2",
         }
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "opsflow.workers.standalone",
-                "--passes",
-                "delivery",
-                "--interval",
-                "0.05",
-                "--batch",
-                str(BATCH),
-            ],
-            cwd=self.workdir,  # no stray .env is picked up
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        engine = EngineProcess(process)
-        self.all.append(engine)
-        return engine
-
-    def running(self) -> list[EngineProcess]:
-        return [e for e in self.all if e.alive()]
-
-    def report(self) -> str:
-        return "\n".join(e.describe() for e in self.all)
-
-    def close(self) -> None:
-        for engine in self.all:
-            engine.finish()
 
 
 def _delivery_passes(engine: EngineProcess) -> list[dict[str, object]]:

@@ -172,19 +172,17 @@ class Engines:
         self.batch = batch
         self.all: list[EngineProcess] = []
 
+    def arguments(self) -> list[str]:
+        return ["--until-idle", "--batch", str(self.batch)]
+
+    def environment(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING"}
+
     def start(self) -> EngineProcess:
-        env = {**os.environ, "DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING"}
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "opsflow.workers.standalone",
-                "--until-idle",
-                "--batch",
-                str(self.batch),
-            ],
+            [sys.executable, "-m", "opsflow.workers.standalone", *self.arguments()],
             cwd=self.workdir,  # no stray .env is picked up
-            env=env,
+            env={**os.environ, **self.environment()},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
