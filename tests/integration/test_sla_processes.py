@@ -310,6 +310,15 @@ async def test_four_engine_processes_fire_every_threshold_exactly_once(
     workers = sum(1 for e in engines.all if e.passes())
     assert workers >= 2, f"only {workers} process(es) did any work\n{report}"
     await _assert_audit_and_outbox(db, clocks * THRESHOLDS_PER_CLOCK, report)
+    # Each pass reports the clock reading its events carry (what lateness is measured from).
+    started = {datetime.fromisoformat(p["started_at"]) for e in engines.all for p in e.passes()}
+    async with db.connect() as connection:
+        triggered = set(
+            (await connection.execute(text("SELECT DISTINCT triggered_at FROM sla_events")))
+            .scalars()
+            .all()
+        )
+    assert triggered <= started, f"{len(triggered - started)} readings unreported\n{report}"
 
 
 async def test_engines_killed_mid_run_lose_and_duplicate_nothing(

@@ -135,15 +135,21 @@ class Round:
 
 
 class RecordingClock:
-    """The system clock, remembering its last reading: the pass's `now` (= `triggered_at`)."""
+    """The system clock, remembering the first reading since `start_pass`: the pass's `now`
+    (= every event's `triggered_at`; the pass reads the clock again after its commit)."""
 
     def __init__(self, inner: Clock) -> None:
         self._inner = inner
-        self.last: datetime | None = None
+        self.first: datetime | None = None
+
+    def start_pass(self) -> None:
+        self.first = None
 
     def now(self) -> datetime:
-        self.last = self._inner.now()
-        return self.last
+        reading = self._inner.now()
+        if self.first is None:
+            self.first = reading
+        return reading
 
 
 class StandaloneEngine:
@@ -212,6 +218,7 @@ class StandaloneEngine:
         done = Round()
         if "sla" in self.options.passes:
             started = time.monotonic()
+            self.clock.start_pass()
             try:
                 result: PassResult = await self._guarded(
                     run_once(self.ctx.sessions, self.clock, batch=self.options.batch)
@@ -263,7 +270,7 @@ class StandaloneEngine:
         self.out.flush()
 
     def _emit_pass(self, result: PassResult, duration: float) -> None:
-        started_at = self.clock.last
+        started_at = self.clock.first
         self._write(
             {
                 "event": "sla_pass",
