@@ -290,3 +290,40 @@ async def test_a_destination_that_stays_down_opens_its_circuit_without_burning_a
     assert len(delivered) == 7
     metrics = (await client.get("/metrics")).text
     assert 'opsflow_notifications{channel="webhook",status="sent"} 7.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "params"),
+    [
+        ("POST", "/webhooks", {"name": "n", "url": "https://example.com/\x00"}, None),
+        (
+            "POST",
+            "/escalation-policies",
+            {"name": "p", "conditions": {"service": ["db\x00"]}, "steps": [{"targets": ["team"]}]},
+            None,
+        ),
+        (
+            "POST",
+            "/maintenance-windows",
+            {
+                "name": "w",
+                "starts_at": "2026-01-27T11:00:00Z",
+                "ends_at": "2026-01-27T12:00:00Z",
+                "conditions": {"team": ["\x00"]},
+            },
+            None,
+        ),
+        ("GET", "/notifications", None, {"notification_type": "sla.\x00breach"}),
+        ("GET", "/notifications", None, {"notification_type": "x" * 500}),
+    ],
+)
+async def test_nul_bytes_and_huge_values_are_400_not_500(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+    params: Any,
+) -> None:
+    response = await client.request(method, path, json=body, params=params, headers=admin_headers)
+    assert_error(response, 400, "VALIDATION_ERROR")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import LongText, Name, ShortText
+from opsflow.kit.validation import LongText, Name, ShortText, reject_nul
 
 Trigger = Literal["created", "warning", "breach"]
 Channel = Literal["email", "slack", "webhook", "sms"]
@@ -30,7 +30,9 @@ def _target(value: str) -> str:
 
 
 Target = Annotated[str, StringConstraints(max_length=64), AfterValidator(_target)]
-ConditionValue = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+ConditionValue = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(reject_nul)
+]
 
 
 class _Strict(BaseModel):

@@ -27,6 +27,9 @@ def _reject_nul(value: str) -> str:
     return value
 
 
+reject_nul = _reject_nul  # for schemas elsewhere
+
+
 def _walk_no_nul(value: Any, depth: int = 0) -> None:
     if depth > 32:
         raise ValueError("is nested too deeply (max 32 levels)")

@@ -12,6 +12,7 @@ from opsflow.auth.permissions import Permission, Reach, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.kit.validation import Word
 from opsflow.notifications import repository, service
 from opsflow.notifications.schemas import (
     NotificationRead,
@@ -28,7 +29,6 @@ Reader = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_READ))]
 Retrier = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_RETRY))]
 Status = Literal["PENDING", "SENT", "FAILED", "RETRY", "DEAD"]
 ChannelName = Literal["EMAIL", "WEBHOOK", "SLACK", "SMS"]
-NotificationType = Annotated[str, "event type, e.g. sla.breach or escalation.fired"]
 
 
 @router.get("", response_model=Page[NotificationRead])
@@ -38,7 +38,7 @@ async def list_notifications(
     page: PageDep,
     task_id: uuid.UUID | None = None,
     status: Status | None = None,
-    notification_type: Annotated[str | None, "event type"] = None,
+    notification_type: Word | None = None,
     channel: ChannelName | None = None,
 ) -> Page[NotificationRead]:
     """Admins and managers see every notification; developers and support their own."""
@@ -46,7 +46,7 @@ async def list_notifications(
     filters = repository.Filters(
         task_id=task_id,
         status=status,
-        notification_type=notification_type[:64] if notification_type else None,
+        notification_type=notification_type,
         channel=channel,
         recipient_id=actor.user_id if own else None,
     )

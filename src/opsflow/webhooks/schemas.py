@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import Name
+from opsflow.kit.validation import Name, reject_nul
 from opsflow.notifications.channels import validate_url
 
 _EVENT = re.compile(r"^(task|sla|escalation)\.([a-z_]+|\*)$")
@@ -30,7 +30,12 @@ def _url(value: str) -> str:
 
 
 EventType = Annotated[str, StringConstraints(max_length=64), AfterValidator(_event_type)]
-Url = Annotated[str, StringConstraints(min_length=8, max_length=2000), AfterValidator(_url)]
+Url = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=2000),
+    AfterValidator(reject_nul),
+    AfterValidator(_url),
+]
 Secret = Annotated[str, StringConstraints(min_length=16, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
 
