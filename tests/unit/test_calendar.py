@@ -472,3 +472,16 @@ def test_calendars_are_immutable_values() -> None:
     assert hash(cal) == hash(same)
     assert cal != BusinessCalendar("a", "UTC", {0: [(time(9), time(18))]})
     assert office() == BusinessCalendar.weekly("office", "Europe/London", time(9), time(17))
+
+
+def test_an_open_pause_before_the_target_is_reached_means_never() -> None:
+    # 15 working minutes a week (Mondays 00:00-00:15 Paris); 31 minutes needed, but from
+    # the third week on the clock is paused for good: 30 minutes is all it ever gets.
+    sparse = BusinessCalendar("sparse", "Europe/Paris", {0: ((time(0, 0), time(0, 15)),)})
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    forever = [(datetime(2026, 3, 11, tzinfo=UTC), None)]
+    with pytest.raises(ValueError, match="a pause never ends"):
+        add_working_time(sparse, start, 31 * 60, forever)
+    assert add_working_time(sparse, start, 30 * 60, forever) == datetime(
+        2026, 3, 8, 23, 15, tzinfo=UTC
+    )
