@@ -53,6 +53,10 @@ class Conditions(_Strict):
     team: Annotated[list[ConditionValue], Field(max_length=100)] = []  # team ids or names
     tags: Annotated[list[ConditionValue], Field(max_length=100)] = []  # any tag in common
 
+    def given(self) -> dict[str, Any]:
+        """Only the keys that constrain something (what is stored and matched)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if v}
+
 
 class Step(_Strict):
     delay_minutes: Annotated[int, Field(ge=0, le=MAX_DELAY_MINUTES, strict=True)] = 0

@@ -41,6 +41,7 @@ from opsflow.models.task import Task
 from opsflow.models.user import User
 
 PENDING, FIRED, CANCELLED, SKIPPED = "PENDING", "FIRED", "CANCELLED", "SKIPPED"
+ENTITY = "escalation_policy"
 DEFAULT_POLICY_NAME = "default: team lead after START breach"
 DEFAULT_DELAY_MINUTES = 5
 MIN_REPEAT_INTERVAL = 5
@@ -460,8 +461,8 @@ async def escalate_now(
 
 def _dump(data: PolicyCreate | PolicyUpdate) -> dict[str, Any]:
     fields = data.model_dump(exclude_unset=True, mode="json")
-    if "conditions" in fields and fields["conditions"] is not None:
-        fields["conditions"] = {k: v for k, v in fields["conditions"].items() if v}
+    if data.conditions is not None and "conditions" in fields:
+        fields["conditions"] = data.conditions.given()
     return fields
 
 
@@ -482,27 +483,6 @@ def policy_state(policy: EscalationPolicy) -> dict[str, Any]:
     )
 
 
-def _audit(
-    session: AsyncSession,
-    actor: Principal,
-    policy: EscalationPolicy,
-    verb: str,
-    now: datetime,
-    old: dict[str, Any] | None,
-    new: dict[str, Any] | None,
-) -> None:
-    record_entity_change(
-        session,
-        actor,
-        entity_type="escalation_policy",
-        entity_id=policy.id,
-        verb=verb,
-        now=now,
-        old=old,
-        new=new,
-    )
-
-
 async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> EscalationPolicy:
     policy = await repository.get_policy(session, policy_id)
     if policy is None:
@@ -518,7 +498,9 @@ async def create_policy(
     policy = EscalationPolicy(id=uuid.uuid4(), created_at=now, updated_at=now, **_dump(data))
     session.add(policy)
     await session.flush()
-    _audit(session, actor, policy, "CREATED", now, None, policy_state(policy))
+    record_entity_change(
+        session, actor, ENTITY, policy.id, "CREATED", now, None, policy_state(policy)
+    )
     return policy
 
 
@@ -537,7 +519,7 @@ async def update_policy(
     after = policy_state(policy)
     if after != before:
         policy.updated_at = now
-        _audit(session, actor, policy, "UPDATED", now, before, after)
+        record_entity_change(session, actor, ENTITY, policy.id, "UPDATED", now, before, after)
     return policy
 
 
@@ -546,5 +528,7 @@ async def delete_policy(
 ) -> None:
     """Pending steps of its runs stay planned (they name the policy they came from)."""
     policy = await get_policy(session, policy_id)
-    _audit(session, actor, policy, "DELETED", now, policy_state(policy), None)
+    record_entity_change(
+        session, actor, ENTITY, policy.id, "DELETED", now, policy_state(policy), None
+    )
     await session.delete(policy)

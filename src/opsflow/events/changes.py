@@ -65,13 +65,13 @@ def field_changes(
 def record_entity_change(
     session: AsyncSession,
     actor: Principal,
-    *,
     entity_type: str,
     entity_id: uuid.UUID,
     verb: str,
     now: datetime,
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
+    *,
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """A configuration entity created, updated or deleted (`verb` CREATED|UPDATED|DELETED):

@@ -331,6 +331,7 @@ async def put_template(
 # --- maintenance windows ----------------------------------------------------------------
 
 MAX_WINDOW = timedelta(days=31)
+WINDOW = "maintenance_window"
 
 
 def _window_state(row: MaintenanceWindow) -> dict[str, Any]:
@@ -353,36 +354,11 @@ def _check_window(starts_at: datetime, ends_at: datetime) -> None:
         raise ValidationFailed(details=[{"field": "ends_at", "message": "at most 31 days long"}])
 
 
-def _audit_window(
-    session: AsyncSession,
-    actor: Principal,
-    row: MaintenanceWindow,
-    verb: str,
-    now: datetime,
-    old: dict[str, Any] | None,
-    new: dict[str, Any] | None,
-) -> None:
-    record_entity_change(
-        session,
-        actor,
-        entity_type="maintenance_window",
-        entity_id=row.id,
-        verb=verb,
-        now=now,
-        old=old,
-        new=new,
-    )
-
-
 async def get_window(session: AsyncSession, window_id: uuid.UUID) -> MaintenanceWindow:
     row = await session.get(MaintenanceWindow, window_id)
     if row is None:
         raise NotFound("maintenance_window", window_id)
     return row
-
-
-def _conditions(value: Any) -> dict[str, Any]:
-    return {k: v for k, v in value.model_dump(mode="json").items() if v}
 
 
 async def create_window(
@@ -395,7 +371,7 @@ async def create_window(
         description=data.description,
         starts_at=data.starts_at,
         ends_at=data.ends_at,
-        conditions=_conditions(data.conditions),
+        conditions=data.conditions.given(),
         on_end=data.on_end,
         created_by=actor.user_id,
         created_at=now,
@@ -403,7 +379,7 @@ async def create_window(
     )
     session.add(row)
     await session.flush()
-    _audit_window(session, actor, row, "CREATED", now, None, _window_state(row))
+    record_entity_change(session, actor, WINDOW, row.id, "CREATED", now, None, _window_state(row))
     return row
 
 
@@ -420,13 +396,13 @@ async def update_window(
     for key, value in fields.items():
         if key == "conditions":
             assert data.conditions is not None
-            value = _conditions(data.conditions)
+            value = data.conditions.given()
         setattr(row, key, value)
     _check_window(row.starts_at, row.ends_at)
     after = _window_state(row)
     if after != before:
         row.updated_at = now
-        _audit_window(session, actor, row, "UPDATED", now, before, after)
+        record_entity_change(session, actor, WINDOW, row.id, "UPDATED", now, before, after)
     return row
 
 
@@ -435,5 +411,5 @@ async def delete_window(
 ) -> None:
     """Held notifications are then released at their next look (their window is gone)."""
     row = await get_window(session, window_id)
-    _audit_window(session, actor, row, "DELETED", now, _window_state(row), None)
+    record_entity_change(session, actor, WINDOW, row.id, "DELETED", now, _window_state(row), None)
     await session.delete(row)

@@ -24,6 +24,7 @@ from opsflow.notifications.backoff import MAX_ATTEMPTS
 from opsflow.notifications.templates import webhook_body
 from opsflow.webhooks.schemas import WebhookCreate, WebhookUpdate
 
+ENTITY = "webhook"
 DEFAULT_EVENTS = ("task.*", "sla.*", "escalation.*")
 
 
@@ -99,27 +100,6 @@ def _state(row: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-def _audit(
-    session: AsyncSession,
-    actor: Principal,
-    row: WebhookSubscription,
-    verb: str,
-    now: datetime,
-    old: dict[str, Any] | None,
-    new: dict[str, Any] | None,
-) -> None:
-    record_entity_change(
-        session,
-        actor,
-        entity_type="webhook",
-        entity_id=row.id,
-        verb=verb,
-        now=now,
-        old=old,
-        new=new,
-    )
-
-
 async def _name_taken(session: AsyncSession, name: str) -> bool:
     query = select(WebhookSubscription.id).where(WebhookSubscription.name == name)
     return (await session.scalar(query)) is not None
@@ -150,7 +130,7 @@ async def create(
     )
     session.add(row)
     await session.flush()
-    _audit(session, actor, row, "CREATED", now, None, _state(row))
+    record_entity_change(session, actor, ENTITY, row.id, "CREATED", now, None, _state(row))
     return row
 
 
@@ -176,7 +156,16 @@ async def update(
     after = _state(row)
     if after != before or rotated:
         row.updated_at = now
-        _audit(session, actor, row, "UPDATED", now, before, after | {"secret_rotated": rotated})
+        record_entity_change(
+            session,
+            actor,
+            ENTITY,
+            row.id,
+            "UPDATED",
+            now,
+            before,
+            after | {"secret_rotated": rotated},
+        )
     return row
 
 
@@ -185,5 +174,5 @@ async def delete(
 ) -> None:
     """Queued deliveries of a deleted subscription end FAILED (nothing left to sign with)."""
     row = await get(session, webhook_id)
-    _audit(session, actor, row, "DELETED", now, _state(row), None)
+    record_entity_change(session, actor, ENTITY, row.id, "DELETED", now, _state(row), None)
     await session.delete(row)
