@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
 
@@ -22,6 +22,7 @@ from opsflow.escalation.schemas import (
     TaskEscalations,
 )
 from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.models.enums import EscalationStatus
 from opsflow.tasks import service as tasks_service
 
 router = APIRouter(tags=["escalation"])
@@ -30,7 +31,6 @@ PolicyReader = Annotated[Principal, Depends(require(Permission.SLA_READ))]
 PolicyWriter = Annotated[Principal, Depends(require(Permission.SLA_WRITE))]
 TaskReader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
 Escalator = Annotated[Principal, Depends(require(Permission.TASK_UPDATE))]
-Status = Literal["PENDING", "FIRED", "CANCELLED", "SKIPPED"]
 
 
 @router.get("/escalation-policies", response_model=Page[PolicyRead])
@@ -83,7 +83,7 @@ async def list_events(
     _: TaskReader,
     page: PageDep,
     task_id: uuid.UUID | None = None,
-    status: Status | None = None,
+    status: EscalationStatus | None = None,
     level: Annotated[int | None, "escalation level"] = None,
     policy_id: uuid.UUID | None = None,
 ) -> Page[EscalationEventRead]:
@@ -108,9 +108,11 @@ async def task_escalations(
     ]
     return TaskEscalations(
         task_id=task_id,
-        fired=[r for r in rows if r.status == service.FIRED],
-        planned=[r for r in rows if r.status == service.PENDING],
-        other=[r for r in rows if r.status in (service.CANCELLED, service.SKIPPED)],
+        fired=[r for r in rows if r.status == EscalationStatus.FIRED],
+        planned=[r for r in rows if r.status == EscalationStatus.PENDING],
+        other=[
+            r for r in rows if r.status in (EscalationStatus.CANCELLED, EscalationStatus.SKIPPED)
+        ],
     )
 
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from opsflow.clock import Clock
 from opsflow.db import unit_of_work
 from opsflow.escalation import repository
-from opsflow.escalation.service import ENGINE_ACTOR, FIRED, fire
+from opsflow.escalation.service import ENGINE_ACTOR, fire
+from opsflow.models.enums import EscalationStatus
 from opsflow.sla.repository import tasks_by_id
 
 
@@ -39,7 +40,7 @@ async def run_once(
             if task is None:
                 continue
             await fire(session, step, task, now, ENGINE_ACTOR)
-            result.fired += step.status == FIRED
+            result.fired += step.status == EscalationStatus.FIRED
         result.steps = len(due)
         await session.flush()
         result.next_due = await repository.next_due(session)

@@ -11,12 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
+from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.task import TaskAssignee
 from opsflow.models.team import Team
 from opsflow.models.user import User
-
-PENDING = "PENDING"
 
 
 async def active_policies(
@@ -59,7 +58,9 @@ async def pending_of_task(
 ) -> list[EscalationEvent]:
     query = (
         select(EscalationEvent)
-        .where(EscalationEvent.task_id == task_id, EscalationEvent.status == PENDING)
+        .where(
+            EscalationEvent.task_id == task_id, EscalationEvent.status == EscalationStatus.PENDING
+        )
         .order_by(EscalationEvent.fire_at, EscalationEvent.level)
     )
     if for_update:
@@ -80,7 +81,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Es
     """Lock due pending steps (``SKIP LOCKED`` on PostgreSQL, like the SLA engine)."""
     query = (
         select(EscalationEvent)
-        .where(EscalationEvent.status == PENDING, EscalationEvent.fire_at <= now)
+        .where(EscalationEvent.status == EscalationStatus.PENDING, EscalationEvent.fire_at <= now)
         .order_by(EscalationEvent.fire_at)
         .limit(limit)
     )
@@ -90,7 +91,9 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Es
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
-    query = select(func.min(EscalationEvent.fire_at)).where(EscalationEvent.status == PENDING)
+    query = select(func.min(EscalationEvent.fire_at)).where(
+        EscalationEvent.status == EscalationStatus.PENDING
+    )
     value: datetime | None = await session.scalar(query)
     return value
 

@@ -34,20 +34,20 @@ from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
 from opsflow.events.changes import record_change, record_entity_change
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
+from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.user import User
+from opsflow.tasks.lifecycle import OPEN
 
-PENDING, FIRED, CANCELLED, SKIPPED = "PENDING", "FIRED", "CANCELLED", "SKIPPED"
 ENTITY = "escalation_policy"
 DEFAULT_POLICY_NAME = "default: team lead after START breach"
 DEFAULT_DELAY_MINUTES = 5
 MIN_REPEAT_INTERVAL = 5
 ENGINE_ACTOR = Principal.system("escalation-engine")
 _RUN_NAMESPACE = uuid.UUID("6f1d7a52-2b7e-4c4e-9a51-0e5c2f0a7d11")
-_OPEN_STATUSES = frozenset({"CREATED", "ASSIGNED", "IN_PROGRESS", "BLOCKED"})
 
 
 # --- matching and planning (pure) ---------------------------------------------------------
@@ -142,7 +142,7 @@ async def _schedule(
             cycle=item.cycle,
             step_index=item.step_index,
             level=item.level,
-            status=PENDING,
+            status=EscalationStatus.PENDING,
             fire_at=item.fire_at,
             targets=list(item.step.get("targets", [])),
             recipients=[],
@@ -168,7 +168,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     if trigger != "created" and not payload.get("notify", True):
         return  # a catch-up event that is not the most severe: no page
     task = await session.get(Task, event.aggregate_id)
-    if task is None or task.status not in _OPEN_STATUSES:
+    if task is None or task.status not in OPEN:
         return
     sla_type = payload.get("sla_type") if trigger != "created" else None
     if sla_type == "START" and (task.acknowledged_at or task.started_at):
@@ -248,7 +248,7 @@ async def on_task_changed(session: AsyncSession, task: Task, now: datetime) -> N
 
 
 def _cancel(step: EscalationEvent, reason: str, now: datetime) -> None:
-    step.status = CANCELLED
+    step.status = EscalationStatus.CANCELLED
     step.reason = reason
     step.updated_at = now
 
@@ -317,7 +317,7 @@ async def fire(
 ) -> None:
     """Fire one pending step: resolve its people, record it (ESCALATION SLA event, audit,
     outbox `escalation.fired` for the notification rules)."""
-    if task.status not in _OPEN_STATUSES:
+    if task.status not in OPEN:
         _cancel(step, "task closed", now)
         return
     users = await resolve_targets(session, task, list(step.targets))
@@ -330,11 +330,11 @@ async def fire(
         {"id": str(u.id), "username": u.username, "email": u.email, "role": u.role} for u in users
     ]
     if not users and policy is not None and policy.skip_if_empty:
-        step.status = SKIPPED
+        step.status = EscalationStatus.SKIPPED
         step.reason = "no recipients"
         await _pull_forward(session, step, now)
         return
-    step.status = FIRED
+    step.status = EscalationStatus.FIRED
     deadline = task.start_deadline if step.sla_type == "START" else task.resolve_deadline
     sla_event = SlaEvent(
         id=uuid.uuid4(),
@@ -403,7 +403,9 @@ async def _pull_forward(session: AsyncSession, skipped: EscalationEvent, now: da
     later = [
         s
         for s in await repository.pending_of_task(session, skipped.task_id)
-        if s.run_id == skipped.run_id and s.id != skipped.id and s.status == PENDING
+        if s.run_id == skipped.run_id
+        and s.id != skipped.id
+        and s.status == EscalationStatus.PENDING
     ]
     if not later:
         return
@@ -419,7 +421,7 @@ async def escalate_now(
 ) -> EscalationEvent:
     """`POST /tasks/{id}/escalate`: the next pending level fires now; with no run under way,
     the first level of the matching policy (or the default) does."""
-    if task.status not in _OPEN_STATUSES:
+    if task.status not in OPEN:
         raise Conflict("Only an open task can be escalated", status=task.status)
     pending = await repository.pending_of_task(session, task.id)
     if pending:
@@ -435,7 +437,11 @@ async def escalate_now(
         steps = (
             list(policy.steps) if policy else [{"targets": ["team_lead"], "channels": ["email"]}]
         )
-        level = 1 + sum(1 for e in await repository.of_task(session, task.id) if e.status == FIRED)
+        level = 1 + sum(
+            1
+            for e in await repository.of_task(session, task.id)
+            if e.status == EscalationStatus.FIRED
+        )
         rows = await _schedule(
             session,
             task,

@@ -68,3 +68,45 @@ class Scope(StrEnum):
     TASKS_WRITE = "tasks:write"
     TICKETS_INGEST = "tickets:ingest"
     REPORTS_READ = "reports:read"
+
+
+class SlaKind(StrEnum):
+    """Which of a task's two clocks: time to the first response, or to the resolution."""
+
+    START = "START"
+    RESOLVE = "RESOLVE"
+
+
+class ClockStatus(StrEnum):
+    """An SLA clock's stored status (the read side derives its state from the instants)."""
+
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    MET = "MET"
+    BREACHED = "BREACHED"
+    CANCELLED = "CANCELLED"
+
+
+class EscalationStatus(StrEnum):
+    """A planned escalation step: waiting, fired, cancelled by a task change, or skipped
+    for want of recipients."""
+
+    PENDING = "PENDING"
+    FIRED = "FIRED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+class NotificationStatus(StrEnum):
+    """A queued message: due (PENDING, RETRY), delivered, or given up (FAILED: retrying cannot
+    help; DEAD: every attempt spent)."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+    RETRY = "RETRY"
+    DEAD = "DEAD"
+
+
+# Notifications the delivery engine still has to send.
+DELIVERABLE = (NotificationStatus.PENDING, NotificationStatus.RETRY)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response, status
 
@@ -13,6 +13,7 @@ from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Word
+from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.notifications import repository, service
 from opsflow.notifications.schemas import (
     NotificationRead,
@@ -27,8 +28,6 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 Reader = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_READ))]
 Retrier = Annotated[Principal, Depends(require(Permission.NOTIFICATIONS_RETRY))]
-Status = Literal["PENDING", "SENT", "FAILED", "RETRY", "DEAD"]
-ChannelName = Literal["EMAIL", "WEBHOOK", "SLACK", "SMS"]
 
 
 @router.get("", response_model=Page[NotificationRead])
@@ -37,9 +36,9 @@ async def list_notifications(
     actor: Reader,
     page: PageDep,
     task_id: uuid.UUID | None = None,
-    status: Status | None = None,
+    status: NotificationStatus | None = None,
     notification_type: Word | None = None,
-    channel: ChannelName | None = None,
+    channel: Channel | None = None,
 ) -> Page[NotificationRead]:
     """Admins and managers see every notification; developers and support their own."""
     own = require_reach(actor, Permission.NOTIFICATIONS_READ) is not Reach.ALL

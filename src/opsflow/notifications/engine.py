@@ -37,12 +37,11 @@ from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.escalation.service import conditions_match
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import Channel
+from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.models.notification import Notification
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import next_attempt_at
 from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
-from opsflow.notifications.service import DEAD, FAILED, RETRY, SENT
 
 HELD_RETRY = timedelta(seconds=30)
 
@@ -183,7 +182,7 @@ async def _apply_windows(
         held = held_by[row.id]
         previous = by_id.get(held) if held is not None else None
         if previous is not None and previous.on_end == "drop" and previous.ends_at <= now:
-            row.status, row.failed_at = FAILED, now
+            row.status, row.failed_at = NotificationStatus.FAILED, now
             row.error_message = f"dropped: maintenance window '{previous.name}' ended"
             row.updated_at = now
             continue
@@ -220,7 +219,7 @@ def _record(
 ) -> str:
     row.updated_at = now
     if outcome is None:  # nothing to send it to: retrying cannot help
-        row.status, row.failed_at, row.error_message = FAILED, now, claim.problem
+        row.status, row.failed_at, row.error_message = NotificationStatus.FAILED, now, claim.problem
         row.attempt_log = [*row.attempt_log, {"at": now, "ok": False, "error": claim.problem}]
         row.attempt_log = to_jsonable(row.attempt_log)
         return "failed"
@@ -244,16 +243,16 @@ def _record(
         ]
     )
     if outcome.ok:
-        row.status, row.sent_at, row.error_message = SENT, now, None
+        row.status, row.sent_at, row.error_message = NotificationStatus.SENT, now, None
         return "sent"
     row.error_message = outcome.error
     if not outcome.retryable:
-        row.status, row.failed_at = FAILED, now
+        row.status, row.failed_at = NotificationStatus.FAILED, now
         return "failed"
     if row.attempts >= row.max_attempts:
-        row.status, row.failed_at = DEAD, now
+        row.status, row.failed_at = NotificationStatus.DEAD, now
         return "dead"
-    row.status = RETRY
+    row.status = NotificationStatus.RETRY
     row.scheduled_at = next_attempt_at(
         row.attempts,
         now,

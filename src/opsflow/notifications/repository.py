@@ -11,13 +11,12 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
+from opsflow.models.enums import DELIVERABLE
 from opsflow.models.notification import MaintenanceWindow, Notification, WebhookSubscription
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.team import Team
 from opsflow.models.user import User
-
-DELIVERABLE = ("PENDING", "RETRY")
 
 
 async def existing_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:

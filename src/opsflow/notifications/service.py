@@ -32,7 +32,7 @@ from opsflow.errors import Conflict, NotFound, ValidationFailed
 from opsflow.events.changes import record_change, record_entity_change
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
-from opsflow.models.enums import Channel
+from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.models.notification import MaintenanceWindow, Notification, NotificationTemplate
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
@@ -47,7 +47,6 @@ from opsflow.notifications.templates import (
     template_names,
 )
 
-PENDING, SENT, FAILED, RETRY, DEAD = "PENDING", "SENT", "FAILED", "RETRY", "DEAD"
 _CHANNELS = {
     "email": Channel.EMAIL,
     "slack": Channel.SLACK,
@@ -182,7 +181,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 html_body=html,
                 payload=message_payload,
                 template=template,
-                status=PENDING,
+                status=NotificationStatus.PENDING,
                 attempts=0,
                 max_attempts=MAX_ATTEMPTS,
                 scheduled_at=(
@@ -235,13 +234,13 @@ async def retry(
     row = await repository.get(session, notification_id, for_update=True)
     if row is None:
         raise NotFound("notification", notification_id)
-    if row.status not in (DEAD, FAILED):
+    if row.status not in (NotificationStatus.DEAD, NotificationStatus.FAILED):
         raise Conflict(
             f"Only DEAD or FAILED notifications can be retried, this one is {row.status}",
             status=row.status,
         )
     before = row.status
-    row.status = PENDING
+    row.status = NotificationStatus.PENDING
     row.attempts = 0
     row.scheduled_at = now
     row.updated_at = now
@@ -254,7 +253,7 @@ async def retry(
         event_type="notification.retried",
         payload={"notification_id": row.id, "channel": row.channel, "recipient": row.recipient},
         now=now,
-        changes={"status": {"from": before, "to": PENDING}},
+        changes={"status": {"from": before, "to": NotificationStatus.PENDING}},
     )
     return row
 

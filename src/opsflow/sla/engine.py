@@ -22,10 +22,11 @@ from opsflow.auth.principal import Principal
 from opsflow.clock import Clock
 from opsflow.db import unit_of_work
 from opsflow.events.changes import record_change
+from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.sla import repository
-from opsflow.sla.service import BREACHED, frozen_at, plan_of, reschedule
+from opsflow.sla.service import frozen_at, plan_of, reschedule
 
 ENGINE_ACTOR = Principal.system("sla-engine")
 
@@ -116,7 +117,7 @@ def _fire(
         events.append(event)
         sla_clock.fired_count = index + 1
         if threshold.name == "BREACH":
-            sla_clock.status = BREACHED
+            sla_clock.status = ClockStatus.BREACHED
             sla_clock.breached_at = at
     sla_clock.updated_at = now
     reschedule(sla_clock)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import Priority
+from opsflow.models.enums import ClockStatus, Priority, SlaKind
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.sla import repository
@@ -25,8 +25,6 @@ from opsflow.sla.clocks import (
 from opsflow.sla.defaults import targets_for
 from opsflow.sla.policies import PolicySpec, match
 
-START, RESOLVE = "START", "RESOLVE"
-ACTIVE, PAUSED, MET, BREACHED, CANCELLED = "ACTIVE", "PAUSED", "MET", "BREACHED", "CANCELLED"
 SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
 
 
@@ -155,13 +153,16 @@ def _configure(clock: SlaClock, policy: ResolvedPolicy) -> None:
 def create_clocks(
     session: AsyncSession, task: Task, now: datetime, policy: ResolvedPolicy | None = None
 ) -> dict[str, SlaClock]:
-    clocks = {}
-    for kind, minutes in ((START, task.start_sla_minutes), (RESOLVE, task.resolve_sla_minutes)):
+    clocks: dict[str, SlaClock] = {}
+    for kind, minutes in (
+        (SlaKind.START, task.start_sla_minutes),
+        (SlaKind.RESOLVE, task.resolve_sla_minutes),
+    ):
         clock = SlaClock(
             id=uuid.uuid4(),
             task_id=task.id,
             kind=kind,
-            status=ACTIVE,
+            status=ClockStatus.ACTIVE,
             target_minutes=minutes,
             started_at=task.created_at,
             deadline=task.created_at,
@@ -185,14 +186,14 @@ def create_clocks(
 
 def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:
     """Tasks carry their clocks' deadlines for listing and sorting."""
-    if START in clocks:
-        task.start_deadline = clocks[START].deadline
-    if RESOLVE in clocks:
-        task.resolve_deadline = clocks[RESOLVE].deadline
+    if SlaKind.START in clocks:
+        task.start_deadline = clocks[SlaKind.START].deadline
+    if SlaKind.RESOLVE in clocks:
+        task.resolve_deadline = clocks[SlaKind.RESOLVE].deadline
 
 
 def _running(clock: SlaClock) -> bool:
-    return clock.stopped_at is None and clock.status in (ACTIVE, BREACHED)
+    return clock.stopped_at is None and clock.status in (ClockStatus.ACTIVE, ClockStatus.BREACHED)
 
 
 def _pause(clock: SlaClock, at: datetime, actor: str, reason: str | None) -> None:
@@ -203,8 +204,8 @@ def _pause(clock: SlaClock, at: datetime, actor: str, reason: str | None) -> Non
         *clock.pauses,
         to_jsonable({"from": at, "to": None, "actor": actor, "reason": reason}),
     ]
-    if clock.status == ACTIVE:
-        clock.status = PAUSED
+    if clock.status == ClockStatus.ACTIVE:
+        clock.status = ClockStatus.PAUSED
     clock.updated_at = at
     reschedule(clock)
 
@@ -218,28 +219,28 @@ def _resume(clock: SlaClock, at: datetime) -> None:
     clock.pauses = pauses
     clock.paused_seconds += (at - clock.paused_at).total_seconds()
     clock.paused_at = None
-    if clock.status == PAUSED:
-        clock.status = ACTIVE
+    if clock.status == ClockStatus.PAUSED:
+        clock.status = ClockStatus.ACTIVE
     clock.updated_at = at
     reschedule(clock)
 
 
 def _stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
-    if clock.stopped_at is not None or clock.status in (MET, CANCELLED):
+    if clock.stopped_at is not None or clock.status in (ClockStatus.MET, ClockStatus.CANCELLED):
         return
     if clock.paused_at is not None:
         # A paused clock that stops ends its pause at the stop instant.
         _resume(clock, max(at, clock.paused_at))
     clock.stopped_at = at
     clock.cancelled = cancelled
-    if clock.status != BREACHED:
+    if clock.status != ClockStatus.BREACHED:
         if at > clock.deadline:
             # Stopped after its deadline, before the engine's pass got to it: breached all
             # the same (the engine still records the event, see `reschedule`).
-            clock.status = BREACHED
+            clock.status = ClockStatus.BREACHED
             clock.breached_at = clock.deadline
         else:
-            clock.status = CANCELLED if cancelled else MET
+            clock.status = ClockStatus.CANCELLED if cancelled else ClockStatus.MET
     clock.updated_at = at
     reschedule(clock)
 
@@ -264,7 +265,7 @@ async def on_task_changed(
     if not clocks:
         clocks = create_clocks(session, task, now, policy)
         await session.flush()
-    start, resolve = clocks.get(START), clocks.get(RESOLVE)
+    start, resolve = clocks.get(SlaKind.START), clocks.get(SlaKind.RESOLVE)
     for clock, target in ((start, task.start_sla_minutes), (resolve, task.resolve_sla_minutes)):
         if clock is None:
             continue
@@ -308,8 +309,8 @@ def _resume_after_reopen(clock: SlaClock, now: datetime) -> None:
     ]
     clock.paused_seconds += (now - stopped).total_seconds()
     clock.stopped_at = None
-    if clock.status == MET:
-        clock.status = ACTIVE
+    if clock.status == ClockStatus.MET:
+        clock.status = ClockStatus.ACTIVE
     clock.updated_at = now
     reschedule(clock)
 

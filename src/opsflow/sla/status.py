@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from opsflow.kit.durations import humanize
+from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock
 from opsflow.sla.calendar import working_seconds
 from opsflow.sla.clocks import calendar_of, pause_intervals
@@ -48,7 +49,7 @@ class ClockView:
         return cls(
             kind=clock.kind,
             status_stored=clock.status,
-            cancelled=clock.cancelled or clock.status == "CANCELLED",
+            cancelled=clock.cancelled or clock.status == ClockStatus.CANCELLED,
             target_minutes=clock.target_minutes,
             started_at=clock.started_at,
             deadline=clock.deadline,
@@ -90,7 +91,7 @@ class ClockView:
     def breached(self) -> bool:
         # A running clock breaches at the deadline instant itself; a stopped clock met its
         # target if it stopped at or before the deadline.
-        if self.status_stored == "BREACHED":
+        if self.status_stored == ClockStatus.BREACHED:
             return True
         if self.running:
             return self.until >= self.deadline
@@ -118,7 +119,7 @@ class ClockView:
     def status(self) -> str:
         # Breached shows at the deadline even before the engine's pass records it.
         if self.breached:
-            return "BREACHED"
+            return ClockStatus.BREACHED
         return self.status_stored
 
     def remaining_text(self) -> str:

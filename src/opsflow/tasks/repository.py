@@ -28,6 +28,7 @@ from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
 from opsflow.models.audit import AuditLog
+from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.sla.status import State as SlaState
@@ -134,7 +135,7 @@ def _clock_level(now: datetime) -> ColumnElement[Any]:
     decides it: the stored threshold instants against the instant the clock stands at."""
     until = func.coalesce(SlaClock.stopped_at, SlaClock.paused_at, literal(now, UTCDateTime()))
     return case(
-        (SlaClock.status == "BREACHED", 3),
+        (SlaClock.status == ClockStatus.BREACHED, 3),
         (
             SlaClock.stopped_at.is_not(None),
             case((SlaClock.stopped_at > SlaClock.deadline, 3), else_=0),

@@ -26,7 +26,7 @@ from opsflow.escalation import service as escalation_service
 from opsflow.events.changes import record_change
 from opsflow.kit.durations import humanize
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import TaskStatus, TaskType
+from opsflow.models.enums import SlaKind, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -545,8 +545,8 @@ async def clock_views(
     for task in tasks:
         own = clocks.get(task.id, {})
         views[task.id] = (
-            sla.ClockView.of(own[sla_service.START], now),
-            sla.ClockView.of(own[sla_service.RESOLVE], now),
+            sla.ClockView.of(own[SlaKind.START], now),
+            sla.ClockView.of(own[SlaKind.RESOLVE], now),
         )
     return views
 

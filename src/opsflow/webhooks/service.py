@@ -17,7 +17,7 @@ from opsflow.errors import Conflict, NotFound
 from opsflow.events.changes import record_entity_change
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
-from opsflow.models.enums import Channel
+from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.models.notification import Notification, WebhookSubscription
 from opsflow.models.outbox import OutboxEvent
 from opsflow.notifications.backoff import MAX_ATTEMPTS
@@ -74,7 +74,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 address=subscription.url,
                 body="",
                 payload=to_jsonable(body),
-                status="PENDING",
+                status=NotificationStatus.PENDING,
                 attempts=0,
                 max_attempts=MAX_ATTEMPTS,
                 scheduled_at=now,
