@@ -18,9 +18,17 @@ import pytest
 from opsflow.models.sla import SlaClock
 from opsflow.sla import clocks
 from opsflow.sla.calendar import BusinessCalendar
-from opsflow.sla.clocks import calendar_of, plan_clock, thresholds_of
+from opsflow.sla.clocks import (
+    calendar_of,
+    pause,
+    plan_clock,
+    reschedule,
+    resume,
+    resume_after_reopen,
+    stop,
+    thresholds_of,
+)
 from opsflow.sla.policies import calendar_to_dict
-from opsflow.sla.service import _pause, _resume, _resume_after_reopen, _stop, reschedule
 from opsflow.sla.status import ClockView
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -145,7 +153,7 @@ def test_view_on_monday_morning(now: datetime, state: str, elapsed_minutes: int)
 
 def test_completed_on_monday_before_the_deadline_is_met() -> None:
     clock = friday_clock()
-    _stop(clock, monday(9, 25))
+    stop(clock, monday(9, 25))
     assert clock.status == "MET"
     shown = ClockView.of(clock, monday(12))
     assert shown.met is True
@@ -156,7 +164,7 @@ def test_completed_on_monday_before_the_deadline_is_met() -> None:
 
 def test_completed_on_monday_after_the_deadline_is_breached() -> None:
     clock = friday_clock()
-    _stop(clock, monday(9, 31))
+    stop(clock, monday(9, 31))
     assert clock.status == "BREACHED"
     assert clock.breached_at == monday(9, 30)
 
@@ -166,7 +174,7 @@ def test_completed_on_monday_after_the_deadline_is_breached() -> None:
 
 def test_open_pause_does_not_move_the_plan() -> None:
     clock = friday_clock()
-    _pause(clock, paris(30, 16, 40), "alice", None)
+    pause(clock, paris(30, 16, 40), "alice", None)
     assert clock.status == "PAUSED"
     assert clock.deadline == monday(9, 30)
     assert clock.warning_at == monday(9, 15)
@@ -178,8 +186,8 @@ def test_open_pause_does_not_move_the_plan() -> None:
 
 def test_pause_over_working_time_moves_the_deadline() -> None:
     clock = friday_clock()
-    _pause(clock, paris(30, 16, 40), "alice", None)
-    _resume(clock, monday(9))
+    pause(clock, paris(30, 16, 40), "alice", None)
+    resume(clock, monday(9))
     # Paused working time: Friday 16:40-17:00 = 20 min (the weekend was not working time).
     assert clock.deadline == monday(9, 50)
     assert clock.warning_at == monday(9, 35)
@@ -191,16 +199,16 @@ def test_pause_over_working_time_moves_the_deadline() -> None:
 
 def test_pause_across_the_weekend_counts_working_minutes_on_both_sides() -> None:
     clock = friday_clock()
-    _pause(clock, paris(30, 16, 50), "alice", None)
-    _resume(clock, monday(9, 5))
+    pause(clock, paris(30, 16, 50), "alice", None)
+    resume(clock, monday(9, 5))
     # 10 min on Friday + 5 min on Monday were paused.
     assert clock.deadline == monday(9, 45)
 
 
 def test_pause_over_the_weekend_moves_nothing() -> None:
     clock = friday_clock()
-    _pause(clock, paris(30, 18), "alice", None)
-    _resume(clock, monday(8, 30))
+    pause(clock, paris(30, 18), "alice", None)
+    resume(clock, monday(8, 30))
     assert clock.status == "ACTIVE"
     assert clock.deadline == monday(9, 30)
     assert clock.warning_at == monday(9, 15)
@@ -211,8 +219,8 @@ def test_pause_over_the_weekend_moves_nothing() -> None:
 
 def test_reopen_under_the_calendar_counts_only_working_time_spent_completed() -> None:
     clock = friday_clock()
-    _stop(clock, paris(30, 16, 45))  # 15 min used
-    _resume_after_reopen(clock, monday(10))  # completed Friday 16:45 -> Monday 10:00
+    stop(clock, paris(30, 16, 45))  # 15 min used
+    resume_after_reopen(clock, monday(10))  # completed Friday 16:45 -> Monday 10:00
     # Working time spent completed: 15 min Friday + 60 min Monday: the 45 min left start now.
     assert clock.status == "ACTIVE"
     assert clock.deadline == monday(10, 45)
@@ -225,28 +233,28 @@ def test_reopen_under_the_calendar_counts_only_working_time_spent_completed() ->
 
 def test_paused_after_an_unfired_warning_still_wakes_for_it() -> None:
     clock = new_clock()
-    _pause(clock, T0 + timedelta(minutes=50), "alice", None)
+    pause(clock, T0 + timedelta(minutes=50), "alice", None)
     assert clock.warning_at == T0 + timedelta(minutes=45)
     assert clock.next_fire_at == T0 + timedelta(minutes=45)
 
 
 def test_paused_exactly_at_the_warning_waits() -> None:
     clock = new_clock()
-    _pause(clock, T0 + timedelta(minutes=45), "alice", None)
+    pause(clock, T0 + timedelta(minutes=45), "alice", None)
     assert clock.next_fire_at is None
 
 
 def test_paused_before_the_warning_sleeps() -> None:
     clock = new_clock()
-    _pause(clock, T0 + timedelta(minutes=40), "alice", None)
+    pause(clock, T0 + timedelta(minutes=40), "alice", None)
     assert clock.warning_at == T0 + timedelta(minutes=45)
     assert clock.next_fire_at is None
 
 
 def test_resumed_clock_wakes_for_the_next_due_instant() -> None:
     clock = new_clock()
-    _pause(clock, T0 + timedelta(minutes=40), "alice", None)
-    _resume(clock, T0 + timedelta(minutes=70))
+    pause(clock, T0 + timedelta(minutes=40), "alice", None)
+    resume(clock, T0 + timedelta(minutes=70))
     # 30 min paused: everything after the pause moves by 30 min.
     assert clock.warning_at == T0 + timedelta(minutes=75)
     assert clock.next_fire_at == T0 + timedelta(minutes=75)
@@ -256,8 +264,8 @@ def test_resumed_clock_wakes_for_the_next_due_instant() -> None:
 
 def test_resumed_after_an_unfired_warning_wakes_for_it_at_once() -> None:
     clock = new_clock()
-    _pause(clock, T0 + timedelta(minutes=50), "alice", None)
-    _resume(clock, T0 + timedelta(minutes=80))
+    pause(clock, T0 + timedelta(minutes=50), "alice", None)
+    resume(clock, T0 + timedelta(minutes=80))
     assert clock.warning_at == T0 + timedelta(minutes=45)  # before the pause: unchanged
     assert clock.critical_at == T0 + timedelta(minutes=87)
     assert clock.next_fire_at == T0 + timedelta(minutes=45)
@@ -266,9 +274,9 @@ def test_resumed_after_an_unfired_warning_wakes_for_it_at_once() -> None:
 def test_fired_warning_moves_the_wake_up_to_the_critical() -> None:
     clock = new_clock()
     clock.fired_count = 1
-    _pause(clock, T0 + timedelta(minutes=50), "alice", None)
+    pause(clock, T0 + timedelta(minutes=50), "alice", None)
     assert clock.next_fire_at is None  # critical (57 min) not due before the pause
-    _resume(clock, T0 + timedelta(minutes=80))
+    resume(clock, T0 + timedelta(minutes=80))
     assert clock.next_fire_at == T0 + timedelta(minutes=87)
     clock.fired_count = 3
     reschedule(clock)
@@ -277,7 +285,7 @@ def test_fired_warning_moves_the_wake_up_to_the_critical() -> None:
 
 def test_frozen_rule_under_the_calendar() -> None:
     clock = friday_clock()
-    _pause(clock, monday(9, 20), "alice", None)
+    pause(clock, monday(9, 20), "alice", None)
     assert clock.next_fire_at == monday(9, 15)
     clock.fired_count = 1
     reschedule(clock)
@@ -358,7 +366,7 @@ def test_stopped_outside_hours_after_using_exactly_the_target_is_breached() -> N
     # is after the deadline.
     clock = new_clock(target=30, started_at=FRIDAY_1630, calendar=BIZ)
     assert clock.deadline == paris(30, 17)
-    _stop(clock, SATURDAY_NOON)
+    stop(clock, SATURDAY_NOON)
     assert clock.status == "BREACHED"
     assert clock.breached_at == paris(30, 17)
     shown = ClockView.of(clock, monday(9))

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsflow.models.sla import SlaClock
+from opsflow.sla.clocks import pause, reschedule, resume, resume_after_reopen, stop
 from opsflow.sla.defaults import MAX_SLA_MINUTES
-from opsflow.sla.service import _pause, _resume, _resume_after_reopen, _stop, reschedule
 from opsflow.sla.status import ClockView, sla_status, worst_state
 
 T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
@@ -65,7 +65,7 @@ def view(
 ) -> ClockView:
     clock = new_clock(target=target)
     if stopped_at is not None:
-        _stop(clock, stopped_at, cancelled=cancelled)
+        stop(clock, stopped_at, cancelled=cancelled)
     return ClockView.of(clock, now)
 
 
@@ -140,7 +140,7 @@ def test_breach_recorded_by_the_engine_is_kept() -> None:
 
 def test_met_clock_freezes() -> None:
     raw = new_clock()
-    _stop(raw, at(minutes=40))
+    stop(raw, at(minutes=40))
     assert raw.status == "MET"
     assert raw.next_fire_at is None  # stopped before its warning was due
     clock = ClockView.of(raw, at(hours=5))
@@ -162,7 +162,7 @@ def test_stopping_at_the_deadline_meets_it() -> None:
 
 def test_stopped_in_warning_zone_is_no_longer_at_risk() -> None:
     raw = new_clock()
-    _stop(raw, at(minutes=50))
+    stop(raw, at(minutes=50))
     assert ClockView.of(raw, at(minutes=58)).state == "compliant"
     # The warning was due before the stop and has not fired: the engine still wakes for it.
     assert raw.next_fire_at == at(minutes=45)
@@ -170,7 +170,7 @@ def test_stopped_in_warning_zone_is_no_longer_at_risk() -> None:
 
 def test_stopped_late_stays_breached() -> None:
     raw = new_clock()
-    _stop(raw, at(minutes=70))
+    stop(raw, at(minutes=70))
     # Breached as soon as it stops, before the engine's pass: at the deadline.
     assert raw.status == "BREACHED"
     assert raw.breached_at == at(minutes=60)
@@ -185,7 +185,7 @@ def test_stopped_late_stays_breached() -> None:
 def test_stopped_late_after_every_threshold_fired_needs_no_wake_up() -> None:
     raw = new_clock()
     raw.fired_count = 3
-    _stop(raw, at(minutes=70))
+    stop(raw, at(minutes=70))
     assert raw.status == "BREACHED"
     assert raw.next_fire_at is None
 
@@ -207,7 +207,7 @@ def test_cancelled_after_breach_keeps_breached() -> None:
 
 def test_paused_clock_stands_still() -> None:
     raw = new_clock()
-    _pause(raw, at(minutes=20), "alice", "waiting on customer")
+    pause(raw, at(minutes=20), "alice", "waiting on customer")
     assert raw.status == "PAUSED"
     # While paused the plan is unchanged (only closed pauses move it).
     assert raw.deadline == at(minutes=60)
@@ -217,7 +217,7 @@ def test_paused_clock_stands_still() -> None:
     assert clock.state == "compliant"
     assert clock.elapsed == timedelta(minutes=20)
     assert clock.remaining == timedelta(minutes=40)
-    _resume(raw, at(minutes=50))
+    resume(raw, at(minutes=50))
     assert raw.status == "ACTIVE"
     assert raw.deadline == at(minutes=90)
     assert ClockView.of(raw, at(minutes=75)).state == "warning"  # 45 min worked
@@ -236,9 +236,9 @@ def test_reopen_shifted_deadline_continues_the_clock() -> None:
     # the 90 minutes spent completed, and the clock goes on from 30 minutes used.
     completed, reopened = at(minutes=30), at(minutes=120)
     raw = new_clock()
-    _stop(raw, completed)
+    stop(raw, completed)
     assert raw.status == "MET"
-    _resume_after_reopen(raw, reopened)
+    resume_after_reopen(raw, reopened)
     assert raw.status == "ACTIVE"
     assert raw.stopped_at is None
     assert raw.deadline == at(minutes=150)
@@ -316,15 +316,15 @@ def test_clock_matches_brute_force(
 
     raw = new_clock(target=target)
     if how == "completed":
-        _stop(raw, first_end)
-        _resume_after_reopen(raw, reopened)
+        stop(raw, first_end)
+        resume_after_reopen(raw, reopened)
     else:
-        _pause(raw, first_end, "alice", None)
-        _resume(raw, reopened)
+        pause(raw, first_end, "alice", None)
+        resume(raw, reopened)
     if ending == "stopped":
-        _stop(raw, end)
+        stop(raw, end)
     elif ending == "paused":
-        _pause(raw, end, "alice", None)
+        pause(raw, end, "alice", None)
     stopped = ending == "stopped"
     frozen = ending != "running"
     clock = ClockView.of(raw, end + timedelta(seconds=after_stop) if frozen else end)
@@ -391,12 +391,12 @@ def clocks(
     resolve = new_clock("RESOLVE", resolve_minutes)
     responses = [t for t in (acknowledged_at, started_at) if t is not None]
     if responses:
-        _stop(start, min(responses))
+        stop(start, min(responses))
     if completed_at is not None:
-        _stop(resolve, completed_at)
+        stop(resolve, completed_at)
     if cancelled_at is not None:
         for clock in (start, resolve):
-            _stop(clock, cancelled_at, cancelled=True)
+            stop(clock, cancelled_at, cancelled=True)
     return ClockView.of(start, now), ClockView.of(resolve, now)
 
 

@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import ClockStatus
+from opsflow.models.sla import SlaClock
 from opsflow.sla.calendar import BusinessCalendar, threshold_instants
 from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
 from opsflow.sla.policies import calendar_from_dict
@@ -136,3 +139,108 @@ def plan_clock(
         # Only a sparse calendar with a target of many years gets here: nothing fires.
         return Plan([(t, NEVER) for t in thresholds])
     return Plan([(t, min(instants[t.percent], NEVER)) for t in thresholds])
+
+
+# --- moving a clock (pure: each transition changes the row in memory) ---------------------
+
+
+def plan_of(clock: SlaClock) -> Plan:
+    return plan_clock(
+        clock.started_at,
+        clock.target_minutes,
+        clock.thresholds,
+        clock.pauses,
+        calendar_of(clock.calendar_name, clock.calendar_spec),
+    )
+
+
+def frozen_at(clock: SlaClock) -> datetime | None:
+    """The instant a clock stopped counting (stopped or paused); None while it runs."""
+    return clock.stopped_at or clock.paused_at
+
+
+def reschedule(clock: SlaClock) -> None:
+    """Recompute the threshold instants and the next instant to wake up for.
+
+    A stopped or paused clock still wakes up for a threshold that was due before it stopped
+    and has not fired yet (the engine runs a moment behind): nothing due is ever skipped.
+    """
+    plan = plan_of(clock)
+    clock.deadline = plan.deadline
+    clock.warning_at = plan.warning_at
+    clock.critical_at = plan.critical_at
+    clock.next_fire_at = None
+    if clock.fired_count >= len(plan.steps):
+        return
+    due = plan.steps[clock.fired_count][1]
+    frozen = frozen_at(clock)
+    if frozen is None or due < frozen:
+        clock.next_fire_at = due
+
+
+def running(clock: SlaClock) -> bool:
+    return clock.stopped_at is None and clock.status in (ClockStatus.ACTIVE, ClockStatus.BREACHED)
+
+
+def pause(clock: SlaClock, at: datetime, actor: str, reason: str | None) -> None:
+    if not running(clock) or clock.paused_at is not None:
+        return
+    clock.paused_at = at
+    clock.pauses = [
+        *clock.pauses,
+        to_jsonable({"from": at, "to": None, "actor": actor, "reason": reason}),
+    ]
+    if clock.status == ClockStatus.ACTIVE:
+        clock.status = ClockStatus.PAUSED
+    clock.updated_at = at
+    reschedule(clock)
+
+
+def resume(clock: SlaClock, at: datetime) -> None:
+    if clock.paused_at is None:
+        return
+    pauses = list(clock.pauses)
+    if pauses and pauses[-1].get("to") is None:
+        pauses[-1] = {**pauses[-1], "to": to_jsonable(at)}
+    clock.pauses = pauses
+    clock.paused_seconds += (at - clock.paused_at).total_seconds()
+    clock.paused_at = None
+    if clock.status == ClockStatus.PAUSED:
+        clock.status = ClockStatus.ACTIVE
+    clock.updated_at = at
+    reschedule(clock)
+
+
+def stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
+    if clock.stopped_at is not None or clock.status in (ClockStatus.MET, ClockStatus.CANCELLED):
+        return
+    if clock.paused_at is not None:
+        # A paused clock that stops ends its pause at the stop instant.
+        resume(clock, max(at, clock.paused_at))
+    clock.stopped_at = at
+    clock.cancelled = cancelled
+    if clock.status != ClockStatus.BREACHED:
+        if at > clock.deadline:
+            # Stopped after its deadline, before the engine's pass got to it: breached all
+            # the same (the engine still records the event, see `reschedule`).
+            clock.status = ClockStatus.BREACHED
+            clock.breached_at = clock.deadline
+        else:
+            clock.status = ClockStatus.CANCELLED if cancelled else ClockStatus.MET
+    clock.updated_at = at
+    reschedule(clock)
+
+
+def resume_after_reopen(clock: SlaClock, now: datetime) -> None:
+    stopped = clock.stopped_at
+    assert stopped is not None
+    clock.pauses = [
+        *clock.pauses,
+        to_jsonable({"from": stopped, "to": now, "actor": "system", "reason": "completed"}),
+    ]
+    clock.paused_seconds += (now - stopped).total_seconds()
+    clock.stopped_at = None
+    if clock.status == ClockStatus.MET:
+        clock.status = ClockStatus.ACTIVE
+    clock.updated_at = now
+    reschedule(clock)

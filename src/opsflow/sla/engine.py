@@ -26,7 +26,7 @@ from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.sla import repository
-from opsflow.sla.service import frozen_at, plan_of, reschedule
+from opsflow.sla.clocks import frozen_at, plan_of, reschedule
 
 ENGINE_ACTOR = Principal.system("sla-engine")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ClockStatus, Priority, SlaKind
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
@@ -17,10 +16,15 @@ from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME, explain
 from opsflow.sla.clocks import (
     DEFAULT_THRESHOLDS,
-    Plan,
     calendar_of,
+    frozen_at,
+    pause,
     pause_intervals,
-    plan_clock,
+    plan_of,
+    reschedule,
+    resume,
+    resume_after_reopen,
+    stop,
 )
 from opsflow.sla.defaults import targets_for
 from opsflow.sla.policies import PolicySpec, match
@@ -108,40 +112,6 @@ async def load_catalog(session: AsyncSession) -> PolicyCatalog:
 # --- clocks -------------------------------------------------------------------------------
 
 
-def plan_of(clock: SlaClock) -> Plan:
-    return plan_clock(
-        clock.started_at,
-        clock.target_minutes,
-        clock.thresholds,
-        clock.pauses,
-        calendar_of(clock.calendar_name, clock.calendar_spec),
-    )
-
-
-def frozen_at(clock: SlaClock) -> datetime | None:
-    """The instant a clock stopped counting (stopped or paused); None while it runs."""
-    return clock.stopped_at or clock.paused_at
-
-
-def reschedule(clock: SlaClock) -> None:
-    """Recompute the threshold instants and the next instant to wake up for.
-
-    A stopped or paused clock still wakes up for a threshold that was due before it stopped
-    and has not fired yet (the engine runs a moment behind): nothing due is ever skipped.
-    """
-    plan = plan_of(clock)
-    clock.deadline = plan.deadline
-    clock.warning_at = plan.warning_at
-    clock.critical_at = plan.critical_at
-    clock.next_fire_at = None
-    if clock.fired_count >= len(plan.steps):
-        return
-    due = plan.steps[clock.fired_count][1]
-    frozen = frozen_at(clock)
-    if frozen is None or due < frozen:
-        clock.next_fire_at = due
-
-
 def _configure(clock: SlaClock, policy: ResolvedPolicy) -> None:
     clock.thresholds = list(policy.thresholds)
     clock.calendar_id = policy.calendar_id
@@ -192,59 +162,6 @@ def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:
         task.resolve_deadline = clocks[SlaKind.RESOLVE].deadline
 
 
-def _running(clock: SlaClock) -> bool:
-    return clock.stopped_at is None and clock.status in (ClockStatus.ACTIVE, ClockStatus.BREACHED)
-
-
-def _pause(clock: SlaClock, at: datetime, actor: str, reason: str | None) -> None:
-    if not _running(clock) or clock.paused_at is not None:
-        return
-    clock.paused_at = at
-    clock.pauses = [
-        *clock.pauses,
-        to_jsonable({"from": at, "to": None, "actor": actor, "reason": reason}),
-    ]
-    if clock.status == ClockStatus.ACTIVE:
-        clock.status = ClockStatus.PAUSED
-    clock.updated_at = at
-    reschedule(clock)
-
-
-def _resume(clock: SlaClock, at: datetime) -> None:
-    if clock.paused_at is None:
-        return
-    pauses = list(clock.pauses)
-    if pauses and pauses[-1].get("to") is None:
-        pauses[-1] = {**pauses[-1], "to": to_jsonable(at)}
-    clock.pauses = pauses
-    clock.paused_seconds += (at - clock.paused_at).total_seconds()
-    clock.paused_at = None
-    if clock.status == ClockStatus.PAUSED:
-        clock.status = ClockStatus.ACTIVE
-    clock.updated_at = at
-    reschedule(clock)
-
-
-def _stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
-    if clock.stopped_at is not None or clock.status in (ClockStatus.MET, ClockStatus.CANCELLED):
-        return
-    if clock.paused_at is not None:
-        # A paused clock that stops ends its pause at the stop instant.
-        _resume(clock, max(at, clock.paused_at))
-    clock.stopped_at = at
-    clock.cancelled = cancelled
-    if clock.status != ClockStatus.BREACHED:
-        if at > clock.deadline:
-            # Stopped after its deadline, before the engine's pass got to it: breached all
-            # the same (the engine still records the event, see `reschedule`).
-            clock.status = ClockStatus.BREACHED
-            clock.breached_at = clock.deadline
-        else:
-            clock.status = ClockStatus.CANCELLED if cancelled else ClockStatus.MET
-    clock.updated_at = at
-    reschedule(clock)
-
-
 async def on_task_changed(
     session: AsyncSession,
     task: Task,
@@ -278,41 +195,26 @@ async def on_task_changed(
     if task.cancelled_at is not None:
         for clock in (start, resolve):
             if clock is not None:
-                _stop(clock, now, cancelled=True)
+                stop(clock, now, cancelled=True)
     else:
         if start is not None and responded is not None:
-            _stop(start, min(t for t in (task.acknowledged_at, task.started_at) if t))
+            stop(start, min(t for t in (task.acknowledged_at, task.started_at) if t))
         if resolve is not None:
             if task.completed_at is not None:
-                _stop(resolve, task.completed_at)
+                stop(resolve, task.completed_at)
             elif resolve.stopped_at is not None:
-                _resume_after_reopen(resolve, now)
+                resume_after_reopen(resolve, now)
     for clock in (start, resolve):
         if clock is None:
             continue
         if task.sla_paused_at is not None:
-            _pause(clock, task.sla_paused_at, actor, task.sla_pause_reason)
+            pause(clock, task.sla_paused_at, actor, task.sla_pause_reason)
         elif clock.pause_on_blocked and task.blocked_at is not None:
             reason = f"blocked: {task.blocked_reason}" if task.blocked_reason else "blocked"
-            _pause(clock, task.blocked_at, actor, reason)
+            pause(clock, task.blocked_at, actor, reason)
         else:
-            _resume(clock, now)
+            resume(clock, now)
     _mirror(task, clocks)
-
-
-def _resume_after_reopen(clock: SlaClock, now: datetime) -> None:
-    stopped = clock.stopped_at
-    assert stopped is not None
-    clock.pauses = [
-        *clock.pauses,
-        to_jsonable({"from": stopped, "to": now, "actor": "system", "reason": "completed"}),
-    ]
-    clock.paused_seconds += (now - stopped).total_seconds()
-    clock.stopped_at = None
-    if clock.status == ClockStatus.MET:
-        clock.status = ClockStatus.ACTIVE
-    clock.updated_at = now
-    reschedule(clock)
 
 
 async def reschedule_calendar(
