@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from opsflow.clock import Clock
 from opsflow.db import unit_of_work
 from opsflow.escalation import repository
-from opsflow.escalation.service import ENGINE_ACTOR, fire
+from opsflow.escalation.firing import ENGINE_ACTOR, fire
 from opsflow.models.enums import EscalationStatus
 from opsflow.sla.repository import tasks_by_id
 

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import LongText, Name, ShortText, reject_nul
+from opsflow.kit.validation import LongText, Name, ShortText
+from opsflow.tasks.conditions import Conditions
 
 Trigger = Literal["created", "warning", "breach"]
 Channel = Literal["email", "slack", "webhook", "sms"]
@@ -30,32 +31,10 @@ def _target(value: str) -> str:
 
 
 Target = Annotated[str, StringConstraints(max_length=64), AfterValidator(_target)]
-ConditionValue = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(reject_nul)
-]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Conditions(_Strict):
-    """Every key given must match the task (any of its values); an empty object matches all."""
-
-    priority: Annotated[
-        list[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]], Field(max_length=4)
-    ] = []
-    task_type: Annotated[list[Literal["TASK", "INCIDENT"]], Field(max_length=2)] = []
-    customer_tier: Annotated[
-        list[Literal["ENTERPRISE", "PREMIUM", "STANDARD", "BASIC"]], Field(max_length=4)
-    ] = []
-    service: Annotated[list[ConditionValue], Field(max_length=100)] = []
-    team: Annotated[list[ConditionValue], Field(max_length=100)] = []  # team ids or names
-    tags: Annotated[list[ConditionValue], Field(max_length=100)] = []  # any tag in common
-
-    def given(self) -> dict[str, Any]:
-        """Only the keys that constrain something (what is stored and matched)."""
-        return {k: v for k, v in self.model_dump(mode="json").items() if v}
 
 
 class Step(_Strict):

@@ -35,13 +35,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
-from opsflow.escalation.service import conditions_match
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.models.notification import Notification
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import next_attempt_at
 from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
+from opsflow.tasks import conditions
 
 HELD_RETRY = timedelta(seconds=30)
 
@@ -192,7 +192,7 @@ async def _apply_windows(
             for w in windows
             if w.starts_at <= now < w.ends_at
             and found is not None
-            and conditions_match(w.conditions or {}, found[0], found[1])
+            and conditions.matches(w.conditions or {}, found[0], found[1])
         ]
         if not covering:
             to_send.append(row)

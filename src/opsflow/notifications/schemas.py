@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from opsflow.escalation.schemas import Conditions
 from opsflow.kit.validation import LongText, Name
+from opsflow.tasks.conditions import Conditions
 
 
 class NotificationRead(BaseModel):
