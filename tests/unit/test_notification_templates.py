@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -361,6 +362,23 @@ def test_template_names_cover_every_event_and_part() -> None:
         event, channel, part = parse_template_name(name)
         assert default_source(name)
         assert f"{event}.{channel.value.lower()}.{part}" == name
+
+
+def test_every_builtin_file_serves_a_template_and_email_bodies_keep_the_signature() -> None:
+    """The built-in texts are package data: every file is reached from a template name, and
+    an editor that strips trailing spaces must not break the ``-- `` signature separator."""
+    folder = resources.files("opsflow.notifications").joinpath("builtin")
+    files = {entry.name for entry in folder.iterdir() if entry.name.endswith(".j2")}
+    used = {f"{name}.j2" for name in template_names() if not name.endswith(".html")}
+    used |= {"email.html.j2"} | {f"generic.{n}.j2" for n in GENERIC_PARTS}
+    assert files == used
+    for name in template_names():
+        if name.endswith(".email.body"):
+            assert "\n-- \n" in default_source(name), name
+    assert "\n-- \n" in default_source("task.other_thing.email.body")
+
+
+GENERIC_PARTS = ("email.subject", "email.body", "slack.title", "slack.body", "sms.body")
 
 
 def test_compiled_templates_are_cached_and_bounded() -> None:
