@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from opsflow.sla.policies import parse_sla_config
+from opsflow.sla_config.yaml_format import parse_sla_config
 
 CONFIG = """
 sla_targets:

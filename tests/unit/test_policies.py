@@ -17,24 +17,21 @@ from hypothesis import strategies as st
 
 from opsflow.models.enums import CustomerTier, Priority, TaskType
 from opsflow.sla.calendar import BusinessCalendar
+from opsflow.sla.calendar_format import calendar_to_dict
+from opsflow.sla.config_errors import PolicyConfigError
 from opsflow.sla.defaults import MAX_SLA_MINUTES, PRIORITY_DEFAULTS
 from opsflow.sla.policies import (
     DEFAULT_THRESHOLDS,
-    MAX_DOCUMENT_BYTES,
-    PolicyConfigError,
     PolicySpec,
     ResolvedTargets,
-    SlaConfig,
-    calendar_to_dict,
-    diff_configs,
-    dump_sla_config,
     match,
-    parse_sla_config,
-    policy_to_dict,
     resolve_targets,
-    seed_policy_name,
-    validate_config,
 )
+from opsflow.sla_config.diff import diff_configs, policy_to_dict
+from opsflow.sla_config.model import SlaConfig
+from opsflow.sla_config.validation import validate_config
+from opsflow.sla_config.yaml_dump import dump_sla_config
+from opsflow.sla_config.yaml_format import MAX_DOCUMENT_BYTES, parse_sla_config, seed_policy_name
 
 # Seed 002's sla_config.yaml, verbatim.
 SEED_002 = """\

@@ -18,6 +18,7 @@ import pytest
 from opsflow.models.sla import SlaClock
 from opsflow.sla import clocks
 from opsflow.sla.calendar import BusinessCalendar
+from opsflow.sla.calendar_format import calendar_to_dict
 from opsflow.sla.clocks import (
     calendar_of,
     pause,
@@ -28,7 +29,6 @@ from opsflow.sla.clocks import (
     stop,
     thresholds_of,
 )
-from opsflow.sla.policies import calendar_to_dict
 from opsflow.sla.status import ClockView
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -31,7 +31,7 @@ class BusinessCalendarRow(UUIDPrimaryKey, Timestamps, Base):
 
     name: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64))
-    # {"mon": ["09:00-17:00"], ...} as sla.policies.calendar_to_dict writes it
+    # {"mon": ["09:00-17:00"], ...} as sla.calendar_format.calendar_to_dict writes it
     hours: Mapped[dict[str, Any]] = mapped_column(json_type())
     holidays: Mapped[list[Any]] = mapped_column(json_type(), default=list)
     # "api" or "file" (OPSFLOW_SLA_CONFIG) or "import"
@@ -42,7 +42,7 @@ class SlaPolicyRow(UUIDPrimaryKey, Timestamps, Base):
     """An SLA policy (sla.policies.PolicySpec as a row). `*` matches anything.
 
     At most one active policy per selector: checked by validating the whole set
-    (sla.policies.validate_config) in the transaction that changes it.
+    (sla_config.validation.validate_config) in the transaction that changes it.
     """
 
     __tablename__ = "sla_policies"

@@ -23,8 +23,8 @@ from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock
 from opsflow.sla.calendar import BusinessCalendar, threshold_instants
+from opsflow.sla.calendar_format import calendar_from_dict
 from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
-from opsflow.sla.policies import calendar_from_dict
 
 DEFAULT_THRESHOLDS = (WARNING_PERCENT, CRITICAL_PERCENT)
 BREACH_PERCENT = 100.0

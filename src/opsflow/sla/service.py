@@ -85,7 +85,7 @@ class PolicyCatalog:
 
 
 def calendar_body(timezone: str, hours: dict[str, Any], holidays: list[Any]) -> dict[str, Any]:
-    """A calendar as clocks store it (sla.policies.calendar_to_dict without the name)."""
+    """A calendar as clocks store it (sla.calendar_format.calendar_to_dict without the name)."""
     return {"timezone": timezone, "hours": dict(hours), "holidays": list(holidays)}
 
 

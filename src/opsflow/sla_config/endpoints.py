@@ -16,7 +16,6 @@ from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow
 from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME
-from opsflow.sla.policies import MAX_DOCUMENT_BYTES
 from opsflow.sla_config import service
 from opsflow.sla_config.schemas import (
     CalendarCreate,
@@ -30,6 +29,7 @@ from opsflow.sla_config.schemas import (
     SimulateRequest,
     SimulateResult,
 )
+from opsflow.sla_config.yaml_format import MAX_DOCUMENT_BYTES
 
 policies_router = APIRouter(prefix="/sla-policies", tags=["sla-policies"])
 calendars_router = APIRouter(prefix="/calendars", tags=["calendars"])

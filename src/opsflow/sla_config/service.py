@@ -2,7 +2,7 @@
 
 Every change — an API call, a YAML import, a hot reload of ``OPSFLOW_SLA_CONFIG`` — goes the
 same way: lock the settings row (serialises configuration changes across processes), build
-the configuration as it would be after the change (pure ``sla.policies.SlaConfig``),
+the configuration as it would be after the change (pure ``sla_config.model.SlaConfig``),
 validate it as a whole (one active policy per selector, calendars that exist, ...), write
 the rows, reschedule the open clocks of a changed calendar, and record an audit row and
 an outbox event per changed policy, calendar or setting. Validation happens before any
@@ -33,19 +33,12 @@ from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow, SlaSettingsRow
 from opsflow.sla import repository
 from opsflow.sla import service as sla_service
 from opsflow.sla.calendar import ALWAYS_NAME, BusinessCalendar, add_working_time
+from opsflow.sla.calendar_format import calendar_from_dict, calendar_to_dict
 from opsflow.sla.clocks import DEFAULT_THRESHOLDS, plan_clock
-from opsflow.sla.policies import (
-    PolicyConfigError,
-    PolicySpec,
-    SlaConfig,
-    calendar_from_dict,
-    calendar_to_dict,
-    diff_configs,
-    dump_sla_config,
-    parse_sla_config,
-    policy_to_dict,
-    validate_config,
-)
+from opsflow.sla.config_errors import PolicyConfigError
+from opsflow.sla.policies import PolicySpec
+from opsflow.sla_config.diff import diff_configs, policy_to_dict
+from opsflow.sla_config.model import SlaConfig
 from opsflow.sla_config.schemas import (
     CalendarCreate,
     CalendarUpdate,
@@ -56,6 +49,9 @@ from opsflow.sla_config.schemas import (
     SimulateRequest,
     SimulateResult,
 )
+from opsflow.sla_config.validation import validate_config
+from opsflow.sla_config.yaml_dump import dump_sla_config
+from opsflow.sla_config.yaml_format import parse_sla_config
 
 SETTINGS_ENTITY_ID = uuid.uuid5(uuid.NAMESPACE_URL, "opsflow:sla-settings")
 SOURCE_API, SOURCE_IMPORT, SOURCE_FILE = "api", "import", "file"
