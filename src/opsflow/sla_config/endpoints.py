@@ -16,7 +16,7 @@ from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow
 from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME
-from opsflow.sla_config import service
+from opsflow.sla_config import service, simulation
 from opsflow.sla_config.schemas import (
     CalendarCreate,
     CalendarRead,
@@ -186,7 +186,7 @@ async def simulate(
 ) -> SimulateResult:
     """When every threshold and escalation level would fire for a task started at `start`,
     across nights, weekends and holidays of the policy's calendar. Writes nothing."""
-    return await service.simulate(session, body, clock.now())
+    return await simulation.simulate(session, body, clock.now())
 
 
 @policies_router.get("/{policy_id}", response_model=PolicyRead)
