@@ -19,7 +19,7 @@ from opsflow.kit.validation import Reason, SearchText, ShortText, Tag, Word
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.sla.status import State as SlaState
-from opsflow.tasks import repository, service
+from opsflow.tasks import repository, service, views
 from opsflow.tasks.repository import SortField, TaskFilters
 from opsflow.tasks.schemas import (
     AssignRequest,
@@ -83,7 +83,7 @@ async def create_task(
     task = await service.create_task(session, context, principal, body)
     response.headers["Location"] = f"/api/v1/tasks/{task.id}"
     _etag(response, task)
-    return await service.created_view(session, task, context.clock.now())
+    return await views.created_view(session, task, context.clock.now())
 
 
 @router.get("", response_model=Page[TaskListItem])
@@ -130,7 +130,7 @@ async def list_tasks(
     now = clock.now()
     rows, total = await repository.search(session, filters, page, now=now, sort=sort, order=order)
     return Page(
-        items=await service.list_views(session, rows, now), pagination=Pagination.of(page, total)
+        items=await views.list_views(session, rows, now), pagination=Pagination.of(page, total)
     )
 
 
@@ -140,7 +140,7 @@ async def get_task(
 ) -> TaskDetail:
     task = await service.get_task(session, task_id)
     _etag(response, task)
-    return await service.detail_view(session, task, clock.now())
+    return await views.detail_view(session, task, clock.now())
 
 
 def _command(
@@ -158,7 +158,7 @@ Command = Annotated[service.TaskCommand, Depends(_command)]
 
 async def _answer(cmd: service.TaskCommand, task: Task, response: Response) -> TaskRead:
     _etag(response, task)
-    return (await service.read_views(cmd.session, [task], cmd.ctx.clock.now()))[0]
+    return (await views.read_views(cmd.session, [task], cmd.ctx.clock.now()))[0]
 
 
 def _reason(body: ReasonRequest | None) -> str | None:

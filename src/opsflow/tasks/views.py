@@ -1,0 +1,196 @@
+"""Task read models: a task as the API shows it, with its people and its SLA status.
+
+Each function builds its models for a batch of tasks with a constant number of queries
+(clocks, extra assignees and users are loaded for the whole batch).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.durations import humanize
+from opsflow.models.enums import SlaKind
+from opsflow.models.task import Task
+from opsflow.models.user import User
+from opsflow.sla import repository as sla_repo
+from opsflow.sla import status as sla
+from opsflow.tasks import repository
+from opsflow.tasks.schemas import (
+    AuditTrailEntry,
+    CreatedSlaStatus,
+    CreatedTimeRemaining,
+    SlaEventBrief,
+    SlaStatus,
+    TaskCreated,
+    TaskDetail,
+    TaskListItem,
+    TaskRead,
+)
+from opsflow.users import repository as users_repo
+from opsflow.users.schemas import UserSummary
+
+
+async def clock_views(
+    session: AsyncSession, tasks: Sequence[Task], now: datetime
+) -> dict[uuid.UUID, tuple[sla.ClockView, sla.ClockView]]:
+    """Each task's START and RESOLVE clocks as they stand at `now` (one query)."""
+    clocks = await sla_repo.clocks_for_tasks(session, [t.id for t in tasks])
+    views = {}
+    for task in tasks:
+        own = clocks.get(task.id, {})
+        views[task.id] = (
+            sla.ClockView.of(own[SlaKind.START], now),
+            sla.ClockView.of(own[SlaKind.RESOLVE], now),
+        )
+    return views
+
+
+def sla_status_of(task: Task, views: tuple[sla.ClockView, sla.ClockView]) -> SlaStatus:
+    start, resolve = views
+    return SlaStatus.model_validate(sla.sla_status(start, resolve, task.created_at))
+
+
+def _fields(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "task_type": task.task_type,
+        "priority": task.priority,
+        "status": task.status,
+        "team_id": task.team_id,
+        "service": task.service,
+        "customer_tier": task.customer_tier,
+        "start_sla_minutes": task.start_sla_minutes,
+        "resolve_sla_minutes": task.resolve_sla_minutes,
+        "start_sla_source": task.start_sla_source,
+        "resolve_sla_source": task.resolve_sla_source,
+        "sla_policy_id": task.sla_policy_id,
+        "sla_policy_name": task.sla_policy_name,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "assigned_at": task.assigned_at,
+        "acknowledged_at": task.acknowledged_at,
+        "started_at": task.started_at,
+        "blocked_at": task.blocked_at,
+        "blocked_reason": task.blocked_reason,
+        "completed_at": task.completed_at,
+        "cancelled_at": task.cancelled_at,
+        "snoozed_until": task.snoozed_until,
+        "sla_paused_at": task.sla_paused_at,
+        "sla_pause_reason": task.sla_pause_reason,
+        "deleted_at": task.deleted_at,
+        "resolution_notes": task.resolution_notes,
+        "tags": list(task.tags or []),
+        "metadata": dict(task.metadata_ or {}),
+        "source": task.source,
+        "external_id": task.external_id,
+        "version": task.version,
+    }
+
+
+async def created_view(session: AsyncSession, task: Task, now: datetime) -> TaskCreated:
+    start, resolve = (await clock_views(session, [task], now))[task.id]
+    extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+    return TaskCreated(
+        **_fields(task),
+        created_by=task.created_by,
+        assigned_to=task.assigned_to,
+        additional_assignees=extra,
+        sla_status=CreatedSlaStatus(
+            start_deadline=start.deadline,
+            resolve_deadline=resolve.deadline,
+            time_remaining=CreatedTimeRemaining(
+                start=humanize(start.remaining),
+                resolve=humanize(resolve.remaining),
+                start_seconds=int(start.remaining.total_seconds()),
+                resolve_seconds=int(resolve.remaining.total_seconds()),
+            ),
+            state=sla.worst_state(start, resolve),
+            at_risk=False,
+        ),
+    )
+
+
+def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSummary | None:
+    if user_id is None or user_id not in users:
+        return None
+    return UserSummary.model_validate(users[user_id])
+
+
+async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskRead]:
+    extras = await repository.additional_assignees(session, [t.id for t in tasks])
+    ids = {u for t in tasks for u in (t.created_by, t.assigned_to, *extras.get(t.id, [])) if u}
+    users = await users_repo.get_many(session, list(ids))
+    views = await clock_views(session, tasks, now)
+    return [
+        TaskRead(
+            **_fields(task),
+            created_by=_summary(users, task.created_by),
+            assigned_to=_summary(users, task.assigned_to),
+            additional_assignees=[
+                s for s in (_summary(users, u) for u in extras.get(task.id, [])) if s
+            ],
+            sla_status=sla_status_of(task, views[task.id]),
+        )
+        for task in tasks
+    ]
+
+
+async def list_views(
+    session: AsyncSession, tasks: Sequence[Task], now: datetime
+) -> list[TaskListItem]:
+    users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    views = await clock_views(session, tasks, now)
+    return [
+        TaskListItem(
+            id=t.id,
+            title=t.title,
+            task_type=t.task_type,
+            priority=t.priority,
+            status=t.status,
+            customer_tier=t.customer_tier,
+            team_id=t.team_id,
+            assigned_to=_summary(users, t.assigned_to),
+            tags=list(t.tags or []),
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+            started_at=t.started_at,
+            completed_at=t.completed_at,
+            external_id=t.external_id,
+            version=t.version,
+            sla_status=sla_status_of(t, views[t.id]),
+        )
+        for t in tasks
+    ]
+
+
+async def detail_view(session: AsyncSession, task: Task, now: datetime) -> TaskDetail:
+    read = (await read_views(session, [task], now))[0]
+    trail = [
+        AuditTrailEntry(
+            action=row.action,
+            actor=row.actor_name,
+            actor_type=row.actor_type,
+            actor_id=row.actor_id,
+            timestamp=row.timestamp,
+            changes=row.changes,
+        )
+        for row in await repository.audit_trail(session, task.id)
+    ]
+    events = [
+        SlaEventBrief(
+            id=e.id,
+            event_type=e.event_type,
+            severity=e.severity,
+            triggered_at=e.triggered_at,
+            notification_sent=e.notification_sent,
+        )
+        for e in await sla_repo.events_of(session, [task.id])
+    ]
+    return TaskDetail(**read.model_dump(), sla_events=events, audit_trail=trail)
