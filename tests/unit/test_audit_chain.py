@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical, chain_hash, diff
+from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical, chain_hash
 from opsflow.audit.writer import row_content
 from opsflow.models.audit import AuditLog
 
@@ -186,32 +186,3 @@ def test_deleting_a_row_is_detected() -> None:
     rows = build_chain(4)
     del rows[1]
     assert first_broken(rows) == 3
-
-
-# --- diff --------------------------------------------------------------------------------------
-
-
-def test_diff_reports_changed_fields_only() -> None:
-    before = {"status": "ASSIGNED", "priority": "HIGH", "tags": ["a"]}
-    after = {"status": "IN_PROGRESS", "priority": "HIGH", "tags": ["a", "b"]}
-    assert diff(before, after) == {
-        "status": {"from": "ASSIGNED", "to": "IN_PROGRESS"},
-        "tags": {"from": ["a"], "to": ["a", "b"]},
-    }
-
-
-def test_diff_added_and_removed_keys() -> None:
-    assert diff({"a": 1}, {"b": 2}) == {"a": {"from": 1, "to": None}, "b": {"from": None, "to": 2}}
-
-
-def test_diff_missing_equals_none() -> None:
-    assert diff({"a": None}, {}) == {}
-
-
-def test_diff_of_equal_states_is_empty() -> None:
-    state = {"a": 1, "b": {"c": [1, 2]}}
-    assert diff(state, dict(state)) == {}
-
-
-def test_diff_keys_sorted() -> None:
-    assert list(diff({"z": 1, "a": 1}, {"z": 2, "a": 2})) == ["a", "z"]

@@ -41,12 +41,3 @@ def canonical(content: Mapping[str, Any]) -> bytes:
 
 def chain_hash(prev_hash: str, content: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(content)).hexdigest()
-
-
-def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{field: {"from": old, "to": new}}`` for every field whose value changed."""
-    return {
-        key: {"from": before.get(key), "to": after.get(key)}
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
-    }

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.audit import writer as audit
 from opsflow.auth.principal import Principal
 from opsflow.events import outbox
+from opsflow.kit.changes import field_changes
 
 
 def record_change(
@@ -52,16 +53,6 @@ def record_change(
     )
 
 
-def field_changes(
-    old: dict[str, Any] | None, new: dict[str, Any] | None
-) -> dict[str, dict[str, Any]] | None:
-    """`{field: {from, to}}` for the fields that differ; None unless both states exist."""
-    if old is None or new is None:
-        return None
-    keys = dict.fromkeys([*old, *new])
-    return {k: {"from": old.get(k), "to": new.get(k)} for k in keys if old.get(k) != new.get(k)}
-
-
 def record_entity_change(
     session: AsyncSession,
     actor: Principal,
@@ -86,7 +77,7 @@ def record_entity_change(
         event_type=f"{entity_type}.{verb.lower()}",
         payload={"name": (new or old or {}).get("name"), "old": old, "new": new},
         now=now,
-        changes=field_changes(old, new),
+        changes=None if old is None or new is None else field_changes(old, new),
         previous_state=old,
         new_state=new,
         metadata=metadata,

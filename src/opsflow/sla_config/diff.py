@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from opsflow.kit.changes import field_changes
 from opsflow.sla.calendar_format import calendar_to_dict
 from opsflow.sla.policies import PolicySpec
 from opsflow.sla_config.model import SlaConfig
@@ -36,14 +37,6 @@ def _settings_dict(config: SlaConfig) -> dict[str, Any]:
     }
 
 
-def _field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        key: {"from": old.get(key), "to": new.get(key)}
-        for key in dict.fromkeys([*old, *new])
-        if old.get(key) != new.get(key)
-    }
-
-
 def _diff_named(
     kind: str,
     old: Mapping[str, dict[str, Any]],
@@ -56,7 +49,7 @@ def _diff_named(
         elif name not in old:
             entries.append({"kind": kind, "name": name, "change": "added", "new": new[name]})
         else:
-            changes = _field_changes(old[name], new[name])
+            changes = field_changes(old[name], new[name])
             if changes:
                 entries.append(
                     {"kind": kind, "name": name, "change": "changed", "changes": changes}
@@ -87,7 +80,7 @@ def diff_configs(old: SlaConfig, new: SlaConfig) -> list[dict[str, Any]]:
         {c.name: calendar_to_dict(c) for c in old.calendars},
         {c.name: calendar_to_dict(c) for c in new.calendars},
     )
-    changes = _field_changes(_settings_dict(old), _settings_dict(new))
+    changes = field_changes(_settings_dict(old), _settings_dict(new))
     if changes:
         entries.append(
             {"kind": "settings", "name": "config", "change": "changed", "changes": changes}

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from opsflow.audit.chain import diff
 from opsflow.auth.permissions import Permission, check_row, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
@@ -24,6 +23,7 @@ from opsflow.db import after_commit
 from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from opsflow.escalation import service as escalation_service
 from opsflow.events.changes import record_change
+from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import TaskStatus, TaskType
 from opsflow.models.task import Task
@@ -273,7 +273,7 @@ async def _mutate(
         await repository.set_additional_assignees(session, task.id, extra_assignees, now)
         current_extra = extra_assignees
     after = task_state(task, current_extra)
-    changes = diff(before, after)
+    changes = field_changes(before, after)
     if not changes:
         return task
     task.updated_at = now

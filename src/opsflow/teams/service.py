@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit.chain import diff
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.errors import Conflict, NotFound, ValidationFailed
 from opsflow.events.changes import record_change
+from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.team import Team
 from opsflow.teams import repository
@@ -111,7 +111,7 @@ async def update_team(
     before = to_jsonable(team_state(team))
     for key, value in fields.items():
         setattr(team, key, value)
-    changes = diff(before, to_jsonable(team_state(team)))
+    changes = field_changes(before, to_jsonable(team_state(team)))
     if not changes:
         return team
     now = ctx.clock.now()

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit.chain import diff
 from opsflow.auth import repository as auth_repo
 from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
@@ -18,6 +17,7 @@ from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from opsflow.events.changes import record_change
+from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import Role
 from opsflow.models.notification_preference import NotificationPreference
@@ -146,7 +146,7 @@ async def update_user(
     for key, value in fields.items():
         setattr(user, key, value)
     now = ctx.clock.now()
-    changes = diff(to_jsonable(before), to_jsonable(user_state(user)))
+    changes = field_changes(to_jsonable(before), to_jsonable(user_state(user)))
     if password:
         user.hashed_password = await ctx.passwords.hash(password)
         changes["password"] = {"from": "***", "to": "***"}
@@ -233,7 +233,7 @@ async def put_preferences(
         pref.updated_at = now
     await session.flush()
     after = {p.channel: _pref_state(p) for p in await get_preferences(session, actor.user_id)}
-    changes = diff(before, after)
+    changes = field_changes(before, after)
     if changes:
         record_change(
             session,
