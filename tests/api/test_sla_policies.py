@@ -13,7 +13,10 @@ import yaml
 
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+from opsflow.sla import service as sla_service
 from opsflow.sla.engine import run_once
+from opsflow.sla_config import service as sla_config_service
 from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_user
 
 # Friday 2026-01-30 16:30 in Paris (UTC+1 in winter) and the Monday after, 09:30.
@@ -627,3 +630,25 @@ async def test_malformed_json_and_patch_nulls(
         f"/calendars/{calendar['id']}", json={"timezone": None}, headers=admin_headers
     )
     assert_error(nulled, 400, "VALIDATION_ERROR")
+
+
+async def test_tasks_match_policies_exactly_as_the_configuration_stores_them(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], app_context: AppContext
+) -> None:
+    """The policies new tasks are matched against are the stored configuration, every field
+    included (escalation levels too): one mapping from rows to policies serves both."""
+    await _calendar(client, admin_headers)
+    await _policy(
+        client,
+        admin_headers,
+        calendar="paris-office",
+        thresholds=[50, 80],
+        pause_on_blocked=True,
+        escalation=[{"level": 1, "minutes": 10}, {"level": 2, "minutes": 30}],
+    )
+    await _policy(client, admin_headers, name="high", priority="HIGH", is_active=False)
+    async with unit_of_work(app_context.sessions) as session:
+        matched = (await sla_service.load_catalog(session)).specs
+        stored = (await sla_config_service.load(session)).config.policies
+    assert sorted(matched, key=lambda spec: spec.name) == [p for p in stored if p.is_active]
+    assert matched[0].escalation == ((1, 10), (2, 30))

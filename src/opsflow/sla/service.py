@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.enums import ClockStatus, Priority, SlaKind
-from opsflow.models.sla import SlaClock
+from opsflow.models.sla import SlaClock, SlaPolicyRow
 from opsflow.models.task import Task
 from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME, explain
@@ -89,23 +89,26 @@ def calendar_body(timezone: str, hours: dict[str, Any], holidays: list[Any]) -> 
     return {"timezone": timezone, "hours": dict(hours), "holidays": list(holidays)}
 
 
+def policy_spec(row: SlaPolicyRow, calendar_name: str | None) -> PolicySpec:
+    """A stored policy as the pure model: what matching and the configuration both use."""
+    return PolicySpec(
+        name=row.name,
+        task_type=row.task_type,
+        priority=row.priority,
+        customer_tier=row.customer_tier,
+        start_minutes=row.start_minutes,
+        resolve_minutes=row.resolve_minutes,
+        thresholds=tuple(row.thresholds),
+        calendar=calendar_name,
+        pause_on_blocked=row.pause_on_blocked,
+        escalation=tuple((int(level), int(minutes)) for level, minutes in row.escalation),
+        is_active=row.is_active,
+    )
+
+
 async def load_catalog(session: AsyncSession) -> PolicyCatalog:
     rows = await repository.active_policies(session)
-    specs = [
-        PolicySpec(
-            name=row.name,
-            task_type=row.task_type,
-            priority=row.priority,
-            customer_tier=row.customer_tier,
-            start_minutes=row.start_minutes,
-            resolve_minutes=row.resolve_minutes,
-            thresholds=tuple(row.thresholds),
-            calendar=calendar.name if calendar else None,
-            pause_on_blocked=row.pause_on_blocked,
-            is_active=row.is_active,
-        )
-        for row, calendar in rows
-    ]
+    specs = [policy_spec(row, calendar.name if calendar else None) for row, calendar in rows]
     return PolicyCatalog(specs, {row.name: (row, calendar) for row, calendar in rows})
 
 

@@ -66,22 +66,6 @@ def _calendar_body(row: BusinessCalendarRow) -> dict[str, Any]:
     return sla_service.calendar_body(row.timezone, row.hours, row.holidays)
 
 
-def _spec(row: SlaPolicyRow, calendar_names: Mapping[uuid.UUID, str]) -> PolicySpec:
-    return PolicySpec(
-        name=row.name,
-        task_type=row.task_type,
-        priority=row.priority,
-        customer_tier=row.customer_tier,
-        start_minutes=row.start_minutes,
-        resolve_minutes=row.resolve_minutes,
-        thresholds=tuple(row.thresholds),
-        calendar=calendar_names.get(row.calendar_id) if row.calendar_id else None,
-        pause_on_blocked=row.pause_on_blocked,
-        escalation=tuple((int(level), int(minutes)) for level, minutes in row.escalation),
-        is_active=row.is_active,
-    )
-
-
 async def load(session: AsyncSession, *, lock: bool = False) -> Stored:
     """The stored configuration. ``lock``: hold the settings row until the commit."""
     settings = await repository.settings_row(session, for_update=lock)
@@ -89,7 +73,10 @@ async def load(session: AsyncSession, *, lock: bool = False) -> Stored:
     names = {row.id: row.name for row in calendars.values()}
     policies = {row.name: row for row in await repository.all_policies(session)}
     config = SlaConfig(
-        policies=tuple(_spec(row, names) for row in policies.values()),
+        policies=tuple(
+            sla_service.policy_spec(row, names.get(row.calendar_id) if row.calendar_id else None)
+            for row in policies.values()
+        ),
         calendars=tuple(
             calendar_from_dict(row.name, _calendar_body(row)) for row in calendars.values()
         ),
