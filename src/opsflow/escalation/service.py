@@ -28,11 +28,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound
+from opsflow.errors import Conflict
 from opsflow.escalation import repository
 from opsflow.escalation.firing import DEFAULT_POLICY_NAME, cancel, fire
 from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
-from opsflow.events.changes import record_entity_change
+from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import EscalationStatus
@@ -323,25 +323,25 @@ def policy_state(policy: EscalationPolicy) -> dict[str, Any]:
     )
 
 
+POLICIES = Entity(
+    ENTITY,
+    EscalationPolicy,
+    policy_state,
+    title="An escalation policy",
+    named=repository.policy_named,
+)
+
+
 async def get_policy(session: AsyncSession, policy_id: uuid.UUID) -> EscalationPolicy:
-    policy = await repository.get_policy(session, policy_id)
-    if policy is None:
-        raise NotFound("escalation_policy", policy_id)
-    return policy
+    return await POLICIES.get(session, policy_id)
 
 
 async def create_policy(
     session: AsyncSession, actor: Principal, data: PolicyCreate, now: datetime
 ) -> EscalationPolicy:
-    if await repository.policy_named(session, data.name):
-        raise Conflict(f"An escalation policy named '{data.name}' already exists")
+    await POLICIES.check_name(session, data.name)
     policy = EscalationPolicy(id=uuid.uuid4(), created_at=now, updated_at=now, **_dump(data))
-    session.add(policy)
-    await session.flush()
-    record_entity_change(
-        session, actor, ENTITY, policy.id, "CREATED", now, None, policy_state(policy)
-    )
-    return policy
+    return await POLICIES.create(session, actor, policy, now)
 
 
 async def update_policy(
@@ -350,16 +350,12 @@ async def update_policy(
     policy = await get_policy(session, policy_id)
     patch_fields(data, nullable={"description", "repeat_interval_minutes", "ack_timeout_minutes"})
     fields = _dump(data)
-    name = fields.get("name")
-    if name and name != policy.name and await repository.policy_named(session, name):
-        raise Conflict(f"An escalation policy named '{name}' already exists")
+    if fields.get("name"):
+        await POLICIES.check_name(session, fields["name"], current=policy.name)
     before = policy_state(policy)
     for key, value in fields.items():
         setattr(policy, key, value)
-    after = policy_state(policy)
-    if after != before:
-        policy.updated_at = now
-        record_entity_change(session, actor, ENTITY, policy.id, "UPDATED", now, before, after)
+    POLICIES.updated(session, actor, policy, before, now)
     return policy
 
 
@@ -367,8 +363,4 @@ async def delete_policy(
     session: AsyncSession, actor: Principal, policy_id: uuid.UUID, now: datetime
 ) -> None:
     """Pending steps of its runs stay planned (they name the policy they came from)."""
-    policy = await get_policy(session, policy_id)
-    record_entity_change(
-        session, actor, ENTITY, policy.id, "DELETED", now, policy_state(policy), None
-    )
-    await session.delete(policy)
+    await POLICIES.delete(session, actor, policy_id, now)

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
-from opsflow.events.changes import record_change, record_entity_change
+from opsflow.events.changes import record_change
+from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import Channel, NotificationStatus
@@ -353,11 +354,11 @@ def _check_window(starts_at: datetime, ends_at: datetime) -> None:
         raise ValidationFailed(details=[{"field": "ends_at", "message": "at most 31 days long"}])
 
 
+WINDOWS = Entity(WINDOW, MaintenanceWindow, _window_state)
+
+
 async def get_window(session: AsyncSession, window_id: uuid.UUID) -> MaintenanceWindow:
-    row = await session.get(MaintenanceWindow, window_id)
-    if row is None:
-        raise NotFound("maintenance_window", window_id)
-    return row
+    return await WINDOWS.get(session, window_id)
 
 
 async def create_window(
@@ -376,10 +377,7 @@ async def create_window(
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
-    await session.flush()
-    record_entity_change(session, actor, WINDOW, row.id, "CREATED", now, None, _window_state(row))
-    return row
+    return await WINDOWS.create(session, actor, row, now)
 
 
 async def update_window(
@@ -398,10 +396,7 @@ async def update_window(
             value = data.conditions.given()
         setattr(row, key, value)
     _check_window(row.starts_at, row.ends_at)
-    after = _window_state(row)
-    if after != before:
-        row.updated_at = now
-        record_entity_change(session, actor, WINDOW, row.id, "UPDATED", now, before, after)
+    WINDOWS.updated(session, actor, row, before, now)
     return row
 
 
@@ -409,6 +404,4 @@ async def delete_window(
     session: AsyncSession, actor: Principal, window_id: uuid.UUID, now: datetime
 ) -> None:
     """Held notifications are then released at their next look (their window is gone)."""
-    row = await get_window(session, window_id)
-    record_entity_change(session, actor, WINDOW, row.id, "DELETED", now, _window_state(row), None)
-    await session.delete(row)
+    await WINDOWS.delete(session, actor, window_id, now)

@@ -13,8 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound
-from opsflow.events.changes import record_entity_change
+from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import Channel, NotificationStatus
@@ -100,23 +99,22 @@ def _state(row: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-async def _name_taken(session: AsyncSession, name: str) -> bool:
+async def _named(session: AsyncSession, name: str) -> bool:
     query = select(WebhookSubscription.id).where(WebhookSubscription.name == name)
     return (await session.scalar(query)) is not None
 
 
+WEBHOOK = Entity(ENTITY, WebhookSubscription, _state, title="A webhook", named=_named)
+
+
 async def get(session: AsyncSession, webhook_id: uuid.UUID) -> WebhookSubscription:
-    row = await session.get(WebhookSubscription, webhook_id)
-    if row is None:
-        raise NotFound("webhook", webhook_id)
-    return row
+    return await WEBHOOK.get(session, webhook_id)
 
 
 async def create(
     session: AsyncSession, actor: Principal, data: WebhookCreate, now: datetime
 ) -> WebhookSubscription:
-    if await _name_taken(session, data.name):
-        raise Conflict(f"A webhook named '{data.name}' already exists")
+    await WEBHOOK.check_name(session, data.name)
     row = WebhookSubscription(
         id=uuid.uuid4(),
         name=data.name,
@@ -128,10 +126,7 @@ async def create(
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
-    await session.flush()
-    record_entity_change(session, actor, ENTITY, row.id, "CREATED", now, None, _state(row))
-    return row
+    return await WEBHOOK.create(session, actor, row, now)
 
 
 async def update(
@@ -143,29 +138,15 @@ async def update(
 ) -> WebhookSubscription:
     row = await get(session, webhook_id)
     fields = patch_fields(data)
-    if (
-        "name" in fields
-        and fields["name"] != row.name
-        and await _name_taken(session, fields["name"])
-    ):
-        raise Conflict(f"A webhook named '{fields['name']}' already exists")
+    if "name" in fields:
+        await WEBHOOK.check_name(session, fields["name"], current=row.name)
     before = _state(row)
     rotated = "secret" in fields and fields["secret"] != row.secret
     for key, value in fields.items():
         setattr(row, key, list(dict.fromkeys(value)) if key == "event_types" else value)
-    after = _state(row)
-    if after != before or rotated:
-        row.updated_at = now
-        record_entity_change(
-            session,
-            actor,
-            ENTITY,
-            row.id,
-            "UPDATED",
-            now,
-            before,
-            after | {"secret_rotated": rotated},
-        )
+    WEBHOOK.updated(
+        session, actor, row, before, now, also_changed=rotated, note={"secret_rotated": rotated}
+    )
     return row
 
 
@@ -173,6 +154,4 @@ async def delete(
     session: AsyncSession, actor: Principal, webhook_id: uuid.UUID, now: datetime
 ) -> None:
     """Queued deliveries of a deleted subscription end FAILED (nothing left to sign with)."""
-    row = await get(session, webhook_id)
-    record_entity_change(session, actor, ENTITY, row.id, "DELETED", now, _state(row), None)
-    await session.delete(row)
+    await WEBHOOK.delete(session, actor, webhook_id, now)
