@@ -189,6 +189,59 @@ def _bump(stored: Stored, now: datetime) -> int:
     return stored.settings.revision
 
 
+async def _change(
+    session: AsyncSession,
+    actor: Principal,
+    stored: Stored,
+    now: datetime,
+    row: SlaPolicyRow | BusinessCalendarRow,
+    old: PolicySpec | BusinessCalendar | None,
+    new: PolicySpec | BusinessCalendar | None,
+) -> None:
+    """One policy or calendar created (``old`` None), edited, or deleted (``new`` None)
+    through the API, once the configuration it makes is validated: the row is written, the
+    open clocks of an edited calendar move with it, the configuration's revision moves on
+    and the change is audited. Nothing happens when ``new`` equals ``old``."""
+    if new == old:
+        return
+    extra: dict[str, Any] = {}
+    if new is None:
+        await session.delete(row)
+    elif isinstance(row, SlaPolicyRow):
+        assert isinstance(new, PolicySpec)
+        _write_policy(row, new, stored.calendars, SOURCE_API, now)
+    else:
+        assert isinstance(new, BusinessCalendar)
+        _write_calendar(row, new, SOURCE_API, now)
+    if old is None:
+        session.add(row)
+        await session.flush()
+    elif isinstance(old, BusinessCalendar) and isinstance(row, BusinessCalendarRow) and new:
+        if new.name != old.name and stored.settings.default_calendar == old.name:
+            stored.settings.default_calendar = new.name
+        extra["clocks_rescheduled"] = await sla_service.reschedule_calendar(
+            session, row.id, new.name, _calendar_body(row)
+        )
+    revision = _bump(stored, now)
+    _audit(
+        session,
+        actor,
+        kind="policy" if isinstance(row, SlaPolicyRow) else "calendar",
+        entity_id=row.id,
+        change="added" if old is None else "removed" if new is None else "changed",
+        now=now,
+        old=_as_dict(old),
+        new=_as_dict(new),
+        metadata={"source": SOURCE_API, "revision": revision, **extra},
+    )
+
+
+def _as_dict(value: PolicySpec | BusinessCalendar | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    return policy_to_dict(value) if isinstance(value, PolicySpec) else calendar_to_dict(value)
+
+
 # --- policies ---------------------------------------------------------------------------------
 
 
@@ -231,21 +284,7 @@ async def create_policy(
     spec = _policy_spec_from(data)
     _validated(_replace_policy(stored.config, None, spec), f"policies.{spec.name}.")
     row = SlaPolicyRow(id=uuid.uuid4(), created_at=now)
-    _write_policy(row, spec, stored.calendars, SOURCE_API, now)
-    session.add(row)
-    await session.flush()
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="policy",
-        entity_id=row.id,
-        change="added",
-        now=now,
-        old=None,
-        new=policy_to_dict(spec),
-        metadata={"source": SOURCE_API, "revision": revision},
-    )
+    await _change(session, actor, stored, now, row, None, spec)
     return row
 
 
@@ -267,21 +306,7 @@ async def update_policy(
     if spec.name != row.name and spec.name in stored.policies:
         raise Conflict(f"An SLA policy named '{spec.name}' already exists")
     _validated(_replace_policy(stored.config, row.name, spec), f"policies.{spec.name}.")
-    if spec == old_spec:
-        return row
-    _write_policy(row, spec, stored.calendars, SOURCE_API, now)
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="policy",
-        entity_id=row.id,
-        change="changed",
-        now=now,
-        old=policy_to_dict(old_spec),
-        new=policy_to_dict(spec),
-        metadata={"source": SOURCE_API, "revision": revision},
-    )
+    await _change(session, actor, stored, now, row, old_spec, spec)
     return row
 
 
@@ -291,19 +316,7 @@ async def delete_policy(
     stored = await load(session, lock=True)
     row = await get_policy(session, policy_id)
     old_spec = next(p for p in stored.config.policies if p.name == row.name)
-    await session.delete(row)
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="policy",
-        entity_id=row.id,
-        change="removed",
-        now=now,
-        old=policy_to_dict(old_spec),
-        new=None,
-        metadata={"source": SOURCE_API, "revision": revision},
-    )
+    await _change(session, actor, stored, now, row, old_spec, None)
 
 
 # --- calendars --------------------------------------------------------------------------------
@@ -357,21 +370,7 @@ async def create_calendar(
     calendar = _parse_calendar(data.name, _calendar_input(data, {}))
     _validated(_with_calendar(stored.config, None, calendar))
     row = BusinessCalendarRow(id=uuid.uuid4(), created_at=now)
-    _write_calendar(row, calendar, SOURCE_API, now)
-    session.add(row)
-    await session.flush()
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="calendar",
-        entity_id=row.id,
-        change="added",
-        now=now,
-        old=None,
-        new=calendar_to_dict(calendar),
-        metadata={"source": SOURCE_API, "revision": revision},
-    )
+    await _change(session, actor, stored, now, row, None, calendar)
     return row
 
 
@@ -392,24 +391,7 @@ async def update_calendar(
     old = calendar_from_dict(row.name, _calendar_body(row))
     calendar = _parse_calendar(name, _calendar_input(data, _calendar_body(row)))
     _validated(_with_calendar(stored.config, row.name, calendar))
-    if calendar == old:
-        return row
-    _write_calendar(row, calendar, SOURCE_API, now)
-    if name != old.name and stored.settings.default_calendar == old.name:
-        stored.settings.default_calendar = name
-    moved = await sla_service.reschedule_calendar(session, row.id, name, _calendar_body(row))
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="calendar",
-        entity_id=row.id,
-        change="changed",
-        now=now,
-        old=calendar_to_dict(old),
-        new=calendar_to_dict(calendar),
-        metadata={"source": SOURCE_API, "revision": revision, "clocks_rescheduled": moved},
-    )
+    await _change(session, actor, stored, now, row, old, calendar)
     return row
 
 
@@ -425,21 +407,9 @@ async def delete_calendar(
             policies=[p.name for p in users],
             default_calendar=stored.settings.default_calendar == row.name,
         )
-    old = calendar_to_dict(calendar_from_dict(row.name, _calendar_body(row)))
     # Clocks counting under it keep their copy of the calendar (calendar_id becomes NULL).
-    await session.delete(row)
-    revision = _bump(stored, now)
-    _audit(
-        session,
-        actor,
-        kind="calendar",
-        entity_id=row.id,
-        change="removed",
-        now=now,
-        old=old,
-        new=None,
-        metadata={"source": SOURCE_API, "revision": revision},
-    )
+    old = calendar_from_dict(row.name, _calendar_body(row))
+    await _change(session, actor, stored, now, row, old, None)
 
 
 # --- whole configurations: import, export, hot reload --------------------------------------
