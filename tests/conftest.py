@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from opsflow import schema
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
+from opsflow.composition import build_context
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import Base, create_engine
@@ -139,7 +140,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 async def app_context(settings: Settings, clock: SettableClock) -> AsyncIterator[AppContext]:
-    context = AppContext.build(settings, clock)
+    context = build_context(settings, clock)
     yield context
     await context.close()
 

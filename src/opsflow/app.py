@@ -20,6 +20,7 @@ from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
+from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
@@ -35,12 +36,13 @@ from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
+from opsflow.system.health import MigrationCheck
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
 from opsflow.webhooks.endpoints import router as webhooks_router
-from opsflow.workers.embedded import EmbeddedSlaEngine
+from opsflow.workers.embedded import EmbeddedEngines
 
 API_PREFIX = "/api/v1"
 log = get_logger("opsflow.app")
@@ -188,6 +190,7 @@ def create_app(
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
+        await app.state.migration_check.check(ctx)  # /health and /ready reuse the answer
         watcher = None
         if settings.sla_config_path is not None:
             watcher = SlaConfigWatcher(ctx, settings.sla_config_path)
@@ -195,8 +198,8 @@ def create_app(
         app.state.sla_config_watcher = watcher
         engine = None
         if settings.engine_enabled:
-            engine = EmbeddedSlaEngine(
-                ctx, interval=settings.engine_interval_seconds, batch=settings.engine_batch_size
+            engine = EmbeddedEngines(
+                ctx, engine_registry(settings), interval=settings.engine_interval_seconds
             )
             engine.start()
         log.info(
@@ -227,7 +230,8 @@ def create_app(
         redoc_url=f"{API_PREFIX}/redoc",
         lifespan=lifespan,
     )
-    app.state.context = context or AppContext.build(settings, clock or SystemClock())
+    app.state.context = context or build_context(settings, clock or SystemClock())
+    app.state.migration_check = MigrationCheck()
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)

@@ -13,13 +13,15 @@ import pytest
 from sqlalchemy import func, select
 
 from opsflow.clock import SettableClock
+from opsflow.composition import engine_registry
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.escalation import service as escalation_service
 from opsflow.events import relay
+from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
-from opsflow.workers.embedded import run_pass
+from opsflow.workers.rounds import run_round
 from tests.conftest import T0, assert_error, make_team, make_user
 
 INCIDENT = {
@@ -45,7 +47,7 @@ async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
     """Move the clock and run what the embedded loop runs: SLA pass, relay, escalations."""
     clock.set(T0 + timedelta(minutes=minutes))
     for _ in range(5):  # the relay plans a run the escalation pass may then fire
-        await run_pass(ctx, batch=500)
+        await run_round(ctx, engine_registry(ctx.settings))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
@@ -315,9 +317,9 @@ async def test_a_failing_consumer_holds_only_its_event(
         if event.aggregate_id == uuid.UUID(first):
             raise RuntimeError("consumer down")
 
-    result = await relay.run_once(app_context.sessions, clock, handlers=[picky])
-    assert result.failed == 1
-    assert result.events >= 2  # the two tasks' events, and the accounts' set-up events
+    result = await RelayEngine([picky]).run(app_context, batch=500)
+    assert result.counts["failed"] == 1
+    assert result.counts["events"] >= 2  # the two tasks' events, and the accounts' set-up events
     async with unit_of_work(app_context.sessions) as session:
         rows = list(await session.scalars(select(OutboxEvent).order_by(OutboxEvent.created_at)))
     held = [r for r in rows if r.published_at is None]
@@ -325,10 +327,10 @@ async def test_a_failing_consumer_holds_only_its_event(
     assert held[0].attempts == 1
     assert held[0].last_error == "RuntimeError: consumer down"
     assert held[0].available_at == clock.now() + relay.backoff(1)
-    again = await relay.run_once(app_context.sessions, clock, handlers=[picky])
-    assert again.events == 0  # not before its backoff
+    again = await RelayEngine([picky]).run(app_context, batch=500)
+    assert again.counts["events"] == 0  # not before its backoff
     clock.advance(relay.backoff(1))
-    assert (await relay.run_once(app_context.sessions, clock, handlers=[])).events == 1
+    assert (await RelayEngine([]).run(app_context, batch=500)).counts["events"] == 1
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.sla import service as sla_service
-from opsflow.sla.engine import run_once
+from opsflow.sla.engine import SlaEngine
 from opsflow.sla_config import service as sla_config_service
 from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_user
 
@@ -143,7 +143,7 @@ async def test_friday_1630_with_60_minutes_breaches_monday_0930_as_simulated(
 
     # Saturday noon: half the working target used, nothing fires, state compliant.
     admin_headers = await at(client, clock, datetime(2026, 1, 31, 11, 0, tzinfo=UTC))
-    assert (await run_once(app_context.sessions, clock)).events == 0
+    assert (await SlaEngine().run(app_context, batch=500)).counts["events"] == 0
     task = (await client.get(f"/tasks/{task['id']}", headers=admin_headers)).json()
     start_view = task["sla_status"]["clocks"][0]
     assert (start_view["state"], start_view["percent_elapsed"]) == ("compliant", 50.0)
@@ -151,9 +151,9 @@ async def test_friday_1630_with_60_minutes_breaches_monday_0930_as_simulated(
     assert [t["id"] for t in listed.json()["items"]] == [task["id"]]
 
     admin_headers = await at(client, clock, MONDAY_0930 - timedelta(seconds=1))
-    await run_once(app_context.sessions, clock)
+    await SlaEngine().run(app_context, batch=500)
     clock.set(MONDAY_0930)
-    await run_once(app_context.sessions, clock)
+    await SlaEngine().run(app_context, batch=500)
     events = (await client.get(f"/tasks/{task['id']}/sla-events", headers=admin_headers)).json()
     fired = {e["event_type"]: e for e in events["events"]}
     assert list(fired) == ["START_WARNING", "START_CRITICAL", "START_BREACH"]

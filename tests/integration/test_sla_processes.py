@@ -1,7 +1,7 @@
 """Standalone SLA engine processes side by side, and killed at random, on PostgreSQL.
 
 Thousands of overdue clocks are loaded straight into the database, then real
-`python -m opsflow.workers.standalone` processes drain them. Whatever the interleaving (and
+`opsflow engine` processes drain them. Whatever the interleaving (and
 however often a process dies mid-transaction) every threshold of every clock is persisted
 exactly once, with one audit row and one outbox event, and the audit chain still verifies.
 """
@@ -91,7 +91,7 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @dataclass
 class EngineProcess:
-    """One standalone engine, its stdout/stderr drained by threads (pipes never fill up)."""
+    """One `opsflow engine` process, its stdout/stderr drained by threads (pipes never fill up)."""
 
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
@@ -129,7 +129,7 @@ class EngineProcess:
         return [r for r in self.records() if r.get("event") == "sla_pass"]
 
     def summary(self) -> dict[str, Any] | None:
-        exits = [r for r in self.records() if r.get("event") == "sla_engine_exit"]
+        exits = [r for r in self.records() if r.get("event") == "engine_exit"]
         return exits[-1] if exits else None
 
     def sigkill(self) -> bool:
@@ -180,7 +180,7 @@ class Engines:
 
     def start(self) -> EngineProcess:
         process = subprocess.Popen(
-            [sys.executable, "-m", "opsflow.workers.standalone", *self.arguments()],
+            [sys.executable, "-m", "opsflow", "engine", *self.arguments()],
             cwd=self.workdir,  # no stray .env is picked up
             env={**os.environ, **self.environment()},
             stdout=subprocess.PIPE,
@@ -302,7 +302,7 @@ async def test_four_engine_processes_fire_every_threshold_exactly_once(
         assert engine.process.returncode == 0, report
         assert summary is not None, report
         assert summary["reason"] == "idle", report
-        assert summary["failed_passes"] == 0, report
+        assert summary["failed_rounds"] == 0, report
     await _assert_everything_fired_once(db, clocks, report)
     # What the processes say they committed adds up to what is in the table: no pass
     # committed events that another one also counted.
@@ -369,7 +369,7 @@ async def test_engines_killed_mid_run_lose_and_duplicate_nothing(
         summary = engine.summary()
         assert engine.process.returncode == 0, report
         assert summary is not None, report
-        assert summary["failed_passes"] == 0, report
+        assert summary["failed_rounds"] == 0, report
     events = clocks * THRESHOLDS_PER_CLOCK
     await _assert_everything_fired_once(db, clocks, report)
     # Passes reported as committed never exceed what is there (a killed process may have
