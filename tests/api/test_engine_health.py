@@ -183,3 +183,17 @@ async def test_heartbeat_rows_count_one_per_process(app_context: AppContext) -> 
         )
     async with app_context.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(EngineHeartbeat)) == 3
+
+
+async def test_a_heartbeat_that_cannot_be_written_never_fails_the_round(
+    tmp_path: Any, clock: SettableClock
+) -> None:
+    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}")
+    context = build_context(settings, clock)
+    try:
+        heartbeat = Heartbeat(driver="engine", passes=["sla"], interval=1.0)
+        await heartbeat.beat(context)  # no table: logged, not raised
+        assert heartbeat.rounds == 1
+        await heartbeat.stop(context)  # nothing was written: nothing to remove
+    finally:
+        await context.close()

@@ -10,7 +10,8 @@ stale once it has not been seen for `STALE_AFTER_INTERVALS` times the longer of 
 period and its interval. Rows not seen for `RETENTION` are deleted by the next process that
 starts beating.
 
-A failed write is logged and retried at the next round: a heartbeat never fails a round.
+A failed write is logged and tried again `BEAT_EVERY_SECONDS` later: a heartbeat never fails
+a round.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Heartbeat:
         self.every = every
         self.rounds = 0
         self.started_at: datetime | None = None
-        self._written_at: datetime | None = None
+        self._tried_at: datetime | None = None  # the last write, or attempt to write
+        self._written_at: datetime | None = None  # the last write that committed
 
     async def beat(self, ctx: AppContext) -> None:
         """Count a round; write the row if the last write is `every` seconds old."""
@@ -63,10 +65,11 @@ class Heartbeat:
         now = ctx.clock.now()
         if self.started_at is None:
             self.started_at = now
-        if self._written_at is not None:
-            elapsed = (now - self._written_at).total_seconds()
+        if self._tried_at is not None:
+            elapsed = (now - self._tried_at).total_seconds()
             if 0 <= elapsed < self.every:
                 return
+        self._tried_at = now
         first = self._written_at is None
         try:
             async with unit_of_work(ctx.sessions) as session:
@@ -86,7 +89,7 @@ class Heartbeat:
                 )
                 if first:
                     await repository.delete_unseen_since(session, now - RETENTION)
-        except Exception:  # the database is down or busy: the next round tries again
+        except Exception:  # the database is down or busy: tried again in `every` seconds
             log.warning("heartbeat_not_recorded", exc_info=True)
             return
         self._written_at = now
