@@ -162,7 +162,7 @@ ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is seed 000 §4.9's envelope with this status and code."""
+    """The response is the error envelope with this status and code."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
-    # A seed 002 sla_config.yaml that owns the SLA policies and calendars: applied at start
+    # An sla_config.yaml that owns the SLA policies and calendars: applied at start
     # and on every change (hot reload); the API then refuses to edit them.
     sla_config_path: Path | None = Field(None, validation_alias=_env("OPSFLOW_SLA_CONFIG"))
 

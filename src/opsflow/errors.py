@@ -1,4 +1,4 @@
-"""Error hierarchy and the one envelope every error response uses (SPEC §3.13).
+"""Error hierarchy and the one envelope every error response uses.
 
 Services raise these; a single set of handlers in :mod:`opsflow.app` renders them as::
 

@@ -1,10 +1,10 @@
-"""Every endpoint x every role (SPEC §6).
+"""Every endpoint x every role (the matrix in docs/roles.md).
 
 `ENDPOINTS` lists every route of the app, written out by hand, each with the capability
-of SPEC §6 it needs and a setup that puts the world in a state where the call succeeds
+of the matrix it needs and a setup that puts the world in a state where the call succeeds
 for a caller holding that capability (a task in the right status, assigned to the
 developer and owned by the team lead's team). The expected answer comes from `HOLDERS`,
-an independent copy of the §6 table — never from `opsflow.auth.permissions.MATRIX`:
+an independent copy of the documented table — never from `opsflow.auth.permissions.MATRIX`:
 
 * anonymous → 401 on everything but the public routes;
 * a role holding the capability → the endpoint's success status;
@@ -33,7 +33,7 @@ ROLES = ("admin", "manager", "team_lead", "developer", "support", "auditor", "vi
 ANONYMOUS = "anonymous"
 EVERYONE = frozenset(ROLES)
 
-# SPEC §6, copied by hand: capability -> roles that hold it.
+# docs/roles.md, copied by hand: capability -> roles that hold it.
 HOLDERS: dict[str, frozenset[str]] = {
     # "register users, API clients, integrations, templates, webhooks" (and editing or
     # deactivating other users' accounts)
@@ -50,12 +50,12 @@ HOLDERS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"admin"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
-    # Not rows of the §6 table:
+    # Not rows of the documented table:
     # - the caller's own account (me, logout, revoking its own tokens, its preferences);
     "own_account": EVERYONE,
     # - the user and team directory, readable like tasks (assignees, team pickers);
     "directory": EVERYONE,
-    # - managing teams: §6 is silent; OpsFlow lets managers run teams besides admins.
+    # - managing teams: OpsFlow lets managers run teams besides admins.
     "manage_teams": frozenset({"admin", "manager"}),
     # "SLA policies, calendars, escalation policies": admin and manager; team_lead reads.
     "sla_write": frozenset({"admin", "manager"}),
@@ -65,7 +65,7 @@ HOLDERS: dict[str, frozenset[str]] = {
     "notifications_retry": frozenset({"admin"}),
 }
 PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
-# Capabilities that roles hold only for some rows (§6 "own team", "when assignee").
+# Capabilities that roles hold only for some rows ("own team", "when assignee").
 ROW_SCOPED = {"update_assign", "progress", "snooze"}
 
 

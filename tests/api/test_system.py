@@ -1,4 +1,4 @@
-"""SPEC §3.12 / §3.13 and seed 000 §4.8-4.9: health and readiness (at the root and under
+"""Health and readiness (at the root and under
 /api/v1), the error envelope for unknown routes and wrong methods, and X-Request-ID on
 every response."""
 

@@ -1,4 +1,4 @@
-"""The task status machine of SPEC §3.3, walked over every (status, action) pair.
+"""The task status machine, walked over every (status, action) pair.
 
 The expected table is written here from the spec, not copied from the code:
 

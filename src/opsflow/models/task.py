@@ -77,7 +77,7 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
 
 
 class TaskAssignee(Base):
-    """Additional assignees (seed 004's multiple assignees); the primary one is `assigned_to`."""
+    """Additional assignees (a task can have several); the primary one is `assigned_to`."""
 
     __tablename__ = "task_assignees"
 

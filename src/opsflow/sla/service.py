@@ -37,7 +37,7 @@ SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
 
 @dataclass(frozen=True)
 class ResolvedPolicy:
-    """What a task's clocks are set up from: the matching policy, or seed 001's defaults."""
+    """What a task's clocks are set up from: the matching policy, or the built-in defaults."""
 
     policy_id: uuid.UUID | None
     policy_name: str | None
