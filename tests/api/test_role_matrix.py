@@ -694,7 +694,9 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     entries: list[tuple[Any, str, set[str]]] = []
     if flatten is None:
-        entries = [(r, r.path, set(getattr(r, "methods", None) or ())) for r in app.routes]
+        entries = [
+            (r, getattr(r, "path", ""), set(getattr(r, "methods", None) or ())) for r in app.routes
+        ]
     else:
         entries = [
             (c.original_route, str(c.path), set(c.methods or ())) for c in flatten(app.routes)
