@@ -28,6 +28,7 @@ from opsflow.sla.clocks import (
 )
 from opsflow.sla.defaults import targets_for
 from opsflow.sla.policies import PolicySpec, match
+from opsflow.sla.schemas import SlaClockDetail, TaskSla
 
 SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
 
@@ -282,3 +283,17 @@ def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
         ],
         "explanation": explanation,
     }
+
+
+async def clocks_explained(session: AsyncSession, task_id: uuid.UUID, now: datetime) -> TaskSla:
+    """A task's clocks explained as they stand at `now`."""
+    clocks = await repository.clocks_of(session, task_id)
+    return TaskSla(
+        task_id=task_id,
+        evaluated_at=now,
+        clocks=[
+            SlaClockDetail.model_validate(detail(clocks[kind], now))
+            for kind in ("START", "RESOLVE")
+            if kind in clocks
+        ],
+    )

@@ -152,8 +152,22 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ExternalRef:
+    """Where a task created from another system's record comes from (ticket ingestion)."""
+
+    source: str
+    external_id: str
+    updated_at: datetime | None = None
+    digest: str | None = None
+
+
 async def create_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, data: TaskCreate
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    data: TaskCreate,
+    external: ExternalRef | None = None,
 ) -> Task:
     permission = (
         Permission.INCIDENT_DECLARE
@@ -206,6 +220,9 @@ async def create_task(
         created_at=now,
         updated_at=now,
     )
+    if external is not None:
+        task.source, task.external_id = external.source, external.external_id
+        task.external_updated_at, task.external_digest = external.updated_at, external.digest
     if task.created_by is None:
         raise ValidationFailed("This API client has no owning user to record as creator")
     session.add(task)
