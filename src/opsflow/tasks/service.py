@@ -168,7 +168,9 @@ async def create_task(
     actor: Principal,
     data: TaskCreate,
     external: ExternalRef | None = None,
+    catalog: sla_service.PolicyCatalog | None = None,
 ) -> Task:
+    """Create a task. Batch callers pass the policy `catalog` they loaded once."""
     permission = (
         Permission.INCIDENT_DECLARE
         if data.task_type is TaskType.INCIDENT
@@ -188,9 +190,9 @@ async def create_task(
     else:
         team_id = assignee.team_id if assignee else actor.team_id
 
-    policy = (await sla_service.load_catalog(session)).resolve(
-        data.task_type.value, data.priority.value, data.customer_tier.value
-    )
+    if catalog is None:
+        catalog = await sla_service.load_catalog(session)
+    policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
     start_minutes, resolve_minutes = _targets(
         policy, data.start_sla_minutes, data.resolve_sla_minutes
     )

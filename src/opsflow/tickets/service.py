@@ -46,6 +46,7 @@ from opsflow.models.enums import ActorType, Priority, Role, Scope, TaskStatus
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.sla import service as sla_service
 from opsflow.tasks import service as tasks
 from opsflow.tasks.lifecycle import Action
 from opsflow.tasks.schemas import TaskCreate, TaskUpdate
@@ -164,6 +165,7 @@ class _Batch:
     writer: Principal
     source: str
     refs: _References
+    catalog: sla_service.PolicyCatalog
 
 
 async def ingest(
@@ -185,7 +187,8 @@ async def ingest(
         teams=await _teams(session, {i.team for i in items if i.team}),
     )
     known = await repository.by_external_ids(session, source, {i.external_id for i in items})
-    run = _Batch(session, ctx, _writer(actor), source, refs)
+    catalog = await sla_service.load_catalog(session)
+    run = _Batch(session, ctx, _writer(actor), source, refs, catalog)
     results: list[ItemResult] = []
     for index, entry in enumerate(parsed):
         if isinstance(entry, ItemResult):
@@ -304,7 +307,7 @@ async def _create(run: _Batch, item: TicketIn) -> Task:
         metadata=item.metadata or {},
     )
     origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
-    task = await tasks.create_task(run.session, run.ctx, run.writer, data, origin)
+    task = await tasks.create_task(run.session, run.ctx, run.writer, data, origin, run.catalog)
     await _move_status(run, task, item)
     return task
 
