@@ -152,9 +152,25 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ExternalRef:
+    """Where a task created from another system's record comes from (ticket ingestion)."""
+
+    source: str
+    external_id: str
+    updated_at: datetime | None = None
+    digest: str | None = None
+
+
 async def create_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, data: TaskCreate
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    data: TaskCreate,
+    external: ExternalRef | None = None,
+    catalog: sla_service.PolicyCatalog | None = None,
 ) -> Task:
+    """Create a task. Batch callers pass the policy `catalog` they loaded once."""
     permission = (
         Permission.INCIDENT_DECLARE
         if data.task_type is TaskType.INCIDENT
@@ -174,9 +190,9 @@ async def create_task(
     else:
         team_id = assignee.team_id if assignee else actor.team_id
 
-    policy = (await sla_service.load_catalog(session)).resolve(
-        data.task_type.value, data.priority.value, data.customer_tier.value
-    )
+    if catalog is None:
+        catalog = await sla_service.load_catalog(session)
+    policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
     start_minutes, resolve_minutes = _targets(
         policy, data.start_sla_minutes, data.resolve_sla_minutes
     )
@@ -206,6 +222,9 @@ async def create_task(
         created_at=now,
         updated_at=now,
     )
+    if external is not None:
+        task.source, task.external_id = external.source, external.external_id
+        task.external_updated_at, task.external_digest = external.updated_at, external.digest
     if task.created_by is None:
         raise ValidationFailed("This API client has no owning user to record as creator")
     session.add(task)

@@ -1,4 +1,4 @@
-"""Outbound webhook subscriptions (SPEC §3.6)."""
+"""Outbound webhook subscriptions."""
 
 from __future__ import annotations
 
