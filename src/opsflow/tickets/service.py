@@ -24,7 +24,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,6 +43,7 @@ from opsflow.errors import (
     validation_details,
 )
 from opsflow.models.enums import ActorType, Priority, Role, Scope, TaskStatus
+from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -166,6 +167,17 @@ class _Batch:
     source: str
     refs: _References
     catalog: sla_service.PolicyCatalog
+    # Clocks of tasks created without a flush (see _create_open).
+    deferred_clocks: list[SlaClock] = field(default_factory=list)
+
+
+async def _write_deferred(run: _Batch) -> None:
+    """Write the tasks created so far, then their clocks (one INSERT batch each)."""
+    if run.deferred_clocks:
+        await run.session.flush()
+        run.session.add_all(run.deferred_clocks)
+        run.deferred_clocks.clear()
+        await run.session.flush()
 
 
 async def ingest(
@@ -193,9 +205,12 @@ async def ingest(
     for index, entry in enumerate(parsed):
         if isinstance(entry, ItemResult):
             results.append(entry)
-            continue
-        result = await _one(run, index, entry, known)
-        results.append(result)
+        elif entry.external_id not in known and entry.status is TicketStatus.OPEN:
+            results.append(await _create_open(run, index, entry, known))
+        else:
+            await _write_deferred(run)
+            results.append(await _one(run, index, entry, known))
+    await _write_deferred(run)
     summary = BatchSummary()
     for result in results:
         setattr(summary, result.outcome.value, getattr(summary, result.outcome.value) + 1)
@@ -276,6 +291,31 @@ async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) 
     )
 
 
+async def _create_open(
+    run: _Batch, index: int, item: TicketIn, known: dict[str, Task]
+) -> ItemResult:
+    """A new ticket that stays open: nothing can fail once its references are checked, so
+    it needs no savepoint, and its rows are written with the other new tasks at once."""
+    try:
+        task = await _create(run, item, deferred=True)
+    except _Invalid as exc:
+        return ItemResult(
+            index=index,
+            external_id=item.external_id,
+            outcome=Outcome.INVALID,
+            reason=exc.reason,
+            details=exc.details,
+        )
+    known[item.external_id] = task
+    return ItemResult(
+        index=index,
+        external_id=item.external_id,
+        outcome=Outcome.CREATED,
+        task_id=task.id,
+        status=TaskStatus(task.status),
+    )
+
+
 def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     assignee = run.refs.user(item.assigned_to) if item.assigned_to else None
     if item.assigned_to and assignee is None:
@@ -292,7 +332,7 @@ def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     return assignee, team
 
 
-async def _create(run: _Batch, item: TicketIn) -> Task:
+async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Task:
     assignee, team = _references(run, item)
     data = TaskCreate(
         title=item.title,
@@ -307,8 +347,17 @@ async def _create(run: _Batch, item: TicketIn) -> Task:
         metadata=item.metadata or {},
     )
     origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
-    task = await tasks.create_task(run.session, run.ctx, run.writer, data, origin, run.catalog)
-    await _move_status(run, task, item)
+    task = await tasks.create_task(
+        run.session,
+        run.ctx,
+        run.writer,
+        data,
+        origin,
+        run.catalog,
+        deferred_clocks=run.deferred_clocks if deferred else None,
+    )
+    if not deferred:
+        await _move_status(run, task, item)
     return task
 
 
