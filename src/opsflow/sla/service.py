@@ -127,6 +127,14 @@ def _configure(clock: SlaClock, policy: ResolvedPolicy) -> None:
 def create_clocks(
     session: AsyncSession, task: Task, now: datetime, policy: ResolvedPolicy | None = None
 ) -> dict[str, SlaClock]:
+    clocks = {clock.kind: clock for clock in new_clocks(task, now, policy)}
+    session.add_all(clocks.values())
+    return clocks
+
+
+def new_clocks(task: Task, now: datetime, policy: ResolvedPolicy | None = None) -> list[SlaClock]:
+    """A new task's START and RESOLVE clocks, not yet added to a session; the task takes
+    their deadlines."""
     clocks: dict[str, SlaClock] = {}
     for kind, minutes in (
         (SlaKind.START, task.start_sla_minutes),
@@ -152,10 +160,9 @@ def create_clocks(
         if policy is not None:
             _configure(clock, policy)
         reschedule(clock)
-        session.add(clock)
         clocks[kind] = clock
     _mirror(task, clocks)
-    return clocks
+    return list(clocks.values())
 
 
 def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:

@@ -24,7 +24,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -43,6 +43,7 @@ from opsflow.errors import (
     validation_details,
 )
 from opsflow.models.enums import ActorType, Priority, Role, Scope, TaskStatus
+from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -151,11 +152,32 @@ class _References:
         return team if team is not None and team.is_active else None
 
 
-class _Invalid(Exception):
-    def __init__(self, reason: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.details = details or []
+class _Invalid(AppError):
+    """An item that cannot be applied; it is reported, the batch goes on."""
+
+    status_code = 400
+    code = "VALIDATION_ERROR"
+
+
+def _invalid(index: int, external_id: str | None, error: AppError) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=external_id,
+        outcome=Outcome.INVALID,
+        reason=error.message,
+        details=error.details or [],
+    )
+
+
+def _applied(index: int, task: Task, outcome: Outcome, reason: str | None = None) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=task.external_id,
+        outcome=outcome,
+        task_id=task.id,
+        status=TaskStatus(task.status),
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,6 +188,17 @@ class _Batch:
     source: str
     refs: _References
     catalog: sla_service.PolicyCatalog
+    # Clocks of tasks created without a flush (see _create_open).
+    deferred_clocks: list[SlaClock] = field(default_factory=list)
+
+
+async def _write_deferred(run: _Batch) -> None:
+    """Write the tasks created so far, then their clocks (one INSERT batch each)."""
+    if run.deferred_clocks:
+        await run.session.flush()
+        run.session.add_all(run.deferred_clocks)
+        run.deferred_clocks.clear()
+        await run.session.flush()
 
 
 async def ingest(
@@ -193,9 +226,12 @@ async def ingest(
     for index, entry in enumerate(parsed):
         if isinstance(entry, ItemResult):
             results.append(entry)
-            continue
-        result = await _one(run, index, entry, known)
-        results.append(result)
+        elif entry.external_id not in known and entry.status is TicketStatus.OPEN:
+            results.append(await _create_open(run, index, entry, known))
+        else:
+            await _write_deferred(run)
+            results.append(await _one(run, index, entry, known))
+    await _write_deferred(run)
     summary = BatchSummary()
     for result in results:
         setattr(summary, result.outcome.value, getattr(summary, result.outcome.value) + 1)
@@ -219,24 +255,17 @@ def _parse(index: int, raw: Any) -> TicketIn | ItemResult:
     external_id = raw.get("external_id") if isinstance(raw, dict) else None
     shown = external_id if isinstance(external_id, str) and "\x00" not in external_id else None
     if not isinstance(raw, dict):
-        return ItemResult(
-            index=index,
-            external_id=None,
-            outcome=Outcome.INVALID,
-            reason="a ticket must be a JSON object",
+        error = _Invalid(
+            "a ticket must be a JSON object",
             details=[{"field": f"tickets[{index}]", "message": "must be an object"}],
         )
+        return _invalid(index, None, error)
     try:
         return TicketIn.model_validate(raw)
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
-        return ItemResult(
-            index=index,
-            external_id=shown[:255] if shown else None,
-            outcome=Outcome.INVALID,
-            reason="; ".join(f"{d['field']}: {d['message']}" for d in details),
-            details=details,
-        )
+        reason = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return _invalid(index, shown[:255] if shown else None, _Invalid(reason, details=details))
 
 
 async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) -> ItemResult:
@@ -249,31 +278,24 @@ async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) 
                 outcome, reason = Outcome.CREATED, None
             else:
                 outcome, reason = await _update(run, item, task)
-    except _Invalid as exc:
-        return ItemResult(
-            index=index,
-            external_id=item.external_id,
-            outcome=Outcome.INVALID,
-            reason=exc.reason,
-            details=exc.details,
-        )
     except AppError as exc:
-        # A refused transition or a conflict: this item only (its savepoint rolled back).
-        return ItemResult(
-            index=index,
-            external_id=item.external_id,
-            outcome=Outcome.INVALID,
-            reason=exc.message,
-            details=exc.details or [],
-        )
-    return ItemResult(
-        index=index,
-        external_id=item.external_id,
-        outcome=outcome,
-        task_id=task.id,
-        status=TaskStatus(task.status),
-        reason=reason,
-    )
+        # Invalid references, a refused transition, a conflict: this item only (its
+        # savepoint rolled back).
+        return _invalid(index, item.external_id, exc)
+    return _applied(index, task, outcome, reason)
+
+
+async def _create_open(
+    run: _Batch, index: int, item: TicketIn, known: dict[str, Task]
+) -> ItemResult:
+    """A new ticket that stays open: nothing can fail once its references are checked, so
+    it needs no savepoint, and its rows are written with the other new tasks at once."""
+    try:
+        task = await _create(run, item, deferred=True)
+    except _Invalid as exc:
+        return _invalid(index, item.external_id, exc)
+    known[item.external_id] = task
+    return _applied(index, task, Outcome.CREATED)
 
 
 def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
@@ -281,18 +303,20 @@ def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     if item.assigned_to and assignee is None:
         raise _Invalid(
             f"no active user {item.assigned_to!r}",
-            [{"field": "assigned_to", "message": "no active user with this username or e-mail"}],
+            details=[
+                {"field": "assigned_to", "message": "no active user with this username or e-mail"}
+            ],
         )
     team = run.refs.team(item.team) if item.team else None
     if item.team and team is None:
         raise _Invalid(
             f"no active team {item.team!r}",
-            [{"field": "team", "message": "no active team with this name or id"}],
+            details=[{"field": "team", "message": "no active team with this name or id"}],
         )
     return assignee, team
 
 
-async def _create(run: _Batch, item: TicketIn) -> Task:
+async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Task:
     assignee, team = _references(run, item)
     data = TaskCreate(
         title=item.title,
@@ -307,8 +331,17 @@ async def _create(run: _Batch, item: TicketIn) -> Task:
         metadata=item.metadata or {},
     )
     origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
-    task = await tasks.create_task(run.session, run.ctx, run.writer, data, origin, run.catalog)
-    await _move_status(run, task, item)
+    task = await tasks.create_task(
+        run.session,
+        run.ctx,
+        run.writer,
+        data,
+        origin,
+        run.catalog,
+        deferred_clocks=run.deferred_clocks if deferred else None,
+    )
+    if not deferred:
+        await _move_status(run, task, item)
     return task
 
 
