@@ -11,7 +11,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -95,6 +96,26 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def _is_lock_contention(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _busy(request: Request) -> JSONResponse:
+    """503 in the envelope: contention the client can retry, never a 500."""
+    return _render(
+        request,
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is busy; retry shortly",
+        extra={"retry_after_seconds": BUSY_RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -165,6 +186,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def integrity(request: Request, exc: IntegrityError) -> JSONResponse:
         log.warning("integrity_error", error=str(exc.orig)[:500])
         return _render(request, 409, "CONFLICT", "The request conflicts with existing data")
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database_pool_exhausted", path=request.url.path)
+        return _busy(request)
+
+    @app.exception_handler(OperationalError)
+    async def operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if _is_lock_contention(exc):
+            # SQLite: another writer held the lock past the busy timeout.
+            log.warning("database_locked", path=request.url.path)
+            return _busy(request)
+        log.exception("database_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     password_memory_cost_kib: int = Field(
         65536, ge=8, validation_alias=_env("OPSFLOW_PASSWORD_MEMORY_COST_KIB")
     )
+    # At most this many password hashes (logins, password changes, API-client secrets) run
+    # at once per process, each allocating the memory cost above; up to the queue more wait,
+    # further ones are answered 503 with Retry-After at once.
+    password_hash_concurrency: int = Field(
+        4, ge=1, le=256, validation_alias=_env("OPSFLOW_PASSWORD_HASH_CONCURRENCY")
+    )
+    password_hash_queue: int = Field(
+        32, ge=0, le=10_000, validation_alias=_env("OPSFLOW_PASSWORD_HASH_QUEUE")
+    )
     login_max_failures_per_username: int = Field(
         10, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_USERNAME")
     )
@@ -85,6 +94,10 @@ class Settings(BaseSettings):
     )
     engine_batch_size: int = Field(
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
+    )
+    # How long an SQLite writer waits for the write lock before the request answers 503.
+    sqlite_busy_timeout_ms: int = Field(
+        10_000, ge=0, le=600_000, validation_alias=_env("OPSFLOW_SQLITE_BUSY_TIMEOUT_MS")
     )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
     # An sla_config.yaml that owns the SLA policies and calendars: applied at start

@@ -42,7 +42,9 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> AppContext:
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         metrics = Metrics()
         read_sessions = create_sessionmaker(engine, read_only=True)
         metrics.attach_database(read_sessions)
@@ -55,6 +57,8 @@ class AppContext:
             passwords=Passwords(
                 time_cost=settings.password_time_cost,
                 memory_cost_kib=settings.password_memory_cost_kib,
+                concurrency=settings.password_hash_concurrency,
+                queue=settings.password_hash_queue,
             ),
             tokens=TokenCodec(settings),
             login_throttle=LoginThrottle(
