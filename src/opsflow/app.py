@@ -21,7 +21,7 @@ from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
-from opsflow.config import Settings, load_settings
+from opsflow.config import Settings, current_environment, environment_warnings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope
 from opsflow.escalation.endpoints import router as escalation_router
@@ -220,6 +220,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = app.state.context
+        for warning in environment_warnings(current_environment()):
+            log.warning("configuration_warning", message=warning)
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
