@@ -467,6 +467,37 @@ async def test_read_scope_can_list_but_not_create_tasks(
     assert_error(await client.get("/audit-logs", headers=bearer(token)), 403, "FORBIDDEN")
 
 
+async def test_api_client_refusal_names_the_missing_scope_not_roles(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    creds = await create_api_client(client, admin_headers, ["tasks:read"])
+    token = (await client_token(client, creds)).json()["access_token"]
+    created = await client.post("/tasks", json={"title": "from a robot"}, headers=bearer(token))
+    error = assert_error(created, 403, "FORBIDDEN")
+    assert error["required_scope"] == "tasks:write"
+    assert error["granted_scopes"] == ["tasks:read"]
+    assert "tasks:write" in error["message"]
+    assert "required_role" not in error
+    assert "allowed_roles" not in error
+
+    # What no scope grants at all says so, still without roles.
+    denied = await client.get("/audit-logs", headers=bearer(token))
+    error = assert_error(denied, 403, "FORBIDDEN")
+    assert error["required_scope"] is None
+    assert "No API-client scope" in error["message"]
+    assert "required_role" not in error
+
+    me = (await client.get("/auth/me", headers=admin_headers)).json()["id"]
+    patched = await client.patch(f"/users/{me}", json={"full_name": "x"}, headers=bearer(token))
+    error = assert_error(patched, 403, "FORBIDDEN")
+    assert "required_role" not in error
+
+    writer = await create_api_client(client, admin_headers, ["tasks:write"])
+    writer_token = (await client_token(client, writer)).json()["access_token"]
+    listed = await client.get("/tasks", headers=bearer(writer_token))
+    assert assert_error(listed, 403, "FORBIDDEN")["required_scope"] == "tasks:read"
+
+
 async def test_write_scope_creates_task_and_narrowed_token_cannot(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth import repository as auth_repo
-from opsflow.auth.permissions import Permission, reach_of
+from opsflow.auth.permissions import Permission, reach_of, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
@@ -26,7 +26,7 @@ from opsflow.errors import (
 from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import Role
+from opsflow.models.enums import ActorType, Role
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -173,6 +173,8 @@ async def update_user(
     fields = data.model_dump(exclude_unset=True)
     is_admin = reach_of(actor, Permission.ADMINISTER) is not None
     if not is_admin:
+        if actor.actor_type is ActorType.API:
+            require_reach(actor, Permission.ADMINISTER)  # names the scope, not roles
         if actor.id != user_id:
             raise Forbidden("You may only edit your own profile", required_roles=["admin"])
         forbidden = sorted(set(fields) - SELF_EDITABLE)
