@@ -220,8 +220,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = app.state.context
+        # A logger made now, not the module's cached one: it follows the current logging
+        # configuration of this start.
+        config_log = get_logger("opsflow.config")
         for warning in environment_warnings(current_environment()):
-            log.warning("configuration_warning", message=warning)
+            config_log.warning("configuration_warning", message=warning)
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
