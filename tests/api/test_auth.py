@@ -957,8 +957,8 @@ async def test_hostile_basic_credentials_are_401(
         "/auth/token",
         content=b"grant_type=client_credentials",
         headers={
-            "Authorization": authorization.encode(),  # raw UTF-8 bytes on the wire
-            "Content-Type": "application/x-www-form-urlencoded",
+            b"Authorization": authorization.encode(),  # raw UTF-8 bytes on the wire
+            b"Content-Type": b"application/x-www-form-urlencoded",
         },
     )
     error = assert_error(response, 401, "UNAUTHORIZED")

@@ -51,7 +51,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _read() -> Settings:
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 @pytest.mark.parametrize(("plain", "prefixed", "field", "value", "other"), ALIASES)
