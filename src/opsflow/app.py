@@ -11,7 +11,8 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,7 +22,7 @@ from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
 from opsflow.composition import build_context, engine_registry
-from opsflow.config import Settings, load_settings
+from opsflow.config import Settings, current_environment, environment_warnings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
@@ -76,6 +77,26 @@ def _render(
     if request_id := _request_id(request):
         response_headers["X-Request-ID"] = request_id
     return JSONResponse(body, status_code=status, headers=response_headers)
+
+
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def _is_lock_contention(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _busy(request: Request) -> JSONResponse:
+    """503 in the envelope: contention the client can retry, never a 500."""
+    return _render(
+        request,
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is busy; retry shortly",
+        extra={"retry_after_seconds": BUSY_RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -146,6 +167,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("integrity_error", error=str(exc.orig)[:500])
         return _render(request, 409, "CONFLICT", "The request conflicts with existing data")
 
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database_pool_exhausted", path=request.url.path)
+        return _busy(request)
+
+    @app.exception_handler(OperationalError)
+    async def operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if _is_lock_contention(exc):
+            # SQLite: another writer held the lock past the busy timeout.
+            log.warning("database_locked", path=request.url.path)
+            return _busy(request)
+        log.exception("database_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
@@ -165,6 +200,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = app.state.context
+        # A logger made now, not the module's cached one: it follows the current logging
+        # configuration of this start.
+        config_log = get_logger("opsflow.config")
+        for warning in environment_warnings(current_environment()):
+            config_log.warning("configuration_warning", message=warning)
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)

@@ -57,7 +57,9 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     metrics = Metrics()
     read_sessions = create_sessionmaker(engine, read_only=True)
     metrics.attach_database(read_sessions)
@@ -76,6 +78,8 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         passwords=Passwords(
             time_cost=settings.password_time_cost,
             memory_cost_kib=settings.password_memory_cost_kib,
+            concurrency=settings.password_hash_concurrency,
+            queue=settings.password_hash_queue,
         ),
         tokens=TokenCodec(settings),
         login_throttle=LoginThrottle(

@@ -197,7 +197,9 @@ async def database_state(settings: Settings) -> str:
     """
     from opsflow import schema  # alembic: imported only when a worker starts
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     try:
         async with engine.connect() as connection:
             current = bool(await connection.run_sync(schema.is_current))
