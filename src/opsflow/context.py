@@ -12,6 +12,7 @@ from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
 from opsflow.config import Settings
 from opsflow.db import create_engine, create_sessionmaker
+from opsflow.notifications import facts
 from opsflow.notifications.dispatch import Notifier
 from opsflow.observability.metrics import Metrics
 
@@ -42,6 +43,7 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> AppContext:
+        facts.configure(settings.public_url)  # the links notifications carry
         engine = create_engine(settings.database_url)
         metrics = Metrics()
         read_sessions = create_sessionmaker(engine, read_only=True)

@@ -39,11 +39,11 @@ from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import MAX_ATTEMPTS
+from opsflow.notifications.facts import message_context
 from opsflow.notifications.schemas import TemplateRead, WindowCreate, WindowUpdate
 from opsflow.notifications.templates import (
     NotificationTemplates,
     TemplateError,
-    build_context,
     default_source,
     template_names,
 )
@@ -148,13 +148,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             continue
         if preference is not None and not preference.enabled:
             continue
-        context = build_context(
-            event.event_type,
-            payload,
-            recipient={"id": str(user.id), "username": user.username, "name": user.full_name},
-            event_id=str(event.id),
-            occurred_at=event.created_at,
-        )
+        context = await message_context(session, event, user, preference)
         subject, body, html, message_payload, template, error = None, "", None, {}, None, None
         try:
             rendered = _TEMPLATES.render(
