@@ -423,3 +423,54 @@ async def test_an_acknowledged_task_left_unresolved_re_notifies_after_the_ack_ti
     await client.patch(f"/tasks/{other}/start", json={}, headers=admin_headers)
     await client.patch(f"/tasks/{other}/complete", json={}, headers=admin_headers)
     assert (await _escalations(client, admin_headers, other))["planned"] == []
+
+
+async def test_a_team_default_policy_escalates_its_tasks_that_match_no_policy(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    world = await _world(client, admin_headers)
+    other_team = await make_team(client, admin_headers)
+    policy = await client.post(
+        "/escalation-policies",
+        json={
+            "name": "team-default",
+            "conditions": {"priority": ["LOW"]},  # the team's default needs no match
+            "trigger": "breach",
+            "steps": [{"delay_minutes": 2, "targets": ["team"], "channels": ["email"]}],
+        },
+        headers=admin_headers,
+    )
+    assert policy.status_code == 201, policy.text
+    policy_id = policy.json()["id"]
+    unknown = await client.patch(
+        f"/teams/{world['team_id']}",
+        json={"escalation_policy_id": str(uuid.uuid4())},
+        headers=admin_headers,
+    )
+    assert_error(unknown, 400, "VALIDATION_ERROR")
+    named = await client.patch(
+        f"/teams/{world['team_id']}",
+        json={"escalation_policy_id": policy_id},
+        headers=admin_headers,
+    )
+    assert named.status_code == 200, named.text
+    ours = await _incident(client, admin_headers, team_id=world["team_id"])
+    theirs = await _incident(client, admin_headers, team_id=other_team)
+
+    await at(app_context, clock, 15)  # both START breaches
+    planned = (await _escalations(client, admin_headers, ours))["planned"]
+    assert [(e["policy_name"], _instant(e["fire_at"])) for e in planned] == [
+        ("team-default", T0 + timedelta(minutes=17))
+    ]
+    planned = (await _escalations(client, admin_headers, theirs))["planned"]
+    assert [(e["policy_name"], _instant(e["fire_at"])) for e in planned] == [
+        (escalation_service.DEFAULT_POLICY_NAME, T0 + timedelta(minutes=20))
+    ]
+    await at(app_context, clock, 17)
+    fired = (await _escalations(client, admin_headers, ours))["fired"]
+    assert sorted(r["username"] for r in fired[0]["recipients"]) == sorted(
+        [world["lead"].username, world["developer"].username]
+    )

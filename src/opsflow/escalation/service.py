@@ -13,9 +13,10 @@ trigger). A repeat starts the sequence again `repeat_interval_minutes` after the
 A run stops in the same transaction as the task change that ends it (`on_task_changed`):
 acknowledging or starting stops runs of the response (START clock, `created` trigger),
 completing or cancelling stops every run; snoozing postpones pending steps so that the
-first is due when the snooze ends. With no matching `breach` policy, a START breach
-escalates to the team lead (an admin when the team has none) 5 minutes later if the task
-has still not been answered.
+first is due when the snooze ends. A task that matches no policy uses its team's default
+policy (``teams.escalation_policy_id``) for that policy's trigger. With no policy at all, a
+START breach escalates to the team lead (an admin when the team has none) 5 minutes later if
+the task has still not been answered.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict
 from opsflow.escalation import repository
-from opsflow.escalation.firing import DEFAULT_POLICY_NAME, cancel, fire
+from opsflow.escalation.firing import DEFAULT_POLICY_NAME, cancel, fire, resolve_targets
 from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
@@ -136,29 +137,65 @@ async def _schedule(
     return rows
 
 
-async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
-    """The relay's escalation consumer: plan the runs an event triggers."""
-    trigger = {"task.created": "created", "sla.warning": "warning", "sla.breach": "breach"}.get(
-        event.event_type
-    )
-    if trigger is None:
-        return
+@dataclass(frozen=True)
+class Trigger:
+    """An outbox event that may start escalation runs, with what planning needs."""
+
+    name: str  # created | warning | breach
+    task: Task
+    sla_type: str | None
+    start: datetime
+
+
+_TRIGGERS = {"task.created": "created", "sla.warning": "warning", "sla.breach": "breach"}
+
+
+async def trigger_of(session: AsyncSession, event: OutboxEvent) -> Trigger | None:
+    """The trigger an event is, or None when it starts nothing (not a trigger, a catch-up
+    event that is not the most severe, a closed task, a START event of an answered task)."""
+    name = _TRIGGERS.get(event.event_type)
+    if name is None:
+        return None
     payload = event.payload or {}
-    if trigger != "created" and not payload.get("notify", True):
-        return  # a catch-up event that is not the most severe: no page
+    if name != "created" and not payload.get("notify", True):
+        return None
     task = await session.get(Task, event.aggregate_id)
     if task is None or task.status not in OPEN:
-        return
-    sla_type = payload.get("sla_type") if trigger != "created" else None
+        return None
+    sla_type = payload.get("sla_type") if name != "created" else None
     if sla_type == "START" and (task.acknowledged_at or task.started_at):
-        return
+        return None
     start = _instant(payload.get("due_at")) or event.created_at
+    return Trigger(name, task, sla_type, start)
+
+
+async def policies_for(
+    session: AsyncSession, task: Task, trigger: str | None = None
+) -> list[EscalationPolicy]:
+    """The active policies whose conditions match the task (for one trigger, or any). When
+    none does, the task's team's default policy (``teams.escalation_policy_id``), if it is
+    active and serves that trigger: naming it as the team's default is its condition."""
     team = await repository.team(session, task.team_id)
     matched = [
         p
         for p in await repository.active_policies(session, trigger)
         if matches(p, task, team.name if team else None)
     ]
+    if matched or team is None or team.escalation_policy_id is None:
+        return matched
+    default = await repository.get_policy(session, team.escalation_policy_id)
+    if default is None or not default.is_active:
+        return []
+    return [default] if trigger is None or default.trigger == trigger else []
+
+
+async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
+    """The relay's escalation consumer: plan the runs an event triggers."""
+    trigger = await trigger_of(session, event)
+    if trigger is None:
+        return
+    task, sla_type, start = trigger.task, trigger.sla_type, trigger.start
+    matched = await policies_for(session, task, trigger.name)
     for policy in matched:
         await _schedule(
             session,
@@ -166,14 +203,14 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             run_id=_run_id(event.id, policy.id),
             policy=policy,
             steps=list(policy.steps),
-            trigger=trigger,
+            trigger=trigger.name,
             sla_type=sla_type,
             start=start,
             now=now,
             repeat=policy.repeat,
             repeat_interval=policy.repeat_interval_minutes,
         )
-    if not matched and trigger == "breach" and sla_type == "START":
+    if not matched and trigger.name == "breach" and sla_type == "START":
         await _schedule(
             session,
             task,
@@ -187,11 +224,30 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                     "message": "Response SLA breached and the task is still not started.",
                 }
             ],
-            trigger=trigger,
+            trigger=trigger.name,
             sla_type=sla_type,
             start=start,
             now=now,
         )
+
+
+async def immediate_pages(session: AsyncSession, event: OutboxEvent) -> set[tuple[uuid.UUID, str]]:
+    """Who the escalation runs this event starts page at its own instant, on which channel
+    (``(user id, "email")``...): the steps due at once (no delay before them). The built-in
+    notification of the same event leaves these out, so one event reaches one person on one
+    channel once."""
+    trigger = await trigger_of(session, event)
+    if trigger is None:
+        return set()
+    pages: set[tuple[uuid.UUID, str]] = set()
+    for policy in await policies_for(session, trigger.task, trigger.name):
+        for item in plan(list(policy.steps), 0, None, trigger.start):
+            if item.fire_at > trigger.start:
+                break
+            targets = list(item.step.get("targets", []))
+            for user in await resolve_targets(session, trigger.task, targets):
+                pages.update((user.id, c) for c in item.step.get("channels", ["email"]))
+    return pages
 
 
 def _instant(value: object) -> datetime | None:
@@ -230,11 +286,8 @@ async def _plan_ack_timeouts(session: AsyncSession, task: Task, now: datetime) -
     """An acknowledged task not resolved within a policy's ack_timeout re-notifies."""
     acknowledged = task.acknowledged_at
     assert acknowledged is not None
-    team = await repository.team(session, task.team_id)
-    for policy in await repository.active_policies(session):
+    for policy in await policies_for(session, task):
         if policy.ack_timeout_minutes is None or not policy.steps:
-            continue
-        if not matches(policy, task, team.name if team else None):
             continue
         first = dict(policy.steps[0])
         await _schedule(
@@ -261,12 +314,7 @@ async def escalate_now(
     if pending:
         step = pending[0]
     else:
-        team = await repository.team(session, task.team_id)
-        policies = [
-            p
-            for p in await repository.active_policies(session)
-            if matches(p, task, team.name if team else None)
-        ]
+        policies = await policies_for(session, task)
         policy = policies[0] if policies else None
         steps = (
             list(policy.steps) if policy else [{"targets": ["team_lead"], "channels": ["email"]}]

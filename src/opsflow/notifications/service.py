@@ -8,6 +8,11 @@ The outbox relay hands every event to `consume`, in the relay's transaction. The
 * `task.created` / `task.assigned` — the assignees, by e-mail; `task.completed` — the
   creator, by e-mail.
 
+One event reaches one person on one channel once: when an escalation policy handles the
+event (`task.created`, `sla.warning`, `sla.breach`) and one of its steps due at that instant
+pages someone on a channel, the built-in message of the event leaves that person and channel
+out (the step's message is the page).
+
 A user's preference for a channel can switch it off or give its address (an
 e-mail address, a Slack incoming-webhook URL, a phone number). Each row's `dedup_key` is
 source event x recipient x channel and unique, so a redelivered event queues nothing twice.
@@ -29,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.escalation import service as escalation
 from opsflow.events.changes import record_change
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
@@ -132,6 +138,14 @@ def _address(user: User, channel: Channel, preference: Any) -> str | None:
 async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
     """The relay's notification consumer: one row per wanted recipient x channel."""
     wanted = list(dict.fromkeys(await _wanted(session, event)))
+    if wanted and event.event_type != "escalation.fired":
+        # An escalation policy that handles this event pages these people at once itself.
+        paged = {
+            Wanted(user_id, _CHANNELS[channel])
+            for user_id, channel in await escalation.immediate_pages(session, event)
+            if channel in _CHANNELS
+        }
+        wanted = [w for w in wanted if w not in paged]
     if not wanted:
         return
     users = {u.id: u for u in await repository.users(session, [w.user_id for w in wanted])}
