@@ -31,7 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict
 from opsflow.escalation import repository
-from opsflow.escalation.firing import DEFAULT_POLICY_NAME, cancel, fire, resolve_targets
+from opsflow.escalation.firing import (
+    DEFAULT_POLICY_NAME,
+    SLA_LEVELS_PREFIX,
+    cancel,
+    fire,
+    resolve_targets,
+)
 from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
@@ -40,6 +46,8 @@ from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.task import Task
+from opsflow.sla.calendar import add_working_time
+from opsflow.sla.clocks import calendar_of
 from opsflow.tasks import conditions
 from opsflow.tasks.lifecycle import OPEN
 
@@ -106,16 +114,20 @@ async def _schedule(
     now: datetime,
     repeat: int = 0,
     repeat_interval: int | None = None,
+    planned: list[PlannedStep] | None = None,
+    policy_name: str | None = None,
 ) -> list[EscalationEvent]:
     if await repository.run_exists(session, run_id):
         return []  # the same trigger again (a redelivered outbox event): planned already
     rows = []
-    for item in plan(steps, repeat, repeat_interval, start):
+    if planned is None:
+        planned = plan(steps, repeat, repeat_interval, start)
+    for item in planned:
         row = EscalationEvent(
             id=uuid.uuid4(),
             task_id=task.id,
             policy_id=policy.id if policy else None,
-            policy_name=policy.name if policy else DEFAULT_POLICY_NAME,
+            policy_name=policy.name if policy else policy_name or DEFAULT_POLICY_NAME,
             run_id=run_id,
             trigger=trigger,
             sla_type=sla_type,
@@ -210,6 +222,8 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             repeat=policy.repeat,
             repeat_interval=policy.repeat_interval_minutes,
         )
+    if trigger.name == "created":
+        await _plan_sla_levels(session, event, task, start, now)
     if not matched and trigger.name == "breach" and sla_type == "START":
         await _schedule(
             session,
@@ -229,6 +243,53 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             start=start,
             now=now,
         )
+
+
+def level_targets(level: int) -> list[str]:
+    """Whom a level of the SLA configuration reaches: level 1 the team lead, level 2 a
+    manager, level 3 and above the administrators (the highest role there is)."""
+    return ["team_lead"] if level == 1 else ["manager"] if level == 2 else ["role:admin"]
+
+
+async def _plan_sla_levels(
+    session: AsyncSession, event: OutboxEvent, task: Task, start: datetime, now: datetime
+) -> None:
+    """The escalation levels of the task's SLA policy (``escalation: {LEVEL_1: 10, ...}`` of
+    an ``sla_config.yaml``): level n is due that many working minutes (of the task's calendar)
+    after creation, and fires once unless a response or the close came first (a run of the
+    `created` trigger). It reaches `level_targets(n)`, by e-mail, with the level's label from
+    ``escalation_levels`` as its message."""
+    found = await repository.sla_levels(session, task)
+    if found is None:
+        return
+    calendar = calendar_of(found.calendar_name, found.calendar_spec)
+    planned = []
+    for index, (level, minutes) in enumerate(found.levels):
+        try:
+            at = add_working_time(calendar, start, minutes * 60)
+        except ValueError:
+            continue  # never reached in this calendar
+        label = found.labels.get(level)
+        step = {
+            "targets": level_targets(level),
+            "channels": ["email"],
+            "message": f"Level {level} of SLA policy {found.policy_name}"
+            + (f": {label}." if label else "."),
+        }
+        planned.append(PlannedStep(0, index, level, at, step))
+    await _schedule(
+        session,
+        task,
+        run_id=_run_id(event.id, "sla-levels"),
+        policy=None,
+        policy_name=SLA_LEVELS_PREFIX + found.policy_name,
+        steps=[],
+        trigger="created",
+        sla_type=None,
+        start=start,
+        now=now,
+        planned=planned,
+    )
 
 
 async def immediate_pages(session: AsyncSession, event: OutboxEvent) -> set[tuple[uuid.UUID, str]]:
