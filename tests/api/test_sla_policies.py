@@ -546,6 +546,65 @@ async def test_simulate_without_a_policy_uses_the_defaults(
     assert_error(unknown, 404, "NOT_FOUND")
 
 
+async def test_simulate_lists_the_steps_of_the_escalation_policies_that_would_match(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    for policy in (
+        {
+            "name": "critical-breach",
+            "conditions": {"priority": ["CRITICAL"]},
+            "trigger": "breach",
+            "steps": [
+                {"delay_minutes": 0, "targets": ["assignee"], "channels": ["email"]},
+                {"delay_minutes": 5, "targets": ["team_lead"], "channels": ["slack"]},
+            ],
+        },
+        {
+            "name": "critical-warning",
+            "conditions": {"priority": ["CRITICAL"], "tags": ["db"]},
+            "trigger": "warning",
+            "steps": [{"delay_minutes": 1, "targets": ["team"], "channels": ["email"]}],
+        },
+    ):
+        created = await client.post("/escalation-policies", json=policy, headers=admin_headers)
+        assert created.status_code == 201, created.text
+    request = {"priority": "CRITICAL", "start_minutes": 20, "resolve_minutes": 120}
+    start = clock.now()
+
+    def steps(body: dict[str, Any]) -> list[tuple[str, str | None, int, datetime, list[str]]]:
+        return [
+            (s["policy"], s["sla_type"], s["level"], instant(s["at"]), s["targets"])
+            for s in body["escalation_steps"]
+        ]
+
+    response = await client.post("/sla-policies/simulate", json=request, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    minute = timedelta(minutes=1)
+    assert steps(response.json()) == [
+        ("critical-breach", "START", 1, start + 20 * minute, ["assignee"]),
+        ("critical-breach", "START", 2, start + 25 * minute, ["team_lead"]),
+        ("critical-breach", "RESOLVE", 1, start + 120 * minute, ["assignee"]),
+        ("critical-breach", "RESOLVE", 2, start + 125 * minute, ["team_lead"]),
+    ]
+    tagged = await client.post(
+        "/sla-policies/simulate", json={**request, "tags": ["db"]}, headers=admin_headers
+    )
+    assert steps(tagged.json())[:2] == [  # warnings at 75 % of each target, plus a minute
+        ("critical-warning", "START", 1, start + 16 * minute, ["team"]),
+        ("critical-breach", "START", 1, start + 20 * minute, ["assignee"]),
+    ]
+    low = await client.post(
+        "/sla-policies/simulate", json={**request, "priority": "LOW"}, headers=admin_headers
+    )
+    assert steps(low.json()) == [  # no policy: the team lead 5 minutes after a START breach
+        ("default: team lead after START breach", "START", 1, start + 25 * minute, ["team_lead"])
+    ]
+    unknown = await client.post(
+        "/sla-policies/simulate", json={**request, "team": "nobody"}, headers=admin_headers
+    )
+    assert_error(unknown, 400, "VALIDATION_ERROR")
+
+
 # --- hostile input ------------------------------------------------------------------------------
 
 HOSTILE_BODIES: list[Any] = [

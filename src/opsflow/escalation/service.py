@@ -54,6 +54,15 @@ from opsflow.tasks.lifecycle import OPEN
 ENTITY = "escalation_policy"
 DEFAULT_DELAY_MINUTES = 5
 MIN_REPEAT_INTERVAL = 5
+# With no policy handling a START breach: the team lead, 5 minutes later.
+DEFAULT_STEPS: list[dict[str, Any]] = [
+    {
+        "delay_minutes": DEFAULT_DELAY_MINUTES,
+        "targets": ["team_lead"],
+        "channels": ["email"],
+        "message": "Response SLA breached and the task is still not started.",
+    }
+]
 _RUN_NAMESPACE = uuid.UUID("6f1d7a52-2b7e-4c4e-9a51-0e5c2f0a7d11")
 
 
@@ -230,14 +239,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             task,
             run_id=_run_id(event.id, "default"),
             policy=None,
-            steps=[
-                {
-                    "delay_minutes": DEFAULT_DELAY_MINUTES,
-                    "targets": ["team_lead"],
-                    "channels": ["email"],
-                    "message": "Response SLA breached and the task is still not started.",
-                }
-            ],
+            steps=DEFAULT_STEPS,
             trigger=trigger.name,
             sla_type=sla_type,
             start=start,
