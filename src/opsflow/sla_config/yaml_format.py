@@ -184,7 +184,13 @@ def _choice(
 ) -> str | None:
     if isinstance(value, str) and value.upper() in choices:
         return choices[value.upper()]
-    expected = ", ".join(dict.fromkeys(choices.values()))
+    if what == "priority":
+        # The file's own words first: sla_targets are keyed P0..P3.
+        codes = ", ".join(PRIORITY_CODES)
+        names = ", ".join(p.value for p in PRIORITY_CODES.values())
+        expected = f"{codes} (or {names}" + (', or "*")' if WILDCARD in choices else ")")
+    else:
+        expected = ", ".join(dict.fromkeys(choices.values()))
     errors.add(path, f"unknown {what}: {describe(value)}; expected one of: {expected}")
     return None
 
