@@ -5,6 +5,7 @@ YAML import/export — each change audited."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -711,3 +712,27 @@ async def test_tasks_match_policies_exactly_as_the_configuration_stores_them(
         stored = (await sla_config_service.load(session)).config.policies
     assert sorted(matched, key=lambda spec: spec.name) == [p for p in stored if p.is_active]
     assert matched[0].escalation == ((1, 10), (2, 30))
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sla_config.yaml"
+
+
+async def test_the_shipped_example_sla_config_imports_and_simulates(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    imported = await client.post(
+        "/sla-policies/import", content=EXAMPLE.read_bytes(), headers=admin_headers
+    )
+    assert imported.status_code == 200, imported.text
+    assert (imported.json()["applied"], imported.json()["policies"]) == (True, 17)
+    listed = await client.get("/sla-policies", params={"page_size": 100}, headers=admin_headers)
+    names = {p["name"] for p in listed.json()["items"]}
+    assert {"enterprise-p0", "basic-p3", "task-low"} <= names
+    simulated = await client.post(
+        "/sla-policies/simulate", json={"policy": "enterprise-p0"}, headers=admin_headers
+    )
+    assert simulated.status_code == 200, simulated.text
+    levels = [(s["name"], instant(s["at"])) for s in simulated.json()["escalation"]]
+    assert levels[0] == ("LEVEL_1 (Team lead notified)", clock.now() + timedelta(minutes=10))
+    exported = await client.get("/sla-policies/export", headers=admin_headers)
+    assert yaml.safe_load(exported.text)["escalation_levels"][2] == "Manager notified"
