@@ -70,6 +70,16 @@ async def slack() -> AsyncIterator[HttpSink]:
 
 
 @pytest.fixture
+async def hooks() -> AsyncIterator[HttpSink]:
+    sink = HttpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+@pytest.fixture
 def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> Settings:
     return make_settings(
         database_url,
@@ -155,8 +165,15 @@ async def test_each_mail_states_assignee_type_priority_deadline_and_link(
     app_context: AppContext,
     smtp: tuple[SmtpSink, int],
     slack: HttpSink,
+    hooks: HttpSink,
 ) -> None:
     sink = smtp[0]
+    subscribed = await client.post(
+        "/webhooks",
+        json={"name": "bridge", "url": f"{hooks.url}/in", "event_types": ["sla.*", "escalation.*"]},
+        headers=admin_headers,
+    )
+    assert subscribed.status_code == 201, subscribed.text
     world = await _world(client, admin_headers)
     dana, lena = "dana-developer@example.com", "lena-lead@example.com"
     link = f"{PUBLIC_URL}/api/v1/tasks/{world['task_id']}"
@@ -205,6 +222,26 @@ async def test_each_mail_states_assignee_type_priority_deadline_and_link(
     assert "The response deadline of HIGH incident" in body
     assert "it was due Tue 27 Jan 2026, 11:00 UTC" in body
     _has_facts(body, assignee="Dana Developer", type="INCIDENT", priority="HIGH", open=other_link)
+
+    # Outbound webhooks carry the same facts about the task in their event JSON.
+    posted = {
+        (r.headers["x-opsflow-event"], r.json()["data"]["task"]["title"]): r.json()["data"]
+        for r in hooks.requests
+    }
+    breach = posted[("sla.breach", "Search index is stale")]
+    assert breach["sla_type"] == "START"
+    assert breach["expected_deadline"] == "2026-01-27T11:00:00Z"
+    assert {k: breach["task"][k] for k in ("task_type", "priority", "assigned_to")} == {
+        "task_type": "INCIDENT",
+        "priority": "HIGH",
+        "assigned_to": world["developer"].id,
+    }
+    fired = [r.json()["data"] for r in hooks.requests if r.json()["type"] == "escalation.fired"]
+    assert [(f["level"], f["task"]["task_type"]) for f in fired] == [
+        (1, "INCIDENT"),
+        (2, "INCIDENT"),
+    ]
+    assert {f["task"]["start_deadline"] for f in fired} == {"2026-01-27T10:45:00Z"}
 
 
 class _Recording(NotificationTemplates):

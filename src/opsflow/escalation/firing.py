@@ -23,6 +23,7 @@ from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.tasks.lifecycle import OPEN
+from opsflow.tasks.summary import task_summary
 
 # The steps planned when no policy handles a START breach carry this name.
 DEFAULT_POLICY_NAME = "default: team lead after START breach"
@@ -142,14 +143,7 @@ async def fire(
             "recipients": step.recipients,
             "channels": step.channels,
             "message": step.message,
-            "task": {
-                "id": task.id,
-                "title": task.title,
-                "priority": task.priority,
-                "status": task.status,
-                "assigned_to": task.assigned_to,
-                "team_id": task.team_id,
-            },
+            "task": task_summary(task),
         },
         now=now,
         metadata={
