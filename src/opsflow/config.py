@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("OPSFLOW_MAX_REQUEST_BYTES")
     )
+    # Batch ingestion (POST /tickets, up to 1,000 tickets) takes bigger bodies.
+    max_batch_request_bytes: int = Field(
+        16 * 1_048_576, ge=1024, validation_alias=_env("OPSFLOW_MAX_BATCH_REQUEST_BYTES")
+    )
 
     admin_username: str = Field("admin", validation_alias=_env("OPSFLOW_ADMIN_USERNAME"))
     admin_email: str = Field("admin@opsflow.local", validation_alias=_env("OPSFLOW_ADMIN_EMAIL"))

@@ -277,7 +277,7 @@ async def test_non_standard_json_constants_are_rejected(
 
 
 def registration(**overrides: Any) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "email": "valid@example.com",
         "username": "valid-user",
         "password": USER_PASSWORD,

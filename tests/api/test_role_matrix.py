@@ -50,6 +50,8 @@ HOLDERS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"admin"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
+    # "ingest tickets"
+    "ingest_tickets": frozenset({"admin", "manager"}),
     # Not rows of the documented table:
     # - the caller's own account (me, logout, revoking its own tokens, its preferences);
     "own_account": EVERYONE,
@@ -452,6 +454,21 @@ async def new_incident(w: World, who: Caller) -> Request:
     return {"json": {"title": w.unique("declared"), "task_type": "INCIDENT"}}
 
 
+async def ticket_batch(w: World, who: Caller) -> Request:
+    return {"json": {"tickets": [{"external_id": w.unique("T"), "title": "From elsewhere"}]}}
+
+
+async def ingested_ticket(w: World, who: Caller) -> Request:
+    external_id = w.unique("T")
+    response = await w.client.post(
+        "/tickets",
+        json={"tickets": [{"external_id": external_id, "title": "Ingested"}]},
+        headers=w.admin,
+    )
+    assert response.json()["results"][0]["outcome"] == "created", response.text
+    return {"path": {"external_id": external_id}}
+
+
 def _assign_body(w: World) -> dict[str, Any]:
     return {"assigned_to": w.callers["support"].id}
 
@@ -558,6 +575,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla-events", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/sla-events", "read_tasks", 200),
+    Endpoint("POST", f"{V1}/tickets", "ingest_tickets", 200, ticket_batch),
+    Endpoint("GET", f"{V1}/tickets/{{external_id}}", "read_tasks", 200, ingested_ticket),
+    Endpoint("GET", f"{V1}/tickets/{{external_id}}/sla", "read_tasks", 200, ingested_ticket),
     Endpoint("GET", f"{V1}/sla-policies", "sla_read", 200),
     Endpoint("POST", f"{V1}/sla-policies", "sla_write", 201, new_policy),
     Endpoint("GET", f"{V1}/sla-policies/{{policy_id}}", "sla_read", 200, some_policy),
@@ -700,7 +720,9 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     entries: list[tuple[Any, str, set[str]]] = []
     if flatten is None:
-        entries = [(r, r.path, set(getattr(r, "methods", None) or ())) for r in app.routes]
+        entries = [
+            (r, getattr(r, "path", ""), set(getattr(r, "methods", None) or ())) for r in app.routes
+        ]
     else:
         entries = [
             (c.original_route, str(c.path), set(c.methods or ())) for c in flatten(app.routes)

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -268,8 +268,8 @@ async def test_invalid_request_id_is_replaced(
     client: httpx.AsyncClient, request_id: str | bytes
 ) -> None:
     for call in (
-        client.get("/health", headers={"X-Request-ID": request_id}),
-        client.get("/users", headers={"X-Request-ID": request_id}),
+        client.get("/health", headers=cast(Any, {"X-Request-ID": request_id})),
+        client.get("/users", headers=cast(Any, {"X-Request-ID": request_id})),
     ):
         response = await call
         echoed = response.headers["x-request-id"]

@@ -70,6 +70,10 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     source: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(255))
     dedup_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # Ticket ingestion: the `updated_at` the source system gave for the version applied last,
+    # and a digest of that version's content (orders and deduplicates re-sent tickets).
+    external_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    external_digest: Mapped[str | None] = mapped_column(String(64))
 
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
