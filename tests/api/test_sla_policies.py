@@ -736,3 +736,38 @@ async def test_the_shipped_example_sla_config_imports_and_simulates(
     assert levels[0] == ("LEVEL_1 (Team lead notified)", clock.now() + timedelta(minutes=10))
     exported = await client.get("/sla-policies/export", headers=admin_headers)
     assert yaml.safe_load(exported.text)["escalation_levels"][2] == "Manager notified"
+
+
+async def test_simulating_a_named_policy_matches_escalation_policies_on_its_selectors(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    imported = await client.post(
+        "/sla-policies/import", content=EXAMPLE.read_bytes(), headers=admin_headers
+    )
+    assert imported.status_code == 200, imported.text
+    created = await client.post(
+        "/escalation-policies",
+        json={
+            "name": "enterprise-outage",
+            "conditions": {"priority": ["CRITICAL"], "customer_tier": ["ENTERPRISE"]},
+            "trigger": "created",
+            "steps": [{"delay_minutes": 2, "targets": ["manager"], "channels": ["sms"]}],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    simulated = await client.post(
+        "/sla-policies/simulate", json={"policy": "enterprise-p0"}, headers=admin_headers
+    )
+    steps = simulated.json()["escalation_steps"]
+    assert (steps[0]["policy"], steps[0]["trigger"], instant(steps[0]["at"])) == (
+        "enterprise-outage",
+        "created",
+        clock.now() + timedelta(minutes=2),
+    )
+    other = await client.post(
+        "/sla-policies/simulate",
+        json={"policy": "enterprise-p0", "priority": "LOW"},  # what the request says wins
+        headers=admin_headers,
+    )
+    assert "enterprise-outage" not in {s["policy"] for s in other.json()["escalation_steps"]}

@@ -23,6 +23,7 @@ from opsflow.models.team import Team
 from opsflow.sla import service as sla_service
 from opsflow.sla.calendar import ALWAYS_NAME, add_working_time
 from opsflow.sla.clocks import plan_clock
+from opsflow.sla.policies import WILDCARD, PolicySpec
 from opsflow.sla_config.schemas import (
     SimulatedClock,
     SimulatedInstant,
@@ -37,6 +38,7 @@ from opsflow.teams import repository as teams_repository
 async def simulate(session: AsyncSession, data: SimulateRequest, now: datetime) -> SimulateResult:
     stored = await load(session)
     config = stored.config
+    spec: PolicySpec | None = None
     if data.policy is not None:
         spec = config.policy(data.policy)
         if spec is None:
@@ -120,7 +122,17 @@ async def simulate(session: AsyncSession, data: SimulateRequest, now: datetime) 
         for threshold in clock.thresholds:
             kind = threshold.name.rsplit("_", 1)[1].lower()  # warning | critical | breach
             triggers.setdefault(kind, []).append((clock.kind, threshold.at))
-    steps_of_policies = await _escalation_steps(session, data, triggers, zone)
+    attributes: dict[str, str] = {
+        "task_type": data.task_type,
+        "priority": data.priority,
+        "customer_tier": data.customer_tier,
+    }
+    if data.policy is not None and spec is not None:
+        # A named policy's own selectors stand for the task, unless the request gives them.
+        for key, value in zip(attributes, spec.selector, strict=True):
+            if key not in data.model_fields_set and value != WILDCARD:
+                attributes[key] = value
+    steps_of_policies = await _escalation_steps(session, data, attributes, triggers, zone)
     return SimulateResult(
         policy=name,
         source=source,
@@ -136,18 +148,19 @@ async def simulate(session: AsyncSession, data: SimulateRequest, now: datetime) 
 async def _escalation_steps(
     session: AsyncSession,
     data: SimulateRequest,
+    attributes: dict[str, str],
     triggers: dict[str, list[tuple[str | None, datetime]]],
     zone: ZoneInfo,
 ) -> list[SimulatedStep]:
-    """The steps of the escalation policies that would handle a task with the request's
-    attributes (its team's default policy when none matches; the built-in START-breach
-    step when no policy at all handles breaches), each at its instant: a `created` run from
-    the start, `warning` and `breach` runs from each clock's warning and breach instants."""
+    """The steps of the escalation policies that would handle a task with these attributes
+    (its team's default policy when none matches; the built-in START-breach step when no
+    policy at all handles breaches), each at its instant: a `created` run from the start,
+    `warning` and `breach` runs from each clock's warning and breach instants."""
     team = await _team(session, data.team)
     task = Task(
-        task_type=data.task_type,
-        priority=data.priority,
-        customer_tier=data.customer_tier,
+        task_type=attributes["task_type"],
+        priority=attributes["priority"],
+        customer_tier=attributes["customer_tier"],
         service=data.service,
         team_id=team.id if team else None,
         tags=list(data.tags),
