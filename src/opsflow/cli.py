@@ -98,6 +98,37 @@ def create_admin(
     _run_reporting_errors(run())
 
 
+@app.command("reset-password")
+def reset_password(
+    login: Annotated[str, typer.Argument(help="Username or e-mail of the account.")],
+    password: Annotated[
+        str | None, typer.Option(help="The new password; prompted for (twice) when omitted.")
+    ] = None,
+) -> None:
+    """Set an account's password (e.g. a lost admin password); ends its sessions, audited."""
+    from opsflow.users import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+    if password is None:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            typer.secho("The two passwords differ; nothing changed.", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+
+    async def run() -> None:
+        ctx = build_context(settings, SystemClock())
+        try:
+            user = await service.reset_password(ctx, login=login, password=password)
+            typer.echo(f"Password of {user.username} reset; their sessions were ended.")
+            if not user.is_active:
+                typer.echo(f"Note: {user.username} is deactivated and still cannot sign in.")
+        finally:
+            await ctx.close()
+
+    _run_reporting_errors(run())
+
+
 def _run_reporting_errors(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a command's coroutine; an AppError or ValueError is printed and exits 1."""
     try:

@@ -22,6 +22,7 @@ from opsflow.db import create_engine, create_sessionmaker
 from opsflow.escalation import service as escalation_service
 from opsflow.escalation.engine import EscalationEngine
 from opsflow.events.relay import Consumer, RelayEngine
+from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
@@ -57,6 +58,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
+    facts.configure(settings.public_url)  # the links notifications carry
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )

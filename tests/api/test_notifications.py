@@ -421,3 +421,40 @@ async def test_quiet_hours_hold_a_notification_until_they_end(
     assert {n["notification_type"] for n in rows} >= {"task.created", "sla.breach"}
     assert {(n["status"], n["sent_at"]) for n in rows} == {("SENT", "2026-01-27T11:00:00Z")}
     assert mails() == len(rows)
+
+
+async def test_a_breach_an_escalation_policy_handles_pages_each_person_once_per_channel(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+) -> None:
+    sink = smtp[0]
+    world = await _world(client, admin_headers)  # breach -> at once, e-mail the assignee
+    developer = world["developer"]
+    address = f"{developer.username}@example.com"
+    other = await client.post(
+        "/tasks",
+        json={**INCIDENT, "title": "Unmatched", "priority": "HIGH", "assigned_to": developer.id},
+        headers=admin_headers,
+    )
+    assert other.status_code == 201, other.text
+
+    await at(app_context, clock, 14.9)
+    seen = len(sink.received)
+    await at(app_context, clock, 15)  # both START breaches
+    subjects = sorted(
+        str(r.message["Subject"]) for r in sink.received[seen:] if address in r.rcpt_tos
+    )
+    assert subjects == [
+        f"Escalation (level 1): {INCIDENT['title']}",  # the policy's page, and only it
+        "SLA Breach: Unmatched",  # no policy handles this one: the built-in message
+    ]
+    rows = await _notifications(client, admin_headers, task_id=world["task_id"])
+    assert (
+        sorted(r["notification_type"] for r in rows if r["recipient"] == developer.username).count(
+            "sla.breach"
+        )
+        == 0
+    )

@@ -418,6 +418,10 @@ async def deactivate_other_user(w: World, who: Caller) -> Request:
     return {"path": {"user_id": await fresh_user(w)}}
 
 
+async def own_name(w: World, who: Caller) -> Request:
+    return {"json": {"full_name": f"Own {who.role}"}}
+
+
 async def preferences(w: World, who: Caller) -> Request:
     return {"json": {"preferences": [{"channel": "EMAIL", "enabled": False}]}}
 
@@ -503,6 +507,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST", f"{V1}/users/{{user_id}}/deactivate", "administer", 200, deactivate_other_user
     ),
+    Endpoint("GET", f"{V1}/users/me", "own_account", 200),
+    Endpoint("PATCH", f"{V1}/users/me", "own_account", 200, own_name),
     Endpoint("GET", f"{V1}/users/me/notification-preferences", "own_account", 200),
     Endpoint("PUT", f"{V1}/users/me/notification-preferences", "own_account", 200, preferences),
     # teams

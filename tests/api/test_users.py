@@ -793,3 +793,20 @@ async def test_preferences_need_a_user(
     assert_error(await client.get(PREFS_URL, headers=headers), 403, "FORBIDDEN")
     put = await client.put(PREFS_URL, json={"preferences": [{"channel": "EMAIL"}]}, headers=headers)
     assert_error(put, 403, "FORBIDDEN")
+
+
+async def test_users_me_is_the_signed_in_user(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    dev = await make_user(client, admin_headers, "developer", username="dev-me")
+    me = await client.get("/users/me", headers=dev.headers)
+    assert me.status_code == 200, me.text
+    assert (me.json()["id"], me.json()["username"]) == (dev.id, "dev-me")
+    renamed = await client.patch("/users/me", json={"full_name": "Dev Me"}, headers=dev.headers)
+    assert renamed.status_code == 200, renamed.text
+    assert (await client.get(f"/users/{dev.id}", headers=admin_headers)).json()["full_name"] == (
+        "Dev Me"
+    )
+    promoted = await client.patch("/users/me", json={"role": "admin"}, headers=dev.headers)
+    assert_error(promoted, 403, "FORBIDDEN")
+    assert_error(await client.get("/users/me"), 401, "UNAUTHORIZED")

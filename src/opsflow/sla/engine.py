@@ -27,6 +27,7 @@ from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.sla import repository
 from opsflow.sla.clocks import frozen_at, plan_of, reschedule
+from opsflow.tasks.summary import task_summary
 from opsflow.workers.contract import PassReport
 
 ENGINE_ACTOR = Principal.system("sla-engine")
@@ -123,14 +124,7 @@ def _fire(
 
 def _publish(session: AsyncSession, event: SlaEvent, task: Task | None, now: datetime) -> None:
     kind = event.event_type.rsplit("_", 1)[1].lower()  # warning | critical | breach
-    summary = {
-        "id": event.task_id,
-        "title": task.title if task else None,
-        "priority": task.priority if task else None,
-        "status": task.status if task else None,
-        "assigned_to": task.assigned_to if task else None,
-        "team_id": task.team_id if task else None,
-    }
+    summary = task_summary(task) if task else {"id": event.task_id}
     record_change(
         session,
         ENGINE_ACTOR,

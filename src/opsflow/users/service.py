@@ -6,6 +6,8 @@ import secrets
 import uuid
 from typing import Any
 
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +28,7 @@ from opsflow.errors import (
 from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.validation import Password
 from opsflow.models.enums import ActorType, Role
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.team import Team
@@ -326,6 +329,7 @@ def _pref_state(pref: NotificationPreference) -> dict[str, Any]:
 
 async def create_admin(ctx: AppContext, *, username: str, email: str, password: str) -> User:
     """Create an admin from the CLI or at first start; audited as done by the system."""
+    check_password(password)
     async with unit_of_work(ctx.sessions) as session:
         data = UserCreate(
             username=username,
@@ -335,6 +339,55 @@ async def create_admin(ctx: AppContext, *, username: str, email: str, password: 
             full_name="Administrator",
         )
         return await create_user(session, ctx, Principal.system("bootstrap"), data)
+
+
+_PASSWORD = TypeAdapter(Password)
+
+
+def check_password(password: str, field: str = "password") -> str:
+    """The password if it is acceptable, else a ValidationFailed naming what is wrong."""
+    try:
+        return _PASSWORD.validate_python(password)
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if error["type"] == "string_too_short":
+                message = f"must be at least {error['ctx']['min_length']} characters"
+            elif error["type"] == "string_too_long":
+                message = f"must be at most {error['ctx']['max_length']} characters"
+            else:
+                message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append({"field": field, "message": message})
+        raise ValidationFailed("The password is not acceptable", details=problems) from None
+
+
+async def reset_password(ctx: AppContext, *, login: str, password: str) -> User:
+    """Set a user's password from the server's command line (a lost admin password): ends
+    every session of that user and is audited as ``USER_PASSWORD_RESET`` by the system
+    actor ``cli``. The user stays as active or inactive as they were."""
+    check_password(password)
+    async with unit_of_work(ctx.sessions) as session:
+        user = await repository.by_login(session, login)
+        if user is None:
+            raise ValidationFailed(
+                f"No user with the username or e-mail {login!r}",
+                details=[{"field": "login", "message": "no such user"}],
+            )
+        now = ctx.clock.now()
+        user.hashed_password = await ctx.passwords.hash(password)
+        user.updated_at = now
+        await auth_repo.revoke_sessions_of_user(session, user.id, now=now, reason="password_reset")
+        await session.flush()
+        _record(
+            session,
+            Principal.system("cli"),
+            user,
+            "USER_PASSWORD_RESET",
+            "user.password_reset",
+            now,
+            changes={"password": {"from": "***", "to": "***"}},
+        )
+        return user
 
 
 async def bootstrap_admin(ctx: AppContext) -> str | None:
