@@ -17,7 +17,8 @@ from opsflow.context import AppContext
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.sla.engine import SlaEngine
-from tests.conftest import T0, make_settings, make_user
+from tests.conftest import T0, make_settings
+from tests.factories import make_user
 
 INCIDENT = {
     "title": "Database connection pool exhaustion",

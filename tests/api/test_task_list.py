@@ -16,7 +16,8 @@ from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.models.task import Task
-from tests.conftest import T0, make_team, make_user
+from tests.conftest import T0
+from tests.factories import make_team, make_user
 
 Headers = dict[str, str]
 

@@ -16,7 +16,8 @@ from opsflow.context import AppContext
 from opsflow.events.relay import RelayEngine
 from opsflow.notifications.channels import verify
 from opsflow.workers.rounds import run_round
-from tests.conftest import T0, assert_error, make_user
+from tests.conftest import T0, assert_error
+from tests.factories import make_user
 from tests.sinks import HttpSink, Reply
 
 
