@@ -22,7 +22,7 @@ from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
 from tests.conftest import T0, assert_error
-from tests.factories import advance, make_team, make_user
+from tests.factories import advance, make_task, make_team, make_user
 
 INCIDENT = {
     "title": "Payments API returns 502",
@@ -58,9 +58,7 @@ async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, 
 
 
 async def _incident(client: httpx.AsyncClient, admin: dict[str, str], **fields: Any) -> str:
-    response = await client.post("/tasks", json={**INCIDENT, **fields}, headers=admin)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, admin, **{**INCIDENT, **fields}))["id"])
 
 
 async def _escalations(client: httpx.AsyncClient, admin: dict[str, str], task_id: str) -> Any:
