@@ -7,10 +7,12 @@ Services raise these; a single set of handlers in :mod:`opsflow.app` renders the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AppError(Exception):
@@ -109,10 +111,34 @@ class PreconditionFailed(AppError):
     default_message = "The resource has changed since it was read"
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is larger than the server accepts"
+
+
 class RateLimited(AppError):
     status_code = 429
     code = "RATE_LIMITED"
     default_message = "Too many requests"
+
+
+class Unavailable(AppError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The server is busy; retry later"
+
+
+def declares(*errors: type[AppError]) -> Callable[[F], F]:
+    """Mark an endpoint or a dependency with the errors it may raise, so the OpenAPI document
+    lists them on every operation that uses it (see :mod:`opsflow.openapi`)."""
+
+    def mark(function: F) -> F:
+        known: tuple[type[AppError], ...] = getattr(function, "__opsflow_errors__", ())
+        function.__opsflow_errors__ = (*known, *errors)  # type: ignore[attr-defined]
+        return function
+
+    return mark
 
 
 def envelope(

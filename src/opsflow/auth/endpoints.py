@@ -25,7 +25,15 @@ from opsflow.auth.schemas import (
     TokenResponse,
 )
 from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
-from opsflow.errors import NotFound, Unauthorized, ValidationFailed
+from opsflow.errors import (
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+    declares,
+)
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.validation import LoginText, Reason, SecretText, Word
 from opsflow.models.enums import ActorType
@@ -57,6 +65,7 @@ async def register(
 
 
 @router.post("/login", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized, RateLimited, Unavailable)
 async def login(
     body: LoginRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> TokenResponse:
@@ -77,6 +86,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 @router.post("/token", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized, RateLimited, Unavailable)
 async def token(
     request: Request,
     session: SessionDep,
@@ -116,6 +126,7 @@ async def token(
 
 
 @router.post("/refresh", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized)
 async def refresh(
     body: RefreshRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> TokenResponse:
@@ -137,6 +148,7 @@ async def logout(
 
 
 @router.post("/revoke", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@declares(Forbidden, NotFound)
 async def revoke(
     body: RevokeRequest, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
 ) -> Response:
@@ -145,6 +157,7 @@ async def revoke(
 
 
 @router.get("/me", response_model=MeResponse | ClientMeResponse)
+@declares(NotFound)
 async def me(principal: CurrentPrincipal, session: SessionDep) -> MeResponse | ClientMeResponse:
     permissions = granted_permissions(principal)
     if principal.actor_type is ActorType.API:
@@ -182,11 +195,13 @@ async def create_client(
     )
 
 
+# The path names the client's `id`; `api_client_id`, not `client_id`, which is the OAuth2
+# client identifier of the same client.
 @clients_router.delete(
-    "/{client_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+    "/{api_client_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
 )
 async def delete_client(
-    client_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
+    api_client_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
 ) -> Response:
-    await service.revoke_client(session, context, actor, client_id)
+    await service.revoke_client(session, context, actor, api_client_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
