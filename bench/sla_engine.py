@@ -290,7 +290,7 @@ async def lateness(
             cells = [pct(values, 0.5) * 1000, pct(values, 0.99) * 1000, max(values) * 1000]
             log(f"  {name:>10} " + " ".join(f"{c:>10.0f}" for c in cells) + f" {len(values):>10,}")
     log("  triggered: triggered_at - due_at (the pass's clock reading, as stored);")
-    log("  committed: the pass's commit returned - due_at (persisted, as SPEC §12 means it)")
+    log("  committed: the pass's commit returned - due_at (persisted)")
     problems = failures(engines)
     if problems:
         log(f"  !! engine failures:\n{problems}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import settings
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -34,9 +34,9 @@ ADMIN_PASSWORD = "Admin-Pass-123"
 USER_PASSWORD = "User-Pass-12345"
 # CI (`.ci/run` sets OPSFLOW_CI=1) replays the same property examples every run, so a
 # landing never depends on the luck of a random draw; local runs keep exploring new ones.
-settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("OPSFLOW_CI") == "1":
-    settings.load_profile("ci")
+    hypothesis_settings.load_profile("ci")
 
 T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
 
@@ -162,7 +162,7 @@ ENVELOPE_KEYS = {"code", "message", "timestamp", "request_id"}
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is seed 000 §4.9's envelope with this status and code."""
+    """The response is the error envelope with this status and code."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()

@@ -22,7 +22,7 @@ from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
-from opsflow.errors import AppError, envelope
+from opsflow.errors import AppError, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
@@ -38,6 +38,7 @@ from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
+from opsflow.tickets.endpoints import router as tickets_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
 from opsflow.webhooks.endpoints import router as webhooks_router
@@ -76,26 +77,6 @@ def _render(
     return JSONResponse(body, status_code=status, headers=response_headers)
 
 
-def _field(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
-def _message(error: dict[str, Any]) -> str:
-    ctx = error.get("ctx") or {}
-    if error.get("type") == "enum" and "expected" in ctx:
-        options = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
-        return f"Must be one of: {options}"
-    if error.get("type") == "json_invalid":
-        return "Malformed JSON body"
-    if error.get("type") == "missing":
-        return "Field required"
-    message = str(error.get("msg", "Invalid value"))
-    return message.removeprefix("Value error, ")
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -111,14 +92,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {
-                "field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc", ())),
-                "message": _message(e),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
+        details = validation_details(exc.errors())
         return _render(request, 400, "VALIDATION_ERROR", "Invalid input data", details=details)
 
     @app.exception_handler(StarletteHTTPException)
@@ -138,7 +112,11 @@ def _install_error_handlers(app: FastAPI) -> None:
                 },
             )
         if exc.status_code == 413:
-            limit = request.app.state.context.settings.max_request_bytes
+            limit = getattr(
+                request.state,
+                "max_body_bytes",
+                request.app.state.context.settings.max_request_bytes,
+            )
             return _render(
                 request, 413, "PAYLOAD_TOO_LARGE", str(exc.detail), extra={"max_bytes": limit}
             )
@@ -238,6 +216,7 @@ def create_app(
         users_router,
         teams_router,
         tasks_router,
+        tickets_router,
         sla_router,
         policies_router,
         calendars_router,
@@ -272,5 +251,9 @@ def create_app(
             expose_headers=["X-Request-ID", "ETag", "Location"],
         )
     app.add_middleware(ResponseRecorder)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
+    )
     return app

@@ -113,7 +113,7 @@ def _run_reporting_errors(coroutine: Coroutine[Any, Any, None]) -> None:
         raise typer.Exit(1) from exc
 
 
-sla_app = typer.Typer(help="SLA policies and calendars as seed 002's sla_config.yaml.")
+sla_app = typer.Typer(help="SLA policies and calendars as an sla_config.yaml file.")
 app.add_typer(sla_app, name="sla")
 
 

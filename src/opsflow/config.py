@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("OPSFLOW_MAX_REQUEST_BYTES")
     )
+    # Batch ingestion (POST /tickets, up to 1,000 tickets) takes bigger bodies.
+    max_batch_request_bytes: int = Field(
+        16 * 1_048_576, ge=1024, validation_alias=_env("OPSFLOW_MAX_BATCH_REQUEST_BYTES")
+    )
 
     admin_username: str = Field("admin", validation_alias=_env("OPSFLOW_ADMIN_USERNAME"))
     admin_email: str = Field("admin@opsflow.local", validation_alias=_env("OPSFLOW_ADMIN_EMAIL"))
@@ -87,7 +91,7 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
-    # A seed 002 sla_config.yaml that owns the SLA policies and calendars: applied at start
+    # An sla_config.yaml that owns the SLA policies and calendars: applied at start
     # and on every change (hot reload); the API then refuses to edit them.
     sla_config_path: Path | None = Field(None, validation_alias=_env("OPSFLOW_SLA_CONFIG"))
 

@@ -102,6 +102,32 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A part of a unit of work that can fail alone: on an exception its rows are rolled
+    back to a SAVEPOINT and what it queued for commit time (audit rows, pre-commit hooks,
+    after-commit callbacks, all kept in ``session.info``) is dropped with them.
+
+    Batch endpoints use it so one bad item does not undo the items before it.
+    """
+    queued = {
+        key: (list(value) if isinstance(value, list) else dict(value))
+        for key, value in session.info.items()
+        if isinstance(value, list | dict)
+    }
+    nested = await session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        await nested.rollback()
+        for key in list(session.info):
+            if key not in queued:
+                del session.info[key]
+        session.info.update(queued)
+        raise
+    await nested.commit()
+
+
 async def commit(session: AsyncSession) -> None:
     hooks: dict[str, PreCommitHook] = session.info.pop("pre_commit_hooks", {})
     for hook in hooks.values():

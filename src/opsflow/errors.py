@@ -1,4 +1,4 @@
-"""Error hierarchy and the one envelope every error response uses (SPEC §3.13).
+"""Error hierarchy and the one envelope every error response uses.
 
 Services raise these; a single set of handlers in :mod:`opsflow.app` renders them as::
 
@@ -105,16 +105,16 @@ class Conflict(AppError):
     default_message = "The request conflicts with the current state"
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request is too large"
+
+
 class PreconditionFailed(AppError):
     status_code = 412
     code = "PRECONDITION_FAILED"
     default_message = "The resource has changed since it was read"
-
-
-class PayloadTooLarge(AppError):
-    status_code = 413
-    code = "PAYLOAD_TOO_LARGE"
-    default_message = "The request body is larger than the server accepts"
 
 
 class RateLimited(AppError):
@@ -160,3 +160,35 @@ def envelope(
     body["timestamp"] = stamp.isoformat().replace("+00:00", "Z")
     body["request_id"] = request_id
     return {"error": body}
+
+
+def _field(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie", "form"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "enum" and "expected" in ctx:
+        options = str(ctx["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"Must be one of: {options}"
+    if error.get("type") == "json_invalid":
+        return "Malformed JSON body"
+    if error.get("type") == "missing":
+        return "Field required"
+    message = str(error.get("msg", "Invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic errors as the envelope's ``details``: field path, readable message, type."""
+    return [
+        {
+            "field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc", ())),
+            "message": _message(e),
+            "type": e.get("type"),
+        }
+        for e in errors
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -36,15 +37,24 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        larger_bodies: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Exact paths that take bigger bodies than the default (batch ingestion).
+        self.larger_bodies = dict(larger_bodies or {})
         self.log = structlog.get_logger("opsflow.access")
 
-    def _too_large(self) -> HTTPException:
+    @staticmethod
+    def _too_large(limit: int) -> HTTPException:
         # An HTTPException, not an AppError: FastAPI turns any other exception raised while
         # it reads the body into a generic 400. The app's handler renders 413 in the envelope.
-        return HTTPException(413, f"Request body exceeds {self.max_body_bytes} bytes")
+        return HTTPException(413, f"Request body exceeds {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,8 +67,10 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder: dict[str, Any] = {"status": 500}
 
+        limit = self.larger_bodies.get(scope["path"], self.max_body_bytes)
+        scope["state"]["max_body_bytes"] = limit
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
+        if declared is not None and declared > limit:
             scope["state"]["body_too_large"] = True
 
         received = 0
@@ -66,12 +78,12 @@ class RequestContextMiddleware:
         async def limited_receive() -> Message:
             nonlocal received
             if scope["state"].get("body_too_large"):
-                raise self._too_large()
+                raise self._too_large(limit)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise self._too_large()
+                if received > limit:
+                    raise self._too_large(limit)
             return message
 
         async def send_with_headers(message: Message) -> None:

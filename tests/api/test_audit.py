@@ -1,4 +1,4 @@
-"""SPEC §3.10 (audit part) and §2 audit log: every change leaves a chained audit row with
+"""The audit log: every change leaves a chained audit row with
 actor, client address, user agent and request id; filters; CSV/JSON export; chain
 verification that notices tampering done directly in the database."""
 

@@ -1,4 +1,4 @@
-"""SPEC §3.1 / seed 000 §4.2: registration, logins, OAuth2 token endpoint, API clients,
+"""Registration, logins, OAuth2 token endpoint, API clients,
 refresh-token rotation with reuse detection, logout, revocation and bearer-token checks."""
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ async def test_login_of_deactivated_user_is_401(
     assert_error(await client.get("/auth/me", headers=dev.headers), 401, "UNAUTHORIZED")
 
 
-# --- login throttling (SPEC §7) -------------------------------------------------------------
+# --- login throttling ----------------------------------------------------------------------
 
 
 async def attempt(

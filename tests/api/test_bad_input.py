@@ -1,4 +1,4 @@
-"""SPEC §3.13 / §7 strict validation: hostile and malformed input is answered with a 400
+"""Strict validation: hostile and malformed input is answered with a 400
 VALIDATION_ERROR (or 413) envelope — never a 500, never a partial write."""
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ async def test_non_standard_json_constants_are_rejected(
 
 
 def registration(**overrides: Any) -> dict[str, Any]:
-    body = {
+    body: dict[str, Any] = {
         "email": "valid@example.com",
         "username": "valid-user",
         "password": USER_PASSWORD,

@@ -16,6 +16,7 @@ from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.escalation import service as escalation_service
+from opsflow.escalation.firing import DEFAULT_POLICY_NAME
 from opsflow.events import relay
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
@@ -212,7 +213,7 @@ async def test_without_a_policy_a_start_breach_reaches_the_team_lead_after_5_min
     await at(app_context, clock, 15)
     planned = (await _escalations(client, admin_headers, with_team))["planned"]
     assert [_instant(e["fire_at"]) for e in planned] == [T0 + timedelta(minutes=20)]
-    assert planned[0]["policy_name"] == escalation_service.DEFAULT_POLICY_NAME
+    assert planned[0]["policy_name"] == DEFAULT_POLICY_NAME
     await at(app_context, clock, 20)
     fired = (await _escalations(client, admin_headers, with_team))["fired"]
     assert [r["username"] for r in fired[0]["recipients"]] == [world["lead"].username]

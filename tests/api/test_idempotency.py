@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST (SPEC §3.14)."""
+"""Idempotency-Key on POST."""
 
 from __future__ import annotations
 

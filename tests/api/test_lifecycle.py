@@ -1,4 +1,4 @@
-"""Seed 000 §9.3: the task lifecycle through the API, with its audit trail."""
+"""The task lifecycle through the API, with its audit trail."""
 
 from __future__ import annotations
 

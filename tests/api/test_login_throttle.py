@@ -1,4 +1,4 @@
-"""Login throttling per username and per IP (SPEC §7), driven by the settable clock."""
+"""Login throttling per username and per IP, driven by the settable clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text with the seed 000 names (SPEC §3.12)."""
+"""GET /metrics: Prometheus text with the documented metric names."""
 
 from __future__ import annotations
 

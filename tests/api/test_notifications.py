@@ -29,7 +29,7 @@ POLICY = {
     ],
     "repeat": 1,
 }
-INCIDENT = {
+INCIDENT: dict[str, Any] = {
     "title": "Checkout latency over 5 s",
     "task_type": "INCIDENT",
     "priority": "CRITICAL",

@@ -1,10 +1,10 @@
-"""Every endpoint x every role (SPEC §6).
+"""Every endpoint x every role (the matrix in docs/roles.md).
 
 `ENDPOINTS` lists every route of the app, written out by hand, each with the capability
-of SPEC §6 it needs and a setup that puts the world in a state where the call succeeds
+of the matrix it needs and a setup that puts the world in a state where the call succeeds
 for a caller holding that capability (a task in the right status, assigned to the
 developer and owned by the team lead's team). The expected answer comes from `HOLDERS`,
-an independent copy of the §6 table — never from `opsflow.auth.permissions.MATRIX`:
+an independent copy of the documented table — never from `opsflow.auth.permissions.MATRIX`:
 
 * anonymous → 401 on everything but the public routes;
 * a role holding the capability → the endpoint's success status;
@@ -33,7 +33,7 @@ ROLES = ("admin", "manager", "team_lead", "developer", "support", "auditor", "vi
 ANONYMOUS = "anonymous"
 EVERYONE = frozenset(ROLES)
 
-# SPEC §6, copied by hand: capability -> roles that hold it.
+# docs/roles.md, copied by hand: capability -> roles that hold it.
 HOLDERS: dict[str, frozenset[str]] = {
     # "register users, API clients, integrations, templates, webhooks" (and editing or
     # deactivating other users' accounts)
@@ -50,12 +50,14 @@ HOLDERS: dict[str, frozenset[str]] = {
     "cancel": frozenset({"admin"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
-    # Not rows of the §6 table:
+    # "ingest tickets"
+    "ingest_tickets": frozenset({"admin", "manager"}),
+    # Not rows of the documented table:
     # - the caller's own account (me, logout, revoking its own tokens, its preferences);
     "own_account": EVERYONE,
     # - the user and team directory, readable like tasks (assignees, team pickers);
     "directory": EVERYONE,
-    # - managing teams: §6 is silent; OpsFlow lets managers run teams besides admins.
+    # - managing teams: OpsFlow lets managers run teams besides admins.
     "manage_teams": frozenset({"admin", "manager"}),
     # "SLA policies, calendars, escalation policies": admin and manager; team_lead reads.
     "sla_write": frozenset({"admin", "manager"}),
@@ -71,7 +73,7 @@ HOLDERS: dict[str, frozenset[str]] = {
 #   field is left out for the others).
 EMAILS_OF_EVERYONE = frozenset({"admin", "manager"})
 PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
-# Capabilities that roles hold only for some rows (§6 "own team", "when assignee").
+# Capabilities that roles hold only for some rows ("own team", "when assignee").
 ROW_SCOPED = {"update_assign", "progress", "snooze"}
 
 
@@ -454,6 +456,21 @@ async def new_incident(w: World, who: Caller) -> Request:
     return {"json": {"title": w.unique("declared"), "task_type": "INCIDENT"}}
 
 
+async def ticket_batch(w: World, who: Caller) -> Request:
+    return {"json": {"tickets": [{"external_id": w.unique("T"), "title": "From elsewhere"}]}}
+
+
+async def ingested_ticket(w: World, who: Caller) -> Request:
+    external_id = w.unique("T")
+    response = await w.client.post(
+        "/tickets",
+        json={"tickets": [{"external_id": external_id, "title": "Ingested"}]},
+        headers=w.admin,
+    )
+    assert response.json()["results"][0]["outcome"] == "created", response.text
+    return {"path": {"external_id": external_id}}
+
+
 def _assign_body(w: World) -> dict[str, Any]:
     return {"assigned_to": w.callers["support"].id}
 
@@ -558,6 +575,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/sla-events", "read_tasks", 200, existing_task),
     Endpoint("GET", f"{V1}/sla-events", "read_tasks", 200),
+    Endpoint("POST", f"{V1}/tickets", "ingest_tickets", 200, ticket_batch),
+    Endpoint("GET", f"{V1}/tickets/{{external_id}}", "read_tasks", 200, ingested_ticket),
+    Endpoint("GET", f"{V1}/tickets/{{external_id}}/sla", "read_tasks", 200, ingested_ticket),
     Endpoint("GET", f"{V1}/sla-policies", "sla_read", 200),
     Endpoint("POST", f"{V1}/sla-policies", "sla_write", 201, new_policy),
     Endpoint("GET", f"{V1}/sla-policies/{{policy_id}}", "sla_read", 200, some_policy),
@@ -700,7 +720,9 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     entries: list[tuple[Any, str, set[str]]] = []
     if flatten is None:
-        entries = [(r, r.path, set(getattr(r, "methods", None) or ())) for r in app.routes]
+        entries = [
+            (r, getattr(r, "path", ""), set(getattr(r, "methods", None) or ())) for r in app.routes
+        ]
     else:
         entries = [
             (c.original_route, str(c.path), set(c.methods or ())) for c in flatten(app.routes)

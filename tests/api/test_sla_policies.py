@@ -220,7 +220,7 @@ async def test_priority_change_recomputes_from_the_new_policy(
     )
     task = await _task(client, admin_headers, priority="HIGH")
     assert task["sla_policy_name"] is None
-    assert task["start_sla_minutes"] == 240  # seed 001 default for HIGH
+    assert task["start_sla_minutes"] == 240  # built-in default for HIGH
     response = await client.patch(
         f"/tasks/{task['id']}", json={"priority": "CRITICAL"}, headers=admin_headers
     )

@@ -1,4 +1,4 @@
-"""SPEC §3.12 / §3.13 and seed 000 §4.8-4.9: health and readiness (at the root and under
+"""Health and readiness (at the root and under
 /api/v1), the error envelope for unknown routes and wrong methods, and X-Request-ID on
 every response."""
 
@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -268,8 +268,8 @@ async def test_invalid_request_id_is_replaced(
     client: httpx.AsyncClient, request_id: str | bytes
 ) -> None:
     for call in (
-        client.get("/health", headers={"X-Request-ID": request_id}),
-        client.get("/users", headers={"X-Request-ID": request_id}),
+        client.get("/health", headers=cast(Any, {"X-Request-ID": request_id})),
+        client.get("/users", headers=cast(Any, {"X-Request-ID": request_id})),
     ):
         response = await call
         echoed = response.headers["x-request-id"]

@@ -1,4 +1,4 @@
-"""GET /tasks: every filter, pagination and sorting (SPEC §3.3, seed 000 §4.3).
+"""GET /tasks: every filter, pagination and sorting.
 
 Tasks are told apart by their titles; SLA states are produced by giving tasks different
 targets and moving the clock, never by sleeping.

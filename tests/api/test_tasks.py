@@ -1,7 +1,7 @@
 """Tasks through the API: creation, detail, every action, the status machine, If-Match,
 SLA targets and status over (moved) time, reach of scoped roles, and the audit rows.
 
-SPEC §2 (Task), §3.3, §3.13, §6; seed 000 §4.3 for the JSON contract.
+The JSON contract is the one docs/api.md describes; roles follow docs/roles.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.conftest import T0, Actor, assert_error, make_team, make_user
 
 Headers = dict[str, str]
 
-# Seed 001's built-in targets (minutes): priority -> (start, resolve).
+# The built-in targets (minutes): priority -> (start, resolve).
 DEFAULT_TARGETS = {
     "CRITICAL": (60, 240),
     "HIGH": (240, 1440),
@@ -26,7 +26,7 @@ DEFAULT_TARGETS = {
     "LOW": (1440, 10080),
 }
 
-# The status machine of SPEC §3.3, written out independently of src: for each status, the
+# The status machine (docs/api.md), written out independently of src: for each status, the
 # actions allowed from it and the status each one lands in.
 ALLOWED: dict[str, dict[str, str]] = {
     "CREATED": {

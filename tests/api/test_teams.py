@@ -1,4 +1,4 @@
-"""SPEC §3.2: teams CRUD (delete = deactivate), members and who may manage teams."""
+"""Teams CRUD (delete = deactivate), members and who may manage teams."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §3.2: listing and filtering users, profile edits, password changes, deactivation and
+"""Listing and filtering users, profile edits, password changes, deactivation and
 the caller's notification preferences."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed 000 lifecycle over real HTTP against a running `opsflow serve` process.
+"""The task lifecycle over real HTTP against a running `opsflow serve` process.
 
 Runs on SQLite (a fresh folder, as a new user would) and, when configured, PostgreSQL.
 """

@@ -55,7 +55,7 @@ def intervals(cal: BusinessCalendar, start: datetime, end: datetime) -> list[tup
     ]
 
 
-# --- the SPEC's worked examples -------------------------------------------------------------
+# --- worked examples -----------------------------------------------------------------------
 
 FRIDAY = date(2026, 1, 30)
 

@@ -1,4 +1,4 @@
-"""Human durations as the API shows them (seed 000: "1 hour 55 minutes")."""
+"""Human durations as the API shows them ("1 hour 55 minutes")."""
 
 from __future__ import annotations
 

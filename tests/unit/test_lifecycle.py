@@ -1,4 +1,4 @@
-"""The task status machine of SPEC §3.3, walked over every (status, action) pair.
+"""The task status machine, walked over every (status, action) pair.
 
 The expected table is written here from the spec, not copied from the code:
 
@@ -15,13 +15,16 @@ cancelled task is frozen.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import pytest
 
 from opsflow.errors import InvalidTransition
 from opsflow.models.enums import TaskStatus
 from opsflow.tasks.lifecycle import Action, allowed_from, is_open, next_status
 
-S, A = TaskStatus, Action
+S: TypeAlias = TaskStatus
+A: TypeAlias = Action
 
 EXPECTED: dict[S, dict[A, S]] = {
     S.CREATED: {

@@ -1,4 +1,4 @@
-"""The role matrix against SPEC §6, written out here independently of the code."""
+"""The role matrix against docs/roles.md, written out here independently of the code."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ P = Permission
 ROLES = ["admin", "manager", "team_lead", "developer", "support", "auditor", "viewer"]
 Y, TEAM, ASSIGNEE, OWN, NO = "all", "own_team", "assignee", "own", None
 
-# SPEC §6, row by row, columns in ROLES order.
-SPEC_ROWS: dict[Permission, list[str | None]] = {
+# docs/roles.md, row by row, columns in ROLES order.
+DOCUMENTED_ROWS: dict[Permission, list[str | None]] = {
     # register users, API clients, integrations, templates, webhooks
     P.ADMINISTER: [Y, NO, NO, NO, NO, NO, NO],
     # SLA policies, calendars, escalation policies (team_lead: read)
@@ -51,8 +51,8 @@ SPEC_ROWS: dict[Permission, list[str | None]] = {
     P.NOTIFICATIONS_RETRY: [Y, NO, NO, NO, NO, NO, NO],
 }
 
-# Capabilities §6 does not list; pinned so that a change to them is a conscious one.
-NOT_IN_SPEC: dict[Permission, list[str | None]] = {
+# Capabilities the table does not list; pinned so that a change to them is a conscious one.
+NOT_IN_TABLE: dict[Permission, list[str | None]] = {
     P.MANAGE_TEAMS: [Y, Y, NO, NO, NO, NO, NO],
     P.READ_USERS: [Y, Y, Y, Y, Y, Y, Y],
     # e-mail addresses of others: admins and managers all, the other roles their own team's
@@ -77,24 +77,24 @@ def _as_row(permission: Permission) -> list[str | None]:
 
 
 def test_every_permission_is_accounted_for() -> None:
-    assert set(SPEC_ROWS) | set(NOT_IN_SPEC) == set(Permission)
+    assert set(DOCUMENTED_ROWS) | set(NOT_IN_TABLE) == set(Permission)
     assert set(MATRIX) == set(Permission)
 
 
-@pytest.mark.parametrize("permission", list(SPEC_ROWS), ids=str)
+@pytest.mark.parametrize("permission", list(DOCUMENTED_ROWS), ids=str)
 def test_matrix_row_equals_spec(permission: Permission) -> None:
-    assert _as_row(permission) == SPEC_ROWS[permission]
+    assert _as_row(permission) == DOCUMENTED_ROWS[permission]
 
 
-@pytest.mark.parametrize("permission", list(NOT_IN_SPEC), ids=str)
+@pytest.mark.parametrize("permission", list(NOT_IN_TABLE), ids=str)
 def test_matrix_row_outside_spec(permission: Permission) -> None:
-    assert _as_row(permission) == NOT_IN_SPEC[permission]
+    assert _as_row(permission) == NOT_IN_TABLE[permission]
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("permission", list(Permission), ids=str)
 def test_reach_of_user_follows_the_matrix(role: str, permission: Permission) -> None:
-    expected = {**SPEC_ROWS, **NOT_IN_SPEC}[permission][ROLES.index(role)]
+    expected = {**DOCUMENTED_ROWS, **NOT_IN_TABLE}[permission][ROLES.index(role)]
     reach = reach_of(_user(role, TEAM_A), permission)
     assert (reach.value if reach else None) == expected
 

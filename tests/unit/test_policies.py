@@ -1,4 +1,4 @@
-"""SLA policies: seed 002 YAML import/export, matching, defaults, validation, diffs.
+"""SLA policies: sla_config.yaml import/export, matching, defaults, validation, diffs.
 
 Property tests: ``parse(dump(c)) == c`` for generated valid configurations, and no input
 (random text, random YAML structures, mutated valid documents) makes ``parse_sla_config``
@@ -33,7 +33,7 @@ from opsflow.sla_config.validation import validate_config
 from opsflow.sla_config.yaml_dump import dump_sla_config
 from opsflow.sla_config.yaml_format import MAX_DOCUMENT_BYTES, parse_sla_config, seed_policy_name
 
-# Seed 002's sla_config.yaml, verbatim.
+# The reference sla_config.yaml, verbatim.
 SEED_002 = """\
 sla_targets:
   ENTERPRISE:
@@ -184,7 +184,7 @@ def errors_of(text: str, **kwargs: Any) -> list[dict[str, str]]:
     return info.value.errors
 
 
-# --- seed 002 -------------------------------------------------------------------------------
+# --- sla_config.yaml --------------------------------------------------------------------------
 
 
 def test_seed_002_parses_to_the_expected_policies() -> None:
@@ -241,7 +241,7 @@ def test_seed_002_round_trips_in_its_own_format() -> None:
     config = parse_sla_config(SEED_002)
     text = dump_sla_config(config)
     assert parse_sla_config(text) == config
-    assert "opsflow" not in yaml.safe_load(text)  # nothing beyond seed 002's format needed
+    assert "opsflow" not in yaml.safe_load(text)  # nothing beyond the base format needed
     document = yaml.safe_load(text)
     assert document["alert_thresholds"] == {"warning": 15, "critical": 5}
     assert document["sla_targets"]["ENTERPRISE"]["P0"] == {
@@ -505,7 +505,7 @@ def test_resolve_targets_from_a_policy() -> None:
     assert result == ResolvedTargets(120, 480, (85.0, 95.0), "policy:premium-p1")
     start, resolve, thresholds, source = result
     assert (start, resolve, thresholds, source) == (120, 480, (85.0, 95.0), "policy:premium-p1")
-    # STANDARD has no P0 in seed 002: seed 001's CRITICAL defaults
+    # STANDARD has no P0 in the file: the built-in CRITICAL defaults
     assert resolve_targets(policies, "TASK", "CRITICAL", "STANDARD") == (
         60,
         240,

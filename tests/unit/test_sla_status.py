@@ -1,7 +1,7 @@
 """Where an SLA clock stands at an instant, read from its `sla_clocks` row, and the
 `sla_status` block built from a task's two clocks.
 
-Thresholds per SPEC §2: WARNING at 75 % of the target elapsed, CRITICAL at 95 %, breach at
+Thresholds: WARNING at 75 % of the target elapsed, CRITICAL at 95 %, breach at
 100 %; a breached clock that later stops keeps BREACHED.
 
 Clocks are transient `SlaClock` rows (no database), set up the way `create_clocks` does and
@@ -338,7 +338,7 @@ def test_clock_matches_brute_force(
     used = run1 + run2
     exact = Fraction(100) * Fraction(used, budget)
     deadline = due(budget)
-    # SPEC §2: a running (or paused) clock breaches at its deadline instant; a stopped one
+    # A running (or paused) clock breaches at its deadline instant; a stopped one
     # only if it stopped after it. (Using exactly the budget before the gap and stopping
     # right after it is a breach: the deadline was the instant the gap began.)
     breached = end > deadline if stopped else end >= deadline

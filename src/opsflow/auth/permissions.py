@@ -1,4 +1,4 @@
-"""The permission matrix of SPEC §6, in one place.
+"""The permission matrix (which role may do what), in one place.
 
 Every endpoint asks for a :class:`Permission`; :data:`MATRIX` says which roles hold it and
 how far (:class:`Reach`). Row-dependent reaches (own team, assignee, own) are checked by the

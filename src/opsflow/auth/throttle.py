@@ -1,4 +1,4 @@
-"""Login throttling per username and per client IP (SPEC §7).
+"""Login throttling per username and per client IP.
 
 Failed attempts are counted in a sliding window; once a key has too many, further attempts
 are refused with 429 until the oldest failure leaves the window. A successful login clears

@@ -1,5 +1,5 @@
 """`/escalation-policies`, `/escalation-events`, `/tasks/{id}/escalations`,
-`POST /tasks/{id}/escalate` (SPEC §3.5)."""
+`POST /tasks/{id}/escalate`."""
 
 from __future__ import annotations
 

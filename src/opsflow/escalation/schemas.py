@@ -1,4 +1,4 @@
-"""Escalation policies and events as the API shows them (SPEC §3.5, seed 004)."""
+"""Escalation policies and events as the API shows them."""
 
 from __future__ import annotations
 

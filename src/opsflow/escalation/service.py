@@ -15,7 +15,7 @@ acknowledging or starting stops runs of the response (START clock, `created` tri
 completing or cancelling stops every run; snoozing postpones pending steps so that the
 first is due when the snooze ends. With no matching `breach` policy, a START breach
 escalates to the team lead (an admin when the team has none) 5 minutes later if the task
-has still not been answered (seed 000).
+has still not been answered.
 """
 
 from __future__ import annotations

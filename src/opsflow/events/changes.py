@@ -29,7 +29,7 @@ def record_change(
     new_state: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Every state change goes through here (SPEC §5): audit row + outbox event together."""
+    """Every state change goes through here: audit row + outbox event together."""
     audit.record(
         session,
         actor,

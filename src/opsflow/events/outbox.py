@@ -1,4 +1,4 @@
-"""The transactional outbox (seed 003): events written in the same transaction as their change.
+"""The transactional outbox: events written in the same transaction as their change.
 
 A relay (built with the notification and WebSocket consumers) publishes unpublished rows
 at least once; consumers deduplicate by event id.

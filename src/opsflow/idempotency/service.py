@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on POST (SPEC §3.14): the same key and body within 24 h replays the
+"""`Idempotency-Key` on POST: the same key and body within 24 h replays the
 stored response; the same key with another body is refused with 422.
 
 The record is inserted in the request's own unit of work, so it commits together with the

@@ -74,7 +74,7 @@ class NoNul:
         return json_schema
 
 
-reject_nul = NoNul()  # for schemas elsewhere
+reject_nul = _reject_nul  # for schemas elsewhere (NoNul() also states the rule)
 
 
 def _walk_no_nul(value: Any, depth: int = 0) -> None:

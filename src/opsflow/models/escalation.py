@@ -1,4 +1,4 @@
-"""Escalation policies and the steps of their runs (SPEC §2, §3.5, §4)."""
+"""Escalation policies and the steps of their runs."""
 
 from __future__ import annotations
 

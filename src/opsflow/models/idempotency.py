@@ -13,7 +13,7 @@ from opsflow.kit.types import UTCDateTime, json_type
 
 class IdempotencyRecord(Base):
     """A POST made with an `Idempotency-Key`: written in the same transaction as its effect,
-    completed with the response once it is known (SPEC §3.14)."""
+    completed with the response once it is known."""
 
     __tablename__ = "idempotency_records"
     __table_args__ = (UniqueConstraint("principal", "key"),)

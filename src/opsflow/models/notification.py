@@ -1,4 +1,4 @@
-"""Notifications (seed 000's table): one row per recipient, channel and source event."""
+"""Notifications: one row per recipient, channel and source event."""
 
 from __future__ import annotations
 

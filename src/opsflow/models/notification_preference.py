@@ -10,7 +10,7 @@ from opsflow.models.mixins import Timestamps, UUIDPrimaryKey
 
 
 class NotificationPreference(UUIDPrimaryKey, Timestamps, Base):
-    """Per user per channel: enabled, address override, optional quiet hours (seed 004)."""
+    """Per user per channel: enabled, address override, optional quiet hours."""
 
     __tablename__ = "notification_preferences"
     __table_args__ = (UniqueConstraint("user_id", "channel"),)

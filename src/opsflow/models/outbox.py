@@ -13,7 +13,7 @@ from opsflow.models.mixins import UUIDPrimaryKey
 
 
 class OutboxEvent(UUIDPrimaryKey, Base):
-    """An event written in the same transaction as the change it reports (seed 003)."""
+    """An event written in the same transaction as the change it reports."""
 
     __tablename__ = "outbox_events"
     __table_args__ = (Index("ix_outbox_events_pending", "published_at", "available_at"),)

@@ -1,4 +1,4 @@
-"""SLA clocks and the events they fire (SPEC §2, §4)."""
+"""SLA clocks and the events they fire."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class SlaPolicyRow(UUIDPrimaryKey, Timestamps, Base):
 
 
 class SlaSettingsRow(Base):
-    """The file-wide parts of an SLA configuration (seed 002), one row (id 1).
+    """The file-wide parts of an SLA configuration, one row (id 1).
 
     Kept so that import -> export gives the file back: its alert thresholds, escalation
     level labels and the defaults of the `opsflow:` block. `revision` counts changes.

@@ -70,6 +70,10 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     source: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(255))
     dedup_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # Ticket ingestion: the `updated_at` the source system gave for the version applied last,
+    # and a digest of that version's content (orders and deduplicates re-sent tickets).
+    external_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    external_digest: Mapped[str | None] = mapped_column(String(64))
 
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
@@ -77,7 +81,7 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
 
 
 class TaskAssignee(Base):
-    """Additional assignees (seed 004's multiple assignees); the primary one is `assigned_to`."""
+    """Additional assignees (a task can have several); the primary one is `assigned_to`."""
 
     __tablename__ = "task_assignees"
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 MAX_ATTEMPTS = 3
-"""Attempts per notification before it goes DEAD (SPEC §2, seed 000's ``max_attempts``)."""
+"""Attempts per notification before it goes DEAD (the notification's ``max_attempts``)."""
 
 DEFAULT_BASE = timedelta(seconds=30)
 DEFAULT_FACTOR = 2.0

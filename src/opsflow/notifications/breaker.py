@@ -1,7 +1,7 @@
 """A circuit breaker per destination (pure state machine; time is always passed in).
 
-SPEC §5: "a circuit breaker per destination stops hammering a dead endpoint without
-consuming attempts". The dispatcher asks :meth:`CircuitBreaker.allow` before an attempt;
+A circuit breaker per destination stops hammering a dead endpoint without consuming
+attempts. The dispatcher asks :meth:`CircuitBreaker.allow` before an attempt;
 when it says no, the notification is *held* — rescheduled to :meth:`CircuitBreaker.retry_at`
 without counting an attempt — and after the attempt it reports the outcome with
 :meth:`CircuitBreaker.record`.

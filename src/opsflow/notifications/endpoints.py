@@ -1,4 +1,4 @@
-"""`/notifications` (SPEC §3.6): list, one, retry a dead letter."""
+"""`/notifications`: list, one, retry a dead letter."""
 
 from __future__ import annotations
 

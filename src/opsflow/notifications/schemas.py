@@ -1,4 +1,4 @@
-"""Notifications as the API shows them (seed 000's table, SPEC §3.6)."""
+"""Notifications as the API shows them."""
 
 from __future__ import annotations
 

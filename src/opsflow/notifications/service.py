@@ -8,7 +8,7 @@ The outbox relay hands every event to `consume`, in the relay's transaction. The
 * `task.created` / `task.assigned` — the assignees, by e-mail; `task.completed` — the
   creator, by e-mail.
 
-A user's preference for a channel (seed 004) can switch it off or give its address (an
+A user's preference for a channel can switch it off or give its address (an
 e-mail address, a Slack incoming-webhook URL, a phone number). Each row's `dedup_key` is
 source event x recipient x channel and unique, so a redelivered event queues nothing twice.
 Messages are rendered when the row is created (what was sent is what the row shows).
@@ -90,7 +90,7 @@ async def _wanted(session: AsyncSession, event: OutboxEvent) -> list[Wanted]:
             return []
         return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
     if kind in ("task.created", "task.assigned"):
-        # Seed 001: whoever is given the task hears about it (created unassigned: nobody).
+        # Whoever is given the task hears about it (created unassigned: nobody).
         return [Wanted(u, Channel.EMAIL) for u in await repository.assignees(session, task)]
     if kind == "task.completed":
         return [Wanted(task.created_by, Channel.EMAIL)]

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §3.12).
+"""Prometheus metrics.
 
 Two kinds:
 - Process-local instruments (HTTP latency, engine lag, completion durations) observed as

@@ -1,6 +1,6 @@
 """Business calendars: which instants count as working time for an SLA clock (pure).
 
-SPEC §2 "Business calendar" / §4: a deadline is the start plus the target's minutes of
+A deadline is the start plus the target's minutes of
 *working* time in the policy's calendar, plus paused time. Everything here is a pure function
 of its arguments: no I/O, no wall clock (every instant is passed in), so the SLA engine can be
 tested with a fake clock.
@@ -157,7 +157,7 @@ class BusinessCalendar:
 
     @classmethod
     def always(cls) -> BusinessCalendar:
-        """The ``24x7`` calendar (SPEC §2's default): every instant is working time."""
+        """The ``24x7`` calendar (the default): every instant is working time."""
         whole_day = ((time(0), time(0)),)
         return cls(ALWAYS_NAME, "UTC", dict.fromkeys(range(7), whole_day))
 

@@ -1,4 +1,4 @@
-"""Built-in SLA targets when nothing else is given (seed 001), and the default thresholds."""
+"""Built-in SLA targets when nothing else is given, and the default thresholds."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from opsflow.sla import repository
 from opsflow.sla import service as sla_service
 from opsflow.sla.repository import EventFilters
 from opsflow.sla.schemas import (
-    SlaClockDetail,
     SlaEventRead,
     SlaEventSummary,
     TaskSla,
@@ -86,17 +85,7 @@ async def task_sla(task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: 
     """Each clock explained: working and paused time, every pause with who and why, and
     the instants at which its thresholds fire (or fired)."""
     await tasks_service.get_task(session, task_id)
-    now = clock.now()
-    clocks = await repository.clocks_of(session, task_id)
-    return TaskSla(
-        task_id=task_id,
-        evaluated_at=now,
-        clocks=[
-            SlaClockDetail.model_validate(sla_service.detail(clocks[kind], now))
-            for kind in ("START", "RESOLVE")
-            if kind in clocks
-        ],
-    )
+    return await sla_service.clocks_explained(session, task_id, clock.now())
 
 
 @router.get("/sla-events", response_model=Page[SlaEventRead])

@@ -75,7 +75,7 @@ async def run_once(
         result.clocks = len(due)
         await session.flush()
         result.next_due = await repository.next_due(session)
-    # Lateness as SPEC §4 means it: threshold instant to the event being persisted.
+    # Lateness: threshold instant to the event being persisted.
     persisted = clock.now()
     result.events = len(fired)
     for event in fired:

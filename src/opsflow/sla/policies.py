@@ -14,7 +14,7 @@ priority > customer_tier > task_type (a policy for ``(*, CRITICAL, *)`` beats on
 ``(INCIDENT, *, *)``; one for ``(*, CRITICAL, ENTERPRISE)`` beats ``(INCIDENT, CRITICAL, *)``),
 then by name (smallest first). A valid configuration has at most one active policy per
 selector, so the name rule only decides for unvalidated lists. ``resolve_targets`` falls back
-to seed 001's built-in targets (``opsflow.sla.defaults``) when nothing matches.
+to the built-in targets (``opsflow.sla.defaults``) when nothing matches.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class ResolvedTargets(NamedTuple):
 def resolve_targets(
     policies: Iterable[PolicySpec], task_type: str, priority: str, customer_tier: str
 ) -> ResolvedTargets:
-    """The matching policy's targets, or seed 001's defaults for the priority (``"default"``).
+    """The matching policy's targets, or the built-in defaults for the priority (``"default"``).
 
     Raises ``ValueError`` for an unknown priority when no policy matches.
     """

@@ -28,6 +28,7 @@ from opsflow.sla.clocks import (
 )
 from opsflow.sla.defaults import targets_for
 from opsflow.sla.policies import PolicySpec, match
+from opsflow.sla.schemas import SlaClockDetail, TaskSla
 
 SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
 
@@ -37,7 +38,7 @@ SOURCE_POLICY, SOURCE_DEFAULT = "policy", "default"
 
 @dataclass(frozen=True)
 class ResolvedPolicy:
-    """What a task's clocks are set up from: the matching policy, or seed 001's defaults."""
+    """What a task's clocks are set up from: the matching policy, or the built-in defaults."""
 
     policy_id: uuid.UUID | None
     policy_name: str | None
@@ -126,6 +127,14 @@ def _configure(clock: SlaClock, policy: ResolvedPolicy) -> None:
 def create_clocks(
     session: AsyncSession, task: Task, now: datetime, policy: ResolvedPolicy | None = None
 ) -> dict[str, SlaClock]:
+    clocks = {clock.kind: clock for clock in new_clocks(task, now, policy)}
+    session.add_all(clocks.values())
+    return clocks
+
+
+def new_clocks(task: Task, now: datetime, policy: ResolvedPolicy | None = None) -> list[SlaClock]:
+    """A new task's START and RESOLVE clocks, not yet added to a session; the task takes
+    their deadlines."""
     clocks: dict[str, SlaClock] = {}
     for kind, minutes in (
         (SlaKind.START, task.start_sla_minutes),
@@ -151,10 +160,9 @@ def create_clocks(
         if policy is not None:
             _configure(clock, policy)
         reschedule(clock)
-        session.add(clock)
         clocks[kind] = clock
     _mirror(task, clocks)
-    return clocks
+    return list(clocks.values())
 
 
 def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:
@@ -282,3 +290,17 @@ def detail(clock: SlaClock, now: datetime) -> dict[str, object]:
         ],
         "explanation": explanation,
     }
+
+
+async def clocks_explained(session: AsyncSession, task_id: uuid.UUID, now: datetime) -> TaskSla:
+    """A task's clocks explained as they stand at `now`."""
+    clocks = await repository.clocks_of(session, task_id)
+    return TaskSla(
+        task_id=task_id,
+        evaluated_at=now,
+        clocks=[
+            SlaClockDetail.model_validate(detail(clocks[kind], now))
+            for kind in ("START", "RESOLVE")
+            if kind in clocks
+        ],
+    )

@@ -152,7 +152,7 @@ def worst_state(*clocks: ClockView) -> State:
 
 
 def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> dict[str, Any]:
-    """The seed 000 `sla_status` block, with machine-readable fields beside the human ones."""
+    """The `sla_status` block, with machine-readable fields beside the human ones."""
     current = start if start.running and resolve.running else resolve
     state = worst_state(start, resolve)
     result: dict[str, Any] = {

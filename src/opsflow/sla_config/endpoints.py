@@ -1,4 +1,4 @@
-"""`/sla-policies` and `/calendars` (SPEC §3.4): CRUD, YAML import/export, simulation."""
+"""`/sla-policies` and `/calendars`: CRUD, YAML import/export, simulation."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ async def create_policy(
     responses={200: {"content": {YAML_TYPE: {"schema": {"type": "object"}}}}},
 )
 async def export_policies(session: SessionDep, _: Reader) -> Response:
-    """The stored configuration in seed 002's `sla_config.yaml` format."""
+    """The stored configuration in the `sla_config.yaml` format."""
     return Response(
         await service.export_yaml(session),
         media_type=YAML_TYPE,
@@ -143,7 +143,7 @@ async def import_policies(
     mode: Literal["merge", "replace"] = "merge",
     dry_run: bool = False,
 ) -> ImportResult:
-    """Apply a seed 002 `sla_config.yaml` (the request body).
+    """Apply an `sla_config.yaml` (the request body).
 
     `merge` adds and replaces policies and calendars by name and keeps the others;
     `replace` makes the stored configuration exactly the file. `dry_run` validates and

@@ -19,7 +19,7 @@ def _name_of(item: object) -> str:
 class SlaConfig:
     """A whole ``sla_config.yaml``: policies, calendars and the file-wide settings.
 
-    ``thresholds`` is seed 002's ``alert_thresholds`` as percent *elapsed*; policies of
+    ``thresholds`` is the YAML file's ``alert_thresholds`` as percent *elapsed*; policies of
     ``sla_targets`` use it. ``default_calendar`` / ``default_pause_on_blocked`` are the
     extension block's defaults. Policies and calendars are kept sorted by name and
     ``escalation_levels`` by level, so two configurations with the same content are equal.

@@ -1,4 +1,4 @@
-"""Request and response bodies of the SLA policy and calendar endpoints (SPEC §3.4)."""
+"""Request and response bodies of the SLA policy and calendar endpoints."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class _Strict(BaseModel):
 
 
 class EscalationLevel(_Strict):
-    """Seed 002's ``LEVEL_n: minutes``: level n is due this many working minutes after the
+    """The YAML file's ``LEVEL_n: minutes``: level n is due this many working minutes after the
     task was created."""
 
     level: Annotated[int, Field(ge=1, le=999_999, strict=True), WholeNumber]

@@ -9,7 +9,7 @@ document itself; paths use the keys as written):
 * thresholds lie strictly between 0 and 100 with at most 4 decimal places, warning before
   critical (warning remaining > critical remaining; warning elapsed < critical elapsed);
 * escalation levels are ``LEVEL_n`` with n >= 1, each once, and their minutes do not decrease
-  as the level rises; they need not have an ``escalation_levels`` label (seed 002's own
+  as the level rises; they need not have an ``escalation_levels`` label (the format's own
   example uses LEVEL_3 without one); labels are non-empty printable text of at most 200
   characters, levels are integers >= 0;
 * policy names are unique, and at most one *active* policy has a given selector

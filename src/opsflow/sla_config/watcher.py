@@ -1,4 +1,4 @@
-"""Hot reload of ``OPSFLOW_SLA_CONFIG`` (seed 002's ``sla_config.yaml``).
+"""Hot reload of ``OPSFLOW_SLA_CONFIG`` (an ``sla_config.yaml``).
 
 The file owns the SLA configuration: it is applied (``replace``) when the process starts —
 an invalid file then stops the start, loudly — and again every time it changes on disk.

@@ -1,10 +1,11 @@
 """Writing an SLA configuration in the ``sla_config.yaml`` format (``sla_config.yaml_format``).
 
-``dump_sla_config`` writes seed 002's format; a policy goes in ``sla_targets`` when seed 002
-can say everything about it (task_type ``*``, concrete priority and tier, the canonical
-name, the file's thresholds and defaults, active), otherwise in ``opsflow.policies`` with
-every field spelled out. ``parse_sla_config(dump_sla_config(c)) == c`` for every valid ``c``
-(``SlaConfig`` keeps policies and calendars sorted by name, so order does not matter).
+``dump_sla_config`` writes the ``sla_config.yaml`` format; a policy goes in ``sla_targets``
+when that format can say everything about it (task_type ``*``, concrete priority and tier,
+the canonical name, the file's thresholds and defaults, active), otherwise in
+``opsflow.policies`` with every field spelled out.
+``parse_sla_config(dump_sla_config(c)) == c`` for every valid ``c`` (``SlaConfig`` keeps
+policies and calendars sorted by name, so order does not matter).
 """
 
 from __future__ import annotations
@@ -89,14 +90,14 @@ def _policy_yaml(spec: PolicySpec) -> dict[str, Any]:
 
 
 _HEADER = """\
-# SLA configuration (seed 002 sla_config.yaml format), written by OpsFlow.
+# SLA configuration (sla_config.yaml format), written by OpsFlow.
 # alert_thresholds are percent of the time REMAINING; the opsflow block, when present,
-# holds what seed 002's format cannot say (see opsflow.sla_config.yaml_format).
+# holds what the base format cannot say (see opsflow.sla_config.yaml_format).
 """
 
 
 def dump_sla_config(config: SlaConfig, *, known_calendars: Collection[str] = ()) -> str:
-    """Write ``config`` in seed 002's format (plus the ``opsflow`` block only when needed).
+    """Write ``config`` as ``sla_config.yaml`` (plus the ``opsflow`` block only when needed).
 
     Validates first (``PolicyConfigError``); ``parse_sla_config`` of the result, with the same
     ``known_calendars``, equals ``config``.

@@ -1,6 +1,6 @@
 """The ``sla_config.yaml`` format and its reader (pure).
 
-Seed 002's ``sla_config.yaml`` is accepted exactly::
+The ``sla_config.yaml`` format is accepted exactly::
 
     sla_targets:                     # tier (any case) -> priority -> targets
       ENTERPRISE:
@@ -9,7 +9,7 @@ Seed 002's ``sla_config.yaml`` is accepted exactly::
           resolution_minutes: 60
           escalation:                # optional: LEVEL_n -> minutes, kept verbatim
             LEVEL_1: 10
-    alert_thresholds:                # percent of the time *remaining* (seed 002)
+    alert_thresholds:                # percent of the time *remaining*
       warning: 15                    # -> 85.0 % elapsed
       critical: 5                    # -> 95.0 % elapsed
     escalation_levels:               # level number -> label, kept verbatim
@@ -118,7 +118,7 @@ _POLICY_KEYS: Final = (
 
 
 def seed_policy_name(customer_tier: str, priority: str) -> str:
-    """The name a seed 002 ``sla_targets`` entry gets: ``enterprise-p0``."""
+    """The name an ``sla_targets`` entry gets: ``enterprise-p0``."""
     return f"{str(customer_tier).lower()}-{_CODE_OF[Priority(str(priority))].lower()}"
 
 
@@ -542,7 +542,7 @@ def _cross_check(parsed: Sequence[_Parsed], calendars: Collection[str], errors: 
 
 
 def parse_sla_config(text: str, *, known_calendars: Collection[str] = ()) -> SlaConfig:
-    """Parse a seed 002 ``sla_config.yaml`` (plus the OpsFlow extension block).
+    """Parse an ``sla_config.yaml`` (plus the OpsFlow extension block).
 
     ``known_calendars`` names calendars defined elsewhere (the database) that policies may
     reference. Raises ``PolicyConfigError`` listing every problem; never anything else.

@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import reject_nul
+from opsflow.kit.validation import NoNul
 from opsflow.models.task import Task
 
-ConditionValue = Annotated[str, StringConstraints(min_length=1, max_length=255), reject_nul]
+ConditionValue = Annotated[str, StringConstraints(min_length=1, max_length=255), NoNul()]
 
 
 class Conditions(BaseModel):

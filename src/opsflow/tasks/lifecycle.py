@@ -1,4 +1,4 @@
-"""The task status machine (pure). SPEC §3.3.
+"""The task status machine (pure).
 
 CREATED → ASSIGNED (assignment) → IN_PROGRESS (start) ↔ BLOCKED → COMPLETED; any open
 status → CANCELLED; COMPLETED → IN_PROGRESS by reopen. Everything else is refused with

@@ -205,7 +205,7 @@ class TaskFields(BaseModel):
 
 
 class TaskCreated(TaskFields):
-    """POST /tasks answer, in seed 000 §4.3's shape (people as ids)."""
+    """POST /tasks answer, in the creation answer's shape (people as ids)."""
 
     created_by: uuid.UUID
     assigned_to: uuid.UUID | None

@@ -26,6 +26,7 @@ from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import TaskStatus, TaskType
+from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -152,9 +153,29 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ExternalRef:
+    """Where a task created from another system's record comes from (ticket ingestion)."""
+
+    source: str
+    external_id: str
+    updated_at: datetime | None = None
+    digest: str | None = None
+
+
 async def create_task(
-    session: AsyncSession, ctx: AppContext, actor: Principal, data: TaskCreate
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    data: TaskCreate,
+    external: ExternalRef | None = None,
+    catalog: sla_service.PolicyCatalog | None = None,
+    *,
+    deferred_clocks: list[SlaClock] | None = None,
 ) -> Task:
+    """Create a task. Batch callers pass the policy `catalog` they loaded once, and may write
+    many tasks with one flush: given `deferred_clocks`, nothing is flushed and the new clocks
+    are appended there, to be added after the tasks are flushed."""
     permission = (
         Permission.INCIDENT_DECLARE
         if data.task_type is TaskType.INCIDENT
@@ -174,9 +195,9 @@ async def create_task(
     else:
         team_id = assignee.team_id if assignee else actor.team_id
 
-    policy = (await sla_service.load_catalog(session)).resolve(
-        data.task_type.value, data.priority.value, data.customer_tier.value
-    )
+    if catalog is None:
+        catalog = await sla_service.load_catalog(session)
+    policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
     start_minutes, resolve_minutes = _targets(
         policy, data.start_sla_minutes, data.resolve_sla_minutes
     )
@@ -205,13 +226,23 @@ async def create_task(
         metadata_=to_jsonable(data.metadata),
         created_at=now,
         updated_at=now,
+        version=1,  # known before the INSERT: events carry it even when the flush is deferred
     )
+    if external is not None:
+        task.source, task.external_id = external.source, external.external_id
+        task.external_updated_at, task.external_digest = external.updated_at, external.digest
     if task.created_by is None:
         raise ValidationFailed("This API client has no owning user to record as creator")
+    # The clocks set the task's deadlines before its INSERT. Tasks are written before their
+    # clocks: the unit of work does not order unrelated tables by their foreign keys.
+    clocks = sla_service.new_clocks(task, now, policy)
     session.add(task)
-    await session.flush()
-    sla_service.create_clocks(session, task, now, policy)
-    await session.flush()
+    if deferred_clocks is None:
+        await session.flush()
+        session.add_all(clocks)
+        await session.flush()
+    else:
+        deferred_clocks.extend(clocks)
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
     _record(session, actor, task, "TASK_CREATED", now, new_state=task_state(task, extra))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +17,15 @@ async def get(session: AsyncSession, team_id: uuid.UUID) -> Team | None:
 
 async def by_name(session: AsyncSession, name: str) -> Team | None:
     return await session.scalar(select(Team).where(func.lower(Team.name) == name.lower()))
+
+
+async def by_names(session: AsyncSession, names: Collection[str]) -> dict[str, Team]:
+    """Teams by name (lower-cased)."""
+    wanted = {name.strip().lower() for name in names}
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(Team).where(func.lower(Team.name).in_(wanted)))
+    return {team.name.lower(): team for team in rows}
 
 
 async def member_counts(session: AsyncSession, team_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

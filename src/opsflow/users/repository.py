@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, or_, select
@@ -39,6 +39,21 @@ async def by_login(session: AsyncSession, login: str) -> User | None:
     return await session.scalar(
         select(User).where(or_(User.username == login, User.email == login))
     )
+
+
+async def by_logins(session: AsyncSession, logins: Collection[str]) -> dict[str, User]:
+    """Users by username or e-mail (lower-cased), each user under both of its names."""
+    wanted = {login.strip().lower() for login in logins}
+    if not wanted:
+        return {}
+    rows = await session.scalars(
+        select(User).where(or_(User.username.in_(wanted), User.email.in_(wanted)))
+    )
+    found: dict[str, User] = {}
+    for user in rows:
+        found[user.username] = user
+        found[user.email] = user
+    return found
 
 
 async def exists_with(session: AsyncSession, *, email: str, username: str) -> list[str]:

@@ -273,7 +273,7 @@ async def create_admin(ctx: AppContext, *, username: str, email: str, password: 
 
 
 async def bootstrap_admin(ctx: AppContext) -> str | None:
-    """On an empty database, create the first admin (SPEC §1).
+    """On an empty database, create the first admin.
 
     Uses `OPSFLOW_ADMIN_PASSWORD` when set, otherwise generates a password and prints it
     once. Returns the generated password, if one was generated.

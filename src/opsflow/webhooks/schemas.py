@@ -1,4 +1,4 @@
-"""Outbound webhook subscriptions (SPEC §3.6)."""
+"""Outbound webhook subscriptions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from opsflow.kit.validation import EntityName, JsonBool, null_only_for, reject_nul
+from opsflow.kit.validation import EntityName, JsonBool, NoNul, null_only_for
 from opsflow.notifications.channels import validate_url
 
 EVENT_PATTERN = r"^(task|sla|escalation)\.([a-z_]+|\*)$"
@@ -42,7 +42,7 @@ URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f/?#]+([/?#][^\s\x00-\x
 Url = Annotated[
     str,
     StringConstraints(min_length=8, max_length=2000),
-    reject_nul,
+    NoNul(),
     AfterValidator(_url),
     WithJsonSchema(
         {

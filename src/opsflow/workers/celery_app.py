@@ -1,6 +1,6 @@
 """Celery driver of the SLA engine: `opsflow beat` sends a tick, `opsflow worker` runs it.
 
-The scaled-out run mode (SPEC §1): any number of ``opsflow worker`` processes and one
+The scaled-out run mode: any number of ``opsflow worker`` processes and one
 ``opsflow beat`` share a Redis broker (``OPSFLOW_CELERY_BROKER_URL``, else
 ``CELERY_BROKER_URL``, else ``REDIS_URL``). Beat sends one job, ``opsflow.sla.engine_tick``,
 every ``OPSFLOW_ENGINE_INTERVAL_SECONDS``. A worker that receives it runs engine passes back to

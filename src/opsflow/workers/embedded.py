@@ -1,4 +1,4 @@
-"""Embedded drivers: the engines as asyncio loops inside `opsflow serve` (SPEC §1)."""
+"""Embedded drivers: the engines as asyncio loops inside `opsflow serve`."""
 
 from __future__ import annotations
 

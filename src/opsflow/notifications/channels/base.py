@@ -17,7 +17,7 @@ from opsflow.notifications.breaker import CircuitBreaker
 MAX_ERROR_CHARS = 2000
 MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_TIMEOUT = 10.0
-MAX_SUBJECT_CHARS = 500  # the notifications.subject column (seed 000)
+MAX_SUBJECT_CHARS = 500  # the notifications.subject column's length
 USER_AGENT = "OpsFlow-Notifier/1"
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")

@@ -36,7 +36,10 @@ _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 
 @dataclass(frozen=True)
 class SmtpSettings:
-    """Where e-mail goes. No ``host``: written to the outbox folder instead (SPEC §1)."""
+    """Where e-mail goes. No ``host``: written to the outbox folder instead.
+
+    The embedded mode needs no mail server: every message is still rendered and kept.
+    """
 
     host: str | None = None
     port: int | None = None

@@ -1,0 +1,1 @@
+"""Ticket ingestion: batches of tickets from another system, applied idempotently."""

@@ -1,0 +1,421 @@
+"""Ticket batches applied through the task rules, idempotently.
+
+A ticket is identified by (source, external_id) and versioned by its ``updated_at``:
+
+- no task yet: the ticket creates one (``created``);
+- a newer ``updated_at`` applies the ticket as it now is: field changes through the task
+  update rules, a new assignee through assignment, the external status through the status
+  machine (``updated``; ``unchanged`` when nothing differed);
+- the same ``updated_at``: ``unchanged``; an older one: ``stale``. Neither writes anything;
+- a ticket without ``updated_at`` is compared by content: the same content is ``unchanged``,
+  another content is applied (last write wins).
+
+The whole batch is one transaction with a SAVEPOINT per item. One commit makes a 1,000-item
+batch cheap and the answer honest (a 200 means every listed outcome is stored); the
+savepoints let an item that fails half-way (say, a transition the status machine refuses)
+roll back alone, so one bad item never rejects the others. If the commit itself fails,
+nothing is stored and the sender retries the same batch, which is safe because ingestion
+is idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.auth.permissions import Permission, require_reach
+from opsflow.auth.principal import Principal
+from opsflow.context import AppContext
+from opsflow.db import savepoint
+from opsflow.errors import (
+    AppError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    validation_details,
+)
+from opsflow.models.enums import ActorType, Priority, Role, Scope, TaskStatus
+from opsflow.models.sla import SlaClock
+from opsflow.models.task import Task
+from opsflow.models.team import Team
+from opsflow.models.user import User
+from opsflow.sla import service as sla_service
+from opsflow.tasks import service as tasks
+from opsflow.tasks.lifecycle import Action
+from opsflow.tasks.schemas import TaskCreate, TaskUpdate
+from opsflow.teams import repository as teams_repo
+from opsflow.tickets import repository
+from opsflow.tickets.schemas import (
+    MAX_BATCH,
+    BatchResult,
+    BatchSummary,
+    ItemResult,
+    Outcome,
+    TicketBatch,
+    TicketIn,
+    TicketStatus,
+)
+from opsflow.users import repository as users_repo
+
+DEFAULT_USER_SOURCE = "manual"
+CLIENT_PREFIX = "client:"  # how API clients are named as actors (auth.service)
+
+S = TaskStatus
+_TO_OPEN = {S.COMPLETED: [Action.REOPEN], S.BLOCKED: [Action.UNBLOCK]}
+_TO_IN_PROGRESS = {
+    S.CREATED: [Action.START],
+    S.ASSIGNED: [Action.START],
+    S.BLOCKED: [Action.UNBLOCK],
+    S.COMPLETED: [Action.REOPEN],
+}
+_TO_BLOCKED = {
+    S.CREATED: [Action.START, Action.BLOCK],
+    S.ASSIGNED: [Action.START, Action.BLOCK],
+    S.IN_PROGRESS: [Action.BLOCK],
+    S.COMPLETED: [Action.REOPEN, Action.BLOCK],
+}
+_TO_COMPLETED = {
+    S.CREATED: [Action.START, Action.COMPLETE],
+    S.ASSIGNED: [Action.START, Action.COMPLETE],
+    S.IN_PROGRESS: [Action.COMPLETE],
+    S.BLOCKED: [Action.COMPLETE],
+}
+# The actions that bring a task from its status to the one an external status means.
+# `open` after work started leaves the task IN_PROGRESS (the machine has no way back);
+# `pending`/`on_hold` block the task, so a policy with pause_on_blocked pauses its SLA.
+STATUS_PATHS: dict[TicketStatus, dict[TaskStatus, list[Action]]] = {
+    TicketStatus.OPEN: _TO_OPEN,
+    TicketStatus.IN_PROGRESS: _TO_IN_PROGRESS,
+    TicketStatus.PENDING: _TO_BLOCKED,
+    TicketStatus.ON_HOLD: _TO_BLOCKED,
+    TicketStatus.RESOLVED: _TO_COMPLETED,
+    TicketStatus.CLOSED: _TO_COMPLETED,
+}
+
+_UPDATABLE = ("title", "description", "task_type", "priority", "customer_tier", "service")
+
+
+def batch_source(actor: Principal, requested: str | None) -> str:
+    """Where a batch's tickets come from: an API client is its own source; an admin may name
+    one; other users ingest as ``manual``."""
+    if actor.actor_type is ActorType.API:
+        own = actor.name.removeprefix(CLIENT_PREFIX)[:64]
+        if requested is not None and requested != own:
+            raise Forbidden("An API client ingests under its own name as source")
+        return own
+    if requested is not None:
+        if actor.role is not Role.ADMIN:
+            raise Forbidden("Only admins may name the source of a batch")
+        return requested
+    return DEFAULT_USER_SOURCE
+
+
+def _writer(actor: Principal) -> Principal:
+    """Who the task changes are recorded as. An API client holding ``tickets:ingest`` writes
+    the tasks of its own tickets; the audit names the client."""
+    if actor.actor_type is ActorType.API:
+        return replace(actor, scopes=actor.scopes | {Scope.TASKS_WRITE})
+    return actor
+
+
+def digest(item: TicketIn) -> str:
+    content = item.model_dump(mode="json", exclude={"updated_at"}, exclude_none=True)
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class _References:
+    users: dict[str, User]
+    teams: dict[str, Team]
+
+    def user(self, login: str) -> User | None:
+        user = self.users.get(login.strip().lower())
+        return user if user is not None and user.is_active else None
+
+    def team(self, name: str) -> Team | None:
+        team = self.teams.get(name.strip().lower())
+        if team is None:
+            try:
+                wanted = uuid.UUID(name.strip())
+            except ValueError:
+                return None
+            team = next((t for t in self.teams.values() if t.id == wanted), None)
+        return team if team is not None and team.is_active else None
+
+
+class _Invalid(AppError):
+    """An item that cannot be applied; it is reported, the batch goes on."""
+
+    status_code = 400
+    code = "VALIDATION_ERROR"
+
+
+def _invalid(index: int, external_id: str | None, error: AppError) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=external_id,
+        outcome=Outcome.INVALID,
+        reason=error.message,
+        details=error.details or [],
+    )
+
+
+def _applied(index: int, task: Task, outcome: Outcome, reason: str | None = None) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=task.external_id,
+        outcome=outcome,
+        task_id=task.id,
+        status=TaskStatus(task.status),
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class _Batch:
+    session: AsyncSession
+    ctx: AppContext
+    writer: Principal
+    source: str
+    refs: _References
+    catalog: sla_service.PolicyCatalog
+    # Clocks of tasks created without a flush (see _create_open).
+    deferred_clocks: list[SlaClock] = field(default_factory=list)
+
+
+async def _write_deferred(run: _Batch) -> None:
+    """Write the tasks created so far, then their clocks (one INSERT batch each)."""
+    if run.deferred_clocks:
+        await run.session.flush()
+        run.session.add_all(run.deferred_clocks)
+        run.deferred_clocks.clear()
+        await run.session.flush()
+
+
+async def ingest(
+    session: AsyncSession, ctx: AppContext, actor: Principal, batch: TicketBatch
+) -> BatchResult:
+    require_reach(actor, Permission.TICKETS_INGEST)
+    if len(batch.tickets) > MAX_BATCH:
+        raise PayloadTooLarge(
+            f"A batch holds at most {MAX_BATCH} tickets (got {len(batch.tickets)})",
+            max_items=MAX_BATCH,
+        )
+    source = batch_source(actor, batch.source)
+    parsed: list[TicketIn | ItemResult] = [
+        _parse(index, raw) for index, raw in enumerate(batch.tickets)
+    ]
+    items = [p for p in parsed if isinstance(p, TicketIn)]
+    refs = _References(
+        users=await users_repo.by_logins(session, {i.assigned_to for i in items if i.assigned_to}),
+        teams=await _teams(session, {i.team for i in items if i.team}),
+    )
+    known = await repository.by_external_ids(session, source, {i.external_id for i in items})
+    catalog = await sla_service.load_catalog(session)
+    run = _Batch(session, ctx, _writer(actor), source, refs, catalog)
+    results: list[ItemResult] = []
+    for index, entry in enumerate(parsed):
+        if isinstance(entry, ItemResult):
+            results.append(entry)
+        elif entry.external_id not in known and entry.status is TicketStatus.OPEN:
+            results.append(await _create_open(run, index, entry, known))
+        else:
+            await _write_deferred(run)
+            results.append(await _one(run, index, entry, known))
+    await _write_deferred(run)
+    summary = BatchSummary()
+    for result in results:
+        setattr(summary, result.outcome.value, getattr(summary, result.outcome.value) + 1)
+    return BatchResult(source=source, received=len(parsed), summary=summary, results=results)
+
+
+async def _teams(session: AsyncSession, names: set[str]) -> dict[str, Team]:
+    teams = await teams_repo.by_names(session, names)
+    for name in names:
+        try:
+            team_id = uuid.UUID(name.strip())
+        except ValueError:
+            continue
+        team = await teams_repo.get(session, team_id)
+        if team is not None:
+            teams[team.name.lower()] = team
+    return teams
+
+
+def _parse(index: int, raw: Any) -> TicketIn | ItemResult:
+    external_id = raw.get("external_id") if isinstance(raw, dict) else None
+    shown = external_id if isinstance(external_id, str) and "\x00" not in external_id else None
+    if not isinstance(raw, dict):
+        error = _Invalid(
+            "a ticket must be a JSON object",
+            details=[{"field": f"tickets[{index}]", "message": "must be an object"}],
+        )
+        return _invalid(index, None, error)
+    try:
+        return TicketIn.model_validate(raw)
+    except ValidationError as exc:
+        details = validation_details(exc.errors(include_url=False, include_input=False))
+        reason = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return _invalid(index, shown[:255] if shown else None, _Invalid(reason, details=details))
+
+
+async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) -> ItemResult:
+    task = known.get(item.external_id)
+    try:
+        async with savepoint(run.session):
+            if task is None:
+                task = await _create(run, item)
+                known[item.external_id] = task
+                outcome, reason = Outcome.CREATED, None
+            else:
+                outcome, reason = await _update(run, item, task)
+    except AppError as exc:
+        # Invalid references, a refused transition, a conflict: this item only (its
+        # savepoint rolled back).
+        return _invalid(index, item.external_id, exc)
+    return _applied(index, task, outcome, reason)
+
+
+async def _create_open(
+    run: _Batch, index: int, item: TicketIn, known: dict[str, Task]
+) -> ItemResult:
+    """A new ticket that stays open: nothing can fail once its references are checked, so
+    it needs no savepoint, and its rows are written with the other new tasks at once."""
+    try:
+        task = await _create(run, item, deferred=True)
+    except _Invalid as exc:
+        return _invalid(index, item.external_id, exc)
+    known[item.external_id] = task
+    return _applied(index, task, Outcome.CREATED)
+
+
+def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
+    assignee = run.refs.user(item.assigned_to) if item.assigned_to else None
+    if item.assigned_to and assignee is None:
+        raise _Invalid(
+            f"no active user {item.assigned_to!r}",
+            details=[
+                {"field": "assigned_to", "message": "no active user with this username or e-mail"}
+            ],
+        )
+    team = run.refs.team(item.team) if item.team else None
+    if item.team and team is None:
+        raise _Invalid(
+            f"no active team {item.team!r}",
+            details=[{"field": "team", "message": "no active team with this name or id"}],
+        )
+    return assignee, team
+
+
+async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Task:
+    assignee, team = _references(run, item)
+    data = TaskCreate(
+        title=item.title,
+        description=item.description,
+        task_type=item.task_type,
+        priority=item.priority or Priority.MEDIUM,
+        assigned_to=assignee.id if assignee else None,
+        team_id=team.id if team else None,
+        service=item.service,
+        customer_tier=item.customer_tier or "STANDARD",
+        tags=item.tags or [],
+        metadata=item.metadata or {},
+    )
+    origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
+    task = await tasks.create_task(
+        run.session,
+        run.ctx,
+        run.writer,
+        data,
+        origin,
+        run.catalog,
+        deferred_clocks=run.deferred_clocks if deferred else None,
+    )
+    if not deferred:
+        await _move_status(run, task, item)
+    return task
+
+
+async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str | None]:
+    if task.deleted_at is not None:
+        raise _Invalid("the task of this ticket was cancelled in OpsFlow")
+    stored = task.external_updated_at
+    if item.updated_at is not None and stored is not None:
+        if item.updated_at < stored:
+            return Outcome.STALE, f"older than the applied version ({stored.isoformat()})"
+        if item.updated_at == stored:
+            return Outcome.UNCHANGED, None
+    content = digest(item)
+    if item.updated_at is None and content == task.external_digest:
+        return Outcome.UNCHANGED, None
+    assignee, team = _references(run, item)
+    version = task.version
+    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id)
+    fields = _changed_fields(item, task, team)
+    if fields:
+        await tasks.update_task(cmd, TaskUpdate(**fields))
+    if assignee is not None and assignee.id != task.assigned_to:
+        await tasks.assign_task(cmd, assignee.id, None)
+    await _move_status(run, task, item)
+    await run.session.flush()
+    changed = task.version != version
+    # Bookkeeping of the applied version (not a change of the task: no audit row).
+    task.external_updated_at = item.updated_at or stored
+    task.external_digest = content
+    if not changed:
+        return Outcome.UNCHANGED, "nothing differed from the task"
+    return Outcome.UPDATED, None
+
+
+def _changed_fields(item: TicketIn, task: Task, team: Team | None) -> dict[str, Any]:
+    given = item.model_dump(include=set(_UPDATABLE), exclude_none=True)
+    fields = {
+        name: value
+        for name, value in given.items()
+        if str(getattr(value, "value", value)) != str(getattr(task, name))
+    }
+    if item.description is not None and item.description == task.description:
+        fields.pop("description", None)
+    if team is not None and team.id != task.team_id:
+        fields["team_id"] = team.id
+    if item.tags is not None and list(dict.fromkeys(item.tags)) != task.tags:
+        fields["tags"] = item.tags
+    if item.metadata is not None and item.metadata != task.metadata_:
+        fields["metadata"] = item.metadata
+    return fields
+
+
+async def _move_status(run: _Batch, task: Task, item: TicketIn) -> None:
+    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id)
+    reason = f"{item.status.value} in {run.source}"
+    steps: dict[Action, Callable[[], Awaitable[Task]]] = {
+        Action.START: lambda: tasks.start_task(cmd),
+        Action.BLOCK: lambda: tasks.block_task(cmd, reason),
+        Action.UNBLOCK: lambda: tasks.unblock_task(cmd, reason),
+        Action.COMPLETE: lambda: tasks.complete_task(cmd, None),
+        Action.REOPEN: lambda: tasks.reopen_task(cmd, reason),
+    }
+    for action in STATUS_PATHS[item.status].get(TaskStatus(task.status), []):
+        await steps[action]()
+
+
+async def find(session: AsyncSession, external_id: str, source: str | None) -> Task:
+    """The live task of a ticket; without `source`, the external id must be unambiguous."""
+    found = await repository.with_external_id(session, external_id, source)
+    if not found:
+        raise NotFound("ticket", external_id)
+    if len(found) > 1:
+        raise Conflict(
+            "Several sources have a ticket with this id; name one with ?source=",
+            sources=sorted(t.source or "" for t in found),
+        )
+    return found[0]
