@@ -48,10 +48,24 @@ def _reject_nul(value: str) -> str:
 NO_NUL_PATTERN = "^[^\\x00]*$"
 
 
-# Text that is not blank once stripped (the white space pydantic strips: Unicode White_Space),
-# and free of U+0000, for fields declared with strip_whitespace and min_length=1.
-_WHITE = "\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
-NOT_BLANK_PATTERN = f"^[^\\x00]*[^\\x00{_WHITE}][^\\x00]*$"
+# Unicode White_Space, what pydantic strips and what `\s` means to its (Rust) patterns. Written
+# out because `\s` means something else in the document's (ECMAScript) patterns.
+# NOT_BLANK_PATTERN: text that is not blank once stripped, and free of U+0000, for fields
+# declared with strip_whitespace and min_length=1.
+WHITE_SPACE = "\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NOT_BLANK_PATTERN = f"^[^\\x00]*[^\\x00{WHITE_SPACE}][^\\x00]*$"
+
+
+def raw_max_length(limit: int) -> BeforeValidator:
+    """For stripped text: the length limit counts the text as sent (white space included),
+    as the document's maxLength does."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+    return BeforeValidator(check)
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,7 @@ Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
     NoNul(NOT_BLANK_PATTERN),
+    raw_max_length(500),
 ]
 LongText = Annotated[str, StringConstraints(max_length=20_000), NoNul()]
 ShortText = Annotated[str, StringConstraints(max_length=255), NoNul()]
@@ -190,6 +205,7 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
     NoNul(NOT_BLANK_PATTERN),
+    raw_max_length(255),
 ]
 # The name of a configuration entity kept in a 100-character column (escalation policies,
 # webhooks, maintenance windows).
@@ -197,19 +213,25 @@ EntityName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     NoNul(NOT_BLANK_PATTERN),
+    raw_max_length(100),
 ]
 Tag = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
     NoNul(NOT_BLANK_PATTERN),
+    raw_max_length(64),
 ]
 SearchText = Annotated[str, StringConstraints(max_length=200), NoNul()]
 Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Username = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9._-]+$"
+        strip_whitespace=True,
+        min_length=3,
+        max_length=100,
+        pattern=rf"^[{WHITE_SPACE}]*[A-Za-z0-9._-]+[{WHITE_SPACE}]*$",
     ),
+    raw_max_length(100),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256), NoNul()]
 
