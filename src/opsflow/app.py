@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -32,7 +32,8 @@ from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
-from opsflow.routing import RouteIndex, route_index
+from opsflow.openapi import install as install_openapi
+from opsflow.routing import RouteIndex, literal_routes_first, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
@@ -252,7 +253,7 @@ def create_app(
     app.state.migration_check = MigrationCheck()
     _install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
     domain_routers = (
         auth_router,
         clients_router,
@@ -275,6 +276,7 @@ def create_app(
         api.include_router(router)
     app.include_router(api)
     app.include_router(system_router)
+    install_openapi(app)
     app.state.route_index = RouteIndex.of(
         [*((API_PREFIX, r) for r in domain_routers), ("", system_router)]
     )

@@ -7,10 +7,12 @@ Services raise these; a single set of handlers in :mod:`opsflow.app` renders the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class AppError(Exception):
@@ -134,6 +136,18 @@ class ServiceUnavailable(AppError):
             headers={"Retry-After": str(retry_after_seconds)},
             retry_after_seconds=retry_after_seconds,
         )
+
+
+def declares(*errors: type[AppError]) -> Callable[[F], F]:
+    """Mark an endpoint or a dependency with the errors it may raise, so the OpenAPI document
+    lists them on every operation that uses it (see :mod:`opsflow.openapi`)."""
+
+    def mark(function: F) -> F:
+        known: tuple[type[AppError], ...] = getattr(function, "__opsflow_errors__", ())
+        function.__opsflow_errors__ = (*known, *errors)  # type: ignore[attr-defined]
+        return function
+
+    return mark
 
 
 def envelope(

@@ -1,7 +1,10 @@
 """Which of OpsFlow's routes a request path belongs to.
 
 Used for the `Allow` header of 405 answers (Starlette reports only the first matching
-route's methods) and for low-cardinality metric labels (the route template, not the path).
+route's methods), to keep a literal path such as `/sla-policies/export` from being taken
+by a parameterised route (`PATCH /sla-policies/{policy_id}`) for a method the literal
+route does not serve, and for low-cardinality metric labels (the route template, not the
+path).
 Built once in `create_app` from the routers as they are mounted (reading the OpenAPI
 document instead would cost ~0.6 s per process on the first request).
 """
@@ -12,8 +15,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,25 @@ class RouteIndex:
         return next((e.template for e in self._entries if e.pattern.match(path)), None)
 
     def methods_for(self, path: str) -> list[str]:
-        methods: set[str] = set()
-        for entry in self._entries:
-            if entry.pattern.match(path):
-                methods |= entry.methods
-        return sorted(methods)
+        """The methods of the most specific routes for `path` (fewest parameters): a
+        literal segment owns its path even where a parameter would also match it."""
+        matching = [e for e in self._entries if e.pattern.match(path)]
+        if not matching:
+            return []
+        fewest = matching[0].parameters
+        return sorted({m for e in matching if e.parameters == fewest for m in e.methods})
 
 
 def route_index(app: FastAPI) -> RouteIndex:
     index: RouteIndex | None = getattr(app.state, "route_index", None)
     return index if index is not None else RouteIndex()
+
+
+async def literal_routes_first(request: Request) -> None:
+    """Router dependency: answer 405 (with `Allow`) when the request reached a
+    parameterised route although a literal route owns the path and does not serve the
+    method (`DELETE /sla-policies/import` is not an attempt to delete a policy called
+    "import")."""
+    allowed = route_index(request.app).methods_for(request.url.path)
+    if allowed and request.method not in allowed:
+        raise HTTPException(405)

@@ -540,7 +540,7 @@ PATH_CASES: list[tuple[str, str, str]] = [
     ("PATCH", "/tasks/xyz", "task_id"),
     ("PATCH", "/tasks/%20/start", "task_id"),
     ("DELETE", "/tasks/1", "task_id"),
-    ("DELETE", "/api-clients/xyz", "client_id"),
+    ("DELETE", "/api-clients/xyz", "api_client_id"),
 ]
 
 
@@ -684,3 +684,51 @@ async def test_body_just_under_1_mib_is_parsed(
     assert len(body) < MIB
     response = await client.post("/tasks", content=body, headers=raw_json(admin_headers))
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/escalation-policies", {"steps": [{"targets": ["assignee"]}]}),
+        ("/webhooks", {"url": "https://example.com/hook"}),
+        (
+            "/maintenance-windows",
+            {"starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T01:00:00Z"},
+        ),
+    ],
+)
+async def test_names_longer_than_their_column_are_a_400(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], path: str, body: dict[str, Any]
+) -> None:
+    """These names are kept in 100-character columns; PostgreSQL refused 255 with a 500."""
+    response = await client.post(path, json={**body, "name": "n" * 101}, headers=admin_headers)
+    assert_400(response, "name")
+    fits = await client.post(path, json={**body, "name": "n" * 100}, headers=admin_headers)
+    assert fits.status_code == 201, fits.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/tasks", {"title": "t", "start_sla_minutes": "5"}),
+        ("/tasks", {"title": "t", "resolve_sla_minutes": True}),
+        ("/sla-policies", {"name": "p", "start_minutes": "5", "resolve_minutes": 10}),
+        ("/webhooks", {"name": "w", "url": "https://example.com/h", "is_active": 0}),
+    ],
+)
+async def test_numbers_and_booleans_are_json_types(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], path: str, body: dict[str, Any]
+) -> None:
+    """The document says integer and boolean: a string or a 0/1 is refused, not coerced."""
+    response = await client.post(path, json=body, headers=admin_headers)
+    assert_400(response)
+
+
+async def test_an_integral_float_is_an_integer(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/tasks", json={"title": "t", "start_sla_minutes": 5.0}, headers=admin_headers
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["start_sla_minutes"] == 5

@@ -6,8 +6,11 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from opsflow.clock import SettableClock
+from opsflow.idempotency import repository as idempotency_repository
+from tests.conftest import assert_error
 from tests.factories import ADMIN_PASSWORD, login, make_user
 
 BODY = {"title": "Disk full on db-1", "task_type": "INCIDENT", "priority": "HIGH"}
@@ -122,3 +125,29 @@ async def test_register_and_team_creation_are_idempotent(
     two = await client.post("/auth/register", json=user, headers=headers)
     assert one.status_code == two.status_code == 201
     assert two.json()["id"] == one.json()["id"]
+
+
+async def test_a_key_claimed_by_a_request_still_running_answers_key_in_use(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests with one key at once: the second looks the key up before the first has
+    committed and then meets the first's row at the unique index. It answers the
+    documented 409 IDEMPOTENCY_KEY_IN_USE (not a generic conflict), the first one's effect
+    stays single, and a retry replays the first response."""
+    headers = {**admin_headers, "Idempotency-Key": "race-1"}
+    first = await client.post("/tasks", json=BODY, headers=headers)
+    assert first.status_code == 201
+
+    async def not_yet_visible(*args: object, **kwargs: object) -> None:
+        return None  # the lookup ran while the other request had not committed yet
+
+    monkeypatch.setattr(idempotency_repository, "find", not_yet_visible)
+    raced = await client.post("/tasks", json=BODY, headers=headers)
+    error = assert_error(raced, 409, "IDEMPOTENCY_KEY_IN_USE")
+    assert error["idempotency_key"] == "race-1"
+    monkeypatch.undo()
+
+    retry = await client.post("/tasks", json=BODY, headers=headers)
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert await _tasks(client, admin_headers) == 1

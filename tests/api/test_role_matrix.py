@@ -66,6 +66,12 @@ HOLDERS: dict[str, frozenset[str]] = {
     "notifications_read": frozenset({"admin", "manager", "developer", "support"}),
     "notifications_retry": frozenset({"admin"}),
 }
+# Fields whose visibility depends on the role, not only the route:
+# - a user's e-mail address (the directory rule): admins and managers read every address,
+#   the other roles their own and their own team members' (null otherwise);
+# - a task's `audit_trail` in GET /tasks/{id}: for the roles holding "audit" only (the
+#   field is left out for the others).
+EMAILS_OF_EVERYONE = frozenset({"admin", "manager"})
 PUBLIC = "public"  # no authentication at all (login, token, refresh, health, docs)
 # Capabilities that roles hold only for some rows ("own team", "when assignee").
 ROW_SCOPED = {"update_assign", "progress", "snooze"}
@@ -403,7 +409,7 @@ async def existing_client(w: World, who: Caller) -> Request:
         "/api-clients", json={"name": w.unique("client"), "scopes": ["tasks:read"]}, headers=w.admin
     )
     assert response.status_code == 201, response.text
-    return {"path": {"client_id": response.json()["id"]}}
+    return {"path": {"api_client_id": response.json()["id"]}}
 
 
 async def some_user(w: World, who: Caller) -> Request:
@@ -499,7 +505,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/auth/me", "own_account", 200),
     Endpoint("GET", f"{V1}/api-clients", "administer", 200),
     Endpoint("POST", f"{V1}/api-clients", "administer", 201, new_client),
-    Endpoint("DELETE", f"{V1}/api-clients/{{client_id}}", "administer", 204, existing_client),
+    Endpoint("DELETE", f"{V1}/api-clients/{{api_client_id}}", "administer", 204, existing_client),
     # users
     Endpoint("GET", f"{V1}/users", "directory", 200),
     Endpoint("GET", f"{V1}/users/{{user_id}}", "directory", 200, some_user),
@@ -827,3 +833,66 @@ async def test_own_account_versus_other_accounts(
         "/auth/me", headers={"Authorization": f"Bearer {victim_session['access_token']}"}
     )
     assert still.status_code == (401 if role == "admin" else 200), still.text
+
+
+def sees_email(role: str, who: Caller, user: dict[str, Any], my_team: str | None) -> bool:
+    if role in EMAILS_OF_EVERYONE or user["id"] == who.id:
+        return True
+    return my_team is not None and user["team_id"] == my_team
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_fields_follow_the_matrix(
+    client: httpx.AsyncClient, admin_headers: Headers, role: str
+) -> None:
+    w = await build_world(client, admin_headers)
+    who = w.callers[role]
+    my_team = None if role == "admin" else w.team_id
+    failures: list[str] = []
+
+    def check(where: str, user: dict[str, Any]) -> None:
+        visible = sees_email(role, who, user, my_team)
+        if visible != (user["email"] is not None):
+            failures.append(f"{where}: {user['username']} email={user['email']!r}")
+        if user["email"] is not None:
+            assert user["email"] == f"{user['username']}@example.com" or user["username"] == (
+                "admin"
+            )
+
+    listed = await client.get("/users", params={"page_size": 100}, headers=who.headers)
+    assert listed.status_code == 200, listed.text
+    users = listed.json()["items"]
+    assert {u["id"] for u in users} >= {w.other_developer_id, w.developer_id, who.id}
+    for user in users:
+        check("GET /users", user)
+    for user_id in (w.other_developer_id, w.developer_id, who.id):
+        one = await client.get(f"/users/{user_id}", headers=who.headers)
+        assert one.status_code == 200, one.text
+        check(f"GET /users/{user_id}", one.json())
+    for team_id in (w.team_id, w.other_team_id):
+        members = await client.get(f"/teams/{team_id}/members", headers=who.headers)
+        assert members.status_code == 200, members.text
+        for user in members.json():
+            check(f"GET /teams/{team_id}/members", user)
+
+    # Searching does not reveal the addresses the caller cannot read.
+    found = await client.get(
+        "/users", params={"q": "@example.com", "page_size": 100}, headers=who.headers
+    )
+    hits = found.json()["items"]
+    assert hits
+    for user in hits:
+        if not sees_email(role, who, user, my_team):
+            failures.append(f"GET /users?q=@example.com matched {user['username']}")
+
+    task_id = await fresh_task(w, "ASSIGNED")
+    detail = await client.get(f"/tasks/{task_id}", headers=who.headers)
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    if role in HOLDERS["audit"]:
+        actions = [row["action"] for row in body.get("audit_trail", [])]
+        if "TASK_CREATED" not in actions:
+            failures.append(f"audit_trail missing for {role}: {actions}")
+    elif "audit_trail" in body:
+        failures.append(f"audit_trail shown to {role}")
+    assert not failures, "\n".join(failures)

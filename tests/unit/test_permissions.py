@@ -55,6 +55,8 @@ DOCUMENTED_ROWS: dict[Permission, list[str | None]] = {
 NOT_IN_TABLE: dict[Permission, list[str | None]] = {
     P.MANAGE_TEAMS: [Y, Y, NO, NO, NO, NO, NO],
     P.READ_USERS: [Y, Y, Y, Y, Y, Y, Y],
+    # e-mail addresses of others: admins and managers all, the other roles their own team's
+    P.READ_EMAILS: [Y, Y, TEAM, TEAM, TEAM, TEAM, TEAM],
     P.TICKETS_INGEST: [Y, Y, NO, NO, NO, NO, NO],
 }
 
@@ -237,6 +239,7 @@ def test_system_principal_holds_everything() -> None:
 def test_granted_permissions_for_developer() -> None:
     assert granted_permissions(_user("developer")) == {
         "read_users": "all",
+        "read_emails": "own_team",
         "incident_declare": "all",
         "task_progress": "assignee",
         "comment": "all",

@@ -5,7 +5,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from opsflow.audit import repository, service
 from opsflow.audit.repository import AuditFilters
@@ -15,7 +14,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
-from opsflow.kit.validation import Word
+from opsflow.kit.validation import Instant, Word
 
 router = APIRouter(prefix="/audit-logs", tags=["audit"])
 
@@ -27,8 +26,8 @@ def _filters(
     entity_id: uuid.UUID | None = None,
     action: Annotated[Word | None, Query()] = None,
     actor_id: uuid.UUID | None = None,
-    start_date: AwareDatetime | None = None,
-    end_date: AwareDatetime | None = None,
+    start_date: Instant | None = None,
+    end_date: Instant | None = None,
 ) -> AuditFilters:
     return AuditFilters(
         entity_type=entity_type,
@@ -62,7 +61,7 @@ async def export_audit_logs(
     stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     media = "text/csv; charset=utf-8" if format == "csv" else "application/json"
     return StreamingResponse(
-        service.export(context.read_sessions, filters, format),
+        await service.start_export(context.read_sessions, filters, format),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="audit-logs-{stamp}.{format}"'},
     )

@@ -76,14 +76,17 @@ async def export(
     """
     async with sessions() as session:
         if fmt == "json":
-            yield b"["
-            first = True
+            # Nothing is sent before the first query has answered (see start_export).
+            opening = b"["
+            separator = b""
             async for batch in repository.stream(session, filters):
+                chunk = [opening]
+                opening = b""
                 for row in batch:
-                    prefix = b"" if first else b","
-                    first = False
-                    yield prefix + to_read(row).model_dump_json().encode()
-            yield b"]"
+                    chunk.append(separator + to_read(row).model_dump_json().encode())
+                    separator = b","
+                yield b"".join(chunk)
+            yield opening + b"]"
             return
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -104,6 +107,22 @@ async def export(
             buffer.truncate()
         if buffer.tell():
             yield buffer.getvalue().encode()
+
+
+async def start_export(
+    sessions: async_sessionmaker[AsyncSession], filters: AuditFilters, fmt: str
+) -> AsyncIterator[bytes]:
+    """The export, started: its first query has run and its first bytes are ready, so a
+    problem is answered as an error instead of a 200 whose download stops half-way."""
+    stream = export(sessions, filters, fmt)
+    first = await anext(stream)
+
+    async def chained() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in stream:
+            yield chunk
+
+    return chained()
 
 
 async def verify(session: AsyncSession, now: datetime) -> ChainVerification:

@@ -12,12 +12,13 @@ from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, RequestMetaDep
-from opsflow.errors import Unauthorized
+from opsflow.errors import Forbidden, Unauthorized, declares
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
+@declares(Unauthorized)
 async def get_principal(
     request: Request,
     context: ContextDep,
@@ -47,6 +48,7 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
     once it has loaded the row.
     """
 
+    @declares(Forbidden)
     async def _check(principal: CurrentPrincipal) -> Principal:
         require_reach(principal, permission)
         return principal

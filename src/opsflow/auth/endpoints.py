@@ -25,7 +25,15 @@ from opsflow.auth.schemas import (
     TokenResponse,
 )
 from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
-from opsflow.errors import NotFound, Unauthorized, ValidationFailed
+from opsflow.errors import (
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    declares,
+)
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.validation import LoginText, Reason, SecretText, Word
 from opsflow.models.enums import ActorType
@@ -80,6 +88,7 @@ async def register(
 # Login and the token grants take no request-wide session: the service keeps every
 # transaction short and closed while a password or secret is hashed.
 @router.post("/login", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized, RateLimited, ServiceUnavailable)
 async def login(body: LoginRequest, context: ContextDep, meta: RequestMetaDep) -> TokenResponse:
     issued = await service.login(context, body.login, body.password, meta)
     return _token_response(issued)
@@ -102,6 +111,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 @router.post("/token", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized, RateLimited, ServiceUnavailable)
 async def token(
     request: Request,
     context: ContextDep,
@@ -140,6 +150,7 @@ async def token(
 
 
 @router.post("/refresh", response_model=TokenResponse, response_model_exclude_none=True)
+@declares(Unauthorized)
 async def refresh(
     body: RefreshRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> TokenResponse:
@@ -161,6 +172,7 @@ async def logout(
 
 
 @router.post("/revoke", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@declares(Forbidden, NotFound)
 async def revoke(
     body: RevokeRequest, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
 ) -> Response:
@@ -169,6 +181,7 @@ async def revoke(
 
 
 @router.get("/me", response_model=MeResponse | ClientMeResponse)
+@declares(NotFound)
 async def me(principal: CurrentPrincipal, session: SessionDep) -> MeResponse | ClientMeResponse:
     permissions = granted_permissions(principal)
     if principal.actor_type is ActorType.API:
@@ -206,11 +219,13 @@ async def create_client(
     )
 
 
+# The path names the client's `id`; `api_client_id`, not `client_id`, which is the OAuth2
+# client identifier of the same client.
 @clients_router.delete(
-    "/{client_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+    "/{api_client_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
 )
 async def delete_client(
-    client_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
+    api_client_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Admin
 ) -> Response:
-    await service.revoke_client(session, context, actor, client_id)
+    await service.revoke_client(session, context, actor, api_client_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

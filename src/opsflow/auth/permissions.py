@@ -21,6 +21,8 @@ class Permission(StrEnum):
     ADMINISTER = "administer"  # register users, API clients, integrations, templates, webhooks
     MANAGE_TEAMS = "manage_teams"
     READ_USERS = "read_users"
+    # E-mail addresses in the user directory: besides one's own address (always).
+    READ_EMAILS = "read_emails"
     SLA_READ = "sla_read"
     SLA_WRITE = "sla_write"
     TASK_CREATE = "task_create"
@@ -65,6 +67,7 @@ MATRIX: dict[Permission, dict[Role, Reach]] = {
     Permission.ADMINISTER: _all(A),
     Permission.MANAGE_TEAMS: _all(A, M),
     Permission.READ_USERS: _all(A, M, TL, D, S, AU, V),
+    Permission.READ_EMAILS: {A: ALL, M: ALL, TL: TEAM, D: TEAM, S: TEAM, AU: TEAM, V: TEAM},
     Permission.SLA_READ: _all(A, M, TL),
     Permission.SLA_WRITE: _all(A, M),
     Permission.TASK_CREATE: _all(A, M, TL, S),
@@ -160,6 +163,16 @@ def reach_allows(
     if reach is Reach.ASSIGNEE:
         return principal.id in set(assignee_ids)
     return owner_id is not None and owner_id == principal.id
+
+
+def may_read_email(principal: Principal, *, user_id: uuid.UUID, team_id: uuid.UUID | None) -> bool:
+    """The directory rule for e-mail addresses: everyone sees their own; admins and
+    managers see every address; the other roles see those of their own team's members.
+    API clients see none (no scope grants it)."""
+    if principal.user_id is not None and principal.user_id == user_id:
+        return True
+    reach = reach_of(principal, Permission.READ_EMAILS)
+    return reach is not None and reach_allows(principal, reach, team_id=team_id)
 
 
 def check_row(

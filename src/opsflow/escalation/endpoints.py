@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission, check_row
@@ -22,6 +22,7 @@ from opsflow.escalation.schemas import (
     TaskEscalations,
 )
 from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.kit.validation import Level
 from opsflow.models.enums import EscalationStatus
 from opsflow.tasks import service as tasks_service
 
@@ -84,7 +85,7 @@ async def list_events(
     page: PageDep,
     task_id: uuid.UUID | None = None,
     status: EscalationStatus | None = None,
-    level: Annotated[int | None, "escalation level"] = None,
+    level: Annotated[Level | None, Query(description="escalation level")] = None,
     policy_id: uuid.UUID | None = None,
 ) -> Page[EscalationEventRead]:
     filters = repository.EventFilters(

@@ -7,30 +7,44 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from opsflow.kit.validation import LongText, Name, ShortText
+from opsflow.kit.validation import (
+    EntityName,
+    JsonBool,
+    LongText,
+    ShortText,
+    WholeNumber,
+    null_only_for,
+)
 from opsflow.tasks.conditions import Conditions
 
 Trigger = Literal["created", "warning", "breach"]
 Channel = Literal["email", "slack", "webhook", "sms"]
 MAX_DELAY_MINUTES = 10_080  # a week
 
-_TARGET = re.compile(
+_HEX = "[0-9a-fA-F]"
+TARGET_PATTERN = (
     r"^(assignee|team|team_lead|manager|role:(admin|manager|team_lead|developer|support|"
-    r"auditor|viewer)|user:[0-9a-fA-F-]{36})$"
+    rf"auditor|viewer)|user:{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$"
 )
+_TARGET = re.compile(TARGET_PATTERN)
 
 
-def _target(value: str) -> str:
-    if not _TARGET.match(value):
+def _target(value: Any) -> Any:
+    if isinstance(value, str) and not _TARGET.fullmatch(value):
         raise ValueError("must be assignee, team, team_lead, manager, role:<role> or user:<uuid>")
-    if value.startswith("user:"):
-        uuid.UUID(value[5:])
     return value
 
 
-Target = Annotated[str, StringConstraints(max_length=64), AfterValidator(_target)]
+Target = Annotated[
+    str,
+    BeforeValidator(_target),
+    WithJsonSchema({"type": "string", "pattern": TARGET_PATTERN}),
+]
+
+
+PositiveMinutes = Annotated[int, Field(ge=1, le=MAX_DELAY_MINUTES, strict=True), WholeNumber]
 
 
 class _Strict(BaseModel):
@@ -38,7 +52,7 @@ class _Strict(BaseModel):
 
 
 class Step(_Strict):
-    delay_minutes: Annotated[int, Field(ge=0, le=MAX_DELAY_MINUTES, strict=True)] = 0
+    delay_minutes: Annotated[int, Field(ge=0, le=MAX_DELAY_MINUTES, strict=True), WholeNumber] = 0
     targets: Annotated[list[Target], Field(min_length=1, max_length=20)]
     channels: Annotated[list[Channel], Field(min_length=1, max_length=4)] = ["email"]
     message: ShortText | None = None
@@ -49,36 +63,34 @@ class PolicyFields(_Strict):
     conditions: Conditions = Conditions()
     trigger: Trigger = "breach"
     steps: Annotated[list[Step], Field(min_length=1, max_length=20)]
-    repeat: Annotated[int, Field(ge=0, le=10, strict=True)] = 0
-    repeat_interval_minutes: (
-        Annotated[int, Field(ge=1, le=MAX_DELAY_MINUTES, strict=True)] | None
-    ) = None
-    ack_timeout_minutes: Annotated[int, Field(ge=1, le=MAX_DELAY_MINUTES, strict=True)] | None = (
-        None
-    )
-    skip_if_empty: bool = False
-    is_active: bool = True
+    repeat: Annotated[int, Field(ge=0, le=10, strict=True), WholeNumber] = 0
+    repeat_interval_minutes: PositiveMinutes | None = None
+    ack_timeout_minutes: PositiveMinutes | None = None
+    skip_if_empty: JsonBool = False
+    is_active: JsonBool = True
 
 
 class PolicyCreate(PolicyFields):
-    name: Name
+    name: EntityName
 
 
 class PolicyUpdate(_Strict):
-    name: Name | None = None
+    model_config = ConfigDict(
+        json_schema_extra=null_only_for(
+            "description", "repeat_interval_minutes", "ack_timeout_minutes"
+        )
+    )
+
+    name: EntityName | None = None
     description: LongText | None = None
     conditions: Conditions | None = None
     trigger: Trigger | None = None
     steps: Annotated[list[Step], Field(min_length=1, max_length=20)] | None = None
-    repeat: Annotated[int, Field(ge=0, le=10, strict=True)] | None = None
-    repeat_interval_minutes: (
-        Annotated[int, Field(ge=1, le=MAX_DELAY_MINUTES, strict=True)] | None
-    ) = None
-    ack_timeout_minutes: Annotated[int, Field(ge=1, le=MAX_DELAY_MINUTES, strict=True)] | None = (
-        None
-    )
-    skip_if_empty: bool | None = None
-    is_active: bool | None = None
+    repeat: Annotated[int, Field(ge=0, le=10, strict=True), WholeNumber] | None = None
+    repeat_interval_minutes: PositiveMinutes | None = None
+    ack_timeout_minutes: PositiveMinutes | None = None
+    skip_if_empty: JsonBool | None = None
+    is_active: JsonBool | None = None
 
 
 class PolicyRead(BaseModel):

@@ -4,18 +4,25 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from pydantic import WithJsonSchema
 
 from opsflow.auth.deps import CurrentPrincipal
 from opsflow.deps import ContextDep, SessionDep
+from opsflow.errors import declares
 from opsflow.idempotency import service
 
 
+@declares(service.KeyInUse, service.KeyReused)
 async def idempotency_guard(
     request: Request,
     session: SessionDep,
     context: ContextDep,
     principal: CurrentPrincipal,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=255),
+        WithJsonSchema({"type": "string", "pattern": service.KEY_PATTERN.pattern}),
+    ] = None,
 ) -> uuid.UUID | None:
     """Declare on a POST endpoint to honour `Idempotency-Key` for it."""
     if idempotency_key is None:

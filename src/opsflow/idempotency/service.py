@@ -5,7 +5,8 @@ The record is inserted in the request's own unit of work, so it commits together
 effect or not at all: a retry after a rollback runs again, a retry after a commit never
 does. The response is attached right after it is produced (see :class:`ResponseRecorder`).
 If the process dies between the commit and that step, a retry learns that the request was
-already processed (409) instead of repeating it.
+already processed (409) instead of repeating it. A request that presents a key while
+another request with it is still running answers 409 `IDEMPOTENCY_KEY_IN_USE`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +33,14 @@ TTL = timedelta(hours=24)
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADERS = ("content-type", "location", "etag")
 STATE_KEY = "idempotency_record_id"
+
+
+class KeyInUse(AppError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    default_message = (
+        "A request with this Idempotency-Key is being processed; retry once it has finished"
+    )
 
 
 class KeyReused(AppError):
@@ -100,7 +110,13 @@ async def begin(
         expires_at=now + TTL,
     )
     session.add(record)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Another request claimed the key between our lookup and our insert (it waited on
+        # the unique index until that request committed): the client retries and gets the
+        # stored response then.
+        raise KeyInUse(idempotency_key=key) from exc
     return record.id
 
 

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from opsflow.kit.validation import LongText, Name
+from opsflow.kit.validation import EntityName, Instant, LongText, null_only_for
 from opsflow.tasks.conditions import Conditions
 
 
@@ -63,18 +63,18 @@ class WindowFields(BaseModel):
 
 
 class WindowCreate(WindowFields):
-    name: Name
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    name: EntityName
+    starts_at: Instant
+    ends_at: Instant
 
 
 class WindowUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=null_only_for("description"))
 
-    name: Name | None = None
+    name: EntityName | None = None
     description: LongText | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     conditions: Conditions | None = None
     on_end: Literal["release", "drop"] | None = None
 

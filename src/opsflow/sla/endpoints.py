@@ -4,13 +4,13 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import AwareDatetime
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.kit.validation import Instant
 from opsflow.models.sla import SlaEvent
 from opsflow.sla import repository
 from opsflow.sla import service as sla_service
@@ -96,8 +96,8 @@ async def list_sla_events(
     event_type: EventType | None = None,
     severity: Severity | None = None,
     task_id: uuid.UUID | None = None,
-    start_date: AwareDatetime | None = None,
-    end_date: AwareDatetime | None = None,
+    start_date: Instant | None = None,
+    end_date: Instant | None = None,
 ) -> Page[SlaEventRead]:
     filters = EventFilters(
         event_type=event_type,

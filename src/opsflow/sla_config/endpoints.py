@@ -11,7 +11,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
-from opsflow.errors import ValidationFailed
+from opsflow.errors import NotFound, ValidationFailed, declares
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow
 from opsflow.sla import repository
@@ -114,7 +114,7 @@ async def create_policy(
 @policies_router.get(
     "/export",
     response_class=Response,
-    responses={200: {"content": {YAML_TYPE: {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {YAML_TYPE: {"schema": {"type": "object"}}}}},
 )
 async def export_policies(session: SessionDep, _: Reader) -> Response:
     """The stored configuration in the `sla_config.yaml` format."""
@@ -131,7 +131,7 @@ async def export_policies(session: SessionDep, _: Reader) -> Response:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {YAML_TYPE: {"schema": {"type": "string"}}},
+            "content": {YAML_TYPE: {"schema": {"type": "object"}}},
         }
     },
 )
@@ -181,6 +181,7 @@ async def import_policies(
 
 
 @policies_router.post("/simulate", response_model=SimulateResult)
+@declares(NotFound)
 async def simulate(
     body: SimulateRequest, session: SessionDep, clock: ClockDep, _: Reader
 ) -> SimulateResult:

@@ -6,9 +6,16 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import TimeZoneName
+from opsflow.kit.validation import (
+    Instant,
+    JsonBool,
+    JsonFloat,
+    TimeZoneName,
+    WholeNumber,
+    null_only_for,
+)
 from opsflow.sla.defaults import MAX_SLA_MINUTES
 from opsflow.tasks.conditions import ConditionValue
 
@@ -21,8 +28,8 @@ CalendarRef = Annotated[
 TaskTypeOrAny = Literal["*", "TASK", "INCIDENT"]
 PriorityOrAny = Literal["*", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
 TierOrAny = Literal["*", "ENTERPRISE", "PREMIUM", "STANDARD", "BASIC"]
-Minutes = Annotated[int, Field(ge=1, le=MAX_SLA_MINUTES, strict=True)]
-Percent = Annotated[float, Field(gt=0, lt=100, allow_inf_nan=False)]
+Minutes = Annotated[int, Field(ge=1, le=MAX_SLA_MINUTES, strict=True), WholeNumber]
+Percent = Annotated[JsonFloat, Field(gt=0, lt=100)]
 Interval = Annotated[str, StringConstraints(min_length=1, max_length=40)]
 Weekday = Literal[
     "mon", "tue", "wed", "thu", "fri", "sat", "sun",
@@ -38,8 +45,8 @@ class EscalationLevel(_Strict):
     """The YAML file's ``LEVEL_n: minutes``: level n is due this many working minutes after the
     task was created."""
 
-    level: Annotated[int, Field(ge=1, le=999_999, strict=True)]
-    minutes: Annotated[int, Field(ge=0, le=MAX_SLA_MINUTES, strict=True)]
+    level: Annotated[int, Field(ge=1, le=999_999, strict=True), WholeNumber]
+    minutes: Annotated[int, Field(ge=0, le=MAX_SLA_MINUTES, strict=True), WholeNumber]
 
 
 class PolicyFields(_Strict):
@@ -50,9 +57,9 @@ class PolicyFields(_Strict):
         None, description="[warning, critical] percent of the target elapsed; default [75, 95]"
     )
     calendar: CalendarRef | None = Field(None, description="a calendar name; null or 24x7: 24x7")
-    pause_on_blocked: bool = False
+    pause_on_blocked: JsonBool = False
     escalation: Annotated[list[EscalationLevel], Field(max_length=50)] = []
-    is_active: bool = True
+    is_active: JsonBool = True
 
 
 class PolicyCreate(PolicyFields):
@@ -62,6 +69,8 @@ class PolicyCreate(PolicyFields):
 
 
 class PolicyUpdate(_Strict):
+    model_config = ConfigDict(json_schema_extra=null_only_for("calendar"))
+
     name: ConfigName | None = None
     task_type: TaskTypeOrAny | None = None
     priority: PriorityOrAny | None = None
@@ -70,9 +79,9 @@ class PolicyUpdate(_Strict):
     resolve_minutes: Minutes | None = None
     thresholds: Annotated[list[Percent], Field(min_length=2, max_length=2)] | None = None
     calendar: CalendarRef | None = None
-    pause_on_blocked: bool | None = None
+    pause_on_blocked: JsonBool | None = None
     escalation: Annotated[list[EscalationLevel], Field(max_length=50)] | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
 
 class PolicyRead(BaseModel):
@@ -108,6 +117,9 @@ class CalendarCreate(CalendarFields):
 
 
 class CalendarUpdate(_Strict):
+    # A null name leaves the name as it is.
+    model_config = ConfigDict(json_schema_extra=null_only_for("name"))
+
     name: ConfigName | None = None
     timezone: TimeZoneName | None = None
     hours: dict[Weekday, Annotated[list[Interval], Field(max_length=24)]] | None = None
@@ -146,8 +158,8 @@ class ImportResult(BaseModel):
 
 
 class PauseWindow(_Strict):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Instant
+    end: Instant
 
 
 class SimulateRequest(_Strict):
@@ -161,7 +173,7 @@ class SimulateRequest(_Strict):
     resolve_minutes: Minutes | None = None
     thresholds: Annotated[list[Percent], Field(min_length=2, max_length=2)] | None = None
     calendar: CalendarRef | None = Field(None, description="override the policy's calendar")
-    start: AwareDatetime | None = Field(None, description="default: now")
+    start: Instant | None = Field(None, description="default: now")
     pauses: Annotated[list[PauseWindow], Field(max_length=100)] = []
     team: ConditionValue | None = Field(
         None, description="the task's team (id or name), for escalation policies"

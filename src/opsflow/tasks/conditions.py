@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import reject_nul
+from opsflow.kit.validation import NoNul
 from opsflow.models.task import Task
 
-ConditionValue = Annotated[
-    str, StringConstraints(min_length=1, max_length=255), AfterValidator(reject_nul)
-]
+ConditionValue = Annotated[str, StringConstraints(min_length=1, max_length=255), NoNul()]
 
 
 class Conditions(BaseModel):

@@ -6,16 +6,22 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import AwareDatetime
+from pydantic import WithJsonSchema
 
 from opsflow.auth.deps import CurrentPrincipal, require
-from opsflow.auth.permissions import Permission
+from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
-from opsflow.errors import ValidationFailed
+from opsflow.errors import (
+    Forbidden,
+    InvalidTransition,
+    PreconditionFailed,
+    ValidationFailed,
+    declares,
+)
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination, SortOrder
-from opsflow.kit.validation import Reason, SearchText, ShortText, Tag, Word
+from opsflow.kit.validation import Instant, Reason, SearchText, ShortText, Tag, Word
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.sla.status import State as SlaState
@@ -35,24 +41,45 @@ from opsflow.tasks.schemas import (
 )
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-_VERSION = re.compile(r"[0-9]{1,12}")
+# `*`, or the task version as the ETag gives it: 3, "3" or W/"3" (quotes are optional).
+IF_MATCH_PATTERN = r'^\s*(\*|(W/)?"*[0-9]{1,12}"*)\s*$'
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
 
 Reader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
 
 
-def _if_match(if_match: Annotated[str | None, Header(max_length=64)] = None) -> int | None:
+@declares(PreconditionFailed)
+def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(max_length=64),
+        WithJsonSchema({"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN}),
+    ] = None,
+) -> int | None:
     """`If-Match: 3`, `"3"` or `W/"3"` → 3. `*` matches any version."""
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None:
         return None
-    raw = if_match.strip().removeprefix("W/").strip('"')
-    if not _VERSION.fullmatch(raw):
+    if not _IF_MATCH.fullmatch(if_match):
         raise ValidationFailed(
             details=[{"field": "If-Match", "message": 'must be the task version, e.g. "3"'}]
         )
-    return int(raw)
+    raw = if_match.strip().removeprefix("W/").strip('"')
+    return None if raw == "*" else int(raw)
 
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
+
+
+def _enum_array(enum: type[StrEnum], max_items: int) -> WithJsonSchema:
+    """A repeatable enum filter as the document shows it; the server also takes the values
+    comma-separated and in any case (`status=assigned,in_progress`)."""
+    return WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": [e.value for e in enum]},
+            "maxItems": max_items,
+        }
+    )
 
 
 def _enum_list(field: str, raw: list[str] | None, enum: type[StrEnum]) -> list[str]:
@@ -92,8 +119,10 @@ async def list_tasks(
     clock: ClockDep,
     _: Reader,
     page: PageDep,
-    status_: Annotated[list[Word] | None, Query(alias="status", max_length=6)] = None,
-    priority: Annotated[list[Word] | None, Query(max_length=4)] = None,
+    status_: Annotated[
+        list[Word] | None, Query(alias="status", max_length=6), _enum_array(TaskStatus, 6)
+    ] = None,
+    priority: Annotated[list[Word] | None, Query(max_length=4), _enum_array(Priority, 4)] = None,
     task_type: TaskType | None = None,
     assigned_to: uuid.UUID | None = None,
     team_id: uuid.UUID | None = None,
@@ -103,8 +132,8 @@ async def list_tasks(
     tags: Annotated[list[Tag] | None, Query(max_length=20)] = None,
     q: Annotated[SearchText | None, Query()] = None,
     external_id: Annotated[ShortText | None, Query()] = None,
-    created_after: AwareDatetime | None = None,
-    created_before: AwareDatetime | None = None,
+    created_after: Instant | None = None,
+    created_before: Instant | None = None,
     include_deleted: bool = False,
     sort: SortField = "created_at",
     order: SortOrder = "desc",
@@ -136,13 +165,15 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskDetail)
 async def get_task(
-    task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: Reader, response: Response
+    task_id: uuid.UUID, session: SessionDep, clock: ClockDep, reader: Reader, response: Response
 ) -> TaskDetail:
     task = await service.get_task(session, task_id)
     _etag(response, task)
-    return await views.detail_view(session, task, clock.now())
+    audit = reach_of(reader, Permission.AUDIT_READ) is not None
+    return await views.detail_view(session, task, clock.now(), with_audit_trail=audit)
 
 
+@declares(Forbidden, InvalidTransition)
 def _command(
     task_id: uuid.UUID,
     session: SessionDep,

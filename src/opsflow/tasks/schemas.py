@@ -2,16 +2,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from opsflow.kit.validation import LongText, Metadata, Reason, ShortText, Tag, Title
+from opsflow.kit.validation import (
+    Instant,
+    LongText,
+    Metadata,
+    Reason,
+    ShortText,
+    Tag,
+    Title,
+    WholeNumber,
+    null_only_for,
+)
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.sla.defaults import MAX_SLA_MINUTES
 from opsflow.users.schemas import UserSummary
 
-SlaMinutes = Field(None, ge=1, le=MAX_SLA_MINUTES)
+SlaMinutes = Annotated[int, Field(ge=1, le=MAX_SLA_MINUTES, strict=True), WholeNumber]
 
 
 class TaskCreate(BaseModel):
@@ -26,8 +37,8 @@ class TaskCreate(BaseModel):
     team_id: uuid.UUID | None = None
     service: ShortText | None = None
     customer_tier: CustomerTier = CustomerTier.STANDARD
-    start_sla_minutes: int | None = SlaMinutes
-    resolve_sla_minutes: int | None = SlaMinutes
+    start_sla_minutes: SlaMinutes | None = None
+    resolve_sla_minutes: SlaMinutes | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     metadata: Metadata = Field(default_factory=dict)
 
@@ -43,7 +54,9 @@ class TaskCreate(BaseModel):
 
 
 class TaskUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=null_only_for("description", "team_id", "service")
+    )
 
     title: Title | None = None
     description: LongText | None = None
@@ -52,8 +65,8 @@ class TaskUpdate(BaseModel):
     team_id: uuid.UUID | None = None
     service: ShortText | None = None
     customer_tier: CustomerTier | None = None
-    start_sla_minutes: int | None = SlaMinutes
-    resolve_sla_minutes: int | None = SlaMinutes
+    start_sla_minutes: SlaMinutes | None = None
+    resolve_sla_minutes: SlaMinutes | None = None
     tags: list[Tag] | None = Field(None, max_length=50)
     metadata: Metadata | None = None
 
@@ -97,8 +110,8 @@ class ReasonRequest(BaseModel):
 class SnoozeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    until: datetime | None = None
-    minutes: int | None = Field(None, ge=1, le=10080)
+    until: Instant | None = None
+    minutes: Annotated[int, Field(ge=1, le=10080, strict=True), WholeNumber] | None = None
     reason: Reason | None = None
 
     @model_validator(mode="after")
@@ -224,9 +237,19 @@ class AuditTrailEntry(BaseModel):
     changes: dict[str, Any] | None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class TaskDetail(TaskRead):
     sla_events: list[SlaEventBrief]
-    audit_trail: list[AuditTrailEntry]
+    audit_trail: list[AuditTrailEntry] | SkipJsonSchema[None] = Field(
+        None,
+        exclude_if=lambda value: value is None,
+        json_schema_extra=_no_default,
+        description="the task's audit rows; present only for roles that may read the audit "
+        "log (admin, auditor), left out for the others",
+    )
 
 
 class TaskListItem(BaseModel):

@@ -170,19 +170,27 @@ async def list_views(
     ]
 
 
-async def detail_view(session: AsyncSession, task: Task, now: datetime) -> TaskDetail:
+async def detail_view(
+    session: AsyncSession, task: Task, now: datetime, *, with_audit_trail: bool
+) -> TaskDetail:
+    """The task with its SLA events and, for callers who may read the audit log, its audit
+    trail (left out otherwise)."""
     read = (await read_views(session, [task], now))[0]
-    trail = [
-        AuditTrailEntry(
-            action=row.action,
-            actor=row.actor_name,
-            actor_type=row.actor_type,
-            actor_id=row.actor_id,
-            timestamp=row.timestamp,
-            changes=row.changes,
-        )
-        for row in await repository.audit_trail(session, task.id)
-    ]
+    trail = (
+        [
+            AuditTrailEntry(
+                action=row.action,
+                actor=row.actor_name,
+                actor_type=row.actor_type,
+                actor_id=row.actor_id,
+                timestamp=row.timestamp,
+                changes=row.changes,
+            )
+            for row in await repository.audit_trail(session, task.id)
+        ]
+        if with_audit_trail
+        else None
+    )
     events = [
         SlaEventBrief(
             id=e.id,

@@ -16,6 +16,7 @@ from opsflow.teams import repository, service
 from opsflow.teams.schemas import TeamCreate, TeamRead, TeamUpdate
 from opsflow.users import repository as users_repo
 from opsflow.users.schemas import UserRead
+from opsflow.users.views import directory_view
 
 router = APIRouter(prefix="/teams", tags=["teams"])
 
@@ -70,8 +71,8 @@ async def delete_team(
 
 @router.get("/{team_id}/members", response_model=list[UserRead])
 async def members(
-    team_id: uuid.UUID, session: SessionDep, _: Reader, include_inactive: bool = False
+    team_id: uuid.UUID, session: SessionDep, reader: Reader, include_inactive: bool = False
 ) -> list[UserRead]:
     await service.get_team(session, team_id)
     rows = await users_repo.in_team(session, team_id, include_inactive=include_inactive)
-    return [UserRead.model_validate(u) for u in rows]
+    return [directory_view(reader, u) for u in rows]

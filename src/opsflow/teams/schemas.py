@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from opsflow.kit.validation import LongText, Name
+from opsflow.kit.validation import JsonBool, LongText, Name, null_only_for
 
 
 class TeamRead(BaseModel):
@@ -32,13 +32,16 @@ class TeamCreate(BaseModel):
 
 
 class TeamUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=null_only_for("description", "lead_id", "escalation_policy_id"),
+    )
 
     name: Name | None = None
     description: LongText | None = None
     lead_id: uuid.UUID | None = None
     escalation_policy_id: uuid.UUID | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> TeamUpdate:

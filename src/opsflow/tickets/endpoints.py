@@ -10,7 +10,7 @@ from opsflow.auth.deps import CurrentPrincipal
 from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
-from opsflow.errors import Forbidden
+from opsflow.errors import Forbidden, declares
 from opsflow.sla import service as sla_service
 from opsflow.sla.schemas import TaskSla
 from opsflow.tasks import views
@@ -24,6 +24,7 @@ ExternalIdPath = Annotated[ExternalId, Path(description="the ticket's id in its 
 SourceQuery = Annotated[Source | None, Query(description="the ticket's source system")]
 
 
+@declares(Forbidden)
 def _reader(principal: CurrentPrincipal) -> Principal:
     """Readers of tasks, and the clients that ingest tickets (to check what they sent)."""
     if reach_of(principal, Permission.TASK_READ) or reach_of(principal, Permission.TICKETS_INGEST):
@@ -35,6 +36,7 @@ Reader = Annotated[Principal, Depends(_reader)]
 
 
 @router.post("", response_model=BatchResult)
+@declares(Forbidden)
 async def ingest_tickets(
     body: TicketBatch, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
 ) -> BatchResult:
@@ -49,13 +51,14 @@ async def get_ticket(
     external_id: ExternalIdPath,
     session: SessionDep,
     clock: ClockDep,
-    _: Reader,
+    reader: Reader,
     response: Response,
     source: SourceQuery = None,
 ) -> TaskDetail:
     task = await service.find(session, external_id, source)
     response.headers["ETag"] = f'"{task.version}"'
-    return await views.detail_view(session, task, clock.now())
+    audit = reach_of(reader, Permission.AUDIT_READ) is not None
+    return await views.detail_view(session, task, clock.now(), with_audit_trail=audit)
 
 
 @router.get("/{external_id}/sla", response_model=TaskSla)

@@ -16,7 +16,16 @@ from pydantic import (
     StringConstraints,
 )
 
-from opsflow.kit.validation import LongText, Metadata, ShortText, Tag, Title, reject_nul
+from opsflow.kit.validation import (
+    WHITE_SPACE,
+    LongText,
+    Metadata,
+    ShortText,
+    Tag,
+    Title,
+    raw_max_length,
+    reject_nul,
+)
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 
 MAX_BATCH = 1000
@@ -56,14 +65,22 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+# One word without "/" once stripped of surrounding white space (strip_whitespace runs first).
+_NO_SLASH_OR_SPACE = f"^[{WHITE_SPACE}]*[^/{WHITE_SPACE}]+[{WHITE_SPACE}]*$"
 ExternalId = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=255, pattern=r"^[^/\s]+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=255, pattern=_NO_SLASH_OR_SPACE
+    ),
+    raw_max_length(255),
     BeforeValidator(lambda v: reject_nul(v) if isinstance(v, str) else v),
 ]
 Source = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^/\s]+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=_NO_SLASH_OR_SPACE
+    ),
+    raw_max_length(64),
 ]
 
 

@@ -9,12 +9,12 @@ from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
-from opsflow.errors import Forbidden
+from opsflow.errors import Forbidden, declares
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import SearchText
 from opsflow.models.enums import Role
-from opsflow.users import repository, service
+from opsflow.users import repository, service, views
 from opsflow.users.schemas import (
     NotificationPreferenceItem,
     NotificationPreferences,
@@ -31,18 +31,27 @@ Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
 @router.get("", response_model=Page[UserRead])
 async def list_users(
     session: SessionDep,
-    _: Reader,
+    reader: Reader,
     page: PageDep,
     role: Role | None = None,
     team_id: uuid.UUID | None = None,
     is_active: bool | None = None,
     q: Annotated[SearchText | None, Query()] = None,
 ) -> Page[UserRead]:
+    """E-mail addresses follow the directory rule (see `UserRead.email`); `q` matches
+    only the addresses the caller may read."""
     rows, total = await repository.search(
-        session, page, role=role, team_id=team_id, is_active=is_active, q=q
+        session,
+        page,
+        role=role,
+        team_id=team_id,
+        is_active=is_active,
+        q=q,
+        email_reach=views.email_reach(reader),
     )
     return Page(
-        items=[UserRead.model_validate(u) for u in rows], pagination=Pagination.of(page, total)
+        items=[views.directory_view(reader, u) for u in rows],
+        pagination=Pagination.of(page, total),
     )
 
 
@@ -53,6 +62,7 @@ def _own(principal: Principal) -> uuid.UUID:
 
 
 @router.get("/me/notification-preferences", response_model=NotificationPreferences)
+@declares(Forbidden)
 async def get_preferences(
     session: SessionDep, principal: CurrentPrincipal
 ) -> NotificationPreferences:
@@ -63,6 +73,7 @@ async def get_preferences(
 
 
 @router.put("/me/notification-preferences", response_model=NotificationPreferences)
+@declares(Forbidden)
 async def put_preferences(
     body: NotificationPreferences,
     session: SessionDep,
@@ -98,11 +109,12 @@ def _me(principal: Principal) -> uuid.UUID:
 
 
 @router.get("/{user_id}", response_model=UserRead)
-async def get_user(user_id: uuid.UUID, session: SessionDep, _: Reader) -> UserRead:
-    return UserRead.model_validate(await service.get_user(session, user_id))
+async def get_user(user_id: uuid.UUID, session: SessionDep, reader: Reader) -> UserRead:
+    return views.directory_view(reader, await service.get_user(session, user_id))
 
 
 @router.patch("/{user_id}", response_model=UserRead)
+@declares(Forbidden)
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,

@@ -2,13 +2,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.models.user import User
+
+
+@dataclass(frozen=True)
+class EmailReach:
+    """Whose addresses a search may match: everyone's, or the caller's own and their
+    team's (a search must not reveal addresses the caller cannot read)."""
+
+    all: bool
+    user_id: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
@@ -76,7 +88,9 @@ async def search(
     team_id: uuid.UUID | None = None,
     is_active: bool | None = None,
     q: str | None = None,
+    email_reach: EmailReach | None = None,
 ) -> tuple[list[User], int]:
+    """`q` matches usernames, full names and the e-mail addresses within `email_reach`."""
     query = select(User)
     if role is not None:
         query = query.where(User.role == role)
@@ -86,10 +100,16 @@ async def search(
         query = query.where(User.is_active == is_active)
     if q:
         pattern = f"%{escape_like(q.lower())}%"
+        email_match: ColumnElement[bool] = User.email.like(pattern, escape="\\")
+        if email_reach is not None and not email_reach.all:
+            readable = [User.id == email_reach.user_id]
+            if email_reach.team_id is not None:
+                readable.append(User.team_id == email_reach.team_id)
+            email_match = and_(email_match, or_(*readable))
         query = query.where(
             or_(
                 User.username.like(pattern, escape="\\"),
-                User.email.like(pattern, escape="\\"),
+                email_match,
                 func.lower(User.full_name).like(pattern, escape="\\"),
             )
         )

@@ -5,7 +5,15 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from opsflow.kit.validation import Address, Name, Password, TimeZoneName, Username
+from opsflow.kit.validation import (
+    Address,
+    JsonBool,
+    Name,
+    Password,
+    TimeZoneName,
+    Username,
+    null_only_for,
+)
 from opsflow.models.enums import Channel, Role
 
 
@@ -21,7 +29,10 @@ class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
-    email: str
+    email: str | None = Field(
+        description="null where the caller may not read it: admins and managers read every "
+        "address, the other roles their own and their own team members' addresses"
+    )
     username: str
     full_name: str | None
     role: Role
@@ -46,7 +57,9 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     """Admins may change everything here; users may change their own name, email, password."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=null_only_for("full_name", "current_password", "team_id")
+    )
 
     email: EmailStr | None = Field(None, max_length=255)
     full_name: Name | None = None
@@ -54,7 +67,7 @@ class UserUpdate(BaseModel):
     current_password: Password | None = None
     role: Role | None = None
     team_id: uuid.UUID | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UserUpdate:
@@ -68,7 +81,7 @@ class NotificationPreferenceItem(BaseModel):
     model_config = ConfigDict(from_attributes=True, extra="forbid")
 
     channel: Channel
-    enabled: bool = True
+    enabled: JsonBool = True
     address: Address | None = None
     quiet_hours_start: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     quiet_hours_end: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")

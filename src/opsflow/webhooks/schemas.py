@@ -7,16 +7,17 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from opsflow.kit.validation import Name, reject_nul
+from opsflow.kit.validation import EntityName, JsonBool, NoNul, null_only_for
 from opsflow.notifications.channels import validate_url
 
-_EVENT = re.compile(r"^(task|sla|escalation)\.([a-z_]+|\*)$")
+EVENT_PATTERN = r"^(task|sla|escalation)\.([a-z_]+|\*)$"
+_EVENT = re.compile(EVENT_PATTERN)
 
 
 def _event_type(value: str) -> str:
-    if not _EVENT.match(value):
+    if not _EVENT.fullmatch(value):
         raise ValueError("must be an event type such as sla.breach, task.created or task.*")
     return value
 
@@ -29,12 +30,29 @@ def _url(value: str) -> str:
     return value
 
 
-EventType = Annotated[str, StringConstraints(max_length=64), AfterValidator(_event_type)]
+EventType = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    AfterValidator(_event_type),
+    WithJsonSchema({"type": "string", "maxLength": 64, "pattern": EVENT_PATTERN}),
+]
+# Absolute http(s) with a host, no whitespace or control characters (validate_url has the
+# last word: a host httpx cannot parse is refused too).
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f/?#]+([/?#][^\s\x00-\x1f\x7f]*)?$"
 Url = Annotated[
     str,
     StringConstraints(min_length=8, max_length=2000),
-    AfterValidator(reject_nul),
+    NoNul(),
     AfterValidator(_url),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "minLength": 8,
+            "maxLength": 2000,
+            "pattern": URL_PATTERN,
+        }
+    ),
 ]
 Secret = Annotated[str, StringConstraints(min_length=16, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 
@@ -44,19 +62,21 @@ class _Strict(BaseModel):
 
 
 class WebhookCreate(_Strict):
-    name: Name
+    name: EntityName
     url: Url
     event_types: Annotated[list[EventType], Field(max_length=50)] = []
     secret: Secret | None = Field(None, description="default: generated, shown once")
-    is_active: bool = True
+    is_active: JsonBool = True
 
 
 class WebhookUpdate(_Strict):
-    name: Name | None = None
+    model_config = ConfigDict(json_schema_extra=null_only_for())
+
+    name: EntityName | None = None
     url: Url | None = None
     event_types: Annotated[list[EventType], Field(max_length=50)] | None = None
     secret: Secret | None = None
-    is_active: bool | None = None
+    is_active: JsonBool | None = None
 
 
 class WebhookRead(BaseModel):
