@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,9 +22,10 @@ from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
-from opsflow.errors import AppError, envelope, validation_details
+from opsflow.errors import AppError, ServiceUnavailable, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
+from opsflow.integrations.endpoints import router as integrations_router
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
@@ -144,6 +145,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("integrity_error", error=str(exc.orig)[:500])
         return _render(request, 409, "CONFLICT", "The request conflicts with existing data")
 
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(TimeoutError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database cannot be reached (or is locked): nothing was committed, and a 503
+        # tells senders (monitoring systems, batch clients) to retry.
+        log.warning("database_unavailable", error=str(exc)[:500], path=request.url.path)
+        error = ServiceUnavailable(headers={"Retry-After": "5"})
+        return _render(request, error.status_code, error.code, error.message, headers=error.headers)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
@@ -216,6 +228,7 @@ def create_app(
         teams_router,
         tasks_router,
         tickets_router,
+        integrations_router,
         sla_router,
         policies_router,
         calendars_router,

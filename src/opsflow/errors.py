@@ -172,3 +172,15 @@ def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, An
         }
         for e in errors
     ]
+
+
+class InvalidSignature(AppError):
+    status_code = 401
+    code = "INVALID_SIGNATURE"
+    default_message = "The request signature does not match"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The database is unavailable; retry later"

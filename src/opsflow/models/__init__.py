@@ -4,6 +4,7 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
+from opsflow.models.integration import Integration, IntegrationEvent
 from opsflow.models.notification import (
     MaintenanceWindow,
     Notification,
@@ -31,6 +32,8 @@ __all__ = [
     "EscalationEvent",
     "EscalationPolicy",
     "IdempotencyRecord",
+    "Integration",
+    "IntegrationEvent",
     "MaintenanceWindow",
     "Notification",
     "NotificationPreference",
