@@ -3,6 +3,7 @@ Grafana and Elastic endpoints with recorded payloads, the incident lifecycle and
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
@@ -503,3 +504,22 @@ async def test_retention_setting_is_configurable() -> None:
     custom = make_settings("sqlite+aiosqlite:///:memory:", integration_event_retention_days=3)
     assert custom.integration_event_retention_days == 3
     assert timedelta(days=custom.integration_event_retention_days) == timedelta(days=3)
+
+
+async def test_concurrent_triggers_of_one_key_open_one_incident(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    url = f"/integrations/{integration['key']}/events"
+    # A first event does the integration's hourly bookkeeping, which would serialize the
+    # requests below by itself.
+    assert (await client.post(url, json=trigger("warm-up"))).status_code == 202
+    responses = await asyncio.gather(*(client.post(url, json=trigger("race")) for _ in range(8)))
+    assert [r.status_code for r in responses] == [202] * 8
+    log = [
+        e
+        for e in await events(client, admin_headers, integration["id"])
+        if e["dedup_key"] == "race"
+    ]
+    assert sorted(e["outcome"] for e in log) == ["created"] + ["updated"] * 7
+    assert len({e["task_id"] for e in log}) == 1

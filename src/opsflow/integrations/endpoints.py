@@ -121,7 +121,7 @@ def _verify_signature(integration: Integration, request: Request, raw: bytes) ->
 
 
 async def _integration(session: SessionDep, key: str) -> Integration:
-    return await service.by_key(session, key, lock=True)
+    return await service.by_key(session, key)
 
 
 @router.post("/{key}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)

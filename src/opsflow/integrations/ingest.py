@@ -22,12 +22,13 @@ committed before the 2xx answer.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -73,7 +74,7 @@ def principal(integration: Integration, meta: RequestMeta | None = None) -> Prin
     )
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
     session: AsyncSession
     ctx: AppContext
@@ -81,7 +82,28 @@ class _Run:
     actor: Principal
     source: str
     now: datetime
-    catalog: sla_service.PolicyCatalog
+    loaded: list[sla_service.PolicyCatalog] = field(default_factory=list)
+
+    async def catalog(self) -> sla_service.PolicyCatalog:
+        """The SLA policies, loaded once per request and only when an incident opens."""
+        if not self.loaded:
+            self.loaded.append(await sla_service.load_catalog(self.session))
+        return self.loaded[0]
+
+
+def _lock_id(source: str, key: str) -> int:
+    digest = hashlib.sha256(f"{source}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _lock_keys(session: AsyncSession, source: str, keys: list[str]) -> None:
+    """Serialize the events of one dedup key (PostgreSQL; SQLite has one writer anyway), so
+    two concurrent triggers never open two incidents for it. Keys are taken in sorted
+    order: two requests sharing keys cannot deadlock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for lock_id in sorted({_lock_id(source, key) for key in keys}):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 async def apply(
@@ -94,14 +116,9 @@ async def apply(
     now = ctx.clock.now()
     await _prune(session, ctx, integration, now)
     run = _Run(
-        session,
-        ctx,
-        integration,
-        principal(integration, meta),
-        service.source_of(integration),
-        now,
-        await sla_service.load_catalog(session),
+        session, ctx, integration, principal(integration, meta), service.source_of(integration), now
     )
+    await _lock_keys(session, run.source, [e.dedup_key for e in events])
     outcomes = []
     for event in events:
         try:
@@ -284,7 +301,9 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
         f"{event.dedup_key[:200]}#{uuid.uuid4().hex[:12]}",
         dedup_key=event.dedup_key,
     )
-    task = await tasks.create_task(run.session, run.ctx, run.actor, data, origin, run.catalog)
+    task = await tasks.create_task(
+        run.session, run.ctx, run.actor, data, origin, await run.catalog()
+    )
     return "created", task
 
 

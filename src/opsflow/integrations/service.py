@@ -264,14 +264,9 @@ async def events(
     return list(rows), total
 
 
-async def by_key(session: AsyncSession, key: str, *, lock: bool = False) -> Integration:
-    """The enabled integration this URL key belongs to; unknown or disabled: 404. Locked on
-    PostgreSQL so the events of one integration apply one after the other (a dedup key is
-    then never opened twice by two concurrent triggers)."""
-    query = select(Integration).where(Integration.key_hash == hash_key(key))
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = await session.scalar(query)
+async def by_key(session: AsyncSession, key: str) -> Integration:
+    """The enabled integration this URL key belongs to; unknown or disabled: 404."""
+    row = await session.scalar(select(Integration).where(Integration.key_hash == hash_key(key)))
     if row is None or not row.enabled:
         raise NotFound(ENTITY)
     return row
