@@ -152,11 +152,32 @@ class _References:
         return team if team is not None and team.is_active else None
 
 
-class _Invalid(Exception):
-    def __init__(self, reason: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.details = details or []
+class _Invalid(AppError):
+    """An item that cannot be applied; it is reported, the batch goes on."""
+
+    status_code = 400
+    code = "VALIDATION_ERROR"
+
+
+def _invalid(index: int, external_id: str | None, error: AppError) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=external_id,
+        outcome=Outcome.INVALID,
+        reason=error.message,
+        details=error.details or [],
+    )
+
+
+def _applied(index: int, task: Task, outcome: Outcome, reason: str | None = None) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=task.external_id,
+        outcome=outcome,
+        task_id=task.id,
+        status=TaskStatus(task.status),
+        reason=reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -234,24 +255,17 @@ def _parse(index: int, raw: Any) -> TicketIn | ItemResult:
     external_id = raw.get("external_id") if isinstance(raw, dict) else None
     shown = external_id if isinstance(external_id, str) and "\x00" not in external_id else None
     if not isinstance(raw, dict):
-        return ItemResult(
-            index=index,
-            external_id=None,
-            outcome=Outcome.INVALID,
-            reason="a ticket must be a JSON object",
+        error = _Invalid(
+            "a ticket must be a JSON object",
             details=[{"field": f"tickets[{index}]", "message": "must be an object"}],
         )
+        return _invalid(index, None, error)
     try:
         return TicketIn.model_validate(raw)
     except ValidationError as exc:
         details = validation_details(exc.errors(include_url=False, include_input=False))
-        return ItemResult(
-            index=index,
-            external_id=shown[:255] if shown else None,
-            outcome=Outcome.INVALID,
-            reason="; ".join(f"{d['field']}: {d['message']}" for d in details),
-            details=details,
-        )
+        reason = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return _invalid(index, shown[:255] if shown else None, _Invalid(reason, details=details))
 
 
 async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) -> ItemResult:
@@ -264,31 +278,11 @@ async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) 
                 outcome, reason = Outcome.CREATED, None
             else:
                 outcome, reason = await _update(run, item, task)
-    except _Invalid as exc:
-        return ItemResult(
-            index=index,
-            external_id=item.external_id,
-            outcome=Outcome.INVALID,
-            reason=exc.reason,
-            details=exc.details,
-        )
     except AppError as exc:
-        # A refused transition or a conflict: this item only (its savepoint rolled back).
-        return ItemResult(
-            index=index,
-            external_id=item.external_id,
-            outcome=Outcome.INVALID,
-            reason=exc.message,
-            details=exc.details or [],
-        )
-    return ItemResult(
-        index=index,
-        external_id=item.external_id,
-        outcome=outcome,
-        task_id=task.id,
-        status=TaskStatus(task.status),
-        reason=reason,
-    )
+        # Invalid references, a refused transition, a conflict: this item only (its
+        # savepoint rolled back).
+        return _invalid(index, item.external_id, exc)
+    return _applied(index, task, outcome, reason)
 
 
 async def _create_open(
@@ -299,21 +293,9 @@ async def _create_open(
     try:
         task = await _create(run, item, deferred=True)
     except _Invalid as exc:
-        return ItemResult(
-            index=index,
-            external_id=item.external_id,
-            outcome=Outcome.INVALID,
-            reason=exc.reason,
-            details=exc.details,
-        )
+        return _invalid(index, item.external_id, exc)
     known[item.external_id] = task
-    return ItemResult(
-        index=index,
-        external_id=item.external_id,
-        outcome=Outcome.CREATED,
-        task_id=task.id,
-        status=TaskStatus(task.status),
-    )
+    return _applied(index, task, Outcome.CREATED)
 
 
 def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
@@ -321,13 +303,15 @@ def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     if item.assigned_to and assignee is None:
         raise _Invalid(
             f"no active user {item.assigned_to!r}",
-            [{"field": "assigned_to", "message": "no active user with this username or e-mail"}],
+            details=[
+                {"field": "assigned_to", "message": "no active user with this username or e-mail"}
+            ],
         )
     team = run.refs.team(item.team) if item.team else None
     if item.team and team is None:
         raise _Invalid(
             f"no active team {item.team!r}",
-            [{"field": "team", "message": "no active team with this name or id"}],
+            details=[{"field": "team", "message": "no active team with this name or id"}],
         )
     return assignee, team
 
