@@ -276,8 +276,26 @@ async def test_generic_invalid_event_lists_every_problem_and_writes_nothing(
         b'{"event_action": "trigger", "payload": {"summary": "a\\u0000b", "severity": "info",'
         b' "source": "x"}}',
         b"\xff\xfe",
+        b'{"event_action": "trigger", "payload": {"summary": "s", "severity": "info",'
+        b' "source": "x", "custom_details": {"ratio": NaN}}}',
+        b'{"event_action": "trigger", "x": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}",
+        b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event_action": "trigger", "payload": {"summary": "s", "severity": "info",'
+        b' "source": "x", "custom_details": {"big": 1e400}}}',
+        b'{"event_action": "trigger", "payload": {"summary": "\\ud800", "severity": "info",'
+        b' "source": "x"}}',
     ],
-    ids=["malformed", "not-an-object", "nul-byte", "not-utf8"],
+    ids=[
+        "malformed",
+        "not-an-object",
+        "nul-byte",
+        "not-utf8",
+        "nan",
+        "deep",
+        "very-deep",
+        "infinite-number",
+        "lone-surrogate",
+    ],
 )
 async def test_bad_bodies_are_400_and_write_nothing(
     client: httpx.AsyncClient, admin_headers: Headers, content: bytes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,38 +47,71 @@ def _problem(problems: Problems, where: str, message: str) -> None:
     problems.append({"field": where, "message": message})
 
 
-def _nul_paths(value: Any, path: str, found: list[str]) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            found.append(path or "body")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                found.append(f"{path}.{key!r}" if path else repr(key))
-            else:
-                _nul_paths(item, f"{path}.{key}" if path else key, found)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _nul_paths(item, f"{path}[{index}]", found)
+MAX_DEPTH = 64
+
+
+def _nul_paths(document: Any) -> list[str]:
+    """Where strings (or keys) hold NUL characters; raises ValueError past MAX_DEPTH."""
+    found: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"number out of range at {path or 'body'}")
+        if isinstance(value, str):
+            if "\x00" in value or not _encodable(value):
+                found.append(path or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key or not _encodable(key):
+                    found.append(f"{path}.{key!r}" if path else repr(key))
+                else:
+                    stack.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                stack.append((item, f"{path}[{index}]", depth + 1))
+    return sorted(found)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate such as "\\ud800"
+        return False
+    return True
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _invalid(message: str) -> ValidationFailed:
+    return ValidationFailed(message, details=[{"field": "body", "message": message}])
 
 
 def load_body(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object; malformed JSON, another type or NUL characters -> 400."""
+    """The body as a JSON object; malformed JSON (NaN and Infinity included), another type,
+    nesting past MAX_DEPTH levels or NUL characters -> 400."""
     try:
-        document = json.loads(raw)
+        document = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise _invalid(f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError):
-        raise ValidationFailed(
-            "Malformed JSON body", details=[{"field": "body", "message": "Malformed JSON body"}]
-        ) from None
+        raise _invalid("Malformed JSON body") from None
     if not isinstance(document, dict):
-        raise ValidationFailed(
-            details=[{"field": "body", "message": "must be a JSON object"}],
-        )
-    found: list[str] = []
-    _nul_paths(document, "", found)
+        raise ValidationFailed(details=[{"field": "body", "message": "must be a JSON object"}])
+    try:
+        found = _nul_paths(document)
+    except ValueError as exc:
+        raise _invalid(f"JSON {exc}") from None
     if found:
         raise ValidationFailed(
-            details=[{"field": f, "message": "must not contain NUL characters"} for f in found]
+            details=[
+                {"field": f, "message": "must not contain NUL characters or lone surrogates"}
+                for f in found
+            ]
         )
     return document
 
