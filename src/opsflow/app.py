@@ -266,5 +266,7 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_bytes,
         larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
+        # Monitoring systems drop a notification answered 413: take big ones.
+        larger_body_prefixes={f"{API_PREFIX}/integrations/": settings.max_batch_request_bytes},
     )
     return app

@@ -313,6 +313,23 @@ async def test_bad_bodies_are_400_and_write_nothing(
     assert listed.json()["pagination"]["total_items"] == 0
 
 
+async def test_large_alertmanager_notifications_are_taken(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Over the 1 MiB default: Alertmanager would drop a notification answered 413."""
+    integration = await make_integration(client, admin_headers, "alertmanager")
+    body = recorded("alertmanager.json")
+    body["alerts"][0]["annotations"]["description"] = "d" * (1024 * 1024 + 10)
+    response = await send(client, integration["key"], body, "alertmanager")
+    assert response.status_code == 202, response.text[:300]
+    results = response.json()["results"]
+    assert [r["outcome"] for r in results] == ["created", "created"]
+    incident = await task(client, admin_headers, results[0]["task_id"])
+    kept = incident["metadata"]["alert"]["payload"]
+    assert kept["truncated"] is True
+    assert kept["size_bytes"] > 1024 * 1024
+
+
 async def test_unknown_key_is_404_in_the_envelope(client: httpx.AsyncClient) -> None:
     for path in ("events", "alertmanager", "grafana", "elastic"):
         response = await send(client, "no-such-key", trigger("x"), path)

@@ -23,11 +23,13 @@ committed before the 2xx answer.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
@@ -124,7 +126,9 @@ async def apply(
         try:
             async with savepoint(session):
                 outcome, task = await _one(run, event)
-        except AppError:
+        except (AppError, ValidationError):
+            # This event alone (a transition the status machine refuses, a field the task
+            # rules refuse); logged, and the others apply.
             outcome, task = "failed", None
         session.add(
             IntegrationEvent(
@@ -229,10 +233,34 @@ def _cmd(run: _Run, task: Task) -> tasks.TaskCommand:
     return tasks.TaskCommand(run.session, run.ctx, run.actor, task.id)
 
 
+PAYLOAD_BYTES = 8192  # of the 16 KiB a task's metadata may hold
+
+
+def _fit(payload: dict[str, Any]) -> dict[str, Any]:
+    """The latest payload as kept on the incident: whole when small, else an excerpt (the
+    event log and the sender keep the rest)."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(text.encode())
+    if size <= PAYLOAD_BYTES:
+        return payload
+    return {"truncated": True, "size_bytes": size, "excerpt": text[:2048]}
+
+
+def _links(links: list[Any]) -> list[dict[str, str]]:
+    kept = []
+    for link in links[:5]:
+        if isinstance(link, dict) and isinstance(link.get("href"), str):
+            text = link.get("text")
+            kept.append(
+                {"href": link["href"][:1000], "text": text[:200] if isinstance(text, str) else ""}
+            )
+    return kept
+
+
 def _details(event: AlertEvent) -> dict[str, Any]:
     return {
-        "payload": event.payload,
-        "links": event.links,
+        "payload": _fit(event.payload),
+        "links": _links(event.links),
         "severity": event.severity.value,
         "summary": event.summary,
         "source": event.source,
