@@ -123,9 +123,14 @@ async def apply(
     await _lock_keys(session, run.source, [e.dedup_key for e in events])
     outcomes = []
     for event in events:
+        task: Task | None
         try:
-            async with savepoint(session):
-                outcome, task = await _one(run, event)
+            plain = await _plain_resend(run, event)
+            if plain is not None:
+                outcome, task = "updated", plain
+            else:
+                async with savepoint(session):
+                    outcome, task = await _one(run, event)
         except (AppError, ValidationError):
             # This event alone (a transition the status machine refuses, a field the task
             # rules refuse); logged, and the others apply.
@@ -210,6 +215,34 @@ def _recent_flips(run: _Run, alert: dict[str, Any]) -> list[str]:
 def _priority(run: _Run, severity: Severity) -> Priority:
     mapped = service.severity_map(run.integration).get(severity.value, Priority.HIGH)
     return Priority(mapped)
+
+
+async def _plain_resend(run: _Run, event: AlertEvent) -> Task | None:
+    """The common case, a re-send of a firing alert that changes nothing but the count and
+    `last_seen`: done in place (nothing in it can fail alone, so no savepoint). None when the
+    event needs the full rules."""
+    if event.action != TRIGGER:
+        return None
+    task = await _open_incident(run, event.dedup_key)
+    if task is None:
+        return None
+    before = _alert(task)
+    old = before.get("severity")
+    if (
+        old not in _SEVERITIES
+        or SEVERITY_RANK[event.severity] > SEVERITY_RANK[Severity(old)]
+        or before.get("state") != "firing"
+        or before.get("flapping")
+    ):
+        return None
+    alert = {**before, **_details(event), "severity": old}
+    alert["count"] = int(before.get("count", 1)) + 1
+    alert["last_seen"] = run.now
+    _save_alert(task, alert)
+    return task
+
+
+_SEVERITIES = frozenset(s.value for s in Severity)
 
 
 async def _one(run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
