@@ -330,6 +330,23 @@ async def test_large_alertmanager_notifications_are_taken(
     assert kept["size_bytes"] > 1024 * 1024
 
 
+async def test_an_oversized_alert_still_opens_its_incident(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Summary, payload and links together past what a task's metadata holds."""
+    integration = await make_integration(client, admin_headers)
+    body = trigger("big")
+    body["payload"]["summary"] = "€" * 1000
+    body["payload"]["custom_details"] = {"text": "a" * 8000}
+    body["links"] = [{"href": "https://example.com/" + "€" * 990, "text": "t"}] * 5
+    response = await send(client, integration["key"], body)
+    assert response.status_code == 202, response.text
+    log = await events(client, admin_headers, integration["id"])
+    assert [e["outcome"] for e in log] == ["created"]
+    incident = await task(client, admin_headers, log[0]["task_id"])
+    assert incident["metadata"]["alert"]["payload"] == {"truncated": True}
+
+
 async def test_unknown_key_is_404_in_the_envelope(client: httpx.AsyncClient) -> None:
     for path in ("events", "alertmanager", "grafana", "elastic"):
         response = await send(client, "no-such-key", trigger("x"), path)

@@ -201,8 +201,19 @@ def _alert(task: Task) -> dict[str, Any]:
     return dict(alert) if isinstance(alert, dict) else {}
 
 
+METADATA_BYTES = 15_000  # under the 16 KiB the task rules allow
+
+
+def _bounded(alert: dict[str, Any]) -> dict[str, Any]:
+    """`alert` as JSON, its payload and links dropped when the whole would not fit."""
+    kept: dict[str, Any] = to_jsonable(alert)
+    if len(json.dumps(kept, ensure_ascii=False).encode()) > METADATA_BYTES:
+        kept = {**kept, "payload": {"truncated": True}, "links": []}
+    return kept
+
+
 def _save_alert(task: Task, alert: dict[str, Any]) -> None:
-    task.metadata_ = {**(task.metadata_ or {}), "alert": to_jsonable(alert)}
+    task.metadata_ = {**(task.metadata_ or {}), "alert": _bounded(alert)}
     flag_modified(task, "metadata_")
 
 
@@ -270,8 +281,7 @@ PAYLOAD_BYTES = 8192  # of the 16 KiB a task's metadata may hold
 
 
 def _fit(payload: dict[str, Any]) -> dict[str, Any]:
-    """The latest payload as kept on the incident: whole when small, else an excerpt (the
-    event log and the sender keep the rest)."""
+    """The latest payload as kept on the incident: whole when small, else an excerpt."""
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
     size = len(text.encode())
     if size <= PAYLOAD_BYTES:
@@ -354,7 +364,7 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
                 "name": integration.name,
                 "type": integration.type,
             },
-            "alert": to_jsonable(alert),
+            "alert": _bounded(alert),
         },
     )
     origin = tasks.ExternalRef(
