@@ -121,6 +121,21 @@ class RateLimited(AppError):
     default_message = "Too many requests"
 
 
+class ServiceUnavailable(AppError):
+    """The server is too busy to take this request now; the client should retry later."""
+
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The server is busy; retry shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(
+            message,
+            headers={"Retry-After": str(retry_after_seconds)},
+            retry_after_seconds=retry_after_seconds,
+        )
+
+
 def envelope(
     *,
     code: str,
@@ -178,9 +193,3 @@ class InvalidSignature(AppError):
     status_code = 401
     code = "INVALID_SIGNATURE"
     default_message = "The request signature does not match"
-
-
-class ServiceUnavailable(AppError):
-    status_code = 503
-    code = "SERVICE_UNAVAILABLE"
-    default_message = "The database is unavailable; retry later"

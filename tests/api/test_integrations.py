@@ -17,7 +17,8 @@ import pytest
 
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_settings, make_user
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 PAYLOADS = Path(__file__).parent.parent / "data" / "alerts"
 Headers = dict[str, str]

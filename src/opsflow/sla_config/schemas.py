@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from opsflow.kit.validation import TimeZoneName
 from opsflow.sla.defaults import MAX_SLA_MINUTES
+from opsflow.tasks.conditions import ConditionValue
 
 ConfigName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -162,6 +163,27 @@ class SimulateRequest(_Strict):
     calendar: CalendarRef | None = Field(None, description="override the policy's calendar")
     start: AwareDatetime | None = Field(None, description="default: now")
     pauses: Annotated[list[PauseWindow], Field(max_length=100)] = []
+    team: ConditionValue | None = Field(
+        None, description="the task's team (id or name), for escalation policies"
+    )
+    service: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    tags: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=100)
+    ] = []
+
+
+class SimulatedStep(BaseModel):
+    """One step of an escalation policy that would handle the task, at its instant."""
+
+    policy: str
+    trigger: str
+    sla_type: str | None
+    level: int
+    cycle: int
+    at: datetime
+    local_time: str
+    targets: list[str]
+    channels: list[str]
 
 
 class SimulatedInstant(BaseModel):
@@ -187,3 +209,4 @@ class SimulateResult(BaseModel):
     start: datetime
     clocks: list[SimulatedClock]
     escalation: list[SimulatedInstant]
+    escalation_steps: list[SimulatedStep] = []
