@@ -9,11 +9,14 @@ and times, over HTTP:
 - the baseline: the same N rows written into `tasks` with one bare multi-row INSERT (no
   clocks, audit or events), over the same database;
 
-and prints each time, tickets per second and the ratio to the baseline. Figures are printed,
-never asserted.
+and prints each time, tickets per second and the ratio to the baseline. Then alert events:
+a generic integration receives a trigger for each of K dedup keys (each opens an incident),
+then R repeats spread over those keys (each only updates its open incident), sent over
+HTTP by C concurrent senders; events per second are printed for both phases. Figures are
+printed, never asserted.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/ingest.py
-    python bench/ingest.py --tickets 1000 --rounds 3
+    python bench/ingest.py --tickets 1000 --rounds 3 --alert-keys 10000 --alert-repeats 20000
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -118,10 +122,73 @@ async def _admin_id(url: str) -> uuid.UUID:
         await engine.dispose()
 
 
+def _event(key: str, n: int) -> dict[str, Any]:
+    return {
+        "event_action": "trigger",
+        "dedup_key": key,
+        "payload": {
+            "summary": f"Disk almost full on {key}",
+            "severity": ("warning", "error")[n % 2],
+            "source": key,
+            "custom_details": {"free_percent": n % 10},
+        },
+    }
+
+
+async def _send_all(base: str, path: str, bodies: list[dict[str, Any]], senders: int) -> float:
+    """Post every body (C at a time); the seconds it took."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await client.post(path, json=body)
+            if response.status_code != 202:
+                raise SystemExit(f"event failed: {response.status_code} {response.text[:300]}")
+
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(client) for _ in range(senders)))
+        return time.perf_counter() - started
+
+
+def _alerts(
+    client: httpx.Client, base: str, headers: dict[str, str], keys: int, repeats: int, senders: int
+) -> None:
+    created = client.post(
+        "/integrations", json={"name": "bench", "type": "generic"}, headers=headers
+    )
+    if created.status_code != 201:
+        raise SystemExit(f"integration failed: {created.status_code} {created.text[:300]}")
+    path = f"/api/v1/integrations/{created.json()['key']}/events"
+    names = [f"host-{i:05d}/disk" for i in range(keys)]
+    rng = random.Random(7)
+    first = asyncio.run(_send_all(base, path, [_event(k, 0) for k in names], senders))
+    again = [_event(rng.choice(names), n) for n in range(1, repeats + 1)]
+    second = asyncio.run(_send_all(base, path, again, senders))
+    incidents = client.get(
+        "/tasks", params={"task_type": "INCIDENT", "page_size": 1}, headers=headers
+    ).json()["pagination"]["total_items"]
+    log(f"alert events over {keys} dedup keys, {senders} concurrent senders, one process:")
+    log(f"  first trigger of each key (opens an incident): {keys / first:.0f} events/s")
+    log(f"  {repeats} repeats (deduplicated onto open incidents): {repeats / second:.0f} events/s")
+    total = keys + repeats
+    log(
+        f"  all {total} events: {total / (first + second):.0f} events/s; "
+        f"{incidents} incidents open (expected {keys})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--alert-keys", type=int, default=10_000)
+    parser.add_argument("--alert-repeats", type=int, default=20_000)
+    parser.add_argument("--senders", type=int, default=8)
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="opsflow-bench-ingest-")
@@ -162,6 +229,8 @@ def main() -> None:
                 took, summary = _post(client, headers, _tickets(n, run, 5, "Export still hangs"))
                 assert summary["updated"] == n, summary
                 updated.append(took)
+            if args.alert_keys > 0:
+                _alerts(client, base, headers, args.alert_keys, args.alert_repeats, args.senders)
         creator = asyncio.run(_admin_id(url))
         baseline = [asyncio.run(_baseline(url, n, creator)) for _ in range(args.rounds)]
     finally:

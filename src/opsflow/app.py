@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,9 +24,10 @@ from opsflow.clock import Clock, SystemClock
 from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, current_environment, environment_warnings, load_settings
 from opsflow.context import AppContext
-from opsflow.errors import AppError, envelope, validation_details
+from opsflow.errors import AppError, ServiceUnavailable, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
+from opsflow.integrations.endpoints import router as integrations_router
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
@@ -97,6 +98,21 @@ def _busy(request: Request) -> JSONResponse:
         "The database is busy; retry shortly",
         extra={"retry_after_seconds": BUSY_RETRY_AFTER_SECONDS},
         headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached: nothing was committed, and a 503 tells senders
+    (monitoring systems, batch clients) to retry."""
+    log.warning("database_unavailable", error=str(exc)[:500], path=request.url.path)
+    error = ServiceUnavailable("The database is unavailable; retry later", retry_after_seconds=5)
+    return _render(
+        request,
+        error.status_code,
+        error.code,
+        error.message,
+        extra=error.extra,
+        headers=error.headers,
     )
 
 
@@ -179,8 +195,16 @@ def _install_error_handlers(app: FastAPI) -> None:
             # SQLite: another writer held the lock past the busy timeout.
             log.warning("database_locked", path=request.url.path)
             return _busy(request)
+        if exc.connection_invalidated:
+            return _unavailable(request, exc)
         log.exception("database_error", path=request.url.path)
         return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(ConnectionError)
+    @app.exception_handler(TimeoutError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return _unavailable(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -261,6 +285,7 @@ def create_app(
         teams_router,
         tasks_router,
         tickets_router,
+        integrations_router,
         sla_router,
         policies_router,
         calendars_router,
@@ -299,5 +324,7 @@ def create_app(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_bytes,
         larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
+        # Monitoring systems drop a notification answered 413: take big ones.
+        larger_body_prefixes={f"{API_PREFIX}/integrations/": settings.max_batch_request_bytes},
     )
     return app

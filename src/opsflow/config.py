@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     notification_lease_seconds: float = Field(
         120.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_NOTIFICATION_LEASE_SECONDS")
     )
+    # Alert integrations: how long `GET /integrations/{id}/events` keeps what came in.
+    integration_event_retention_days: int = Field(
+        14, ge=1, le=3650, validation_alias=_env("OPSFLOW_INTEGRATION_EVENT_RETENTION_DAYS")
+    )
     # The Celery broker of `opsflow worker`/`beat`; the first of these variables that is set.
     celery_broker_url: str = Field(
         "redis://127.0.0.1:6379/0",

@@ -201,3 +201,9 @@ def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, An
         }
         for e in errors
     ]
+
+
+class InvalidSignature(AppError):
+    status_code = 401
+    code = "INVALID_SIGNATURE"
+    default_message = "The request signature does not match"

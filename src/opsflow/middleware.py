@@ -52,12 +52,23 @@ class RequestContextMiddleware:
         *,
         max_body_bytes: int,
         larger_bodies: Mapping[str, int] | None = None,
+        larger_body_prefixes: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         # Exact paths that take bigger bodies than the default (batch ingestion).
         self.larger_bodies = dict(larger_bodies or {})
+        # Path prefixes that do (alert notifications carrying many alerts).
+        self.larger_body_prefixes = dict(larger_body_prefixes or {})
         self.log = structlog.get_logger("opsflow.access")
+
+    def _limit(self, path: str) -> int:
+        if path in self.larger_bodies:
+            return self.larger_bodies[path]
+        for prefix, limit in self.larger_body_prefixes.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_body_bytes
 
     @staticmethod
     def _too_large(limit: int) -> HTTPException:
@@ -79,7 +90,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder: dict[str, Any] = {"status": 500}
 
-        limit = self.larger_bodies.get(scope["path"], self.max_body_bytes)
+        limit = self._limit(scope["path"])
         scope["state"]["max_body_bytes"] = limit
         declared = _content_length(scope)
         if declared is not None and declared > limit:

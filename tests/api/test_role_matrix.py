@@ -475,6 +475,59 @@ async def ingested_ticket(w: World, who: Caller) -> Request:
     return {"path": {"external_id": external_id}}
 
 
+async def _integration(w: World, kind: str = "generic") -> dict[str, Any]:
+    response = await w.client.post(
+        "/integrations", json={"name": w.unique("integration"), "type": kind}, headers=w.admin
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def new_integration(w: World, who: Caller) -> Request:
+    return {"json": {"name": w.unique("integration"), "type": "generic"}}
+
+
+async def some_integration(w: World, who: Caller) -> Request:
+    return {"path": {"integration_id": (await _integration(w))["id"]}}
+
+
+async def edit_integration(w: World, who: Caller) -> Request:
+    return {**(await some_integration(w, who)), "json": {"auto_resolve": False}}
+
+
+_ALERTMANAGER_BODY = {
+    "version": "4",
+    "groupKey": "{}:{}",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "Matrix"},
+            "annotations": {},
+            "startsAt": "2026-01-27T10:00:00Z",
+            "fingerprint": "0123456789abcdef",
+        }
+    ],
+}
+
+
+def inbound(kind: str) -> Setup:
+    """The inbound alert endpoints authenticate by the key in their URL, not by a token."""
+
+    async def setup(w: World, who: Caller) -> Request:
+        key = (await _integration(w, kind))["key"]
+        body: dict[str, Any] = {
+            "generic": {
+                "event_action": "trigger",
+                "payload": {"summary": "Matrix", "severity": "info", "source": "matrix"},
+            },
+            "elastic": {"watch_id": "matrix", "metadata": {"name": "Matrix"}},
+        }.get(kind, _ALERTMANAGER_BODY)
+        return {"path": {"key": key}, "json": body}
+
+    return setup
+
+
 def _assign_body(w: World) -> dict[str, Any]:
     return {"assigned_to": w.callers["support"].id}
 
@@ -584,6 +637,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", f"{V1}/tickets", "ingest_tickets", 200, ticket_batch),
     Endpoint("GET", f"{V1}/tickets/{{external_id}}", "read_tasks", 200, ingested_ticket),
     Endpoint("GET", f"{V1}/tickets/{{external_id}}/sla", "read_tasks", 200, ingested_ticket),
+    # alert integrations
+    Endpoint("GET", f"{V1}/integrations", "administer", 200),
+    Endpoint("POST", f"{V1}/integrations", "administer", 201, new_integration),
+    Endpoint("GET", f"{V1}/integrations/{{integration_id}}", "administer", 200, some_integration),
+    Endpoint("PATCH", f"{V1}/integrations/{{integration_id}}", "administer", 200, edit_integration),
+    Endpoint(
+        "DELETE", f"{V1}/integrations/{{integration_id}}", "administer", 204, some_integration
+    ),
+    Endpoint(
+        "POST",
+        f"{V1}/integrations/{{integration_id}}/rotate-key",
+        "administer",
+        200,
+        some_integration,
+    ),
+    Endpoint(
+        "GET", f"{V1}/integrations/{{integration_id}}/events", "administer", 200, some_integration
+    ),
+    Endpoint("POST", f"{V1}/integrations/{{key}}/events", PUBLIC, 202, inbound("generic")),
+    Endpoint(
+        "POST", f"{V1}/integrations/{{key}}/alertmanager", PUBLIC, 202, inbound("alertmanager")
+    ),
+    Endpoint("POST", f"{V1}/integrations/{{key}}/grafana", PUBLIC, 202, inbound("grafana")),
+    Endpoint("POST", f"{V1}/integrations/{{key}}/elastic", PUBLIC, 202, inbound("elastic")),
     Endpoint("GET", f"{V1}/sla-policies", "sla_read", 200),
     Endpoint("POST", f"{V1}/sla-policies", "sla_write", 201, new_policy),
     Endpoint("GET", f"{V1}/sla-policies/{{policy_id}}", "sla_read", 200, some_policy),

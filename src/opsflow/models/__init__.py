@@ -5,6 +5,7 @@ from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
+from opsflow.models.integration import Integration, IntegrationEvent
 from opsflow.models.notification import (
     MaintenanceWindow,
     Notification,
@@ -33,6 +34,8 @@ __all__ = [
     "EscalationEvent",
     "EscalationPolicy",
     "IdempotencyRecord",
+    "Integration",
+    "IntegrationEvent",
     "MaintenanceWindow",
     "Notification",
     "NotificationPreference",

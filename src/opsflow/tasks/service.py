@@ -137,12 +137,14 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
 
 @dataclass(frozen=True)
 class ExternalRef:
-    """Where a task created from another system's record comes from (ticket ingestion)."""
+    """Where a task created from another system's record comes from (ticket ingestion,
+    alert integrations: `dedup_key` names the alert an incident stands for)."""
 
     source: str
     external_id: str
     updated_at: datetime | None = None
     digest: str | None = None
+    dedup_key: str | None = None
 
 
 async def create_task(
@@ -213,6 +215,7 @@ async def create_task(
     if external is not None:
         task.source, task.external_id = external.source, external.external_id
         task.external_updated_at, task.external_digest = external.updated_at, external.digest
+        task.dedup_key = external.dedup_key
     if task.created_by is None:
         raise ValidationFailed("This API client has no owning user to record as creator")
     # The clocks set the task's deadlines before its INSERT. Tasks are written before their

@@ -1,0 +1,1 @@
+"""Alert integrations: monitoring systems post alerts; OpsFlow keeps one incident per alert."""

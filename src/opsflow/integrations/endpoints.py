@@ -1,0 +1,199 @@
+"""`/integrations`: CRUD (admin), the event log, and the inbound alert endpoints.
+
+The inbound endpoints authenticate by the secret key in their URL (monitoring systems
+cannot send bearer tokens). They answer 2xx only once the events are committed, 503 when
+the database is unavailable (the senders retry on 5xx and drop on 4xx), and never 429.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+
+from opsflow.auth.deps import require
+from opsflow.auth.permissions import Permission
+from opsflow.auth.principal import Principal
+from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
+from opsflow.errors import InvalidSignature
+from opsflow.integrations import ingest, parsers, service
+from opsflow.integrations.schemas import (
+    AlertsAccepted,
+    EventAccepted,
+    IntegrationCreate,
+    IntegrationEventRead,
+    IntegrationRead,
+    IntegrationUpdate,
+    IntegrationWithKey,
+)
+from opsflow.kit.pagination import Page, PageDep, Pagination
+from opsflow.models.integration import Integration
+
+router = APIRouter(prefix="/integrations", tags=["integrations"])
+Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
+Key = Annotated[str, Path(min_length=1, max_length=200, description="the integration's key")]
+
+SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
+SIGNATURE_TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
+
+
+@router.get("", response_model=Page[IntegrationRead])
+async def list_integrations(session: SessionDep, _: Admin, page: PageDep) -> Page[IntegrationRead]:
+    rows, total = await service.list_integrations(session, page)
+    return Page(items=[service.read(r) for r in rows], pagination=Pagination.of(page, total))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=IntegrationWithKey)
+async def create_integration(
+    body: IntegrationCreate, session: SessionDep, clock: ClockDep, actor: Admin
+) -> IntegrationWithKey:
+    """The answer carries the key of the inbound URLs: the only time it is shown."""
+    return await service.create(session, actor, body, clock.now())
+
+
+@router.get("/{integration_id}", response_model=IntegrationRead)
+async def get_integration(
+    integration_id: uuid.UUID, session: SessionDep, _: Admin
+) -> IntegrationRead:
+    return service.read(await service.get(session, integration_id))
+
+
+@router.patch("/{integration_id}", response_model=IntegrationRead)
+async def update_integration(
+    integration_id: uuid.UUID,
+    body: IntegrationUpdate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: Admin,
+) -> IntegrationRead:
+    row = await service.update(session, actor, integration_id, body, clock.now())
+    return service.read(row)
+
+
+@router.delete("/{integration_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_integration(
+    integration_id: uuid.UUID, session: SessionDep, clock: ClockDep, actor: Admin
+) -> Response:
+    await service.delete(session, actor, integration_id, clock.now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{integration_id}/rotate-key", response_model=IntegrationWithKey)
+async def rotate_key(
+    integration_id: uuid.UUID, session: SessionDep, clock: ClockDep, actor: Admin
+) -> IntegrationWithKey:
+    """A new key, shown once; the previous one stops working at once."""
+    return await service.rotate_key(session, actor, integration_id, clock.now())
+
+
+@router.get("/{integration_id}/events", response_model=Page[IntegrationEventRead])
+async def list_events(
+    integration_id: uuid.UUID, session: SessionDep, _: Admin, page: PageDep
+) -> Page[IntegrationEventRead]:
+    """What came in, newest first (kept OPSFLOW_INTEGRATION_EVENT_RETENTION_DAYS days)."""
+    rows, total = await service.events(session, integration_id, page)
+    return Page(
+        items=[IntegrationEventRead.model_validate(r) for r in rows],
+        pagination=Pagination.of(page, total),
+    )
+
+
+# --- inbound ------------------------------------------------------------------------------
+
+
+def _verify_signature(integration: Integration, request: Request, raw: bytes) -> None:
+    """Grafana's HMAC-SHA256 of the body (hex), keyed by the contact point's secret; with a
+    timestamp header, of ``timestamp:body``."""
+    secret = integration.signature_secret
+    if secret is None:
+        return
+    given = request.headers.get(SIGNATURE_HEADER, "").strip().lower().removeprefix("sha256=")
+    timestamp = request.headers.get(SIGNATURE_TIMESTAMP_HEADER)
+    message = f"{timestamp}:".encode() + raw if timestamp else raw
+    expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    if not given or not hmac.compare_digest(given, expected):
+        raise InvalidSignature(
+            f"Missing or wrong {SIGNATURE_HEADER}: expected the HMAC-SHA256 of the body"
+        )
+
+
+async def _integration(session: SessionDep, key: str) -> Integration:
+    return await service.by_key(session, key)
+
+
+@router.post("/{key}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)
+async def generic_event(
+    key: Key,
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    meta: RequestMetaDep,
+) -> EventAccepted:
+    """An event with PagerDuty Events API v2 semantics (trigger, acknowledge, resolve)."""
+    integration = await _integration(session, key)
+    raw = await request.body()
+    _verify_signature(integration, request, raw)
+    event = parsers.parse_generic(parsers.load_body(raw))
+    await ingest.apply(session, context, integration, [event], meta)
+    return EventAccepted(dedup_key=event.dedup_key)
+
+
+async def _alerts(
+    key: str,
+    request: Request,
+    session: SessionDep,
+    context: ContextDep,
+    meta: RequestMetaDep,
+    *,
+    elastic: bool = False,
+) -> AlertsAccepted:
+    integration = await _integration(session, key)
+    raw = await request.body()
+    _verify_signature(integration, request, raw)
+    body = parsers.load_body(raw)
+    if elastic:
+        events = [parsers.parse_elastic(body, dict(integration.mapping or {}))]
+    else:
+        events = parsers.parse_alertmanager(body, per_group=integration.group_incidents)
+    outcomes = await ingest.apply(session, context, integration, events, meta)
+    return AlertsAccepted(
+        results=[
+            {
+                "dedup_key": o.dedup_key,
+                "action": o.action,
+                "outcome": o.outcome,
+                "task_id": str(o.task_id) if o.task_id else None,
+            }
+            for o in outcomes
+        ]
+    )
+
+
+@router.post(
+    "/{key}/alertmanager", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted
+)
+async def alertmanager_webhook(
+    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+) -> AlertsAccepted:
+    """Prometheus Alertmanager's webhook (version 4): one incident per alert fingerprint."""
+    return await _alerts(key, request, session, context, meta)
+
+
+@router.post("/{key}/grafana", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted)
+async def grafana_webhook(
+    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+) -> AlertsAccepted:
+    """Grafana's webhook contact point; its HMAC signature is verified when a secret is set."""
+    return await _alerts(key, request, session, context, meta)
+
+
+@router.post("/{key}/elastic", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted)
+async def elastic_webhook(
+    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+) -> AlertsAccepted:
+    """Kibana rule actions and Watcher webhook actions, read through the integration's
+    JSON-pointer mapping (defaults: Kibana's rule variables, Watcher's ctx)."""
+    return await _alerts(key, request, session, context, meta, elastic=True)

@@ -1,0 +1,461 @@
+"""What an alert event does to incidents, for every integration type.
+
+- A dedup key is unique among the integration's *open* incidents (source
+  ``integration:<id>``, task type INCIDENT, not completed, not cancelled).
+- trigger: no open incident opens one (linked to the previous incident of the key, if
+  any); an open one is updated — alert count, last seen, latest payload, kept in its
+  metadata without an audit row (re-sends are not changes), its escalation untouched; a
+  worse severity raises its priority through the task update rules (the SLA re-resolves).
+- acknowledge: acknowledges the open incident.
+- resolve: completes it when the integration auto-resolves, else records the resolution.
+- Flapping: more than N open/resolve flips within M minutes (counted across the linked
+  incidents of a key) marks the incident flapping (tag ``flapping``): a trigger after a
+  resolution then reopens it instead of opening (and announcing) a new incident, and a
+  resolve is recorded without completing it, until the flips in the window fall back to
+  N or fewer — the next event then applies normally.
+
+Every event writes one `integration_events` row (what came in and what came of it). Each
+event has its own SAVEPOINT: one that fails (say, a transition the status machine refuses)
+is recorded as ``failed`` and the others apply. The whole request is one transaction,
+committed before the 2xx answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
+
+from opsflow.auth.principal import Principal, RequestMeta
+from opsflow.context import AppContext
+from opsflow.db import savepoint
+from opsflow.errors import AppError
+from opsflow.integrations import service
+from opsflow.integrations.parsers import ACKNOWLEDGE, RESOLVE, TRIGGER, AlertEvent
+from opsflow.integrations.schemas import SEVERITY_RANK, Severity
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import ActorType, Priority, Scope, TaskStatus, TaskType
+from opsflow.models.integration import Integration, IntegrationEvent
+from opsflow.models.task import Task
+from opsflow.sla import service as sla_service
+from opsflow.tasks import service as tasks
+from opsflow.tasks.schemas import TaskCreate, TaskUpdate
+
+FLAPPING_TAG = "flapping"
+PRUNE_EVERY = timedelta(hours=1)
+_PRIORITY_RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2, Priority.CRITICAL: 3}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    dedup_key: str
+    action: str
+    outcome: str
+    task_id: uuid.UUID | None
+
+
+def principal(integration: Integration, meta: RequestMeta | None = None) -> Principal:
+    """Incidents are written by the integration: the audit names it, the user who set it
+    up is recorded as creator."""
+    return Principal(
+        actor_type=ActorType.API,
+        id=integration.id,
+        name=f"{service.SOURCE_PREFIX}{integration.name}"[:255],
+        team_id=integration.team_id,
+        scopes=frozenset({Scope.TASKS_WRITE}),
+        on_behalf_of=integration.created_by,
+        meta=meta or RequestMeta(),
+    )
+
+
+@dataclass
+class _Run:
+    session: AsyncSession
+    ctx: AppContext
+    integration: Integration
+    actor: Principal
+    source: str
+    now: datetime
+    loaded: list[sla_service.PolicyCatalog] = field(default_factory=list)
+
+    async def catalog(self) -> sla_service.PolicyCatalog:
+        """The SLA policies, loaded once per request and only when an incident opens."""
+        if not self.loaded:
+            self.loaded.append(await sla_service.load_catalog(self.session))
+        return self.loaded[0]
+
+
+def _lock_id(source: str, key: str) -> int:
+    digest = hashlib.sha256(f"{source}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def _lock_keys(session: AsyncSession, source: str, keys: list[str]) -> None:
+    """Serialize the events of one dedup key (PostgreSQL; SQLite has one writer anyway), so
+    two concurrent triggers never open two incidents for it. Keys are taken in sorted
+    order: two requests sharing keys cannot deadlock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for lock_id in sorted({_lock_id(source, key) for key in keys}):
+        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+async def apply(
+    session: AsyncSession,
+    ctx: AppContext,
+    integration: Integration,
+    events: list[AlertEvent],
+    meta: RequestMeta | None = None,
+) -> list[Outcome]:
+    now = ctx.clock.now()
+    await _prune(session, ctx, integration, now)
+    run = _Run(
+        session, ctx, integration, principal(integration, meta), service.source_of(integration), now
+    )
+    await _lock_keys(session, run.source, [e.dedup_key for e in events])
+    outcomes = []
+    for event in events:
+        task: Task | None
+        try:
+            plain = await _plain_resend(run, event)
+            if plain is not None:
+                outcome, task = "updated", plain
+            else:
+                async with savepoint(session):
+                    outcome, task = await _one(run, event)
+        except (AppError, ValidationError):
+            # This event alone (a transition the status machine refuses, a field the task
+            # rules refuse); logged, and the others apply.
+            outcome, task = "failed", None
+        session.add(
+            IntegrationEvent(
+                id=uuid.uuid4(),
+                integration_id=integration.id,
+                received_at=now,
+                dedup_key=event.dedup_key,
+                action=event.action,
+                outcome=outcome,
+                task_id=task.id if task is not None else None,
+                summary=event.summary[:1024] or None,
+            )
+        )
+        outcomes.append(
+            Outcome(event.dedup_key, event.action, outcome, task.id if task is not None else None)
+        )
+    await session.flush()
+    return outcomes
+
+
+async def _prune(
+    session: AsyncSession, ctx: AppContext, integration: Integration, now: datetime
+) -> None:
+    """Drop this integration's event log rows past the retention (at most once an hour)."""
+    last = integration.last_pruned_at
+    if last is not None and now - last < PRUNE_EVERY:
+        return
+    cutoff = now - timedelta(days=ctx.settings.integration_event_retention_days)
+    await session.execute(
+        delete(IntegrationEvent).where(
+            IntegrationEvent.integration_id == integration.id,
+            IntegrationEvent.received_at < cutoff,
+        )
+    )
+    integration.last_pruned_at = now
+
+
+async def _open_incident(run: _Run, key: str) -> Task | None:
+    query = (
+        select(Task)
+        .where(
+            Task.source == run.source,
+            Task.dedup_key == key,
+            Task.completed_at.is_(None),
+            Task.deleted_at.is_(None),
+        )
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    )
+    return await run.session.scalar(query)
+
+
+async def _last_incident(run: _Run, key: str) -> Task | None:
+    query = (
+        select(Task)
+        .where(Task.source == run.source, Task.dedup_key == key, Task.deleted_at.is_(None))
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    )
+    return await run.session.scalar(query)
+
+
+def _alert(task: Task) -> dict[str, Any]:
+    alert = (task.metadata_ or {}).get("alert")
+    return dict(alert) if isinstance(alert, dict) else {}
+
+
+METADATA_BYTES = 15_000  # under the 16 KiB the task rules allow
+
+
+def _bounded(alert: dict[str, Any]) -> dict[str, Any]:
+    """`alert` as JSON, its payload and links dropped when the whole would not fit."""
+    kept: dict[str, Any] = to_jsonable(alert)
+    if len(json.dumps(kept, ensure_ascii=False).encode()) > METADATA_BYTES:
+        kept = {**kept, "payload": {"truncated": True}, "links": []}
+    return kept
+
+
+def _save_alert(task: Task, alert: dict[str, Any]) -> None:
+    task.metadata_ = {**(task.metadata_ or {}), "alert": _bounded(alert)}
+    flag_modified(task, "metadata_")
+
+
+def _recent_flips(run: _Run, alert: dict[str, Any]) -> list[str]:
+    since = run.now - timedelta(minutes=run.integration.flap_window_minutes)
+    flips = [f for f in alert.get("flips", []) if isinstance(f, str)]
+    return [f for f in flips if datetime.fromisoformat(f) >= since]
+
+
+def _priority(run: _Run, severity: Severity) -> Priority:
+    mapped = service.severity_map(run.integration).get(severity.value, Priority.HIGH)
+    return Priority(mapped)
+
+
+async def _plain_resend(run: _Run, event: AlertEvent) -> Task | None:
+    """The common case, a re-send of a firing alert that changes nothing but the count and
+    `last_seen`: done in place (nothing in it can fail alone, so no savepoint). None when the
+    event needs the full rules."""
+    if event.action != TRIGGER:
+        return None
+    task = await _open_incident(run, event.dedup_key)
+    if task is None:
+        return None
+    before = _alert(task)
+    old = before.get("severity")
+    if (
+        old not in _SEVERITIES
+        or SEVERITY_RANK[event.severity] > SEVERITY_RANK[Severity(old)]
+        or before.get("state") != "firing"
+        or before.get("flapping")
+    ):
+        return None
+    alert = {**before, **_details(event), "severity": old}
+    alert["count"] = int(before.get("count", 1)) + 1
+    alert["last_seen"] = run.now
+    _save_alert(task, alert)
+    return task
+
+
+_SEVERITIES = frozenset(s.value for s in Severity)
+
+
+async def _one(run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
+    task = await _open_incident(run, event.dedup_key)
+    if event.action == TRIGGER:
+        if task is not None:
+            return await _retrigger(run, event, task)
+        return await _trigger_closed(run, event)
+    if task is None:
+        return "ignored", None
+    if event.action == ACKNOWLEDGE:
+        if task.acknowledged_at is not None:
+            return "unchanged", task
+        await tasks.acknowledge_task(_cmd(run, task))
+        return "acknowledged", task
+    assert event.action == RESOLVE
+    return await _resolve(run, event, task)
+
+
+def _cmd(run: _Run, task: Task) -> tasks.TaskCommand:
+    return tasks.TaskCommand(run.session, run.ctx, run.actor, task.id)
+
+
+PAYLOAD_BYTES = 8192  # of the 16 KiB a task's metadata may hold
+
+
+def _fit(payload: dict[str, Any]) -> dict[str, Any]:
+    """The latest payload as kept on the incident: whole when small, else an excerpt."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(text.encode())
+    if size <= PAYLOAD_BYTES:
+        return payload
+    return {"truncated": True, "size_bytes": size, "excerpt": text[:2048]}
+
+
+def _links(links: list[Any]) -> list[dict[str, str]]:
+    kept = []
+    for link in links[:5]:
+        if isinstance(link, dict) and isinstance(link.get("href"), str):
+            text = link.get("text")
+            kept.append(
+                {"href": link["href"][:1000], "text": text[:200] if isinstance(text, str) else ""}
+            )
+    return kept
+
+
+def _details(event: AlertEvent) -> dict[str, Any]:
+    return {
+        "payload": _fit(event.payload),
+        "links": _links(event.links),
+        "severity": event.severity.value,
+        "summary": event.summary,
+        "source": event.source,
+        "starts_at": event.starts_at,
+        "ends_at": event.ends_at,
+    }
+
+
+async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
+    previous = await _last_incident(run, event.dedup_key)
+    flips: list[str] = []
+    if previous is not None:
+        before = _alert(previous)
+        ended = before.get("ends_at")
+        if (
+            event.starts_at is not None
+            and isinstance(ended, str)
+            and event.starts_at < datetime.fromisoformat(ended)
+        ):
+            # A re-send of the firing alert that was since resolved (senders retry, and
+            # may deliver out of order): the alert did not fire again.
+            return "stale", previous
+        flips = [*_recent_flips(run, before), run.now.isoformat()]
+        if len(flips) > run.integration.flap_threshold:
+            # Flapping: bring the last incident back instead of announcing a new one.
+            await tasks.reopen_task(_cmd(run, previous), "alert fired again while flapping")
+            alert = {**before, **_details(event), "state": "firing", "flips": flips}
+            alert["count"] = int(before.get("count", 1)) + 1
+            alert["last_seen"] = run.now
+            alert["flapping"] = True
+            _save_alert(previous, alert)
+            await _tag(run, previous, flapping=True)
+            return "reopened", previous
+    alert = {
+        **_details(event),
+        "dedup_key": event.dedup_key,
+        "count": 1,
+        "first_seen": run.now,
+        "last_seen": run.now,
+        "state": "firing",
+        "flips": flips or [run.now.isoformat()],
+        "flapping": False,
+    }
+    if previous is not None:
+        alert["previous_incident"] = str(previous.id)
+    integration = run.integration
+    data = TaskCreate(
+        title=(event.summary or f"Alert {event.dedup_key}")[:500],
+        description=_description(event),
+        task_type=TaskType.INCIDENT,
+        priority=_priority(run, event.severity),
+        team_id=integration.team_id,
+        service=event.source[:255] if event.source else None,
+        tags=["alert", integration.type],
+        metadata={
+            "integration": {
+                "id": str(integration.id),
+                "name": integration.name,
+                "type": integration.type,
+            },
+            "alert": _bounded(alert),
+        },
+    )
+    origin = tasks.ExternalRef(
+        run.source,
+        f"{event.dedup_key[:200]}#{uuid.uuid4().hex[:12]}",
+        dedup_key=event.dedup_key,
+    )
+    task = await tasks.create_task(
+        run.session, run.ctx, run.actor, data, origin, await run.catalog()
+    )
+    return "created", task
+
+
+def _description(event: AlertEvent) -> str | None:
+    lines = []
+    if event.source:
+        lines.append(f"Source: {event.source}")
+    lines.append(f"Severity: {event.severity.value}")
+    for link in event.links[:5]:
+        if isinstance(link, dict) and isinstance(link.get("href"), str):
+            lines.append(f"Link: {link['href']}")
+    return "\n".join(lines)
+
+
+async def _retrigger(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
+    outcome = "updated"
+    before = _alert(task)
+    old = before.get("severity")
+    worse = old not in {s.value for s in Severity} or (
+        SEVERITY_RANK[event.severity] > SEVERITY_RANK[Severity(old)]
+    )
+    wanted = _priority(run, event.severity)
+    if worse and _PRIORITY_RANK[wanted] > _PRIORITY_RANK[Priority(task.priority)]:
+        await tasks.update_task(_cmd(run, task), TaskUpdate(priority=wanted))
+        outcome = "escalated"
+    alert = {**before, **_details(event)}
+    if old in {s.value for s in Severity} and not worse:
+        alert["severity"] = old  # the incident keeps the worst severity seen
+    alert["count"] = int(before.get("count", 1)) + 1
+    alert["last_seen"] = run.now
+    if before.get("state") == "resolved":  # a held resolution, then the alert fired again
+        alert["flips"] = [*_recent_flips(run, before), run.now.isoformat()]
+        alert["state"] = "firing"
+    _save_alert(task, alert)
+    await _settle(run, task)
+    return outcome, task
+
+
+async def _resolve(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
+    before = _alert(task)
+    flips = _recent_flips(run, before)
+    if before.get("state") != "resolved":
+        flips.append(run.now.isoformat())
+    alert = {**before, "state": "resolved", "flips": flips, "last_seen": run.now}
+    alert["ends_at"] = event.ends_at or run.now
+    flapping = len(flips) > run.integration.flap_threshold
+    alert["flapping"] = flapping
+    _save_alert(task, alert)
+    if flapping:
+        await _tag(run, task, flapping=True)
+        return "held", task
+    if FLAPPING_TAG in (task.tags or []):
+        await _tag(run, task, flapping=False)
+    if not run.integration.auto_resolve:
+        return "recorded", task
+    await _complete(run, task)
+    return "resolved", task
+
+
+async def _settle(run: _Run, task: Task) -> None:
+    """A flapping incident whose flips fell back within the threshold is flapping no more."""
+    alert = _alert(task)
+    if not alert.get("flapping"):
+        return
+    if len(_recent_flips(run, alert)) > run.integration.flap_threshold:
+        return
+    alert["flapping"] = False
+    _save_alert(task, alert)
+    await _tag(run, task, flapping=False)
+
+
+async def _tag(run: _Run, task: Task, *, flapping: bool) -> None:
+    tags = [t for t in (task.tags or []) if t != FLAPPING_TAG]
+    if flapping:
+        tags.append(FLAPPING_TAG)
+    if tags != list(task.tags or []):
+        await tasks.update_task(_cmd(run, task), TaskUpdate(tags=tags))
+
+
+async def _complete(run: _Run, task: Task) -> None:
+    cmd = _cmd(run, task)
+    if TaskStatus(task.status) in (TaskStatus.CREATED, TaskStatus.ASSIGNED):
+        await tasks.start_task(cmd)
+    await tasks.complete_task(cmd, "resolved by the monitoring system")

@@ -1,0 +1,578 @@
+"""Alert integrations over the API: CRUD, the generic (PagerDuty-style), Alertmanager,
+Grafana and Elastic endpoints with recorded payloads, the incident lifecycle and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from opsflow.app import create_app
+from opsflow.clock import SettableClock
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, login, make_user
+
+PAYLOADS = Path(__file__).parent.parent / "data" / "alerts"
+Headers = dict[str, str]
+
+
+def recorded(name: str) -> dict[str, Any]:
+    return dict(json.loads((PAYLOADS / name).read_text()))
+
+
+async def make_integration(
+    client: httpx.AsyncClient, admin: Headers, kind: str = "generic", **fields: Any
+) -> dict[str, Any]:
+    body = {"name": f"{kind}-{len(fields)}-{id(fields)}", "type": kind, **fields}
+    response = await client.post("/integrations", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def events(client: httpx.AsyncClient, admin: Headers, integration_id: str) -> list[Any]:
+    response = await client.get(f"/integrations/{integration_id}/events", headers=admin)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def task(client: httpx.AsyncClient, admin: Headers, task_id: str) -> dict[str, Any]:
+    response = await client.get(f"/tasks/{task_id}", headers=admin)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def send(
+    client: httpx.AsyncClient, key: str, body: dict[str, Any], path: str = "events"
+) -> httpx.Response:
+    response = await client.post(f"/integrations/{key}/{path}", json=body)
+    # The event log lists newest first: keep each event at its own instant.
+    clock: SettableClock = client._transport.app.state.context.clock  # type: ignore[attr-defined]
+    clock.advance(seconds=1)
+    return response
+
+
+def trigger(key: str | None = None, severity: str = "warning", **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_action": "trigger",
+        "payload": {
+            "summary": "Disk 91% full on db-1",
+            "severity": severity,
+            "source": "db-1",
+            "component": "postgres",
+            "group": "storage",
+            "class": "disk",
+            "custom_details": {"free_gb": 9},
+            "timestamp": "2026-01-27T10:29:00Z",
+        },
+        "links": [{"href": "https://grafana.example.com/d/disk", "text": "Dashboard"}],
+        **extra,
+    }
+    if key is not None:
+        body["dedup_key"] = key
+    return body
+
+
+# --- CRUD ---------------------------------------------------------------------------------
+
+
+async def test_crud_shows_the_key_once_and_rotation_replaces_it(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    created = await make_integration(client, admin_headers, severity_map={"warning": "HIGH"})
+    key = created["key"]
+    assert created["urls"]["events"] == f"/integrations/{key}/events"
+    assert created["severity_map"]["warning"] == "HIGH"
+    assert created["severity_map"]["critical"] == "CRITICAL"
+    assert (created["flap_threshold"], created["flap_window_minutes"]) == (4, 30)
+    read = (await client.get(f"/integrations/{created['id']}", headers=admin_headers)).json()
+    assert "key" not in read
+    assert key not in json.dumps(read)
+    listed = (await client.get("/integrations", headers=admin_headers)).json()
+    assert [i["id"] for i in listed["items"]] == [created["id"]]
+
+    rotated = await client.post(f"/integrations/{created['id']}/rotate-key", headers=admin_headers)
+    assert rotated.status_code == 200, rotated.text
+    new_key = rotated.json()["key"]
+    assert new_key != key
+    assert_error(await send(client, key, trigger("a")), 404, "NOT_FOUND")
+    assert (await send(client, new_key, trigger("a"))).status_code == 202
+
+    patched = await client.patch(
+        f"/integrations/{created['id']}", json={"enabled": False}, headers=admin_headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert_error(await send(client, new_key, trigger("a")), 404, "NOT_FOUND")
+    deleted = await client.delete(f"/integrations/{created['id']}", headers=admin_headers)
+    assert deleted.status_code == 204
+
+
+async def test_create_validation_lists_every_problem(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    response = await client.post(
+        "/integrations",
+        json={"name": "x", "type": "nagios", "severity_map": {"warning": "URGENT"}},
+        headers=admin_headers,
+    )
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    fields = {d["field"] for d in error["details"]}
+    assert "type" in fields
+    assert any(f.startswith("severity_map") for f in fields)
+
+
+# --- generic endpoint ---------------------------------------------------------------------
+
+
+async def test_generic_lifecycle(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    key = integration["key"]
+
+    first = await send(client, key, trigger())
+    assert first.status_code == 202, first.text
+    body = first.json()
+    assert body["status"] == "success"
+    assert body["message"] == "Event processed"
+    dedup = body["dedup_key"]
+    assert dedup
+    log = await events(client, admin_headers, integration["id"])
+    assert [(e["action"], e["outcome"], e["dedup_key"]) for e in log] == [
+        ("trigger", "created", dedup)
+    ]
+    incident_id = log[0]["task_id"]
+    incident = await task(client, admin_headers, incident_id)
+    assert incident["task_type"] == "INCIDENT"
+    assert incident["priority"] == "MEDIUM"
+    assert incident["source"] == f"integration:{integration['id']}"
+    assert incident["metadata"]["alert"]["count"] == 1
+
+    clock.advance(minutes=1)
+    again = await send(client, key, trigger(dedup))
+    assert again.json()["dedup_key"] == dedup
+    same = await task(client, admin_headers, incident_id)
+    assert same["metadata"]["alert"]["count"] == 2
+    assert same["priority"] == "MEDIUM"
+    assert len(same["audit_trail"]) == len(incident["audit_trail"])  # a re-send is no change
+
+    worse = await send(client, key, trigger(dedup, severity="critical"))
+    assert worse.status_code == 202
+    raised = await task(client, admin_headers, incident_id)
+    assert raised["priority"] == "CRITICAL"
+    milder = await send(client, key, trigger(dedup, severity="info"))
+    assert milder.status_code == 202
+    assert (await task(client, admin_headers, incident_id))["priority"] == "CRITICAL"
+
+    ack = await send(client, key, {"event_action": "acknowledge", "dedup_key": dedup})
+    assert ack.status_code == 202
+    assert (await task(client, admin_headers, incident_id))["acknowledged_at"] is not None
+
+    resolved = await send(client, key, {"event_action": "resolve", "dedup_key": dedup})
+    assert resolved.status_code == 202
+    assert (await task(client, admin_headers, incident_id))["status"] == "COMPLETED"
+
+    clock.advance(minutes=5)
+    reopened = await send(client, key, trigger(dedup))
+    assert reopened.status_code == 202
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "created"
+    new_id = log[0]["task_id"]
+    assert new_id != incident_id
+    new = await task(client, admin_headers, new_id)
+    assert new["metadata"]["alert"]["previous_incident"] == incident_id
+    assert new["status"] != "COMPLETED"
+    outcomes = [e["outcome"] for e in reversed(log)]
+    assert outcomes == [
+        "created",
+        "updated",
+        "escalated",
+        "updated",
+        "acknowledged",
+        "resolved",
+        "created",
+    ]
+
+
+async def test_resolve_without_auto_resolve_is_recorded(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers, auto_resolve=False)
+    key = integration["key"]
+    await send(client, key, trigger("k1"))
+    await send(client, key, {"event_action": "resolve", "dedup_key": "k1"})
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "recorded"
+    incident = await task(client, admin_headers, log[0]["task_id"])
+    assert incident["status"] != "COMPLETED"
+    assert incident["metadata"]["alert"]["state"] == "resolved"
+
+
+async def test_flapping_holds_new_incidents_until_it_settles(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(
+        client, admin_headers, flap_threshold=3, flap_window_minutes=30
+    )
+    key = integration["key"]
+    resolve = {"event_action": "resolve", "dedup_key": "flappy"}
+    await send(client, key, trigger("flappy"))  # flip 1
+    clock.advance(minutes=1)
+    await send(client, key, resolve)  # flip 2: completes
+    clock.advance(minutes=1)
+    await send(client, key, trigger("flappy"))  # flip 3: a new, linked incident
+    clock.advance(minutes=1)
+    await send(client, key, resolve)  # flip 4 > 3: flapping, resolution held
+    log = await events(client, admin_headers, integration["id"])
+    assert [e["outcome"] for e in reversed(log)] == ["created", "resolved", "created", "held"]
+    held = await task(client, admin_headers, log[0]["task_id"])
+    assert "flapping" in held["tags"]
+    assert held["status"] != "COMPLETED"
+    assert held["metadata"]["alert"]["flapping"] is True
+
+    clock.advance(minutes=1)
+    await send(client, key, trigger("flappy"))  # the same incident, no new page
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "updated"
+    assert log[0]["task_id"] == held["id"]
+
+    clock.advance(minutes=40)  # the flips age out of the window: settled
+    await send(client, key, resolve)
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "resolved"
+    settled = await task(client, admin_headers, held["id"])
+    assert settled["status"] == "COMPLETED"
+    assert "flapping" not in settled["tags"]
+
+
+async def test_generic_invalid_event_lists_every_problem_and_writes_nothing(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    key = integration["key"]
+    bad = {"event_action": "explode", "payload": {"severity": "mild", "timestamp": "yesterday"}}
+    error = assert_error(await send(client, key, bad), 400, "VALIDATION_ERROR")
+    fields = {d["field"] for d in error["details"]}
+    assert {"event_action", "payload.summary", "payload.severity", "payload.source"} <= fields
+    assert "payload.timestamp" in fields
+    missing_key = await send(client, key, {"event_action": "resolve"})
+    assert {d["field"] for d in assert_error(missing_key, 400, "VALIDATION_ERROR")["details"]} == {
+        "dedup_key"
+    }
+    assert await events(client, admin_headers, integration["id"]) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'{"event_action": "trigger", "payload": {"summary": "a\\u0000b", "severity": "info",'
+        b' "source": "x"}}',
+        b"\xff\xfe",
+        b'{"event_action": "trigger", "payload": {"summary": "s", "severity": "info",'
+        b' "source": "x", "custom_details": {"ratio": NaN}}}',
+        b'{"event_action": "trigger", "x": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}",
+        b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"event_action": "trigger", "payload": {"summary": "s", "severity": "info",'
+        b' "source": "x", "custom_details": {"big": 1e400}}}',
+        b'{"event_action": "trigger", "payload": {"summary": "\\ud800", "severity": "info",'
+        b' "source": "x"}}',
+    ],
+    ids=[
+        "malformed",
+        "not-an-object",
+        "nul-byte",
+        "not-utf8",
+        "nan",
+        "deep",
+        "very-deep",
+        "infinite-number",
+        "lone-surrogate",
+    ],
+)
+async def test_bad_bodies_are_400_and_write_nothing(
+    client: httpx.AsyncClient, admin_headers: Headers, content: bytes
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    for path in ("events", "alertmanager", "grafana", "elastic"):
+        response = await client.post(
+            f"/integrations/{integration['key']}/{path}",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        assert_error(response, 400, "VALIDATION_ERROR")
+    assert await events(client, admin_headers, integration["id"]) == []
+    listed = await client.get("/tasks", params={"task_type": "INCIDENT"}, headers=admin_headers)
+    assert listed.json()["pagination"]["total_items"] == 0
+
+
+async def test_large_alertmanager_notifications_are_taken(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Over the 1 MiB default: Alertmanager would drop a notification answered 413."""
+    integration = await make_integration(client, admin_headers, "alertmanager")
+    body = recorded("alertmanager.json")
+    body["alerts"][0]["annotations"]["description"] = "d" * (1024 * 1024 + 10)
+    response = await send(client, integration["key"], body, "alertmanager")
+    assert response.status_code == 202, response.text[:300]
+    results = response.json()["results"]
+    assert [r["outcome"] for r in results] == ["created", "created"]
+    incident = await task(client, admin_headers, results[0]["task_id"])
+    kept = incident["metadata"]["alert"]["payload"]
+    assert kept["truncated"] is True
+    assert kept["size_bytes"] > 1024 * 1024
+
+
+async def test_an_oversized_alert_still_opens_its_incident(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Summary, payload and links together past what a task's metadata holds."""
+    integration = await make_integration(client, admin_headers)
+    body = trigger("big")
+    body["payload"]["summary"] = "€" * 1000
+    body["payload"]["custom_details"] = {"text": "a" * 8000}
+    body["links"] = [{"href": "https://example.com/" + "€" * 990, "text": "t"}] * 5
+    response = await send(client, integration["key"], body)
+    assert response.status_code == 202, response.text
+    log = await events(client, admin_headers, integration["id"])
+    assert [e["outcome"] for e in log] == ["created"]
+    incident = await task(client, admin_headers, log[0]["task_id"])
+    assert incident["metadata"]["alert"]["payload"] == {"truncated": True}
+
+
+async def test_unknown_key_is_404_in_the_envelope(client: httpx.AsyncClient) -> None:
+    for path in ("events", "alertmanager", "grafana", "elastic"):
+        response = await send(client, "no-such-key", trigger("x"), path)
+        assert_error(response, 404, "NOT_FOUND")
+
+
+async def test_inbound_endpoints_take_no_bearer_token(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    viewer = await make_user(client, admin_headers, "viewer")
+    response = await client.post(
+        f"/integrations/{integration['key']}/events", json=trigger("t"), headers=viewer.headers
+    )
+    assert response.status_code == 202  # the key authenticates; a token changes nothing
+
+
+# --- Alertmanager, Grafana, Elastic -------------------------------------------------------
+
+
+async def test_alertmanager_one_incident_per_fingerprint(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(client, admin_headers, "alertmanager")
+    key = integration["key"]
+    body = recorded("alertmanager.json")
+    first = await send(client, key, body, "alertmanager")
+    assert first.status_code == 202, first.text
+    results = first.json()["results"]
+    assert [r["outcome"] for r in results] == ["created", "created"]
+    a, b = (r["task_id"] for r in results)
+    assert a != b
+    assert (await task(client, admin_headers, a))["title"] == "High 5xx rate on api-1"
+
+    clock.advance(minutes=5)
+    resent = await send(client, key, body, "alertmanager")
+    assert [r["outcome"] for r in resent.json()["results"]] == ["updated", "updated"]
+    assert (await task(client, admin_headers, a))["metadata"]["alert"]["count"] == 2
+
+    resolved = copy.deepcopy(body)
+    resolved["alerts"][0]["status"] = "resolved"
+    resolved["alerts"][0]["endsAt"] = "2026-01-27T10:40:00Z"
+    done = await send(client, key, resolved, "alertmanager")
+    assert [r["outcome"] for r in done.json()["results"]] == ["resolved", "updated"]
+    assert (await task(client, admin_headers, a))["status"] == "COMPLETED"
+    assert (await task(client, admin_headers, b))["status"] != "COMPLETED"
+
+    # A late re-send of the old firing alert does not reopen anything.
+    stale = await send(client, key, body, "alertmanager")
+    assert [r["outcome"] for r in stale.json()["results"]] == ["stale", "updated"]
+    fired_again = copy.deepcopy(body)
+    fired_again["alerts"][0]["startsAt"] = "2026-01-27T10:45:00Z"
+    again = await send(client, key, fired_again, "alertmanager")
+    outcome = again.json()["results"][0]
+    assert outcome["outcome"] == "created"
+    assert outcome["task_id"] not in (a, b)
+
+
+async def test_alertmanager_one_incident_per_group_when_asked(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(
+        client, admin_headers, "alertmanager", group_incidents=True
+    )
+    response = await send(client, integration["key"], recorded("alertmanager.json"), "alertmanager")
+    assert [r["outcome"] for r in response.json()["results"]] == ["created"]
+    assert response.json()["results"][0]["dedup_key"] == '{}:{alertname="HighErrorRate"}'
+
+
+def _grafana_signature(secret: str, raw: bytes, timestamp: str | None = None) -> str:
+    message = f"{timestamp}:".encode() + raw if timestamp else raw
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+async def test_grafana_signed_payload(client: httpx.AsyncClient, admin_headers: Headers) -> None:
+    secret = "grafana-hmac-secret"
+    integration = await make_integration(client, admin_headers, "grafana", signature_secret=secret)
+    assert integration["has_signature_secret"] is True
+    assert secret not in json.dumps(integration)
+    url = f"/integrations/{integration['key']}/grafana"
+    raw = json.dumps(recorded("grafana.json")).encode()
+    headers = {"Content-Type": "application/json"}
+
+    unsigned = await client.post(url, content=raw, headers=headers)
+    assert_error(unsigned, 401, "INVALID_SIGNATURE")
+    wrong = await client.post(
+        url,
+        content=raw,
+        headers={**headers, "X-Grafana-Alerting-Signature": _grafana_signature("other", raw)},
+    )
+    assert_error(wrong, 401, "INVALID_SIGNATURE")
+    assert await events(client, admin_headers, integration["id"]) == []
+
+    signed = await client.post(
+        url,
+        content=raw,
+        headers={**headers, "X-Grafana-Alerting-Signature": _grafana_signature(secret, raw)},
+    )
+    assert signed.status_code == 202, signed.text
+    results = signed.json()["results"]
+    assert [r["dedup_key"] for r in results] == ["c6eadffa33fcdf37", "bc97ff14869b13e3"]
+    memory = await task(client, admin_headers, results[0]["task_id"])
+    assert memory["title"] == "This alert was triggered for zone us-1"
+    assert memory["priority"] == "CRITICAL"
+
+    stamp = "1769509800"
+    with_time = await client.post(
+        url,
+        content=raw,
+        headers={
+            **headers,
+            "X-Grafana-Alerting-Signature": _grafana_signature(secret, raw, stamp),
+            "X-Grafana-Alerting-Signature-Timestamp": stamp,
+        },
+    )
+    assert [r["outcome"] for r in with_time.json()["results"]] == ["updated", "updated"]
+
+
+async def test_elastic_kibana_and_watcher_defaults(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers, "elastic")
+    key = integration["key"]
+    kibana = recorded("kibana.json")
+    fired = await send(client, key, kibana, "elastic")
+    assert fired.status_code == 202, fired.text
+    result = fired.json()["results"][0]
+    assert result["dedup_key"] == "6a8f5e10-9c1e-11ee-8c90-0242ac120002:query matched"
+    incident = await task(client, admin_headers, result["task_id"])
+    assert incident["title"].startswith("Document count is 42")
+    assert incident["priority"] == "CRITICAL"
+    recovered = copy.deepcopy(kibana)
+    recovered["alert"]["actionGroup"] = "recovered"
+    done = await send(client, key, recovered, "elastic")
+    assert done.json()["results"][0]["outcome"] == "resolved"
+
+    watcher = await send(client, key, recorded("watcher.json"), "elastic")
+    result = watcher.json()["results"][0]
+    assert result["dedup_key"] == "log_errors"
+    assert result["outcome"] == "created"
+    title = (await task(client, admin_headers, result["task_id"]))["title"]
+    assert title == "Errors in the application log"
+
+
+async def test_elastic_mapping_by_json_pointers(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(
+        client,
+        admin_headers,
+        "elastic",
+        mapping={
+            "dedup_key": "/watch_id",
+            "summary": "/payload/hits/total",
+            "severity": "/vars/level",
+            "action": "/vars/state",
+        },
+    )
+    body = recorded("watcher.json")
+    body["vars"] = {"level": "info", "state": "firing"}
+    response = await send(client, integration["key"], body, "elastic")
+    result = response.json()["results"][0]
+    incident = await task(client, admin_headers, result["task_id"])
+    assert (incident["title"], incident["priority"]) == ("7", "LOW")
+    body["vars"]["state"] = "ok"
+    response = await send(client, integration["key"], body, "elastic")
+    assert response.json()["results"][0]["outcome"] == "resolved"
+    unmapped = await send(client, integration["key"], {"hello": "world"}, "elastic")
+    assert_error(unmapped, 400, "VALIDATION_ERROR")
+
+
+# --- retention and availability -----------------------------------------------------------
+
+
+async def test_event_log_is_pruned_after_the_retention(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    await send(client, integration["key"], trigger("old"))
+    clock.advance(days=13)
+    await send(client, integration["key"], trigger("recent"))
+    admin = await login(client, "admin", ADMIN_PASSWORD)  # tokens do not live for days
+    assert len(await events(client, admin, integration["id"])) == 2
+    clock.advance(days=2)  # the first event is now 15 days old: past the 14 days kept
+    await send(client, integration["key"], trigger("new"))
+    admin = await login(client, "admin", ADMIN_PASSWORD)
+    kept = [e["dedup_key"] for e in await events(client, admin, integration["id"])]
+    assert kept == ["new", "recent"]
+
+
+async def test_database_unavailable_answers_503(tmp_path: Path) -> None:
+    settings = make_settings("postgresql+asyncpg://opsflow@127.0.0.1:1/opsflow")
+    app = create_app(settings, clock=SettableClock())
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver/api/v1") as c:
+        for path in ("events", "alertmanager"):
+            response = await c.post(f"/integrations/some-key/{path}", json=trigger("x"))
+            error = assert_error(response, 503, "SERVICE_UNAVAILABLE")
+            assert error["message"]
+            assert response.headers["Retry-After"]
+    await app.state.context.close()
+
+
+async def test_retention_setting_is_configurable() -> None:
+    settings = make_settings("sqlite+aiosqlite:///:memory:")
+    assert settings.integration_event_retention_days == 14
+    custom = make_settings("sqlite+aiosqlite:///:memory:", integration_event_retention_days=3)
+    assert custom.integration_event_retention_days == 3
+    assert timedelta(days=custom.integration_event_retention_days) == timedelta(days=3)
+
+
+async def test_concurrent_triggers_of_one_key_open_one_incident(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    url = f"/integrations/{integration['key']}/events"
+    # A first event does the integration's hourly bookkeeping, which would serialize the
+    # requests below by itself.
+    assert (await client.post(url, json=trigger("warm-up"))).status_code == 202
+    responses = await asyncio.gather(*(client.post(url, json=trigger("race")) for _ in range(8)))
+    assert [r.status_code for r in responses] == [202] * 8
+    log = [
+        e
+        for e in await events(client, admin_headers, integration["id"])
+        if e["dedup_key"] == "race"
+    ]
+    assert sorted(e["outcome"] for e in log) == ["created"] + ["updated"] * 7
+    assert len({e["task_id"] for e in log}) == 1
