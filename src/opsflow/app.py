@@ -26,6 +26,8 @@ from opsflow.config import Settings, current_environment, environment_warnings, 
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
+from opsflow.heartbeats.endpoints import router as heartbeat_monitors_router
+from opsflow.heartbeats.endpoints import signals_router as heartbeat_signals_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
@@ -260,6 +262,8 @@ def create_app(
         teams_router,
         tasks_router,
         tickets_router,
+        heartbeat_monitors_router,
+        heartbeat_signals_router,
         sla_router,
         policies_router,
         calendars_router,
