@@ -15,11 +15,13 @@ import pytest
 
 from opsflow.clock import SettableClock
 from opsflow.config import Settings
-from tests.conftest import (
+from tests.conftest import assert_error
+from tests.factories import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
-    assert_error,
     bearer,
+    client_token,
+    create_api_client,
     make_user,
 )
 
@@ -32,31 +34,6 @@ async def login_body(
     response = await client.post("/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-async def create_api_client(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], scopes: list[str]
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api-clients",
-        json={"name": f"robot-{uuid.uuid4().hex[:6]}", "scopes": scopes},
-        headers=admin_headers,
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-async def client_token(
-    client: httpx.AsyncClient, creds: dict[str, Any], scope: str | None = None
-) -> httpx.Response:
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": creds["client_id"],
-        "client_secret": creds["client_secret"],
-    }
-    if scope is not None:
-        form["scope"] = scope
-    return await client.post("/auth/token", data=form)
 
 
 # --- registration ---------------------------------------------------------------------------

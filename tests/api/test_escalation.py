@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select
 
 from opsflow.clock import SettableClock
-from opsflow.composition import engine_registry
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.escalation import service as escalation_service
@@ -22,8 +21,8 @@ from opsflow.events import relay
 from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
-from opsflow.workers.rounds import run_round
-from tests.conftest import T0, assert_error, make_team, make_user
+from tests.conftest import T0, assert_error
+from tests.factories import advance, make_task, make_team, make_user
 
 INCIDENT = {
     "title": "Payments API returns 502",
@@ -45,10 +44,8 @@ DONE_WHEN_POLICY = {
 
 
 async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    """Move the clock and run what the embedded loop runs: SLA pass, relay, escalations."""
-    clock.set(T0 + timedelta(minutes=minutes))
-    for _ in range(5):  # the relay plans a run the escalation pass may then fire
-        await run_round(ctx, engine_registry(ctx.settings))
+    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
@@ -61,9 +58,7 @@ async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, 
 
 
 async def _incident(client: httpx.AsyncClient, admin: dict[str, str], **fields: Any) -> str:
-    response = await client.post("/tasks", json={**INCIDENT, **fields}, headers=admin)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, admin, **{**INCIDENT, **fields}))["id"])
 
 
 async def _escalations(client: httpx.AsyncClient, admin: dict[str, str], task_id: str) -> Any:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import httpx
 
 from opsflow.clock import SettableClock
-from tests.conftest import ADMIN_PASSWORD, login, make_user
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 BODY = {"title": "Disk full on db-1", "task_type": "INCIDENT", "priority": "HIGH"}
 

@@ -21,14 +21,8 @@ from opsflow.app import create_app
 from opsflow.clock import SettableClock
 from opsflow.composition import build_context
 from opsflow.context import AppContext
-from tests.conftest import (
-    ADMIN_PASSWORD,
-    USER_PASSWORD,
-    assert_error,
-    login,
-    make_settings,
-    make_user,
-)
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, login, make_user
 
 
 class HashSpy:

@@ -15,7 +15,6 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from opsflow.clock import SettableClock
-from opsflow.composition import engine_registry
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
@@ -25,8 +24,8 @@ from opsflow.models.user import User
 from opsflow.notifications.facts import message_context
 from opsflow.notifications.sandbox import Mode, SandboxedEnvironment
 from opsflow.notifications.templates import NotificationTemplates
-from opsflow.workers.rounds import run_round
-from tests.conftest import T0, make_settings, make_team, make_user
+from tests.conftest import T0, make_settings
+from tests.factories import advance, make_team, make_user
 from tests.sinks import HttpSink, Received, SmtpSink, free_port
 
 PUBLIC_URL = "https://ops.example.test"
@@ -93,9 +92,8 @@ def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> 
 
 
 async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    clock.set(T0 + timedelta(minutes=minutes))
-    for _ in range(5):
-        await run_round(ctx, engine_registry(ctx.settings), batch=500)
+    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:

@@ -13,11 +13,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from opsflow.clock import SettableClock
-from opsflow.composition import engine_registry
 from opsflow.config import Settings
 from opsflow.context import AppContext
-from opsflow.workers.rounds import run_round
-from tests.conftest import T0, assert_error, make_settings, make_team, make_user
+from tests.conftest import T0, assert_error, make_settings
+from tests.factories import advance, make_team, make_user
 from tests.sinks import HttpSink, Reply, SmtpSink, free_port
 
 POLICY = {
@@ -73,9 +72,8 @@ def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> 
 
 
 async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    clock.set(T0 + timedelta(minutes=minutes))
-    for _ in range(5):
-        await run_round(ctx, engine_registry(ctx.settings))
+    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, WebSocketRoute
 
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
+from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
 
 Headers = dict[str, str]
 ROLES = ("admin", "manager", "team_lead", "developer", "support", "auditor", "viewer")

@@ -16,7 +16,8 @@ from opsflow.app import create_app
 from opsflow.clock import SettableClock
 from opsflow.composition import build_context
 from opsflow.config import ConfigError
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_settings
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, login
 
 FIRST = """
 sla_targets:

@@ -17,7 +17,8 @@ from opsflow.context import AppContext
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.sla.engine import SlaEngine
-from tests.conftest import T0, make_settings, make_user
+from tests.conftest import T0, make_settings
+from tests.factories import make_task, make_user
 
 INCIDENT = {
     "title": "Database connection pool exhaustion",
@@ -29,9 +30,7 @@ INCIDENT = {
 
 
 async def _create(client: httpx.AsyncClient, headers: dict[str, str], **extra: Any) -> str:
-    response = await client.post("/tasks", json={**INCIDENT, **extra}, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, headers, **{**INCIDENT, **extra}))["id"])
 
 
 async def _events(client: httpx.AsyncClient, headers: dict[str, str], task_id: str) -> list[Any]:

@@ -18,7 +18,8 @@ from opsflow.db import unit_of_work
 from opsflow.sla import service as sla_service
 from opsflow.sla.engine import SlaEngine
 from opsflow.sla_config import service as sla_config_service
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_user
+from tests.conftest import assert_error
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 # Friday 2026-01-30 16:30 in Paris (UTC+1 in winter) and the Monday after, 09:30.
 FRIDAY_1630 = datetime(2026, 1, 30, 15, 30, tzinfo=UTC)

@@ -9,14 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    ADMIN_PASSWORD,
-    USER_PASSWORD,
-    Actor,
-    assert_error,
-    make_team,
-    make_user,
-)
+from tests.conftest import assert_error
+from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, Actor, make_team, make_user
 
 PAGINATION_KEYS = {"page", "page_size", "total_items", "total_pages", "has_next", "has_previous"}
 USER_KEYS = {

@@ -16,7 +16,8 @@ from opsflow.context import AppContext
 from opsflow.events.relay import RelayEngine
 from opsflow.notifications.channels import verify
 from opsflow.workers.rounds import run_round
-from tests.conftest import T0, assert_error, make_user
+from tests.conftest import T0, assert_error
+from tests.factories import make_task, make_user
 from tests.sinks import HttpSink, Reply
 
 
@@ -43,9 +44,7 @@ async def _incident(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
         "start_sla_minutes": 10,
         "resolve_sla_minutes": 60,
     }
-    response = await client.post("/tasks", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, headers, **body))["id"])
 
 
 async def test_subscribed_events_are_posted_signed(

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow.db import create_engine
 from opsflow.notifications.channels import verify
-from tests.integration.test_sla_processes import EngineProcess, Engines
+from tests.processes import EngineProcess, Engines
 from tests.sinks import HttpSink, Reply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
