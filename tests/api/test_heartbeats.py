@@ -19,7 +19,8 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing
 from opsflow.models.task import Task
 from opsflow.workers.contract import PassReport
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_settings, make_user
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 Headers = dict[str, str]
 PARIS = ZoneInfo("Europe/Paris")
