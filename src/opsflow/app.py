@@ -26,6 +26,8 @@ from opsflow.config import Settings, current_environment, environment_warnings, 
 from opsflow.context import AppContext
 from opsflow.errors import AppError, ServiceUnavailable, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
+from opsflow.heartbeats.endpoints import router as heartbeat_monitors_router
+from opsflow.heartbeats.endpoints import signals_router as heartbeat_signals_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.integrations.endpoints import router as integrations_router
 from opsflow.middleware import RequestContextMiddleware
@@ -286,6 +288,8 @@ def create_app(
         tasks_router,
         tickets_router,
         integrations_router,
+        heartbeat_monitors_router,
+        heartbeat_signals_router,
         sla_router,
         policies_router,
         calendars_router,

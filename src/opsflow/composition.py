@@ -22,6 +22,8 @@ from opsflow.db import create_engine, create_sessionmaker
 from opsflow.escalation import service as escalation_service
 from opsflow.escalation.engine import EscalationEngine
 from opsflow.events.relay import Consumer, RelayEngine
+from opsflow.heartbeats import incidents as heartbeat_incidents
+from opsflow.heartbeats.engine import HeartbeatEngine
 from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
@@ -44,11 +46,13 @@ def relay_consumers() -> list[Consumer]:
 
 def engine_registry(settings: Settings) -> EngineRegistry:
     """Every engine, in the order a round runs them: the SLA engine fires thresholds, the
-    relay hands the events to their consumers (planning escalation runs, queueing
-    notifications), the escalation engine fires due steps, the delivery engine sends."""
+    heartbeat engine opens the incidents of monitors that missed a signal, the relay hands
+    the events to their consumers (planning escalation runs, queueing notifications), the
+    escalation engine fires due steps, the delivery engine sends."""
     return EngineRegistry(
         [
             SlaEngine(batch=settings.engine_batch_size),
+            HeartbeatEngine(heartbeat_incidents.open_incident),
             RelayEngine(relay_consumers()),
             EscalationEngine(),
             DeliveryEngine(),

@@ -52,6 +52,8 @@ HOLDERS: dict[str, frozenset[str]] = {
     "audit": frozenset({"admin", "auditor"}),
     # "ingest tickets"
     "ingest_tickets": frozenset({"admin", "manager"}),
+    # "heartbeat monitors: write" (reading them is "read tasks")
+    "monitors_write": frozenset({"admin", "manager"}),
     # Not rows of the documented table:
     # - the caller's own account (me, logout, revoking its own tokens, its preferences);
     "own_account": EVERYONE,
@@ -464,6 +466,36 @@ async def ticket_batch(w: World, who: Caller) -> Request:
     return {"json": {"tickets": [{"external_id": w.unique("T"), "title": "From elsewhere"}]}}
 
 
+def new_monitor_body(w: World) -> dict[str, Any]:
+    return {"name": w.unique("job"), "period_seconds": 300, "grace_seconds": 60}
+
+
+async def new_monitor(w: World, who: Caller) -> Request:
+    return {"json": new_monitor_body(w)}
+
+
+async def _monitor(w: World) -> dict[str, Any]:
+    response = await w.client.post("/heartbeat-monitors", json=new_monitor_body(w), headers=w.admin)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def some_monitor(w: World, who: Caller) -> Request:
+    return {"path": {"monitor_id": (await _monitor(w))["id"]}}
+
+
+async def edit_monitor(w: World, who: Caller) -> Request:
+    return {"path": {"monitor_id": (await _monitor(w))["id"]}, "json": {"grace_seconds": 120}}
+
+
+async def monitor_key(w: World, who: Caller) -> Request:
+    return {"path": {"key": (await _monitor(w))["ping_key"]}}
+
+
+async def monitor_key_start(w: World, who: Caller) -> Request:
+    return {"path": {"key": (await _monitor(w))["ping_key"], "signal": "start"}}
+
+
 async def ingested_ticket(w: World, who: Caller) -> Request:
     external_id = w.unique("T")
     response = await w.client.post(
@@ -661,6 +693,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint("POST", f"{V1}/integrations/{{key}}/grafana", PUBLIC, 202, inbound("grafana")),
     Endpoint("POST", f"{V1}/integrations/{{key}}/elastic", PUBLIC, 202, inbound("elastic")),
+    Endpoint("GET", f"{V1}/heartbeat-monitors", "read_tasks", 200),
+    Endpoint("POST", f"{V1}/heartbeat-monitors", "monitors_write", 201, new_monitor),
+    Endpoint("GET", f"{V1}/heartbeat-monitors/{{monitor_id}}", "read_tasks", 200, some_monitor),
+    Endpoint(
+        "PATCH", f"{V1}/heartbeat-monitors/{{monitor_id}}", "monitors_write", 200, edit_monitor
+    ),
+    Endpoint(
+        "DELETE", f"{V1}/heartbeat-monitors/{{monitor_id}}", "monitors_write", 204, some_monitor
+    ),
+    Endpoint(
+        "POST",
+        f"{V1}/heartbeat-monitors/{{monitor_id}}/rotate-key",
+        "monitors_write",
+        200,
+        some_monitor,
+    ),
+    Endpoint(
+        "GET", f"{V1}/heartbeat-monitors/{{monitor_id}}/pings", "read_tasks", 200, some_monitor
+    ),
+    # Signals are authenticated by the monitor's key alone (HEAD: tests/api/test_heartbeats.py).
+    Endpoint("GET", f"{V1}/heartbeats/{{key}}", PUBLIC, 200, monitor_key),
+    Endpoint("POST", f"{V1}/heartbeats/{{key}}", PUBLIC, 200, monitor_key),
+    Endpoint("GET", f"{V1}/heartbeats/{{key}}/{{signal}}", PUBLIC, 200, monitor_key_start),
+    Endpoint("POST", f"{V1}/heartbeats/{{key}}/{{signal}}", PUBLIC, 200, monitor_key_start),
     Endpoint("GET", f"{V1}/sla-policies", "sla_read", 200),
     Endpoint("POST", f"{V1}/sla-policies", "sla_write", 201, new_policy),
     Endpoint("GET", f"{V1}/sla-policies/{{policy_id}}", "sla_read", 200, some_policy),

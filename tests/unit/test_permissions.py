@@ -49,6 +49,8 @@ DOCUMENTED_ROWS: dict[Permission, list[str | None]] = {
     # notifications: all / retry
     P.NOTIFICATIONS_READ: [Y, Y, NO, OWN, OWN, NO, NO],
     P.NOTIFICATIONS_RETRY: [Y, NO, NO, NO, NO, NO, NO],
+    # heartbeat monitors (reading them is reading tasks)
+    P.MONITORS_WRITE: [Y, Y, NO, NO, NO, NO, NO],
 }
 
 # Capabilities the table does not list; pinned so that a change to them is a conscious one.

@@ -38,6 +38,7 @@ class Permission(StrEnum):
     NOTIFICATIONS_READ = "notifications_read"
     NOTIFICATIONS_RETRY = "notifications_retry"
     TICKETS_INGEST = "tickets_ingest"
+    MONITORS_WRITE = "monitors_write"  # heartbeat monitors
 
 
 class Reach(StrEnum):
@@ -83,6 +84,7 @@ MATRIX: dict[Permission, dict[Role, Reach]] = {
     Permission.NOTIFICATIONS_READ: {A: ALL, M: ALL, D: OWN, S: OWN},
     Permission.NOTIFICATIONS_RETRY: _all(A),
     Permission.TICKETS_INGEST: _all(A, M),
+    Permission.MONITORS_WRITE: _all(A, M),
 }
 
 SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {

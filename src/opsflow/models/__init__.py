@@ -4,6 +4,7 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
+from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
 from opsflow.models.idempotency import IdempotencyRecord
 from opsflow.models.integration import Integration, IntegrationEvent
 from opsflow.models.notification import (
@@ -33,6 +34,9 @@ __all__ = [
     "EngineHeartbeat",
     "EscalationEvent",
     "EscalationPolicy",
+    "HeartbeatMonitor",
+    "HeartbeatPing",
+    "HeartbeatRun",
     "IdempotencyRecord",
     "Integration",
     "IntegrationEvent",

@@ -1,0 +1,1 @@
+"""Heartbeat monitors: jobs that check in, and the incidents opened when they stop."""
