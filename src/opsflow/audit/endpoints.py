@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
-from opsflow.audit import repository, service
+from opsflow.audit import service
 from opsflow.audit.repository import AuditFilters
 from opsflow.audit.schemas import AuditLogRead, ChainVerification
 from opsflow.auth.deps import require
@@ -46,7 +46,7 @@ Filters = Annotated[AuditFilters, Depends(_filters)]
 async def list_audit_logs(
     session: SessionDep, _: Auditor, page: PageDep, filters: Filters
 ) -> Page[AuditLogRead]:
-    rows, total = await repository.search(session, filters, page)
+    rows, total = await service.search(session, filters, page)
     return Page(items=[service.to_read(r) for r in rows], pagination=Pagination.of(page, total))
 
 

@@ -161,3 +161,8 @@ async def verify(session: AsyncSession, now: datetime) -> ChainVerification:
         head_hash=head.hash if head else None,
         verified_at=now,
     )
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+search = repository.search

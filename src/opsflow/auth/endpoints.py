@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, Response, status
 from pydantic import ValidationError
 
-from opsflow.auth import repository, service
+from opsflow.auth import service
 from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission, granted_permissions
 from opsflow.auth.principal import Principal
@@ -185,7 +185,7 @@ async def revoke(
 async def me(principal: CurrentPrincipal, session: SessionDep) -> MeResponse | ClientMeResponse:
     permissions = granted_permissions(principal)
     if principal.actor_type is ActorType.API:
-        client = await repository.get_client(session, principal.id)
+        client = await service.get_client(session, principal.id)
         if client is None:
             raise NotFound("api_client", principal.id)
         return ClientMeResponse(
@@ -205,7 +205,7 @@ async def me(principal: CurrentPrincipal, session: SessionDep) -> MeResponse | C
 
 @clients_router.get("", response_model=list[ApiClientRead])
 async def list_clients(session: SessionDep, _: Admin) -> list[ApiClientRead]:
-    return [ApiClientRead.model_validate(c) for c in await repository.list_clients(session)]
+    return [ApiClientRead.model_validate(c) for c in await service.list_clients(session)]
 
 
 # Not idempotent by key on purpose: a stored response would keep the secret in clear.

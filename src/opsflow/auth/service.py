@@ -382,3 +382,9 @@ def _client_state(client: ApiClient) -> dict[str, Any]:
         "owner_id": client.owner_id,
         "revoked_at": client.revoked_at,
     }
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+get_client = repository.get_client
+list_clients = repository.list_clients

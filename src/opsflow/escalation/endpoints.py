@@ -25,6 +25,7 @@ from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Level
 from opsflow.models.enums import EscalationStatus
 from opsflow.tasks import service as tasks_service
+from opsflow.tasks.deps import ExistingTask
 
 router = APIRouter(tags=["escalation"])
 
@@ -36,7 +37,7 @@ Escalator = Annotated[Principal, Depends(require(Permission.TASK_UPDATE))]
 
 @router.get("/escalation-policies", response_model=Page[PolicyRead])
 async def list_policies(session: SessionDep, _: PolicyReader, page: PageDep) -> Page[PolicyRead]:
-    rows, total = await repository.all_policies(session, page)
+    rows, total = await service.all_policies(session, page)
     return Page(
         items=[PolicyRead.model_validate(r) for r in rows], pagination=Pagination.of(page, total)
     )
@@ -91,7 +92,7 @@ async def list_events(
     filters = repository.EventFilters(
         task_id=task_id, status=status, level=level, policy_id=policy_id
     )
-    rows, total = await repository.search_events(session, filters, page)
+    rows, total = await service.search_events(session, filters, page)
     return Page(
         items=[EscalationEventRead.model_validate(r) for r in rows],
         pagination=Pagination.of(page, total),
@@ -100,13 +101,10 @@ async def list_events(
 
 @router.get("/tasks/{task_id}/escalations", response_model=TaskEscalations)
 async def task_escalations(
-    task_id: uuid.UUID, session: SessionDep, _: TaskReader
+    task_id: uuid.UUID, session: SessionDep, _: TaskReader, _task: ExistingTask
 ) -> TaskEscalations:
     """Fired steps, and the planned ones with the instants they will fire at."""
-    await tasks_service.get_task(session, task_id)
-    rows = [
-        EscalationEventRead.model_validate(r) for r in await repository.of_task(session, task_id)
-    ]
+    rows = [EscalationEventRead.model_validate(r) for r in await service.of_task(session, task_id)]
     return TaskEscalations(
         task_id=task_id,
         fired=[r for r in rows if r.status == EscalationStatus.FIRED],

@@ -475,3 +475,10 @@ async def delete_policy(
 ) -> None:
     """Pending steps of its runs stay planned (they name the policy they came from)."""
     await POLICIES.delete(session, actor, policy_id, now)
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+all_policies = repository.all_policies
+of_task = repository.of_task
+search_events = repository.search_events

@@ -45,7 +45,7 @@ SIGNAL_METHODS = ["GET", "POST", "HEAD"]
 async def list_monitors(
     session: SessionDep, context: ContextDep, _: Reader, page: PageDep
 ) -> Page[MonitorRead]:
-    rows, total = await repository.listing(session, page.page_size, page.offset)
+    rows, total = await service.listing(session, page.page_size, page.offset)
     return Page(
         items=[await service.read(context, session, row) for row in rows],
         pagination=Pagination.of(page, total),
@@ -103,7 +103,7 @@ async def list_pings(
 ) -> PingList:
     """The newest signals first; a monitor keeps its newest 100."""
     await service.get(session, monitor_id)
-    rows = await repository.pings(session, monitor_id, limit)
+    rows = await service.pings(session, monitor_id, limit)
     return PingList(items=[PingRead.model_validate(r) for r in rows], kept=repository.PINGS_KEPT)
 
 

@@ -333,3 +333,9 @@ async def _apply(
                 effect = "opened"
     replan(monitor, runs)
     return effect
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+listing = repository.listing
+pings = repository.pings

@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -38,7 +37,7 @@ from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
 from opsflow.db import savepoint
 from opsflow.errors import AppError
-from opsflow.integrations import service
+from opsflow.integrations import repository, service
 from opsflow.integrations.parsers import ACKNOWLEDGE, RESOLVE, TRIGGER, AlertEvent
 from opsflow.integrations.schemas import SEVERITY_RANK, Severity
 from opsflow.kit.jsonable import to_jsonable
@@ -105,7 +104,7 @@ async def _lock_keys(session: AsyncSession, source: str, keys: list[str]) -> Non
     if session.get_bind().dialect.name != "postgresql":
         return
     for lock_id in sorted({_lock_id(source, key) for key in keys}):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        await repository.lock(session, lock_id)
 
 
 async def apply(
@@ -162,38 +161,16 @@ async def _prune(
     if last is not None and now - last < PRUNE_EVERY:
         return
     cutoff = now - timedelta(days=ctx.settings.integration_event_retention_days)
-    await session.execute(
-        delete(IntegrationEvent).where(
-            IntegrationEvent.integration_id == integration.id,
-            IntegrationEvent.received_at < cutoff,
-        )
-    )
+    await repository.prune_events(session, integration.id, cutoff)
     integration.last_pruned_at = now
 
 
 async def _open_incident(run: _Run, key: str) -> Task | None:
-    query = (
-        select(Task)
-        .where(
-            Task.source == run.source,
-            Task.dedup_key == key,
-            Task.completed_at.is_(None),
-            Task.deleted_at.is_(None),
-        )
-        .order_by(Task.created_at.desc())
-        .limit(1)
-    )
-    return await run.session.scalar(query)
+    return await repository.latest_incident(run.session, run.source, key, open_only=True)
 
 
 async def _last_incident(run: _Run, key: str) -> Task | None:
-    query = (
-        select(Task)
-        .where(Task.source == run.source, Task.dedup_key == key, Task.deleted_at.is_(None))
-        .order_by(Task.created_at.desc())
-        .limit(1)
-    )
-    return await run.session.scalar(query)
+    return await repository.latest_incident(run.session, run.source, key, open_only=False)
 
 
 def _alert(task: Task) -> dict[str, Any]:

@@ -8,12 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
 from opsflow.events.changes import record_change
+from opsflow.integrations import repository
 from opsflow.integrations.schemas import (
     DEFAULT_SEVERITY_MAP,
     IntegrationCreate,
@@ -99,7 +99,7 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID | None) -> None:
 
 
 async def _unique_name(session: AsyncSession, name: str, own: uuid.UUID | None = None) -> None:
-    existing = await session.scalar(select(Integration).where(Integration.name == name))
+    existing = await repository.named(session, name)
     if existing is not None and existing.id != own:
         raise Conflict("An integration with this name exists", field="name")
 
@@ -239,34 +239,19 @@ async def delete(
 async def list_integrations(
     session: AsyncSession, page: PageParams
 ) -> tuple[list[Integration], int]:
-    total = int(await session.scalar(select(func.count()).select_from(Integration)) or 0)
-    rows = await session.scalars(
-        select(Integration).order_by(Integration.name).offset(page.offset).limit(page.page_size)
-    )
-    return list(rows), total
+    return await repository.page_of(session, page)
 
 
 async def events(
     session: AsyncSession, integration_id: uuid.UUID, page: PageParams
 ) -> tuple[list[IntegrationEvent], int]:
     await get(session, integration_id)
-    where = IntegrationEvent.integration_id == integration_id
-    total = int(
-        await session.scalar(select(func.count()).select_from(IntegrationEvent).where(where)) or 0
-    )
-    rows = await session.scalars(
-        select(IntegrationEvent)
-        .where(where)
-        .order_by(IntegrationEvent.received_at.desc(), IntegrationEvent.id)
-        .offset(page.offset)
-        .limit(page.page_size)
-    )
-    return list(rows), total
+    return await repository.events_of(session, integration_id, page)
 
 
 async def by_key(session: AsyncSession, key: str) -> Integration:
     """The enabled integration this URL key belongs to; unknown or disabled: 404."""
-    row = await session.scalar(select(Integration).where(Integration.key_hash == hash_key(key)))
+    row = await repository.by_key_hash(session, hash_key(key))
     if row is None or not row.enabled:
         raise NotFound(ENTITY)
     return row

@@ -51,7 +51,7 @@ async def list_notifications(
     )
     if own and actor.user_id is None:
         return Page(items=[], pagination=Pagination.of(page, 0))
-    rows, total = await repository.search(session, filters, page)
+    rows, total = await service.search(session, filters, page)
     return Page(
         items=[NotificationRead.model_validate(r) for r in rows],
         pagination=Pagination.of(page, total),
@@ -109,7 +109,7 @@ WindowWriter = Annotated[Principal, Depends(require(Permission.SLA_WRITE))]
 
 @windows_router.get("", response_model=Page[WindowRead])
 async def list_windows(session: SessionDep, _: WindowReader, page: PageDep) -> Page[WindowRead]:
-    rows, total = await repository.all_windows(session, page)
+    rows, total = await service.all_windows(session, page)
     return Page(
         items=[WindowRead.model_validate(r) for r in rows], pagination=Pagination.of(page, total)
     )

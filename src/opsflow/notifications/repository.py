@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import DELIVERABLE
-from opsflow.models.notification import MaintenanceWindow, Notification, WebhookSubscription
+from opsflow.models.notification import (
+    MaintenanceWindow,
+    Notification,
+    NotificationTemplate,
+    WebhookSubscription,
+)
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.team import Team
@@ -162,3 +167,8 @@ async def display_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict
         select(User.id, User.full_name, User.username).where(User.id.in_(set(ids)))
     )
     return {row.id: row.full_name or row.username for row in rows}
+
+
+async def templates(session: AsyncSession) -> list[NotificationTemplate]:
+    """Every user-edited template part (a small table)."""
+    return list(await session.scalars(select(NotificationTemplate)))

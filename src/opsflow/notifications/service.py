@@ -28,7 +28,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
@@ -272,8 +271,7 @@ async def retry(
 
 async def overrides(session: AsyncSession) -> dict[str, str]:
     """Every user-edited template part, by name (a small table, read per event)."""
-    rows = await session.scalars(select(NotificationTemplate))
-    return {row.name: row.source for row in rows}
+    return {row.name: row.source for row in await repository.templates(session)}
 
 
 def _template_read(name: str, row: NotificationTemplate | None) -> TemplateRead:
@@ -291,7 +289,7 @@ def _template_read(name: str, row: NotificationTemplate | None) -> TemplateRead:
 
 
 async def list_templates(session: AsyncSession) -> list[TemplateRead]:
-    stored = {row.name: row for row in await session.scalars(select(NotificationTemplate))}
+    stored = {row.name: row for row in await repository.templates(session)}
     names = sorted(set(template_names()) | set(stored))
     return [_template_read(name, stored.get(name)) for name in names]
 
@@ -413,3 +411,9 @@ async def delete_window(
 ) -> None:
     """Held notifications are then released at their next look (their window is gone)."""
     await WINDOWS.delete(session, actor, window_id, now)
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+all_windows = repository.all_windows
+search = repository.search

@@ -12,7 +12,6 @@ from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Instant
 from opsflow.models.sla import SlaEvent
-from opsflow.sla import repository
 from opsflow.sla import service as sla_service
 from opsflow.sla.repository import EventFilters
 from opsflow.sla.schemas import (
@@ -21,7 +20,7 @@ from opsflow.sla.schemas import (
     TaskSla,
     TaskSlaEvents,
 )
-from opsflow.tasks import service as tasks_service
+from opsflow.tasks.deps import ExistingTask
 
 router = APIRouter(tags=["sla"])
 
@@ -60,9 +59,10 @@ def _read(event: SlaEvent) -> SlaEventRead:
 
 
 @router.get("/tasks/{task_id}/sla-events", response_model=TaskSlaEvents)
-async def task_sla_events(task_id: uuid.UUID, session: SessionDep, _: Reader) -> TaskSlaEvents:
-    await tasks_service.get_task(session, task_id)
-    events = await repository.events_of(session, [task_id])
+async def task_sla_events(
+    task_id: uuid.UUID, session: SessionDep, _: Reader, _task: ExistingTask
+) -> TaskSlaEvents:
+    events = await sla_service.events_of(session, [task_id])
 
     def count(suffix: str) -> int:
         return sum(1 for e in events if e.event_type.endswith(suffix))
@@ -81,10 +81,11 @@ async def task_sla_events(task_id: uuid.UUID, session: SessionDep, _: Reader) ->
 
 
 @router.get("/tasks/{task_id}/sla", response_model=TaskSla)
-async def task_sla(task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: Reader) -> TaskSla:
+async def task_sla(
+    task_id: uuid.UUID, session: SessionDep, clock: ClockDep, _: Reader, _task: ExistingTask
+) -> TaskSla:
     """Each clock explained: working and paused time, every pause with who and why, and
     the instants at which its thresholds fire (or fired)."""
-    await tasks_service.get_task(session, task_id)
     return await sla_service.clocks_explained(session, task_id, clock.now())
 
 
@@ -106,5 +107,5 @@ async def list_sla_events(
         end_date=end_date,
         task_id=task_id,
     )
-    rows, total = await repository.search_events(session, filters, page)
+    rows, total = await sla_service.search_events(session, filters, page)
     return Page(items=[_read(e) for e in rows], pagination=Pagination.of(page, total))

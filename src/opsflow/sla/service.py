@@ -304,3 +304,8 @@ async def clocks_explained(session: AsyncSession, task_id: uuid.UUID, now: datet
             if kind in clocks
         ],
     )
+
+
+# Reads with no rule beyond their query (endpoints call services only).
+events_of = repository.events_of
+search_events = repository.search_events

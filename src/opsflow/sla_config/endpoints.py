@@ -14,7 +14,6 @@ from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import NotFound, ValidationFailed, declares
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow
-from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME
 from opsflow.sla_config import service, simulation
 from opsflow.sla_config.schemas import (
@@ -40,7 +39,7 @@ YAML_TYPE = "application/yaml"
 
 
 async def _policy_views(session: SessionDep, rows: list[SlaPolicyRow]) -> list[PolicyRead]:
-    names = {c.id: c.name for c in await repository.all_calendars(session)}
+    names = {c.id: c.name for c in await service.all_calendars(session)}
     return [
         PolicyRead(
             id=row.id,
@@ -67,7 +66,7 @@ async def _policy_views(session: SessionDep, rows: list[SlaPolicyRow]) -> list[P
 async def _calendar_views(
     session: SessionDep, rows: list[BusinessCalendarRow]
 ) -> list[CalendarRead]:
-    users = {row.id: await repository.policies_using_calendar(session, row.id) for row in rows}
+    users = {row.id: await service.policies_using_calendar(session, row.id) for row in rows}
     return [
         CalendarRead(
             id=row.id,
@@ -99,7 +98,7 @@ def _page(items: list[T], page: PageDep) -> Page[T]:
 
 @policies_router.get("", response_model=Page[PolicyRead])
 async def list_policies(session: SessionDep, _: Reader, page: PageDep) -> Page[PolicyRead]:
-    return _page(await _policy_views(session, await repository.all_policies(session)), page)
+    return _page(await _policy_views(session, await service.all_policies(session)), page)
 
 
 @policies_router.post("", status_code=status.HTTP_201_CREATED, response_model=PolicyRead)
@@ -224,7 +223,7 @@ async def delete_policy(
 
 @calendars_router.get("", response_model=Page[CalendarRead])
 async def list_calendars(session: SessionDep, _: Reader, page: PageDep) -> Page[CalendarRead]:
-    return _page(await _calendar_views(session, await repository.all_calendars(session)), page)
+    return _page(await _calendar_views(session, await service.all_calendars(session)), page)
 
 
 @calendars_router.post("", status_code=status.HTTP_201_CREATED, response_model=CalendarRead)

@@ -537,3 +537,9 @@ async def apply_config(
 
 async def export_yaml(session: AsyncSession) -> str:
     return dump_sla_config((await load(session)).config)
+
+
+# Reads with no rule beyond their query (endpoints call services only).
+all_calendars = repository.all_calendars
+all_policies = repository.all_policies
+policies_using_calendar = repository.policies_using_calendar

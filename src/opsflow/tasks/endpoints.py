@@ -25,7 +25,8 @@ from opsflow.kit.validation import Instant, Reason, SearchText, ShortText, Tag, 
 from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.sla.status import State as SlaState
-from opsflow.tasks import repository, service, views
+from opsflow.tasks import service, views
+from opsflow.tasks.deps import ExistingTask
 from opsflow.tasks.repository import SortField, TaskFilters
 from opsflow.tasks.schemas import (
     AssignRequest,
@@ -157,7 +158,7 @@ async def list_tasks(
         include_deleted=include_deleted,
     )
     now = clock.now()
-    rows, total = await repository.search(session, filters, page, now=now, sort=sort, order=order)
+    rows, total = await service.search(session, filters, page, now=now, sort=sort, order=order)
     return Page(
         items=await views.list_views(session, rows, now), pagination=Pagination.of(page, total)
     )
@@ -165,9 +166,13 @@ async def list_tasks(
 
 @router.get("/{task_id}", response_model=TaskDetail)
 async def get_task(
-    task_id: uuid.UUID, session: SessionDep, clock: ClockDep, reader: Reader, response: Response
+    task_id: uuid.UUID,
+    session: SessionDep,
+    clock: ClockDep,
+    reader: Reader,
+    task: ExistingTask,
+    response: Response,
 ) -> TaskDetail:
-    task = await service.get_task(session, task_id)
     _etag(response, task)
     audit = reach_of(reader, Permission.AUDIT_READ) is not None
     return await views.detail_view(session, task, clock.now(), with_audit_trail=audit)

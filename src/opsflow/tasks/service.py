@@ -534,3 +534,8 @@ async def cancel_task(cmd: TaskCommand, reason: str | None) -> Task:
         task.sla_pause_reason = None
 
     return await _mutate(cmd, Action.CANCEL, Permission.TASK_CANCEL, apply, reason=reason)
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+search = repository.search

@@ -12,9 +12,8 @@ from opsflow.deps import ContextDep, SessionDep
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.team import Team
-from opsflow.teams import repository, service
+from opsflow.teams import service
 from opsflow.teams.schemas import TeamCreate, TeamRead, TeamUpdate
-from opsflow.users import repository as users_repo
 from opsflow.users.schemas import UserRead
 from opsflow.users.views import directory_view
 
@@ -25,7 +24,7 @@ Manager = Annotated[Principal, Depends(require(Permission.MANAGE_TEAMS))]
 
 
 async def _read(session: SessionDep, teams: list[Team]) -> list[TeamRead]:
-    counts = await repository.member_counts(session, [t.id for t in teams])
+    counts = await service.member_counts(session, [t.id for t in teams])
     return [
         TeamRead.model_validate(t).model_copy(update={"member_count": counts.get(t.id, 0)})
         for t in teams
@@ -36,7 +35,7 @@ async def _read(session: SessionDep, teams: list[Team]) -> list[TeamRead]:
 async def list_teams(
     session: SessionDep, _: Reader, page: PageDep, include_inactive: bool = False
 ) -> Page[TeamRead]:
-    rows, total = await repository.search(session, page, include_inactive=include_inactive)
+    rows, total = await service.search(session, page, include_inactive=include_inactive)
     return Page(items=await _read(session, rows), pagination=Pagination.of(page, total))
 
 
@@ -74,5 +73,5 @@ async def members(
     team_id: uuid.UUID, session: SessionDep, reader: Reader, include_inactive: bool = False
 ) -> list[UserRead]:
     await service.get_team(session, team_id)
-    rows = await users_repo.in_team(session, team_id, include_inactive=include_inactive)
+    rows = await service.members(session, team_id, include_inactive=include_inactive)
     return [directory_view(reader, u) for u in rows]

@@ -158,3 +158,10 @@ async def delete_team(
         now,
         changes={"is_active": {"from": True, "to": False}},
     )
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+member_counts = repository.member_counts
+search = repository.search
+members = users_repo.in_team

@@ -14,7 +14,7 @@ from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import SearchText
 from opsflow.models.enums import Role
-from opsflow.users import repository, service, views
+from opsflow.users import service, views
 from opsflow.users.schemas import (
     NotificationPreferenceItem,
     NotificationPreferences,
@@ -40,7 +40,7 @@ async def list_users(
 ) -> Page[UserRead]:
     """E-mail addresses follow the directory rule (see `UserRead.email`); `q` matches
     only the addresses the caller may read."""
-    rows, total = await repository.search(
+    rows, total = await service.search(
         session,
         page,
         role=role,

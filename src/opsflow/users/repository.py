@@ -10,6 +10,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
+from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.user import User
 
 
@@ -127,4 +128,13 @@ async def in_team(
     if not include_inactive:
         query = query.where(User.is_active.is_(True))
     rows = await session.scalars(query.order_by(User.username))
+    return list(rows)
+
+
+async def preferences(session: AsyncSession, user_id: uuid.UUID) -> list[NotificationPreference]:
+    rows = await session.scalars(
+        select(NotificationPreference)
+        .where(NotificationPreference.user_id == user_id)
+        .order_by(NotificationPreference.channel)
+    )
     return list(rows)

@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -259,12 +258,7 @@ async def deactivate_user(
 async def get_preferences(
     session: AsyncSession, user_id: uuid.UUID
 ) -> list[NotificationPreference]:
-    rows = await session.scalars(
-        select(NotificationPreference)
-        .where(NotificationPreference.user_id == user_id)
-        .order_by(NotificationPreference.channel)
-    )
-    return list(rows)
+    return await repository.preferences(session, user_id)
 
 
 async def put_preferences(
@@ -416,3 +410,8 @@ async def bootstrap_admin(ctx: AppContext) -> str | None:
             flush=True,
         )
     return generated
+
+
+# Reads with no rule beyond their query: the repository's functions, as this service's API
+# (endpoints call services only).
+search = repository.search

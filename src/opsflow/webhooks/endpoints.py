@@ -6,14 +6,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response, status
-from sqlalchemy import func, select
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.kit.pagination import Page, PageDep, Pagination
-from opsflow.models.notification import WebhookSubscription
 from opsflow.webhooks import service
 from opsflow.webhooks.schemas import WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
 
@@ -23,13 +21,7 @@ Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
 
 @router.get("", response_model=Page[WebhookRead])
 async def list_webhooks(session: SessionDep, _: Admin, page: PageDep) -> Page[WebhookRead]:
-    total = int(await session.scalar(select(func.count()).select_from(WebhookSubscription)) or 0)
-    rows = await session.scalars(
-        select(WebhookSubscription)
-        .order_by(WebhookSubscription.name)
-        .offset(page.offset)
-        .limit(page.page_size)
-    )
+    rows, total = await service.page_of(session, page)
     return Page(
         items=[WebhookRead.model_validate(r) for r in rows], pagination=Pagination.of(page, total)
     )

@@ -9,18 +9,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.kit.pagination import PageParams
 from opsflow.kit.validation import patch_fields
 from opsflow.models.enums import Channel, NotificationStatus
 from opsflow.models.notification import Notification, WebhookSubscription
 from opsflow.models.outbox import OutboxEvent
 from opsflow.notifications.backoff import MAX_ATTEMPTS
 from opsflow.notifications.templates import webhook_body
+from opsflow.webhooks import repository
 from opsflow.webhooks.schemas import WebhookCreate, WebhookUpdate
 
 ENTITY = "webhook"
@@ -40,21 +41,11 @@ def wants(subscription: WebhookSubscription, event_type: str) -> bool:
 async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
     if not event.event_type.startswith(("task.", "sla.", "escalation.")):
         return
-    subscriptions = [
-        s
-        for s in await session.scalars(
-            select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
-        )
-        if wants(s, event.event_type)
-    ]
+    subscriptions = [s for s in await repository.active(session) if wants(s, event.event_type)]
     if not subscriptions:
         return
     keys = {s.id: f"{event.id}:webhook:{s.id}" for s in subscriptions}
-    existing = set(
-        await session.scalars(
-            select(Notification.dedup_key).where(Notification.dedup_key.in_(keys.values()))
-        )
-    )
+    existing = await repository.planned_keys(session, keys.values())
     body = webhook_body(
         event.event_type, event.payload or {}, event_id=str(event.id), occurred_at=event.created_at
     )
@@ -99,12 +90,14 @@ def _state(row: WebhookSubscription) -> dict[str, Any]:
     }
 
 
-async def _named(session: AsyncSession, name: str) -> bool:
-    query = select(WebhookSubscription.id).where(WebhookSubscription.name == name)
-    return (await session.scalar(query)) is not None
+WEBHOOK = Entity(
+    ENTITY, WebhookSubscription, _state, title="A webhook", named=repository.name_taken
+)
 
 
-WEBHOOK = Entity(ENTITY, WebhookSubscription, _state, title="A webhook", named=_named)
+async def page_of(session: AsyncSession, page: PageParams) -> tuple[list[WebhookSubscription], int]:
+    """Subscriptions by name, one page."""
+    return await repository.page_of(session, page)
 
 
 async def get(session: AsyncSession, webhook_id: uuid.UUID) -> WebhookSubscription:
