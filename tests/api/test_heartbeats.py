@@ -166,6 +166,7 @@ async def test_a_closed_incident_does_not_block_the_next_one(
     [incident] = await _incidents(app_context)
     response = await client.delete(f"/tasks/{incident.id}", headers=admin_headers)
     assert response.status_code == 204, response.text
+    assert (await _view(client, admin_headers, monitor["id"]))["open_incident_id"] is None
     assert (await _signal(client, monitor["ping_key"], "fail"))["effect"] == "opened"
     assert len(await _incidents(app_context)) == 2
 

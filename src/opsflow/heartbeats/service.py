@@ -41,8 +41,11 @@ from opsflow.heartbeats.schemas import (
 from opsflow.heartbeats.transitions import replan
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import TaskStatus
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
+from opsflow.models.task import Task
 from opsflow.models.team import Team
+from opsflow.tasks.lifecycle import OPEN
 
 SIGNAL_PATH = "/api/v1/heartbeats/"
 MAX_BODY_CHARS = 1000
@@ -125,7 +128,13 @@ def view(ctx: AppContext, monitor: HeartbeatMonitor, running: int, now: datetime
 
 async def read(ctx: AppContext, session: AsyncSession, monitor: HeartbeatMonitor) -> MonitorRead:
     runs = await repository.runs(session, monitor.id)
-    return view(ctx, monitor, len(runs), ctx.clock.now())
+    shown = view(ctx, monitor, len(runs), ctx.clock.now())
+    if monitor.open_task_id is not None:
+        # An incident closed by hand is no longer the monitor's open incident.
+        task = await session.get(Task, monitor.open_task_id)
+        if task is None or TaskStatus(task.status) not in OPEN:
+            shown.open_incident_id = None
+    return shown
 
 
 async def get(
