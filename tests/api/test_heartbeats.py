@@ -385,6 +385,9 @@ async def _counts(ctx: AppContext) -> tuple[int, int]:
     [
         {"name": "x", "cron": "61 * * * *"},
         {"name": "x", "cron": "* * *"},
+        {"name": "x", "cron": "0 0 * * * *"},
+        {"name": "x", "cron": "0 0 30 2 *"},
+        {"name": "x", "cron": "@daily"},
         {"name": "x", "cron": "0 3 * * *", "timezone": "Mars/Olympus_Mons"},
         {"name": "x", "cron": "0 3 * * *", "timezone": "Europe/Paris\x00"},
         {"name": "bad\x00name", "period_seconds": 600},
