@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from opsflow.models.audit import AuditLog
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing
 from opsflow.models.task import Task
 from opsflow.workers.contract import PassReport
+from opsflow.workers.rounds import run_round
 from tests.conftest import assert_error, make_settings
 from tests.factories import ADMIN_PASSWORD, login, make_user
 
@@ -111,6 +113,11 @@ async def test_a_missed_period_opens_one_incident_after_the_grace_and_a_ping_res
     )
     assert task["source"] == "heartbeat"
 
+    # The whole round (the relay hands the incident's and the monitor's events on) runs clean.
+    round_report = await run_round(app_context, engine_registry(app_context.settings))
+    assert round_report.failed == []
+    assert round_report.get("relay") is not None
+
     # Each transition happens once: later passes find nothing due.
     clock.advance(hours=1)
     assert (await _engine(app_context)).counts["monitors"] == 0
@@ -159,6 +166,7 @@ async def test_a_closed_incident_does_not_block_the_next_one(
     [incident] = await _incidents(app_context)
     response = await client.delete(f"/tasks/{incident.id}", headers=admin_headers)
     assert response.status_code == 204, response.text
+    assert (await _view(client, admin_headers, monitor["id"]))["open_incident_id"] is None
     assert (await _signal(client, monitor["ping_key"], "fail"))["effect"] == "opened"
     assert len(await _incidents(app_context)) == 2
 
@@ -316,7 +324,7 @@ async def test_a_cron_monitor_in_paris_is_right_across_fall_back(
 
 
 async def test_the_key_rotates_and_managers_write_but_others_only_read(
-    client: httpx.AsyncClient, admin_headers: Headers
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
 ) -> None:
     manager = await make_user(client, admin_headers, "manager")
     viewer = await make_user(client, admin_headers, "viewer")
@@ -335,6 +343,34 @@ async def test_the_key_rotates_and_managers_write_but_others_only_read(
     assert new_key != monitor["ping_key"]
     assert_error(await client.get(f"/heartbeats/{monitor['ping_key']}"), 404, "NOT_FOUND")
     await _signal(client, new_key)
+    response = await client.patch(
+        f"/heartbeat-monitors/{monitor['id']}", json={"grace_seconds": 90}, headers=manager.headers
+    )
+    assert response.status_code == 200, response.text
+    response = await client.delete(f"/heartbeat-monitors/{monitor['id']}", headers=manager.headers)
+    assert response.status_code == 204, response.text
+    assert_error(await client.get(f"/heartbeats/{new_key}"), 404, "NOT_FOUND")
+
+    # Audited, without the key (the key is the secret).
+    async with app_context.sessions() as session:
+        rows = list(
+            await session.scalars(
+                select(AuditLog)
+                .where(AuditLog.entity_id == uuid.UUID(monitor["id"]))
+                .order_by(AuditLog.timestamp, AuditLog.id)
+            )
+        )
+    assert {r.action for r in rows} == {
+        "HEARTBEAT_MONITOR_CREATED",
+        "HEARTBEAT_MONITOR_KEY_ROTATED",
+        "HEARTBEAT_MONITOR_UPDATED",
+        "HEARTBEAT_MONITOR_DELETED",
+    }
+    updated = next(r for r in rows if r.action == "HEARTBEAT_MONITOR_UPDATED")
+    assert updated.changes == {"grace_seconds": {"from": 300, "to": 90}}
+    text = repr([(r.changes, r.new_state, r.previous_state, r.metadata_) for r in rows])
+    assert monitor["ping_key"] not in text
+    assert new_key not in text
 
 
 async def _counts(ctx: AppContext) -> tuple[int, int]:
@@ -349,6 +385,9 @@ async def _counts(ctx: AppContext) -> tuple[int, int]:
     [
         {"name": "x", "cron": "61 * * * *"},
         {"name": "x", "cron": "* * *"},
+        {"name": "x", "cron": "0 0 * * * *"},
+        {"name": "x", "cron": "0 0 30 2 *"},
+        {"name": "x", "cron": "@daily"},
         {"name": "x", "cron": "0 3 * * *", "timezone": "Mars/Olympus_Mons"},
         {"name": "x", "cron": "0 3 * * *", "timezone": "Europe/Paris\x00"},
         {"name": "bad\x00name", "period_seconds": 600},

@@ -234,7 +234,10 @@ async def test_embedded_engine_fires_without_being_called(
         task_id = await _create(client, headers)
         clock.set(T0 + timedelta(minutes=15))
         for _ in range(500):  # the loop polls every 10 ms; give it up to ~5 s of real time
-            if len(await _events(client, headers, task_id)) == 3:
+            # The round records its heartbeat after its last pass, a moment after the SLA
+            # pass committed the events.
+            workers = (await client.get("/health")).json()["services"]["workers"]
+            if len(await _events(client, headers, task_id)) == 3 and workers["status"] == "healthy":
                 break
             await asyncio.sleep(0.01)
         events = await _events(client, headers, task_id)

@@ -73,24 +73,26 @@ async def update_monitor(
     body: MonitorUpdate,
     session: SessionDep,
     context: ContextDep,
-    _: Writer,
+    actor: Writer,
 ) -> MonitorRead:
-    monitor = await service.update(session, context, monitor_id, body)
+    monitor = await service.update(session, context, actor, monitor_id, body)
     return await service.read(context, session, monitor)
 
 
 @router.post("/{monitor_id}/rotate-key", response_model=MonitorRead)
 async def rotate_key(
-    monitor_id: uuid.UUID, session: SessionDep, context: ContextDep, _: Writer
+    monitor_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Writer
 ) -> MonitorRead:
     """A new ping key; the old URL answers 404 from now on."""
-    monitor = await service.rotate_key(session, context, monitor_id)
+    monitor = await service.rotate_key(session, context, actor, monitor_id)
     return await service.read(context, session, monitor)
 
 
 @router.delete("/{monitor_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_monitor(monitor_id: uuid.UUID, session: SessionDep, _: Writer) -> Response:
-    await service.delete(session, monitor_id)
+async def delete_monitor(
+    monitor_id: uuid.UUID, session: SessionDep, context: ContextDep, actor: Writer
+) -> Response:
+    await service.delete(session, context, actor, monitor_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -32,6 +32,8 @@ def check_cron(expression: str, timezone: str) -> str | None:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         return "timezone must be an IANA time zone such as Europe/Paris"
+    if len(expression.split()) != 5:
+        return "cron must have five fields: minute hour day-of-month month day-of-week"
     try:
         next(iter(CronSim(expression, datetime(2026, 1, 1, tzinfo=zone))))
     except (CronSimError, StopIteration, ValueError) as exc:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.errors import NotFound, ValidationFailed
+from opsflow.events.changes import record_change
 from opsflow.heartbeats import incidents, repository
 from opsflow.heartbeats.schedule import State, check_cron, next_expected, state_at
 from opsflow.heartbeats.schemas import (
@@ -38,12 +39,57 @@ from opsflow.heartbeats.schemas import (
     SignalResult,
 )
 from opsflow.heartbeats.transitions import replan
+from opsflow.kit.changes import field_changes
+from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.enums import TaskStatus
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
+from opsflow.models.task import Task
 from opsflow.models.team import Team
+from opsflow.tasks.lifecycle import OPEN
 
 SIGNAL_PATH = "/api/v1/heartbeats/"
 MAX_BODY_CHARS = 1000
 MAX_EXIT_CODE = 255
+
+
+CONFIG_FIELDS = (
+    "name",
+    "period_seconds",
+    "cron",
+    "timezone",
+    "grace_seconds",
+    "max_run_seconds",
+    "team_id",
+    "priority",
+    "paused",
+)
+
+
+def _config(monitor: HeartbeatMonitor) -> dict[str, Any]:
+    """What the audit trail records of a monitor (never its key: the key is the secret)."""
+    state: dict[str, Any] = to_jsonable({name: getattr(monitor, name) for name in CONFIG_FIELDS})
+    return state
+
+
+def _audit(
+    session: AsyncSession,
+    actor: Principal,
+    monitor: HeartbeatMonitor,
+    action: str,
+    now: datetime,
+    **states: Any,
+) -> None:
+    record_change(
+        session,
+        actor,
+        entity_type="heartbeat_monitor",
+        entity_id=monitor.id,
+        action=f"HEARTBEAT_MONITOR_{action.upper()}",
+        event_type=f"heartbeat_monitor.{action}",
+        payload={"id": monitor.id, "name": monitor.name},
+        now=now,
+        **states,
+    )
 
 
 def new_key() -> str:
@@ -82,7 +128,13 @@ def view(ctx: AppContext, monitor: HeartbeatMonitor, running: int, now: datetime
 
 async def read(ctx: AppContext, session: AsyncSession, monitor: HeartbeatMonitor) -> MonitorRead:
     runs = await repository.runs(session, monitor.id)
-    return view(ctx, monitor, len(runs), ctx.clock.now())
+    shown = view(ctx, monitor, len(runs), ctx.clock.now())
+    if monitor.open_task_id is not None:
+        # An incident closed by hand is no longer the monitor's open incident.
+        task = await session.get(Task, monitor.open_task_id)
+        if task is None or TaskStatus(task.status) not in OPEN:
+            shown.open_incident_id = None
+    return shown
 
 
 async def get(
@@ -137,13 +189,19 @@ async def create(
     )
     session.add(monitor)
     await session.flush()
+    _audit(session, actor, monitor, "created", now, new_state=_config(monitor))
     return monitor
 
 
 async def update(
-    session: AsyncSession, ctx: AppContext, monitor_id: uuid.UUID, data: MonitorUpdate
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    monitor_id: uuid.UUID,
+    data: MonitorUpdate,
 ) -> HeartbeatMonitor:
     monitor = await get(session, monitor_id, for_update=True)
+    before = _config(monitor)
     given = data.model_fields_set
     values: dict[str, Any] = {name: getattr(data, name) for name in given}
     for required in ("name", "timezone", "grace_seconds", "priority", "paused"):
@@ -184,21 +242,28 @@ async def update(
     replan(monitor, runs)
     monitor.updated_at = now
     await session.flush()
+    changes = field_changes(before, _config(monitor))
+    if changes:
+        _audit(session, actor, monitor, "updated", now, changes=changes)
     return monitor
 
 
 async def rotate_key(
-    session: AsyncSession, ctx: AppContext, monitor_id: uuid.UUID
+    session: AsyncSession, ctx: AppContext, actor: Principal, monitor_id: uuid.UUID
 ) -> HeartbeatMonitor:
     monitor = await get(session, monitor_id, for_update=True)
     monitor.ping_key = new_key()
     monitor.updated_at = ctx.clock.now()
     await session.flush()
+    _audit(session, actor, monitor, "key_rotated", monitor.updated_at)
     return monitor
 
 
-async def delete(session: AsyncSession, monitor_id: uuid.UUID) -> None:
+async def delete(
+    session: AsyncSession, ctx: AppContext, actor: Principal, monitor_id: uuid.UUID
+) -> None:
     monitor = await get(session, monitor_id, for_update=True)
+    _audit(session, actor, monitor, "deleted", ctx.clock.now(), previous_state=_config(monitor))
     await repository.delete_monitor(session, monitor)
 
 
