@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: logging, SQL helpers, standalone engine processes, percentiles."""
+"""Shared by the benchmarks: logging, SQL helpers, `opsflow engine` processes, percentiles."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _drain(stream: Any, sink: list[str]) -> None:
 def spawn(url: str, workdir: str, *args: str) -> Engine:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "INFO"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsflow.workers.standalone", *args],
+        [sys.executable, "-m", "opsflow", "engine", *args],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -95,8 +95,8 @@ def spawn(url: str, workdir: str, *args: str) -> Engine:
 def failures(engines: Sequence[Engine]) -> str:
     bad = []
     for engine in engines:
-        exits = engine.records("sla_engine_exit")
-        if engine.process.returncode != 0 or not exits or exits[-1]["failed_passes"]:
+        exits = engine.records("engine_exit")
+        if engine.process.returncode != 0 or not exits or exits[-1]["failed_rounds"]:
             bad.append("".join(engine.stderr)[-2000:])
     return "\n".join(bad)
 

@@ -2,7 +2,7 @@
 
 Creates a scratch database (``opsflow_bench_notifications``, via the server in DATABASE_URL),
 migrates it, and runs an HTTP/1.1 sink (keep-alive, answers 200 at once) on its own event
-loop in a thread of this process. Real ``python -m opsflow.workers.standalone`` processes do
+loop in a thread of this process. Real ``opsflow engine`` processes do
 the work:
 
 (a) throughput: N PENDING webhook notifications to one subscription (loaded with SQL) are

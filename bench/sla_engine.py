@@ -2,7 +2,7 @@
 
 Creates a scratch database (``opsflow_bench_sla``, via the server in DATABASE_URL), migrates
 it, loads N open clocks straight with SQL (generate_series: a million in well under a few
-minutes) and measures, with real ``python -m opsflow.workers.standalone`` processes:
+minutes) and measures, with real ``opsflow engine`` processes:
 
 (a) throughput: a fraction of the clocks is overdue; K engine processes drain it
     (``--until-idle``); fires per second, for each K in ``--processes``;
@@ -10,8 +10,9 @@ minutes) and measures, with real ``python -m opsflow.workers.standalone`` proces
     run in real time with a short interval; p50/p99/max of triggered_at - due_at (what
     the engine records) and of committed_at - due_at (when the event was persisted);
 (c) the cost of one engine pass with the same number of clocks due among 10,000 and among
-    1,000,000 open clocks: wall time of ``run_once`` and, from EXPLAIN (ANALYZE, BUFFERS)
-    of the claim query it sends, rows examined and buffers touched; then the ratio.
+    1,000,000 open clocks: wall time of one SLA pass (``SlaEngine.run``) and, from EXPLAIN
+    (ANALYZE, BUFFERS) of the claim query it sends, rows examined and buffers touched; then the
+    ratio.
 
 Figures are printed, never asserted.
 
@@ -40,10 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow import schema
 from opsflow.clock import SystemClock
+from opsflow.composition import build_context
 from opsflow.config import Settings
-from opsflow.context import AppContext
 from opsflow.db import create_engine
-from opsflow.sla.engine import run_once
+from opsflow.sla.engine import SlaEngine
 
 BENCH_USER = uuid.UUID("00000000-0000-0000-0000-0000000be4c4")
 # MEDIUM priority defaults: the warning is at 75 % (360 / 3,240 min), the critical at 95 %,
@@ -327,7 +328,7 @@ def plan_rows_examined(node: dict[str, Any]) -> int:
 async def pass_cost(engine: AsyncEngine, url: str, due: int, repeats: int) -> PassCost:
     """`repeats` passes of `due` due clocks, each preceded by EXPLAIN of its claim query."""
     settings = Settings(database_url=url, log_level="WARNING")
-    ctx = AppContext.build(settings, SystemClock())
+    ctx = build_context(settings, SystemClock())
     captured: list[tuple[str, Any]] = []
     counting = [0]
 
@@ -365,7 +366,7 @@ async def pass_cost(engine: AsyncEngine, url: str, due: int, repeats: int) -> Pa
                 )
             counting[0] = 0
             started = time.perf_counter()
-            result = await run_once(ctx.sessions, ctx.clock, batch=due)
+            result = await SlaEngine().run(ctx, batch=due)
             wall = (time.perf_counter() - started) * 1000
             if attempt == 0:
                 continue
@@ -374,7 +375,7 @@ async def pass_cost(engine: AsyncEngine, url: str, due: int, repeats: int) -> Pa
             cost.rows_examined.append(examined)
             cost.buffers.append(buffers)
             cost.statements.append(counting[0])
-            cost.clocks.append(result.clocks)
+            cost.clocks.append(result.counts["clocks"])
     finally:
         event.remove(ctx.engine.sync_engine, "before_cursor_execute", capture)
         await ctx.close()
@@ -425,7 +426,7 @@ async def pass_costs(
             f"  {'ratio':>11} {sizes[-1] // sizes[0]:>10}x "
             + " ".join(f"{r:>11.2f}" for r in ratios)
         )
-    log("  pass ms: run_once wall time (claim, fire, audit, outbox, commit);")
+    log("  pass ms: SlaEngine.run wall time (claim, fire, audit, outbox, commit);")
     log("  claim ms / rows exam. / buffers: EXPLAIN (ANALYZE, BUFFERS) of the claim query;")
     log("  statements: SQL statements the pass sent")
 

@@ -26,12 +26,12 @@ from sqlalchemy.engine import make_url
 from opsflow import schema
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
+from opsflow.composition import build_context
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import Base, create_engine
+from tests.factories import ADMIN_PASSWORD, login
 
-ADMIN_PASSWORD = "Admin-Pass-123"
-USER_PASSWORD = "User-Pass-12345"
 # CI (`.ci/run` sets OPSFLOW_CI=1) replays the same property examples every run, so a
 # landing never depends on the luck of a random draw; local runs keep exploring new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -139,7 +139,7 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 async def app_context(settings: Settings, clock: SettableClock) -> AsyncIterator[AppContext]:
-    context = AppContext.build(settings, clock)
+    context = build_context(settings, clock)
     yield context
     await context.close()
 
@@ -178,62 +178,9 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     return dict(error)
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
-    response = await client.post("/auth/login", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 @pytest.fixture
 async def admin_headers(client: httpx.AsyncClient) -> dict[str, str]:
     return await login(client, "admin", ADMIN_PASSWORD)
-
-
-@dataclass
-class Actor:
-    id: str
-    username: str
-    role: str
-    headers: dict[str, str]
-    team_id: str | None = None
-
-
-async def make_user(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    role: str,
-    *,
-    username: str | None = None,
-    team_id: str | None = None,
-) -> Actor:
-    username = username or f"{role}-{uuid.uuid4().hex[:8]}"
-    body: dict[str, Any] = {
-        "email": f"{username}@example.com",
-        "username": username,
-        "password": USER_PASSWORD,
-        "full_name": username.replace("-", " ").title(),
-        "role": role,
-    }
-    if team_id:
-        body["team_id"] = team_id
-    response = await client.post("/auth/register", json=body, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    headers = await login(client, username, USER_PASSWORD)
-    return Actor(response.json()["id"], username, role, headers, team_id)
-
-
-async def make_team(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], name: str | None = None
-) -> str:
-    response = await client.post(
-        "/teams", json={"name": name or f"team-{uuid.uuid4().hex[:6]}"}, headers=admin_headers
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +21,8 @@ from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
-from opsflow.config import Settings, load_settings
+from opsflow.composition import build_context, engine_registry
+from opsflow.config import Settings, current_environment, environment_warnings, load_settings
 from opsflow.context import AppContext
 from opsflow.errors import AppError, envelope, validation_details
 from opsflow.escalation.endpoints import router as escalation_router
@@ -36,13 +38,14 @@ from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
+from opsflow.system.health import MigrationCheck
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.tickets.endpoints import router as tickets_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
 from opsflow.webhooks.endpoints import router as webhooks_router
-from opsflow.workers.embedded import EmbeddedSlaEngine
+from opsflow.workers.embedded import EmbeddedEngines
 
 API_PREFIX = "/api/v1"
 log = get_logger("opsflow.app")
@@ -75,6 +78,26 @@ def _render(
     if request_id := _request_id(request):
         response_headers["X-Request-ID"] = request_id
     return JSONResponse(body, status_code=status, headers=response_headers)
+
+
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def _is_lock_contention(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _busy(request: Request) -> JSONResponse:
+    """503 in the envelope: contention the client can retry, never a 500."""
+    return _render(
+        request,
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is busy; retry shortly",
+        extra={"retry_after_seconds": BUSY_RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -145,6 +168,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("integrity_error", error=str(exc.orig)[:500])
         return _render(request, 409, "CONFLICT", "The request conflicts with existing data")
 
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database_pool_exhausted", path=request.url.path)
+        return _busy(request)
+
+    @app.exception_handler(OperationalError)
+    async def operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if _is_lock_contention(exc):
+            # SQLite: another writer held the lock past the busy timeout.
+            log.warning("database_locked", path=request.url.path)
+            return _busy(request)
+        log.exception("database_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
@@ -164,9 +201,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = app.state.context
+        # A logger made now, not the module's cached one: it follows the current logging
+        # configuration of this start.
+        config_log = get_logger("opsflow.config")
+        for warning in environment_warnings(current_environment()):
+            config_log.warning("configuration_warning", message=warning)
         if settings.auto_migrate:
             await anyio.to_thread.run_sync(schema.upgrade, settings.database_url)
         await users_service.bootstrap_admin(ctx)
+        await app.state.migration_check.check(ctx)  # /health and /ready reuse the answer
         watcher = None
         if settings.sla_config_path is not None:
             watcher = SlaConfigWatcher(ctx, settings.sla_config_path)
@@ -174,8 +217,8 @@ def create_app(
         app.state.sla_config_watcher = watcher
         engine = None
         if settings.engine_enabled:
-            engine = EmbeddedSlaEngine(
-                ctx, interval=settings.engine_interval_seconds, batch=settings.engine_batch_size
+            engine = EmbeddedEngines(
+                ctx, engine_registry(settings), interval=settings.engine_interval_seconds
             )
             engine.start()
         log.info(
@@ -206,7 +249,8 @@ def create_app(
         redoc_url=f"{API_PREFIX}/redoc",
         lifespan=lifespan,
     )
-    app.state.context = context or AppContext.build(settings, clock or SystemClock())
+    app.state.context = context or build_context(settings, clock or SystemClock())
+    app.state.migration_check = MigrationCheck()
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])

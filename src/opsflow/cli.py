@@ -14,8 +14,8 @@ import typer
 
 from opsflow import __version__, schema
 from opsflow.clock import SystemClock
+from opsflow.composition import build_context, engine_registry
 from opsflow.config import ConfigError, load_settings
-from opsflow.context import AppContext
 from opsflow.errors import AppError
 
 app = typer.Typer(help="OpsFlow: tasks, incidents and their SLAs.", no_args_is_help=True)
@@ -86,12 +86,43 @@ def create_admin(
         password = getpass.getpass("Password: ")
 
     async def run() -> None:
-        ctx = AppContext.build(settings, SystemClock())
+        ctx = build_context(settings, SystemClock())
         try:
             user = await service.create_admin(
                 ctx, username=username, email=email, password=password
             )
             typer.echo(f"Created admin {user.username} ({user.id})")
+        finally:
+            await ctx.close()
+
+    _run_reporting_errors(run())
+
+
+@app.command("reset-password")
+def reset_password(
+    login: Annotated[str, typer.Argument(help="Username or e-mail of the account.")],
+    password: Annotated[
+        str | None, typer.Option(help="The new password; prompted for (twice) when omitted.")
+    ] = None,
+) -> None:
+    """Set an account's password (e.g. a lost admin password); ends its sessions, audited."""
+    from opsflow.users import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+    if password is None:
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            typer.secho("The two passwords differ; nothing changed.", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
+
+    async def run() -> None:
+        ctx = build_context(settings, SystemClock())
+        try:
+            user = await service.reset_password(ctx, login=login, password=password)
+            typer.echo(f"Password of {user.username} reset; their sessions were ended.")
+            if not user.is_active:
+                typer.echo(f"Note: {user.username} is deactivated and still cannot sign in.")
         finally:
             await ctx.close()
 
@@ -140,7 +171,7 @@ def sla_import(
     text = file.read_text("utf-8")
 
     async def run() -> None:
-        ctx = AppContext.build(settings, SystemClock())
+        ctx = build_context(settings, SystemClock())
         try:
             async with unit_of_work(ctx.sessions) as session:
                 applied = await service.apply_config(
@@ -177,7 +208,7 @@ def sla_export(
     schema.upgrade(settings.database_url)
 
     async def run() -> None:
-        ctx = AppContext.build(settings, SystemClock())
+        ctx = build_context(settings, SystemClock())
         try:
             async with unit_of_work(ctx.sessions) as session:
                 text = await service.export_yaml(session)
@@ -290,6 +321,86 @@ def beat(
     path.parent.mkdir(parents=True, exist_ok=True)
     celery = create_celery_app(settings)
     celery.Beat(schedule=str(path), loglevel=level).run()
+
+
+@app.command()
+def engine(
+    passes: Annotated[
+        str,
+        typer.Option(
+            help="Comma list of the passes each round runs, in this order: sla (fires SLA "
+            "thresholds), relay (outbox events to escalations, notifications, webhooks), "
+            "escalation (fires due steps), delivery (sends notifications); or all (the "
+            "rounds `opsflow serve` runs)."
+        ),
+    ] = "sla",
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rows claimed per pass, for every selected pass (default: "
+            "OPSFLOW_ENGINE_BATCH_SIZE for sla; relay 500, escalation 200, delivery 50).",
+        ),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Longest wait after a round without backlog, in seconds "
+            "(default: OPSFLOW_ENGINE_INTERVAL_SECONDS)."
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one round and exit.")] = False,
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle", help="Run rounds until one in which no pass took anything, then exit."
+        ),
+    ] = False,
+    max_failures: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Give up after this many consecutive failed rounds (default: 1 with --once, "
+            "5 with --until-idle, never otherwise).",
+        ),
+    ] = None,
+) -> None:
+    """Run engine rounds in this process (any number of them side by side, with or without
+    the engines inside `opsflow serve`). One JSON line per pass on stdout; see
+    docs/operations.md."""
+    from opsflow.observability.logging import configure as configure_logging
+    from opsflow.workers import process
+
+    if once and until_idle:
+        raise typer.BadParameter("--once and --until-idle exclude each other", param_hint="--once")
+    if interval is not None and interval <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--interval")
+    try:
+        settings = load_settings()
+    except (ConfigError, ValueError) as exc:
+        typer.secho(f"opsflow engine: bad configuration: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(process.EXIT_CONFIG) from exc
+    try:
+        selected = engine_registry(settings).parse(passes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--passes") from exc
+    if max_failures is None:
+        max_failures = 1 if once else process.DEFAULT_MAX_FAILURES if until_idle else None
+    options = process.Options(
+        engines=selected,
+        interval=interval or settings.engine_interval_seconds,
+        once=once,
+        until_idle=until_idle,
+        max_failures=max_failures,
+        batch=batch,
+    )
+    configure_logging(settings.log_level, settings.log_json)
+    try:
+        status = asyncio.run(process.serve(settings, options))
+    except ConfigError as exc:
+        typer.secho(f"opsflow engine: bad configuration: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(process.EXIT_CONFIG) from exc
+    raise typer.Exit(status)
 
 
 @app.command()

@@ -6,10 +6,14 @@ settings carry the `OPSFLOW_` prefix. See the README for the full table.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -20,8 +24,10 @@ class ConfigError(RuntimeError):
     """Raised when the configuration is unsafe or inconsistent."""
 
 
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower())
+def _env(name: str, *aliases: str) -> AliasChoices:
+    """The variable `name`, then each alias in order: the first one that is set wins, so an
+    `OPSFLOW_` name always beats the plain name deployments may carry over."""
+    return AliasChoices(*(choice for n in (name, *aliases) for choice in (n, n.lower())))
 
 
 class Settings(BaseSettings):
@@ -77,6 +83,15 @@ class Settings(BaseSettings):
     password_memory_cost_kib: int = Field(
         65536, ge=8, validation_alias=_env("OPSFLOW_PASSWORD_MEMORY_COST_KIB")
     )
+    # At most this many password hashes (logins, password changes, API-client secrets) run
+    # at once per process, each allocating the memory cost above; up to the queue more wait,
+    # further ones are answered 503 with Retry-After at once.
+    password_hash_concurrency: int = Field(
+        4, ge=1, le=256, validation_alias=_env("OPSFLOW_PASSWORD_HASH_CONCURRENCY")
+    )
+    password_hash_queue: int = Field(
+        32, ge=0, le=10_000, validation_alias=_env("OPSFLOW_PASSWORD_HASH_QUEUE")
+    )
     login_max_failures_per_username: int = Field(
         10, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_USERNAME")
     )
@@ -90,6 +105,10 @@ class Settings(BaseSettings):
     engine_batch_size: int = Field(
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )
+    # How long an SQLite writer waits for the write lock before the request answers 503.
+    sqlite_busy_timeout_ms: int = Field(
+        10_000, ge=0, le=600_000, validation_alias=_env("OPSFLOW_SQLITE_BUSY_TIMEOUT_MS")
+    )
     auto_migrate: bool = Field(True, validation_alias=_env("OPSFLOW_AUTO_MIGRATE"))
     # An sla_config.yaml that owns the SLA policies and calendars: applied at start
     # and on every change (hot reload); the API then refuses to edit them.
@@ -97,17 +116,25 @@ class Settings(BaseSettings):
 
     # Notifications. Without an SMTP host, e-mail is written to the outbox folder.
     public_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("OPSFLOW_PUBLIC_URL"))
-    smtp_host: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_HOST"))
-    smtp_port: int | None = Field(None, ge=1, le=65535, validation_alias=_env("OPSFLOW_SMTP_PORT"))
-    smtp_username: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_USERNAME"))
-    smtp_password: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_PASSWORD"))
+    smtp_host: str | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_HOST", "SMTP_HOST"))
+    smtp_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("OPSFLOW_SMTP_PORT", "SMTP_PORT")
+    )
+    smtp_username: str | None = Field(
+        None, validation_alias=_env("OPSFLOW_SMTP_USERNAME", "SMTP_USER")
+    )
+    smtp_password: str | None = Field(
+        None, validation_alias=_env("OPSFLOW_SMTP_PASSWORD", "SMTP_PASSWORD")
+    )
     smtp_starttls: bool | None = Field(None, validation_alias=_env("OPSFLOW_SMTP_STARTTLS"))
     smtp_ssl: bool = Field(False, validation_alias=_env("OPSFLOW_SMTP_SSL"))
     smtp_from: str = Field(
-        "OpsFlow <noreply@opsflow.local>", validation_alias=_env("OPSFLOW_SMTP_FROM")
+        "OpsFlow <noreply@opsflow.local>", validation_alias=_env("OPSFLOW_SMTP_FROM", "EMAIL_FROM")
     )
     mail_outbox_dir: Path | None = Field(None, validation_alias=_env("OPSFLOW_MAIL_OUTBOX_DIR"))
-    slack_webhook_url: str | None = Field(None, validation_alias=_env("OPSFLOW_SLACK_WEBHOOK_URL"))
+    slack_webhook_url: str | None = Field(
+        None, validation_alias=_env("OPSFLOW_SLACK_WEBHOOK_URL", "SLACK_WEBHOOK_URL")
+    )
     sms_provider_url: str | None = Field(None, validation_alias=_env("OPSFLOW_SMS_PROVIDER_URL"))
     sms_provider_token: str | None = Field(
         None, validation_alias=_env("OPSFLOW_SMS_PROVIDER_TOKEN")
@@ -123,11 +150,7 @@ class Settings(BaseSettings):
     # The Celery broker of `opsflow worker`/`beat`; the first of these variables that is set.
     celery_broker_url: str = Field(
         "redis://127.0.0.1:6379/0",
-        validation_alias=AliasChoices(
-            *_env("OPSFLOW_CELERY_BROKER_URL").choices,
-            *_env("CELERY_BROKER_URL").choices,
-            *_env("REDIS_URL").choices,
-        ),
+        validation_alias=_env("OPSFLOW_CELERY_BROKER_URL", "CELERY_BROKER_URL", "REDIS_URL"),
     )
     # `opsflow beat`'s state file; None: `<data_dir>/celerybeat-schedule`.
     beat_schedule_file: Path | None = Field(
@@ -187,6 +210,57 @@ class Settings(BaseSettings):
         else:
             self.jwt_signing_key()
             self.jwt_verification_key()
+
+
+# Read by the test tooling, not by OpsFlow itself; never reported as unknown.
+TOOLING_VARIABLES = frozenset(
+    {
+        "OPSFLOW_TEST_DATABASE_URL",
+        "OPSFLOW_TEST_REDIS_URL",
+        "OPSFLOW_REQUIRE_SERVICES",
+        "OPSFLOW_CI",
+    }
+)
+# Names from common deployment templates that OpsFlow has no feature for yet.
+NOT_YET_USED = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpsFlow does not export traces yet",
+    "OTEL_SERVICE_NAME": "OpsFlow does not export traces yet",
+    "RATE_LIMIT_PER_MINUTE": "OpsFlow has no per-client request rate limit yet",
+}
+
+
+def known_variables() -> frozenset[str]:
+    """Every environment variable a setting reads (upper case)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if alias else []
+        names.update(str(choice).upper() for choice in choices)
+    return frozenset(names)
+
+
+def environment_warnings(environ: Mapping[str, str]) -> list[str]:
+    """What a start should warn about: `OPSFLOW_*` variables no setting reads (a typo must
+    not pass silently; the closest known name is suggested), and design-template names
+    that nothing uses yet."""
+    known = known_variables()
+    prefixed = sorted(name for name in known if name.startswith("OPSFLOW_"))
+    warnings: list[str] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper in NOT_YET_USED:
+            warnings.append(f"{name} is set but ignored: {NOT_YET_USED[upper]}")
+        elif upper.startswith("OPSFLOW_") and upper not in known | TOOLING_VARIABLES:
+            close = difflib.get_close_matches(upper, prefixed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            warnings.append(f"{name} is not an OpsFlow setting and is ignored{hint}")
+    return warnings
+
+
+def current_environment(env_file: Path = Path(".env")) -> dict[str, str]:
+    """The variables settings are read from: the process environment over `.env`."""
+    from_file = dotenv_values(env_file) if env_file.is_file() else {}
+    return {**{k: v or "" for k, v in from_file.items()}, **os.environ}
 
 
 def load_settings(**overrides: object) -> Settings:

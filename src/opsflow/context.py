@@ -1,19 +1,26 @@
-"""Long-lived collaborators shared by every request and job of one process."""
+"""Long-lived collaborators shared by every request and job of one process.
+
+This module only holds them: `opsflow.composition.build_context` builds them, so the core
+depends on no domain package (the domain types below are imported for type checking only).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from opsflow.auth.passwords import Passwords
-from opsflow.auth.throttle import LoginThrottle
-from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
 from opsflow.config import Settings
-from opsflow.db import create_engine, create_sessionmaker
-from opsflow.notifications.dispatch import Notifier
 from opsflow.observability.metrics import Metrics
+
+if TYPE_CHECKING:
+    from opsflow.auth.passwords import Passwords
+    from opsflow.auth.throttle import LoginThrottle
+    from opsflow.auth.tokens import TokenCodec
+    from opsflow.notifications.dispatch import Notifier
 
 
 @dataclass
@@ -28,41 +35,18 @@ class AppContext:
     tokens: TokenCodec
     login_throttle: LoginThrottle
     metrics: Metrics
+    # Builds the delivery channels, breaker and templates on first use (API-only processes
+    # never need them).
+    notifier_factory: Callable[[], Notifier] | None = field(default=None, repr=False)
     _notifier: Notifier | None = field(default=None, repr=False)
 
     @property
     def notifier(self) -> Notifier:
-        """Delivery channels, breaker and templates, built on first use (API-only
-        processes never need them)."""
         if self._notifier is None:
-            self._notifier = Notifier.from_settings(self.settings, self.clock)
-            breaker, clock = self._notifier.breaker, self.clock
-            self.metrics.attach_circuits(lambda: breaker.snapshot(clock.now()))
+            if self.notifier_factory is None:
+                raise RuntimeError("this context was built without notification channels")
+            self._notifier = self.notifier_factory()
         return self._notifier
-
-    @classmethod
-    def build(cls, settings: Settings, clock: Clock) -> AppContext:
-        engine = create_engine(settings.database_url)
-        metrics = Metrics()
-        read_sessions = create_sessionmaker(engine, read_only=True)
-        metrics.attach_database(read_sessions)
-        return cls(
-            settings=settings,
-            clock=clock,
-            engine=engine,
-            sessions=create_sessionmaker(engine),
-            read_sessions=read_sessions,
-            passwords=Passwords(
-                time_cost=settings.password_time_cost,
-                memory_cost_kib=settings.password_memory_cost_kib,
-            ),
-            tokens=TokenCodec(settings),
-            login_throttle=LoginThrottle(
-                max_per_username=settings.login_max_failures_per_username,
-                max_per_ip=settings.login_max_failures_per_ip,
-            ),
-            metrics=metrics,
-        )
 
     async def close(self) -> None:
         if self._notifier is not None:

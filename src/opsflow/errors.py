@@ -123,10 +123,19 @@ class RateLimited(AppError):
     default_message = "Too many requests"
 
 
-class Unavailable(AppError):
+class ServiceUnavailable(AppError):
+    """The server is too busy to take this request now; the client should retry later."""
+
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
-    default_message = "The server is busy; retry later"
+    default_message = "The server is busy; retry shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(
+            message,
+            headers={"Retry-After": str(retry_after_seconds)},
+            retry_after_seconds=retry_after_seconds,
+        )
 
 
 def declares(*errors: type[AppError]) -> Callable[[F], F]:

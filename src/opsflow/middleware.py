@@ -1,17 +1,26 @@
-"""Pure ASGI middleware: request ids, body size limit, security headers, access log."""
+"""Pure ASGI middleware: request ids, body size limit, security headers, access log; a
+WebSocket to a path with no WebSocket route is refused as 404, not as a bare close.
+
+The access log records the query string with secret values redacted
+(:func:`opsflow.observability.logging.redact_query`)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opsflow.errors import envelope
+from opsflow.observability.logging import redact_query
 from opsflow.routing import route_index
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -57,6 +66,9 @@ class RequestContextMiddleware:
         return HTTPException(413, f"Request body exceeds {limit} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -113,10 +125,61 @@ class RequestContextMiddleware:
                 "request",
                 method=scope["method"],
                 path=scope["path"],
+                query=redact_query(scope.get("query_string", b"")),
                 status=status_holder["status"],
                 duration_ms=round(elapsed * 1000, 2),
                 user_id=str(principal.id) if principal is not None else None,
             )
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand a WebSocket to its route; with none, refuse the handshake with 404 and the
+        error envelope (a bare close reads as 403 to the client, an authentication problem)."""
+        request_id = request_id_from(scope.get("headers", []))
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        app = scope["app"]
+        routed = any(
+            isinstance(route, WebSocketRoute) and route.matches(scope)[0] is Match.FULL
+            for route in app.router.routes
+        )
+        self.log.info(
+            "websocket",
+            path=scope["path"],
+            query=redact_query(scope.get("query_string", b"")),
+            routed=routed,
+        )
+        if routed:
+            await self.app(scope, receive, send)
+            return
+        message = await receive()  # websocket.connect
+        if message["type"] != "websocket.connect":
+            return
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 4404, "reason": "Route not found"})
+            return
+        context = getattr(app.state, "context", None)
+        body = envelope(
+            code="NOT_FOUND",
+            message="No WebSocket endpoint at this path",
+            request_id=request_id,
+            extra={"path": scope["path"]},
+            now=context.clock.now() if context is not None else datetime.now(UTC),
+        )
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 404,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                    *SECURITY_HEADERS,
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": payload})
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -21,7 +21,8 @@ from sqlalchemy import text
 from opsflow.audit.chain import chain_hash
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
-from tests.conftest import USER_PASSWORD, assert_error, bearer, make_team, make_user
+from tests.conftest import assert_error
+from tests.factories import USER_PASSWORD, bearer, make_team, make_user
 
 AUDIT_KEYS = {
     "id",

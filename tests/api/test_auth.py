@@ -15,11 +15,13 @@ import pytest
 
 from opsflow.clock import SettableClock
 from opsflow.config import Settings
-from tests.conftest import (
+from tests.conftest import assert_error
+from tests.factories import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
-    assert_error,
     bearer,
+    client_token,
+    create_api_client,
     make_user,
 )
 
@@ -32,31 +34,6 @@ async def login_body(
     response = await client.post("/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-async def create_api_client(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], scopes: list[str]
-) -> dict[str, Any]:
-    response = await client.post(
-        "/api-clients",
-        json={"name": f"robot-{uuid.uuid4().hex[:6]}", "scopes": scopes},
-        headers=admin_headers,
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-async def client_token(
-    client: httpx.AsyncClient, creds: dict[str, Any], scope: str | None = None
-) -> httpx.Response:
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": creds["client_id"],
-        "client_secret": creds["client_secret"],
-    }
-    if scope is not None:
-        form["scope"] = scope
-    return await client.post("/auth/token", data=form)
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -465,6 +442,37 @@ async def test_read_scope_can_list_but_not_create_tasks(
     # Not an admin either.
     assert_error(await client.get("/api-clients", headers=bearer(token)), 403, "FORBIDDEN")
     assert_error(await client.get("/audit-logs", headers=bearer(token)), 403, "FORBIDDEN")
+
+
+async def test_api_client_refusal_names_the_missing_scope_not_roles(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    creds = await create_api_client(client, admin_headers, ["tasks:read"])
+    token = (await client_token(client, creds)).json()["access_token"]
+    created = await client.post("/tasks", json={"title": "from a robot"}, headers=bearer(token))
+    error = assert_error(created, 403, "FORBIDDEN")
+    assert error["required_scope"] == "tasks:write"
+    assert error["granted_scopes"] == ["tasks:read"]
+    assert "tasks:write" in error["message"]
+    assert "required_role" not in error
+    assert "allowed_roles" not in error
+
+    # What no scope grants at all says so, still without roles.
+    denied = await client.get("/audit-logs", headers=bearer(token))
+    error = assert_error(denied, 403, "FORBIDDEN")
+    assert error["required_scope"] is None
+    assert "No API-client scope" in error["message"]
+    assert "required_role" not in error
+
+    me = (await client.get("/auth/me", headers=admin_headers)).json()["id"]
+    patched = await client.patch(f"/users/{me}", json={"full_name": "x"}, headers=bearer(token))
+    error = assert_error(patched, 403, "FORBIDDEN")
+    assert "required_role" not in error
+
+    writer = await create_api_client(client, admin_headers, ["tasks:write"])
+    writer_token = (await client_token(client, writer)).json()["access_token"]
+    listed = await client.get("/tasks", headers=bearer(writer_token))
+    assert assert_error(listed, 403, "FORBIDDEN")["required_scope"] == "tasks:read"
 
 
 async def test_write_scope_creates_task_and_narrowed_token_cannot(
@@ -900,3 +908,62 @@ async def test_missing_or_malformed_authorization_is_401(
     error = assert_error(response, 401, "UNAUTHORIZED")
     assert response.headers["www-authenticate"] == "Bearer"
     assert "Traceback" not in error["message"]
+
+
+# --- hostile credentials on the token endpoint -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Basic éé",  # not ASCII at all
+        "Basic " + base64.b64encode("ofc_x:sécret".encode("latin-1")).decode(),  # not UTF-8
+        "Basic " + base64.b64encode(b"no-colon-here").decode(),
+        "Basic " + base64.b64encode(b"ofc_\x00abc:secret").decode(),  # NUL in the client id
+        "Basic " + base64.b64encode(b"ofc_abc:sec\x00ret").decode(),  # NUL in the secret
+        "Basic " + base64.b64encode(b":secret").decode(),  # empty client id
+        "Basic =",
+        "Basic ",
+    ],
+    ids=["non-ascii", "latin-1", "no-colon", "nul-id", "nul-secret", "empty-id", "pad", "empty"],
+)
+async def test_hostile_basic_credentials_are_401(
+    client: httpx.AsyncClient, authorization: str
+) -> None:
+    response = await client.post(
+        "/auth/token",
+        content=b"grant_type=client_credentials",
+        headers={
+            b"Authorization": authorization.encode(),  # raw UTF-8 bytes on the wire
+            b"Content-Type": b"application/x-www-form-urlencoded",
+        },
+    )
+    error = assert_error(response, 401, "UNAUTHORIZED")
+    assert error.get("oauth_error") in (None, "invalid_client")
+
+
+async def test_nul_in_form_client_id_is_refused_without_500(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/auth/token",
+        data={"grant_type": "client_credentials", "client_id": "ofc_\x00x", "client_secret": "s"},
+    )
+    assert response.status_code in (400, 401), response.text
+    assert "error" in response.json()
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"], ids=["huge-exp", "huge-iat", "huge-nbf"])
+@pytest.mark.parametrize("value", [10**20, 2**63, 1e300])
+async def test_validly_signed_token_with_absurd_times_is_401(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    settings: Settings,
+    claim: str,
+    value: float,
+) -> None:
+    token = admin_headers["Authorization"].removeprefix("Bearer ")
+    claims = {**_unb64(token.split(".")[1]), claim: value}
+    forged = jwt.encode(claims, settings.jwt_secret_key, "HS256")
+    response = await client.get("/auth/me", headers=bearer(forged))
+    assert_error(response, 401, "UNAUTHORIZED")
+    revoke = await client.post("/auth/revoke", json={"token": forged}, headers=admin_headers)
+    assert revoke.status_code == 204, revoke.text

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import USER_PASSWORD, make_user
 from tests.conftest import assert_error as assert_envelope
+from tests.factories import USER_PASSWORD, make_user
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

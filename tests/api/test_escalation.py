@@ -18,10 +18,11 @@ from opsflow.db import unit_of_work
 from opsflow.escalation import service as escalation_service
 from opsflow.escalation.firing import DEFAULT_POLICY_NAME
 from opsflow.events import relay
+from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
-from opsflow.workers.embedded import run_pass
-from tests.conftest import T0, assert_error, make_team, make_user
+from tests.conftest import T0, assert_error
+from tests.factories import advance, make_task, make_team, make_user
 
 INCIDENT = {
     "title": "Payments API returns 502",
@@ -43,10 +44,8 @@ DONE_WHEN_POLICY = {
 
 
 async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    """Move the clock and run what the embedded loop runs: SLA pass, relay, escalations."""
-    clock.set(T0 + timedelta(minutes=minutes))
-    for _ in range(5):  # the relay plans a run the escalation pass may then fire
-        await run_pass(ctx, batch=500)
+    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
@@ -59,9 +58,7 @@ async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, 
 
 
 async def _incident(client: httpx.AsyncClient, admin: dict[str, str], **fields: Any) -> str:
-    response = await client.post("/tasks", json={**INCIDENT, **fields}, headers=admin)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, admin, **{**INCIDENT, **fields}))["id"])
 
 
 async def _escalations(client: httpx.AsyncClient, admin: dict[str, str], task_id: str) -> Any:
@@ -316,9 +313,9 @@ async def test_a_failing_consumer_holds_only_its_event(
         if event.aggregate_id == uuid.UUID(first):
             raise RuntimeError("consumer down")
 
-    result = await relay.run_once(app_context.sessions, clock, handlers=[picky])
-    assert result.failed == 1
-    assert result.events >= 2  # the two tasks' events, and the accounts' set-up events
+    result = await RelayEngine([picky]).run(app_context, batch=500)
+    assert result.counts["failed"] == 1
+    assert result.counts["events"] >= 2  # the two tasks' events, and the accounts' set-up events
     async with unit_of_work(app_context.sessions) as session:
         rows = list(await session.scalars(select(OutboxEvent).order_by(OutboxEvent.created_at)))
     held = [r for r in rows if r.published_at is None]
@@ -326,10 +323,10 @@ async def test_a_failing_consumer_holds_only_its_event(
     assert held[0].attempts == 1
     assert held[0].last_error == "RuntimeError: consumer down"
     assert held[0].available_at == clock.now() + relay.backoff(1)
-    again = await relay.run_once(app_context.sessions, clock, handlers=[picky])
-    assert again.events == 0  # not before its backoff
+    again = await RelayEngine([picky]).run(app_context, batch=500)
+    assert again.counts["events"] == 0  # not before its backoff
     clock.advance(relay.backoff(1))
-    assert (await relay.run_once(app_context.sessions, clock, handlers=[])).events == 1
+    assert (await RelayEngine([]).run(app_context, batch=500)).counts["events"] == 1
 
 
 @pytest.mark.parametrize(
@@ -424,3 +421,154 @@ async def test_an_acknowledged_task_left_unresolved_re_notifies_after_the_ack_ti
     await client.patch(f"/tasks/{other}/start", json={}, headers=admin_headers)
     await client.patch(f"/tasks/{other}/complete", json={}, headers=admin_headers)
     assert (await _escalations(client, admin_headers, other))["planned"] == []
+
+
+async def test_a_team_default_policy_escalates_its_tasks_that_match_no_policy(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    world = await _world(client, admin_headers)
+    other_team = await make_team(client, admin_headers)
+    policy = await client.post(
+        "/escalation-policies",
+        json={
+            "name": "team-default",
+            "conditions": {"priority": ["LOW"]},  # the team's default needs no match
+            "trigger": "breach",
+            "steps": [{"delay_minutes": 2, "targets": ["team"], "channels": ["email"]}],
+        },
+        headers=admin_headers,
+    )
+    assert policy.status_code == 201, policy.text
+    policy_id = policy.json()["id"]
+    unknown = await client.patch(
+        f"/teams/{world['team_id']}",
+        json={"escalation_policy_id": str(uuid.uuid4())},
+        headers=admin_headers,
+    )
+    assert_error(unknown, 400, "VALIDATION_ERROR")
+    named = await client.patch(
+        f"/teams/{world['team_id']}",
+        json={"escalation_policy_id": policy_id},
+        headers=admin_headers,
+    )
+    assert named.status_code == 200, named.text
+    ours = await _incident(client, admin_headers, team_id=world["team_id"])
+    theirs = await _incident(client, admin_headers, team_id=other_team)
+
+    await at(app_context, clock, 15)  # both START breaches
+    planned = (await _escalations(client, admin_headers, ours))["planned"]
+    assert [(e["policy_name"], _instant(e["fire_at"])) for e in planned] == [
+        ("team-default", T0 + timedelta(minutes=17))
+    ]
+    planned = (await _escalations(client, admin_headers, theirs))["planned"]
+    assert [(e["policy_name"], _instant(e["fire_at"])) for e in planned] == [
+        (DEFAULT_POLICY_NAME, T0 + timedelta(minutes=20))
+    ]
+    await at(app_context, clock, 17)
+    fired = (await _escalations(client, admin_headers, ours))["fired"]
+    assert sorted(r["username"] for r in fired[0]["recipients"]) == sorted(
+        [world["lead"].username, world["developer"].username]
+    )
+
+
+LEVELS_CONFIG = """
+sla_targets:
+  ENTERPRISE:
+    P0:
+      response_minutes: 60
+      resolution_minutes: 480
+      escalation: {LEVEL_1: 5, LEVEL_2: 20, LEVEL_3: 30}
+escalation_levels:
+  0: "No escalation"
+  1: "Team lead notified"
+  2: "Manager notified"
+  3: "Director notified"
+opsflow:
+  defaults: {calendar: office}
+  calendars:
+    office:
+      timezone: UTC
+      hours:
+        mon: ["09:00-17:00"]
+        tue: ["09:00-17:00"]
+        wed: ["09:00-17:00"]
+        thu: ["09:00-17:00"]
+        fri: ["09:00-17:00"]
+"""
+
+
+async def test_escalation_levels_of_an_imported_sla_config_fire_in_working_minutes(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    world = await _world(client, admin_headers)
+    manager = await make_user(client, admin_headers, "manager", team_id=world["team_id"])
+    imported = await client.post(
+        "/sla-policies/import", content=LEVELS_CONFIG, headers=admin_headers
+    )
+    assert imported.status_code == 200, imported.text
+    clock.set(T0.replace(hour=16, minute=50))  # Tuesday, 10 working minutes left today
+    created = await client.post(
+        "/tasks",
+        json={
+            "title": "Enterprise checkout down",
+            "task_type": "INCIDENT",
+            "priority": "CRITICAL",
+            "customer_tier": "ENTERPRISE",
+            "team_id": world["team_id"],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    task_id = created.json()["id"]
+    assert created.json()["sla_policy_name"] == "enterprise-p0"
+
+    minutes = (16 - 10) * 60 + 20  # T0 is 10:30; the task was created at 16:50
+    await at(app_context, clock, minutes)
+    planned = (await _escalations(client, admin_headers, task_id))["planned"]
+    wednesday = T0 + timedelta(days=1)
+    assert [(e["level"], _instant(e["fire_at"])) for e in planned] == [
+        (1, T0.replace(hour=16, minute=55)),
+        (2, wednesday.replace(hour=9, minute=10)),  # 10 minutes on Tuesday, 10 on Wednesday
+        (3, wednesday.replace(hour=9, minute=20)),
+    ]
+    assert {e["policy_name"] for e in planned} == {"sla policy: enterprise-p0"}
+    assert planned[1]["message"] == "Level 2 of SLA policy enterprise-p0: Manager notified."
+
+    await at(app_context, clock, minutes + 5)
+    fired = (await _escalations(client, admin_headers, task_id))["fired"]
+    assert [(e["level"], [r["username"] for r in e["recipients"]]) for e in fired] == [
+        (1, [world["lead"].username])
+    ]
+    overnight = minutes + 16 * 60 + 19  # Wednesday 09:09
+    await at(app_context, clock, overnight)
+    assert len((await _escalations(client, admin_headers, task_id))["fired"]) == 1
+    await at(app_context, clock, overnight + 1)
+    fired = (await _escalations(client, admin_headers, task_id))["fired"]
+    assert [(e["level"], [r["username"] for r in e["recipients"]]) for e in fired] == [
+        (1, [world["lead"].username]),
+        (2, [manager.username]),
+    ]
+
+    ack = await client.patch(f"/tasks/{task_id}/acknowledge", json={}, headers=admin_headers)
+    assert ack.status_code == 200, ack.text
+    await at(app_context, clock, overnight + 30)
+    escalations = await _escalations(client, admin_headers, task_id)
+    assert len(escalations["fired"]) == 2
+    assert escalations["planned"] == []
+    assert [(e["level"], e["status"], e["reason"]) for e in escalations["other"]] == [
+        (3, "CANCELLED", "acknowledged")
+    ]
+    notified = await client.get(
+        "/notifications",
+        params={"task_id": task_id, "notification_type": "escalation.fired"},
+        headers=admin_headers,
+    )
+    assert sorted(n["recipient"] for n in notified.json()["items"]) == sorted(
+        [world["lead"].username, manager.username]
+    )

@@ -10,7 +10,8 @@ import pytest
 
 from opsflow.clock import SettableClock
 from opsflow.idempotency import repository as idempotency_repository
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_user
+from tests.conftest import assert_error
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 BODY = {"title": "Disk full on db-1", "task_type": "INCIDENT", "priority": "HIGH"}
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 
 from opsflow.clock import SettableClock
-from tests.conftest import make_user
+from tests.factories import make_user
 
 
 async def test_incident_lifecycle(

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 
 from opsflow.clock import SettableClock
-from tests.conftest import ADMIN_PASSWORD
+from tests.factories import ADMIN_PASSWORD
 
 
 async def _attempt(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:

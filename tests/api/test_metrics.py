@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
-from opsflow.sla.engine import run_once
+from opsflow.sla.engine import SlaEngine
 from tests.conftest import T0
 
 
@@ -34,7 +34,7 @@ async def test_metrics_expose_tasks_breaches_latency_and_completions(
     await client.patch(f"/tasks/{first}/start", headers=admin_headers)
     clock.set(T0 + timedelta(minutes=20))
     await client.patch(f"/tasks/{first}/complete", json={}, headers=admin_headers)
-    await run_once(app_context.sessions, clock)
+    await SlaEngine().run(app_context, batch=500)
 
     response = await client.get("http://testserver/metrics")
     assert response.status_code == 200

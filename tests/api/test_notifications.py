@@ -15,8 +15,8 @@ from aiosmtpd.controller import Controller
 from opsflow.clock import SettableClock
 from opsflow.config import Settings
 from opsflow.context import AppContext
-from opsflow.workers.embedded import run_pass
-from tests.conftest import T0, assert_error, make_settings, make_team, make_user
+from tests.conftest import T0, assert_error, make_settings
+from tests.factories import advance, make_team, make_user
 from tests.sinks import HttpSink, Reply, SmtpSink, free_port
 
 POLICY = {
@@ -72,9 +72,8 @@ def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> 
 
 
 async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    clock.set(T0 + timedelta(minutes=minutes))
-    for _ in range(5):
-        await run_pass(ctx, batch=500)
+    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
@@ -420,3 +419,40 @@ async def test_quiet_hours_hold_a_notification_until_they_end(
     assert {n["notification_type"] for n in rows} >= {"task.created", "sla.breach"}
     assert {(n["status"], n["sent_at"]) for n in rows} == {("SENT", "2026-01-27T11:00:00Z")}
     assert mails() == len(rows)
+
+
+async def test_a_breach_an_escalation_policy_handles_pages_each_person_once_per_channel(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+    smtp: tuple[SmtpSink, int],
+) -> None:
+    sink = smtp[0]
+    world = await _world(client, admin_headers)  # breach -> at once, e-mail the assignee
+    developer = world["developer"]
+    address = f"{developer.username}@example.com"
+    other = await client.post(
+        "/tasks",
+        json={**INCIDENT, "title": "Unmatched", "priority": "HIGH", "assigned_to": developer.id},
+        headers=admin_headers,
+    )
+    assert other.status_code == 201, other.text
+
+    await at(app_context, clock, 14.9)
+    seen = len(sink.received)
+    await at(app_context, clock, 15)  # both START breaches
+    subjects = sorted(
+        str(r.message["Subject"]) for r in sink.received[seen:] if address in r.rcpt_tos
+    )
+    assert subjects == [
+        f"Escalation (level 1): {INCIDENT['title']}",  # the policy's page, and only it
+        "SLA Breach: Unmatched",  # no policy handles this one: the built-in message
+    ]
+    rows = await _notifications(client, admin_headers, task_id=world["task_id"])
+    assert (
+        sorted(r["notification_type"] for r in rows if r["recipient"] == developer.username).count(
+            "sla.breach"
+        )
+        == 0
+    )

@@ -26,7 +26,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, WebSocketRoute
 
-from tests.conftest import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
+from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
 
 Headers = dict[str, str]
 ROLES = ("admin", "manager", "team_lead", "developer", "support", "auditor", "viewer")
@@ -424,6 +424,10 @@ async def deactivate_other_user(w: World, who: Caller) -> Request:
     return {"path": {"user_id": await fresh_user(w)}}
 
 
+async def own_name(w: World, who: Caller) -> Request:
+    return {"json": {"full_name": f"Own {who.role}"}}
+
+
 async def preferences(w: World, who: Caller) -> Request:
     return {"json": {"preferences": [{"channel": "EMAIL", "enabled": False}]}}
 
@@ -509,6 +513,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST", f"{V1}/users/{{user_id}}/deactivate", "administer", 200, deactivate_other_user
     ),
+    Endpoint("GET", f"{V1}/users/me", "own_account", 200),
+    Endpoint("PATCH", f"{V1}/users/me", "own_account", 200, own_name),
     Endpoint("GET", f"{V1}/users/me/notification-preferences", "own_account", 200),
     Endpoint("PUT", f"{V1}/users/me/notification-preferences", "own_account", 200, preferences),
     # teams

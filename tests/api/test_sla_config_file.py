@@ -14,9 +14,10 @@ import pytest
 
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
+from opsflow.composition import build_context
 from opsflow.config import ConfigError
-from opsflow.context import AppContext
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_settings
+from tests.conftest import assert_error, make_settings
+from tests.factories import ADMIN_PASSWORD, login
 
 FIRST = """
 sla_targets:
@@ -56,7 +57,7 @@ async def file_app(
     path = tmp_path / "sla_config.yaml"
     write(path, FIRST)
     settings = make_settings(database_url, sla_config_path=path)
-    context = AppContext.build(settings, clock)
+    context = build_context(settings, clock)
     application = create_app(settings, context=context)
     try:
         async with application.router.lifespan_context(application):
@@ -142,7 +143,7 @@ async def test_an_invalid_file_stops_the_start(
     path = tmp_path / "broken.yaml"
     path.write_text("sla_targets: [", "utf-8")
     settings = make_settings(database_url, sla_config_path=path)
-    context = AppContext.build(settings, clock)
+    context = build_context(settings, clock)
     application = create_app(settings, context=context)
     try:
         with pytest.raises(ConfigError, match=r"broken\.yaml"):

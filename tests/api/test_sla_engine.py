@@ -12,11 +12,13 @@ from sqlalchemy import func, select
 
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
+from opsflow.composition import build_context
 from opsflow.context import AppContext
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
-from opsflow.sla.engine import run_once
-from tests.conftest import T0, make_settings, make_user
+from opsflow.sla.engine import SlaEngine
+from tests.conftest import T0, make_settings
+from tests.factories import make_task, make_user
 
 INCIDENT = {
     "title": "Database connection pool exhaustion",
@@ -28,9 +30,7 @@ INCIDENT = {
 
 
 async def _create(client: httpx.AsyncClient, headers: dict[str, str], **extra: Any) -> str:
-    response = await client.post("/tasks", json={**INCIDENT, **extra}, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, headers, **{**INCIDENT, **extra}))["id"])
 
 
 async def _events(client: httpx.AsyncClient, headers: dict[str, str], task_id: str) -> list[Any]:
@@ -41,7 +41,7 @@ async def _events(client: httpx.AsyncClient, headers: dict[str, str], task_id: s
 
 async def _at(clock: SettableClock, ctx: AppContext, minutes: float) -> int:
     clock.set(T0 + timedelta(minutes=minutes))
-    return (await run_once(ctx.sessions, clock)).events
+    return (await SlaEngine().run(ctx, batch=500)).counts["events"]
 
 
 async def test_untouched_critical_incident_fires_each_threshold_once_in_order(
@@ -197,10 +197,8 @@ async def test_parallel_engines_fire_each_event_once(
     for index in range(30):
         await _create(client, admin_headers, title=f"incident {index}")
     clock.set(T0 + timedelta(hours=3))
-    results = await asyncio.gather(
-        *(run_once(app_context.sessions, clock, batch=7) for _ in range(4))
-    )
-    while (await run_once(app_context.sessions, clock, batch=7)).clocks:
+    results = await asyncio.gather(*(SlaEngine().run(app_context, batch=7) for _ in range(4)))
+    while (await SlaEngine().run(app_context, batch=7)).counts["clocks"]:
         pass
     async with app_context.sessions() as session:
         total = await session.scalar(select(func.count()).select_from(SlaEvent))
@@ -210,13 +208,13 @@ async def test_parallel_engines_fire_each_event_once(
             )
         )
     assert total == distinct == 30 * 6
-    assert sum(r.events for r in results) <= total
+    assert sum(r.counts["events"] for r in results) <= total
 
 
 @pytest.fixture
 async def engine_app(database_url: str, clock: SettableClock) -> Any:
     settings = make_settings(database_url, engine_enabled=True, engine_interval_seconds=0.01)
-    context = AppContext.build(settings, clock)
+    context = build_context(settings, clock)
     app = create_app(settings, context=context)
     async with app.router.lifespan_context(app):
         yield app, context
@@ -241,6 +239,12 @@ async def test_embedded_engine_fires_without_being_called(
             await asyncio.sleep(0.01)
         events = await _events(client, headers, task_id)
         metrics = (await client.get("/metrics")).text
+        workers = (await client.get("/health")).json()["services"]["workers"]
+    # The loop records its heartbeat: /health names it and the passes it runs.
+    assert workers["status"] == "healthy", workers
+    assert [(p["driver"], p["passes"]) for p in workers["processes"]] == [
+        ("serve", ["sla", "relay", "escalation", "delivery"])
+    ]
     assert [e["event_type"] for e in events] == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
     assert 'opsflow_sla_engine_lag_seconds_count{event_type="START_BREACH"} 1.0' in metrics
     assert [e["notify"] for e in events] == [False, False, True]

@@ -5,6 +5,7 @@ YAML import/export — each change audited."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +16,10 @@ from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.sla import service as sla_service
-from opsflow.sla.engine import run_once
+from opsflow.sla.engine import SlaEngine
 from opsflow.sla_config import service as sla_config_service
-from tests.conftest import ADMIN_PASSWORD, assert_error, login, make_user
+from tests.conftest import assert_error
+from tests.factories import ADMIN_PASSWORD, login, make_user
 
 # Friday 2026-01-30 16:30 in Paris (UTC+1 in winter) and the Monday after, 09:30.
 FRIDAY_1630 = datetime(2026, 1, 30, 15, 30, tzinfo=UTC)
@@ -143,7 +145,7 @@ async def test_friday_1630_with_60_minutes_breaches_monday_0930_as_simulated(
 
     # Saturday noon: half the working target used, nothing fires, state compliant.
     admin_headers = await at(client, clock, datetime(2026, 1, 31, 11, 0, tzinfo=UTC))
-    assert (await run_once(app_context.sessions, clock)).events == 0
+    assert (await SlaEngine().run(app_context, batch=500)).counts["events"] == 0
     task = (await client.get(f"/tasks/{task['id']}", headers=admin_headers)).json()
     start_view = task["sla_status"]["clocks"][0]
     assert (start_view["state"], start_view["percent_elapsed"]) == ("compliant", 50.0)
@@ -151,9 +153,9 @@ async def test_friday_1630_with_60_minutes_breaches_monday_0930_as_simulated(
     assert [t["id"] for t in listed.json()["items"]] == [task["id"]]
 
     admin_headers = await at(client, clock, MONDAY_0930 - timedelta(seconds=1))
-    await run_once(app_context.sessions, clock)
+    await SlaEngine().run(app_context, batch=500)
     clock.set(MONDAY_0930)
-    await run_once(app_context.sessions, clock)
+    await SlaEngine().run(app_context, batch=500)
     events = (await client.get(f"/tasks/{task['id']}/sla-events", headers=admin_headers)).json()
     fired = {e["event_type"]: e for e in events["events"]}
     assert list(fired) == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
@@ -546,6 +548,65 @@ async def test_simulate_without_a_policy_uses_the_defaults(
     assert_error(unknown, 404, "NOT_FOUND")
 
 
+async def test_simulate_lists_the_steps_of_the_escalation_policies_that_would_match(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    for policy in (
+        {
+            "name": "critical-breach",
+            "conditions": {"priority": ["CRITICAL"]},
+            "trigger": "breach",
+            "steps": [
+                {"delay_minutes": 0, "targets": ["assignee"], "channels": ["email"]},
+                {"delay_minutes": 5, "targets": ["team_lead"], "channels": ["slack"]},
+            ],
+        },
+        {
+            "name": "critical-warning",
+            "conditions": {"priority": ["CRITICAL"], "tags": ["db"]},
+            "trigger": "warning",
+            "steps": [{"delay_minutes": 1, "targets": ["team"], "channels": ["email"]}],
+        },
+    ):
+        created = await client.post("/escalation-policies", json=policy, headers=admin_headers)
+        assert created.status_code == 201, created.text
+    request = {"priority": "CRITICAL", "start_minutes": 20, "resolve_minutes": 120}
+    start = clock.now()
+
+    def steps(body: dict[str, Any]) -> list[tuple[str, str | None, int, datetime, list[str]]]:
+        return [
+            (s["policy"], s["sla_type"], s["level"], instant(s["at"]), s["targets"])
+            for s in body["escalation_steps"]
+        ]
+
+    response = await client.post("/sla-policies/simulate", json=request, headers=admin_headers)
+    assert response.status_code == 200, response.text
+    minute = timedelta(minutes=1)
+    assert steps(response.json()) == [
+        ("critical-breach", "START", 1, start + 20 * minute, ["assignee"]),
+        ("critical-breach", "START", 2, start + 25 * minute, ["team_lead"]),
+        ("critical-breach", "RESOLVE", 1, start + 120 * minute, ["assignee"]),
+        ("critical-breach", "RESOLVE", 2, start + 125 * minute, ["team_lead"]),
+    ]
+    tagged = await client.post(
+        "/sla-policies/simulate", json={**request, "tags": ["db"]}, headers=admin_headers
+    )
+    assert steps(tagged.json())[:2] == [  # warnings at 75 % of each target, plus a minute
+        ("critical-warning", "START", 1, start + 16 * minute, ["team"]),
+        ("critical-breach", "START", 1, start + 20 * minute, ["assignee"]),
+    ]
+    low = await client.post(
+        "/sla-policies/simulate", json={**request, "priority": "LOW"}, headers=admin_headers
+    )
+    assert steps(low.json()) == [  # no policy: the team lead 5 minutes after a START breach
+        ("default: team lead after START breach", "START", 1, start + 25 * minute, ["team_lead"])
+    ]
+    unknown = await client.post(
+        "/sla-policies/simulate", json={**request, "team": "nobody"}, headers=admin_headers
+    )
+    assert_error(unknown, 400, "VALIDATION_ERROR")
+
+
 # --- hostile input ------------------------------------------------------------------------------
 
 HOSTILE_BODIES: list[Any] = [
@@ -652,3 +713,62 @@ async def test_tasks_match_policies_exactly_as_the_configuration_stores_them(
         stored = (await sla_config_service.load(session)).config.policies
     assert sorted(matched, key=lambda spec: spec.name) == [p for p in stored if p.is_active]
     assert matched[0].escalation == ((1, 10), (2, 30))
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sla_config.yaml"
+
+
+async def test_the_shipped_example_sla_config_imports_and_simulates(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    imported = await client.post(
+        "/sla-policies/import", content=EXAMPLE.read_bytes(), headers=admin_headers
+    )
+    assert imported.status_code == 200, imported.text
+    assert (imported.json()["applied"], imported.json()["policies"]) == (True, 17)
+    listed = await client.get("/sla-policies", params={"page_size": 100}, headers=admin_headers)
+    names = {p["name"] for p in listed.json()["items"]}
+    assert {"enterprise-p0", "basic-p3", "task-low"} <= names
+    simulated = await client.post(
+        "/sla-policies/simulate", json={"policy": "enterprise-p0"}, headers=admin_headers
+    )
+    assert simulated.status_code == 200, simulated.text
+    levels = [(s["name"], instant(s["at"])) for s in simulated.json()["escalation"]]
+    assert levels[0] == ("LEVEL_1 (Team lead notified)", clock.now() + timedelta(minutes=10))
+    exported = await client.get("/sla-policies/export", headers=admin_headers)
+    assert yaml.safe_load(exported.text)["escalation_levels"][2] == "Manager notified"
+
+
+async def test_simulating_a_named_policy_matches_escalation_policies_on_its_selectors(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], clock: SettableClock
+) -> None:
+    imported = await client.post(
+        "/sla-policies/import", content=EXAMPLE.read_bytes(), headers=admin_headers
+    )
+    assert imported.status_code == 200, imported.text
+    created = await client.post(
+        "/escalation-policies",
+        json={
+            "name": "enterprise-outage",
+            "conditions": {"priority": ["CRITICAL"], "customer_tier": ["ENTERPRISE"]},
+            "trigger": "created",
+            "steps": [{"delay_minutes": 2, "targets": ["manager"], "channels": ["sms"]}],
+        },
+        headers=admin_headers,
+    )
+    assert created.status_code == 201, created.text
+    simulated = await client.post(
+        "/sla-policies/simulate", json={"policy": "enterprise-p0"}, headers=admin_headers
+    )
+    steps = simulated.json()["escalation_steps"]
+    assert (steps[0]["policy"], steps[0]["trigger"], instant(steps[0]["at"])) == (
+        "enterprise-outage",
+        "created",
+        clock.now() + timedelta(minutes=2),
+    )
+    other = await client.post(
+        "/sla-policies/simulate",
+        json={"policy": "enterprise-p0", "priority": "LOW"},  # what the request says wins
+        headers=admin_headers,
+    )
+    assert "enterprise-outage" not in {s["policy"] for s in other.json()["escalation_steps"]}

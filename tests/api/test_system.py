@@ -16,6 +16,7 @@ import pytest
 from opsflow import __version__
 from opsflow.app import create_app
 from opsflow.clock import SettableClock
+from opsflow.composition import build_context
 from opsflow.context import AppContext
 from tests.conftest import T0, make_settings
 from tests.conftest import assert_error as assert_envelope
@@ -82,7 +83,7 @@ async def bare_client(tmp_path: Path) -> AsyncIterator[Any]:
 
     def build(url: str) -> httpx.AsyncClient:
         settings = make_settings(url)
-        context = AppContext.build(settings, SettableClock(T0))
+        context = build_context(settings, SettableClock(T0))
         contexts.append(context)
         app = create_app(settings, context=context)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

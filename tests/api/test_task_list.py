@@ -16,7 +16,8 @@ from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.models.task import Task
-from tests.conftest import T0, make_team, make_user
+from tests.conftest import T0
+from tests.factories import make_task, make_team, make_user
 
 Headers = dict[str, str]
 
@@ -29,9 +30,7 @@ def iso(instant: Any) -> str:
 
 
 async def create(client: httpx.AsyncClient, headers: Headers, title: str, **fields: Any) -> str:
-    response = await client.post("/tasks", json={"title": title, **fields}, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, headers, title=title, **fields))["id"])
 
 
 async def act(

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from opsflow.clock import SettableClock
-from tests.conftest import T0, Actor, assert_error, make_team, make_user
+from tests.conftest import T0, assert_error
+from tests.factories import Actor, make_team, make_user
 
 Headers = dict[str, str]
 

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import assert_error, make_team, make_user
+from tests.conftest import assert_error
+from tests.factories import make_team, make_user
 
 TEAM_KEYS = {
     "id",

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tests.api.test_auth import client_token, create_api_client
-from tests.conftest import assert_error, bearer, make_team, make_user
+from tests.conftest import assert_error
+from tests.factories import bearer, client_token, create_api_client, make_team, make_user
 
 EXAMPLE = {
     "tickets": [

@@ -9,14 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    ADMIN_PASSWORD,
-    USER_PASSWORD,
-    Actor,
-    assert_error,
-    make_team,
-    make_user,
-)
+from tests.conftest import assert_error
+from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, Actor, make_team, make_user
 
 PAGINATION_KEYS = {"page", "page_size", "total_items", "total_pages", "has_next", "has_previous"}
 USER_KEYS = {
@@ -442,6 +436,72 @@ async def test_admin_resets_password_without_current(
     assert (await client.get("/auth/me", headers=admin_headers)).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "role", ["admin", "manager", "team_lead", "developer", "support", "auditor", "viewer"]
+)
+@pytest.mark.parametrize(
+    "current", [None, "Not-The-Password-1"], ids=["missing-current", "wrong-current"]
+)
+async def test_own_password_change_needs_the_current_password_for_every_role(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], role: str, current: str | None
+) -> None:
+    """A stolen access token alone cannot change the password and lock the owner out,
+    not even an admin's."""
+    actor = await make_user(client, admin_headers, role)
+    body: dict[str, Any] = {"password": NEW_PASSWORD}
+    if current is not None:
+        body["current_password"] = current
+    response = await client.patch(f"/users/{actor.id}", json=body, headers=actor.headers)
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert error["details"][0]["field"] == "current_password"
+    assert (await client.get("/auth/me", headers=actor.headers)).status_code == 200
+    old = await client.post(
+        "/auth/login", json={"username": actor.username, "password": USER_PASSWORD}
+    )
+    assert old.status_code == 200, old.text
+
+    changed = await client.patch(
+        f"/users/{actor.id}",
+        json={"password": NEW_PASSWORD, "current_password": USER_PASSWORD},
+        headers=actor.headers,
+    )
+    assert changed.status_code == 200, changed.text
+    new = await client.post(
+        "/auth/login", json={"username": actor.username, "password": NEW_PASSWORD}
+    )
+    assert new.status_code == 200, new.text
+
+
+async def test_bootstrap_admin_needs_the_current_password_too(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    admin_id = (await client.get("/auth/me", headers=admin_headers)).json()["id"]
+    response = await client.patch(
+        f"/users/{admin_id}", json={"password": NEW_PASSWORD}, headers=admin_headers
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert (await client.get("/auth/me", headers=admin_headers)).status_code == 200
+    old = await client.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert old.status_code == 200
+
+
+async def test_admin_reset_of_another_user_is_audited(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    other_admin = await make_user(client, admin_headers, "admin")
+    response = await client.patch(
+        f"/users/{other_admin.id}", json={"password": NEW_PASSWORD}, headers=admin_headers
+    )
+    assert response.status_code == 200, response.text
+    audit = await client.get(f"/audit-logs?entity_id={other_admin.id}", headers=admin_headers)
+    assert audit.status_code == 200, audit.text
+    updates = [i for i in audit.json()["items"] if i["action"] == "USER_UPDATED"]
+    assert len(updates) == 1
+    assert updates[0]["actor"]["username"] == "admin"
+    assert updates[0]["changes"]["password"] == {"from": "***", "to": "***"}
+    assert NEW_PASSWORD not in audit.text
+
+
 # --- deactivation ---------------------------------------------------------------------------
 
 
@@ -727,3 +787,20 @@ async def test_preferences_need_a_user(
     assert_error(await client.get(PREFS_URL, headers=headers), 403, "FORBIDDEN")
     put = await client.put(PREFS_URL, json={"preferences": [{"channel": "EMAIL"}]}, headers=headers)
     assert_error(put, 403, "FORBIDDEN")
+
+
+async def test_users_me_is_the_signed_in_user(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    dev = await make_user(client, admin_headers, "developer", username="dev-me")
+    me = await client.get("/users/me", headers=dev.headers)
+    assert me.status_code == 200, me.text
+    assert (me.json()["id"], me.json()["username"]) == (dev.id, "dev-me")
+    renamed = await client.patch("/users/me", json={"full_name": "Dev Me"}, headers=dev.headers)
+    assert renamed.status_code == 200, renamed.text
+    assert (await client.get(f"/users/{dev.id}", headers=admin_headers)).json()["full_name"] == (
+        "Dev Me"
+    )
+    promoted = await client.patch("/users/me", json={"role": "admin"}, headers=dev.headers)
+    assert_error(promoted, 403, "FORBIDDEN")
+    assert_error(await client.get("/users/me"), 401, "UNAUTHORIZED")

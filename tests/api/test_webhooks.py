@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from opsflow.clock import SettableClock
+from opsflow.composition import engine_registry, relay_consumers
 from opsflow.context import AppContext
-from opsflow.events import relay
+from opsflow.events.relay import RelayEngine
 from opsflow.notifications.channels import verify
-from opsflow.workers.embedded import run_pass
-from tests.conftest import T0, assert_error, make_user
+from opsflow.workers.rounds import run_round
+from tests.conftest import T0, assert_error
+from tests.factories import make_task, make_user
 from tests.sinks import HttpSink, Reply
 
 
@@ -31,7 +33,7 @@ async def sink() -> AsyncIterator[HttpSink]:
 
 async def drain(ctx: AppContext) -> None:
     for _ in range(3):
-        await run_pass(ctx, batch=500)
+        await run_round(ctx, engine_registry(ctx.settings))
 
 
 async def _incident(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
@@ -42,9 +44,7 @@ async def _incident(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
         "start_sla_minutes": 10,
         "resolve_sla_minutes": 60,
     }
-    response = await client.post("/tasks", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+    return str((await make_task(client, headers, **body))["id"])
 
 
 async def test_subscribed_events_are_posted_signed(
@@ -113,7 +113,8 @@ async def test_inactive_or_deleted_subscriptions_get_nothing(
     )
     assert patched.status_code == 200, patched.text
     await _incident(client, admin_headers)
-    await relay.run_once(app_context.sessions, clock)  # queued for the subscription...
+    # queued for the subscription...
+    await RelayEngine(relay_consumers()).run(app_context, batch=500)
     assert (
         await client.delete(f"/webhooks/{webhook_id}", headers=admin_headers)
     ).status_code == 204

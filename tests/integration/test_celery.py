@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow.clock import SettableClock
+from opsflow.composition import engine_registry
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import create_engine
@@ -38,6 +39,7 @@ from opsflow.models.sla import SlaEvent
 from opsflow.workers.celery_app import (
     ENGINE_TICK_JOB,
     TICK_EXPIRES_FRACTION,
+    TickSummary,
     beat_schedule,
     create_celery_app,
     engine_tick,
@@ -128,20 +130,28 @@ async def test_tick_drains_full_batches_back_to_back_within_its_budget(
         await _create_task(client, admin_headers)
     clock.advance(STARTED_AGO)  # six clocks, every threshold overdue
 
-    budget = await engine_tick(app_context, batch=2, max_passes=2)
-    assert (budget.passes, budget.clocks, budget.events, budget.stopped) == (2, 4, 12, "budget")
+    # Every registered engine, the SLA engine claiming two clocks per pass.
+    engines = engine_registry(app_context.settings.model_copy(update={"engine_batch_size": 2}))
 
-    rest = await engine_tick(app_context, batch=2)
-    assert (rest.passes, rest.clocks, rest.events, rest.stopped) == (2, 2, 6, "idle")
-    assert rest.failed_passes == 0
-    assert rest.as_dict()["events"] == 6
+    def sla(summary: TickSummary) -> tuple[int, int]:
+        return summary.counts["sla"]["clocks"], summary.counts["sla"]["events"]
 
-    idle = await engine_tick(app_context, batch=2)
-    assert (idle.passes, idle.clocks, idle.events, idle.stopped) == (1, 0, 0, "idle")
+    budget = await engine_tick(app_context, engines, max_rounds=2)
+    assert (budget.rounds, *sla(budget), budget.stopped) == (2, 4, 12, "budget")
+
+    rest = await engine_tick(app_context, engines)
+    assert (rest.rounds, *sla(rest), rest.stopped) == (2, 2, 6, "idle")
+    assert rest.failed_rounds == 0
+    assert rest.as_dict()["counts"]["sla"]["events"] == 6
+    # The same round as every driver: the relay, escalation and delivery passes ran too.
+    assert set(rest.counts) == {"sla", "relay", "escalation", "delivery"}
+
+    idle = await engine_tick(app_context, engines)
+    assert (idle.rounds, *sla(idle), idle.stopped) == (1, 0, 0, "idle")
     passes = app_context.metrics.registry.get_sample_value(
         "opsflow_sla_engine_passes_total", {"outcome": "ok"}
     )
-    assert passes == 5  # the shared pass function counted every pass
+    assert passes == 5  # every SLA pass of every round was counted
 
 
 # --- a real worker and a real beat ---

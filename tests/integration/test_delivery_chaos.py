@@ -1,7 +1,7 @@
 """Delivery engines side by side, killed at random, on PostgreSQL: every webhook delivered.
 
 Hundreds of PENDING webhook notifications to one subscription are loaded straight into the
-database, then three real `python -m opsflow.workers.standalone --passes delivery` processes
+database, then three real `opsflow engine --passes delivery` processes
 send them to an HTTP sink in this test (a receiver: it records every request and its
 ``Idempotency-Key``, answers 200 — and 500 to a scripted share — after a short think) while
 one of them is SIGKILLed every few hundred milliseconds and replaced. With a 2 s lease a
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow.db import create_engine
 from opsflow.notifications.channels import verify
-from tests.integration.test_sla_processes import EngineProcess, Engines
+from tests.processes import EngineProcess, Engines
 from tests.sinks import HttpSink, Reply
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -5,6 +5,7 @@ Runs on SQLite (a fresh folder, as a new user would) and, when configured, Postg
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +31,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
+def _start(
+    workdir: Path, database_url: str | None, **extra_env: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -36,6 +41,7 @@ def _start(workdir: Path, database_url: str | None) -> tuple[subprocess.Popen[by
         "OPSFLOW_PASSWORD_TIME_COST": "1",
         "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
         "LOG_LEVEL": "WARNING",
+        **extra_env,
     }
     env.pop("DATABASE_URL", None)
     if database_url:
@@ -159,3 +165,26 @@ def test_lifecycle_over_http(served: str) -> None:
         assert all(i["actor"]["username"] for i in items)
         assert any(i["changes"] for i in items)
         assert http.get("/audit-logs/verify", headers=admin).json()["valid"] is True
+
+
+def test_an_unknown_websocket_path_is_404_and_the_access_log_hides_tokens(tmp_path: Path) -> None:
+    secret = "s3cr3t-Token-Value"
+    process, base = _start(tmp_path, None, LOG_LEVEL="INFO")
+    try:
+        ws_url = base.replace("http://", "ws://") + f"/api/v1/nowhere?token={secret}&x=1"
+        with pytest.raises(InvalidStatus) as refused, connect(ws_url, open_timeout=10):
+            pass
+        response = refused.value.response
+        assert response.status_code == 404
+        error = json.loads(response.body or b"{}")["error"]
+        assert (error["code"], error["path"]) == ("NOT_FOUND", "/api/v1/nowhere")
+        health = httpx.get(f"{base}/health?access_token={secret}&page=2", timeout=10)
+        assert health.status_code == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=15)
+    lines = [json.loads(line) for line in output.decode().splitlines() if line.startswith("{")]
+    logged = {(line.get("event"), line.get("path")): line for line in lines}
+    assert logged[("websocket", "/api/v1/nowhere")]["query"] == "token=[REDACTED]&x=1"
+    assert logged[("request", "/health")]["query"] == "access_token=[REDACTED]&page=2"
+    assert secret not in output.decode()

@@ -1,7 +1,7 @@
 """Standalone SLA engine processes side by side, and killed at random, on PostgreSQL.
 
 Thousands of overdue clocks are loaded straight into the database, then real
-`python -m opsflow.workers.standalone` processes drain them. Whatever the interleaving (and
+`opsflow engine` processes drain them. Whatever the interleaving (and
 however often a process dies mid-transaction) every threshold of every clock is persisted
 exactly once, with one audit row and one outbox event, and the audit chain still verifies.
 """
@@ -9,21 +9,13 @@ exactly once, with one audit row and one outbox event, and the audit chain still
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -31,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from opsflow.audit.service import verify
 from opsflow.db import create_engine, create_sessionmaker
+from tests.processes import Engines
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -87,122 +80,6 @@ async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     yield engine
     await engine.dispose()
-
-
-@dataclass
-class EngineProcess:
-    """One standalone engine, its stdout/stderr drained by threads (pipes never fill up)."""
-
-    process: subprocess.Popen[bytes]
-    started: float = field(default_factory=time.monotonic)
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    killed: bool = False
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for stream, sink in (
-            (self.process.stdout, self.stdout),
-            (self.process.stderr, self.stderr),
-        ):
-            thread = threading.Thread(target=_drain, args=(stream, sink), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def records(self) -> list[dict[str, Any]]:
-        result = []
-        for line in list(self.stdout):
-            try:
-                result.append(json.loads(line))
-            except ValueError:
-                result.append({"event": "unparsed", "line": line})
-        return result
-
-    def passes(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r.get("event") == "sla_pass"]
-
-    def summary(self) -> dict[str, Any] | None:
-        exits = [r for r in self.records() if r.get("event") == "sla_engine_exit"]
-        return exits[-1] if exits else None
-
-    def sigkill(self) -> bool:
-        if self.process.poll() is not None:
-            return False
-        self.killed = True
-        self.process.send_signal(signal.SIGKILL)
-        return True
-
-    def finish(self, timeout: float = 10) -> None:
-        """Make sure the process is gone and its output fully read."""
-        if self.alive():
-            self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout)
-        for thread in self._threads:
-            thread.join(timeout=timeout)
-
-    def describe(self, limit: int = 4000) -> str:
-        out = "".join(self.stdout)[-limit:]
-        err = "".join(self.stderr)[-limit:]
-        state = "killed" if self.killed else f"exit {self.process.returncode}"
-        return f"--- engine pid {self.pid} ({state})\nstdout:\n{out}\nstderr:\n{err}"
-
-
-def _drain(stream: Any, sink: list[str]) -> None:
-    if stream is None:
-        return
-    for raw in iter(stream.readline, b""):
-        sink.append(raw.decode(errors="replace"))
-    stream.close()
-
-
-class Engines:
-    """The engine processes of one test; every one of them is ended in `close`."""
-
-    def __init__(self, database_url: str, workdir: Path, batch: int) -> None:
-        self.database_url = database_url
-        self.workdir = workdir
-        self.batch = batch
-        self.all: list[EngineProcess] = []
-
-    def arguments(self) -> list[str]:
-        return ["--until-idle", "--batch", str(self.batch)]
-
-    def environment(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING"}
-
-    def start(self) -> EngineProcess:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "opsflow.workers.standalone", *self.arguments()],
-            cwd=self.workdir,  # no stray .env is picked up
-            env={**os.environ, **self.environment()},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        engine = EngineProcess(process)
-        self.all.append(engine)
-        return engine
-
-    def running(self) -> list[EngineProcess]:
-        return [e for e in self.all if e.alive()]
-
-    def report(self) -> str:
-        return "\n".join(e.describe() for e in self.all)
-
-    def close(self) -> None:
-        for engine in self.all:
-            engine.finish()
-
-    def events_reported(self) -> int:
-        """Events of committed passes, as the processes reported them."""
-        return sum(p["events"] for e in self.all for p in e.passes())
 
 
 @pytest.fixture
@@ -302,7 +179,7 @@ async def test_four_engine_processes_fire_every_threshold_exactly_once(
         assert engine.process.returncode == 0, report
         assert summary is not None, report
         assert summary["reason"] == "idle", report
-        assert summary["failed_passes"] == 0, report
+        assert summary["failed_rounds"] == 0, report
     await _assert_everything_fired_once(db, clocks, report)
     # What the processes say they committed adds up to what is in the table: no pass
     # committed events that another one also counted.
@@ -369,7 +246,7 @@ async def test_engines_killed_mid_run_lose_and_duplicate_nothing(
         summary = engine.summary()
         assert engine.process.returncode == 0, report
         assert summary is not None, report
-        assert summary["failed_passes"] == 0, report
+        assert summary["failed_rounds"] == 0, report
     events = clocks * THRESHOLDS_PER_CLOCK
     await _assert_everything_fired_once(db, clocks, report)
     # Passes reported as committed never exceed what is there (a killed process may have

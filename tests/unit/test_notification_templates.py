@@ -324,7 +324,7 @@ def test_validate_accepts_a_good_template(templates: NotificationTemplates) -> N
         ("sla.breach.email.body", "{% if task.title %}", "line 1: syntax error"),
         ("sla.breach.email.body", "ok\n{{ task.nope }}", "line 2: undefined value"),
         # escalation.* samples carry no SLA section; a template for them cannot use it.
-        ("escalation.fired.email.body", "{{ sla.sla_type }}", "undefined value"),
+        ("escalation.fired.email.body", "{{ sla.due_at }}", "undefined value"),
         ("sla.breach.email.subject", "{{ '' }}", "renders to nothing"),
         ("sla.breach.fax.body", "hi", "unknown channel 'fax'"),
         ("sla.breach.webhook.body", "hi", "WEBHOOK parts are none"),

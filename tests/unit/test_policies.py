@@ -572,7 +572,11 @@ INVALID: list[tuple[str, str, str]] = [
     ("sla_targets: {1: {}}", "sla_targets.1", "unknown customer tier: the number 1"),
     ("sla_targets: {ENTERPRISE: {}, enterprise: {}}", "sla_targets.enterprise", "already given"),
     ("sla_targets: {BASIC: 3}", "sla_targets.BASIC", "must be a mapping"),
-    (f"sla_targets: {{BASIC: {{P4: {TARGET}}}}}", "sla_targets.BASIC.P4", "unknown priority"),
+    (
+        f"sla_targets: {{BASIC: {{P4: {TARGET}}}}}",
+        "sla_targets.BASIC.P4",
+        "unknown priority: the string 'P4'; expected one of: P0, P1, P2, P3 (or CRITICAL, HIGH",
+    ),
     (
         f"sla_targets: {{BASIC: {{P0: {TARGET}, critical: {TARGET}}}}}",
         "sla_targets.BASIC.critical",
@@ -830,7 +834,7 @@ INVALID: list[tuple[str, str, str]] = [
         "unknown task_type: the string 'BUG'; expected one of",
     ),
     (_policy(task_type="1"), f"{P}.task_type", "unknown task_type: the number 1"),
-    (_policy(priority="URGENT"), f"{P}.priority", "unknown priority"),
+    (_policy(priority="URGENT"), f"{P}.priority", "expected one of: P0, P1, P2, P3 (or"),
     (_policy(priority="P4"), f"{P}.priority", "unknown priority"),
     (_policy(customer_tier="GOLD"), f"{P}.customer_tier", "unknown customer_tier"),
     (_policy(response_minutes="0"), f"{P}.response_minutes", "positive"),

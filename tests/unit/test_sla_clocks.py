@@ -375,13 +375,13 @@ def test_stopped_outside_hours_after_using_exactly_the_target_is_breached() -> N
 
 
 def test_engine_waits_until_the_next_due_threshold_at_most_the_interval() -> None:
-    from opsflow.sla.engine import MIN_WAIT_SECONDS, PassResult, wait_before_next_pass
+    from opsflow.workers.rounds import MIN_WAIT_SECONDS, wait_before_next_round
 
     now = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
-    assert wait_before_next_pass(PassResult(), now, 1.0) == 1.0  # nothing scheduled
-    soon = PassResult(next_due=now + timedelta(milliseconds=250))
-    assert wait_before_next_pass(soon, now, 1.0) == 0.25
-    later = PassResult(next_due=now + timedelta(minutes=5))
-    assert wait_before_next_pass(later, now, 1.0) == 1.0
-    held = PassResult(next_due=now - timedelta(seconds=3))  # another engine holds it
-    assert wait_before_next_pass(held, now, 1.0) == MIN_WAIT_SECONDS
+    assert wait_before_next_round(None, now, 1.0) == 1.0  # nothing scheduled
+    soon = now + timedelta(milliseconds=250)
+    assert wait_before_next_round(soon, now, 1.0) == 0.25
+    later = now + timedelta(minutes=5)
+    assert wait_before_next_round(later, now, 1.0) == 1.0
+    held = now - timedelta(seconds=3)  # another engine holds it
+    assert wait_before_next_round(held, now, 1.0) == MIN_WAIT_SECONDS

@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
-from opsflow.deps import ContextDep, RequestMetaDep, SessionDep
+from opsflow.deps import ContextDep, RequestMetaDep
 from opsflow.errors import Forbidden, Unauthorized, declares
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
@@ -21,7 +21,6 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 @declares(Unauthorized)
 async def get_principal(
     request: Request,
-    session: SessionDep,
     context: ContextDep,
     meta: RequestMetaDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -30,7 +29,11 @@ async def get_principal(
         raise Unauthorized("Authentication required")
     if len(token) > 4096:
         raise Unauthorized("Invalid or expired token")
-    principal = await service.resolve_bearer(session, context, token, meta)
+    # Its own short read-only unit of work, not the request's: the request's transaction
+    # (on SQLite, its write lock) then begins only when the endpoint first needs the
+    # database, which lets work such as password hashing happen before it.
+    async with context.read_sessions() as session:
+        principal = await service.resolve_bearer(session, context, token, meta)
     request.state.principal = principal
     return principal
 

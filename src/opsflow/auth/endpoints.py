@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request, Response, status
+from pydantic import ValidationError
 
 from opsflow.auth import repository, service
 from opsflow.auth.deps import CurrentPrincipal, require
@@ -29,8 +29,8 @@ from opsflow.errors import (
     Forbidden,
     NotFound,
     RateLimited,
+    ServiceUnavailable,
     Unauthorized,
-    Unavailable,
     ValidationFailed,
     declares,
 )
@@ -56,40 +56,64 @@ def _token_response(issued: service.IssuedTokens) -> TokenResponse:
     )
 
 
+async def _hash_new_password(request: Request, context: ContextDep, _: Admin) -> str | None:
+    """Hash the new user's password once the caller is known to be an admin, but before
+    the Idempotency-Key claim opens the request's transaction: no transaction stays open
+    while hashing. An invalid body is left to the endpoint's own validation."""
+    try:
+        password = UserCreate.model_validate_json(await request.body()).password
+    except ValidationError:
+        return None
+    return await context.passwords.hash(password)
+
+
+PreHashed = Annotated[str | None, Depends(_hash_new_password)]
+
+
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserRead)
 async def register(
-    body: UserCreate, session: SessionDep, context: ContextDep, actor: Admin, _: Idempotent
+    body: UserCreate,
+    hashed_password: PreHashed,
+    session: SessionDep,
+    context: ContextDep,
+    actor: Admin,
+    _: Idempotent,
 ) -> UserRead:
-    user = await users_service.create_user(session, context, actor, body)
+    user = await users_service.create_user(
+        session, context, actor, body, hashed_password=hashed_password
+    )
     return UserRead.model_validate(user)
 
 
+# Login and the token grants take no request-wide session: the service keeps every
+# transaction short and closed while a password or secret is hashed.
 @router.post("/login", response_model=TokenResponse, response_model_exclude_none=True)
-@declares(Unauthorized, RateLimited, Unavailable)
-async def login(
-    body: LoginRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
-) -> TokenResponse:
-    issued = await service.login(session, context, body.login, body.password, meta)
+@declares(Unauthorized, RateLimited, ServiceUnavailable)
+async def login(body: LoginRequest, context: ContextDep, meta: RequestMetaDep) -> TokenResponse:
+    issued = await service.login(context, body.login, body.password, meta)
     return _token_response(issued)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    """RFC 7617 credentials: base64 of UTF-8 `client_id:secret`; anything else is a 401."""
     header = request.headers.get("authorization", "")
     if not header.lower().startswith("basic "):
         return None
+    malformed = Unauthorized("Malformed Basic credentials", oauth_error="invalid_client")
     try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-        client_id, _, secret = decoded.partition(":")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Unauthorized("Malformed Basic credentials", oauth_error="invalid_client") from exc
+        decoded = base64.b64decode(header[6:].strip().encode("ascii"), validate=True).decode()
+    except (ValueError, UnicodeError) as exc:  # binascii.Error is a ValueError
+        raise malformed from exc
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id or "\x00" in decoded:
+        raise malformed
     return client_id, secret
 
 
 @router.post("/token", response_model=TokenResponse, response_model_exclude_none=True)
-@declares(Unauthorized, RateLimited, Unavailable)
+@declares(Unauthorized, RateLimited, ServiceUnavailable)
 async def token(
     request: Request,
-    session: SessionDep,
     context: ContextDep,
     meta: RequestMetaDep,
     grant_type: Annotated[Word, Form()],
@@ -107,14 +131,14 @@ async def token(
                 details=[{"field": "username", "message": "username and password are required"}],
                 oauth_error="invalid_request",
             )
-        return _token_response(await service.login(session, context, username, password, meta))
+        return _token_response(await service.login(context, username, password, meta))
     if grant_type == "client_credentials":
         basic = _basic_credentials(request)
         cid, secret = basic if basic else (client_id, client_secret)
         if not cid or not secret:
             raise Unauthorized("Client credentials required", oauth_error="invalid_client")
         scopes = tuple(sorted(set((scope or "").split())))
-        issued = await service.client_credentials(session, context, cid, secret, scopes, meta)
+        issued = await service.client_credentials(context, cid, secret, scopes, meta)
         return _token_response(issued)
     raise ValidationFailed(
         "Unsupported grant_type",

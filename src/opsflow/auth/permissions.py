@@ -118,11 +118,34 @@ def reach_of(principal: Principal, permission: Permission) -> Reach | None:
     return MATRIX[permission].get(principal.role)
 
 
+def granting_scopes(permission: Permission) -> list[str]:
+    return [scope.value for scope in Scope if permission in SCOPE_PERMISSIONS[scope]]
+
+
 def require_reach(principal: Principal, permission: Permission) -> Reach:
     reach = reach_of(principal, permission)
     if reach is None:
+        if principal.actor_type is ActorType.API:
+            raise _missing_scope(principal, permission)
         raise Forbidden(required_roles=allowed_roles(permission), permission=permission.value)
     return reach
+
+
+def _missing_scope(principal: Principal, permission: Permission) -> Forbidden:
+    """An API client acts through its token's scopes, not a role: name the scope it lacks."""
+    scopes = granting_scopes(permission)
+    message = (
+        f"This token lacks the scope {' or '.join(scopes)}"
+        if scopes
+        else "No API-client scope grants this; it needs a signed-in user"
+    )
+    return Forbidden(
+        message,
+        permission=permission.value,
+        required_scope=scopes[0] if scopes else None,
+        allowed_scopes=scopes,
+        granted_scopes=sorted(scope.value for scope in principal.scopes),
+    )
 
 
 def reach_allows(

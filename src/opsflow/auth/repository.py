@@ -33,6 +33,16 @@ async def client_by_client_id(session: AsyncSession, client_id: str) -> ApiClien
     return await session.scalar(select(ApiClient).where(ApiClient.client_id == client_id))
 
 
+async def touch_client(session: AsyncSession, id_: uuid.UUID, now: datetime) -> bool:
+    """Record a use of a client that is still active; False when it was revoked meanwhile."""
+    result = await session.execute(
+        update(ApiClient)
+        .where(ApiClient.id == id_, ApiClient.revoked_at.is_(None))
+        .values(last_used_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def get_client(session: AsyncSession, id_: uuid.UUID) -> ApiClient | None:
     return await session.get(ApiClient, id_)
 

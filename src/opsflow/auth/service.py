@@ -7,13 +7,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth import repository
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.auth.tokens import digest, new_client_id, new_client_secret, new_refresh_token
 from opsflow.context import AppContext
-from opsflow.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from opsflow.db import unit_of_work
+from opsflow.errors import (
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
 from opsflow.events.changes import record_change
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.enums import ActorType, Role, Scope
@@ -102,31 +111,44 @@ def _add_refresh_token(
     return token
 
 
-async def login(
-    session: AsyncSession, ctx: AppContext, login_name: str, password: str, meta: RequestMeta
-) -> IssuedTokens:
+async def login(ctx: AppContext, login_name: str, password: str, meta: RequestMeta) -> IssuedTokens:
+    """Check a password and open a login session.
+
+    The attempt is counted before the password is hashed, and the hash runs with no
+    transaction open: the account is read in a short read-only unit of work, the hash is
+    checked, and only a right password opens a (short) write unit of work. On SQLite no
+    write lock is held while hashing, so a burst of logins cannot starve other writers.
+    """
     now = ctx.clock.now()
     throttle = ctx.login_throttle
-    throttle.check(login_name, meta.ip_address, now)
-    user = await users_repo.by_login(session, login_name)
-    # Count failures per account too, so switching between username and email does not
-    # buy more attempts against the same account.
-    account = str(user.id) if user else None
-    if account:
-        throttle.check(account, None, now)
-    valid = await ctx.passwords.verify(user.hashed_password if user else None, password)
+    attempt = throttle.begin(login_name, meta.ip_address, now)
+    try:
+        async with ctx.read_sessions() as session:
+            user = await users_repo.by_login(session, login_name)
+        if user is not None:
+            # Per account too, so switching between username and e-mail (or their case)
+            # does not buy more attempts against the same account.
+            throttle.add_account(attempt, user.id, now)
+        stored_hash = user.hashed_password if user else None
+        valid = await ctx.passwords.verify(stored_hash, password)
+    except (RateLimited, ServiceUnavailable, SQLAlchemyError):
+        throttle.release(attempt)  # refused before any password was tested
+        raise
     if user is None or not valid:
-        throttle.failed(login_name, meta.ip_address, now)
-        if account:
-            throttle.failed(account, None, now)
         raise Unauthorized("Invalid username or password")
-    throttle.succeeded(login_name)
-    throttle.succeeded(str(user.id))
+    throttle.succeeded(attempt)
     if not user.is_active:
         raise Unauthorized("This account is deactivated")
-    if ctx.passwords.needs_rehash(user.hashed_password):
-        user.hashed_password = await ctx.passwords.hash(password)
-    return await _open_session(session, ctx, user, meta)
+    stale = ctx.passwords.needs_rehash(user.hashed_password)
+    rehashed = await ctx.passwords.hash(password) if stale else None
+    async with unit_of_work(ctx.sessions) as session:
+        current = await users_repo.get(session, user.id)
+        if current is None or current.hashed_password != stored_hash or not current.is_active:
+            # Changed or deactivated while the password was being checked.
+            raise Unauthorized("Invalid username or password")
+        if rehashed is not None:
+            current.hashed_password = rehashed
+        return await _open_session(session, ctx, current, meta)
 
 
 async def refresh(
@@ -235,15 +257,20 @@ async def revoke(session: AsyncSession, ctx: AppContext, principal: Principal, t
 
 
 async def client_credentials(
-    session: AsyncSession,
     ctx: AppContext,
     client_id: str,
     client_secret: str,
     requested_scopes: tuple[str, ...],
     meta: RequestMeta,
 ) -> IssuedTokens:
+    """Exchange an API client's credentials for an access token.
+
+    Like a login, the secret is checked with no transaction open."""
     now = ctx.clock.now()
-    client = await repository.client_by_client_id(session, client_id)
+    if "\x00" in client_id or "\x00" in client_secret:
+        raise Unauthorized("Invalid client credentials", oauth_error="invalid_client")
+    async with ctx.read_sessions() as session:
+        client = await repository.client_by_client_id(session, client_id)
     valid = await ctx.passwords.verify(client.hashed_secret if client else None, client_secret)
     if client is None or not valid or client.revoked_at is not None:
         raise Unauthorized("Invalid client credentials", oauth_error="invalid_client")
@@ -255,8 +282,9 @@ async def client_credentials(
             oauth_error="invalid_scope",
         )
     scopes = requested_scopes or tuple(client.scopes)
-    client.last_used_at = now
-    await session.flush()
+    async with unit_of_work(ctx.sessions) as session:
+        if not await repository.touch_client(session, client.id, now):
+            raise Unauthorized("Invalid client credentials", oauth_error="invalid_client")
     return IssuedTokens(
         access_token=ctx.tokens.issue_access(
             subject=client.id, kind="client", now=now, scopes=scopes

@@ -15,6 +15,9 @@ from opsflow.config import Settings
 from opsflow.errors import Unauthorized
 
 ISSUER = "opsflow"
+# The longest access-token lifetime the settings allow (ACCESS_TOKEN_EXPIRE_MINUTES <= 1440).
+MAX_LIFETIME_SECONDS = 24 * 3600
+CLOCK_SKEW_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,12 @@ class TokenCodec:
             expires = int(claims["exp"])
             if claims.get("typ") != "access" or expires <= now.timestamp():
                 raise Unauthorized("Invalid or expired token")
-            if int(claims.get("nbf", claims["iat"])) > now.timestamp() + 60:
+            # Tokens this server issues live at most a day; an absurd expiry (10^20) is
+            # not one of them, and would overflow a datetime below.
+            if expires > now.timestamp() + MAX_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS:
+                raise Unauthorized("Invalid or expired token")
+            issued = int(claims["iat"])
+            if max(issued, int(claims.get("nbf", issued))) > now.timestamp() + CLOCK_SKEW_SECONDS:
                 raise Unauthorized("Token not valid yet")
             sid = claims.get("sid")
             return AccessClaims(
@@ -92,7 +100,7 @@ class TokenCodec:
                 token_id=str(claims.get("jti", "")),
                 expires_at=datetime.fromtimestamp(expires, tz=now.tzinfo),
             )
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError, OSError) as exc:
             raise Unauthorized("Invalid or expired token") from exc
 
 

@@ -23,9 +23,12 @@ from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.tasks.lifecycle import OPEN
+from opsflow.tasks.summary import task_summary
 
 # The steps planned when no policy handles a START breach carry this name.
 DEFAULT_POLICY_NAME = "default: team lead after START breach"
+# The escalation levels of an SLA policy are planned under "sla policy: <its name>".
+SLA_LEVELS_PREFIX = "sla policy: "
 ENGINE_ACTOR = Principal.system("escalation-engine")
 
 
@@ -76,8 +79,13 @@ async def fire(
         cancel(step, "task closed", now)
         return
     users = await resolve_targets(session, task, list(step.targets))
-    if not users and step.policy_name == DEFAULT_POLICY_NAME:
-        users = await resolve_targets(session, task, ["role:admin"])  # default: an admin
+    built_in = step.policy_name == DEFAULT_POLICY_NAME or step.policy_name.startswith(
+        SLA_LEVELS_PREFIX
+    )
+    if not users and built_in:
+        # A built-in run (the default, an SLA policy's levels) that reaches nobody (a team
+        # without a lead, no manager) reaches the administrators instead.
+        users = await resolve_targets(session, task, ["role:admin"])
     policy = await repository.get_policy(session, step.policy_id) if step.policy_id else None
     step.fired_at = now
     step.updated_at = now
@@ -135,14 +143,7 @@ async def fire(
             "recipients": step.recipients,
             "channels": step.channels,
             "message": step.message,
-            "task": {
-                "id": task.id,
-                "title": task.title,
-                "priority": task.priority,
-                "status": task.status,
-                "assigned_to": task.assigned_to,
-                "team_id": task.team_id,
-            },
+            "task": task_summary(task),
         },
         now=now,
         metadata={

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
-from opsflow.models.task import TaskAssignee
+from opsflow.models.sla import SlaClock, SlaPolicyRow, SlaSettingsRow
+from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.team import Team
 from opsflow.models.user import User
 
@@ -154,3 +156,36 @@ async def active_users(
     if role is not None:
         query = query.where(User.role == role)
     return list(await session.scalars(query.order_by(User.username)))
+
+
+# --- escalation levels of the task's SLA policy ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaLevels:
+    policy_name: str
+    levels: list[tuple[int, int]]  # (level, working minutes after creation)
+    labels: dict[int, str]  # escalation_levels of the SLA configuration
+    calendar_name: str | None  # of the task's START clock (None: 24x7)
+    calendar_spec: dict[str, Any] | None
+
+
+async def sla_levels(session: AsyncSession, task: Task) -> SlaLevels | None:
+    """The escalation levels of the SLA policy the task was created under, if it has any."""
+    if task.sla_policy_id is None:
+        return None
+    policy = await session.get(SlaPolicyRow, task.sla_policy_id)
+    if policy is None or not policy.escalation:
+        return None
+    settings = await session.get(SlaSettingsRow, 1)
+    labels = settings.escalation_levels if settings else []
+    clock = await session.scalar(
+        select(SlaClock).where(SlaClock.task_id == task.id, SlaClock.kind == "START")
+    )
+    return SlaLevels(
+        policy_name=policy.name,
+        levels=sorted((int(level), int(minutes)) for level, minutes in policy.escalation),
+        labels={int(level): str(label) for level, label in labels},
+        calendar_name=clock.calendar_name if clock else None,
+        calendar_spec=clock.calendar_spec if clock else None,
+    )

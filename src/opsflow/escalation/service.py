@@ -13,9 +13,10 @@ trigger). A repeat starts the sequence again `repeat_interval_minutes` after the
 A run stops in the same transaction as the task change that ends it (`on_task_changed`):
 acknowledging or starting stops runs of the response (START clock, `created` trigger),
 completing or cancelling stops every run; snoozing postpones pending steps so that the
-first is due when the snooze ends. With no matching `breach` policy, a START breach
-escalates to the team lead (an admin when the team has none) 5 minutes later if the task
-has still not been answered.
+first is due when the snooze ends. A task that matches no policy uses its team's default
+policy (``teams.escalation_policy_id``) for that policy's trigger. With no policy at all, a
+START breach escalates to the team lead (an admin when the team has none) 5 minutes later if
+the task has still not been answered.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict
 from opsflow.escalation import repository
-from opsflow.escalation.firing import DEFAULT_POLICY_NAME, cancel, fire
+from opsflow.escalation.firing import (
+    DEFAULT_POLICY_NAME,
+    SLA_LEVELS_PREFIX,
+    cancel,
+    fire,
+    resolve_targets,
+)
 from opsflow.escalation.schemas import PolicyCreate, PolicyUpdate
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
@@ -39,12 +46,23 @@ from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.task import Task
+from opsflow.sla.calendar import add_working_time
+from opsflow.sla.clocks import calendar_of
 from opsflow.tasks import conditions
 from opsflow.tasks.lifecycle import OPEN
 
 ENTITY = "escalation_policy"
 DEFAULT_DELAY_MINUTES = 5
 MIN_REPEAT_INTERVAL = 5
+# With no policy handling a START breach: the team lead, 5 minutes later.
+DEFAULT_STEPS: list[dict[str, Any]] = [
+    {
+        "delay_minutes": DEFAULT_DELAY_MINUTES,
+        "targets": ["team_lead"],
+        "channels": ["email"],
+        "message": "Response SLA breached and the task is still not started.",
+    }
+]
 _RUN_NAMESPACE = uuid.UUID("6f1d7a52-2b7e-4c4e-9a51-0e5c2f0a7d11")
 
 
@@ -105,16 +123,20 @@ async def _schedule(
     now: datetime,
     repeat: int = 0,
     repeat_interval: int | None = None,
+    planned: list[PlannedStep] | None = None,
+    policy_name: str | None = None,
 ) -> list[EscalationEvent]:
     if await repository.run_exists(session, run_id):
         return []  # the same trigger again (a redelivered outbox event): planned already
     rows = []
-    for item in plan(steps, repeat, repeat_interval, start):
+    if planned is None:
+        planned = plan(steps, repeat, repeat_interval, start)
+    for item in planned:
         row = EscalationEvent(
             id=uuid.uuid4(),
             task_id=task.id,
             policy_id=policy.id if policy else None,
-            policy_name=policy.name if policy else DEFAULT_POLICY_NAME,
+            policy_name=policy.name if policy else policy_name or DEFAULT_POLICY_NAME,
             run_id=run_id,
             trigger=trigger,
             sla_type=sla_type,
@@ -136,29 +158,65 @@ async def _schedule(
     return rows
 
 
-async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
-    """The relay's escalation consumer: plan the runs an event triggers."""
-    trigger = {"task.created": "created", "sla.warning": "warning", "sla.breach": "breach"}.get(
-        event.event_type
-    )
-    if trigger is None:
-        return
+@dataclass(frozen=True)
+class Trigger:
+    """An outbox event that may start escalation runs, with what planning needs."""
+
+    name: str  # created | warning | breach
+    task: Task
+    sla_type: str | None
+    start: datetime
+
+
+_TRIGGERS = {"task.created": "created", "sla.warning": "warning", "sla.breach": "breach"}
+
+
+async def trigger_of(session: AsyncSession, event: OutboxEvent) -> Trigger | None:
+    """The trigger an event is, or None when it starts nothing (not a trigger, a catch-up
+    event that is not the most severe, a closed task, a START event of an answered task)."""
+    name = _TRIGGERS.get(event.event_type)
+    if name is None:
+        return None
     payload = event.payload or {}
-    if trigger != "created" and not payload.get("notify", True):
-        return  # a catch-up event that is not the most severe: no page
+    if name != "created" and not payload.get("notify", True):
+        return None
     task = await session.get(Task, event.aggregate_id)
     if task is None or task.status not in OPEN:
-        return
-    sla_type = payload.get("sla_type") if trigger != "created" else None
+        return None
+    sla_type = payload.get("sla_type") if name != "created" else None
     if sla_type == "START" and (task.acknowledged_at or task.started_at):
-        return
+        return None
     start = _instant(payload.get("due_at")) or event.created_at
+    return Trigger(name, task, sla_type, start)
+
+
+async def policies_for(
+    session: AsyncSession, task: Task, trigger: str | None = None
+) -> list[EscalationPolicy]:
+    """The active policies whose conditions match the task (for one trigger, or any). When
+    none does, the task's team's default policy (``teams.escalation_policy_id``), if it is
+    active and serves that trigger: naming it as the team's default is its condition."""
     team = await repository.team(session, task.team_id)
     matched = [
         p
         for p in await repository.active_policies(session, trigger)
         if matches(p, task, team.name if team else None)
     ]
+    if matched or team is None or team.escalation_policy_id is None:
+        return matched
+    default = await repository.get_policy(session, team.escalation_policy_id)
+    if default is None or not default.is_active:
+        return []
+    return [default] if trigger is None or default.trigger == trigger else []
+
+
+async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
+    """The relay's escalation consumer: plan the runs an event triggers."""
+    trigger = await trigger_of(session, event)
+    if trigger is None:
+        return
+    task, sla_type, start = trigger.task, trigger.sla_type, trigger.start
+    matched = await policies_for(session, task, trigger.name)
     for policy in matched:
         await _schedule(
             session,
@@ -166,32 +224,93 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             run_id=_run_id(event.id, policy.id),
             policy=policy,
             steps=list(policy.steps),
-            trigger=trigger,
+            trigger=trigger.name,
             sla_type=sla_type,
             start=start,
             now=now,
             repeat=policy.repeat,
             repeat_interval=policy.repeat_interval_minutes,
         )
-    if not matched and trigger == "breach" and sla_type == "START":
+    if trigger.name == "created":
+        await _plan_sla_levels(session, event, task, start, now)
+    if not matched and trigger.name == "breach" and sla_type == "START":
         await _schedule(
             session,
             task,
             run_id=_run_id(event.id, "default"),
             policy=None,
-            steps=[
-                {
-                    "delay_minutes": DEFAULT_DELAY_MINUTES,
-                    "targets": ["team_lead"],
-                    "channels": ["email"],
-                    "message": "Response SLA breached and the task is still not started.",
-                }
-            ],
-            trigger=trigger,
+            steps=DEFAULT_STEPS,
+            trigger=trigger.name,
             sla_type=sla_type,
             start=start,
             now=now,
         )
+
+
+def level_targets(level: int) -> list[str]:
+    """Whom a level of the SLA configuration reaches: level 1 the team lead, level 2 a
+    manager, level 3 and above the administrators (the highest role there is)."""
+    return ["team_lead"] if level == 1 else ["manager"] if level == 2 else ["role:admin"]
+
+
+async def _plan_sla_levels(
+    session: AsyncSession, event: OutboxEvent, task: Task, start: datetime, now: datetime
+) -> None:
+    """The escalation levels of the task's SLA policy (``escalation: {LEVEL_1: 10, ...}`` of
+    an ``sla_config.yaml``): level n is due that many working minutes (of the task's calendar)
+    after creation, and fires once unless a response or the close came first (a run of the
+    `created` trigger). It reaches `level_targets(n)`, by e-mail, with the level's label from
+    ``escalation_levels`` as its message."""
+    found = await repository.sla_levels(session, task)
+    if found is None:
+        return
+    calendar = calendar_of(found.calendar_name, found.calendar_spec)
+    planned = []
+    for index, (level, minutes) in enumerate(found.levels):
+        try:
+            at = add_working_time(calendar, start, minutes * 60)
+        except ValueError:
+            continue  # never reached in this calendar
+        label = found.labels.get(level)
+        step = {
+            "targets": level_targets(level),
+            "channels": ["email"],
+            "message": f"Level {level} of SLA policy {found.policy_name}"
+            + (f": {label}." if label else "."),
+        }
+        planned.append(PlannedStep(0, index, level, at, step))
+    await _schedule(
+        session,
+        task,
+        run_id=_run_id(event.id, "sla-levels"),
+        policy=None,
+        policy_name=SLA_LEVELS_PREFIX + found.policy_name,
+        steps=[],
+        trigger="created",
+        sla_type=None,
+        start=start,
+        now=now,
+        planned=planned,
+    )
+
+
+async def immediate_pages(session: AsyncSession, event: OutboxEvent) -> set[tuple[uuid.UUID, str]]:
+    """Who the escalation runs this event starts page at its own instant, on which channel
+    (``(user id, "email")``...): the steps due at once (no delay before them). The built-in
+    notification of the same event leaves these out, so one event reaches one person on one
+    channel once."""
+    trigger = await trigger_of(session, event)
+    if trigger is None:
+        return set()
+    pages: set[tuple[uuid.UUID, str]] = set()
+    for policy in await policies_for(session, trigger.task, trigger.name):
+        for item in plan(list(policy.steps), 0, None, trigger.start):
+            if item.fire_at > trigger.start:
+                break
+            targets = list(item.step.get("targets", []))
+            for user in await resolve_targets(session, trigger.task, targets):
+                pages.update((user.id, c) for c in item.step.get("channels", ["email"]))
+    return pages
 
 
 def _instant(value: object) -> datetime | None:
@@ -230,11 +349,8 @@ async def _plan_ack_timeouts(session: AsyncSession, task: Task, now: datetime) -
     """An acknowledged task not resolved within a policy's ack_timeout re-notifies."""
     acknowledged = task.acknowledged_at
     assert acknowledged is not None
-    team = await repository.team(session, task.team_id)
-    for policy in await repository.active_policies(session):
+    for policy in await policies_for(session, task):
         if policy.ack_timeout_minutes is None or not policy.steps:
-            continue
-        if not matches(policy, task, team.name if team else None):
             continue
         first = dict(policy.steps[0])
         await _schedule(
@@ -261,12 +377,7 @@ async def escalate_now(
     if pending:
         step = pending[0]
     else:
-        team = await repository.team(session, task.team_id)
-        policies = [
-            p
-            for p in await repository.active_policies(session)
-            if matches(p, task, team.name if team else None)
-        ]
+        policies = await policies_for(session, task)
         policy = policies[0] if policies else None
         steps = (
             list(policy.steps) if policy else [{"targets": ["team_lead"], "channels": ["email"]}]

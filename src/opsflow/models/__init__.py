@@ -2,6 +2,7 @@
 
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.idempotency import IdempotencyRecord
 from opsflow.models.notification import (
@@ -28,6 +29,7 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
+    "EngineHeartbeat",
     "EscalationEvent",
     "EscalationPolicy",
     "IdempotencyRecord",

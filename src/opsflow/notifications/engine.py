@@ -42,16 +42,9 @@ from opsflow.notifications import repository
 from opsflow.notifications.backoff import next_attempt_at
 from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
 from opsflow.tasks import conditions
+from opsflow.workers.contract import PassReport
 
 HELD_RETRY = timedelta(seconds=30)
-
-
-@dataclass
-class DeliveryPassResult:
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    next_due: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +88,33 @@ def _delivery(
     )
 
 
-async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
-    result = DeliveryPassResult()
+class DeliveryEngine:
+    """The delivery engine (`name` ``delivery``): sends due notifications and webhook
+    deliveries."""
+
+    name = "delivery"
+
+    def __init__(self, *, batch: int = 50) -> None:
+        self.batch = batch
+
+    async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
+        counts = {"claimed": 0, "sent": 0, "failed": 0}
+        now, next_due = await _deliver(ctx, batch, counts)
+        return PassReport(
+            self.name,
+            worked=counts["claimed"] > 0,
+            backlog=counts["claimed"] >= batch,
+            next_due=next_due,
+            counts=counts,
+            at=now,
+        )
+
+
+async def _deliver(
+    ctx: AppContext, batch: int, counts: dict[str, int]
+) -> tuple[datetime, datetime | None]:
+    """Claim, send, record; `counts` gets claimed / sent / failed. Returns the pass's `now`
+    and the earliest instant a delivery is due afterwards."""
     async with unit_of_work(ctx.sessions) as session:
         now = ctx.clock.now()
         rows = await repository.claim_due(session, now, batch)
@@ -110,11 +128,11 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
             row.scheduled_at = now + lease
             delivery, problem = _delivery(ctx, row, secrets)
             claims.append(_Claim(row.id, row.scheduled_at, delivery, problem))
-    result.claimed = len(claims)
+    counts["claimed"] = len(claims)
+    started = now
     if not claims:
         async with unit_of_work(ctx.read_sessions) as session:
-            result.next_due = await repository.next_due(session)
-        return result
+            return started, await repository.next_due(session)
     notifier = ctx.notifier
 
     # Destinations in parallel, each destination's deliveries one after another: a failing
@@ -135,8 +153,8 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
                     continue  # the lease ran out and another engine took it over
                 label = _record(ctx, current, claim, outcome, now)
                 ctx.metrics.notification_deliveries.labels(current.channel, label).inc()
-                result.sent += label == "sent"
-                result.failed += label in ("failed", "dead")
+                counts["sent"] += label == "sent"
+                counts["failed"] += label in ("failed", "dead")
 
     async def send_all(indexes: list[int]) -> None:
         done: list[tuple[_Claim, DeliveryResult | None]] = []
@@ -153,8 +171,7 @@ async def run_once(ctx: AppContext, *, batch: int = 50) -> DeliveryPassResult:
         await record(unsendable)
     await asyncio.gather(*(send_all(indexes) for indexes in by_destination.values()))
     async with unit_of_work(ctx.sessions) as session:
-        result.next_due = await repository.next_due(session)
-    return result
+        return started, await repository.next_due(session)
 
 
 def _held_by(row: Notification) -> uuid.UUID | None:

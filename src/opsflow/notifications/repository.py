@@ -152,3 +152,13 @@ async def search(
         .limit(params.page_size)
     )
     return list(rows), total
+
+
+async def display_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Full name (username when none) of each user, active or not, by id."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.full_name, User.username).where(User.id.in_(set(ids)))
+    )
+    return {row.id: row.full_name or row.username for row in rows}

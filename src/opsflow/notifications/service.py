@@ -8,6 +8,11 @@ The outbox relay hands every event to `consume`, in the relay's transaction. The
 * `task.created` / `task.assigned` — the assignees, by e-mail; `task.completed` — the
   creator, by e-mail.
 
+One event reaches one person on one channel once: when an escalation policy handles the
+event (`task.created`, `sla.warning`, `sla.breach`) and one of its steps due at that instant
+pages someone on a channel, the built-in message of the event leaves that person and channel
+out (the step's message is the page).
+
 A user's preference for a channel can switch it off or give its address (an
 e-mail address, a Slack incoming-webhook URL, a phone number). Each row's `dedup_key` is
 source event x recipient x channel and unique, so a redelivered event queues nothing twice.
@@ -29,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.permissions import Permission, reach_allows, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.escalation import service as escalation
 from opsflow.events.changes import record_change
 from opsflow.events.entities import Entity
 from opsflow.kit.jsonable import to_jsonable
@@ -39,11 +45,11 @@ from opsflow.models.outbox import OutboxEvent
 from opsflow.models.user import User
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import MAX_ATTEMPTS
+from opsflow.notifications.facts import message_context
 from opsflow.notifications.schemas import TemplateRead, WindowCreate, WindowUpdate
 from opsflow.notifications.templates import (
     NotificationTemplates,
     TemplateError,
-    build_context,
     default_source,
     template_names,
 )
@@ -132,6 +138,14 @@ def _address(user: User, channel: Channel, preference: Any) -> str | None:
 async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
     """The relay's notification consumer: one row per wanted recipient x channel."""
     wanted = list(dict.fromkeys(await _wanted(session, event)))
+    if wanted and event.event_type != "escalation.fired":
+        # An escalation policy that handles this event pages these people at once itself.
+        paged = {
+            Wanted(user_id, _CHANNELS[channel])
+            for user_id, channel in await escalation.immediate_pages(session, event)
+            if channel in _CHANNELS
+        }
+        wanted = [w for w in wanted if w not in paged]
     if not wanted:
         return
     users = {u.id: u for u in await repository.users(session, [w.user_id for w in wanted])}
@@ -148,13 +162,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
             continue
         if preference is not None and not preference.enabled:
             continue
-        context = build_context(
-            event.event_type,
-            payload,
-            recipient={"id": str(user.id), "username": user.username, "name": user.full_name},
-            event_id=str(event.id),
-            occurred_at=event.created_at,
-        )
+        context = await message_context(session, event, user, preference)
         subject, body, html, message_payload, template, error = None, "", None, {}, None, None
         try:
             rendered = _TEMPLATES.render(

@@ -33,7 +33,8 @@ The context a template sees (:func:`build_context`): ``event``, ``task`` (the ta
 events carry: ``id``, ``title``, ``task_type``, ``priority``, ``status``, ``customer_tier``,
 ``assigned_to``, ``team_id``, ``start_deadline``, ``resolve_deadline``...), ``sla``
 (``event_type``, ``severity``, ``sla_type`` START|RESOLVE, ``due_at``,
-``expected_deadline``), ``escalation`` (``level``, ``policy``, ``message``), ``actor``
+``expected_deadline``; for an escalation, the ``sla_type`` and deadline that started the
+run), ``escalation`` (``level``, ``cycle``, ``policy``, ``trigger``, ``message``), ``actor``
 (``type``, ``id``, ``name``), ``recipient`` (``name``, ``email``, ``timezone``),
 ``assignee`` (a display name), ``link`` (URL of the task), ``app_name``, ``payload`` (the
 raw event payload). Filters beyond Jinja's: ``datetime(tz=None, short=False)`` and
@@ -213,15 +214,26 @@ def build_context(
         value = data.get(key)
         return dict(value) if isinstance(value, Mapping) else {}
 
+    task = section("task")
     sla: dict[str, Any] = {}
     if event.startswith("sla."):
         keys = ("event_type", "severity", "sla_type", "due_at", "expected_deadline")
         sla = {key: data.get(key) for key in keys}
+    escalation = section("escalation")
+    if event.startswith("escalation.") and not escalation:
+        # `escalation.fired` carries the step's facts at the top of its payload.
+        facts = ("level", "cycle", "policy", "trigger", "message", "recipients", "channels")
+        escalation = {key: data.get(key) for key in facts}
+    if event.startswith("escalation.") and data.get("sla_type") in ("START", "RESOLVE"):
+        # The deadline whose breach (or warning) started the run.
+        kind = data["sla_type"]
+        deadline = task.get("start_deadline" if kind == "START" else "resolve_deadline")
+        sla = {"sla_type": kind, "expected_deadline": deadline}
     return {
         "event": event,
-        "task": section("task"),
+        "task": task,
         "sla": sla,
-        "escalation": section("escalation"),
+        "escalation": escalation,
         "actor": section("actor"),
         "recipient": to_jsonable(dict(recipient or {})),
         "assignee": assignee,
@@ -266,12 +278,18 @@ def sample_context(event: str | None = None) -> dict[str, Any]:
             "expected_deadline": "2026-01-27T14:30:00Z",
         }
     if event is None or event.startswith("escalation."):
-        payload["escalation"] = {
+        # As `escalation.fired` carries them: the step's facts at the top of the payload.
+        payload |= {
             "level": 2,
+            "cycle": 0,
             "policy": "Critical database incidents",
+            "trigger": "breach",
             "message": "This incident requires your attention.",
-            "targets": ["team_lead", "manager"],
+            "recipients": [{"id": "550e8400-e29b-41d4-a716-446655440001", "username": "jane"}],
+            "channels": ["email", "slack"],
         }
+        if event is not None:
+            payload["sla_type"] = "RESOLVE"
     context = build_context(
         event or "sla.breach",
         payload,
@@ -283,6 +301,7 @@ def sample_context(event: str | None = None) -> dict[str, Any]:
     )
     if event is None:
         context["sla"] = {key: payload[key] for key in context["sla"]}
+        context["escalation"] = build_context("escalation.fired", payload)["escalation"]
     return context
 
 

@@ -53,6 +53,13 @@ class Metrics:
             ("outcome",),
             registry=self.registry,
         )
+        self.engine_passes = Counter(
+            "opsflow_engine_passes_total",
+            "Engine passes run by this process, by engine (sla, relay, escalation, delivery) "
+            "and outcome (ok, failed)",
+            ("engine", "outcome"),
+            registry=self.registry,
+        )
         self.task_completion = Histogram(
             "opsflow_task_completion_duration_seconds",
             "Time from creation to completion of tasks completed through this process",

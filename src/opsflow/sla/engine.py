@@ -13,13 +13,13 @@ only the most severe is marked to notify, so nobody is paged three times for one
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from opsflow.auth.principal import Principal
 from opsflow.clock import Clock
+from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.events.changes import record_change
 from opsflow.models.enums import ClockStatus
@@ -27,62 +27,58 @@ from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.sla import repository
 from opsflow.sla.clocks import frozen_at, plan_of, reschedule
+from opsflow.tasks.summary import task_summary
+from opsflow.workers.contract import PassReport
 
 ENGINE_ACTOR = Principal.system("sla-engine")
 
 
-@dataclass
-class PassResult:
-    clocks: int = 0
-    events: int = 0
-    lag_seconds: list[float] = field(default_factory=list)
-    lag_by_type: list[tuple[str, float]] = field(default_factory=list)
-    # The earliest next_fire_at left after this pass (any engine's), None when none is set.
-    next_due: datetime | None = None
-    # Work left for the passes that follow the SLA pass (relay, escalations): run again now.
-    backlog: bool = False
+class SlaEngine:
+    """The SLA engine (`name` ``sla``): one pass fires what is due on a batch of clocks."""
 
+    name = "sla"
 
-# Engines that find the next due clock already past (another engine holds it) look again
-# after this long rather than spinning.
-MIN_WAIT_SECONDS = 0.02
+    def __init__(self, *, batch: int = 500) -> None:
+        self.batch = batch
 
+    async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
+        """One pass, counted in ``opsflow_sla_engine_passes_total`` and, per event, its
+        lateness in ``opsflow_sla_engine_lag_seconds``."""
+        try:
+            report = await self._pass(ctx.sessions, ctx.clock, batch)
+        except Exception:
+            ctx.metrics.sla_engine_passes.labels("failed").inc()
+            raise
+        ctx.metrics.sla_engine_passes.labels("ok").inc()
+        for event_type, lag in report.lags:
+            ctx.metrics.sla_engine_lag.labels(event_type).observe(lag)
+        return report
 
-def wait_before_next_pass(result: PassResult, now: datetime, interval: float) -> float:
-    """Seconds to wait: until the next due threshold, at most `interval` (new clocks may
-    come due sooner than anything known now), at once after a full batch is the caller's."""
-    if result.next_due is None:
-        return interval
-    return min(interval, max(MIN_WAIT_SECONDS, (result.next_due - now).total_seconds()))
-
-
-async def run_once(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, *, batch: int = 500
-) -> PassResult:
-    """One engine pass. Returns what it did; callers loop while batches come back full.
-
-    The batch costs a constant number of statements for the claim and the task lookup, and
-    one flush for every event, audit row and outbox row it writes.
-    """
-    result = PassResult()
-    fired: list[SlaEvent] = []
-    async with unit_of_work(sessions) as session:
-        now = clock.now()
-        due = await repository.claim_due(session, now, batch)
-        tasks = await repository.tasks_by_id(session, {c.task_id for c in due})
-        for sla_clock in due:
-            fired.extend(_fire(session, sla_clock, tasks.get(sla_clock.task_id), now))
-        result.clocks = len(due)
-        await session.flush()
-        result.next_due = await repository.next_due(session)
-    # Lateness: threshold instant to the event being persisted.
-    persisted = clock.now()
-    result.events = len(fired)
-    for event in fired:
-        lag = (persisted - event.due_at).total_seconds()
-        result.lag_seconds.append(lag)
-        result.lag_by_type.append((event.event_type, lag))
-    return result
+    async def _pass(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, batch: int
+    ) -> PassReport:
+        """The batch costs a constant number of statements for the claim and the task lookup,
+        and one flush for every event, audit row and outbox row it writes."""
+        fired: list[SlaEvent] = []
+        async with unit_of_work(sessions) as session:
+            now = clock.now()
+            due = await repository.claim_due(session, now, batch)
+            tasks = await repository.tasks_by_id(session, {c.task_id for c in due})
+            for sla_clock in due:
+                fired.extend(_fire(session, sla_clock, tasks.get(sla_clock.task_id), now))
+            await session.flush()
+            next_due = await repository.next_due(session)
+        # Lateness: from the threshold instant to the event being persisted.
+        persisted = clock.now()
+        return PassReport(
+            self.name,
+            worked=bool(due),
+            backlog=len(due) >= batch,
+            next_due=next_due,
+            counts={"clocks": len(due), "events": len(fired)},
+            at=now,
+            lags=[(e.event_type, (persisted - e.due_at).total_seconds()) for e in fired],
+        )
 
 
 def _fire(
@@ -128,14 +124,7 @@ def _fire(
 
 def _publish(session: AsyncSession, event: SlaEvent, task: Task | None, now: datetime) -> None:
     kind = event.event_type.rsplit("_", 1)[1].lower()  # warning | critical | breach
-    summary = {
-        "id": event.task_id,
-        "title": task.title if task else None,
-        "priority": task.priority if task else None,
-        "status": task.status if task else None,
-        "assigned_to": task.assigned_to if task else None,
-        "team_id": task.team_id if task else None,
-    }
+    summary = task_summary(task) if task else {"id": event.task_id}
     record_change(
         session,
         ENGINE_ACTOR,

@@ -17,6 +17,7 @@ from opsflow.kit.validation import (
     null_only_for,
 )
 from opsflow.sla.defaults import MAX_SLA_MINUTES
+from opsflow.tasks.conditions import ConditionValue
 
 ConfigName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -174,6 +175,27 @@ class SimulateRequest(_Strict):
     calendar: CalendarRef | None = Field(None, description="override the policy's calendar")
     start: Instant | None = Field(None, description="default: now")
     pauses: Annotated[list[PauseWindow], Field(max_length=100)] = []
+    team: ConditionValue | None = Field(
+        None, description="the task's team (id or name), for escalation policies"
+    )
+    service: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    tags: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=100)
+    ] = []
+
+
+class SimulatedStep(BaseModel):
+    """One step of an escalation policy that would handle the task, at its instant."""
+
+    policy: str
+    trigger: str
+    sla_type: str | None
+    level: int
+    cycle: int
+    at: datetime
+    local_time: str
+    targets: list[str]
+    channels: list[str]
 
 
 class SimulatedInstant(BaseModel):
@@ -199,3 +221,4 @@ class SimulateResult(BaseModel):
     start: datetime
     clocks: list[SimulatedClock]
     escalation: list[SimulatedInstant]
+    escalation_steps: list[SimulatedStep] = []

@@ -7,12 +7,12 @@ The ``sla_config.yaml`` format is accepted exactly::
         P0:                          # P0 CRITICAL, P1 HIGH, P2 MEDIUM, P3 LOW (any case;
           response_minutes: 15       #   CRITICAL/HIGH/MEDIUM/LOW are accepted too)
           resolution_minutes: 60
-          escalation:                # optional: LEVEL_n -> minutes, kept verbatim
+          escalation:                # optional: LEVEL_n -> working minutes after creation
             LEVEL_1: 10
     alert_thresholds:                # percent of the time *remaining*
       warning: 15                    # -> 85.0 % elapsed
       critical: 5                    # -> 95.0 % elapsed
-    escalation_levels:               # level number -> label, kept verbatim
+    escalation_levels:               # level number -> label (the level's message)
       0: "No escalation"
 
 Each ``sla_targets`` entry becomes a policy named ``<tier>-p<n>`` (``enterprise-p0``) with
@@ -184,7 +184,13 @@ def _choice(
 ) -> str | None:
     if isinstance(value, str) and value.upper() in choices:
         return choices[value.upper()]
-    expected = ", ".join(dict.fromkeys(choices.values()))
+    if what == "priority":
+        # The file's own words first: sla_targets are keyed P0..P3.
+        codes = ", ".join(PRIORITY_CODES)
+        names = ", ".join(p.value for p in PRIORITY_CODES.values())
+        expected = f"{codes} (or {names}" + (', or "*")' if WILDCARD in choices else ")")
+    else:
+        expected = ", ".join(dict.fromkeys(choices.values()))
     errors.add(path, f"unknown {what}: {describe(value)}; expected one of: {expected}")
     return None
 

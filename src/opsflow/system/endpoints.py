@@ -2,56 +2,51 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import text
 
-from opsflow import __version__, schema
-from opsflow.db import READ_ONLY_OPTION
+from opsflow import __version__
 from opsflow.deps import ContextDep
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.observability.metrics import CONTENT_TYPE
+from opsflow.system import health as checks
 
 router = APIRouter(tags=["system"])
 
 
-async def _database(context: ContextDep) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        engine = context.engine.execution_options(**{READ_ONLY_OPTION: True})
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-            current = await connection.run_sync(schema.is_current)
-    except Exception as exc:
-        return {"status": "unhealthy", "error": type(exc).__name__}
-    return {
-        "status": "healthy",
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        "dialect": context.engine.dialect.name,
-        "migrations_current": current,
-    }
+def _migrations(request: Request) -> checks.MigrationCheck:
+    state = request.app.state
+    if getattr(state, "migration_check", None) is None:
+        state.migration_check = checks.MigrationCheck()
+    check: checks.MigrationCheck = state.migration_check
+    return check
 
 
 @router.get("/health")
-async def health(context: ContextDep) -> JSONResponse:
-    database = await _database(context)
+async def health(request: Request, context: ContextDep) -> JSONResponse:
+    """``healthy``; ``degraded`` (still 200) when Redis is configured but does not answer or
+    every engine process's heartbeat is stale; ``unhealthy`` (503) when the database is."""
+    database = await checks.database(context, _migrations(request))
     services: dict[str, Any] = {
         "database": database,
-        # Redis and the Celery workers arrive with the scale-out drivers; nothing uses them yet.
-        "redis": {"status": "not_configured"},
-        "workers": {"status": "not_configured"},
+        "redis": await checks.redis(context),
+        "workers": await checks.workers(context),
     }
-    healthy = database["status"] == "healthy"
+    if database["status"] != "healthy":
+        status = "unhealthy"
+    elif services["redis"]["status"] == "unhealthy" or services["workers"]["status"] == "stale":
+        status = "degraded"
+    else:
+        status = "healthy"
     body = {
-        "status": "healthy" if healthy else "unhealthy",
+        "status": status,
         "version": __version__,
         "timestamp": to_jsonable(context.clock.now()),
         "services": services,
     }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    return JSONResponse(body, status_code=503 if status == "unhealthy" else 200)
 
 
 @router.get("/metrics", response_class=Response)
@@ -61,8 +56,8 @@ async def metrics(context: ContextDep) -> Response:
 
 
 @router.get("/ready")
-async def ready(context: ContextDep) -> JSONResponse:
-    database = await _database(context)
+async def ready(request: Request, context: ContextDep) -> JSONResponse:
+    database = await checks.database(context, _migrations(request))
     is_ready = database["status"] == "healthy" and bool(database.get("migrations_current"))
     body = {
         "status": "ready" if is_ready else "not_ready",

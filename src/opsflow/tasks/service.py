@@ -38,6 +38,7 @@ from opsflow.tasks.schemas import (
     TaskCreate,
     TaskUpdate,
 )
+from opsflow.tasks.summary import task_summary
 from opsflow.users import repository as users_repo
 
 AUDITED_FIELDS = (
@@ -90,25 +91,6 @@ def task_state(task: Task, extra_assignees: Sequence[uuid.UUID] = ()) -> dict[st
     }
     state["additional_assignees"] = sorted(str(u) for u in extra_assignees)
     return to_jsonable(state)  # type: ignore[no-any-return]
-
-
-def task_summary(task: Task) -> dict[str, Any]:
-    """What events carry about a task (WebSocket pushes, webhooks, notifications)."""
-    return to_jsonable(  # type: ignore[no-any-return]
-        {
-            "id": task.id,
-            "title": task.title,
-            "task_type": task.task_type,
-            "priority": task.priority,
-            "status": task.status,
-            "assigned_to": task.assigned_to,
-            "team_id": task.team_id,
-            "customer_tier": task.customer_tier,
-            "start_deadline": task.start_deadline,
-            "resolve_deadline": task.resolve_deadline,
-            "version": task.version,
-        }
-    )
 
 
 def _record(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.escalation import repository as escalation_repo
 from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
@@ -77,11 +78,25 @@ async def _check_lead(session: AsyncSession, lead_id: uuid.UUID | None) -> None:
         )
 
 
+async def _check_policy(session: AsyncSession, policy_id: uuid.UUID | None) -> None:
+    """A team's default escalation policy must exist (it escalates the team's tasks that
+    match no policy, before the built-in default)."""
+    if policy_id is None:
+        return
+    if await escalation_repo.get_policy(session, policy_id) is None:
+        raise ValidationFailed(
+            details=[
+                {"field": "escalation_policy_id", "message": f"no escalation policy {policy_id}"}
+            ]
+        )
+
+
 async def create_team(
     session: AsyncSession, ctx: AppContext, actor: Principal, data: TeamCreate
 ) -> Team:
     await _check_name(session, data.name, None)
     await _check_lead(session, data.lead_id)
+    await _check_policy(session, data.escalation_policy_id)
     now = ctx.clock.now()
     team = Team(
         id=uuid.uuid4(),
@@ -108,6 +123,8 @@ async def update_team(
         await _check_name(session, fields["name"], team.id)
     if "lead_id" in fields:
         await _check_lead(session, fields["lead_id"])
+    if "escalation_policy_id" in fields:
+        await _check_policy(session, fields["escalation_policy_id"])
     before = to_jsonable(team_state(team))
     for key, value in fields.items():
         setattr(team, key, value)

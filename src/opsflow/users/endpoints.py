@@ -9,7 +9,7 @@ from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
-from opsflow.errors import Forbidden, declares
+from opsflow.errors import Forbidden, RateLimited, ServiceUnavailable, declares
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import SearchText
@@ -87,13 +87,36 @@ async def put_preferences(
     )
 
 
+@router.get("/me", response_model=UserRead)
+@declares(Forbidden)
+async def get_me(session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    """The signed-in user (any role); an API client is not a user (403)."""
+    return UserRead.model_validate(await service.get_user(session, _me(principal)))
+
+
+@router.patch("/me", response_model=UserRead)
+@declares(Forbidden, RateLimited, ServiceUnavailable)
+async def update_me(
+    body: UserUpdate, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
+) -> UserRead:
+    """`PATCH /users/{id}` of the signed-in user (the same rules on what one may change)."""
+    user = await service.update_user(session, context, principal, _me(principal), body)
+    return UserRead.model_validate(user)
+
+
+def _me(principal: Principal) -> uuid.UUID:
+    if principal.user_id is None:
+        raise Forbidden("An API client is not a user: /users/me is for signed-in users")
+    return principal.user_id
+
+
 @router.get("/{user_id}", response_model=UserRead)
 async def get_user(user_id: uuid.UUID, session: SessionDep, reader: Reader) -> UserRead:
     return views.directory_view(reader, await service.get_user(session, user_id))
 
 
 @router.patch("/{user_id}", response_model=UserRead)
-@declares(Forbidden)
+@declares(Forbidden, RateLimited, ServiceUnavailable)
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,

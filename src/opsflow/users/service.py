@@ -6,20 +6,30 @@ import secrets
 import uuid
 from typing import Any
 
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth import repository as auth_repo
-from opsflow.auth.permissions import Permission, reach_of
+from opsflow.auth.permissions import Permission, reach_of, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
-from opsflow.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from opsflow.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.enums import Role
+from opsflow.kit.validation import Password
+from opsflow.models.enums import ActorType, Role
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.team import Team
 from opsflow.models.user import User
@@ -70,8 +80,16 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID | None) -> None:
 
 
 async def create_user(
-    session: AsyncSession, ctx: AppContext, actor: Principal, data: UserCreate
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    data: UserCreate,
+    *,
+    hashed_password: str | None = None,
 ) -> User:
+    """Create a user. The password is hashed first, before this unit of work touches the
+    database (pass `hashed_password` when the caller hashed it earlier still)."""
+    hashed = hashed_password or await ctx.passwords.hash(data.password)
     taken = await repository.exists_with(session, email=data.email, username=data.username)
     if taken:
         raise Conflict(
@@ -85,7 +103,7 @@ async def create_user(
         email=data.email.lower(),
         username=data.username.lower(),
         full_name=data.full_name,
-        hashed_password=await ctx.passwords.hash(data.password),
+        hashed_password=hashed,
         role=data.role.value,
         team_id=data.team_id,
         is_active=True,
@@ -105,26 +123,76 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
+async def _new_password_hash(
+    ctx: AppContext, actor: Principal, user_id: uuid.UUID, fields: dict[str, Any]
+) -> tuple[str, str | None]:
+    """Hash a new password, with no transaction open (see :func:`update_user`).
+
+    Changing one's own password, whatever one's role, needs the current password: a stolen
+    access token alone must not be enough to lock the owner out. Wrong current passwords
+    count against the account's login limit. An admin resetting someone else's password
+    needs no current password. Returns the new hash and, for an own change, the stored
+    hash that was checked (the change applies only if it is still the stored one).
+    """
+    checked: str | None = None
+    if actor.id == user_id:
+        current = fields.get("current_password")
+        if not current:
+            raise ValidationFailed(
+                "Changing your own password needs your current password",
+                details=[{"field": "current_password", "message": "required"}],
+            )
+        async with ctx.read_sessions() as read:
+            stored = await repository.get(read, user_id)
+        if stored is None:
+            raise NotFound("user", user_id)
+        now = ctx.clock.now()
+        throttle = ctx.login_throttle
+        attempt = throttle.begin(None, None, now)
+        try:
+            throttle.add_account(attempt, user_id, now)
+            valid = await ctx.passwords.verify(stored.hashed_password, current)
+        except (RateLimited, ServiceUnavailable):
+            throttle.release(attempt)
+            raise
+        if not valid:
+            raise ValidationFailed(
+                "The current password is wrong",
+                details=[{"field": "current_password", "message": "does not match"}],
+            )
+        throttle.release(attempt)
+        checked = stored.hashed_password
+    return await ctx.passwords.hash(fields["password"]), checked
+
+
 async def update_user(
     session: AsyncSession, ctx: AppContext, actor: Principal, user_id: uuid.UUID, data: UserUpdate
 ) -> User:
-    user = await get_user(session, user_id)
+    """Edit a user. Admins may change everything; others only their own profile fields.
+
+    A new password is checked and hashed before this unit of work first touches the
+    database, so no transaction (on SQLite, no write lock) is open while hashing.
+    """
     fields = data.model_dump(exclude_unset=True)
     is_admin = reach_of(actor, Permission.ADMINISTER) is not None
     if not is_admin:
-        if actor.id != user.id:
+        if actor.actor_type is ActorType.API:
+            require_reach(actor, Permission.ADMINISTER)  # names the scope, not roles
+        if actor.id != user_id:
             raise Forbidden("You may only edit your own profile", required_roles=["admin"])
         forbidden = sorted(set(fields) - SELF_EDITABLE)
         if forbidden:
             raise Forbidden(
                 f"Only an admin may change: {', '.join(forbidden)}", required_roles=["admin"]
             )
-        if "password" in fields and not await ctx.passwords.verify(
-            user.hashed_password, fields.get("current_password") or ""
-        ):
-            raise ValidationFailed(
-                details=[{"field": "current_password", "message": "does not match"}]
-            )
+    new_hash, checked_hash = (
+        await _new_password_hash(ctx, actor, user_id, fields)
+        if "password" in fields
+        else (None, None)
+    )
+    user = await get_user(session, user_id)
+    if checked_hash is not None and user.hashed_password != checked_hash:
+        raise Conflict("The password was changed meanwhile; retry")
     fields.pop("current_password", None)
     if "email" in fields:
         fields["email"] = fields["email"].lower()
@@ -142,13 +210,13 @@ async def update_user(
     ):
         raise Conflict("You cannot deactivate yourself or change your own role")
     before = user_state(user)
-    password = fields.pop("password", None)
+    fields.pop("password", None)
     for key, value in fields.items():
         setattr(user, key, value)
     now = ctx.clock.now()
     changes = field_changes(to_jsonable(before), to_jsonable(user_state(user)))
-    if password:
-        user.hashed_password = await ctx.passwords.hash(password)
+    if new_hash is not None:
+        user.hashed_password = new_hash
         changes["password"] = {"from": "***", "to": "***"}
         await auth_repo.revoke_sessions_of_user(
             session, user.id, now=now, reason="password_changed"
@@ -261,6 +329,7 @@ def _pref_state(pref: NotificationPreference) -> dict[str, Any]:
 
 async def create_admin(ctx: AppContext, *, username: str, email: str, password: str) -> User:
     """Create an admin from the CLI or at first start; audited as done by the system."""
+    check_password(password)
     async with unit_of_work(ctx.sessions) as session:
         data = UserCreate(
             username=username,
@@ -270,6 +339,55 @@ async def create_admin(ctx: AppContext, *, username: str, email: str, password: 
             full_name="Administrator",
         )
         return await create_user(session, ctx, Principal.system("bootstrap"), data)
+
+
+_PASSWORD = TypeAdapter(Password)
+
+
+def check_password(password: str, field: str = "password") -> str:
+    """The password if it is acceptable, else a ValidationFailed naming what is wrong."""
+    try:
+        return _PASSWORD.validate_python(password)
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            if error["type"] == "string_too_short":
+                message = f"must be at least {error['ctx']['min_length']} characters"
+            elif error["type"] == "string_too_long":
+                message = f"must be at most {error['ctx']['max_length']} characters"
+            else:
+                message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append({"field": field, "message": message})
+        raise ValidationFailed("The password is not acceptable", details=problems) from None
+
+
+async def reset_password(ctx: AppContext, *, login: str, password: str) -> User:
+    """Set a user's password from the server's command line (a lost admin password): ends
+    every session of that user and is audited as ``USER_PASSWORD_RESET`` by the system
+    actor ``cli``. The user stays as active or inactive as they were."""
+    check_password(password)
+    async with unit_of_work(ctx.sessions) as session:
+        user = await repository.by_login(session, login)
+        if user is None:
+            raise ValidationFailed(
+                f"No user with the username or e-mail {login!r}",
+                details=[{"field": "login", "message": "no such user"}],
+            )
+        now = ctx.clock.now()
+        user.hashed_password = await ctx.passwords.hash(password)
+        user.updated_at = now
+        await auth_repo.revoke_sessions_of_user(session, user.id, now=now, reason="password_reset")
+        await session.flush()
+        _record(
+            session,
+            Principal.system("cli"),
+            user,
+            "USER_PASSWORD_RESET",
+            "user.password_reset",
+            now,
+            changes={"password": {"from": "***", "to": "***"}},
+        )
+        return user
 
 
 async def bootstrap_admin(ctx: AppContext) -> str | None:

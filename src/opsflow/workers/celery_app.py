@@ -3,10 +3,11 @@
 The scaled-out run mode: any number of ``opsflow worker`` processes and one
 ``opsflow beat`` share a Redis broker (``OPSFLOW_CELERY_BROKER_URL``, else
 ``CELERY_BROKER_URL``, else ``REDIS_URL``). Beat sends one job, ``opsflow.sla.engine_tick``,
-every ``OPSFLOW_ENGINE_INTERVAL_SECONDS``. A worker that receives it runs engine passes back to
-back (``workers.embedded.run_pass``, the same pass, metrics and log line as the loop inside
-``opsflow serve``) until a pass comes back with less than a full batch, or the tick's budget
-(``TICK_MAX_PASSES`` passes, ``TICK_MAX_SECONDS`` seconds) is spent; the next tick continues.
+every ``OPSFLOW_ENGINE_INTERVAL_SECONDS``. A worker that receives it runs engine rounds back
+to back (``workers.rounds.run_round`` over every registered engine: the same round, metrics
+and log lines as the loop inside ``opsflow serve``) until a round has no backlog, or the
+tick's budget (``TICK_MAX_ROUNDS`` rounds, ``TICK_MAX_SECONDS`` seconds) is spent; the next
+tick continues. Each worker process records a heartbeat (driver ``celery``) for ``/health``.
 
 **SLA timers are never Celery ETA/countdown jobs.** The tick only asks the database which
 clocks are due (``next_fire_at <= now``). PostgreSQL stays the one source of truth for every
@@ -16,8 +17,9 @@ until they are due (millions of open clocks would not fit), and on Redis a messa
 not acknowledged within the visibility timeout is redelivered to another worker, so a
 far-future ETA job is handed out again and again.
 
-Delivery: ticks carry no data and every pass is one transaction that claims its clocks with
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL, with a unique constraint per (clock, event type).
+Delivery: ticks carry no data and every pass claims its rows with ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL (the SLA pass in one transaction, with a unique constraint per (clock, event
+type)).
 A lost, duplicated or concurrent tick therefore loses or doubles nothing:
 
 * ``acks_late`` stays off. A tick acknowledged and then killed mid-pass rolls its transaction
@@ -30,7 +32,8 @@ A lost, duplicated or concurrent tick therefore loses or doubles nothing:
 * Several beats are harmless (extra ticks cost an empty claim each) but one is enough.
 
 One :class:`EngineRuntime` per worker process keeps a long-lived AppContext (engine,
-connection pool, metrics) and its own asyncio event loop, both created lazily by the first
+connection pool, metrics), its engines, its heartbeat and its own asyncio event loop, all
+created lazily by the first
 tick in that process, i.e. after the prefork pool has forked; every later tick reuses them.
 """
 
@@ -39,25 +42,28 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_shutdown, worker_shutdown
 
 from opsflow.clock import SystemClock
+from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.db import create_engine
 from opsflow.observability.logging import get_logger
-from opsflow.workers.embedded import run_pass
+from opsflow.workers.contract import Engine
+from opsflow.workers.heartbeat import Heartbeat
+from opsflow.workers.rounds import run_round
 
 ENGINE_TICK_JOB = "opsflow.sla.engine_tick"
 QUEUE = "opsflow"
 # A tick drains a backlog for at most this long; the next tick carries on. Short enough that
 # a warm shutdown (SIGTERM) waits seconds, not minutes.
-TICK_MAX_PASSES = 100
+TICK_MAX_ROUNDS = 100
 TICK_MAX_SECONDS = 10.0
 # The prefork pool kills a child whose tick runs longer (a pass stuck on the database); its
 # transaction rolls back and a fresh child takes the next tick.
@@ -67,26 +73,22 @@ TICK_EXPIRES_FRACTION = 0.9
 
 log = get_logger("opsflow.engine.celery")
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class TickSummary:
     """What one tick did: returned by the job (and so in the worker's log at DEBUG)."""
 
-    passes: int
-    failed_passes: int
-    clocks: int
-    events: int
-    stopped: str  # "idle": a pass was not full; "budget": passes or time ran out; "failed"
+    rounds: int
+    failed_rounds: int
+    counts: dict[str, dict[str, int]]  # per engine, its counts summed over the rounds
+    stopped: str  # "idle": a round had no backlog; "budget": rounds or time ran out; "failed"
     duration_seconds: float
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "passes": self.passes,
-            "failed_passes": self.failed_passes,
-            "clocks": self.clocks,
-            "events": self.events,
+            "rounds": self.rounds,
+            "failed_rounds": self.failed_rounds,
+            "counts": self.counts,
             "stopped": self.stopped,
             "duration_seconds": self.duration_seconds,
         }
@@ -94,41 +96,47 @@ class TickSummary:
 
 async def engine_tick(
     ctx: AppContext,
+    engines: Iterable[Engine],
     *,
-    batch: int,
-    max_passes: int = TICK_MAX_PASSES,
+    heartbeat: Heartbeat | None = None,
+    batch: int | None = None,
+    max_rounds: int = TICK_MAX_ROUNDS,
     max_seconds: float = TICK_MAX_SECONDS,
 ) -> TickSummary:
-    """Engine passes back to back until one is not full, one fails, or the budget is spent.
+    """Rounds back to back until one has no backlog, one fails, or the budget is spent.
 
-    A failed pass (already logged and counted) ends the tick: the next tick retries it.
+    A failed round (its passes already logged and counted) ends the tick: the next tick
+    retries it.
     """
+    engines = tuple(engines)
     started = time.monotonic()
-    passes = clocks = events = 0
+    rounds = 0
+    counts: dict[str, dict[str, int]] = {}
     while True:
-        result = await run_pass(ctx, batch=batch)
-        passes += 1
-        if result is None:
+        done = await run_round(ctx, engines, batch=batch, heartbeat=heartbeat)
+        rounds += 1
+        for report in done.passes:
+            sums = counts.setdefault(report.name, {})
+            for key, value in report.counts.items():
+                sums[key] = sums.get(key, 0) + value
+        if done.failed:
             stopped = "failed"
             break
-        clocks += result.clocks
-        events += result.events
-        if result.clocks < batch and not result.backlog:
+        if not done.backlog:
             stopped = "idle"
             break
-        if passes >= max_passes or time.monotonic() - started >= max_seconds:
+        if rounds >= max_rounds or time.monotonic() - started >= max_seconds:
             stopped = "budget"
             break
     summary = TickSummary(
-        passes=passes,
-        failed_passes=1 if stopped == "failed" else 0,
-        clocks=clocks,
-        events=events,
+        rounds=rounds,
+        failed_rounds=1 if stopped == "failed" else 0,
+        counts=counts,
         stopped=stopped,
         duration_seconds=round(time.monotonic() - started, 6),
     )
     if stopped == "budget":
-        log.warning("sla_tick_budget_spent", **summary.as_dict())
+        log.warning("engine_tick_budget_spent", **summary.as_dict())
     return summary
 
 
@@ -142,29 +150,40 @@ class EngineRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.engines = tuple(engine_registry(settings))
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ctx: AppContext | None = None
+        self._heartbeat: Heartbeat | None = None
 
-    def run(self, job: Callable[[AppContext], Awaitable[T]]) -> T:
+    def tick(self) -> TickSummary:
+        """One engine tick in this process (its context and heartbeat made on first use)."""
         loop, ctx = self._ensure()
-        return loop.run_until_complete(job(ctx))
+        return loop.run_until_complete(engine_tick(ctx, self.engines, heartbeat=self._heartbeat))
 
     def _ensure(self) -> tuple[asyncio.AbstractEventLoop, AppContext]:
         if self._pid != os.getpid() or self._loop is None or self._ctx is None:
             self._loop = asyncio.new_event_loop()
-            self._ctx = AppContext.build(self.settings, SystemClock())
+            self._ctx = build_context(self.settings, SystemClock())
+            self._heartbeat = Heartbeat(
+                driver="celery",
+                passes=[engine.name for engine in self.engines],
+                interval=self.settings.engine_interval_seconds,
+            )
             self._pid = os.getpid()
             log.info("worker_context_ready", pid=self._pid, database=self._ctx.engine.dialect.name)
         return self._loop, self._ctx
 
     def close(self) -> None:
-        """Dispose of this process's pool and close its loop (no-op if it has none)."""
+        """Remove this process's heartbeat, dispose of its pool and close its loop (no-op
+        if it has none)."""
         if self._pid != os.getpid() or self._loop is None or self._ctx is None:
             return
-        loop, ctx = self._loop, self._ctx
-        self._loop = self._ctx = self._pid = None
+        loop, ctx, heartbeat = self._loop, self._ctx, self._heartbeat
+        self._loop = self._ctx = self._pid = self._heartbeat = None
         try:
+            if heartbeat is not None:
+                loop.run_until_complete(heartbeat.stop(ctx))
             loop.run_until_complete(ctx.close())
         finally:
             loop.close()
@@ -173,12 +192,14 @@ class EngineRuntime:
 async def database_state(settings: Settings) -> str:
     """``current``, ``not_current`` (run ``opsflow migrate``) or ``unavailable``.
 
-    Checked by ``opsflow worker`` before it starts: like the standalone engine, a worker never
+    Checked by ``opsflow worker`` before it starts: like ``opsflow engine``, a worker never
     migrates (many start at once) and refuses a schema it was not built for.
     """
     from opsflow import schema  # alembic: imported only when a worker starts
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
     try:
         async with engine.connect() as connection:
             current = bool(await connection.run_sync(schema.is_current))
@@ -222,11 +243,9 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     runtime = EngineRuntime(settings)
-    batch = settings.engine_batch_size
 
     def sla_engine_tick() -> dict[str, Any]:
-        summary = runtime.run(lambda ctx: engine_tick(ctx, batch=batch))
-        return summary.as_dict()
+        return runtime.tick().as_dict()
 
     app.task(name=ENGINE_TICK_JOB, time_limit=TICK_TIME_LIMIT_SECONDS)(sla_engine_tick)
 

@@ -1,0 +1,93 @@
+"""Where OpsFlow is assembled: the one place that knows every domain.
+
+The API (`app.create_app`), the engine drivers (`opsflow serve`'s loop, `opsflow engine`,
+the Celery job) and the CLI commands build their context and their engines here. Lower
+modules receive what they need instead of importing it: the relay gets its consumers, the
+context gets its notification channels, the drivers get the engine registry.
+
+Adding an engine: write its module (a class with ``name``, ``batch`` and
+``run(ctx, batch=...) -> PassReport``, see `workers/contract.py`) and add one line to
+:func:`engine_registry`. Adding an outbox consumer: one line in :func:`relay_consumers`.
+"""
+
+from __future__ import annotations
+
+from opsflow.auth.passwords import Passwords
+from opsflow.auth.throttle import LoginThrottle
+from opsflow.auth.tokens import TokenCodec
+from opsflow.clock import Clock
+from opsflow.config import Settings
+from opsflow.context import AppContext
+from opsflow.db import create_engine, create_sessionmaker
+from opsflow.escalation import service as escalation_service
+from opsflow.escalation.engine import EscalationEngine
+from opsflow.events.relay import Consumer, RelayEngine
+from opsflow.notifications import facts
+from opsflow.notifications import service as notifications_service
+from opsflow.notifications.dispatch import Notifier
+from opsflow.notifications.engine import DeliveryEngine
+from opsflow.observability.metrics import Metrics
+from opsflow.sla.engine import SlaEngine
+from opsflow.webhooks import service as webhooks_service
+from opsflow.workers.contract import EngineRegistry
+
+
+def relay_consumers() -> list[Consumer]:
+    """Every consumer of the outbox, in the order they see an event: escalation runs are
+    planned first, then notifications queued, then webhook deliveries."""
+    return [
+        escalation_service.consume,
+        notifications_service.consume,
+        webhooks_service.consume,
+    ]
+
+
+def engine_registry(settings: Settings) -> EngineRegistry:
+    """Every engine, in the order a round runs them: the SLA engine fires thresholds, the
+    relay hands the events to their consumers (planning escalation runs, queueing
+    notifications), the escalation engine fires due steps, the delivery engine sends."""
+    return EngineRegistry(
+        [
+            SlaEngine(batch=settings.engine_batch_size),
+            RelayEngine(relay_consumers()),
+            EscalationEngine(),
+            DeliveryEngine(),
+        ]
+    )
+
+
+def build_context(settings: Settings, clock: Clock) -> AppContext:
+    """The process's long-lived collaborators for these settings."""
+    facts.configure(settings.public_url)  # the links notifications carry
+    engine = create_engine(
+        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    metrics = Metrics()
+    read_sessions = create_sessionmaker(engine, read_only=True)
+    metrics.attach_database(read_sessions)
+
+    def notifier() -> Notifier:
+        built = Notifier.from_settings(settings, clock)
+        metrics.attach_circuits(lambda: built.breaker.snapshot(clock.now()))
+        return built
+
+    return AppContext(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=create_sessionmaker(engine),
+        read_sessions=read_sessions,
+        passwords=Passwords(
+            time_cost=settings.password_time_cost,
+            memory_cost_kib=settings.password_memory_cost_kib,
+            concurrency=settings.password_hash_concurrency,
+            queue=settings.password_hash_queue,
+        ),
+        tokens=TokenCodec(settings),
+        login_throttle=LoginThrottle(
+            max_per_username=settings.login_max_failures_per_username,
+            max_per_ip=settings.login_max_failures_per_ip,
+        ),
+        metrics=metrics,
+        notifier_factory=notifier,
+    )

@@ -1,0 +1,103 @@
+"""The one round: every selected engine once, in registry order — what every driver runs.
+
+The loop inside ``opsflow serve`` (`workers/embedded.py`), ``opsflow engine``
+(`workers/process.py`) and the Celery job (`workers/celery_app.py`) all call
+:func:`run_round`; they differ only in when they call it again:
+
+* a round whose report has ``backlog`` (some batch came back full) is followed at once;
+* otherwise the driver waits until ``next_due`` (the earliest due instant any engine
+  reported), at most its interval (:func:`wait_before_next_round`).
+
+A pass that raises is logged (``<name>_pass_failed``) and counted
+(``opsflow_engine_passes_total{engine, outcome="failed"}``); its transaction rolled back, so
+nothing was half-done, and the rest of the round still runs. A pass that took something is
+logged as ``<name>_pass`` with its counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opsflow.context import AppContext
+from opsflow.observability.logging import get_logger
+from opsflow.workers.contract import Engine, PassReport
+from opsflow.workers.heartbeat import Heartbeat
+
+log = get_logger("opsflow.engine")
+
+# Engines that find the next due row already past (another engine holds it) look again
+# after this long rather than spinning.
+MIN_WAIT_SECONDS = 0.02
+
+
+@dataclass
+class RoundReport:
+    passes: list[PassReport] = field(default_factory=list)  # the passes that completed
+    failed: list[str] = field(default_factory=list)  # the engines whose pass raised
+
+    @property
+    def worked(self) -> bool:
+        return any(report.worked for report in self.passes)
+
+    @property
+    def backlog(self) -> bool:
+        return any(report.backlog for report in self.passes)
+
+    @property
+    def next_due(self) -> datetime | None:
+        return min((r.next_due for r in self.passes if r.next_due is not None), default=None)
+
+    def get(self, name: str) -> PassReport | None:
+        return next((report for report in self.passes if report.name == name), None)
+
+
+async def run_round(
+    ctx: AppContext,
+    engines: Iterable[Engine],
+    *,
+    batch: int | None = None,
+    heartbeat: Heartbeat | None = None,
+    on_pass: Callable[[PassReport], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RoundReport:
+    """One pass of each engine, in order.
+
+    `batch` overrides every engine's own batch size. `on_pass` sees each completed pass as
+    soon as it committed. `should_stop` is asked before every pass after the first: once it
+    says yes, the round ends after the pass in flight. `heartbeat` records that this process
+    ran a round (at most every few seconds; see `workers/heartbeat.py`).
+    """
+    done = RoundReport()
+    for index, engine in enumerate(engines):
+        if index and should_stop is not None and should_stop():
+            break
+        started = time.monotonic()
+        try:
+            report = await engine.run(ctx, batch=batch or engine.batch)
+        except Exception:  # the transaction rolled back; the next round tries again
+            ctx.metrics.engine_passes.labels(engine.name, "failed").inc()
+            log.exception(f"{engine.name}_pass_failed")
+            done.failed.append(engine.name)
+            continue
+        report.duration_seconds = time.monotonic() - started
+        ctx.metrics.engine_passes.labels(engine.name, "ok").inc()
+        if report.worked:
+            extra = {"max_lag_seconds": round(report.max_lag_seconds, 3)} if report.lags else {}
+            log.info(f"{engine.name}_pass", **report.counts, **extra)
+        done.passes.append(report)
+        if on_pass is not None:
+            on_pass(report)
+    if heartbeat is not None:
+        await heartbeat.beat(ctx)
+    return done
+
+
+def wait_before_next_round(next_due: datetime | None, now: datetime, interval: float) -> float:
+    """Seconds to wait after a round without backlog: until the next due instant, at most
+    `interval` (new rows may come due sooner than anything known now)."""
+    if next_due is None:
+        return interval
+    return min(interval, max(MIN_WAIT_SECONDS, (next_due - now).total_seconds()))

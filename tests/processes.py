@@ -1,0 +1,189 @@
+"""Real `opsflow engine` (and `opsflow serve`) processes for integration tests: started,
+their output drained by threads or written to a file (pipes never fill up), and always
+ended."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class EngineProcess:
+    """One `opsflow engine` process, its stdout/stderr drained by threads (pipes never fill up)."""
+
+    process: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    killed: bool = False
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for stream, sink in (
+            (self.process.stdout, self.stdout),
+            (self.process.stderr, self.stderr),
+        ):
+            thread = threading.Thread(target=_drain, args=(stream, sink), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def records(self) -> list[dict[str, Any]]:
+        result = []
+        for line in list(self.stdout):
+            try:
+                result.append(json.loads(line))
+            except ValueError:
+                result.append({"event": "unparsed", "line": line})
+        return result
+
+    def passes(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r.get("event") == "sla_pass"]
+
+    def summary(self) -> dict[str, Any] | None:
+        exits = [r for r in self.records() if r.get("event") == "engine_exit"]
+        return exits[-1] if exits else None
+
+    def sigkill(self) -> bool:
+        if self.process.poll() is not None:
+            return False
+        self.killed = True
+        self.process.send_signal(signal.SIGKILL)
+        return True
+
+    def finish(self, timeout: float = 10) -> None:
+        """Make sure the process is gone and its output fully read."""
+        if self.alive():
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+    def describe(self, limit: int = 4000) -> str:
+        out = "".join(self.stdout)[-limit:]
+        err = "".join(self.stderr)[-limit:]
+        state = "killed" if self.killed else f"exit {self.process.returncode}"
+        return f"--- engine pid {self.pid} ({state})\nstdout:\n{out}\nstderr:\n{err}"
+
+
+def _drain(stream: Any, sink: list[str]) -> None:
+    if stream is None:
+        return
+    for raw in iter(stream.readline, b""):
+        sink.append(raw.decode(errors="replace"))
+    stream.close()
+
+
+class Engines:
+    """The engine processes of one test; every one of them is ended in `close`."""
+
+    def __init__(self, database_url: str, workdir: Path, batch: int) -> None:
+        self.database_url = database_url
+        self.workdir = workdir
+        self.batch = batch
+        self.all: list[EngineProcess] = []
+
+    def arguments(self) -> list[str]:
+        return ["--until-idle", "--batch", str(self.batch)]
+
+    def environment(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING"}
+
+    def start(self) -> EngineProcess:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "opsflow", "engine", *self.arguments()],
+            cwd=self.workdir,  # no stray .env is picked up
+            env={**os.environ, **self.environment()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        engine = EngineProcess(process)
+        self.all.append(engine)
+        return engine
+
+    def running(self) -> list[EngineProcess]:
+        return [e for e in self.all if e.alive()]
+
+    def report(self) -> str:
+        return "\n".join(e.describe() for e in self.all)
+
+    def close(self) -> None:
+        for engine in self.all:
+            engine.finish()
+
+    def events_reported(self) -> int:
+        """Events of committed passes, as the processes reported them."""
+        return sum(p["events"] for e in self.all for p in e.passes())
+
+
+@contextlib.contextmanager
+def opsflow_serve(
+    workdir: Path, database_url: str, admin_password: str, **extra_env: str
+) -> Iterator[str]:
+    """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
+    afterwards. Its output goes to `workdir/serve.log`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPSFLOW_ADMIN_PASSWORD": admin_password,
+        "OPSFLOW_PASSWORD_TIME_COST": "1",
+        "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    log = (workdir / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"opsflow serve exited early:\n{(workdir / 'serve.log').read_text()}"
+                )
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "opsflow serve did not become ready in 60 s"
+            time.sleep(0.2)  # polling for the server to come up, not waiting on a deadline
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

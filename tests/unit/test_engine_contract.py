@@ -1,0 +1,101 @@
+"""The engine contract: the registry every driver runs, and the import rules that keep the
+engines (and the relay, and the context) free of the domains' services."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from opsflow.composition import engine_registry
+from opsflow.context import AppContext
+from opsflow.workers.contract import EngineRegistry, PassReport
+from opsflow.workers.rounds import RoundReport
+from tests.conftest import make_settings
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "opsflow"
+
+
+class Probe:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.batch = 10
+
+    async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
+        return PassReport(self.name)
+
+
+def test_registry_runs_the_engines_in_round_order() -> None:
+    registry = engine_registry(make_settings("sqlite+aiosqlite:///unused.db"))
+    assert registry.names == ("sla", "relay", "escalation", "delivery")
+    assert registry.parse("all").names == registry.names
+    assert registry.parse("delivery, SLA").names == ("sla", "delivery")  # round order wins
+    assert registry.get("relay").batch == 500
+    for bad in ("", "sla,nope", ",", "all,sla"):
+        with pytest.raises(ValueError, match="sla,relay,escalation,delivery"):
+            registry.parse(bad)
+
+
+def test_the_sla_batch_comes_from_the_settings() -> None:
+    settings = make_settings("sqlite+aiosqlite:///unused.db", engine_batch_size=42)
+    assert engine_registry(settings).get("sla").batch == 42
+
+
+def test_a_new_engine_is_one_registration() -> None:
+    registry = EngineRegistry([Probe("a"), Probe("b")])
+    assert registry.names == ("a", "b")
+    assert registry.select(["b"]).names == ("b",)
+    with pytest.raises(ValueError, match="unique"):
+        EngineRegistry([Probe("a"), Probe("a")])
+
+
+def test_round_report_combines_its_passes() -> None:
+    early = datetime(2026, 1, 1, tzinfo=UTC)
+    late = datetime(2026, 1, 2, tzinfo=UTC)
+    report = RoundReport(
+        [
+            PassReport("a", worked=True, next_due=late),
+            PassReport("b", backlog=True, next_due=early),
+            PassReport("c"),
+        ]
+    )
+    assert (report.worked, report.backlog, report.next_due) == (True, True, early)
+    assert RoundReport().next_due is None
+    assert not RoundReport([PassReport("a")]).worked
+
+
+def _imports(path: Path) -> set[str]:
+    """Modules a file imports at run time (``if TYPE_CHECKING:`` blocks excluded)."""
+    tree = ast.parse(path.read_text("utf-8"))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(child) for child in ast.walk(node))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [*sorted(SRC.glob("*/engine.py")), SRC / "events" / "relay.py"],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_engines_and_the_relay_import_no_service(path: Path) -> None:
+    services = {name for name in _imports(path) if name.split(".")[-1] == "service"}
+    assert services == set()
+
+
+def test_the_context_imports_no_domain_at_run_time() -> None:
+    domains = {"auth", "notifications", "tasks", "sla", "escalation", "webhooks", "users"}
+    imported = {name.split(".")[1] for name in _imports(SRC / "context.py") if "." in name}
+    assert imported & domains == set()
