@@ -1,5 +1,6 @@
-"""Real `opsflow engine` processes for integration tests: started, their output drained by
-threads (pipes never fill up), and always ended."""
+"""Real `opsflow engine` (and `opsflow serve`) processes for integration tests: started,
+their output drained by threads or written to a file (pipes never fill up), and always
+ended."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 
 @dataclass
@@ -130,3 +135,55 @@ class Engines:
     def events_reported(self) -> int:
         """Events of committed passes, as the processes reported them."""
         return sum(p["events"] for e in self.all for p in e.passes())
+
+
+@contextlib.contextmanager
+def opsflow_serve(
+    workdir: Path, database_url: str, admin_password: str, **extra_env: str
+) -> Iterator[str]:
+    """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
+    afterwards. Its output goes to `workdir/serve.log`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPSFLOW_ADMIN_PASSWORD": admin_password,
+        "OPSFLOW_PASSWORD_TIME_COST": "1",
+        "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    log = (workdir / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"opsflow serve exited early:\n{(workdir / 'serve.log').read_text()}"
+                )
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "opsflow serve did not become ready in 60 s"
+            time.sleep(0.2)  # polling for the server to come up, not waiting on a deadline
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_serve import ADMIN_PASSWORD, _start
+from tests.processes import opsflow_serve
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -30,20 +30,14 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 # Cases per operation and phase; with --generation-deterministic the same ones every run
 # (and no example database is kept between runs).
 MAX_EXAMPLES = 25
+ADMIN_PASSWORD = "Schemathesis-Admin-1"
 SEED = 20261206
 
 
 @pytest.fixture
 def served_on_postgres(database_url: str, tmp_path: Path) -> Iterator[str]:
-    process, base = _start(tmp_path, database_url)
-    try:
+    with opsflow_serve(tmp_path, database_url, ADMIN_PASSWORD) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _schemathesis() -> str:

@@ -9,7 +9,7 @@ from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
-from opsflow.errors import Forbidden, declares
+from opsflow.errors import Forbidden, RateLimited, ServiceUnavailable, declares
 from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import SearchText
@@ -88,12 +88,14 @@ async def put_preferences(
 
 
 @router.get("/me", response_model=UserRead)
+@declares(Forbidden)
 async def get_me(session: SessionDep, principal: CurrentPrincipal) -> UserRead:
     """The signed-in user (any role); an API client is not a user (403)."""
     return UserRead.model_validate(await service.get_user(session, _me(principal)))
 
 
 @router.patch("/me", response_model=UserRead)
+@declares(Forbidden, RateLimited, ServiceUnavailable)
 async def update_me(
     body: UserUpdate, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
 ) -> UserRead:
@@ -114,7 +116,7 @@ async def get_user(user_id: uuid.UUID, session: SessionDep, reader: Reader) -> U
 
 
 @router.patch("/{user_id}", response_model=UserRead)
-@declares(Forbidden)
+@declares(Forbidden, RateLimited, ServiceUnavailable)
 async def update_user(
     user_id: uuid.UUID,
     body: UserUpdate,
