@@ -188,6 +188,8 @@ class _Batch:
     source: str
     refs: _References
     catalog: sla_service.PolicyCatalog
+    # The tasks the batch may change, locked with what a change reads, all at once.
+    preloaded: tasks.Preloaded | None = None
     # Clocks of tasks created without a flush (see _create_open).
     deferred_clocks: list[SlaClock] = field(default_factory=list)
 
@@ -221,7 +223,9 @@ async def ingest(
     )
     known = await repository.by_external_ids(session, source, {i.external_id for i in items})
     catalog = await sla_service.load_catalog(session)
-    run = _Batch(session, ctx, _writer(actor), source, refs, catalog)
+    changing = {known[i.external_id].id for i in items if _may_change(i, known)}
+    preloaded = await tasks.preload(session, changing) if changing else None
+    run = _Batch(session, ctx, _writer(actor), source, refs, catalog, preloaded)
     results: list[ItemResult] = []
     for index, entry in enumerate(parsed):
         if isinstance(entry, ItemResult):
@@ -236,6 +240,15 @@ async def ingest(
     for result in results:
         setattr(summary, result.outcome.value, getattr(summary, result.outcome.value) + 1)
     return BatchResult(source=source, received=len(parsed), summary=summary, results=results)
+
+
+def _may_change(item: TicketIn, known: dict[str, Task]) -> bool:
+    """Whether the item names a known live task in a version that may differ (see _update)."""
+    task = known.get(item.external_id)
+    if task is None or task.deleted_at is not None:
+        return False
+    stored = task.external_updated_at
+    return item.updated_at is None or stored is None or item.updated_at > stored
 
 
 async def _teams(session: AsyncSession, names: set[str]) -> dict[str, Team]:
@@ -359,7 +372,7 @@ async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str
         return Outcome.UNCHANGED, None
     assignee, team = _references(run, item)
     version = task.version
-    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id)
+    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id, preloaded=run.preloaded)
     fields = _changed_fields(item, task, team)
     if fields:
         await tasks.update_task(cmd, TaskUpdate(**fields))
@@ -395,7 +408,7 @@ def _changed_fields(item: TicketIn, task: Task, team: Team | None) -> dict[str, 
 
 
 async def _move_status(run: _Batch, task: Task, item: TicketIn) -> None:
-    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id)
+    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id, preloaded=run.preloaded)
     reason = f"{item.status.value} in {run.source}"
     steps: dict[Action, Callable[[], Awaitable[Task]]] = {
         Action.START: lambda: tasks.start_task(cmd),
