@@ -397,16 +397,31 @@ async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str
     version = task.version
     cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id, preloaded=run.preloaded)
     fields = _changed_fields(item, task, team)
-    if fields:
+    new_assignee = assignee is not None and assignee.id != task.assigned_to
+    moves = STATUS_PATHS[item.status].get(TaskStatus(task.status))
+    # Bookkeeping of the applied version (not a change of the task: no audit row). When the
+    # fields are the only change, it rides in the same UPDATE; otherwise it follows.
+    together = bool(fields) and not new_assignee and not moves
+    if together:
+        applied = task.external_digest
+        task.external_updated_at = item.updated_at or stored
+        task.external_digest = content
+        try:
+            await tasks.update_task(cmd, TaskUpdate(**fields))
+        except AppError:
+            # Refused before it wrote anything (see _fields_only): nor is the version applied.
+            task.external_updated_at, task.external_digest = stored, applied
+            raise
+    elif fields:
         await tasks.update_task(cmd, TaskUpdate(**fields))
-    if assignee is not None and assignee.id != task.assigned_to:
+    if assignee is not None and new_assignee:
         await tasks.assign_task(cmd, assignee.id, None)
     await _move_status(run, task, item)
     await run.session.flush()
     changed = task.version != version
-    # Bookkeeping of the applied version (not a change of the task: no audit row).
-    task.external_updated_at = item.updated_at or stored
-    task.external_digest = content
+    if not together:
+        task.external_updated_at = item.updated_at or stored
+        task.external_digest = content
     if not changed:
         return Outcome.UNCHANGED, "nothing differed from the task"
     return Outcome.UPDATED, None
