@@ -1,4 +1,7 @@
-"""Typed dependency aliases shared by every router."""
+"""Typed dependency aliases shared by every router.
+
+The dependencies that do not block are ``async def``: FastAPI runs a plain ``def``
+dependency in its thread pool, one thread hop per dependency and request."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 
@@ -22,7 +25,7 @@ def get_context(request: Request) -> AppContext:
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_clock(context: ContextDep) -> Clock:
+async def get_clock(context: ContextDep) -> Clock:
     return context.clock
 
 
@@ -43,7 +46,7 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[As
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_request_meta(request: Request) -> RequestMeta:
+async def get_request_meta(request: Request) -> RequestMeta:
     client = request.client
     user_agent = request.headers.get("user-agent")
     return RequestMeta(

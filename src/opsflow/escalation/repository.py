@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,6 +68,27 @@ async def pending_of_task(
     if for_update:
         query = query.with_for_update()
     return list(await session.scalars(query))
+
+
+async def pending_of_tasks(
+    session: AsyncSession, task_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, list[EscalationEvent]]:
+    """The pending steps of many tasks (locked), each task's in `pending_of_task`'s order."""
+    result: dict[uuid.UUID, list[EscalationEvent]] = {task_id: [] for task_id in task_ids}
+    if not task_ids:
+        return result
+    query = (
+        select(EscalationEvent)
+        .where(
+            EscalationEvent.task_id.in_(set(task_ids)),
+            EscalationEvent.status == EscalationStatus.PENDING,
+        )
+        .order_by(EscalationEvent.task_id, EscalationEvent.fire_at, EscalationEvent.level)
+        .with_for_update()
+    )
+    for step in await session.scalars(query):
+        result[step.task_id].append(step)
+    return result
 
 
 async def of_task(session: AsyncSession, task_id: uuid.UUID) -> list[EscalationEvent]:

@@ -322,9 +322,18 @@ def _instant(value: object) -> datetime | None:
 # --- stopping, postponing -----------------------------------------------------------------
 
 
-async def on_task_changed(session: AsyncSession, task: Task, now: datetime) -> None:
-    """Bring the task's pending steps in line with the task, in the change's transaction."""
-    pending = await repository.pending_of_task(session, task.id)
+async def on_task_changed(
+    session: AsyncSession,
+    task: Task,
+    now: datetime,
+    pending: list[EscalationEvent] | None = None,
+) -> None:
+    """Bring the task's pending steps in line with the task, in the change's transaction.
+
+    `pending`: the task's pending steps when the caller already read and locked them in
+    this transaction."""
+    if pending is None:
+        pending = await repository.pending_of_task(session, task.id)
     closed = task.completed_at is not None or task.cancelled_at is not None
     responded = task.acknowledged_at is not None or task.started_at is not None
     remaining = []

@@ -64,12 +64,15 @@ async def clocks_of(
 
 
 async def clocks_for_tasks(
-    session: AsyncSession, task_ids: Sequence[uuid.UUID]
+    session: AsyncSession, task_ids: Sequence[uuid.UUID], *, for_update: bool = False
 ) -> dict[uuid.UUID, dict[str, SlaClock]]:
     result: dict[uuid.UUID, dict[str, SlaClock]] = {}
     if not task_ids:
         return result
-    for clock in await session.scalars(select(SlaClock).where(SlaClock.task_id.in_(set(task_ids)))):
+    query = select(SlaClock).where(SlaClock.task_id.in_(set(task_ids)))
+    if for_update:
+        query = query.order_by(SlaClock.task_id, SlaClock.kind).with_for_update()
+    for clock in await session.scalars(query):
         result.setdefault(clock.task_id, {})[clock.kind] = clock
     return result
 

@@ -179,6 +179,7 @@ async def on_task_changed(
     now: datetime,
     actor: str = "system",
     policy: ResolvedPolicy | None = None,
+    clocks: dict[str, SlaClock] | None = None,
 ) -> None:
     """Bring the task's clocks in line with the task as it now stands.
 
@@ -189,7 +190,8 @@ async def on_task_changed(
     `task.sla_paused_at` — or BLOCKED under a policy with pause_on_blocked — pauses the
     running clocks.
     """
-    clocks = await repository.clocks_of(session, task.id, for_update=True)
+    if clocks is None:  # else read and locked by the caller in this transaction
+        clocks = await repository.clocks_of(session, task.id, for_update=True)
     if not clocks:
         clocks = create_clocks(session, task, now, policy)
         await session.flush()

@@ -65,6 +65,20 @@ async def get(
     return result
 
 
+async def lock_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Task]:
+    """These tasks, locked in id order and refreshed from the locked rows."""
+    if not task_ids:
+        return {}
+    query = (
+        select(Task)
+        .where(Task.id.in_(set(task_ids)))
+        .order_by(Task.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {task.id: task for task in await session.scalars(query)}
+
+
 async def additional_assignees(
     session: AsyncSession, task_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:

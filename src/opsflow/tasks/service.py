@@ -8,7 +8,7 @@ and the outbox event in the same unit of work.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,15 +21,18 @@ from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import after_commit
 from opsflow.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from opsflow.escalation import repository as escalation_repository
 from opsflow.escalation import service as escalation_service
 from opsflow.events.changes import record_change
 from opsflow.kit.changes import field_changes
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import TaskStatus, TaskType
+from opsflow.models.escalation import EscalationEvent
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.sla import repository as sla_repository
 from opsflow.sla import service as sla_service
 from opsflow.sla.defaults import fill_targets
 from opsflow.tasks import lifecycle, repository
@@ -249,6 +252,45 @@ def _check_version(task: Task, if_match: int | None) -> None:
         )
 
 
+@dataclass
+class Preloaded:
+    """What a change reads about a task, read and locked for many tasks at once by a caller
+    that changes them in one transaction (ticket batches): one query per kind instead of
+    one per task. Each task's entry serves its first change only (`take`), later changes of
+    the same task read afresh what the first one may have changed."""
+
+    tasks: dict[uuid.UUID, Task]
+    extra_assignees: dict[uuid.UUID, list[uuid.UUID]]
+    clocks: dict[uuid.UUID, dict[str, SlaClock]]
+    pending_steps: dict[uuid.UUID, list[EscalationEvent]]
+
+    def take(
+        self, task_id: uuid.UUID
+    ) -> tuple[Task, list[uuid.UUID], dict[str, SlaClock], list[EscalationEvent]] | None:
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return None
+        return (
+            task,
+            self.extra_assignees.pop(task_id, []),
+            self.clocks.pop(task_id, {}),
+            self.pending_steps.pop(task_id, []),
+        )
+
+
+async def preload(session: AsyncSession, task_ids: Collection[uuid.UUID]) -> Preloaded:
+    """Lock these tasks (in id order, so concurrent batches queue instead of deadlocking),
+    their clocks and pending escalation steps, and read their additional assignees."""
+    ids = sorted(set(task_ids))
+    tasks = await repository.lock_many(session, ids)
+    return Preloaded(
+        tasks=tasks,
+        extra_assignees=await repository.additional_assignees(session, ids),
+        clocks=await sla_repository.clocks_for_tasks(session, ids, for_update=True),
+        pending_steps=await escalation_repository.pending_of_tasks(session, ids),
+    )
+
+
 @dataclass(frozen=True)
 class TaskCommand:
     """Who acts on which task, within which unit of work, expecting which version."""
@@ -258,6 +300,7 @@ class TaskCommand:
     actor: Principal
     task_id: uuid.UUID
     if_match: int | None = None
+    preloaded: Preloaded | None = None
 
 
 async def _mutate(
@@ -270,8 +313,14 @@ async def _mutate(
     reason: str | None = None,
 ) -> Task:
     session, actor = cmd.session, cmd.actor
-    task = await get_task(session, cmd.task_id, for_update=True)
-    current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+    given = cmd.preloaded.take(cmd.task_id) if cmd.preloaded is not None else None
+    clocks: dict[str, SlaClock] | None = None
+    pending: list[EscalationEvent] | None = None
+    if given is not None:
+        task, current_extra, clocks, pending = given
+    else:
+        task = await get_task(session, cmd.task_id, for_update=True)
+        current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
     assignees = [task.assigned_to, *current_extra] if task.assigned_to else current_extra
     check_row(actor, permission, team_id=task.team_id, assignee_ids=assignees)
     _check_version(task, cmd.if_match)
@@ -279,8 +328,8 @@ async def _mutate(
     now = cmd.ctx.clock.now()
     before = task_state(task, current_extra)
     policy = apply(task, now)
-    await sla_service.on_task_changed(session, task, now, actor.name, policy)
-    await escalation_service.on_task_changed(session, task, now)
+    await sla_service.on_task_changed(session, task, now, actor.name, policy, clocks)
+    await escalation_service.on_task_changed(session, task, now, pending)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         # ASSIGNED needs an assignee: an API client acknowledging leaves the task CREATED.
         new_status = TaskStatus.CREATED
