@@ -36,6 +36,8 @@ from opsflow.notifications.endpoints import templates_router, windows_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.openapi import install as install_openapi
+from opsflow.realtime.endpoints import REALTIME_PATHS
+from opsflow.realtime.endpoints import stream as realtime_stream
 from opsflow.routing import RouteIndex, literal_routes_first, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
@@ -304,6 +306,8 @@ def create_app(
     for router in domain_routers:
         api.include_router(router)
     app.include_router(api)
+    for path in REALTIME_PATHS:  # on the app itself: the 404 middleware looks there
+        app.add_api_websocket_route(API_PREFIX + path, realtime_stream)
     app.include_router(system_router)
     install_openapi(app)
     app.state.route_index = RouteIndex.of(

@@ -29,6 +29,7 @@ from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
 from opsflow.observability.metrics import Metrics
+from opsflow.realtime import consumer as realtime_consumer
 from opsflow.sla.engine import SlaEngine
 from opsflow.webhooks import service as webhooks_service
 from opsflow.workers.contract import EngineRegistry
@@ -36,11 +37,13 @@ from opsflow.workers.contract import EngineRegistry
 
 def relay_consumers() -> list[Consumer]:
     """Every consumer of the outbox, in the order they see an event: escalation runs are
-    planned first, then notifications queued, then webhook deliveries."""
+    planned first, then notifications queued, then webhook deliveries; last the realtime
+    stream, which publishes to the live WebSocket connections once the relay commits."""
     return [
         escalation_service.consume,
         notifications_service.consume,
         webhooks_service.consume,
+        realtime_consumer.consume,
     ]
 
 

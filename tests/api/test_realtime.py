@@ -1,0 +1,213 @@
+"""The WebSocket stream: authentication, subscriptions, pushes of relayed outbox events,
+visibility, bad frames, the per-user connection limit and slow-consumer eviction."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from opsflow.clock import SettableClock
+from opsflow.composition import engine_registry
+from opsflow.context import AppContext
+from opsflow.realtime.hub import HUB
+from opsflow.workers.rounds import run_round
+from tests.api.ws_support import Closed, Rejected, WsClient, token_of
+from tests.conftest import T0
+from tests.factories import USER_PASSWORD, login, make_task, make_user
+
+WS = "/api/v1/ws"
+INCIDENT = {
+    "task_type": "INCIDENT",
+    "priority": "CRITICAL",
+    "start_sla_minutes": 15,
+    "resolve_sla_minutes": 120,
+}
+
+
+async def _relay(ctx: AppContext) -> None:
+    await run_round(ctx, engine_registry(ctx.settings))
+
+
+async def _authed(app: Any, headers: dict[str, str], **kwargs: Any) -> WsClient:
+    return WsClient(app, WS, query=f"token={token_of(headers)}", **kwargs)
+
+
+async def test_query_token_subscribe_and_receive_task_events_in_order(
+    app: Any, app_context: AppContext, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    task = await make_task(client, admin_headers, **INCIDENT)
+    async with await _authed(app, admin_headers) as ws:
+        hello = await ws.receive()
+        assert hello["type"] == "auth.ok"
+        assert hello["role"] == "admin"
+        await ws.send({"action": "subscribe", "channels": [f"task:{task['id']}"]})
+        assert await ws.receive() == {"type": "subscribed", "channels": [f"task:{task['id']}"]}
+        changed = await client.patch(
+            f"/tasks/{task['id']}",
+            json={"title": "renamed"},
+            headers={**admin_headers, "If-Match": '"1"'},
+        )
+        assert changed.status_code == 200, changed.text
+        await _relay(app_context)
+        frames = await ws.drain()
+    assert [f["type"] for f in frames] == ["task.created", "task.updated"]
+    created, updated = frames
+    assert set(updated) == {"id", "type", "occurred_at", "task", "data", "channels"}
+    assert created["id"] != updated["id"]
+    assert updated["task"]["title"] == "renamed"
+    assert updated["task"]["id"] == task["id"]
+    assert updated["channels"] == [f"task:{task['id']}"]
+    assert updated["occurred_at"].startswith(T0.date().isoformat())
+
+
+async def test_first_frame_auth_alerts_channel_receives_sla_thresholds(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    viewer = await make_user(client, admin_headers, "viewer")
+    task = await make_task(client, admin_headers, **INCIDENT)
+    await _relay(app_context)  # task.created goes out before anyone listens
+    async with WsClient(app, "/api/v1/ws/alerts") as ws:
+        await ws.send({"action": "auth", "token": token_of(viewer.headers)})
+        assert (await ws.receive())["type"] == "auth.ok"
+        await ws.send({"action": "subscribe", "channels": ["alerts"]})
+        assert (await ws.receive())["type"] == "subscribed"
+        clock.set(T0 + timedelta(minutes=20))  # start SLA of 15 min: past its deadline
+        await _relay(app_context)
+        frames = await ws.drain()
+    kinds = [f["type"] for f in frames]
+    # Crossed in one pass, the three share their instant; the relay's order among them
+    # is not the thresholds' order.
+    assert {"sla.warning", "sla.critical", "sla.breach"} <= set(kinds), kinds
+    assert all(f["task"]["id"] == task["id"] and f["channels"] == ["alerts"] for f in frames)
+    assert not any(k.startswith("task.") for k in kinds)
+
+
+async def test_bad_tokens_close_4401(app: Any, admin_headers: dict[str, str]) -> None:
+    async with WsClient(app, WS, query="token=not-a-token") as ws:
+        with pytest.raises(Closed) as bad:
+            await ws.receive()
+    assert bad.value.code == 4401
+    async with WsClient(app, WS) as ws:
+        await ws.send({"action": "subscribe", "channels": ["alerts"]})
+        with pytest.raises(Closed) as not_auth:
+            await ws.receive()
+    assert not_auth.value.code == 4401
+    assert "auth" in not_auth.value.reason
+
+
+async def test_an_expired_token_closes_and_a_fresh_one_keeps_the_socket(
+    app: Any, clock: SettableClock, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    async with await _authed(app, admin_headers) as ws:
+        await ws.receive()
+        clock.set(T0 + timedelta(hours=23))
+        fresh = await login(client, "admin", "Admin-Pass-123")
+        await ws.send({"action": "auth", "token": token_of(fresh)})
+        assert (await ws.receive())["type"] == "auth.ok"
+        clock.set(T0 + timedelta(hours=25))  # the first token has expired, the fresh one not
+        assert await ws.drain() == []
+        clock.set(T0 + timedelta(hours=48))
+        await ws.send({"action": "ping"})
+        with pytest.raises(Closed) as closed:
+            await ws.receive()
+    assert closed.value.code == 4401
+
+
+async def test_bad_frames_answer_error_frames_and_the_socket_stays_usable(
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    other = await make_user(client, admin_headers, "developer")
+    async with await _authed(app, admin_headers) as ws:
+        await ws.receive()
+        await ws.send_text("{not json")
+        assert (await ws.receive())["code"] == "invalid_json"
+        await ws.send({"action": "shout"})
+        assert (await ws.receive())["code"] == "unknown_action"
+        await ws.send_text('"' + "x" * (1024 * 1024) + '"')
+        assert (await ws.receive())["code"] == "frame_too_large"
+        await ws.send({"action": "subscribe", "channels": "alerts"})
+        assert (await ws.receive())["code"] == "invalid_channels"
+        await ws.send({"action": "subscribe", "channels": [f"user:{other.id}", "bogus", "alerts"]})
+        refused = await ws.receive()
+        assert refused["code"] == "forbidden_channel"
+        assert set(refused["channels"]) == {f"user:{other.id}", "bogus"}
+        await ws.send({"action": "subscribe", "channels": ["alerts", "user:me"]})
+        assert (await ws.receive())["channels"] == ["alerts", "user:me"]
+        await ws.send({"action": "unsubscribe", "channels": ["alerts"]})
+        assert (await ws.receive())["channels"] == ["user:me"]
+    health = await client.get("/health")
+    assert health.status_code == 200
+
+
+async def test_a_sixth_connection_is_refused_with_a_reason(
+    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    user = await make_user(client, admin_headers, "support")
+    sockets = [await _authed(app, user.headers) for _ in range(5)]
+    for ws in sockets:
+        await ws.__aenter__()
+        assert (await ws.receive())["type"] == "auth.ok"
+    try:
+        with pytest.raises(Closed) as refused:
+            async with await _authed(app, user.headers) as sixth:
+                await sixth.receive()
+        assert refused.value.code == 4429
+        assert "5 connections" in refused.value.reason
+    finally:
+        for ws in sockets:
+            await ws.__aexit__(None, None, None)
+    again = await login(client, user.username, USER_PASSWORD)
+    async with await _authed(app, again) as ws:  # the slots are free again
+        assert (await ws.receive())["type"] == "auth.ok"
+
+
+async def test_a_slow_consumer_is_closed_1013_and_others_still_receive(
+    app: Any, app_context: AppContext, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    app_context.settings.ws_send_queue = 8
+    evicted_before = HUB.stats.evicted
+    async with (
+        await _authed(app, admin_headers, slow=True) as slow,
+        await _authed(app, admin_headers) as fast,
+    ):
+        await fast.receive()
+        await slow.receive()
+        for ws in (slow, fast):
+            await ws.send({"action": "subscribe", "channels": ["user:me"]})
+        await fast.receive()
+        for _ in range(4):  # 12 events in bursts of 3: the fast client keeps up
+            for _ in range(3):
+                await make_task(client, admin_headers, assigned_to=admin_id(admin_headers, app))
+            await _relay(app_context)
+            frames = await fast.drain()
+            assert [f["type"] for f in frames] == ["task.created"] * 3
+        closed = await _until_closed(slow)
+    assert closed.code == 1013
+    assert HUB.stats.evicted == evicted_before + 1
+
+
+async def _until_closed(ws: WsClient) -> Closed:
+    while True:
+        try:
+            await ws.receive()
+        except Closed as closed:
+            return closed
+
+
+def admin_id(headers: dict[str, str], app: Any) -> str:
+    claims = app.state.context.tokens.decode_access(token_of(headers), now=T0)
+    return str(claims.subject)
+
+
+async def test_an_unknown_websocket_path_is_still_404(app: Any) -> None:
+    with pytest.raises(Rejected) as rejected:
+        async with WsClient(app, "/api/v1/wsx"):
+            pass
+    assert rejected.value.status == 404
