@@ -12,6 +12,8 @@ Adding an engine: write its module (a class with ``name``, ``batch`` and
 
 from __future__ import annotations
 
+import dataclasses
+
 from opsflow.auth.passwords import Passwords
 from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
@@ -30,6 +32,7 @@ from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
 from opsflow.observability.metrics import Metrics
 from opsflow.realtime import consumer as realtime_consumer
+from opsflow.realtime.hub import HUB
 from opsflow.sla.engine import SlaEngine
 from opsflow.webhooks import service as webhooks_service
 from opsflow.workers.contract import EngineRegistry
@@ -72,6 +75,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     metrics = Metrics()
     read_sessions = create_sessionmaker(engine, read_only=True)
     metrics.attach_database(read_sessions)
+    metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
 
     def notifier() -> Notifier:
         built = Notifier.from_settings(settings, clock)

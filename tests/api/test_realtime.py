@@ -191,6 +191,10 @@ async def test_a_slow_consumer_is_closed_1013_and_others_still_receive(
         closed = await _until_closed(slow)
     assert closed.code == 1013
     assert HUB.stats.evicted == evicted_before + 1
+    exposed = (await client.get("http://testserver/metrics", headers=admin_headers)).text
+    assert f"opsflow_ws_evictions_total {float(HUB.stats.evicted)}" in exposed
+    assert "opsflow_ws_connections_open " in exposed
+    assert "opsflow_ws_messages_sent_total " in exposed
 
 
 async def _until_closed(ws: WsClient) -> Closed:
