@@ -32,8 +32,10 @@ from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
 from opsflow.observability.metrics import Metrics
 from opsflow.realtime import consumer as realtime_consumer
+from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import HUB
 from opsflow.sla.engine import SlaEngine
+from opsflow.system.health import configured_redis
 from opsflow.webhooks import service as webhooks_service
 from opsflow.workers.contract import EngineRegistry
 
@@ -69,6 +71,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
+    BUS.configure(configured_redis(settings))  # how relayed events reach the WebSockets
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )

@@ -1,4 +1,4 @@
-"""The outbox relay's realtime consumer: each committed task event to the hub, once."""
+"""The outbox relay's realtime consumer: each committed task event to the bus, once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.db import after_commit
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
-from opsflow.realtime.hub import HUB, STREAMED_PREFIXES
+from opsflow.realtime.bus import BUS
+from opsflow.realtime.hub import STREAMED_PREFIXES
 
 
 def frame_of(event: OutboxEvent) -> dict[str, Any] | None:
@@ -36,4 +37,4 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     pass publishes nothing; its events come back in a later pass)."""
     frame = frame_of(event)
     if frame is not None:
-        after_commit(session, lambda: HUB.publish(frame))
+        after_commit(session, lambda: BUS.publish(frame))
