@@ -274,3 +274,49 @@ async def test_with_redis_events_travel_through_pub_sub_once_and_in_order(
     # also hand them over directly).
     mine = [f["type"] for f in published if f["task"]["id"] == task["id"]]
     assert mine == ["task.created", "task.updated"]
+
+
+async def _rename(
+    client: httpx.AsyncClient, headers: dict[str, str], task: dict[str, Any], version: int
+) -> None:
+    response = await client.patch(
+        f"/tasks/{task['id']}",
+        json={"title": f"v{version + 1}"},
+        headers={**headers, "If-Match": f'"{version}"'},
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_reconnect_with_since_replays_exactly_the_missed_events_then_goes_live(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    task = await make_task(client, admin_headers, **INCIDENT)
+    channel = [f"task:{task['id']}"]
+    async with await _authed(app, admin_headers) as ws:
+        await ws.receive()
+        await ws.send({"action": "subscribe", "channels": channel})
+        await ws.receive()
+        await _relay(app_context)
+        (created,) = await ws.drain()
+    for version in (1, 2, 3):  # missed while disconnected
+        clock.set(T0 + timedelta(minutes=version))
+        await _rename(client, admin_headers, task, version)
+    await _relay(app_context)
+    async with await _authed(app, admin_headers) as ws:
+        await ws.receive()
+        await ws.send({"action": "subscribe", "channels": channel, "since": created["id"]})
+        assert (await ws.receive())["type"] == "subscribed"
+        missed = await ws.drain()
+        clock.set(T0 + timedelta(minutes=4))
+        await _rename(client, admin_headers, task, 4)
+        await _relay(app_context)
+        live = await ws.drain()
+        await ws.send({"action": "subscribe", "channels": channel, "since": "x"})
+        assert (await ws.receive())["code"] == "invalid_since"
+    assert [f["task"]["title"] for f in missed] == ["v2", "v3", "v4"]
+    assert [f["id"] for f in missed] == [created["id"] + 1, created["id"] + 2, created["id"] + 3]
+    assert [(f["type"], f["id"]) for f in live] == [("task.updated", created["id"] + 4)]

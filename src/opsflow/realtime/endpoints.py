@@ -32,10 +32,12 @@ from opsflow.auth.permissions import Permission, Reach, reach_of
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
 from opsflow.errors import AppError
-from opsflow.realtime.hub import HUB, Subscriber
+from opsflow.realtime import consumer as realtime_consumer
+from opsflow.realtime.hub import HUB, Subscriber, frame_for
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHANNELS = 100
+REPLAY_LIMIT = 10_000
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -240,11 +242,19 @@ class Connection:
                 not_subscribed = "Not subscribed to these channels"
                 subscriber.offer(_error("forbidden_channel", not_subscribed, channels=problems))
                 return True
+            since = message.get("since")
+            if since is not None and (action != "subscribe" or type(since) is not int or since < 0):
+                subscriber.offer(
+                    _error("invalid_since", "since is the id of the last event received")
+                )
+                return True
             if action == "subscribe":
                 subscriber.channels.update(channels)
             else:
                 subscriber.channels.difference_update(channels)
             subscriber.offer({"type": "subscribed", "channels": sorted(subscriber.channels)})
+            if since is not None:
+                await self._replay(subscriber, since)
         elif action == "ping":
             subscriber.offer({"type": "pong"})
         else:
@@ -252,6 +262,28 @@ class Connection:
                 _error("unknown_action", "action is one of auth, subscribe, unsubscribe, ping")
             )
         return True
+
+    async def _replay(self, subscriber: Subscriber, since: int) -> None:
+        """Every streamed event after `since` on the subscriber's channels, in order, then
+        the live events that arrived meanwhile, none twice."""
+        subscriber.held = []
+        try:
+            async with self.ctx.read_sessions() as session:
+                frames = await realtime_consumer.since(session, since, REPLAY_LIMIT)
+        finally:
+            held, subscriber.held = subscriber.held, None
+        last = since
+        for frame in frames:
+            last = max(last, int(frame["id"]))
+            addressed = frame_for(subscriber, frame)
+            if addressed is not None:
+                subscriber.offer(addressed)
+        if len(frames) >= REPLAY_LIMIT:
+            subscriber.offer({"type": "replay.truncated", "last_id": last})
+            return
+        for frame in held or []:
+            if int(frame["id"]) > last:
+                subscriber.offer(frame)
 
 
 def _parse(raw: str | bytes) -> object:

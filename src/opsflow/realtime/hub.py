@@ -60,10 +60,16 @@ class Subscriber:
     queue: asyncio.Queue[dict[str, Any]]
     channels: set[str] = field(default_factory=set)
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    # While a replay reads the outbox, live events wait here (then sent after it, skipping
+    # what the replay already sent).
+    held: list[dict[str, Any]] | None = None
 
     def offer(self, frame: dict[str, Any]) -> bool:
         if self.overflowed.is_set():
             return False
+        if self.held is not None and isinstance(frame.get("id"), int):
+            self.held.append(frame)
+            return True
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
@@ -110,13 +116,21 @@ class Hub:
 
     def publish(self, frame: dict[str, Any]) -> None:
         """Offer an event frame to every connection subscribed to one of its channels."""
-        names = channels_of(frame)
         for subscriber in list(self._subscribers):
-            matched = _resolve(subscriber) & names
-            if matched and may_see(subscriber.principal, frame):
-                subscriber.offer({**frame, "channels": sorted(matched)})
+            addressed = frame_for(subscriber, frame)
+            if addressed is not None:
+                subscriber.offer(addressed)
         for listener in self.listeners:
             listener(frame)
+
+
+def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] | None:
+    """The frame as this subscriber receives it (with the channels it matched), or None
+    when it is on none of its channels or the subscriber may not read its task."""
+    matched = _resolve(subscriber) & channels_of(frame)
+    if not matched or not may_see(subscriber.principal, frame):
+        return None
+    return {**frame, "channels": sorted(matched)}
 
 
 def _resolve(subscriber: Subscriber) -> set[str]:
