@@ -246,7 +246,8 @@ def create_app(
         app.state.sla_config_watcher = watcher
         listener = None
         if (redis := configured_redis(settings)) is not None:
-            listener = Listener(redis)  # relayed events from every process, for the sockets
+            # relayed events from every process, for this process's sockets
+            listener = Listener(redis, ctx.read_sessions)
             listener.start()
         app.state.realtime_listener = listener
         engine = None

@@ -320,3 +320,38 @@ async def test_a_reconnect_with_since_replays_exactly_the_missed_events_then_goe
     assert [f["task"]["title"] for f in missed] == ["v2", "v3", "v4"]
     assert [f["id"] for f in missed] == [created["id"] + 1, created["id"] + 2, created["id"] + 3]
     assert [(f["type"], f["id"]) for f in live] == [("task.updated", created["id"] + 4)]
+
+
+@pytest.mark.redis_fanout
+async def test_after_losing_redis_the_listener_fills_the_gap_from_the_outbox(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    listener = app.state.realtime_listener
+    await asyncio.wait_for(listener.subscribed.wait(), 10)
+    task = await make_task(client, admin_headers, **INCIDENT)
+    async with await _authed(app, admin_headers) as ws:
+        await ws.receive()
+        await ws.send({"action": "subscribe", "channels": [f"task:{task['id']}"]})
+        await ws.receive()
+        await _relay(app_context)
+        await ws.receive_until("task.created")
+        await listener.stop()  # the process loses its Redis subscription
+        for version in (1, 2, 3):  # published to Redis while nobody of ours listens
+            clock.set(T0 + timedelta(minutes=version))
+            await _rename(client, admin_headers, task, version)
+            await _relay(app_context)
+        listener.start()  # subscribed again: the gap comes from the outbox
+        await asyncio.wait_for(listener.subscribed.wait(), 10)
+        clock.set(T0 + timedelta(minutes=4))
+        await _rename(client, admin_headers, task, 4)
+        await _relay(app_context)
+        frames = []
+        while not frames or frames[-1]["task"]["title"] != "v5":
+            frames.append(await ws.receive())
+    assert [f["task"]["title"] for f in frames] == ["v2", "v3", "v4", "v5"]
+    ids = [f["id"] for f in frames]
+    assert ids == sorted(set(ids))

@@ -15,6 +15,8 @@ import contextlib
 import json
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from opsflow.observability.logging import get_logger
 from opsflow.realtime.hub import HUB
 
@@ -83,15 +85,55 @@ class Bus:
 
 
 class Listener:
-    """An API process's subscription to the Redis channel, feeding its hub."""
+    """An API process's subscription to the Redis channel, feeding its hub.
 
-    def __init__(self, url: str) -> None:
+    It remembers the last stream id it handed over. Whatever it missed — while Redis was
+    away, or because two relay processes published out of order — it reads from the
+    outbox by that cursor (ids are gap-free in commit order), and it drops what it already
+    handed over, so the hub gets every event once, in order.
+    """
+
+    def __init__(self, url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.url = url
+        self.sessions = sessions
+        self.last: int | None = None
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+
+    async def _catch_up(self, before: int | None = None) -> None:
+        """Hand over the outbox's streamed events after the cursor (and before `before`)."""
+        from opsflow.realtime.consumer import since  # the consumer imports this module
+
+        if self.last is None:
+            return
+        while True:
+            async with self.sessions() as session:
+                frames = await since(session, self.last, 1000)
+            frames = [f for f in frames if before is None or int(f["id"]) < before]
+            for frame in frames:
+                HUB.publish(frame)
+                self.last = int(frame["id"])
+            if len(frames) < 1000:
+                return
+
+    async def _receive(self, frame: dict[str, Any]) -> None:
+        ident = int(frame["id"])
+        if self.last is not None and ident <= self.last:
+            return  # already handed over (read from the outbox)
+        if self.last is not None and ident > self.last + 1:
+            await self._catch_up(before=ident)
+        HUB.publish(frame)
+        self.last = ident
+
+    async def _start_cursor(self) -> None:
+        from opsflow.realtime.consumer import last_id
+
+        if self.last is None:
+            async with self.sessions() as session:
+                self.last = await last_id(session)
 
     async def _run(self) -> None:
         from redis.asyncio import Redis
@@ -100,12 +142,14 @@ class Listener:
         while True:
             client = Redis.from_url(self.url)
             try:
+                await self._start_cursor()  # before subscribing: nothing falls in between
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(channel)
+                    await self._catch_up()  # what was published while not subscribed
                     self.subscribed.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            HUB.publish(json.loads(message["data"]))
+                            await self._receive(json.loads(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: subscribe again
@@ -116,6 +160,7 @@ class Listener:
                 await client.aclose()
 
     async def stop(self) -> None:
+        self.subscribed.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):

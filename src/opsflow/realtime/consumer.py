@@ -67,3 +67,8 @@ async def since(session: AsyncSession, after: int, limit: int) -> list[dict[str,
         .limit(limit)
     )
     return [frame_of(row) for row in rows]
+
+
+async def last_id(session: AsyncSession) -> int:
+    """The id of the newest streamed event (0 when none)."""
+    return int(await session.scalar(select(func.max(OutboxEvent.stream_seq))) or 0)
