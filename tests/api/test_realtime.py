@@ -349,7 +349,7 @@ async def test_after_losing_redis_the_listener_fills_the_gap_from_the_outbox(
         clock.set(T0 + timedelta(minutes=4))
         await _rename(client, admin_headers, task, 4)
         await _relay(app_context)
-        frames = []
+        frames: list[dict[str, Any]] = []
         while not frames or frames[-1]["task"]["title"] != "v5":
             frames.append(await ws.receive())
     assert [f["task"]["title"] for f in frames] == ["v2", "v3", "v4", "v5"]
