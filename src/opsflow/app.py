@@ -36,12 +36,15 @@ from opsflow.notifications.endpoints import templates_router, windows_router
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.openapi import install as install_openapi
+from opsflow.realtime.bus import BUS, Listener
+from opsflow.realtime.endpoints import REALTIME_PATHS
+from opsflow.realtime.endpoints import stream as realtime_stream
 from opsflow.routing import RouteIndex, literal_routes_first, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
-from opsflow.system.health import MigrationCheck
+from opsflow.system.health import MigrationCheck, configured_redis
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.tickets.endpoints import router as tickets_router
@@ -241,6 +244,12 @@ def create_app(
             watcher = SlaConfigWatcher(ctx, settings.sla_config_path)
             await watcher.start()
         app.state.sla_config_watcher = watcher
+        listener = None
+        if (redis := configured_redis(settings)) is not None:
+            # relayed events from every process, for this process's sockets
+            listener = Listener(redis, ctx.read_sessions)
+            listener.start()
+        app.state.realtime_listener = listener
         engine = None
         if settings.engine_enabled:
             engine = EmbeddedEngines(
@@ -258,6 +267,9 @@ def create_app(
         finally:
             if engine is not None:
                 await engine.stop()
+            if listener is not None:
+                await listener.stop()
+            await BUS.close()
             if watcher is not None:
                 await watcher.stop()
             if owns_context:
@@ -304,6 +316,8 @@ def create_app(
     for router in domain_routers:
         api.include_router(router)
     app.include_router(api)
+    for path in REALTIME_PATHS:  # on the app itself: the 404 middleware looks there
+        app.add_api_websocket_route(API_PREFIX + path, realtime_stream)
     app.include_router(system_router)
     install_openapi(app)
     app.state.route_index = RouteIndex.of(

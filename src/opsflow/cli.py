@@ -58,6 +58,11 @@ def serve(
         proxy_headers=True,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # Protocol-level pings (a missed pong closes the socket); no permessage-deflate,
+        # whose per-connection buffers dominate the memory of many idle sockets.
+        ws_ping_interval=settings.ws_ping_interval_seconds,
+        ws_ping_timeout=settings.ws_ping_interval_seconds,
+        ws_per_message_deflate=False,
     )
 
 

@@ -12,6 +12,8 @@ Adding an engine: write its module (a class with ``name``, ``batch`` and
 
 from __future__ import annotations
 
+import dataclasses
+
 from opsflow.auth.passwords import Passwords
 from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
@@ -29,18 +31,24 @@ from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
 from opsflow.observability.metrics import Metrics
+from opsflow.realtime import consumer as realtime_consumer
+from opsflow.realtime.bus import BUS
+from opsflow.realtime.hub import HUB
 from opsflow.sla.engine import SlaEngine
+from opsflow.system.health import configured_redis
 from opsflow.webhooks import service as webhooks_service
 from opsflow.workers.contract import EngineRegistry
 
 
 def relay_consumers() -> list[Consumer]:
     """Every consumer of the outbox, in the order they see an event: escalation runs are
-    planned first, then notifications queued, then webhook deliveries."""
+    planned first, then notifications queued, then webhook deliveries; last the realtime
+    stream, which publishes to the live WebSocket connections once the relay commits."""
     return [
         escalation_service.consume,
         notifications_service.consume,
         webhooks_service.consume,
+        realtime_consumer.consume,
     ]
 
 
@@ -63,12 +71,14 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
+    BUS.configure(configured_redis(settings))  # how relayed events reach the WebSockets
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
     metrics = Metrics()
     read_sessions = create_sessionmaker(engine, read_only=True)
     metrics.attach_database(read_sessions)
+    metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
 
     def notifier() -> Notifier:
         built = Notifier.from_settings(settings, clock)

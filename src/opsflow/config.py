@@ -98,6 +98,18 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(
         50, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_IP")
     )
+    ws_max_connections_per_user: int = Field(
+        5, ge=1, le=1000, validation_alias=_env("OPSFLOW_WS_MAX_CONNECTIONS_PER_USER")
+    )
+    ws_send_queue: int = Field(
+        256, ge=1, le=100_000, validation_alias=_env("OPSFLOW_WS_SEND_QUEUE")
+    )
+    ws_auth_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("OPSFLOW_WS_AUTH_TIMEOUT_SECONDS")
+    )
+    ws_ping_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_WS_PING_INTERVAL_SECONDS")
+    )
     engine_enabled: bool = Field(True, validation_alias=_env("OPSFLOW_ENGINE_ENABLED"))
     engine_interval_seconds: float = Field(
         1.0, gt=0, le=60, validation_alias=_env("OPSFLOW_ENGINE_INTERVAL_SECONDS")

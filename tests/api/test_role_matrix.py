@@ -26,6 +26,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.routing import Mount, WebSocketRoute
 
+from tests.api.ws_support import Closed, WsClient
 from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, make_team, make_user
 
 Headers = dict[str, str]
@@ -797,6 +798,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # FastAPI serves the Swagger OAuth2 redirect at its default, outside /api/v1.
     Endpoint("GET", "/docs/oauth2-redirect", PUBLIC, 200),
     Endpoint("GET", f"{V1}/redoc", PUBLIC, 200),
+    # The event stream: 101 stands for an accepted, authenticated socket (probed apart).
+    Endpoint("WS", f"{V1}/ws", "read_tasks", 101),
+    Endpoint("WS", f"{V1}/ws/alerts", "read_tasks", 101),
 )
 
 
@@ -896,6 +900,8 @@ async def test_role_matrix(client: httpx.AsyncClient, admin_headers: Headers, ro
     who = w.callers[role]
     failures = []
     for endpoint in ENDPOINTS:
+        if endpoint.method == "WS":
+            continue  # test_websocket_routes_follow_the_matrix
         response = await call(w, endpoint, who)
         if (problem := verdict(endpoint, role, response)) is not None:
             failures.append(problem)
@@ -1029,3 +1035,21 @@ async def test_fields_follow_the_matrix(
     elif "audit_trail" in body:
         failures.append(f"audit_trail shown to {role}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", [*ROLES, ANONYMOUS])
+async def test_websocket_routes_follow_the_matrix(
+    app: FastAPI, client: httpx.AsyncClient, admin_headers: Headers, role: str
+) -> None:
+    """A holder of the capability is authenticated (``auth.ok``); anyone else is closed
+    with 4401."""
+    w = await build_world(client, admin_headers)
+    token = w.callers[role].headers.get("Authorization", "").removeprefix("Bearer ")
+    for endpoint in (e for e in ENDPOINTS if e.method == "WS"):
+        async with WsClient(app, endpoint.path, query=f"token={token}") as ws:
+            try:
+                got = 101 if (await ws.receive())["type"] == "auth.ok" else 0
+            except Closed as closed:
+                got = closed.code
+        want = 101 if expected_status(endpoint, role) == 101 else 4401
+        assert got == want, f"{role} {endpoint.label}: expected {want}, got {got}"

@@ -188,3 +188,36 @@ def test_an_unknown_websocket_path_is_404_and_the_access_log_hides_tokens(tmp_pa
     assert logged[("websocket", "/api/v1/nowhere")]["query"] == "token=[REDACTED]&x=1"
     assert logged[("request", "/health")]["query"] == "access_token=[REDACTED]&page=2"
     assert secret not in output.decode()
+
+
+def test_the_websocket_stream_of_a_real_server(tmp_path: Path) -> None:
+    """A real `opsflow serve` (engines inside): a socket authenticated by its first frame
+    receives the creation of a task assigned to its user, pushed by the embedded relay."""
+    process, base = _start(tmp_path, None, OPSFLOW_ENGINE_INTERVAL_SECONDS="0.2")
+    try:
+        with httpx.Client(base_url=f"{base}/api/v1", timeout=30) as http:
+            login = http.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            token = login.json()["access_token"]
+            me = http.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).json()
+            ws_url = base.replace("http://", "ws://") + "/api/v1/ws"
+            with connect(ws_url, open_timeout=10) as ws:
+                ws.send(json.dumps({"action": "auth", "token": token}))
+                assert json.loads(ws.recv(timeout=10))["type"] == "auth.ok"
+                ws.send(json.dumps({"action": "subscribe", "channels": ["user:me"]}))
+                assert json.loads(ws.recv(timeout=10))["channels"] == ["user:me"]
+                created = http.post(
+                    "/tasks",
+                    json={"title": "pushed", "assigned_to": me["id"]},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert created.status_code == 201, created.text
+                event = json.loads(ws.recv(timeout=30))  # the relay runs every 0.2 s
+                ws.send("not json")
+                error = json.loads(ws.recv(timeout=10))
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert event["type"] == "task.created"
+    assert event["task"]["id"] == created.json()["id"]
+    assert event["channels"] == [f"user:{me['id']}"]
+    assert error["code"] == "invalid_json"

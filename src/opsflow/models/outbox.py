@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsflow.db import Base
@@ -16,7 +16,10 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     """An event written in the same transaction as the change it reports."""
 
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_events_pending", "published_at", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_events_pending", "published_at", "available_at"),
+        Index("ix_outbox_events_stream_seq", "stream_seq", unique=True),
+    )
 
     aggregate_type: Mapped[str] = mapped_column(String(64))
     aggregate_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
@@ -27,3 +30,6 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The WebSocket stream's position of a streamed event: 1, 2, 3... in the order the
+    # relay committed them (assigned under a lock held to the commit), None for others.
+    stream_seq: Mapped[int | None] = mapped_column(BigInteger)

@@ -76,6 +76,7 @@ class Metrics:
         )
         self._database: DatabaseCollector | None = None
         self._circuits: Callable[[], dict[str, str]] | None = None
+        self._websockets: Callable[[], dict[str, int]] | None = None
 
     def attach_database(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._database = DatabaseCollector(sessions)
@@ -83,6 +84,10 @@ class Metrics:
     def attach_circuits(self, snapshot: Callable[[], dict[str, str]]) -> None:
         """The delivery breakers of this process ({destination: state})."""
         self._circuits = snapshot
+
+    def attach_websockets(self, snapshot: Callable[[], dict[str, int]]) -> None:
+        """The WebSocket hub of this process (open, sent, evicted, refused)."""
+        self._websockets = snapshot
 
     async def render(self) -> bytes:
         """The exposition text: process-local instruments plus the database series."""
@@ -100,11 +105,31 @@ class Metrics:
             for destination, state in sorted(self._circuits().items()):
                 circuits.add_metric([destination], level.get(str(state), 0.0))
             series.append(circuits)
+        if self._websockets is not None:
+            series += _websocket_series(self._websockets())
         if series:
             extra = CollectorRegistry(auto_describe=False)
             extra.register(_Static(series))
             body += generate_latest(extra)
         return body
+
+
+def _websocket_series(stats: dict[str, int]) -> list[Metric]:
+    open_now = GaugeMetricFamily(
+        "opsflow_ws_connections_open", "Authenticated WebSocket connections open in this process"
+    )
+    open_now.add_metric([], stats["open"])
+    counters = [
+        ("opsflow_ws_messages_sent", "Frames written to WebSocket clients", "sent"),
+        ("opsflow_ws_evictions", "WebSocket clients closed for reading too slowly", "evicted"),
+        ("opsflow_ws_refused", "WebSocket connections refused past the per-user limit", "refused"),
+    ]
+    series: list[Metric] = [open_now]
+    for name, documentation, key in counters:
+        counter = CounterMetricFamily(name, documentation)
+        counter.add_metric([], stats[key])
+        series.append(counter)
+    return series
 
 
 class DatabaseCollector:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from opsflow import schema
+from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import READ_ONLY_OPTION, unit_of_work
 from opsflow.kit.jsonable import to_jsonable
@@ -70,7 +71,11 @@ async def database(ctx: AppContext, migrations: MigrationCheck) -> dict[str, Any
 def redis_url(ctx: AppContext) -> str | None:
     """The Redis this installation is configured with (the Celery broker, when one of its
     variables is set), None when none is."""
-    settings = ctx.settings
+    return configured_redis(ctx.settings)
+
+
+def configured_redis(settings: Settings) -> str | None:
+    """`redis_url` from the settings alone."""
     if "celery_broker_url" not in settings.model_fields_set:
         return None
     url = settings.celery_broker_url

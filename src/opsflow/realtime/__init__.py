@@ -1,0 +1,1 @@
+"""Real time: the WebSocket stream of task, SLA and escalation events."""

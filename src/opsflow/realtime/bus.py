@@ -1,0 +1,170 @@
+"""How a relayed event reaches the hubs: in process, or through Redis pub/sub.
+
+Without Redis every frame goes straight to this process's hub, so the sockets of the
+process whose relay published an event receive it. With Redis configured (the same
+setting `/health` checks: the Celery broker URL, `REDIS_URL`), the relay's process
+publishes each frame once on a Redis channel through one ordered publisher task, and every
+API process listens on that channel and hands what arrives to its hub; a lost Redis
+connection is re-established by the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from opsflow.observability.logging import get_logger
+from opsflow.realtime.hub import HUB
+
+log = get_logger("opsflow.realtime")
+RECONNECT_SECONDS = 1.0
+
+
+def channel_name(url: str) -> str:
+    """Pub/sub channels ignore Redis database numbers; the channel carries it instead, so
+    installations sharing one Redis under different databases stay apart."""
+    database = url.rsplit("/", 1)[-1].split("?", 1)[0] if url.count("/") >= 3 else ""
+    return f"opsflow:{database or '0'}:events"
+
+
+class Bus:
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self._queue: asyncio.Queue[str] | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def configure(self, url: str | None) -> None:
+        self.url = url
+        self._publisher = None
+        self._queue = None
+
+    def publish(self, frame: dict[str, Any]) -> None:
+        """Called once the relay's transaction has committed; never waits."""
+        if self.url is None:
+            HUB.publish(frame)
+            return
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        stale = self._publisher is None or self._publisher.done() or self._loop is not loop
+        if queue is None or stale:
+            self._loop = loop
+            self._queue = queue = asyncio.Queue()
+            self._publisher = asyncio.create_task(self._publish_loop(self.url, queue))
+        queue.put_nowait(json.dumps(frame))
+
+    async def _publish_loop(self, url: str, queue: asyncio.Queue[str]) -> None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url)
+        channel = channel_name(url)
+        try:
+            while True:
+                text = await queue.get()
+                while True:
+                    try:
+                        await client.publish(channel, text)
+                        break
+                    except Exception as exc:  # Redis away: keep the order, try again
+                        log.warning("realtime_publish_failed", error=str(exc))
+                        await asyncio.sleep(RECONNECT_SECONDS)
+        finally:
+            await client.aclose()
+
+    async def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._publisher
+        self._publisher = None
+        self._queue = None
+
+
+class Listener:
+    """An API process's subscription to the Redis channel, feeding its hub.
+
+    It remembers the last stream id it handed over. Whatever it missed — while Redis was
+    away, or because two relay processes published out of order — it reads from the
+    outbox by that cursor (ids are gap-free in commit order), and it drops what it already
+    handed over, so the hub gets every event once, in order.
+    """
+
+    def __init__(self, url: str, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.url = url
+        self.sessions = sessions
+        self.last: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _catch_up(self, before: int | None = None) -> None:
+        """Hand over the outbox's streamed events after the cursor (and before `before`)."""
+        from opsflow.realtime.consumer import since  # the consumer imports this module
+
+        if self.last is None:
+            return
+        while True:
+            async with self.sessions() as session:
+                frames = await since(session, self.last, 1000)
+            frames = [f for f in frames if before is None or int(f["id"]) < before]
+            for frame in frames:
+                HUB.publish(frame)
+                self.last = int(frame["id"])
+            if len(frames) < 1000:
+                return
+
+    async def _receive(self, frame: dict[str, Any]) -> None:
+        ident = int(frame["id"])
+        if self.last is not None and ident <= self.last:
+            return  # already handed over (read from the outbox)
+        if self.last is not None and ident > self.last + 1:
+            await self._catch_up(before=ident)
+        HUB.publish(frame)
+        self.last = ident
+
+    async def _start_cursor(self) -> None:
+        from opsflow.realtime.consumer import last_id
+
+        if self.last is None:
+            async with self.sessions() as session:
+                self.last = await last_id(session)
+
+    async def _run(self) -> None:
+        from redis.asyncio import Redis
+
+        channel = channel_name(self.url)
+        while True:
+            client = Redis.from_url(self.url)
+            try:
+                await self._start_cursor()  # before subscribing: nothing falls in between
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(channel)
+                    await self._catch_up()  # what was published while not subscribed
+                    self.subscribed.set()
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self._receive(json.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: subscribe again
+                self.subscribed.clear()
+                log.warning("realtime_listener_lost", error=str(exc))
+                await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                await client.aclose()
+
+    async def stop(self) -> None:
+        self.subscribed.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+BUS = Bus()

@@ -1,0 +1,145 @@
+"""The process's live connections and the in-process bus that feeds them.
+
+The outbox relay's realtime consumer publishes each committed event here once; the hub
+offers it to every connection subscribed to a channel the event belongs to, as one frame
+per connection. Offering never waits: each connection has a bounded queue drained by its
+one writer, and a connection whose queue is full is marked for eviction (close 1013) so a
+slow client never stalls the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opsflow.auth.permissions import Permission, reach_allows, reach_of
+from opsflow.auth.principal import Principal
+
+# The channels an event reaches, from its type and the task it carries.
+ALERT_PREFIXES = ("sla.", "escalation.")
+STREAMED_PREFIXES = ("task.", "sla.", "escalation.")
+
+
+def channels_of(frame: dict[str, Any]) -> set[str]:
+    """Every channel name an event frame is published on."""
+    task = frame.get("task") or {}
+    names = {f"task:{task.get('id')}"}
+    if task.get("team_id"):
+        names.add(f"team:{task['team_id']}")
+    if task.get("assigned_to"):
+        names.add(f"user:{task['assigned_to']}")
+    if str(frame["type"]).startswith(ALERT_PREFIXES):
+        names.add("alerts")
+    return names
+
+
+def may_see(principal: Principal, frame: dict[str, Any]) -> bool:
+    """The task-read rule of the role matrix applied to the task an event carries."""
+    reach = reach_of(principal, Permission.TASK_READ)
+    if reach is None:
+        return False
+    task = frame.get("task") or {}
+    team = task.get("team_id")
+    assignee = task.get("assigned_to")
+    return reach_allows(
+        principal,
+        reach,
+        team_id=uuid.UUID(team) if team else None,
+        assignee_ids=[uuid.UUID(assignee)] if assignee else [],
+    )
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open connection as the hub sees it."""
+
+    principal: Principal
+    queue: asyncio.Queue[dict[str, Any]]
+    channels: set[str] = field(default_factory=set)
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    # While a replay reads the outbox, live events wait here (then sent after it, skipping
+    # what the replay already sent).
+    held: list[dict[str, Any]] | None = None
+
+    def offer(self, frame: dict[str, Any]) -> bool:
+        if self.overflowed.is_set():
+            return False
+        if self.held is not None and isinstance(frame.get("id"), int):
+            self.held.append(frame)
+            return True
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+            return False
+        return True
+
+
+@dataclass
+class HubStats:
+    open: int = 0
+    sent: int = 0
+    evicted: int = 0
+    refused: int = 0
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscriber] = set()
+        self._per_user: dict[uuid.UUID, int] = {}
+        self.stats = HubStats()
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def join(self, subscriber: Subscriber, *, limit: int) -> bool:
+        """Register a connection; False (and counted as refused) past `limit` per user."""
+        key = subscriber.principal.id
+        if self._per_user.get(key, 0) >= limit:
+            self.stats.refused += 1
+            return False
+        self._per_user[key] = self._per_user.get(key, 0) + 1
+        self._subscribers.add(subscriber)
+        self.stats.open += 1
+        return True
+
+    def leave(self, subscriber: Subscriber) -> None:
+        if subscriber not in self._subscribers:
+            return
+        self._subscribers.discard(subscriber)
+        key = subscriber.principal.id
+        self._per_user[key] -= 1
+        if not self._per_user[key]:
+            del self._per_user[key]
+        self.stats.open -= 1
+
+    def publish(self, frame: dict[str, Any]) -> None:
+        """Offer an event frame to every connection subscribed to one of its channels."""
+        for subscriber in list(self._subscribers):
+            addressed = frame_for(subscriber, frame)
+            if addressed is not None:
+                subscriber.offer(addressed)
+        for listener in self.listeners:
+            listener(frame)
+
+
+def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] | None:
+    """The frame as this subscriber receives it (with the channels it matched), or None
+    when it is on none of its channels or the subscriber may not read its task."""
+    matched = _resolve(subscriber) & channels_of(frame)
+    if not matched or not may_see(subscriber.principal, frame):
+        return None
+    return {**frame, "channels": sorted(matched)}
+
+
+def _resolve(subscriber: Subscriber) -> set[str]:
+    """The subscriber's channels with ``user:me`` spelled as its own user id."""
+    names = set(subscriber.channels)
+    if "user:me" in names:
+        names.discard("user:me")
+        names.add(f"user:{subscriber.principal.id}")
+    return names
+
+
+HUB = Hub()
