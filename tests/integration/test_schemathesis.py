@@ -11,8 +11,6 @@ Exclusions, each for a reason of the harness, not of the API:
 
 KNOWN FINDINGS, excluded until fixed (KNOWN_FINDINGS below; remove a prefix once it passes):
 the heartbeat and inbound-integration operations, new and not yet held to the document:
-* POST /heartbeat-monitors: "exactly one of period_seconds and cron" (a rule beyond the
-  schema: allow 400 for it in schemathesis.toml, or state it with oneOf);
 * PATCH /integrations/{integration_id}: fields that refuse null are documented nullable;
 * POST /integrations: team_id must name an active team (allow 400 in schemathesis.toml);
 * POST /integrations/{key}/alertmanager|elastic|events|grafana: a schema-valid body is
@@ -44,7 +42,6 @@ MAX_EXAMPLES = 25
 # Operations excluded as known findings: one regex per finding, named in the docstring with
 # its reason.
 KNOWN_FINDINGS: list[str] = [
-    r"^/api/v1/heartbeat-monitors(/|$)",
     r"^/api/v1/integrations/\{integration_id\}(/rotate-key)?$",
     r"^/api/v1/integrations$",
     r"^/api/v1/integrations/\{key\}/(alertmanager|elastic|events|grafana)$",
