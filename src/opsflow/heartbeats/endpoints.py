@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -16,7 +16,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.db import unit_of_work
 from opsflow.deps import ContextDep, SessionDep
-from opsflow.errors import NotFound, ServiceUnavailable, ValidationFailed
+from opsflow.errors import NotFound, ServiceUnavailable
 from opsflow.heartbeats import repository, service
 from opsflow.heartbeats.schemas import (
     MonitorCreate,
@@ -111,9 +111,23 @@ async def list_pings(
 
 # --- signals ------------------------------------------------------------------------------
 
+# A run id: 1-64 characters, none of them a control character.
+RID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$"
+# start, fail, or an exit code 0-255 written with at most three ASCII digits.
+SIGNAL_PATTERN = r"^(start|fail|[0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])$"
+
 RidQuery = Annotated[
     str | None,
-    Query(max_length=64, description="a run id pairing a start with its finish"),
+    Query(
+        min_length=1,
+        max_length=64,
+        pattern=RID_PATTERN,
+        description="a run id pairing a start with its finish (no control characters)",
+    ),
+]
+SignalPath = Annotated[
+    str,
+    Path(pattern=SIGNAL_PATTERN, description="start, fail, or the job's exit code 0-255"),
 ]
 
 
@@ -123,10 +137,6 @@ async def _signal(
     if not KEY_PATTERN.match(key):
         raise NotFound("No heartbeat monitor has this key", resource="heartbeat_monitor")
     kind, exit_code = service.parse_suffix(suffix)
-    if rid is not None and (not rid or not rid.isprintable()):
-        raise ValidationFailed(
-            details=[{"field": "rid", "message": "must be 1-64 printable characters"}]
-        )
     body = await request.body() if request.method == "POST" else b""
     client = request.client
     signal = service.Signal(
@@ -155,7 +165,7 @@ async def success_signal(
 
 
 async def other_signal(
-    key: str, signal: str, request: Request, context: ContextDep, rid: RidQuery = None
+    key: str, signal: SignalPath, request: Request, context: ContextDep, rid: RidQuery = None
 ) -> SignalResult:
     """`start`, `fail`, or the job's exit code (0 is a success, anything else a failure)."""
     return await _signal(request, context, key, signal, rid)

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.functional_validators import AfterValidator
 
-from opsflow.kit.validation import Name, reject_nul
+from opsflow.kit.validation import JsonBool, Name, WholeNumber, null_only_for, reject_nul
 from opsflow.models.enums import Priority
 
 MAX_SECONDS = 366 * 24 * 3600
@@ -22,9 +22,21 @@ CronText = Annotated[
 ZoneText = Annotated[
     str, StringConstraints(min_length=1, max_length=64), AfterValidator(reject_nul)
 ]
-Period = Annotated[int, Field(ge=60, le=MAX_SECONDS, description="seconds between signals")]
-Grace = Annotated[int, Field(ge=0, le=MAX_SECONDS, description="seconds a signal may be late")]
-MaxRun = Annotated[int, Field(ge=1, le=MAX_SECONDS, description="seconds a started run may take")]
+Period = Annotated[
+    int,
+    Field(ge=60, le=MAX_SECONDS, strict=True, description="seconds between signals"),
+    WholeNumber,
+]
+Grace = Annotated[
+    int,
+    Field(ge=0, le=MAX_SECONDS, strict=True, description="seconds a signal may be late"),
+    WholeNumber,
+]
+MaxRun = Annotated[
+    int,
+    Field(ge=1, le=MAX_SECONDS, strict=True, description="seconds a started run may take"),
+    WholeNumber,
+]
 
 
 class MonitorCreate(BaseModel):
@@ -40,7 +52,7 @@ class MonitorCreate(BaseModel):
     max_run_seconds: MaxRun | None = None
     team_id: uuid.UUID | None = None
     priority: Priority = Priority.HIGH
-    paused: bool = False
+    paused: JsonBool = False
 
     @model_validator(mode="after")
     def _one_schedule(self) -> MonitorCreate:
@@ -50,7 +62,10 @@ class MonitorCreate(BaseModel):
 
 
 class MonitorUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=null_only_for("period_seconds", "cron", "max_run_seconds", "team_id"),
+    )
 
     name: Name | None = None
     period_seconds: Period | None = None
@@ -60,7 +75,7 @@ class MonitorUpdate(BaseModel):
     max_run_seconds: MaxRun | None = None
     team_id: uuid.UUID | None = None
     priority: Priority | None = None
-    paused: bool | None = None
+    paused: JsonBool | None = None
 
 
 class MonitorRead(BaseModel):

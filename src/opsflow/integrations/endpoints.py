@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
@@ -18,7 +18,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
-from opsflow.errors import InvalidSignature
+from opsflow.errors import InvalidSignature, ServiceUnavailable, declares
 from opsflow.integrations import ingest, parsers, service
 from opsflow.integrations.schemas import (
     AlertsAccepted,
@@ -35,6 +35,46 @@ from opsflow.models.integration import Integration
 router = APIRouter(prefix="/integrations", tags=["integrations"])
 Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
 Key = Annotated[str, Path(min_length=1, max_length=200, description="the integration's key")]
+
+# The inbound bodies are read raw (the Grafana signature covers the exact bytes) and parsed
+# by the format's own rules; the document states their JSON shape, and each format's
+# parser answers 400 for what lies beyond it (a trigger's payload, an alert's labels ...).
+_SEVERITIES = ["critical", "error", "warning", "info"]
+GENERIC_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "PagerDuty Events API v2: trigger, acknowledge or resolve an incident",
+    "required": ["event_action"],
+    "properties": {
+        "event_action": {"type": "string", "enum": list(parsers.ACTIONS)},
+        "dedup_key": {"type": "string", "minLength": 1, "maxLength": parsers.MAX_KEY},
+        "payload": {
+            "type": "object",
+            "properties": {
+                "summary": {"type": "string", "minLength": 1, "maxLength": parsers.MAX_SUMMARY},
+                "severity": {"type": "string", "enum": _SEVERITIES},
+                "source": {"type": "string", "minLength": 1},
+            },
+        },
+    },
+}
+ALERTS_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "the webhook notification: a group of alerts",
+    "required": ["alerts"],
+    "properties": {
+        "alerts": {"type": "array", "items": {"type": "object"}},
+        "groupKey": {"type": "string"},
+    },
+}
+ELASTIC_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "the rule's or watch's document, read through the integration's mapping",
+}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
 
 SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
 SIGNATURE_TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
@@ -124,7 +164,13 @@ async def _integration(session: SessionDep, key: str) -> Integration:
     return await service.by_key(session, key)
 
 
-@router.post("/{key}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventAccepted)
+@router.post(
+    "/{key}/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventAccepted,
+    openapi_extra=_body(GENERIC_BODY),
+)
+@declares(InvalidSignature, ServiceUnavailable)
 async def generic_event(
     key: Key,
     request: Request,
@@ -173,8 +219,12 @@ async def _alerts(
 
 
 @router.post(
-    "/{key}/alertmanager", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted
+    "/{key}/alertmanager",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AlertsAccepted,
+    openapi_extra=_body(ALERTS_BODY),
 )
+@declares(InvalidSignature, ServiceUnavailable)
 async def alertmanager_webhook(
     key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
@@ -182,7 +232,13 @@ async def alertmanager_webhook(
     return await _alerts(key, request, session, context, meta)
 
 
-@router.post("/{key}/grafana", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted)
+@router.post(
+    "/{key}/grafana",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AlertsAccepted,
+    openapi_extra=_body(ALERTS_BODY),
+)
+@declares(InvalidSignature, ServiceUnavailable)
 async def grafana_webhook(
     key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
@@ -190,7 +246,13 @@ async def grafana_webhook(
     return await _alerts(key, request, session, context, meta)
 
 
-@router.post("/{key}/elastic", status_code=status.HTTP_202_ACCEPTED, response_model=AlertsAccepted)
+@router.post(
+    "/{key}/elastic",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=AlertsAccepted,
+    openapi_extra=_body(ELASTIC_BODY),
+)
+@declares(InvalidSignature, ServiceUnavailable)
 async def elastic_webhook(
     key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import Name, reject_nul
+from opsflow.kit.validation import EntityName, JsonBool, WholeNumber, null_only_for, reject_nul
 from opsflow.models.enums import Priority
 
 
@@ -40,6 +40,8 @@ MAPPING_FIELDS = ("dedup_key", "summary", "severity", "action")
 SignatureSecret = Annotated[
     str, StringConstraints(min_length=8, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ]
+FlapThreshold = Annotated[int, Field(ge=1, le=1000, strict=True), WholeNumber]
+FlapWindow = Annotated[int, Field(ge=1, le=10_080, strict=True), WholeNumber]
 Pointer = Annotated[
     str,
     StringConstraints(max_length=500, pattern=r"^(/[^/]*)*$"),
@@ -62,35 +64,42 @@ class ElasticMapping(_Strict):
 
 
 class IntegrationCreate(_Strict):
-    name: Name
+    name: EntityName
     type: IntegrationType
     team_id: uuid.UUID | None = None
     severity_map: dict[Severity, Priority] = Field(
         default_factory=dict, description="alert severity -> priority; unset ones keep defaults"
     )
-    auto_resolve: bool = True
+    auto_resolve: JsonBool = True
     signature_secret: SignatureSecret | None = Field(
         None, description="Grafana: the HMAC secret of the contact point"
     )
-    enabled: bool = True
-    group_incidents: bool = Field(
+    enabled: JsonBool = True
+    group_incidents: JsonBool = Field(
         False, description="Alertmanager/Grafana: one incident per group instead of per alert"
     )
-    flap_threshold: int = Field(4, ge=1, le=1000)
-    flap_window_minutes: int = Field(30, ge=1, le=10_080)
+    flap_threshold: FlapThreshold = 4
+    flap_window_minutes: FlapWindow = 30
     mapping: ElasticMapping = Field(default_factory=ElasticMapping)
 
 
 class IntegrationUpdate(_Strict):
-    name: Name | None = None
+    """Fields left out keep their value; only `team_id` and `signature_secret` may be
+    cleared with null."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=null_only_for("team_id", "signature_secret")
+    )
+
+    name: EntityName | None = None
     team_id: uuid.UUID | None = None
     severity_map: dict[Severity, Priority] | None = None
-    auto_resolve: bool | None = None
+    auto_resolve: JsonBool | None = None
     signature_secret: SignatureSecret | None = None
-    enabled: bool | None = None
-    group_incidents: bool | None = None
-    flap_threshold: int | None = Field(None, ge=1, le=1000)
-    flap_window_minutes: int | None = Field(None, ge=1, le=10_080)
+    enabled: JsonBool | None = None
+    group_incidents: JsonBool | None = None
+    flap_threshold: FlapThreshold | None = None
+    flap_window_minutes: FlapWindow | None = None
     mapping: ElasticMapping | None = None
 
 
@@ -103,7 +112,7 @@ class IntegrationRead(BaseModel):
     key_hint: str = Field(description="the first characters of the key, to tell keys apart")
     team_id: uuid.UUID | None
     severity_map: dict[str, str]
-    auto_resolve: bool
+    auto_resolve: JsonBool
     has_signature_secret: bool
     enabled: bool
     group_incidents: bool
