@@ -71,7 +71,11 @@ async def test_incident_lifecycle(
     assert started_row["actor"]["username"] == dev.username
     assert started_row["changes"]["status"] == {"from": "ASSIGNED", "to": "IN_PROGRESS"}
 
-    detail = await client.get(f"/tasks/{task_id}", headers=dev.headers)
+    # The assignee reads the task but not its audit trail (audit roles only, docs/roles.md).
+    own_view = await client.get(f"/tasks/{task_id}", headers=dev.headers)
+    assert own_view.status_code == 200, own_view.text
+    assert "audit_trail" not in own_view.json()
+    detail = await client.get(f"/tasks/{task_id}", headers=admin_headers)
     assert [e["action"] for e in detail.json()["audit_trail"]] == [
         "TASK_CREATED",
         "TASK_STARTED",
