@@ -152,7 +152,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                 "METHOD_NOT_ALLOWED",
                 f"Method {request.method} not allowed",
                 headers={
-                    "Allow": ", ".join(route_index(request.app).methods_for(request.url.path))
+                    "Allow": ", ".join(route_index(request.app).allowed_methods(request.url.path))
                 },
             )
         if exc.status_code == 413:

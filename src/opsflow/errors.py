@@ -99,6 +99,15 @@ class InvalidTransition(AppError):
     default_message = "Transition not allowed from the current status"
 
 
+class MethodNotAllowed(AppError):
+    """Declared where a path of the operation's shape may belong to another route (the
+    answer itself comes from the 405 handler, with `Allow`)."""
+
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "The path belongs to a route that does not serve this method"
+
+
 class Conflict(AppError):
     status_code = 409
     code = "CONFLICT"

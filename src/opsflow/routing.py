@@ -12,12 +12,15 @@ document instead would cost ~0.6 s per process on the first request).
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+
+_UUID = "[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
 
 
 @dataclass(frozen=True)
@@ -26,19 +29,54 @@ class _Entry:
     pattern: re.Pattern[str]
     methods: frozenset[str]
     parameters: int
+    # The same path with its UUID parameters held to the UUID form, and how many there are.
+    typed: re.Pattern[str]
+    uuids: int
+
+    def rank(self, path: str) -> tuple[int, int, int]:
+        """Lower is more specific: fewer parameters; then the route whose UUID parameters
+        the path satisfies, the more of them the better (`/integrations/{integration_id}/events`
+        owns a UUID in that place, `/integrations/{key}/events` any other key)."""
+        if self.typed.match(path):
+            return (self.parameters, 0, -self.uuids)
+        return (self.parameters, 1, 0)
+
+
+def _pattern(template: str, uuid_names: frozenset[str]) -> re.Pattern[str]:
+    def segment(match: re.Match[str]) -> str:
+        return _UUID if match.group(1) in uuid_names else "[^/]+"
+
+    return re.compile("^" + re.sub(r"\{([^/]+)\}", segment, template) + "$")
+
+
+def _uuid_parameters(route: APIRoute) -> frozenset[str]:
+    return frozenset(
+        p.name for p in route.dependant.path_params if p.field_info.annotation is uuid.UUID
+    )
+
+
+# (template, methods) or (template, methods, names of its UUID path parameters)
+RouteSpec = tuple[str, Iterable[str]] | tuple[str, Iterable[str], frozenset[str]]
 
 
 class RouteIndex:
-    def __init__(self, routes: Iterable[tuple[str, Iterable[str]]] = ()) -> None:
+    def __init__(self, routes: Iterable[RouteSpec] = ()) -> None:
         merged: dict[str, set[str]] = {}
-        for template, methods in routes:
+        typed: dict[str, frozenset[str]] = {}
+        for route in routes:
+            template, methods = route[0], route[1]
             merged.setdefault(template, set()).update(m.upper() for m in methods)
+            typed[template] = typed.get(template, frozenset()) | (
+                route[2] if len(route) == 3 else frozenset()
+            )
         entries = [
             _Entry(
                 template=template,
-                pattern=re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", template) + "$"),
+                pattern=_pattern(template, frozenset()),
                 methods=frozenset(methods),
                 parameters=template.count("{"),
+                typed=_pattern(template, typed[template]),
+                uuids=len(typed[template]),
             )
             for template, methods in merged.items()
         ]
@@ -48,7 +86,7 @@ class RouteIndex:
     @classmethod
     def of(cls, mounted: Iterable[tuple[str, APIRouter]]) -> RouteIndex:
         return cls(
-            (prefix + route.path, route.methods or ())
+            (prefix + route.path, route.methods or (), _uuid_parameters(route))
             for prefix, router in mounted
             for route in router.routes
             if isinstance(route, APIRoute)
@@ -66,6 +104,16 @@ class RouteIndex:
         fewest = matching[0].parameters
         return sorted({m for e in matching if e.parameters == fewest for m in e.methods})
 
+    def allowed_methods(self, path: str) -> list[str]:
+        """The `Allow` of `path`: the methods of its most specific routes, where two routes
+        with as many parameters share a path shape the one whose UUID parameters `path`
+        satisfies (so each operation advertises its own methods)."""
+        matching = [e for e in self._entries if e.pattern.match(path)]
+        if not matching:
+            return []
+        best = min(e.rank(path) for e in matching)
+        return sorted({m for e in matching if e.rank(path) == best for m in e.methods})
+
 
 def route_index(app: FastAPI) -> RouteIndex:
     index: RouteIndex | None = getattr(app.state, "route_index", None)
@@ -76,7 +124,8 @@ async def literal_routes_first(request: Request) -> None:
     """Router dependency: answer 405 (with `Allow`) when the request reached a
     parameterised route although a literal route owns the path and does not serve the
     method (`DELETE /sla-policies/import` is not an attempt to delete a policy called
-    "import")."""
-    allowed = route_index(request.app).methods_for(request.url.path)
+    "import"), or where a route of the same shape owns it (`GET /integrations/{key}/events`
+    with a key that is no UUID is not a read of an integration's events)."""
+    allowed = route_index(request.app).allowed_methods(request.url.path)
     if allowed and request.method not in allowed:
         raise HTTPException(405)

@@ -68,3 +68,28 @@ async def test_ids_are_still_ids(client: httpx.AsyncClient, admin_headers: dict[
     response = await client.patch("/sla-policies/not-a-uuid", json={}, headers=admin_headers)
     error = assert_error(response, 400, "VALIDATION_ERROR")
     assert "policy_id" in [d["field"] for d in error["details"]]
+
+
+@pytest.mark.parametrize(
+    ("segment", "allow"),
+    [("0b6f3c1e-8d4a-4f2b-9c3d-5e6f7a8b9c0d", "GET"), ("a-secret-key", "POST")],
+)
+async def test_two_routes_of_one_path_shape_each_advertise_their_own_methods(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], segment: str, allow: str
+) -> None:
+    """`/integrations/{integration_id}/events` (GET, a UUID) and `/integrations/{key}/events`
+    (POST, any other key) share a shape; `Allow` names the methods of the one the path
+    belongs to."""
+    response = await client.request(
+        "OPTIONS", f"/integrations/{segment}/events", headers=admin_headers
+    )
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == allow
+
+
+async def test_a_key_path_is_not_read_as_an_integration_id(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    response = await client.get("/integrations/a-secret-key/events", headers=admin_headers)
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "POST"

@@ -9,10 +9,7 @@ two cores. Any finding fails the test with schemathesis' report.
 Exclusions, each for a reason of the harness, not of the API:
 * `POST /auth/logout` ends the session whose token drives the run.
 
-KNOWN FINDINGS, excluded until fixed (KNOWN_FINDINGS below; remove a prefix once it passes):
-the heartbeat and inbound-integration operations, new and not yet held to the document:
-* GET /integrations/{key}/events: `/integrations/{integration_id}/events` (GET) shares the
-  path shape, so GET on a key path is a 400 about the id, not a 405.
+KNOWN FINDINGS, excluded until fixed (KNOWN_FINDINGS below, one regex each): none.
 Rules the schema cannot state (a referenced row must exist, a window ends after it starts,
 ...) are listed per operation in `schemathesis.toml` beside this file.
 """
@@ -37,9 +34,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 25
 # Operations excluded as known findings: one regex per finding, named in the docstring with
 # its reason.
-KNOWN_FINDINGS: list[str] = [
-    r"^/api/v1/integrations/\{(integration_id|key)\}/events$",
-]
+KNOWN_FINDINGS: list[str] = []
 ADMIN_PASSWORD = "Schemathesis-Admin-1"
 SEED = 20261206
 

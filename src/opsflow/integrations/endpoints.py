@@ -18,7 +18,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
-from opsflow.errors import InvalidSignature, ServiceUnavailable, declares
+from opsflow.errors import InvalidSignature, MethodNotAllowed, ServiceUnavailable, declares
 from opsflow.integrations import ingest, parsers, service
 from opsflow.integrations.schemas import (
     AlertsAccepted,
@@ -130,6 +130,7 @@ async def rotate_key(
 
 
 @router.get("/{integration_id}/events", response_model=Page[IntegrationEventRead])
+@declares(MethodNotAllowed)  # a path whose id is no UUID is an inbound key's (POST only)
 async def list_events(
     integration_id: uuid.UUID, session: SessionDep, _: Admin, page: PageDep
 ) -> Page[IntegrationEventRead]:
