@@ -241,27 +241,27 @@ async def reasons(
 
 @dataclass(frozen=True)
 class After:
-    """Where the previous timeline page stopped: entries sort by (time, source, key)."""
+    """Where the previous timeline page stopped: entries sort by (time, source rank, key)."""
 
     at: datetime
-    source: str
+    rank: int
     key: str
 
 
 def after_clause(
-    source: str,
+    rank: int,
     time_col: ColumnElement[datetime] | QueryableAttribute[datetime],
     key_col: ColumnElement[Any] | QueryableAttribute[Any],
     after: After | None,
     key_value: Any,
 ) -> ColumnElement[bool]:
-    """Rows of `source` that sort strictly after `after` (`key_value`: its key as the column
-    compares it)."""
+    """Rows of the source ranked `rank` that sort strictly after `after` (`key_value`: its
+    key as the column compares it)."""
     if after is None:
         return true()
-    if source > after.source:
+    if rank > after.rank:
         return time_col >= after.at
-    if source < after.source:
+    if rank < after.rank:
         return time_col > after.at
     return or_(time_col > after.at, and_(time_col == after.at, key_col > key_value))
 
@@ -271,17 +271,17 @@ async def task_audit_rows(
     task_id: uuid.UUID,
     actions: Collection[str],
     after: After | None,
-    source: str,
+    rank: int,
     limit: int,
 ) -> list[AuditLog]:
-    key = int(after.key) if after is not None and after.source == source else 0
+    key = int(after.key) if after is not None and after.rank == rank else 0
     query = (
         select(AuditLog)
         .where(
             AuditLog.entity_type == "task",
             AuditLog.entity_id == task_id,
             AuditLog.action.in_(set(actions)),
-            after_clause(source, AuditLog.timestamp, AuditLog.seq, after, key),
+            after_clause(rank, AuditLog.timestamp, AuditLog.seq, after, key),
         )
         .order_by(AuditLog.timestamp, AuditLog.seq)
         .limit(limit)
@@ -289,22 +289,20 @@ async def task_audit_rows(
     return list(await session.scalars(query))
 
 
-def _uuid_key(after: After | None, source: str) -> uuid.UUID:
-    if after is None or after.source != source:
+def _uuid_key(after: After | None, rank: int) -> uuid.UUID:
+    if after is None or after.rank != rank:
         return uuid.UUID(int=0)
     return uuid.UUID(after.key)
 
 
 async def sla_event_rows(
-    session: AsyncSession, task_id: uuid.UUID, after: After | None, source: str, limit: int
+    session: AsyncSession, task_id: uuid.UUID, after: After | None, rank: int, limit: int
 ) -> list[SlaEvent]:
     query = (
         select(SlaEvent)
         .where(
             SlaEvent.task_id == task_id,
-            after_clause(
-                source, SlaEvent.triggered_at, SlaEvent.id, after, _uuid_key(after, source)
-            ),
+            after_clause(rank, SlaEvent.triggered_at, SlaEvent.id, after, _uuid_key(after, rank)),
         )
         .order_by(SlaEvent.triggered_at, SlaEvent.id)
         .limit(limit)
@@ -313,7 +311,7 @@ async def sla_event_rows(
 
 
 async def fired_escalation_rows(
-    session: AsyncSession, task_id: uuid.UUID, after: After | None, source: str, limit: int
+    session: AsyncSession, task_id: uuid.UUID, after: After | None, rank: int, limit: int
 ) -> list[EscalationEvent]:
     fired_at = type_coerce(EscalationEvent.fired_at, UTCDateTime)
     query = (
@@ -322,7 +320,7 @@ async def fired_escalation_rows(
             EscalationEvent.task_id == task_id,
             EscalationEvent.status == EscalationStatus.FIRED.value,
             EscalationEvent.fired_at.is_not(None),
-            after_clause(source, fired_at, EscalationEvent.id, after, _uuid_key(after, source)),
+            after_clause(rank, fired_at, EscalationEvent.id, after, _uuid_key(after, rank)),
         )
         .order_by(EscalationEvent.fired_at, EscalationEvent.id)
         .limit(limit)
@@ -340,7 +338,7 @@ async def finished_notification_rows(
     task_id: uuid.UUID,
     recipient_id: uuid.UUID | None,
     after: After | None,
-    source: str,
+    rank: int,
     limit: int,
 ) -> list[Notification]:
     """Sent or dead notifications of a task (only those addressed to `recipient_id` if given)."""
@@ -349,7 +347,7 @@ async def finished_notification_rows(
         Notification.task_id == task_id,
         Notification.status.in_([NotificationStatus.SENT.value, NotificationStatus.DEAD.value]),
         at.is_not(None),
-        after_clause(source, at, Notification.id, after, _uuid_key(after, source)),
+        after_clause(rank, at, Notification.id, after, _uuid_key(after, rank)),
     )
     if recipient_id is not None:
         query = query.where(Notification.recipient_id == recipient_id)
@@ -362,7 +360,7 @@ async def comment_rows(
     task_id: uuid.UUID,
     include_internal: bool,
     after: After | None,
-    source: str,
+    rank: int,
     limit: int,
 ) -> list[Comment]:
     query = (
@@ -370,7 +368,7 @@ async def comment_rows(
         .where(
             Comment.task_id == task_id,
             visible(include_internal),
-            after_clause(source, Comment.created_at, Comment.id, after, _uuid_key(after, source)),
+            after_clause(rank, Comment.created_at, Comment.id, after, _uuid_key(after, rank)),
         )
         .order_by(Comment.created_at, Comment.id)
         .limit(limit)
@@ -379,7 +377,7 @@ async def comment_rows(
 
 
 async def alert_rows(
-    session: AsyncSession, task_id: uuid.UUID, after: After | None, source: str, limit: int
+    session: AsyncSession, task_id: uuid.UUID, after: After | None, rank: int, limit: int
 ) -> list[tuple[IntegrationEvent, str | None]]:
     """What alert integrations received about the task, with the integration's name."""
     query = (
@@ -388,11 +386,11 @@ async def alert_rows(
         .where(
             IntegrationEvent.task_id == task_id,
             after_clause(
-                source,
+                rank,
                 IntegrationEvent.received_at,
                 IntegrationEvent.id,
                 after,
-                _uuid_key(after, source),
+                _uuid_key(after, rank),
             ),
         )
         .order_by(IntegrationEvent.received_at, IntegrationEvent.id)

@@ -3,14 +3,18 @@
 Each kind of record is a *source*: a function that returns, for one task and one reader, its
 entries after a position, oldest first, at most `limit` of them. The timeline asks every
 source the requested kinds belong to and merges their answers. Entries sort by
-(time, source, key), where `key` orders a source's rows that share an instant (the audit
-sequence for task changes, the row id elsewhere), so a cursor (the last entry's sort key)
-resumes exactly where a page stopped.
+(time, source rank, key): at one instant a cause comes before its effects (the alert before
+the task it opened, the SLA breach before the escalation it fired, the escalation before its
+notifications), and `key` orders a source's rows that share an instant (the audit sequence
+for task changes, the row id elsewhere). A cursor is the last entry's (time, source, key):
+the next page resumes exactly after it.
 
 Adding a source: write ``async def fetch(session, task, reader, after, kinds, limit)``
-returning :class:`Entry` values, and call :func:`register` with a `Source` naming it and the
-kinds it produces (another package does this at import time: `register` is idempotent by
-name). `reader` says what the caller may see; a source leaves out what the reader may not.
+returning :class:`Entry` values (the rows strictly after `after`, see
+`repository.after_clause`), and call :func:`register` with a `Source` naming it, its rank and
+the kinds it produces (another package does this when it is imported: `register` replaces a
+source of the same name). `reader` says what the caller may see; a source leaves out what
+the reader may not.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from opsflow.collaboration.service import reads_internal
 from opsflow.errors import ValidationFailed
 from opsflow.kit import cursor as cursors
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
 
 SUMMARY_CHARS = 140
@@ -64,8 +69,8 @@ class Entry:
     data: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def sort_key(self) -> tuple[datetime, str, str]:
-        return (self.occurred_at, self.source, self.key)
+    def sort_key(self) -> tuple[datetime, int, str]:
+        return (self.occurred_at, rank(self.source), self.key)
 
     @property
     def id(self) -> str:
@@ -80,6 +85,7 @@ Fetch = Callable[
 @dataclass(frozen=True)
 class Source:
     name: str
+    rank: int  # the order of sources within one instant (lower first)
     kinds: frozenset[str]
     fetch: Fetch
 
@@ -88,7 +94,14 @@ SOURCES: dict[str, Source] = {}
 
 
 def register(source: Source) -> None:
+    taken = [s.name for s in SOURCES.values() if s.rank == source.rank and s.name != source.name]
+    if taken:
+        raise ValueError(f"timeline source rank {source.rank} is {taken[0]}'s")
     SOURCES[source.name] = source
+
+
+def rank(name: str) -> int:
+    return SOURCES[name].rank
 
 
 def kinds() -> list[str]:
@@ -154,7 +167,7 @@ async def _task_changes(
     limit: int,
 ) -> list[Entry]:
     actions = [a for a, k in _TASK_KINDS.items() if k in wanted]
-    rows = await repository.task_audit_rows(session, task.id, actions, after, "task", limit)
+    rows = await repository.task_audit_rows(session, task.id, actions, after, rank("task"), limit)
     people: set[uuid.UUID] = set()
     for row in rows:
         for name in ("assigned_to",):
@@ -226,17 +239,14 @@ async def _sla_events(
     wanted: frozenset[str],
     limit: int,
 ) -> list[Entry]:
-    rows = await repository.sla_event_rows(session, task.id, after, "sla", limit)
+    rows = await repository.sla_event_rows(session, task.id, after, rank("sla"), limit)
     return [
         Entry(
             occurred_at=row.triggered_at,
             source="sla",
             key=str(row.id),
             kind="sla",
-            summary=(
-                f"SLA {row.event_type.replace('_', ' ').lower()}"
-                f" (deadline {to_jsonable(row.expected_deadline)})"
-            ),
+            summary=_sla_summary(row),
             actor=SYSTEM,
             data=to_jsonable(
                 {
@@ -252,6 +262,13 @@ async def _sla_events(
     ]
 
 
+def _sla_summary(row: SlaEvent) -> str:
+    deadline = to_jsonable(row.expected_deadline)
+    if row.event_type == "ESCALATION":
+        return f"SLA escalation to level {row.escalation_level} (deadline {deadline})"
+    return f"SLA {row.event_type.replace('_', ' ').lower()} (deadline {deadline})"
+
+
 # --- escalations fired -------------------------------------------------------------------------
 
 
@@ -263,7 +280,9 @@ async def _escalations(
     wanted: frozenset[str],
     limit: int,
 ) -> list[Entry]:
-    rows = await repository.fired_escalation_rows(session, task.id, after, "escalation", limit)
+    rows = await repository.fired_escalation_rows(
+        session, task.id, after, rank("escalation"), limit
+    )
     entries = []
     for row in rows:
         assert row.fired_at is not None
@@ -310,7 +329,7 @@ async def _notifications(
         return []
     own = reader.principal.id if reader.notifications is not Reach.ALL else None
     rows = await repository.finished_notification_rows(
-        session, task.id, own, after, "notification", limit
+        session, task.id, own, after, rank("notification"), limit
     )
     entries = []
     for row in rows:
@@ -352,7 +371,7 @@ async def _comments(
     limit: int,
 ) -> list[Entry]:
     rows = await repository.comment_rows(
-        session, task.id, reader.internal_comments, after, "comment", limit
+        session, task.id, reader.internal_comments, after, rank("comment"), limit
     )
     return [
         Entry(
@@ -384,7 +403,7 @@ async def _alerts(
     wanted: frozenset[str],
     limit: int,
 ) -> list[Entry]:
-    rows = await repository.alert_rows(session, task.id, after, "alert", limit)
+    rows = await repository.alert_rows(session, task.id, after, rank("alert"), limit)
     entries = []
     for event, integration in rows:
         summary = f"Alert {event.action} from {integration or 'an integration'}: {event.outcome}"
@@ -409,12 +428,12 @@ async def _alerts(
 
 
 for _source in (
-    Source("task", frozenset(set(_TASK_KINDS.values())), _task_changes),
-    Source("sla", frozenset({"sla"}), _sla_events),
-    Source("escalation", frozenset({"escalation"}), _escalations),
-    Source("notification", frozenset({"notification"}), _notifications),
-    Source("comment", frozenset({"comment"}), _comments),
-    Source("alert", frozenset({"alert"}), _alerts),
+    Source("alert", 10, frozenset({"alert"}), _alerts),
+    Source("task", 20, frozenset(set(_TASK_KINDS.values())), _task_changes),
+    Source("comment", 30, frozenset({"comment"}), _comments),
+    Source("sla", 50, frozenset({"sla"}), _sla_events),
+    Source("escalation", 60, frozenset({"escalation"}), _escalations),
+    Source("notification", 70, frozenset({"notification"}), _notifications),
 ):
     register(_source)
 
@@ -422,11 +441,20 @@ for _source in (
 # --- the merged stream ---------------------------------------------------------------------------
 
 
-def parse_after(cursor: str | None) -> After | None:
+@dataclass(frozen=True)
+class Position:
+    """A cursor as read: the last entry's time, source name and key."""
+
+    at: datetime
+    source: str
+    key: str
+
+
+def parse_after(cursor: str | None) -> Position | None:
     if cursor is None:
         return None
     at, source, key = cursors.decode(cursor, 3)
-    return After(cursors.instant(at), source, key)
+    return Position(cursors.instant(at), source, key)
 
 
 def check_kinds(requested: Collection[str]) -> frozenset[str]:
@@ -454,6 +482,7 @@ async def page(
         raise ValidationFailed(
             details=[{"field": "cursor", "message": "not a cursor this list gave out"}]
         )
+    position = None if after is None else After(after.at, rank(after.source), after.key)
     reader = Reader.of(principal)
     merged: list[Entry] = []
     for source in SOURCES.values():
@@ -461,7 +490,7 @@ async def page(
         if not asked:
             continue
         try:
-            found = await source.fetch(session, task, reader, after, asked, limit + 1)
+            found = await source.fetch(session, task, reader, position, asked, limit + 1)
         except ValueError as exc:  # a cursor key this source cannot read
             raise ValidationFailed(
                 details=[{"field": "cursor", "message": "not a cursor this list gave out"}]
