@@ -1,5 +1,6 @@
 """ORM classes, one module per aggregate. Importing this package registers them all."""
 
+from opsflow.models.attachment import Attachment, Upload, UploadChunk
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.engine import EngineHeartbeat
@@ -28,6 +29,7 @@ from opsflow.models.user import User
 
 __all__ = [
     "ApiClient",
+    "Attachment",
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
@@ -53,6 +55,8 @@ __all__ = [
     "Task",
     "TaskAssignee",
     "Team",
+    "Upload",
+    "UploadChunk",
     "User",
     "WebhookSubscription",
 ]
