@@ -499,3 +499,16 @@ async def test_abandoned_uploads_are_collected_after_24_hours(
     assert_error(await client.get(f"/uploads/{upload_id}", headers=admin_headers), 404, "NOT_FOUND")
     assert stored_objects(settings) == []
     assert await count(app_context, Upload) == 0
+
+
+async def test_an_upload_is_declared_once_per_idempotency_key(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    task = await make_task(client, admin_headers)
+    keyed = {**admin_headers, "Idempotency-Key": "upload-once"}
+    first = await begin(client, keyed, task["id"], b"data")
+    again = await begin(client, keyed, task["id"], b"data")
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["upload_id"] == first.json()["upload_id"]
+    assert await count(app_context, Upload) == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Header, Path, Request, Response, UploadFile, status
@@ -15,8 +14,9 @@ from opsflow.attachments.schemas import AttachmentList, AttachmentRead, UploadCr
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
-from opsflow.deps import ContextDep
+from opsflow.deps import ContextDep, SessionDep
 from opsflow.errors import PayloadTooLarge, declares
+from opsflow.idempotency.deps import Idempotent
 
 router = APIRouter(tags=["attachments"])
 
@@ -91,15 +91,8 @@ async def download_attachment(
     }
     if chosen is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-
-    async def body() -> AsyncIterator[bytes]:
-        if size == 0:
-            return
-        async for block in context.storage.read(attachment.storage_key, first, last):
-            yield block
-
     return StreamingResponse(
-        body(),
+        service.content(context, attachment, first, last),
         status_code=status.HTTP_206_PARTIAL_CONTENT if chosen else status.HTTP_200_OK,
         media_type=served_type(attachment.content_type),
         headers=headers,
@@ -119,10 +112,13 @@ async def delete_attachment(
 
 
 @router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadRead)
-async def begin_upload(body: UploadCreate, context: ContextDep, actor: Writer) -> UploadRead:
+async def begin_upload(
+    body: UploadCreate, session: SessionDep, context: ContextDep, actor: Writer, _key: Idempotent
+) -> UploadRead:
     """Declare a file of up to 2 GiB to send in chunks; answers its `upload_id`,
-    `total_chunks` and `expires_at` (24 h after the latest chunk)."""
-    return await service.begin(context, actor, body)
+    `total_chunks` and `expires_at` (24 h after the latest chunk). Honours
+    `Idempotency-Key`."""
+    return await service.begin(session, context, actor, body)
 
 
 @router.get("/uploads/{upload_id}", response_model=UploadRead)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.attachments import repository
 from opsflow.attachments.content import BadName, clean_filename, detect_type
@@ -44,6 +45,7 @@ from opsflow.models.attachment import Attachment, Upload, UploadChunk
 from opsflow.models.task import Task
 
 API_PREFIX = "/api/v1"
+SPOOL_BUFFER = 1024 * 1024
 
 
 class ChecksumMismatch(AppError):
@@ -80,14 +82,21 @@ def _name(raw: str | None, field: str) -> str:
 
 
 async def _spool(
-    storage: Storage, blocks: AsyncIterator[bytes], *, limit: int, too_large: AppError
+    storage: Storage,
+    blocks: AsyncIterator[bytes],
+    *,
+    limit: int,
+    too_large: AppError,
+    hashed: bool = True,
 ) -> Spooled:
-    """Write `blocks` to a spool file, counting and hashing; `too_large` is raised (and
-    the file removed) as soon as more than `limit` bytes arrive."""
+    """Write `blocks` to a spool file, counting (and hashing); `too_large` is raised (and
+    the file removed) as soon as more than `limit` bytes arrive. Blocks are gathered up to
+    `SPOOL_BUFFER` bytes per write, so a body costs few thread hops and little memory."""
     path = storage.spool_dir / f"spool-{uuid.uuid4().hex}"
     digest = hashlib.sha256()
     size = 0
     head = b""
+    buffer = bytearray()
     try:
         async with await anyio.open_file(path, "wb") as out:
             async for block in blocks:
@@ -96,14 +105,20 @@ async def _spool(
                 size += len(block)
                 if size > limit:
                     raise too_large
-                digest.update(block)
+                if hashed:
+                    digest.update(block)
                 if len(head) < HEAD:
                     head += block[: HEAD - len(head)]
-                await out.write(block)
+                buffer += block
+                if len(buffer) >= SPOOL_BUFFER:
+                    await out.write(bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await out.write(bytes(buffer))
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return Spooled(path, size, digest.hexdigest(), head)
+    return Spooled(path, size, digest.hexdigest() if hashed else "", head)
 
 
 async def _file_blocks(source: Readable, block: int = 1024 * 1024) -> AsyncIterator[bytes]:
@@ -147,7 +162,7 @@ def _state(attachment: Attachment) -> dict[str, Any]:
 
 
 def _record(
-    session: Any, actor: Principal, attachment: Attachment, verb: str, now: datetime
+    session: AsyncSession, actor: Principal, attachment: Attachment, verb: str, now: datetime
 ) -> None:
     state = _state(attachment)
     record_change(
@@ -260,6 +275,16 @@ async def delete(ctx: AppContext, actor: Principal, attachment_id: uuid.UUID) ->
         _record(session, actor, attachment, "deleted", now)
 
 
+async def content(
+    ctx: AppContext, attachment: Attachment, first: int, last: int
+) -> AsyncIterator[bytes]:
+    """Bytes `first`..`last` of an attachment, streamed from storage block by block."""
+    if attachment.size == 0:
+        return
+    async for block in ctx.storage.read(attachment.storage_key, first, last):
+        yield block
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """The (first, last) byte of a single `Range: bytes=...` request, None to send the
     whole file (no header, a unit other than bytes, several ranges, a malformed value are
@@ -334,7 +359,10 @@ def _expiry(ctx: AppContext, now: datetime) -> datetime:
     return now + timedelta(hours=ctx.settings.upload_expiry_hours)
 
 
-async def begin(ctx: AppContext, actor: Principal, body: UploadCreate) -> UploadRead:
+async def begin(
+    session: AsyncSession, ctx: AppContext, actor: Principal, body: UploadCreate
+) -> UploadRead:
+    """Declare an upload, in the request's unit of work (with its `Idempotency-Key`)."""
     name = _name(body.filename, "filename")
     limit = ctx.settings.upload_max_chunk_bytes
     if body.chunk_size > limit:
@@ -346,27 +374,27 @@ async def begin(ctx: AppContext, actor: Principal, body: UploadCreate) -> Upload
     upload_id = uuid.uuid4()
     key = f"attachments/{uuid.uuid4()}"
     backend_id = await ctx.storage.begin_upload(key)
-    async with unit_of_work(ctx.sessions) as session:
-        now = ctx.clock.now()
-        upload = Upload(
-            id=upload_id,
-            task_id=task.id,
-            filename=name,
-            size=body.size,
-            sha256=body.sha256.lower(),
-            chunk_size=body.chunk_size,
-            total_chunks=math.ceil(body.size / body.chunk_size),
-            state="open",
-            storage_key=key,
-            backend_id=backend_id,
-            created_by_type=actor.actor_type.value,
-            created_by=actor.id,
-            created_by_name=actor.name[:255],
-            created_at=now,
-            updated_at=now,
-            expires_at=_expiry(ctx, now),
-        )
-        session.add(upload)
+    now = ctx.clock.now()
+    upload = Upload(
+        id=upload_id,
+        task_id=task.id,
+        filename=name,
+        size=body.size,
+        sha256=body.sha256.lower(),
+        chunk_size=body.chunk_size,
+        total_chunks=math.ceil(body.size / body.chunk_size),
+        state="open",
+        storage_key=key,
+        backend_id=backend_id,
+        created_by_type=actor.actor_type.value,
+        created_by=actor.id,
+        created_by_name=actor.name[:255],
+        created_at=now,
+        updated_at=now,
+        expires_at=_expiry(ctx, now),
+    )
+    session.add(upload)
+    await session.flush()
     return upload_view(upload, [])
 
 
@@ -413,7 +441,7 @@ async def put_chunk(
     )
     if declared_length is not None and declared_length != expected:
         raise wrong_size
-    spooled = await _spool(ctx.storage, blocks, limit=expected, too_large=wrong_size)
+    spooled = await _spool(ctx.storage, blocks, limit=expected, too_large=wrong_size, hashed=False)
     if spooled.size != expected:
         spooled.path.unlink(missing_ok=True)
         raise wrong_size
