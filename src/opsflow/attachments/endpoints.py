@@ -15,7 +15,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, SessionDep
-from opsflow.errors import PayloadTooLarge, declares
+from opsflow.errors import NotFound, PayloadTooLarge, declares
 from opsflow.idempotency.deps import Idempotent
 
 router = APIRouter(tags=["attachments"])
@@ -111,7 +111,17 @@ async def delete_attachment(
 # --- resumable uploads ------------------------------------------------------------------------
 
 
-@router.post("/uploads", status_code=status.HTTP_201_CREATED, response_model=UploadRead)
+@declares(NotFound)
+async def _task_may_be_missing() -> None:
+    """The task named in the body may not exist (404)."""
+
+
+@router.post(
+    "/uploads",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadRead,
+    dependencies=[Depends(_task_may_be_missing)],
+)
 async def begin_upload(
     body: UploadCreate, session: SessionDep, context: ContextDep, actor: Writer, _key: Idempotent
 ) -> UploadRead:
