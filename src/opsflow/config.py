@@ -304,8 +304,14 @@ def environment_warnings(environ: Mapping[str, str]) -> list[str]:
         if upper in NOT_YET_USED:
             warnings.append(f"{name} is set but ignored: {NOT_YET_USED[upper]}")
         elif upper.startswith("OPSFLOW_") and upper not in known | TOOLING_VARIABLES:
-            close = difflib.get_close_matches(upper, prefixed, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            # Compared without the shared prefix, which would make every name look close.
+            close = difflib.get_close_matches(
+                upper.removeprefix("OPSFLOW_"),
+                [known_name.removeprefix("OPSFLOW_") for known_name in prefixed],
+                n=1,
+                cutoff=0.6,
+            )
+            hint = f"; did you mean OPSFLOW_{close[0]}?" if close else ""
             warnings.append(f"{name} is not an OpsFlow setting and is ignored{hint}")
     return warnings
 
