@@ -154,7 +154,7 @@ async def test_fifty_mib_in_five_mib_chunks(
     last = await put(client, admin_headers, upload_id, 7, data[7 * chunk :][:chunk])
     assert last.json()["percentage"] == 100.0
     done = await client.post(f"/uploads/{upload_id}/complete", headers=admin_headers)
-    assert done.status_code == 201, done.text
+    assert done.status_code == 200, done.text
     attachment = done.json()
     assert attachment["sha256"] == sha(data)
     assert attachment["size"] == len(data)
@@ -512,3 +512,59 @@ async def test_an_upload_is_declared_once_per_idempotency_key(
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["upload_id"] == first.json()["upload_id"]
     assert await count(app_context, Upload) == 1
+
+
+async def read_timeline(
+    client: httpx.AsyncClient, task_id: str, headers: Headers, **params: Any
+) -> list[dict[str, Any]]:
+    """Every entry, page by page."""
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        response = await client.get(f"/tasks/{task_id}/timeline", params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        entries += response.json()["items"]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return entries
+
+
+async def test_attachments_on_the_timeline(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    task = await make_task(client, admin_headers)
+    support = await make_user(client, admin_headers, "support")
+    viewer = await make_user(client, admin_headers, "viewer")
+    start = clock.now()
+    clock.set(start + timedelta(minutes=1))
+    comment = await client.post(
+        f"/tasks/{task['id']}/comments", json={"body": "Logs attached"}, headers=support.headers
+    )
+    assert comment.status_code == 201, comment.text
+    logs = await attach(client, support.headers, task["id"], "app.log", b"x" * 3000)
+    assert logs.status_code == 201, logs.text
+    clock.set(start + timedelta(minutes=2))
+    shot = await attach(client, admin_headers, task["id"], "screen.png", PNG)
+    assert shot.status_code == 201, shot.text
+    clock.set(start + timedelta(minutes=3))
+    gone = await client.delete(f"/attachments/{shot.json()['id']}", headers=admin_headers)
+    assert gone.status_code == 204
+
+    entries = await read_timeline(client, task["id"], viewer.headers)
+    assert [e["kind"] for e in entries] == ["created", "comment", "attachment", "attachment"]
+    times = [e["occurred_at"] for e in entries]
+    assert times == sorted(times)
+    # At one instant the comment announcing a file comes before the file.
+    assert times[1] == times[2]
+    first, second = entries[2], entries[3]
+    assert first["summary"] == f"{support.username} attached app.log (2.9 KiB)"
+    assert first["actor"] == {"type": "user", "id": support.id, "name": support.username}
+    assert first["data"]["attachment_id"] == logs.json()["id"]
+    assert first["data"]["sha256"] == sha(b"x" * 3000)
+    assert second["summary"] == "admin attached screen.png (2.0 KiB) — since deleted"
+    assert second["data"]["deleted_at"] is not None
+
+    assert await read_timeline(client, task["id"], viewer.headers, limit=1) == entries
+    only = await read_timeline(client, task["id"], viewer.headers, kind="attachment")
+    assert only == entries[2:]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Header, Path, Request, Response, U
 from fastapi.responses import StreamingResponse
 
 from opsflow.attachments import service
+from opsflow.attachments import timeline as _timeline  # noqa: F401  (registers its source)
 from opsflow.attachments.content import content_disposition, served_type
 from opsflow.attachments.schemas import AttachmentList, AttachmentRead, UploadCreate, UploadRead
 from opsflow.auth.deps import require
@@ -38,12 +39,14 @@ async def _multipart_limit() -> None:
 async def add_attachment(
     task_id: uuid.UUID,
     file: Annotated[UploadFile, File(description="the file (multipart/form-data)")],
+    session: SessionDep,
     context: ContextDep,
     actor: Writer,
+    _key: Idempotent,
 ) -> AttachmentRead:
     """Attach a file sent in one request (at most `OPSFLOW_ATTACHMENT_MAX_BYTES`, 10 MiB
-    by default; bigger files go through `/uploads`)."""
-    attachment = await service.attach(context, actor, task_id, file.filename, file)
+    by default; bigger files go through `/uploads`). Honours `Idempotency-Key`."""
+    attachment = await service.attach(session, context, actor, task_id, file.filename, file)
     return service.view(attachment)
 
 
@@ -172,15 +175,13 @@ async def _checksum_errors() -> None:
 @router.post(
     "/uploads/{upload_id}/complete",
     response_model=AttachmentRead,
-    status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(_checksum_errors)],
 )
 async def complete_upload(
-    upload_id: uuid.UUID, context: ContextDep, actor: Writer, response: Response
+    upload_id: uuid.UUID, context: ContextDep, actor: Writer
 ) -> AttachmentRead:
-    """Assemble the chunks (all must be there) and verify size and sha256: 201 with the
-    attachment, 422 `CHECKSUM_MISMATCH` when they differ (nothing is attached). Completing
-    a completed upload answers its attachment again (200)."""
-    attachment, created = await service.complete(context, actor, upload_id)
-    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    """Assemble the chunks (all must be there) and verify size and sha256: 200 with the
+    attachment, 422 `CHECKSUM_MISMATCH` when they differ (nothing is attached). Idempotent
+    by itself: completing a completed upload answers the same attachment."""
+    attachment, _created = await service.complete(context, actor, upload_id)
     return service.view(attachment)

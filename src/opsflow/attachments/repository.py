@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow.collaboration.repository import After, after_clause
 from opsflow.models.attachment import Attachment, Upload, UploadChunk
 
 
@@ -95,3 +96,20 @@ async def next_expiry(session: AsyncSession) -> datetime | None:
 async def remove_upload(session: AsyncSession, upload: Upload) -> None:
     await drop_chunks(session, upload.id)
     await session.delete(upload)
+
+
+async def timeline_rows(
+    session: AsyncSession, task_id: uuid.UUID, after: After | None, rank: int, limit: int
+) -> list[Attachment]:
+    """A task's attachments (deleted ones too) after a timeline position, oldest first."""
+    key = uuid.UUID(int=0) if after is None or after.rank != rank else uuid.UUID(after.key)
+    query = (
+        select(Attachment)
+        .where(
+            Attachment.task_id == task_id,
+            after_clause(rank, Attachment.created_at, Attachment.id, after, key),
+        )
+        .order_by(Attachment.created_at, Attachment.id)
+        .limit(limit)
+    )
+    return list(await session.scalars(query))

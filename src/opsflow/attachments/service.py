@@ -31,7 +31,7 @@ from opsflow.attachments.storage import HEAD, Part, Storage
 from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
-from opsflow.db import unit_of_work
+from opsflow.db import on_rollback, unit_of_work
 from opsflow.errors import (
     AppError,
     Conflict,
@@ -212,9 +212,16 @@ async def _store_row(
 
 
 async def attach(
-    ctx: AppContext, actor: Principal, task_id: uuid.UUID, filename: str | None, source: Readable
+    session: AsyncSession,
+    ctx: AppContext,
+    actor: Principal,
+    task_id: uuid.UUID,
+    filename: str | None,
+    source: Readable,
 ) -> Attachment:
-    """A file sent in one request (multipart), at most `attachment_max_bytes`."""
+    """A file sent in one request (multipart), at most `attachment_max_bytes`. The row is
+    written in the request's unit of work (with its `Idempotency-Key`); if that rolls back,
+    the stored bytes are removed again."""
     name = _name(filename, "file")
     task = await _live_task(ctx, task_id)
     limit = ctx.settings.attachment_max_bytes
@@ -230,6 +237,13 @@ async def attach(
         await ctx.storage.put_file(key, spooled.path)
     finally:
         spooled.path.unlink(missing_ok=True)
+
+    async def remove_bytes() -> None:
+        with anyio.CancelScope(shield=True):
+            await ctx.storage.delete(key)
+
+    on_rollback(session, remove_bytes)
+    now = ctx.clock.now()
     attachment = Attachment(
         id=attachment_id,
         task_id=task.id,
@@ -241,8 +255,12 @@ async def attach(
         uploaded_by_type=actor.actor_type.value,
         uploaded_by=actor.id,
         uploaded_by_name=actor.name[:255],
+        created_at=now,
     )
-    return await _store_row(ctx, actor, attachment)
+    session.add(attachment)
+    await session.flush()
+    _record(session, actor, attachment, "created", now)
+    return attachment
 
 
 async def listing(ctx: AppContext, task_id: uuid.UUID) -> list[Attachment]:
@@ -395,6 +413,24 @@ async def begin(
     )
     session.add(upload)
     await session.flush()
+    record_change(
+        session,
+        actor,
+        entity_type="upload",
+        entity_id=upload.id,
+        action="UPLOAD_STARTED",
+        event_type="upload.started",
+        payload={"task_id": task.id, "filename": name, "size": body.size},
+        now=now,
+        new_state={
+            "task_id": task.id,
+            "filename": name,
+            "size": body.size,
+            "sha256": upload.sha256,
+            "chunk_size": body.chunk_size,
+        },
+        metadata={"task_id": str(task.id)},
+    )
     return upload_view(upload, [])
 
 

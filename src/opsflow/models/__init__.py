@@ -3,6 +3,7 @@
 from opsflow.models.attachment import Attachment, Upload, UploadChunk
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.collaboration import Comment, TaskReadMarker, TaskWatcher
 from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
@@ -33,6 +34,7 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
+    "Comment",
     "EngineHeartbeat",
     "EscalationEvent",
     "EscalationPolicy",
@@ -54,6 +56,8 @@ __all__ = [
     "SlaSettingsRow",
     "Task",
     "TaskAssignee",
+    "TaskReadMarker",
+    "TaskWatcher",
     "Team",
     "Upload",
     "UploadChunk",
