@@ -131,8 +131,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    # Files (attachments, the mail outbox) go to the test's own folder.
+    return make_settings(database_url, data_dir=tmp_path / "data")
 
 
 @pytest.fixture

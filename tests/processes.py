@@ -187,3 +187,44 @@ def opsflow_serve(
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def s3_server(workdir: Path) -> Iterator[str]:
+    """A real S3 API server (moto's standalone server) on a free loopback port; yields its
+    endpoint URL and ends it afterwards. Its output goes to `workdir/s3.log`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    binary = Path(sys.executable).parent / "moto_server"
+    log = (workdir / "s3.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"moto_server exited early:\n{(workdir / 's3.log').read_text()}"
+                )
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "moto_server did not come up in 60 s"
+            time.sleep(0.1)  # polling for the server to come up, not waiting on a deadline
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

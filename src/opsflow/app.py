@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opsflow import __version__, schema
+from opsflow.attachments.endpoints import router as attachments_router
 from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
@@ -55,6 +57,7 @@ from opsflow.webhooks.endpoints import router as webhooks_router
 from opsflow.workers.embedded import EmbeddedEngines
 
 API_PREFIX = "/api/v1"
+MULTIPART_SLACK_BYTES = 64 * 1024  # boundaries and part headers around an attached file
 log = get_logger("opsflow.app")
 
 
@@ -299,6 +302,7 @@ def create_app(
         users_router,
         teams_router,
         tasks_router,
+        attachments_router,
         collaboration_router,
         tickets_router,
         integrations_router,
@@ -346,5 +350,16 @@ def create_app(
         larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
         # Monitoring systems drop a notification answered 413: take big ones.
         larger_body_prefixes={f"{API_PREFIX}/integrations/": settings.max_batch_request_bytes},
+        # Files: an attachment (plus the multipart framing), an upload chunk.
+        larger_body_patterns=[
+            (
+                re.compile(rf"^{API_PREFIX}/tasks/[^/]+/attachments$"),
+                settings.attachment_max_bytes + MULTIPART_SLACK_BYTES,
+            ),
+            (
+                re.compile(rf"^{API_PREFIX}/uploads/[^/]+/chunks/[^/]+$"),
+                settings.upload_max_chunk_bytes,
+            ),
+        ],
     )
     return app

@@ -335,7 +335,8 @@ def engine(
         typer.Option(
             help="Comma list of the passes each round runs, in this order: sla (fires SLA "
             "thresholds), relay (outbox events to escalations, notifications, webhooks), "
-            "escalation (fires due steps), delivery (sends notifications); or all (the "
+            "escalation (fires due steps), delivery (sends notifications), uploads (removes "
+            "abandoned uploads and deleted attachments' bytes); or all (the "
             "rounds `opsflow serve` runs)."
         ),
     ] = "sla",
@@ -344,7 +345,8 @@ def engine(
         typer.Option(
             min=1,
             help="Rows claimed per pass, for every selected pass (default: "
-            "OPSFLOW_ENGINE_BATCH_SIZE for sla; relay 500, escalation 200, delivery 50).",
+            "OPSFLOW_ENGINE_BATCH_SIZE for sla; relay 500, escalation 200, delivery 50, "
+            "uploads 100).",
         ),
     ] = None,
     interval: Annotated[

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+from opsflow.attachments.engine import UploadCollector
+from opsflow.attachments.storage import build_storage
 from opsflow.auth.cache import PrincipalCache
 from opsflow.auth.passwords import Passwords
 from opsflow.auth.throttle import LoginThrottle
@@ -58,7 +60,8 @@ def engine_registry(settings: Settings) -> EngineRegistry:
     """Every engine, in the order a round runs them: the SLA engine fires thresholds, the
     heartbeat engine opens the incidents of monitors that missed a signal, the relay hands
     the events to their consumers (planning escalation runs, queueing notifications), the
-    escalation engine fires due steps, the delivery engine sends."""
+    escalation engine fires due steps, the delivery engine sends, the upload collector
+    removes abandoned uploads and the bytes of deleted attachments."""
     return EngineRegistry(
         [
             SlaEngine(batch=settings.engine_batch_size),
@@ -66,6 +69,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
             RelayEngine(relay_consumers()),
             EscalationEngine(),
             DeliveryEngine(),
+            UploadCollector(),
         ]
     )
 
@@ -107,4 +111,5 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         principals=PrincipalCache(clock, timedelta(seconds=settings.auth_cache_seconds)),
         metrics=metrics,
         notifier_factory=notifier,
+        storage_factory=lambda: build_storage(settings),
     )

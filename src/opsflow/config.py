@@ -173,6 +173,36 @@ class Settings(BaseSettings):
         "redis://127.0.0.1:6379/0",
         validation_alias=_env("OPSFLOW_CELERY_BROKER_URL", "CELERY_BROKER_URL", "REDIS_URL"),
     )
+    # Attachments and resumable uploads. Files live in `storage_dir` (default
+    # `<data_dir>/files`), or in an S3-compatible bucket with `storage=s3`.
+    storage: Literal["local", "s3"] = Field("local", validation_alias=_env("OPSFLOW_STORAGE"))
+    storage_dir: Path | None = Field(None, validation_alias=_env("OPSFLOW_STORAGE_DIR"))
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("OPSFLOW_S3_ENDPOINT_URL"))
+    s3_bucket: str | None = Field(None, validation_alias=_env("OPSFLOW_S3_BUCKET"))
+    s3_region: str = Field("us-east-1", validation_alias=_env("OPSFLOW_S3_REGION"))
+    s3_access_key_id: str | None = Field(None, validation_alias=_env("OPSFLOW_S3_ACCESS_KEY_ID"))
+    s3_secret_access_key: str | None = Field(
+        None, validation_alias=_env("OPSFLOW_S3_SECRET_ACCESS_KEY")
+    )
+    s3_prefix: str = Field("", max_length=200, validation_alias=_env("OPSFLOW_S3_PREFIX"))
+    # The largest file `POST /tasks/{id}/attachments` takes in one request.
+    attachment_max_bytes: int = Field(
+        10 * 1_048_576,
+        ge=1,
+        le=1024 * 1_048_576,
+        validation_alias=_env("OPSFLOW_ATTACHMENT_MAX_BYTES"),
+    )
+    # The largest chunk a resumable upload may declare (S3 takes parts of at most 5 GiB).
+    upload_max_chunk_bytes: int = Field(
+        64 * 1_048_576,
+        ge=5 * 1_048_576,
+        le=1024 * 1_048_576,
+        validation_alias=_env("OPSFLOW_UPLOAD_MAX_CHUNK_BYTES"),
+    )
+    # An upload that receives nothing for this long is abandoned and collected.
+    upload_expiry_hours: float = Field(
+        24.0, gt=0, le=24 * 30, validation_alias=_env("OPSFLOW_UPLOAD_EXPIRY_HOURS")
+    )
     # `opsflow beat`'s state file; None: `<data_dir>/celerybeat-schedule`.
     beat_schedule_file: Path | None = Field(
         None, validation_alias=_env("OPSFLOW_BEAT_SCHEDULE_FILE")
@@ -201,6 +231,11 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def files_dir(self) -> Path:
+        """Where the local storage keeps attachments and upload chunks."""
+        return self.storage_dir or self.data_dir / "files"
+
     def jwt_signing_key(self) -> str:
         if self.jwt_algorithm == "RS256":
             if self.jwt_private_key_file is None:
@@ -217,6 +252,8 @@ class Settings(BaseSettings):
 
     def check_safe(self) -> None:
         """Refuse configurations that must never reach production."""
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ConfigError("OPSFLOW_STORAGE=s3 needs OPSFLOW_S3_BUCKET")
         if self.app_env != "production":
             return
         if not 15 <= self.access_token_expire_minutes <= 60:
@@ -272,8 +309,14 @@ def environment_warnings(environ: Mapping[str, str]) -> list[str]:
         if upper in NOT_YET_USED:
             warnings.append(f"{name} is set but ignored: {NOT_YET_USED[upper]}")
         elif upper.startswith("OPSFLOW_") and upper not in known | TOOLING_VARIABLES:
-            close = difflib.get_close_matches(upper, prefixed, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
+            # Compared without the shared prefix, which would make every name look close.
+            close = difflib.get_close_matches(
+                upper.removeprefix("OPSFLOW_"),
+                [known_name.removeprefix("OPSFLOW_") for known_name in prefixed],
+                n=1,
+                cutoff=0.6,
+            )
+            hint = f"; did you mean OPSFLOW_{close[0]}?" if close else ""
             warnings.append(f"{name} is not an OpsFlow setting and is ignored{hint}")
     return warnings
 

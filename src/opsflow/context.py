@@ -17,6 +17,7 @@ from opsflow.config import Settings
 from opsflow.observability.metrics import Metrics
 
 if TYPE_CHECKING:
+    from opsflow.attachments.storage import Storage
     from opsflow.auth.cache import PrincipalCache
     from opsflow.auth.passwords import Passwords
     from opsflow.auth.throttle import LoginThrottle
@@ -41,6 +42,17 @@ class AppContext:
     # never need them).
     notifier_factory: Callable[[], Notifier] | None = field(default=None, repr=False)
     _notifier: Notifier | None = field(default=None, repr=False)
+    # Where attachment bytes live (a local folder or an S3 bucket), built on first use.
+    storage_factory: Callable[[], Storage] | None = field(default=None, repr=False)
+    _storage: Storage | None = field(default=None, repr=False)
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            if self.storage_factory is None:
+                raise RuntimeError("this context was built without file storage")
+            self._storage = self.storage_factory()
+        return self._storage
 
     @property
     def notifier(self) -> Notifier:

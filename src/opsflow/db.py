@@ -140,6 +140,20 @@ async def commit(session: AsyncSession) -> None:
         callback()
 
 
+RollbackHook = Callable[[], Awaitable[None]]
+
+
+def on_rollback(session: AsyncSession, hook: RollbackHook) -> None:
+    """Run `hook` if this unit of work rolls back instead of committing (never after a
+    commit). For undoing what the transaction cannot: a file stored before its row."""
+    session.info.setdefault("on_rollback", []).append(hook)
+
+
+async def _rolled_back(session: AsyncSession) -> None:
+    for hook in session.info.pop("on_rollback", []):
+        await hook()
+
+
 def _keeps_changes(exc: BaseException) -> bool:
     return bool(getattr(exc, "keep_changes", False))
 
@@ -160,5 +174,11 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
             else:
                 session.info.pop("after_commit", None)
                 await session.rollback()
+                await _rolled_back(session)
             raise
-        await commit(session)
+        try:
+            await commit(session)
+        except BaseException:
+            await _rolled_back(session)
+            raise
+        session.info.pop("on_rollback", None)

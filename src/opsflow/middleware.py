@@ -10,7 +10,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         larger_bodies: Mapping[str, int] | None = None,
         larger_body_prefixes: Mapping[str, int] | None = None,
+        larger_body_patterns: Sequence[tuple[re.Pattern[str], int]] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -60,6 +61,8 @@ class RequestContextMiddleware:
         self.larger_bodies = dict(larger_bodies or {})
         # Path prefixes that do (alert notifications carrying many alerts).
         self.larger_body_prefixes = dict(larger_body_prefixes or {})
+        # Path patterns that do (file uploads).
+        self.larger_body_patterns = list(larger_body_patterns)
         self.log = structlog.get_logger("opsflow.access")
 
     def _limit(self, path: str) -> int:
@@ -67,6 +70,9 @@ class RequestContextMiddleware:
             return self.larger_bodies[path]
         for prefix, limit in self.larger_body_prefixes.items():
             if path.startswith(prefix):
+                return limit
+        for pattern, limit in self.larger_body_patterns:
+            if pattern.match(path):
                 return limit
         return self.max_body_bytes
 

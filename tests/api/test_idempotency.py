@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -187,6 +188,17 @@ def _on_task(suffix: str, **request: Any) -> Setup:
     return setup
 
 
+async def _new_upload(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:
+    body = {
+        "task_id": await _task_id(client, admin),
+        "filename": "dump.bin",
+        "size": 5,
+        "sha256": hashlib.sha256(b"hello").hexdigest(),
+        "chunk_size": 5 * 1024 * 1024,
+    }
+    return {"path": "/uploads", "json": body}
+
+
 POLICY_FILE = (
     "opsflow:\n  policies:\n    imported:\n      is_active: false\n"
     "      response_minutes: 5\n      resolution_minutes: 10\n"
@@ -205,6 +217,12 @@ CREATING_POSTS: list[tuple[str, Setup, bool]] = [
     ),
     ("POST /tasks/{id}/comments", _on_task("comments", json={"body": "on it"}), False),
     ("POST /tasks/{id}/escalate", _on_task("escalate", json={}), False),
+    (
+        "POST /tasks/{id}/attachments",
+        _on_task("attachments", files={"file": ("notes.txt", b"hello", "text/plain")}),
+        False,
+    ),
+    ("POST /uploads", _new_upload, False),
     (
         "POST /escalation-policies",
         _fixed(

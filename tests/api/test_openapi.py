@@ -69,11 +69,12 @@ def test_every_error_answer_is_declared_with_the_envelope(document: dict[str, An
 def test_validation_errors_are_400_not_fastapis_422(document: dict[str, Any]) -> None:
     for method, path, operation in operations(document):
         if "422" in operation["responses"]:
-            # The one 422 of the API: an Idempotency-Key reused with another request.
-            assert "IDEMPOTENCY_KEY_REUSED" in operation["responses"]["422"]["description"], (
-                method,
-                path,
-            )
+            # The 422s of the API: an Idempotency-Key reused with another request, and an
+            # assembled upload that does not match its declared size and sha256.
+            description = operation["responses"]["422"]["description"]
+            assert "IDEMPOTENCY_KEY_REUSED" in description or (
+                "CHECKSUM_MISMATCH" in description and path.endswith("/complete")
+            ), (method, path)
     assert "HTTPValidationError" not in document["components"]["schemas"]
 
 

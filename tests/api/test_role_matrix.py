@@ -49,7 +49,8 @@ HOLDERS: dict[str, frozenset[str]] = {
     # "pause/resume SLA, snooze": team_lead for their own team
     "snooze": frozenset({"admin", "manager", "team_lead"}),
     "cancel": frozenset({"admin"}),
-    # "comment, attach" (changing or deleting a comment: its author, or an admin)
+    # "comment, attach" (changing or deleting a comment or an attachment: its author, or an
+    # admin)
     "comment": frozenset({"admin", "manager", "team_lead", "developer", "support"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
@@ -212,6 +213,63 @@ def task_in(status: str, json: Any = None) -> Setup:
 
 async def existing_task(w: World, who: Caller) -> Request:
     return await task_in("ASSIGNED")(w, who)
+
+
+def _writer(w: World, who: Caller) -> Headers:
+    """The caller when it may add files (so it owns what the setup makes), else the admin."""
+    return who.headers if who.role in HOLDERS["comment"] else w.admin
+
+
+async def new_attachment(w: World, who: Caller) -> Request:
+    request = await existing_task(w, who)
+    return {**request, "files": {"file": ("matrix.txt", b"hello", "text/plain")}}
+
+
+async def some_attachment(w: World, who: Caller) -> Request:
+    task_id = await fresh_task(w, "ASSIGNED")
+    response = await w.client.post(
+        f"/tasks/{task_id}/attachments",
+        files={"file": ("matrix.txt", b"hello", "text/plain")},
+        headers=_writer(w, who),
+    )
+    assert response.status_code == 201, response.text
+    return {"path": {"attachment_id": response.json()["id"]}}
+
+
+HELLO_SHA256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+
+
+async def new_upload(w: World, who: Caller) -> Request:
+    task_id = await fresh_task(w, "ASSIGNED")
+    body = {
+        "task_id": task_id,
+        "filename": "matrix.log",
+        "size": 5,
+        "sha256": HELLO_SHA256,
+        "chunk_size": 5 * 1024 * 1024,
+    }
+    return {"json": body}
+
+
+async def some_upload(w: World, who: Caller, *, with_chunk: bool = False) -> Request:
+    response = await w.client.post("/uploads", headers=_writer(w, who), **await new_upload(w, who))
+    assert response.status_code == 201, response.text
+    upload_id = response.json()["upload_id"]
+    if with_chunk:
+        sent = await w.client.put(
+            f"/uploads/{upload_id}/chunks/0", content=b"hello", headers=_writer(w, who)
+        )
+        assert sent.status_code == 200, sent.text
+    return {"path": {"upload_id": upload_id}}
+
+
+async def upload_chunk(w: World, who: Caller) -> Request:
+    request = await some_upload(w, who)
+    return {"path": {**request["path"], "number": 0}, "content": b"hello"}
+
+
+async def full_upload(w: World, who: Caller) -> Request:
+    return await some_upload(w, who, with_chunk=True)
 
 
 def _calendar_body(name: str) -> dict[str, Any]:
@@ -783,6 +841,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint("GET", f"{V1}/escalation-events", "read_tasks", 200),
     Endpoint("GET", f"{V1}/tasks/{{task_id}}/escalations", "read_tasks", 200, existing_task),
+    # attachments and resumable uploads
+    Endpoint("POST", f"{V1}/tasks/{{task_id}}/attachments", "comment", 201, new_attachment),
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/attachments", "read_tasks", 200, existing_task),
+    Endpoint("GET", f"{V1}/attachments/{{attachment_id}}", "read_tasks", 200, some_attachment),
+    Endpoint("DELETE", f"{V1}/attachments/{{attachment_id}}", "comment", 204, some_attachment),
+    Endpoint("POST", f"{V1}/uploads", "comment", 201, new_upload),
+    Endpoint("GET", f"{V1}/uploads/{{upload_id}}", "comment", 200, some_upload),
+    Endpoint("PUT", f"{V1}/uploads/{{upload_id}}/chunks/{{number}}", "comment", 200, upload_chunk),
+    Endpoint("POST", f"{V1}/uploads/{{upload_id}}/complete", "comment", 200, full_upload),
     Endpoint("POST", f"{V1}/tasks/{{task_id}}/escalate", "update_assign", 200, task_in("ASSIGNED")),
     Endpoint("GET", f"{V1}/notifications", "notifications_read", 200),
     Endpoint("GET", f"{V1}/maintenance-windows", "sla_read", 200),

@@ -150,9 +150,9 @@ async def get_timeline(
 ) -> TimelinePage:
     """Everything that happened to the task, oldest first: creation, status changes,
     assignments, SLA events, escalations fired, notifications sent or given up, comments,
-    alert updates. `kind` (repeatable or comma-separated) keeps only those kinds. What the
-    reader may not see is left out (internal comments for viewers; notifications beyond the
-    reader's own unless they read all)."""
+    alert updates, attachments. `kind` (repeatable or comma-separated) keeps only those
+    kinds. What the reader may not see is left out (internal comments for viewers;
+    notifications beyond the reader's own unless they read all)."""
     requested = [k.strip() for item in kind or [] for k in item.split(",") if k.strip()]
     wanted = timeline.check_kinds(requested)
     entries, next_cursor = await timeline.page(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Annotated
 
@@ -34,10 +35,34 @@ async def idempotency_guard(
         idempotency_key,
         method=request.method,
         path=request.url.path,
-        body=await request.body(),
+        body=await _content(request),
     )
     request.state.idempotency_record_id = record_id
     return record_id
+
+
+async def _content(request: Request) -> bytes:
+    """What the fingerprint covers: the raw body; for a body already parsed as a form
+    (multipart), its fields and each file's name and bytes (the multipart boundary differs
+    from one retry to the next)."""
+    try:
+        return await request.body()
+    except RuntimeError:  # the stream was consumed by the form parser
+        pass
+    form = await request.form()
+    digest = hashlib.sha256()
+    for name, value in form.multi_items():
+        digest.update(name.encode() + b"\x00")
+        if isinstance(value, str):
+            digest.update(value.encode())
+        else:
+            digest.update((value.filename or "").encode() + b"\x00")
+            await value.seek(0)
+            while block := await value.read(1024 * 1024):
+                digest.update(block)
+            await value.seek(0)
+        digest.update(b"\x00")
+    return b"form:" + digest.hexdigest().encode()
 
 
 Idempotent = Annotated[uuid.UUID | None, Depends(idempotency_guard)]

@@ -1,5 +1,6 @@
 """ORM classes, one module per aggregate. Importing this package registers them all."""
 
+from opsflow.models.attachment import Attachment, Upload, UploadChunk
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
 from opsflow.models.collaboration import Comment, TaskReadMarker, TaskWatcher
@@ -29,6 +30,7 @@ from opsflow.models.user import User
 
 __all__ = [
     "ApiClient",
+    "Attachment",
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
@@ -57,6 +59,8 @@ __all__ = [
     "TaskReadMarker",
     "TaskWatcher",
     "Team",
+    "Upload",
+    "UploadChunk",
     "User",
     "WebhookSubscription",
 ]
