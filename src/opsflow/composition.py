@@ -26,6 +26,7 @@ from opsflow.escalation.engine import EscalationEngine
 from opsflow.events.relay import Consumer, RelayEngine
 from opsflow.heartbeats import incidents as heartbeat_incidents
 from opsflow.heartbeats.engine import HeartbeatEngine
+from opsflow.integrations.intake import AlertIntake
 from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
@@ -85,7 +86,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         metrics.attach_circuits(lambda: built.breaker.snapshot(clock.now()))
         return built
 
-    return AppContext(
+    context = AppContext(
         settings=settings,
         clock=clock,
         engine=engine,
@@ -105,3 +106,5 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         metrics=metrics,
         notifier_factory=notifier,
     )
+    context.alert_intake = AlertIntake(context)
+    return context

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from opsflow.auth.passwords import Passwords
     from opsflow.auth.throttle import LoginThrottle
     from opsflow.auth.tokens import TokenCodec
+    from opsflow.integrations.intake import AlertIntake
     from opsflow.notifications.dispatch import Notifier
 
 
@@ -39,6 +40,8 @@ class AppContext:
     # never need them).
     notifier_factory: Callable[[], Notifier] | None = field(default=None, repr=False)
     _notifier: Notifier | None = field(default=None, repr=False)
+    # The inbound alert endpoints' group-commit queue (set by the composition).
+    alert_intake: AlertIntake | None = field(default=None, repr=False)
 
     @property
     def notifier(self) -> Notifier:
@@ -49,6 +52,8 @@ class AppContext:
         return self._notifier
 
     async def close(self) -> None:
+        if self.alert_intake is not None:
+            await self.alert_intake.aclose()
         if self._notifier is not None:
             await self._notifier.aclose()
         await self.engine.dispose()

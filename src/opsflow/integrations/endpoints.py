@@ -16,10 +16,12 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
-from opsflow.auth.principal import Principal
+from opsflow.auth.principal import Principal, RequestMeta
+from opsflow.context import AppContext
 from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import InvalidSignature, MethodNotAllowed, ServiceUnavailable, declares
-from opsflow.integrations import ingest, parsers, service
+from opsflow.integrations import parsers, service
+from opsflow.integrations.intake import AlertIntake
 from opsflow.integrations.schemas import (
     AlertsAccepted,
     EventAccepted,
@@ -145,14 +147,22 @@ async def list_events(
 # --- inbound ------------------------------------------------------------------------------
 
 
-def _verify_signature(integration: Integration, request: Request, raw: bytes) -> None:
+def _signature_headers(request: Request) -> tuple[str, str | None]:
+    return request.headers.get(SIGNATURE_HEADER, ""), request.headers.get(
+        SIGNATURE_TIMESTAMP_HEADER
+    )
+
+
+def _verify_signature(
+    integration: Integration, headers: tuple[str, str | None], raw: bytes
+) -> None:
     """Grafana's HMAC-SHA256 of the body (hex), keyed by the contact point's secret; with a
     timestamp header, of ``timestamp:body``."""
     secret = integration.signature_secret
     if secret is None:
         return
-    given = request.headers.get(SIGNATURE_HEADER, "").strip().lower().removeprefix("sha256=")
-    timestamp = request.headers.get(SIGNATURE_TIMESTAMP_HEADER)
+    signature, timestamp = headers
+    given = signature.strip().lower().removeprefix("sha256=")
     message = f"{timestamp}:".encode() + raw if timestamp else raw
     expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     if not given or not hmac.compare_digest(given, expected):
@@ -161,8 +171,10 @@ def _verify_signature(integration: Integration, request: Request, raw: bytes) ->
         )
 
 
-async def _integration(session: SessionDep, key: str) -> Integration:
-    return await service.by_key(session, key)
+def _intake(context: AppContext) -> AlertIntake:
+    if context.alert_intake is None:
+        context.alert_intake = AlertIntake(context)
+    return context.alert_intake
 
 
 @router.post(
@@ -173,39 +185,34 @@ async def _integration(session: SessionDep, key: str) -> Integration:
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def generic_event(
-    key: Key,
-    request: Request,
-    session: SessionDep,
-    context: ContextDep,
-    meta: RequestMetaDep,
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> EventAccepted:
     """An event with PagerDuty Events API v2 semantics (trigger, acknowledge, resolve)."""
-    integration = await _integration(session, key)
     raw = await request.body()
-    _verify_signature(integration, request, raw)
-    event = parsers.parse_generic(parsers.load_body(raw))
-    await ingest.apply(session, context, integration, [event], meta)
-    return EventAccepted(dedup_key=event.dedup_key)
+    headers = _signature_headers(request)
+
+    def parse(integration: Integration) -> list[parsers.AlertEvent]:
+        _verify_signature(integration, headers, raw)
+        return [parsers.parse_generic(parsers.load_body(raw))]
+
+    outcomes = await _intake(context).submit(key, parse, meta)
+    return EventAccepted(dedup_key=outcomes[0].dedup_key)
 
 
 async def _alerts(
-    key: str,
-    request: Request,
-    session: SessionDep,
-    context: ContextDep,
-    meta: RequestMetaDep,
-    *,
-    elastic: bool = False,
+    key: str, request: Request, context: AppContext, meta: RequestMeta, *, elastic: bool = False
 ) -> AlertsAccepted:
-    integration = await _integration(session, key)
     raw = await request.body()
-    _verify_signature(integration, request, raw)
-    body = parsers.load_body(raw)
-    if elastic:
-        events = [parsers.parse_elastic(body, dict(integration.mapping or {}))]
-    else:
-        events = parsers.parse_alertmanager(body, per_group=integration.group_incidents)
-    outcomes = await ingest.apply(session, context, integration, events, meta)
+    headers = _signature_headers(request)
+
+    def parse(integration: Integration) -> list[parsers.AlertEvent]:
+        _verify_signature(integration, headers, raw)
+        body = parsers.load_body(raw)
+        if elastic:
+            return [parsers.parse_elastic(body, dict(integration.mapping or {}))]
+        return parsers.parse_alertmanager(body, per_group=integration.group_incidents)
+
+    outcomes = await _intake(context).submit(key, parse, meta)
     return AlertsAccepted(
         results=[
             {
@@ -227,10 +234,10 @@ async def _alerts(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def alertmanager_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Prometheus Alertmanager's webhook (version 4): one incident per alert fingerprint."""
-    return await _alerts(key, request, session, context, meta)
+    return await _alerts(key, request, context, meta)
 
 
 @router.post(
@@ -241,10 +248,10 @@ async def alertmanager_webhook(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def grafana_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Grafana's webhook contact point; its HMAC signature is verified when a secret is set."""
-    return await _alerts(key, request, session, context, meta)
+    return await _alerts(key, request, context, meta)
 
 
 @router.post(
@@ -255,8 +262,8 @@ async def grafana_webhook(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def elastic_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Kibana rule actions and Watcher webhook actions, read through the integration's
     JSON-pointer mapping (defaults: Kibana's rule variables, Watcher's ctx)."""
-    return await _alerts(key, request, session, context, meta, elastic=True)
+    return await _alerts(key, request, context, meta, elastic=True)
