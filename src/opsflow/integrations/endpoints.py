@@ -78,8 +78,16 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
-SIGNATURE_TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
+# Grafana's webhook contact point signs with HMAC-SHA256, hex, keyed by the secret of its
+# HMAC settings. The header is the one named there, which the UI suggests as
+# X-Grafana-Alerting-Signature; left empty, Grafana sends X-Grafana-Alert-Signature. A
+# timestamp header has no default name: when one is named, Grafana puts the Unix time (in
+# seconds) there and signs ``timestamp:body``; the two names its documentation uses are read.
+SIGNATURE_HEADERS = ("X-Grafana-Alerting-Signature", "X-Grafana-Alert-Signature")
+SIGNATURE_TIMESTAMP_HEADERS = (
+    "X-Grafana-Alerting-Signature-Timestamp",
+    "X-Grafana-Alerting-Timestamp",
+)
 
 
 @router.get("", response_model=Page[IntegrationRead])
@@ -148,9 +156,11 @@ async def list_events(
 
 
 def _signature_headers(request: Request) -> tuple[str, str | None]:
-    return request.headers.get(SIGNATURE_HEADER, ""), request.headers.get(
-        SIGNATURE_TIMESTAMP_HEADER
+    signature = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), "")
+    timestamp = next(
+        (request.headers[h] for h in SIGNATURE_TIMESTAMP_HEADERS if h in request.headers), None
     )
+    return signature, timestamp
 
 
 def _verify_signature(
@@ -167,7 +177,7 @@ def _verify_signature(
     expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     if not given or not hmac.compare_digest(given, expected):
         raise InvalidSignature(
-            f"Missing or wrong {SIGNATURE_HEADER}: expected the HMAC-SHA256 of the body"
+            f"Missing or wrong {SIGNATURE_HEADERS[0]}: expected the HMAC-SHA256 of the body"
         )
 
 
