@@ -701,3 +701,73 @@ async def test_one_open_incident_per_key_is_a_database_rule(
             insert(table).values(**copy_of, id=uuid.uuid4(), external_id="unique#next")
         )
         await connection.rollback()
+
+
+async def _flapping_pass(client: httpx.AsyncClient) -> dict[str, int]:
+    from opsflow.composition import engine_registry
+
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    engine = engine_registry(context.settings).get("flapping")
+    report = await engine.run(context, batch=engine.batch)
+    return dict(report.counts)
+
+
+async def test_a_flapping_incident_settles_without_another_event(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    """The flapping engine finds the incident when its flips age out of the window and
+    settles it: the mark goes, and the resolution it held completes the incident."""
+    integration = await make_integration(
+        client, admin_headers, flap_threshold=3, flap_window_minutes=30
+    )
+    key = integration["key"]
+    resolve = {"event_action": "resolve", "dedup_key": "quiet"}
+    for body in (trigger("quiet"), resolve, trigger("quiet"), resolve):  # 4 flips > 3
+        await send(client, key, body)
+        clock.advance(minutes=1)
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "held"
+    incident = log[0]["task_id"]
+
+    assert await _flapping_pass(client) == {
+        "checked": 0,
+        "settled": 0,
+        "resolved": 0,
+        "waiting": 0,
+        "failed": 0,
+    }
+    # The first flip (at 0) leaves the 30-minute window just after 30 min: then three flips
+    # remain, no more than the threshold.
+    clock.advance(minutes=25)  # about 29 min after the first event
+    assert (await _flapping_pass(client))["checked"] == 0
+    still = await task(client, admin_headers, incident)
+    assert "flapping" in still["tags"] and still["status"] != "COMPLETED"
+    clock.advance(minutes=2)
+    counts = await _flapping_pass(client)
+    assert counts["checked"] == 1 and counts["resolved"] == 1
+    settled = await task(client, admin_headers, incident)
+    assert "flapping" not in settled["tags"]
+    assert settled["status"] == "COMPLETED"
+    assert settled["metadata"]["alert"]["flapping"] is False
+    assert (await _flapping_pass(client))["checked"] == 0  # settled once
+
+
+async def test_a_firing_flapping_incident_settles_open(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(
+        client, admin_headers, flap_threshold=2, flap_window_minutes=10
+    )
+    key = integration["key"]
+    resolve = {"event_action": "resolve", "dedup_key": "busy"}
+    for body in (trigger("busy"), resolve, trigger("busy")):  # 3 flips > 2: reopened
+        await send(client, key, body)
+        clock.advance(minutes=1)
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "reopened"
+    clock.advance(minutes=20)
+    counts = await _flapping_pass(client)
+    assert counts["settled"] == 1
+    incident = await task(client, admin_headers, log[0]["task_id"])
+    assert "flapping" not in incident["tags"]
+    assert incident["status"] != "COMPLETED"

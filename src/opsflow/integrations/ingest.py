@@ -43,7 +43,7 @@ from opsflow.integrations.parsers import ACKNOWLEDGE, RESOLVE, TRIGGER, AlertEve
 from opsflow.integrations.schemas import SEVERITY_RANK, Severity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ActorType, Priority, Scope, TaskStatus, TaskType
-from opsflow.models.integration import Integration
+from opsflow.models.integration import AlertFlap, Integration
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.sla import service as sla_service
@@ -329,6 +329,75 @@ _SEVERITIES = frozenset(s.value for s in Severity)
 
 async def _one(
     run: _Run, event: AlertEvent, known: tuple[Task | None] | None = None
+) -> tuple[str, Task | None]:
+    outcome, task = await _apply_one(run, event, known)
+    if task is not None:
+        await _track_flapping(run, task)
+    return outcome, task
+
+
+def _settle_at(run: _Run, alert: dict[str, Any]) -> datetime:
+    """When the flips in the window fall back to the threshold (or now, if they have)."""
+    flips = sorted(datetime.fromisoformat(f) for f in _recent_flips(run, alert))
+    over = len(flips) - run.integration.flap_threshold
+    if over <= 0:
+        return run.now
+    # A flip counts while it is at most the window old: the `over`-th oldest must age out.
+    window = timedelta(minutes=run.integration.flap_window_minutes)
+    return flips[over - 1] + window + timedelta(seconds=1)
+
+
+async def _track_flapping(run: _Run, task: Task) -> None:
+    """Keep the incident's settle check in step with its flapping flag."""
+    flap = await run.session.get(AlertFlap, task.id)
+    if not _alert(task).get("flapping"):
+        if flap is not None:
+            await run.session.delete(flap)
+        return
+    settle_at = _settle_at(run, _alert(task))
+    if flap is None:
+        run.session.add(
+            AlertFlap(task_id=task.id, integration_id=run.integration.id, settle_at=settle_at)
+        )
+    else:
+        flap.settle_at = settle_at
+
+
+async def settle_flap(session: AsyncSession, ctx: AppContext, flap: AlertFlap) -> str:
+    """The flapping engine's act on one due incident: still flapping, its next check is
+    planned (``waiting``); else the flapping mark goes and what it held is released: a
+    resolution held while flapping completes the incident when the integration
+    auto-resolves (``resolved``), otherwise the incident just carries on (``settled``)."""
+    task = await session.get(Task, flap.task_id)
+    integration = await session.get(Integration, flap.integration_id)
+    if task is None or integration is None or task.deleted_at is not None:
+        await session.delete(flap)
+        return "gone"
+    run = _Run(
+        session,
+        ctx,
+        integration,
+        principal(integration),
+        service.source_of(integration),
+        ctx.clock.now(),
+    )
+    alert = _alert(task)
+    if alert.get("flapping") and len(_recent_flips(run, alert)) > integration.flap_threshold:
+        flap.settle_at = _settle_at(run, alert)
+        return "waiting"
+    await session.delete(flap)
+    if not alert.get("flapping"):
+        return "gone"
+    _save_alert(task, {**alert, "flapping": False})
+    await _tag(run, task, flapping=False)
+    if alert.get("state") == "resolved" and task.completed_at is None and integration.auto_resolve:
+        await _complete(run, task)
+        return "resolved"
+    return "settled"
+
+
+async def _apply_one(
+    run: _Run, event: AlertEvent, known: tuple[Task | None] | None
 ) -> tuple[str, Task | None]:
     task = known[0] if known is not None else await _open_incident(run, event.dedup_key)
     if event.action == TRIGGER:

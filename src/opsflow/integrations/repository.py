@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, text, upd
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
-from opsflow.models.integration import Integration, IntegrationEvent
+from opsflow.models.integration import AlertFlap, Integration, IntegrationEvent
 from opsflow.models.task import Task
 
 
@@ -153,3 +153,22 @@ async def latest_incident(
     if open_only:
         query = query.where(Task.completed_at.is_(None))
     return await session.scalar(query.order_by(Task.created_at.desc()).limit(1))
+
+
+async def claim_flaps(session: AsyncSession, now: datetime, limit: int) -> list[AlertFlap]:
+    """Lock up to `limit` flapping incidents due for a check (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL: passes side by side take different ones; SQLite serialises writers)."""
+    query = (
+        select(AlertFlap)
+        .where(AlertFlap.settle_at <= now)
+        .order_by(AlertFlap.settle_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def next_flap(session: AsyncSession) -> datetime | None:
+    value: datetime | None = await session.scalar(select(func.min(AlertFlap.settle_at)))
+    return value

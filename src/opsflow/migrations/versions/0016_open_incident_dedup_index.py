@@ -1,4 +1,4 @@
-"""one open incident per integration and dedup key
+"""one open incident per integration and dedup key; flapping incidents to settle
 
 Revision ID: 0016
 Revises: 0013
@@ -21,6 +21,24 @@ OPEN = "dedup_key IS NOT NULL AND completed_at IS NULL AND deleted_at IS NULL"
 
 
 def upgrade() -> None:
+    op.create_table(
+        "alert_flaps",
+        sa.Column("task_id", sa.Uuid(), nullable=False),
+        sa.Column("integration_id", sa.Uuid(), nullable=False),
+        sa.Column("settle_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["tasks.id"], name=op.f("fk_alert_flaps_task_id_tasks"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["integration_id"],
+            ["integrations.id"],
+            name=op.f("fk_alert_flaps_integration_id_integrations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("task_id", name=op.f("pk_alert_flaps")),
+    )
+    with op.batch_alter_table("alert_flaps") as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_flaps_settle_at"), ["settle_at"], unique=False)
     op.create_index(
         "uq_tasks_open_dedup_key",
         "tasks",
@@ -32,4 +50,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("alert_flaps") as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_flaps_settle_at"))
+    op.drop_table("alert_flaps")
     op.drop_index("uq_tasks_open_dedup_key", table_name="tasks")
