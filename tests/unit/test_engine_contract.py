@@ -34,7 +34,7 @@ def test_registry_runs_the_engines_in_round_order() -> None:
     assert registry.parse("delivery, SLA").names == ("sla", "delivery")  # round order wins
     assert registry.get("relay").batch == 500
     for bad in ("", "sla,nope", ",", "all,sla"):
-        with pytest.raises(ValueError, match="sla,heartbeats,relay,escalation,delivery"):
+        with pytest.raises(ValueError, match="sla,heartbeats,flapping,relay,escalation,delivery"):
             registry.parse(bad)
 
 
