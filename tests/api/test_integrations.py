@@ -773,3 +773,45 @@ async def test_a_firing_flapping_incident_settles_open(
     incident = await task(client, admin_headers, log[0]["task_id"])
     assert "flapping" not in incident["tags"]
     assert incident["status"] != "COMPLETED"
+
+
+@pytest.mark.postgres
+async def test_two_instances_open_one_incident_per_key(
+    client: httpx.AsyncClient, admin_headers: Headers, settings: Any, clock: SettableClock
+) -> None:
+    """Two OpsFlow processes (two contexts, two group-commit queues, two connection pools)
+    receiving the same alerts at once: one incident per key, every event logged once."""
+    from opsflow.composition import build_context
+
+    integration = await make_integration(client, admin_headers)
+    url = f"/integrations/{integration['key']}/events"
+    assert (await client.post(url, json=trigger("warm-up"))).status_code == 202
+    other_context = build_context(settings, clock)
+    other_app = create_app(settings, context=other_context)
+    transport = httpx.ASGITransport(app=other_app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver/api/v1"
+        ) as other:
+            keys = [f"twin-{i}" for i in range(5)]
+            sends = [
+                sender.post(url, json=trigger(key))
+                for _ in range(4)
+                for key in keys
+                for sender in (client, other)
+            ]
+            responses = await asyncio.gather(*sends)
+    finally:
+        await other_context.close()
+    assert {r.status_code for r in responses} == {202}
+    response = await client.get(
+        f"/integrations/{integration['id']}/events",
+        params={"page_size": 100},
+        headers=admin_headers,
+    )
+    log = [e for e in response.json()["items"] if e["dedup_key"].startswith("twin-")]
+    assert len(log) == 40
+    for key in keys:
+        outcomes = sorted(e["outcome"] for e in log if e["dedup_key"] == key)
+        assert outcomes == ["created"] + ["updated"] * 7
+        assert len({e["task_id"] for e in log if e["dedup_key"] == key}) == 1
