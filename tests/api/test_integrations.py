@@ -734,6 +734,7 @@ async def test_a_flapping_incident_settles_without_another_event(
         "settled": 0,
         "resolved": 0,
         "waiting": 0,
+        "gone": 0,
         "failed": 0,
     }
     # The first flip (at 0) leaves the 30-minute window just after 30 min: then three flips

@@ -40,7 +40,7 @@ class FlappingEngine:
         return lambda: self._settle(session, ctx, flap)
 
     async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
-        counts = {"checked": 0, "settled": 0, "resolved": 0, "waiting": 0, "failed": 0}
+        counts = {"checked": 0, "settled": 0, "resolved": 0, "waiting": 0, "gone": 0, "failed": 0}
         lags: list[tuple[str, float]] = []
         async with unit_of_work(ctx.sessions) as session:
             now = ctx.clock.now()

@@ -348,17 +348,16 @@ def _settle_at(run: _Run, alert: dict[str, Any]) -> datetime:
 
 
 async def _track_flapping(run: _Run, task: Task) -> None:
-    """Keep the incident's settle check in step with its flapping flag."""
-    flap = await run.session.get(AlertFlap, task.id)
+    """Give a flapping incident its settle check, planned at the instant it may settle. An
+    incident no longer flapping keeps its row until the engine's pass drops it (``gone``):
+    no read for the common case."""
     if not _alert(task).get("flapping"):
-        if flap is not None:
-            await run.session.delete(flap)
         return
     settle_at = _settle_at(run, _alert(task))
+    flap = await run.session.get(AlertFlap, task.id)
     if flap is None:
-        run.session.add(
-            AlertFlap(task_id=task.id, integration_id=run.integration.id, settle_at=settle_at)
-        )
+        flap = AlertFlap(task_id=task.id, integration_id=run.integration.id, settle_at=settle_at)
+        run.session.add(flap)
     else:
         flap.settle_at = settle_at
 
