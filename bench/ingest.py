@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import random
 import statistics
@@ -30,6 +31,7 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -135,8 +137,37 @@ def _event(key: str, n: int) -> dict[str, Any]:
     }
 
 
-async def _send_all(base: str, path: str, bodies: list[dict[str, Any]], senders: int) -> float:
-    """Post every body (C at a time); the seconds it took."""
+def _notification(group: int, size: int) -> dict[str, Any]:
+    """An Alertmanager (webhook version 4) notification: a group of `size` firing alerts, the
+    whole membership, as Alertmanager re-sends it at every group interval."""
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {"alertname": "DiskFull", "instance": f"host-{group:04d}-{i:02d}"},
+            "annotations": {"summary": f"Disk almost full on host-{group:04d}-{i:02d}"},
+            "startsAt": "2026-01-27T10:25:00.000Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": f"{group:08x}{i:08x}",
+        }
+        for i in range(size)
+    ]
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="DiskFull", group="{group}"}}',
+        "status": "firing",
+        "receiver": "opsflow",
+        "groupLabels": {"alertname": "DiskFull"},
+        "commonLabels": {"alertname": "DiskFull"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": alerts,
+    }
+
+
+async def _send_async(base: str, path: str, bodies: list[dict[str, Any]], senders: int) -> None:
+    """Post every body, `senders` at a time, over keep-alive connections."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -150,14 +181,53 @@ async def _send_all(base: str, path: str, bodies: list[dict[str, Any]], senders:
                 raise SystemExit(f"event failed: {response.status_code} {response.text[:300]}")
 
     async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
-        started = time.perf_counter()
         await asyncio.gather(*(sender(client) for _ in range(senders)))
+
+
+def _client_process(args: tuple[str, str, list[dict[str, Any]], int]) -> None:
+    asyncio.run(_send_async(*args))
+
+
+def _send_all(
+    base: str, path: str, bodies: list[dict[str, Any]], clients: int, senders: int
+) -> float:
+    """Post every body from `clients` processes of `senders` concurrent requests each (the
+    load comes from outside the server); the seconds it took."""
+    shares = [bodies[i::clients] for i in range(clients)]
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        started = time.perf_counter()
+        pool.map(_client_process, [(base, path, share, senders) for share in shares])
         return time.perf_counter() - started
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _batches(base: str) -> tuple[float, float]:
+    """The server's group commits so far: (count, requests)."""
+    text = httpx.get(f"{base}/metrics").text
+    values = {}
+    for line in text.splitlines():
+        for name in ("opsflow_alert_batch_requests_count", "opsflow_alert_batch_requests_sum"):
+            if line.startswith(name + " "):
+                values[name] = float(line.split()[1])
+    return (
+        values.get("opsflow_alert_batch_requests_count", 0.0),
+        values.get("opsflow_alert_batch_requests_sum", 0.0),
+    )
+
+
 def _alerts(
-    client: httpx.Client, base: str, headers: dict[str, str], keys: int, repeats: int, senders: int
+    client: httpx.Client,
+    base: str,
+    headers: dict[str, str],
+    server_pid: int,
+    args: argparse.Namespace,
 ) -> None:
+    keys, repeats = args.alert_keys, args.alert_repeats
     created = client.post(
         "/integrations", json={"name": "bench", "type": "generic"}, headers=headers
     )
@@ -166,20 +236,76 @@ def _alerts(
     path = f"/api/v1/integrations/{created.json()['key']}/events"
     names = [f"host-{i:05d}/disk" for i in range(keys)]
     rng = random.Random(7)
-    first = asyncio.run(_send_all(base, path, [_event(k, 0) for k in names], senders))
-    again = [_event(rng.choice(names), n) for n in range(1, repeats + 1)]
-    second = asyncio.run(_send_all(base, path, again, senders))
+    phases = [
+        ("first trigger of each key (opens an incident)", [_event(k, 0) for k in names]),
+        (
+            "repeats over the open keys (deduplicated)",
+            [_event(rng.choice(names), n) for n in range(1, repeats + 1)],
+        ),
+    ]
+    log(
+        f"alert events over {keys} dedup keys: {args.clients} client processes x "
+        f"{args.senders} concurrent requests, one server process:"
+    )
+    total_events, total_time = 0, 0.0
+    for name, bodies in phases:
+        cpu, batches = _cpu_seconds(server_pid), _batches(base)
+        took = _send_all(base, path, bodies, args.clients, args.senders)
+        cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
+        count, requests = after[0] - batches[0], after[1] - batches[1]
+        log(
+            f"  {len(bodies)} {name}: {len(bodies) / took:.0f} events/s; server CPU "
+            f"{cpu * 1000 / len(bodies):.2f} ms/event ({len(bodies) / cpu:.0f} events per "
+            f"CPU-second); {requests / max(count, 1):.1f} requests per commit"
+        )
+        total_events, total_time = total_events + len(bodies), total_time + took
     incidents = client.get(
         "/tasks", params={"task_type": "INCIDENT", "page_size": 1}, headers=headers
     ).json()["pagination"]["total_items"]
-    log(f"alert events over {keys} dedup keys, {senders} concurrent senders, one process:")
-    log(f"  first trigger of each key (opens an incident): {keys / first:.0f} events/s")
-    log(f"  {repeats} repeats (deduplicated onto open incidents): {repeats / second:.0f} events/s")
-    total = keys + repeats
     log(
-        f"  all {total} events: {total / (first + second):.0f} events/s; "
+        f"  all {total_events} events: {total_events / total_time:.0f} events/s; "
         f"{incidents} incidents open (expected {keys})"
     )
+    if args.group_size > 0:
+        _notifications(client, base, headers, server_pid, args)
+
+
+def _notifications(
+    client: httpx.Client,
+    base: str,
+    headers: dict[str, str],
+    server_pid: int,
+    args: argparse.Namespace,
+) -> None:
+    """The same keys and repeats as Alertmanager sends them: groups of `group_size` alerts
+    per notification, each group re-sent whole."""
+    size = args.group_size
+    groups = max(args.alert_keys // size, 1)
+    created = client.post(
+        "/integrations", json={"name": "bench-am", "type": "alertmanager"}, headers=headers
+    )
+    path = f"/api/v1/integrations/{created.json()['key']}/alertmanager"
+    rng = random.Random(11)
+    phases = [
+        ("first notification of each group (opens its incidents)", list(range(groups))),
+        (
+            "group re-sends (deduplicated)",
+            [rng.randrange(groups) for _ in range(max(args.alert_repeats // size, 1))],
+        ),
+    ]
+    log(f"Alertmanager notifications of {size} alerts, {groups} groups ({groups * size} keys):")
+    for name, chosen in phases:
+        bodies = [_notification(g, size) for g in chosen]
+        cpu, batches = _cpu_seconds(server_pid), _batches(base)
+        took = _send_all(base, path, bodies, args.clients, args.senders)
+        cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
+        count, requests = after[0] - batches[0], after[1] - batches[1]
+        events = len(bodies) * size
+        log(
+            f"  {len(bodies)} {name}: {events / took:.0f} alert events/s "
+            f"({len(bodies) / took:.0f} requests/s); server CPU {cpu * 1000 / events:.2f} "
+            f"ms/event; {requests / max(count, 1):.1f} requests per commit"
+        )
 
 
 def main() -> None:
@@ -188,7 +314,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--alert-keys", type=int, default=10_000)
     parser.add_argument("--alert-repeats", type=int, default=20_000)
-    parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--group-size", type=int, default=10, help="alerts per Alertmanager notification (0: none)"
+    )
+    parser.add_argument("--senders", type=int, default=16, help="concurrent requests each")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="opsflow-bench-ingest-")
@@ -230,7 +360,7 @@ def main() -> None:
                 assert summary["updated"] == n, summary
                 updated.append(took)
             if args.alert_keys > 0:
-                _alerts(client, base, headers, args.alert_keys, args.alert_repeats, args.senders)
+                _alerts(client, base, headers, process.pid, args)
         creator = asyncio.run(_admin_id(url))
         baseline = [asyncio.run(_baseline(url, n, creator)) for _ in range(args.rounds)]
     finally:
@@ -239,6 +369,8 @@ def main() -> None:
         if scratch is not None and server_url:
             asyncio.run(_drop_database(Settings(database_url=server_url).database_url, scratch))
 
+    if not baseline:  # --rounds 0: alert events only
+        return
     base_time = statistics.median(baseline)
     log(f"bare multi-row INSERT of {n} task rows: median {base_time * 1000:.0f} ms")
     for name, times in (("created", created), ("unchanged", unchanged), ("updated", updated)):

@@ -137,15 +137,20 @@ class Engines:
         return sum(p["events"] for e in self.all for p in e.passes())
 
 
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextlib.contextmanager
 def opsflow_serve(
     workdir: Path, database_url: str, admin_password: str, **extra_env: str
 ) -> Iterator[str]:
     """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
     afterwards. Its output goes to `workdir/serve.log`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -30,6 +30,9 @@ from opsflow.escalation.engine import EscalationEngine
 from opsflow.events.relay import Consumer, RelayEngine
 from opsflow.heartbeats import incidents as heartbeat_incidents
 from opsflow.heartbeats.engine import HeartbeatEngine
+from opsflow.integrations import ingest as alert_ingest
+from opsflow.integrations.engine import FlappingEngine
+from opsflow.integrations.intake import AlertIntake
 from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
@@ -58,7 +61,8 @@ def relay_consumers() -> list[Consumer]:
 
 def engine_registry(settings: Settings) -> EngineRegistry:
     """Every engine, in the order a round runs them: the SLA engine fires thresholds, the
-    heartbeat engine opens the incidents of monitors that missed a signal, the relay hands
+    heartbeat engine opens the incidents of monitors that missed a signal, the flapping
+    engine settles flapping incidents whose flips aged out, the relay hands
     the events to their consumers (planning escalation runs, queueing notifications), the
     escalation engine fires due steps, the delivery engine sends, the upload collector
     removes abandoned uploads and the bytes of deleted attachments."""
@@ -66,6 +70,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
         [
             SlaEngine(batch=settings.engine_batch_size),
             HeartbeatEngine(heartbeat_incidents.open_incident),
+            FlappingEngine(alert_ingest.settle_flap),
             RelayEngine(relay_consumers()),
             EscalationEngine(),
             DeliveryEngine(),
@@ -91,7 +96,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         metrics.attach_circuits(lambda: built.breaker.snapshot(clock.now()))
         return built
 
-    return AppContext(
+    context = AppContext(
         settings=settings,
         clock=clock,
         engine=engine,
@@ -113,3 +118,5 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         notifier_factory=notifier,
         storage_factory=lambda: build_storage(settings),
     )
+    context.alert_intake = AlertIntake(context)
+    return context

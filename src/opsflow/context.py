@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from opsflow.auth.passwords import Passwords
     from opsflow.auth.throttle import LoginThrottle
     from opsflow.auth.tokens import TokenCodec
+    from opsflow.integrations.intake import AlertIntake
     from opsflow.notifications.dispatch import Notifier
 
 
@@ -54,6 +55,9 @@ class AppContext:
             self._storage = self.storage_factory()
         return self._storage
 
+    # The inbound alert endpoints' group-commit queue (set by the composition).
+    alert_intake: AlertIntake | None = field(default=None, repr=False)
+
     @property
     def notifier(self) -> Notifier:
         if self._notifier is None:
@@ -63,6 +67,8 @@ class AppContext:
         return self._notifier
 
     async def close(self) -> None:
+        if self.alert_intake is not None:
+            await self.alert_intake.aclose()
         if self._notifier is not None:
             await self._notifier.aclose()
         await self.engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
@@ -83,6 +83,8 @@ def create_sessionmaker(
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
+_T = TypeVar("_T")
+
 PreCommitHook = Callable[[AsyncSession], Awaitable[None]]
 
 
@@ -129,6 +131,22 @@ async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
         session.info.update(queued)
         raise
     await nested.commit()
+
+
+async def attempt(
+    session: AsyncSession,
+    work: Callable[[], Awaitable[_T]],
+    *,
+    expected: tuple[type[Exception], ...],
+) -> _T | Exception:
+    """One item of a batch, alone in a :func:`savepoint`: what `work` returns, or the
+    exception of an `expected` kind it raised (its writes rolled back, the batch going on).
+    Any other exception propagates and fails the batch."""
+    try:
+        async with savepoint(session):
+            return await work()
+    except expected as exc:
+        return exc
 
 
 async def commit(session: AsyncSession) -> None:

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
@@ -82,6 +83,10 @@ class RouteIndex:
         ]
         # Literal segments win over parameters: /users/me/... before /users/{user_id}.
         self._entries = sorted(entries, key=lambda e: (e.parameters, e.template))
+        # Every request asks both questions (the router dependency, the metrics label): the
+        # answers for recent paths are kept, a bounded number of them.
+        self._templates: dict[str, str | None] = {}
+        self._allowed: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, mounted: Iterable[tuple[str, APIRouter]]) -> RouteIndex:
@@ -93,7 +98,11 @@ class RouteIndex:
         )
 
     def template_for(self, path: str) -> str | None:
-        return next((e.template for e in self._entries if e.pattern.match(path)), None)
+        if path not in self._templates:
+            _bounded(self._templates)[path] = next(
+                (e.template for e in self._entries if e.pattern.match(path)), None
+            )
+        return self._templates[path]
 
     def methods_for(self, path: str) -> list[str]:
         """The methods of the most specific routes for `path` (fewest parameters): a
@@ -108,11 +117,27 @@ class RouteIndex:
         """The `Allow` of `path`: the methods of its most specific routes, where two routes
         with as many parameters share a path shape the one whose UUID parameters `path`
         satisfies (so each operation advertises its own methods)."""
+        if path not in self._allowed:
+            _bounded(self._allowed)[path] = self._allowed_methods(path)
+        return list(self._allowed[path])
+
+    def _allowed_methods(self, path: str) -> list[str]:
         matching = [e for e in self._entries if e.pattern.match(path)]
         if not matching:
             return []
         best = min(e.rank(path) for e in matching)
         return sorted({m for e in matching if e.rank(path) == best for m in e.methods})
+
+
+CACHED_PATHS = 4096
+_V = TypeVar("_V")
+
+
+def _bounded(cache: dict[str, _V]) -> dict[str, _V]:
+    """`cache`, emptied first when full (paths carry ids: the set of them is unbounded)."""
+    if len(cache) >= CACHED_PATHS:
+        cache.clear()
+    return cache
 
 
 def route_index(app: FastAPI) -> RouteIndex:

@@ -54,7 +54,15 @@ async def test_a_round_records_a_heartbeat_that_health_shows_then_reports_stale(
     assert workers["status"] == "healthy"
     (process,) = workers["processes"]
     assert process["driver"] == "engine"
-    assert process["passes"] == ["sla", "heartbeats", "relay", "escalation", "delivery", "uploads"]
+    assert process["passes"] == [
+        "sla",
+        "heartbeats",
+        "flapping",
+        "relay",
+        "escalation",
+        "delivery",
+        "uploads",
+    ]
     assert process["pid"] == os.getpid()
     assert process["started_at"] == process["last_seen"] == "2026-01-27T10:30:00Z"
     assert process["rounds"] == 1

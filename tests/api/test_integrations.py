@@ -8,9 +8,10 @@ import copy
 import hashlib
 import hmac
 import json
+import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -428,7 +429,15 @@ async def test_grafana_signed_payload(client: httpx.AsyncClient, admin_headers: 
     assert integration["has_signature_secret"] is True
     assert secret not in json.dumps(integration)
     url = f"/integrations/{integration['key']}/grafana"
-    raw = json.dumps(recorded("grafana.json")).encode()
+    raw = (PAYLOADS / "grafana.json").read_bytes()  # the exact bytes are signed
+    # Known answers (`openssl dgst -sha256 -hmac grafana-hmac-secret`), as Grafana's sender
+    # computes them: lowercase hex of HMAC-SHA256 over the body, or over "timestamp:body".
+    assert _grafana_signature(secret, raw) == (
+        "d7435d9bbd09c2264583028f04d0556f272d5efe7d87ce68bda481a089946f38"
+    )
+    assert _grafana_signature(secret, raw, "1769509800") == (
+        "a53e11bb7ce699546a80412567f20112034880b54aa60ef86c2edecb5af8a357"
+    )
     headers = {"Content-Type": "application/json"}
 
     unsigned = await client.post(url, content=raw, headers=headers)
@@ -464,6 +473,25 @@ async def test_grafana_signed_payload(client: httpx.AsyncClient, admin_headers: 
         },
     )
     assert [r["outcome"] for r in with_time.json()["results"]] == ["updated", "updated"]
+    # With the header name left empty in the contact point, Grafana signs in
+    # X-Grafana-Alert-Signature; a signature over the body alone is refused when a timestamp
+    # came with it.
+    default_header = await client.post(
+        url,
+        content=raw,
+        headers={**headers, "X-Grafana-Alert-Signature": _grafana_signature(secret, raw)},
+    )
+    assert default_header.status_code == 202, default_header.text
+    unstamped = await client.post(
+        url,
+        content=raw,
+        headers={
+            **headers,
+            "X-Grafana-Alerting-Signature": _grafana_signature(secret, raw),
+            "X-Grafana-Alerting-Timestamp": stamp,
+        },
+    )
+    assert_error(unstamped, 401, "INVALID_SIGNATURE")
 
 
 async def test_elastic_kibana_and_watcher_defaults(
@@ -576,3 +604,215 @@ async def test_concurrent_triggers_of_one_key_open_one_incident(
     ]
     assert sorted(e["outcome"] for e in log) == ["created"] + ["updated"] * 7
     assert len({e["task_id"] for e in log}) == 1
+
+
+async def _audit_of(client: httpx.AsyncClient, admin: Headers, entity_id: str) -> int:
+    response = await client.get(
+        "/audit-logs", params={"entity_id": entity_id, "page_size": 1}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["pagination"]["total_items"])
+
+
+async def test_concurrent_requests_are_answered_each_on_its_own(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Requests that arrive together are committed together, yet each gets its own answer:
+    a refused body or an unknown key fails alone and writes nothing."""
+    integration = await make_integration(client, admin_headers)
+    url = f"/integrations/{integration['key']}/events"
+    responses = await asyncio.gather(
+        client.post(url, json=trigger("together-a")),
+        client.post(url, content=b"{not json", headers={"content-type": "application/json"}),
+        client.post("/integrations/no-such-key/events", json=trigger("together-x")),
+        client.post(url, json=trigger("together-b")),
+        client.post(url, json={"event_action": "resolve"}),  # no dedup key
+    )
+    assert [r.status_code for r in responses] == [202, 400, 404, 202, 400]
+    assert responses[0].json()["dedup_key"] == "together-a"
+    assert responses[3].json()["dedup_key"] == "together-b"
+    log = await events(client, admin_headers, integration["id"])
+    assert sorted((e["dedup_key"], e["outcome"]) for e in log) == [
+        ("together-a", "created"),
+        ("together-b", "created"),
+    ]
+    assert len({e["task_id"] for e in log}) == 2
+
+
+async def test_a_resend_updates_the_alert_only(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """A re-send that changes nothing but the count and last seen is not a change of the
+    incident: no audit row, no new version, the latest payload kept."""
+    integration = await make_integration(client, admin_headers)
+    first = await send(client, integration["key"], trigger("resent"))
+    assert first.status_code == 202
+    task_id = (await events(client, admin_headers, integration["id"]))[0]["task_id"]
+    before = await task(client, admin_headers, task_id)
+    audited = await _audit_of(client, admin_headers, task_id)
+    again = trigger("resent")
+    again["payload"]["custom_details"] = {"free_gb": 3}
+    assert (await send(client, integration["key"], again)).status_code == 202
+    after = await task(client, admin_headers, task_id)
+    assert after["version"] == before["version"]
+    assert after["updated_at"] == before["updated_at"]
+    alert = after["metadata"]["alert"]
+    assert alert["count"] == 2
+    assert alert["payload"]["payload"]["custom_details"] == {"free_gb": 3}
+    assert alert["last_seen"] > before["metadata"]["alert"]["last_seen"]
+    assert await _audit_of(client, admin_headers, task_id) == audited
+    # A worse severity is a change: audited, the priority raised.
+    assert (await send(client, integration["key"], trigger("resent", "critical"))).status_code
+    raised = await task(client, admin_headers, task_id)
+    assert raised["priority"] == "CRITICAL"
+    assert raised["version"] > before["version"]
+    assert await _audit_of(client, admin_headers, task_id) > audited
+
+
+async def test_one_open_incident_per_key_is_a_database_rule(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Even a writer that skips the dedup-key locks cannot open a second incident for an
+    alert whose incident is open (the partial unique index), while a completed one does not
+    count."""
+    from sqlalchemy import Table, insert, select, update
+    from sqlalchemy.exc import IntegrityError
+
+    from opsflow.models.task import Task
+
+    integration = await make_integration(client, admin_headers)
+    assert (await send(client, integration["key"], trigger("unique"))).status_code == 202
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    table = cast(Table, Task.__table__)
+    async with context.engine.connect() as connection:
+        row = (await connection.execute(select(table).where(table.c.dedup_key == "unique"))).one()
+    copy_of = {k: v for k, v in row._mapping.items() if k not in {"id", "external_id"}}
+    with pytest.raises(IntegrityError):
+        async with context.engine.begin() as connection:
+            await connection.execute(
+                insert(table).values(**copy_of, id=uuid.uuid4(), external_id="unique#copy")
+            )
+    async with context.engine.connect() as connection:
+        await connection.execute(
+            update(table).where(table.c.id == row.id).values(completed_at=row.created_at)
+        )
+        # The first one completed, a new one may open.
+        await connection.execute(
+            insert(table).values(**copy_of, id=uuid.uuid4(), external_id="unique#next")
+        )
+        await connection.rollback()
+
+
+async def _flapping_pass(client: httpx.AsyncClient) -> dict[str, int]:
+    from opsflow.composition import engine_registry
+
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    engine = engine_registry(context.settings).get("flapping")
+    report = await engine.run(context, batch=engine.batch)
+    return dict(report.counts)
+
+
+async def test_a_flapping_incident_settles_without_another_event(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    """The flapping engine finds the incident when its flips age out of the window and
+    settles it: the mark goes, and the resolution it held completes the incident."""
+    integration = await make_integration(
+        client, admin_headers, flap_threshold=3, flap_window_minutes=30
+    )
+    key = integration["key"]
+    resolve = {"event_action": "resolve", "dedup_key": "quiet"}
+    for body in (trigger("quiet"), resolve, trigger("quiet"), resolve):  # 4 flips > 3
+        await send(client, key, body)
+        clock.advance(minutes=1)
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "held"
+    incident = log[0]["task_id"]
+
+    assert await _flapping_pass(client) == {
+        "checked": 0,
+        "settled": 0,
+        "resolved": 0,
+        "waiting": 0,
+        "gone": 0,
+        "failed": 0,
+    }
+    # The first flip (at 0) leaves the 30-minute window just after 30 min: then three flips
+    # remain, no more than the threshold.
+    clock.advance(minutes=25)  # about 29 min after the first event
+    assert (await _flapping_pass(client))["checked"] == 0
+    still = await task(client, admin_headers, incident)
+    assert "flapping" in still["tags"]
+    assert still["status"] != "COMPLETED"
+    clock.advance(minutes=2)
+    counts = await _flapping_pass(client)
+    assert counts["checked"] == 1
+    assert counts["resolved"] == 1
+    settled = await task(client, admin_headers, incident)
+    assert "flapping" not in settled["tags"]
+    assert settled["status"] == "COMPLETED"
+    assert settled["metadata"]["alert"]["flapping"] is False
+    assert (await _flapping_pass(client))["checked"] == 0  # settled once
+
+
+async def test_a_firing_flapping_incident_settles_open(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(
+        client, admin_headers, flap_threshold=2, flap_window_minutes=10
+    )
+    key = integration["key"]
+    resolve = {"event_action": "resolve", "dedup_key": "busy"}
+    for body in (trigger("busy"), resolve, trigger("busy")):  # 3 flips > 2: reopened
+        await send(client, key, body)
+        clock.advance(minutes=1)
+    log = await events(client, admin_headers, integration["id"])
+    assert log[0]["outcome"] == "reopened"
+    clock.advance(minutes=20)
+    counts = await _flapping_pass(client)
+    assert counts["settled"] == 1
+    incident = await task(client, admin_headers, log[0]["task_id"])
+    assert "flapping" not in incident["tags"]
+    assert incident["status"] != "COMPLETED"
+
+
+@pytest.mark.postgres
+async def test_two_instances_open_one_incident_per_key(
+    client: httpx.AsyncClient, admin_headers: Headers, settings: Any, clock: SettableClock
+) -> None:
+    """Two OpsFlow processes (two contexts, two group-commit queues, two connection pools)
+    receiving the same alerts at once: one incident per key, every event logged once."""
+    from opsflow.composition import build_context
+
+    integration = await make_integration(client, admin_headers)
+    url = f"/integrations/{integration['key']}/events"
+    assert (await client.post(url, json=trigger("warm-up"))).status_code == 202
+    other_context = build_context(settings, clock)
+    other_app = create_app(settings, context=other_context)
+    transport = httpx.ASGITransport(app=other_app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver/api/v1"
+        ) as other:
+            keys = [f"twin-{i}" for i in range(5)]
+            sends = [
+                sender.post(url, json=trigger(key))
+                for _ in range(4)
+                for key in keys
+                for sender in (client, other)
+            ]
+            responses = await asyncio.gather(*sends)
+    finally:
+        await other_context.close()
+    assert {r.status_code for r in responses} == {202}
+    response = await client.get(
+        f"/integrations/{integration['id']}/events",
+        params={"page_size": 100},
+        headers=admin_headers,
+    )
+    log = [e for e in response.json()["items"] if e["dedup_key"].startswith("twin-")]
+    assert len(log) == 40
+    for key in keys:
+        outcomes = sorted(e["outcome"] for e in log if e["dedup_key"] == key)
+        assert outcomes == ["created"] + ["updated"] * 7
+        assert len({e["task_id"] for e in log if e["dedup_key"] == key}) == 1

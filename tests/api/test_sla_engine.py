@@ -246,7 +246,7 @@ async def test_embedded_engine_fires_without_being_called(
     # The loop records its heartbeat: /health names it and the passes it runs.
     assert workers["status"] == "healthy", workers
     assert [(p["driver"], p["passes"]) for p in workers["processes"]] == [
-        ("serve", ["sla", "heartbeats", "relay", "escalation", "delivery", "uploads"])
+        ("serve", ["sla", "heartbeats", "flapping", "relay", "escalation", "delivery", "uploads"])
     ]
     assert [e["event_type"] for e in events] == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
     assert 'opsflow_sla_engine_lag_seconds_count{event_type="START_BREACH"} 1.0' in metrics

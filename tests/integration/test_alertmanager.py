@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_serve import ADMIN_PASSWORD, _free_port, _start
+from tests.processes import free_port, opsflow_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
+ADMIN_PASSWORD = "Alertmanager-Admin-Pass-1"
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 WAIT_SECONDS = 90
 
@@ -58,22 +59,15 @@ receivers:
 def opsflow(database_url: str, tmp_path: Path) -> Iterator[str]:
     workdir = tmp_path / "opsflow"
     workdir.mkdir()
-    process, base = _start(workdir, database_url)
-    try:
+    with opsflow_serve(workdir, database_url, ADMIN_PASSWORD) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _alertmanager(tmp_path: Path, webhook: str) -> tuple[subprocess.Popen[bytes], str]:
     binary = _binary()
     config = tmp_path / "alertmanager.yml"
     config.write_text(CONFIG.format(url=webhook))
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -144,7 +144,15 @@ async def test_tick_drains_full_batches_back_to_back_within_its_budget(
     assert rest.failed_rounds == 0
     assert rest.as_dict()["counts"]["sla"]["events"] == 6
     # The same round as every driver: the relay, escalation and delivery passes ran too.
-    assert set(rest.counts) == {"sla", "heartbeats", "relay", "escalation", "delivery", "uploads"}
+    assert set(rest.counts) == {
+        "sla",
+        "heartbeats",
+        "flapping",
+        "relay",
+        "escalation",
+        "delivery",
+        "uploads",
+    }
 
     idle = await engine_tick(app_context, engines)
     assert (idle.rounds, *sla(idle), idle.stopped) == (1, 0, 0, "idle")

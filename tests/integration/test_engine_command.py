@@ -92,7 +92,7 @@ async def test_engine_refuses_unknown_passes(database_url: str, tmp_path: Path) 
     process = _start(database_url, tmp_path, "--passes", "sla,nope", "--once")
     _out, err = process.communicate(timeout=60)
     assert process.returncode == 2
-    assert "sla,heartbeats,relay,escalation,delivery" in err.decode()
+    assert "sla,heartbeats,flapping,relay,escalation,delivery" in err.decode()
 
 
 async def test_engine_refuses_an_unmigrated_database(tmp_path: Path) -> None:

@@ -29,12 +29,20 @@ class Probe:
 
 def test_registry_runs_the_engines_in_round_order() -> None:
     registry = engine_registry(make_settings("sqlite+aiosqlite:///unused.db"))
-    assert registry.names == ("sla", "heartbeats", "relay", "escalation", "delivery", "uploads")
+    assert registry.names == (
+        "sla",
+        "heartbeats",
+        "flapping",
+        "relay",
+        "escalation",
+        "delivery",
+        "uploads",
+    )
     assert registry.parse("all").names == registry.names
     assert registry.parse("delivery, SLA").names == ("sla", "delivery")  # round order wins
     assert registry.get("relay").batch == 500
     for bad in ("", "sla,nope", ",", "all,sla"):
-        with pytest.raises(ValueError, match="sla,heartbeats,relay,escalation,delivery"):
+        with pytest.raises(ValueError, match="sla,heartbeats,flapping,relay,escalation,delivery"):
             registry.parse(bad)
 
 

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
-from opsflow.auth.principal import Principal
+from opsflow.auth.principal import Principal, RequestMeta
+from opsflow.context import AppContext
 from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import InvalidSignature, MethodNotAllowed, ServiceUnavailable, declares
 from opsflow.idempotency.deps import IdempotentWithheld
-from opsflow.integrations import ingest, parsers, service
+from opsflow.integrations import parsers, service
+from opsflow.integrations.intake import AlertIntake
 from opsflow.integrations.schemas import (
     AlertsAccepted,
     EventAccepted,
@@ -77,8 +79,16 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
-SIGNATURE_TIMESTAMP_HEADER = "X-Grafana-Alerting-Signature-Timestamp"
+# Grafana's webhook contact point signs with HMAC-SHA256, hex, keyed by the secret of its
+# HMAC settings. The header is the one named there, which the UI suggests as
+# X-Grafana-Alerting-Signature; left empty, Grafana sends X-Grafana-Alert-Signature. A
+# timestamp header has no default name: when one is named, Grafana puts the Unix time (in
+# seconds) there and signs ``timestamp:body``; the two names its documentation uses are read.
+SIGNATURE_HEADERS = ("X-Grafana-Alerting-Signature", "X-Grafana-Alert-Signature")
+SIGNATURE_TIMESTAMP_HEADERS = (
+    "X-Grafana-Alerting-Signature-Timestamp",
+    "X-Grafana-Alerting-Timestamp",
+)
 
 
 @router.get("", response_model=Page[IntegrationRead])
@@ -154,24 +164,36 @@ async def list_events(
 # --- inbound ------------------------------------------------------------------------------
 
 
-def _verify_signature(integration: Integration, request: Request, raw: bytes) -> None:
+def _signature_headers(request: Request) -> tuple[str, str | None]:
+    signature = next((request.headers[h] for h in SIGNATURE_HEADERS if h in request.headers), "")
+    timestamp = next(
+        (request.headers[h] for h in SIGNATURE_TIMESTAMP_HEADERS if h in request.headers), None
+    )
+    return signature, timestamp
+
+
+def _verify_signature(
+    integration: Integration, headers: tuple[str, str | None], raw: bytes
+) -> None:
     """Grafana's HMAC-SHA256 of the body (hex), keyed by the contact point's secret; with a
     timestamp header, of ``timestamp:body``."""
     secret = integration.signature_secret
     if secret is None:
         return
-    given = request.headers.get(SIGNATURE_HEADER, "").strip().lower().removeprefix("sha256=")
-    timestamp = request.headers.get(SIGNATURE_TIMESTAMP_HEADER)
+    signature, timestamp = headers
+    given = signature.strip().lower().removeprefix("sha256=")
     message = f"{timestamp}:".encode() + raw if timestamp else raw
     expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
     if not given or not hmac.compare_digest(given, expected):
         raise InvalidSignature(
-            f"Missing or wrong {SIGNATURE_HEADER}: expected the HMAC-SHA256 of the body"
+            f"Missing or wrong {SIGNATURE_HEADERS[0]}: expected the HMAC-SHA256 of the body"
         )
 
 
-async def _integration(session: SessionDep, key: str) -> Integration:
-    return await service.by_key(session, key)
+def _intake(context: AppContext) -> AlertIntake:
+    if context.alert_intake is None:
+        context.alert_intake = AlertIntake(context)
+    return context.alert_intake
 
 
 @router.post(
@@ -182,39 +204,34 @@ async def _integration(session: SessionDep, key: str) -> Integration:
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def generic_event(
-    key: Key,
-    request: Request,
-    session: SessionDep,
-    context: ContextDep,
-    meta: RequestMetaDep,
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> EventAccepted:
     """An event with PagerDuty Events API v2 semantics (trigger, acknowledge, resolve)."""
-    integration = await _integration(session, key)
     raw = await request.body()
-    _verify_signature(integration, request, raw)
-    event = parsers.parse_generic(parsers.load_body(raw))
-    await ingest.apply(session, context, integration, [event], meta)
-    return EventAccepted(dedup_key=event.dedup_key)
+    headers = _signature_headers(request)
+
+    def parse(integration: Integration) -> list[parsers.AlertEvent]:
+        _verify_signature(integration, headers, raw)
+        return [parsers.parse_generic(parsers.load_body(raw))]
+
+    outcomes = await _intake(context).submit(key, parse, meta)
+    return EventAccepted(dedup_key=outcomes[0].dedup_key)
 
 
 async def _alerts(
-    key: str,
-    request: Request,
-    session: SessionDep,
-    context: ContextDep,
-    meta: RequestMetaDep,
-    *,
-    elastic: bool = False,
+    key: str, request: Request, context: AppContext, meta: RequestMeta, *, elastic: bool = False
 ) -> AlertsAccepted:
-    integration = await _integration(session, key)
     raw = await request.body()
-    _verify_signature(integration, request, raw)
-    body = parsers.load_body(raw)
-    if elastic:
-        events = [parsers.parse_elastic(body, dict(integration.mapping or {}))]
-    else:
-        events = parsers.parse_alertmanager(body, per_group=integration.group_incidents)
-    outcomes = await ingest.apply(session, context, integration, events, meta)
+    headers = _signature_headers(request)
+
+    def parse(integration: Integration) -> list[parsers.AlertEvent]:
+        _verify_signature(integration, headers, raw)
+        body = parsers.load_body(raw)
+        if elastic:
+            return [parsers.parse_elastic(body, dict(integration.mapping or {}))]
+        return parsers.parse_alertmanager(body, per_group=integration.group_incidents)
+
+    outcomes = await _intake(context).submit(key, parse, meta)
     return AlertsAccepted(
         results=[
             {
@@ -236,10 +253,10 @@ async def _alerts(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def alertmanager_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Prometheus Alertmanager's webhook (version 4): one incident per alert fingerprint."""
-    return await _alerts(key, request, session, context, meta)
+    return await _alerts(key, request, context, meta)
 
 
 @router.post(
@@ -250,10 +267,10 @@ async def alertmanager_webhook(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def grafana_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Grafana's webhook contact point; its HMAC signature is verified when a secret is set."""
-    return await _alerts(key, request, session, context, meta)
+    return await _alerts(key, request, context, meta)
 
 
 @router.post(
@@ -264,8 +281,8 @@ async def grafana_webhook(
 )
 @declares(InvalidSignature, ServiceUnavailable)
 async def elastic_webhook(
-    key: Key, request: Request, session: SessionDep, context: ContextDep, meta: RequestMetaDep
+    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
 ) -> AlertsAccepted:
     """Kibana rule actions and Watcher webhook actions, read through the integration's
     JSON-pointer mapping (defaults: Kibana's rule variables, Watcher's ctx)."""
-    return await _alerts(key, request, session, context, meta, elastic=True)
+    return await _alerts(key, request, context, meta, elastic=True)

@@ -30,19 +30,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
-from opsflow.db import savepoint
+from opsflow.db import attempt
 from opsflow.errors import AppError
 from opsflow.integrations import repository, service
 from opsflow.integrations.parsers import ACKNOWLEDGE, RESOLVE, TRIGGER, AlertEvent
 from opsflow.integrations.schemas import SEVERITY_RANK, Severity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ActorType, Priority, Scope, TaskStatus, TaskType
-from opsflow.models.integration import Integration, IntegrationEvent
+from opsflow.models.integration import AlertFlap, Integration
+from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.sla import service as sla_service
 from opsflow.tasks import service as tasks
@@ -86,25 +88,25 @@ class _Run:
     loaded: list[sla_service.PolicyCatalog] = field(default_factory=list)
 
     async def catalog(self) -> sla_service.PolicyCatalog:
-        """The SLA policies, loaded once per request and only when an incident opens."""
+        """The SLA policies, loaded once per batch and only when an incident opens."""
         if not self.loaded:
             self.loaded.append(await sla_service.load_catalog(self.session))
         return self.loaded[0]
 
 
+@dataclass(frozen=True)
+class Item:
+    """One request's events for one integration, as received at `received_at`."""
+
+    integration: Integration
+    events: list[AlertEvent]
+    received_at: datetime
+    meta: RequestMeta = field(default_factory=RequestMeta)
+
+
 def _lock_id(source: str, key: str) -> int:
     digest = hashlib.sha256(f"{source}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def _lock_keys(session: AsyncSession, source: str, keys: list[str]) -> None:
-    """Serialize the events of one dedup key (PostgreSQL; SQLite has one writer anyway), so
-    two concurrent triggers never open two incidents for it. Keys are taken in sorted
-    order: two requests sharing keys cannot deadlock."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for lock_id in sorted({_lock_id(source, key) for key in keys}):
-        await repository.lock(session, lock_id)
 
 
 async def apply(
@@ -114,43 +116,136 @@ async def apply(
     events: list[AlertEvent],
     meta: RequestMeta | None = None,
 ) -> list[Outcome]:
-    now = ctx.clock.now()
-    await _prune(session, ctx, integration, now)
-    run = _Run(
-        session, ctx, integration, principal(integration, meta), service.source_of(integration), now
-    )
-    await _lock_keys(session, run.source, [e.dedup_key for e in events])
-    outcomes = []
-    for event in events:
-        task: Task | None
-        try:
-            plain = await _plain_resend(run, event)
-            if plain is not None:
-                outcome, task = "updated", plain
+    """The events of one request, in the caller's unit of work."""
+    item = Item(integration, events, ctx.clock.now(), meta or RequestMeta())
+    return (await apply_batch(session, ctx, [item]))[0]
+
+
+async def apply_batch(
+    session: AsyncSession, ctx: AppContext, items: list[Item]
+) -> list[list[Outcome]]:
+    """The events of many requests in one unit of work, in order; each request's outcomes.
+
+    The dedup keys of the whole batch are locked first (PostgreSQL advisory locks, in sorted
+    order: two batches sharing keys, in this process or another, cannot deadlock) and their
+    open incidents read with one query. A plain re-send is then applied in memory and
+    written with one UPDATE per batch; any other event takes the full rules in its own
+    SAVEPOINT, and once a key has taken them, its later events in the batch do too (they
+    read the incident afresh)."""
+    for integration in {i.integration.id: i.integration for i in items}.values():
+        await _prune(session, ctx, integration, max(i.received_at for i in items))
+    refs = {(service.source_of(i.integration), e.dedup_key) for i in items for e in i.events}
+    if session.get_bind().dialect.name == "postgresql":
+        await repository.lock_all(session, sorted({_lock_id(s, k) for s, k in refs}))
+    open_now = await repository.open_incidents(session, refs)
+    known = await repository.keys_with_incidents(session, refs - open_now.keys())
+    created = _Created()
+    catalog: list[sla_service.PolicyCatalog] = []
+    slowed: set[tuple[str, str]] = set()
+    resent: dict[uuid.UUID, Task] = {}
+    log: list[dict[str, Any]] = []
+    results: list[list[Outcome]] = []
+    for item in items:
+        integration = item.integration
+        source = service.source_of(integration)
+        run = _Run(
+            session,
+            ctx,
+            integration,
+            principal(integration, item.meta),
+            source,
+            item.received_at,
+            catalog,
+        )
+        outcomes = []
+        for event in item.events:
+            ref = (source, event.dedup_key)
+            task: Task | None = None
+            fresh = ref not in slowed  # the incident read for the batch is still current
+            if fresh:
+                task = _plain_resend(run, event, open_now.get(ref))
+            if task is not None:
+                outcome = "updated"
+                resent[task.id] = task
+            elif fresh and event.action == TRIGGER and ref not in open_now and ref not in known:
+                # The first incident of a key: it is checked whole before anything is
+                # written, so it needs no savepoint, and the batch's new incidents are
+                # inserted together (a failure of that insert fails the batch, whose
+                # requests are then applied one by one).
+                slowed.add(ref)
+                outcome, task = await created.add(run, event)
             else:
-                async with savepoint(session):
-                    outcome, task = await _one(run, event)
-        except (AppError, ValidationError):
-            # This event alone (a transition the status machine refuses, a field the task
-            # rules refuse); logged, and the others apply.
-            outcome, task = "failed", None
-        session.add(
-            IntegrationEvent(
-                id=uuid.uuid4(),
-                integration_id=integration.id,
-                received_at=now,
-                dedup_key=event.dedup_key,
-                action=event.action,
-                outcome=outcome,
-                task_id=task.id if task is not None else None,
-                summary=event.summary[:1024] or None,
+                slowed.add(ref)
+                await _write_resent(session, resent)
+                await created.flush(session)
+                current = (open_now.get(ref),) if fresh else None
+                outcome, task = await _one_alone(run, event, current)
+            log.append(
+                {
+                    "id": uuid.uuid4(),
+                    "integration_id": integration.id,
+                    "received_at": item.received_at,
+                    "dedup_key": event.dedup_key,
+                    "action": event.action,
+                    "outcome": outcome,
+                    "task_id": task.id if task is not None else None,
+                    "summary": event.summary[:1024] or None,
+                }
             )
-        )
-        outcomes.append(
-            Outcome(event.dedup_key, event.action, outcome, task.id if task is not None else None)
-        )
+            outcomes.append(
+                Outcome(event.dedup_key, event.action, outcome, task.id if task else None)
+            )
+        results.append(outcomes)
+    await _write_resent(session, resent)
+    await created.flush(session)
     await session.flush()
-    return outcomes
+    await repository.add_events(session, log)
+    return results
+
+
+@dataclass
+class _Created:
+    """The new incidents of a batch, not yet inserted, and their SLA clocks."""
+
+    pending: int = 0
+    clocks: list[SlaClock] = field(default_factory=list)
+
+    async def add(self, run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
+        try:
+            task = await _open_new(run, event, None, [], self.clocks)
+        except _ITEM_ERRORS:
+            return "failed", None
+        self.pending += 1
+        return "created", task
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Insert the tasks, then their clocks (the unit of work does not order unrelated
+        tables by their foreign keys)."""
+        if self.pending:
+            await session.flush()
+            session.add_all(self.clocks)
+            await session.flush()
+            self.pending, self.clocks = 0, []
+
+
+async def _one_alone(
+    run: _Run, event: AlertEvent, known: tuple[Task | None] | None
+) -> tuple[str, Task | None]:
+    """An event through the full rules, in a SAVEPOINT: one that fails (say, a transition
+    the status machine refuses) is recorded as ``failed`` and the others apply. `known`
+    holds the key's open incident when it was read for this batch and is still current."""
+    result = await attempt(run.session, lambda: _one(run, event, known), expected=_ITEM_ERRORS)
+    return ("failed", None) if isinstance(result, Exception) else result
+
+
+_ITEM_ERRORS = (AppError, ValidationError)
+
+
+async def _write_resent(session: AsyncSession, resent: dict[uuid.UUID, Task]) -> None:
+    """Write the re-sends applied in memory: one UPDATE of `metadata` per batch."""
+    if resent:
+        await repository.set_metadata(session, {t.id: t.metadata_ for t in resent.values()})
+        resent.clear()
 
 
 async def _prune(
@@ -205,14 +300,12 @@ def _priority(run: _Run, severity: Severity) -> Priority:
     return Priority(mapped)
 
 
-async def _plain_resend(run: _Run, event: AlertEvent) -> Task | None:
-    """The common case, a re-send of a firing alert that changes nothing but the count and
-    `last_seen`: done in place (nothing in it can fail alone, so no savepoint). None when the
-    event needs the full rules."""
-    if event.action != TRIGGER:
-        return None
-    task = await _open_incident(run, event.dedup_key)
-    if task is None:
+def _plain_resend(run: _Run, event: AlertEvent, task: Task | None) -> Task | None:
+    """The common case, a re-send of a firing alert that changes nothing but the count, the
+    latest payload and `last_seen`: applied in memory to the incident read for the batch,
+    neither audited nor announced (it changes nothing a person acts on), the task's version
+    and `updated_at` untouched. None when the event needs the full rules."""
+    if event.action != TRIGGER or task is None or sa_inspect(task).expired_attributes:
         return None
     before = _alert(task)
     old = before.get("severity")
@@ -226,15 +319,86 @@ async def _plain_resend(run: _Run, event: AlertEvent) -> Task | None:
     alert = {**before, **_details(event), "severity": old}
     alert["count"] = int(before.get("count", 1)) + 1
     alert["last_seen"] = run.now
-    _save_alert(task, alert)
+    # Written by `_write_resent`, not by the unit of work's flush (no version bump).
+    set_committed_value(task, "metadata_", {**(task.metadata_ or {}), "alert": _bounded(alert)})
     return task
 
 
 _SEVERITIES = frozenset(s.value for s in Severity)
 
 
-async def _one(run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
-    task = await _open_incident(run, event.dedup_key)
+async def _one(
+    run: _Run, event: AlertEvent, known: tuple[Task | None] | None = None
+) -> tuple[str, Task | None]:
+    outcome, task = await _apply_one(run, event, known)
+    if task is not None:
+        await _track_flapping(run, task)
+    return outcome, task
+
+
+def _settle_at(run: _Run, alert: dict[str, Any]) -> datetime:
+    """When the flips in the window fall back to the threshold (or now, if they have)."""
+    flips = sorted(datetime.fromisoformat(f) for f in _recent_flips(run, alert))
+    over = len(flips) - run.integration.flap_threshold
+    if over <= 0:
+        return run.now
+    # A flip counts while it is at most the window old: the `over`-th oldest must age out.
+    window = timedelta(minutes=run.integration.flap_window_minutes)
+    return flips[over - 1] + window + timedelta(seconds=1)
+
+
+async def _track_flapping(run: _Run, task: Task) -> None:
+    """Give a flapping incident its settle check, planned at the instant it may settle. An
+    incident no longer flapping keeps its row until the engine's pass drops it (``gone``):
+    no read for the common case."""
+    if not _alert(task).get("flapping"):
+        return
+    settle_at = _settle_at(run, _alert(task))
+    flap = await run.session.get(AlertFlap, task.id)
+    if flap is None:
+        flap = AlertFlap(task_id=task.id, integration_id=run.integration.id, settle_at=settle_at)
+        run.session.add(flap)
+    else:
+        flap.settle_at = settle_at
+
+
+async def settle_flap(session: AsyncSession, ctx: AppContext, flap: AlertFlap) -> str:
+    """The flapping engine's act on one due incident: still flapping, its next check is
+    planned (``waiting``); else the flapping mark goes and what it held is released: a
+    resolution held while flapping completes the incident when the integration
+    auto-resolves (``resolved``), otherwise the incident just carries on (``settled``)."""
+    task = await session.get(Task, flap.task_id)
+    integration = await session.get(Integration, flap.integration_id)
+    if task is None or integration is None or task.deleted_at is not None:
+        await session.delete(flap)
+        return "gone"
+    run = _Run(
+        session,
+        ctx,
+        integration,
+        principal(integration),
+        service.source_of(integration),
+        ctx.clock.now(),
+    )
+    alert = _alert(task)
+    if alert.get("flapping") and len(_recent_flips(run, alert)) > integration.flap_threshold:
+        flap.settle_at = _settle_at(run, alert)
+        return "waiting"
+    await session.delete(flap)
+    if not alert.get("flapping"):
+        return "gone"
+    _save_alert(task, {**alert, "flapping": False})
+    await _tag(run, task, flapping=False)
+    if alert.get("state") == "resolved" and task.completed_at is None and integration.auto_resolve:
+        await _complete(run, task)
+        return "resolved"
+    return "settled"
+
+
+async def _apply_one(
+    run: _Run, event: AlertEvent, known: tuple[Task | None] | None
+) -> tuple[str, Task | None]:
+    task = known[0] if known is not None else await _open_incident(run, event.dedup_key)
     if event.action == TRIGGER:
         if task is not None:
             return await _retrigger(run, event, task)
@@ -314,6 +478,18 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
             _save_alert(previous, alert)
             await _tag(run, previous, flapping=True)
             return "reopened", previous
+    return "created", await _open_new(run, event, previous, flips)
+
+
+async def _open_new(
+    run: _Run,
+    event: AlertEvent,
+    previous: Task | None,
+    flips: list[str],
+    deferred_clocks: list[SlaClock] | None = None,
+) -> Task:
+    """A new incident for the alert (given `deferred_clocks`, unflushed: see
+    `tasks.create_task`)."""
     alert = {
         **_details(event),
         "dedup_key": event.dedup_key,
@@ -349,10 +525,15 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
         f"{event.dedup_key[:200]}#{uuid.uuid4().hex[:12]}",
         dedup_key=event.dedup_key,
     )
-    task = await tasks.create_task(
-        run.session, run.ctx, run.actor, data, origin, await run.catalog()
+    return await tasks.create_task(
+        run.session,
+        run.ctx,
+        run.actor,
+        data,
+        origin,
+        await run.catalog(),
+        deferred_clocks=deferred_clocks,
     )
-    return "created", task
 
 
 def _description(event: AlertEvent) -> str | None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.pagination import PageParams
-from opsflow.models.integration import Integration, IntegrationEvent
+from opsflow.models.integration import AlertFlap, Integration, IntegrationEvent
 from opsflow.models.task import Task
 
 
@@ -56,9 +57,90 @@ async def prune_events(session: AsyncSession, integration_id: uuid.UUID, cutoff:
     )
 
 
-async def lock(session: AsyncSession, lock_id: int) -> None:
-    """A transaction-scoped advisory lock (PostgreSQL)."""
-    await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+async def by_key_hashes(session: AsyncSession, key_hashes: set[str]) -> dict[str, Integration]:
+    rows = await session.scalars(select(Integration).where(Integration.key_hash.in_(key_hashes)))
+    return {row.key_hash: row for row in rows}
+
+
+async def lock_all(session: AsyncSession, lock_ids: list[int]) -> None:
+    """Transaction-scoped advisory locks (PostgreSQL), taken in the given order, with one
+    statement."""
+    if lock_ids:
+        await session.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                "(SELECT k FROM unnest(CAST(:ids AS BIGINT[])) AS k ORDER BY k) AS s"
+            ),
+            {"ids": lock_ids},
+        )
+
+
+CHUNK = 500
+
+
+async def open_incidents(
+    session: AsyncSession, refs: set[tuple[str, str]]
+) -> dict[tuple[str, str], Task]:
+    """The open incident of each (source, dedup key), where there is one."""
+    by_source: dict[str, list[str]] = {}
+    for source, key in refs:
+        by_source.setdefault(source, []).append(key)
+    found: dict[tuple[str, str], Task] = {}
+    for source, keys in by_source.items():
+        for start in range(0, len(keys), CHUNK):
+            rows = await session.scalars(
+                select(Task).where(
+                    Task.source == source,
+                    Task.dedup_key.in_(keys[start : start + CHUNK]),
+                    Task.completed_at.is_(None),
+                    Task.deleted_at.is_(None),
+                )
+            )
+            for row in rows:
+                found[(source, row.dedup_key or "")] = row
+    return found
+
+
+async def keys_with_incidents(
+    session: AsyncSession, refs: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which of these (source, dedup key) had an incident, open or not."""
+    by_source: dict[str, list[str]] = {}
+    for source, key in refs:
+        by_source.setdefault(source, []).append(key)
+    found: set[tuple[str, str]] = set()
+    for source, keys in by_source.items():
+        for start in range(0, len(keys), CHUNK):
+            rows = await session.scalars(
+                select(Task.dedup_key)
+                .where(
+                    Task.source == source,
+                    Task.dedup_key.in_(keys[start : start + CHUNK]),
+                    Task.deleted_at.is_(None),
+                )
+                .distinct()
+            )
+            found.update((source, key) for key in rows if key is not None)
+    return found
+
+
+async def set_metadata(session: AsyncSession, values: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """Replace the `metadata` of these tasks, nothing else (one statement, many rows)."""
+    table = cast(Table, Task.__table__)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("task_id"))
+        .values(metadata=bindparam("new_metadata"))
+    )
+    await session.execute(
+        statement,
+        [{"task_id": task_id, "new_metadata": value} for task_id, value in values.items()],
+    )
+
+
+async def add_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(IntegrationEvent), rows)
 
 
 async def latest_incident(
@@ -71,3 +153,22 @@ async def latest_incident(
     if open_only:
         query = query.where(Task.completed_at.is_(None))
     return await session.scalar(query.order_by(Task.created_at.desc()).limit(1))
+
+
+async def claim_flaps(session: AsyncSession, now: datetime, limit: int) -> list[AlertFlap]:
+    """Lock up to `limit` flapping incidents due for a check (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL: passes side by side take different ones; SQLite serialises writers)."""
+    query = (
+        select(AlertFlap)
+        .where(AlertFlap.settle_at <= now)
+        .order_by(AlertFlap.settle_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def next_flap(session: AsyncSession) -> datetime | None:
+    value: datetime | None = await session.scalar(select(func.min(AlertFlap.settle_at)))
+    return value

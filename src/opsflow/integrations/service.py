@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth.principal import Principal
-from opsflow.errors import Conflict, NotFound, ValidationFailed
+from opsflow.errors import NotFound, ValidationFailed
 from opsflow.events.changes import record_change
+from opsflow.events.entities import Entity
 from opsflow.integrations import repository
 from opsflow.integrations.schemas import (
     DEFAULT_SEVERITY_MAP,
@@ -98,17 +99,14 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID | None) -> None:
         )
 
 
-async def _unique_name(session: AsyncSession, name: str, own: uuid.UUID | None = None) -> None:
-    existing = await repository.named(session, name)
-    if existing is not None and existing.id != own:
-        raise Conflict("An integration with this name exists", field="name")
+INTEGRATIONS = Entity(ENTITY, Integration, _state, title="An integration", named=repository.named)
 
 
 async def create(
     session: AsyncSession, actor: Principal, data: IntegrationCreate, now: datetime
 ) -> IntegrationWithKey:
     await _check_team(session, data.team_id)
-    await _unique_name(session, data.name)
+    await INTEGRATIONS.check_name(session, data.name)
     if actor.user_id is None and actor.on_behalf_of is None:
         raise ValidationFailed("An integration needs a user to record as creator of incidents")
     key = _new_key()
@@ -131,27 +129,12 @@ async def create(
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
-    await session.flush()
-    record_change(
-        session,
-        actor,
-        entity_type=ENTITY,
-        entity_id=row.id,
-        action="INTEGRATION_CREATED",
-        event_type="integration.created",
-        payload={"integration": {"id": str(row.id), "name": row.name, "type": row.type}},
-        now=now,
-        new_state=_state(row),
-    )
+    await INTEGRATIONS.create(session, actor, row, now)
     return with_key(row, key)
 
 
 async def get(session: AsyncSession, integration_id: uuid.UUID) -> Integration:
-    row = await session.get(Integration, integration_id)
-    if row is None:
-        raise NotFound(ENTITY, integration_id)
-    return row
+    return await INTEGRATIONS.get(session, integration_id)
 
 
 async def update(
@@ -165,7 +148,7 @@ async def update(
     fields = patch_fields(data, nullable={"team_id", "signature_secret"})
     before = _state(row)
     if "name" in fields:
-        await _unique_name(session, fields["name"], row.id)
+        await INTEGRATIONS.check_name(session, fields["name"], row.name)
     if "team_id" in fields:
         await _check_team(session, fields["team_id"])
     for name, value in fields.items():
@@ -175,22 +158,8 @@ async def update(
             row.mapping = data.mapping.model_dump(exclude_none=True)  # type: ignore[union-attr]
         else:
             setattr(row, name, value)
-    after = _state(row)
-    if after != before:
-        row.updated_at = now
-        await session.flush()
-        record_change(
-            session,
-            actor,
-            entity_type=ENTITY,
-            entity_id=row.id,
-            action="INTEGRATION_UPDATED",
-            event_type="integration.updated",
-            payload={"integration": {"id": str(row.id), "name": row.name}},
-            now=now,
-            previous_state=before,
-            new_state=after,
-        )
+    INTEGRATIONS.updated(session, actor, row, before, now)
+    await session.flush()
     return row
 
 
@@ -219,21 +188,8 @@ async def delete(
     session: AsyncSession, actor: Principal, integration_id: uuid.UUID, now: datetime
 ) -> None:
     """The integration and its event log go; the incidents it opened stay."""
-    row = await get(session, integration_id)
-    before = _state(row)
-    await session.delete(row)
+    await INTEGRATIONS.delete(session, actor, integration_id, now)
     await session.flush()
-    record_change(
-        session,
-        actor,
-        entity_type=ENTITY,
-        entity_id=integration_id,
-        action="INTEGRATION_DELETED",
-        event_type="integration.deleted",
-        payload={"integration": {"id": str(integration_id), "name": before["name"]}},
-        now=now,
-        previous_state=before,
-    )
 
 
 async def list_integrations(

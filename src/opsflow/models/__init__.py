@@ -8,7 +8,7 @@ from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
 from opsflow.models.idempotency import IdempotencyRecord
-from opsflow.models.integration import Integration, IntegrationEvent
+from opsflow.models.integration import AlertFlap, Integration, IntegrationEvent
 from opsflow.models.notification import (
     MaintenanceWindow,
     Notification,
@@ -29,6 +29,7 @@ from opsflow.models.team import Team
 from opsflow.models.user import User
 
 __all__ = [
+    "AlertFlap",
     "ApiClient",
     "Attachment",
     "AuditLog",

@@ -61,3 +61,18 @@ class IntegrationEvent(UUIDPrimaryKey, Base):
     outcome: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     summary: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertFlap(Base):
+    """A flapping incident and the instant it may settle: the flapping engine claims the
+    due ones (indexed `settle_at`), and settles them, or plans the next check."""
+
+    __tablename__ = "alert_flaps"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    integration_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("integrations.id", ondelete="CASCADE")
+    )
+    settle_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -4,12 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsflow.db import Base
 from opsflow.kit.types import UTCDateTime, json_type
 from opsflow.models.mixins import Timestamps, UUIDPrimaryKey
+
+OPEN_DEDUP = "dedup_key IS NOT NULL AND completed_at IS NULL AND deleted_at IS NULL"
 
 
 class Task(UUIDPrimaryKey, Timestamps, Base):
@@ -18,6 +20,15 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         UniqueConstraint("source", "external_id"),
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_status_priority", "status", "priority"),
+        # An alert's dedup key names at most one open incident of its integration (source).
+        Index(
+            "uq_tasks_open_dedup_key",
+            "source",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text(OPEN_DEDUP),
+            sqlite_where=text(OPEN_DEDUP),
+        ),
     )
 
     title: Mapped[str] = mapped_column(String(500))

@@ -74,6 +74,12 @@ class Metrics:
             ("channel", "outcome"),
             registry=self.registry,
         )
+        self.alert_batch_size = Histogram(
+            "opsflow_alert_batch_requests",
+            "Inbound alert requests applied per group commit",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+            registry=self.registry,
+        )
         self._database: DatabaseCollector | None = None
         self._circuits: Callable[[], dict[str, str]] | None = None
         self._websockets: Callable[[], dict[str, int]] | None = None

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
-from opsflow.db import savepoint
+from opsflow.db import attempt
 from opsflow.errors import (
     AppError,
     Conflict,
@@ -291,19 +291,22 @@ async def _one(run: _Batch, index: int, item: TicketIn, known: dict[str, Task]) 
         except AppError as exc:
             return _invalid(index, item.external_id, exc)
         return _applied(index, task, outcome, reason)
-    try:
-        async with savepoint(run.session):
-            if task is None:
-                task = await _create(run, item)
-                known[item.external_id] = task
-                outcome, reason = Outcome.CREATED, None
-            else:
-                outcome, reason = await _update(run, item, task)
-    except AppError as exc:
+
+    async def apply() -> tuple[Task, Outcome, str | None]:
+        if task is None:
+            created = await _create(run, item)
+            known[item.external_id] = created
+            return created, Outcome.CREATED, None
+        return (task, *await _update(run, item, task))
+
+    result = await attempt(run.session, apply, expected=(AppError,))
+    if isinstance(result, AppError):
         # Invalid references, a refused transition, a conflict: this item only (its
         # savepoint rolled back).
-        return _invalid(index, item.external_id, exc)
-    return _applied(index, task, outcome, reason)
+        return _invalid(index, item.external_id, result)
+    assert not isinstance(result, Exception)
+    applied, outcome, reason = result
+    return _applied(index, applied, outcome, reason)
 
 
 def _fields_only(run: _Batch, item: TicketIn, task: Task) -> bool:
