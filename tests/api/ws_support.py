@@ -105,3 +105,71 @@ class WsClient:
 
 def token_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
+
+
+class SocketClient:
+    """A WebSocket client over a real socket (for `opsflow serve` processes): a reader task
+    keeps every frame with the wall-clock instant it arrived."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = f"{url}?token={token}"
+        self.frames: list[dict[str, Any]] = []
+        self.arrived: list[float] = []
+        self._changed = asyncio.Event()
+        self._socket: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SocketClient:
+        from websockets.asyncio.client import connect
+
+        self._socket = await connect(self.url, compression=None, max_size=2**22)
+        self._reader = asyncio.create_task(self._read())
+        await self.wait_for(lambda f: f["type"] == "auth.ok")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._socket.close()
+        assert self._reader is not None
+        with contextlib.suppress(BaseException):
+            await self._reader
+
+    async def _read(self) -> None:
+        import time
+
+        async for text in self._socket:
+            self.frames.append(json.loads(text))
+            self.arrived.append(time.time())
+            self._changed.set()
+
+    async def send(self, frame: Any) -> None:
+        await self._socket.send(json.dumps(frame))
+
+    async def wait_for(self, match: Any, *, start: int = 0) -> dict[str, Any]:
+        """The first frame from index `start` on that satisfies `match`."""
+
+        async def first() -> dict[str, Any]:
+            while True:
+                for frame in self.frames[start:]:
+                    if match(frame):
+                        return frame
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(first(), GIVE_UP_SECONDS * 3)
+
+    async def subscribe(self, channels: list[str], since: int | None = None) -> None:
+        start = len(self.frames)
+        frame: dict[str, Any] = {"action": "subscribe", "channels": channels}
+        if since is not None:
+            frame["since"] = since
+        await self.send(frame)
+        await self.wait_for(lambda f: f["type"] in {"subscribed", "error"}, start=start)
+
+    async def settle(self) -> None:
+        """Every frame sent before the server answered a ping has arrived."""
+        start = len(self.frames)
+        await self.send({"action": "ping"})
+        await self.wait_for(lambda f: f["type"] == "pong", start=start)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [f for f in self.frames if isinstance(f.get("id"), int)]

@@ -1,0 +1,207 @@
+"""The WebSocket stream across processes: two `opsflow serve --no-engine` instances and one
+`opsflow engine` on PostgreSQL, fanned out through a throw-away Redis that is restarted in
+the middle of the test.
+
+Clients on either instance receive what the engine commits; a client that reconnects with
+`since` gets exactly what it missed; across the Redis restart every client still gets every
+event of its channels, in order, exactly once (compared with the outbox itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from opsflow.db import create_engine
+from tests.api.ws_support import SocketClient
+from tests.factories import login, make_task, make_user
+from tests.processes import Engines, RedisServer, opsflow_serve, redis_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+ADMIN_PASSWORD = "Realtime-Admin-Pass-1"
+INCIDENT = {
+    "task_type": "INCIDENT",
+    "priority": "CRITICAL",
+    "start_sla_minutes": 15,
+    "resolve_sla_minutes": 120,
+}
+# The START clock moved a day into the past: every threshold of it is due at once, with
+# no wall-clock wait.
+OVERDUE_SQL = (
+    "UPDATE sla_clocks SET started_at = started_at - interval '1 day', "
+    "deadline = deadline - interval '1 day', next_fire_at = next_fire_at - interval '1 day' "
+    "WHERE task_id = :task AND kind = 'START'",
+    "UPDATE tasks SET start_deadline = start_deadline - interval '1 day' WHERE id = :task",
+)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
+    assert database_url.startswith("postgresql"), "this test needs PostgreSQL"
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def _ws(base: str) -> str:
+    return base.replace("http://", "ws://") + "/api/v1/ws"
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def _rename(
+    client: httpx.AsyncClient, headers: dict[str, str], task: str, title: str
+) -> None:
+    current = await client.get(f"/tasks/{task}", headers=headers)
+    assert current.status_code == 200, current.text
+    response = await client.patch(
+        f"/tasks/{task}",
+        json={"title": title},
+        headers={**headers, "If-Match": current.headers["ETag"]},
+    )
+    assert response.status_code == 200, response.text
+
+
+def _titled(title: str) -> Any:
+    return lambda f: f.get("type") == "task.updated" and f["task"].get("title") == title
+
+
+async def _streamed(db: AsyncEngine, task: str) -> list[tuple[int, str]]:
+    """The task's streamed events as the outbox holds them: (id, type) in id order."""
+    async with db.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT stream_seq, event_type FROM outbox_events "
+                "WHERE aggregate_id = :task AND stream_seq IS NOT NULL ORDER BY stream_seq"
+            ),
+            {"task": uuid.UUID(task)},
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def _seen(ws: SocketClient) -> list[tuple[int, str]]:
+    return [(int(f["id"]), str(f["type"])) for f in ws.events()]
+
+
+async def test_two_instances_one_engine_replay_and_a_redis_restart(
+    database_url: str, db: AsyncEngine, tmp_path: Path
+) -> None:
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server(tmp_path))
+        env = {"REDIS_URL": redis.url(0)}
+        one = stack.enter_context(
+            opsflow_serve(
+                tmp_path, database_url, ADMIN_PASSWORD, name="serve-1", no_engine=True, **env
+            )
+        )
+        two = stack.enter_context(
+            opsflow_serve(
+                tmp_path, database_url, ADMIN_PASSWORD, name="serve-2", no_engine=True, **env
+            )
+        )
+        engines = Engines(
+            database_url,
+            tmp_path,
+            batch=500,
+            arguments=["--passes", "all", "--interval", "0.1"],
+            env=env,
+        )
+        stack.callback(engines.close)
+        engine = engines.start()
+        try:
+            await _scenario(db, one, two, redis)
+        except BaseException:
+            print(engines.report())
+            for name in ("serve-1", "serve-2"):
+                print(f"--- {name}\n{(tmp_path / f'{name}.log').read_text()[-4000:]}")
+            raise
+        assert engine.alive(), engines.report()
+
+
+async def _scenario(db: AsyncEngine, one: str, two: str, redis: RedisServer) -> None:
+    api1 = httpx.AsyncClient(base_url=f"{one}/api/v1", timeout=30)
+    api2 = httpx.AsyncClient(base_url=f"{two}/api/v1", timeout=30)
+    async with api1, api2:
+        admin = await login(api1, "admin", ADMIN_PASSWORD)
+        manager = await make_user(api1, admin, "manager")
+        task = (await make_task(api1, admin, **INCIDENT))["id"]
+        channels = ["alerts", f"task:{task}"]
+
+        # A on instance 1 (admin), B on instance 2 (a manager): every event of the task
+        # from the first one on (since 0: replayed, then live).
+        async with (
+            SocketClient(_ws(one), _token(admin)) as a,
+            SocketClient(_ws(two), _token(manager.headers)) as b,
+        ):
+            for ws in (a, b):
+                await ws.subscribe(channels, since=0)
+                await ws.wait_for(lambda f: f.get("type") == "task.created")
+
+            # An SLA breach committed by the engine process reaches both instances.
+            async with db.begin() as connection:
+                for statement in OVERDUE_SQL:
+                    await connection.execute(text(statement), {"task": uuid.UUID(task)})
+            for name, ws in (("A on instance 1", a), ("B on instance 2", b)):
+                breach = await ws.wait_for(lambda f: f.get("type") == "sla.breach")
+                index = ws.frames.index(breach)
+                occurred = datetime.fromisoformat(breach["occurred_at"].replace("Z", "+00:00"))
+                latency = (ws.arrived[index] - occurred.timestamp()) * 1000
+                print(f"sla.breach commit -> receipt, {name}: {latency:.1f} ms")
+                assert breach["task"]["id"] == task
+                assert breach["channels"] == sorted(channels)
+
+            # The breach escalates (the default policy's first step); C joins after that.
+            await a.wait_for(lambda f: f.get("type") == "escalation.fired")
+
+            # C (on instance 2) disconnects, misses three events, reconnects with since.
+            async with SocketClient(_ws(two), _token(manager.headers)) as c:
+                await c.subscribe([f"task:{task}"], since=0)
+                await c.wait_for(lambda f: f.get("type") == "escalation.fired")
+                await c.settle()
+                last = c.events()[-1]["id"]
+            for n in (1, 2, 3):
+                await _rename(api1, admin, task, f"missed-{n}")
+            await a.wait_for(_titled("missed-3"))
+            async with SocketClient(_ws(two), _token(manager.headers)) as c:
+                await c.subscribe([f"task:{task}"], since=last)
+                await c.settle()
+                missed = c.events()
+                assert [(f["type"], f["task"]["title"]) for f in missed] == [
+                    ("task.updated", f"missed-{n}") for n in (1, 2, 3)
+                ]
+                ids = [f["id"] for f in missed]
+                assert ids == sorted(set(ids))
+                assert ids[0] > last
+
+                # Redis restarted mid-stream: events committed while it is away and after.
+                await _rename(api1, admin, task, "before-restart")
+                for ws in (a, b, c):
+                    await ws.wait_for(_titled("before-restart"))
+                redis.stop()
+                await _rename(api1, admin, task, "during-outage-1")
+                await _rename(api2, admin, task, "during-outage-2")
+                redis.start()
+                await _rename(api1, admin, task, "after-restart-1")
+                await _rename(api2, admin, task, "after-restart-2")
+                for ws in (a, b, c):
+                    await ws.wait_for(_titled("after-restart-2"))
+                    await ws.settle()
+
+                truth = await _streamed(db, task)
+                assert _seen(a) == truth
+                assert _seen(b) == truth
+                assert _seen(c) == [e for e in truth if e[0] > last]
+                kinds = [kind for _, kind in truth]
+                assert {"sla.warning", "sla.critical", "sla.breach"} <= set(kinds)
