@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 # A safety net against a hung test, not a timing assertion.
@@ -51,6 +52,7 @@ class WsClient:
             "extensions": {"websocket.http.response": {}},
         }
         self.task: asyncio.Task[None] | None = None
+        self.hello_frame: dict[str, Any] = {}
 
     async def __aenter__(self) -> WsClient:
         self.task = asyncio.create_task(self.app(self.scope, self.to_app.get, self.from_app.put))
@@ -97,6 +99,22 @@ class WsClient:
             if frames[-1]["type"] == kind:
                 return frames
 
+    async def hello(self) -> dict[str, Any]:
+        """The `auth.ok` frame that follows a successful authentication."""
+        frame = await self.receive()
+        assert frame["type"] == "auth.ok", frame
+        self.hello_frame = frame
+        return frame
+
+    async def subscribe(self, channels: list[str], since: int | None = None) -> dict[str, Any]:
+        """Subscribe (replaying from `since`); the server's answer (`subscribed` or an
+        error frame)."""
+        frame: dict[str, Any] = {"action": "subscribe", "channels": channels}
+        if since is not None:
+            frame["since"] = since
+        await self.send(frame)
+        return await self.receive()
+
     async def drain(self) -> list[dict[str, Any]]:
         """Every frame the server sent before it answers a ping (frames are in order)."""
         await self.send({"action": "ping"})
@@ -105,6 +123,28 @@ class WsClient:
 
 def token_of(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
+
+
+WS_PATH = "/api/v1/ws"
+
+
+@contextlib.asynccontextmanager
+async def connected(
+    app: Any,
+    headers: dict[str, str],
+    channels: list[str] | None = None,
+    *,
+    since: int | None = None,
+    slow: bool = False,
+) -> AsyncIterator[WsClient]:
+    """A socket authenticated with `headers`' token (`auth.ok` read) and, given `channels`,
+    subscribed to them (the `subscribed` answer read)."""
+    async with WsClient(app, WS_PATH, query=f"token={token_of(headers)}", slow=slow) as ws:
+        await ws.hello()
+        if channels is not None:
+            answer = await ws.subscribe(channels, since)
+            assert answer["type"] == "subscribed", answer
+        yield ws
 
 
 class SocketClient:

@@ -13,6 +13,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from opsflow.auth.permissions import Permission, reach_allows, reach_of
@@ -21,6 +22,9 @@ from opsflow.auth.principal import Principal
 # The channels an event reaches, from its type and the task it carries.
 ALERT_PREFIXES = ("sla.", "escalation.")
 STREAMED_PREFIXES = ("task.", "sla.", "escalation.")
+# A live frame carries its commit instant (epoch seconds) to the writer under this key,
+# which the writer removes before sending: the delivery-latency histogram's start.
+COMMITTED_KEY = "__committed__"
 
 
 def channels_of(frame: dict[str, Any]) -> set[str]:
@@ -116,9 +120,12 @@ class Hub:
 
     def publish(self, frame: dict[str, Any]) -> None:
         """Offer an event frame to every connection subscribed to one of its channels."""
+        committed = _instant(frame.get("occurred_at"))
         for subscriber in list(self._subscribers):
             addressed = frame_for(subscriber, frame)
             if addressed is not None:
+                if committed is not None:
+                    addressed[COMMITTED_KEY] = committed
                 subscriber.offer(addressed)
         for listener in self.listeners:
             listener(frame)
@@ -131,6 +138,16 @@ def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] |
     if not matched or not may_see(subscriber.principal, frame):
         return None
     return {**frame, "channels": sorted(matched)}
+
+
+def _instant(value: object) -> float | None:
+    """An event's `occurred_at` (the outbox instant it was committed with) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _resolve(subscriber: Subscriber) -> set[str]:
