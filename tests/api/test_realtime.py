@@ -16,6 +16,7 @@ from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
 from opsflow.config import Settings
 from opsflow.context import AppContext
+from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import HUB
 from opsflow.workers.rounds import run_round
 from tests.api.ws_support import WS_PATH as WS
@@ -32,7 +33,9 @@ INCIDENT = {
 
 
 async def _relay(ctx: AppContext) -> None:
+    """One engine round, and its streamed events handed on by the bus."""
     await run_round(ctx, engine_registry(ctx.settings))
+    await BUS.flushed()
 
 
 async def test_query_token_subscribe_and_receive_task_events_in_order(

@@ -10,6 +10,7 @@ slow client never stalls the others.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from opsflow.auth.principal import Principal
 # The channels an event reaches, from its type and the task it carries.
 ALERT_PREFIXES = ("sla.", "escalation.")
 STREAMED_PREFIXES = ("task.", "sla.", "escalation.")
-# A live frame carries its commit instant (epoch seconds) to the writer under this key,
-# which the writer removes before sending: the delivery-latency histogram's start.
+# A live frame, shared by every connection it goes to (never changed once offered),
+# carries to the writers its serialised text and its commit instant (epoch seconds, the
+# delivery-latency histogram's start) under these keys, which are never sent.
+TEXT_KEY = "__text__"
 COMMITTED_KEY = "__committed__"
 
 
@@ -119,14 +122,37 @@ class Hub:
         self.stats.open -= 1
 
     def publish(self, frame: dict[str, Any]) -> None:
-        """Offer an event frame to every connection subscribed to one of its channels."""
+        """Offer an event frame to every connection subscribed to one of its channels.
+
+        The work per event is done once, not once per connection: the event's channels,
+        whether a given kind of reader may see it (by user, role, team and scopes), and
+        the serialised frame for each set of matched channels, shared by every connection
+        that matched the same ones."""
+        names = channels_of(frame)
         committed = _instant(frame.get("occurred_at"))
+        visible: dict[tuple[Any, ...], bool] = {}
+        prepared: dict[tuple[str, ...], dict[str, Any]] = {}
         for subscriber in list(self._subscribers):
-            addressed = frame_for(subscriber, frame)
-            if addressed is not None:
+            matched = _resolve(subscriber) & names
+            if not matched:
+                continue
+            principal = subscriber.principal
+            reader: tuple[Any, ...] = (principal.actor_type, principal.id, principal.role)
+            reader += (principal.team_id, principal.scopes)
+            allowed = visible.get(reader)
+            if allowed is None:
+                allowed = visible[reader] = may_see(principal, frame)
+            if not allowed:
+                continue
+            key = tuple(sorted(matched))
+            addressed = prepared.get(key)
+            if addressed is None:
+                addressed = {**frame, "channels": list(key)}
+                addressed[TEXT_KEY] = json.dumps(addressed, separators=(",", ":"))
                 if committed is not None:
                     addressed[COMMITTED_KEY] = committed
-                subscriber.offer(addressed)
+                prepared[key] = addressed
+            subscriber.offer(addressed)
         for listener in self.listeners:
             listener(frame)
 
@@ -152,6 +178,8 @@ def _instant(value: object) -> float | None:
 
 def _resolve(subscriber: Subscriber) -> set[str]:
     """The subscriber's channels with ``user:me`` spelled as its own user id."""
+    if "user:me" not in subscriber.channels:
+        return subscriber.channels
     names = set(subscriber.channels)
     if "user:me" in names:
         names.discard("user:me")
