@@ -21,6 +21,7 @@ from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
 from opsflow.clock import Clock, SystemClock
+from opsflow.collaboration.endpoints import router as collaboration_router
 from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, current_environment, environment_warnings, load_settings
 from opsflow.context import AppContext
@@ -298,6 +299,7 @@ def create_app(
         users_router,
         teams_router,
         tasks_router,
+        collaboration_router,
         tickets_router,
         integrations_router,
         heartbeat_monitors_router,

@@ -559,7 +559,11 @@ async def test_me_for_api_client(client: httpx.AsyncClient, admin_headers: dict[
     assert body["client_id"] == creds["client_id"]
     assert body["name"] == creds["name"]
     assert body["scopes"] == ["tasks:read"]
-    assert body["permissions"] == {"task_read": "all", "read_users": "all"}
+    assert body["permissions"] == {
+        "task_read": "all",
+        "read_users": "all",
+        "comment_internal": "all",
+    }
     assert creds["client_secret"] not in response.text
 
 

@@ -49,6 +49,8 @@ HOLDERS: dict[str, frozenset[str]] = {
     # "pause/resume SLA, snooze": team_lead for their own team
     "snooze": frozenset({"admin", "manager", "team_lead"}),
     "cancel": frozenset({"admin"}),
+    # "comment, attach" (changing or deleting a comment: its author, or an admin)
+    "comment": frozenset({"admin", "manager", "team_lead", "developer", "support"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
     # "ingest tickets"
@@ -561,6 +563,30 @@ def inbound(kind: str) -> Setup:
     return setup
 
 
+async def new_comment(w: World, who: Caller) -> Request:
+    request = await existing_task(w, who)
+    request["json"] = {"body": f"A note from {who.role}", "internal": True}
+    return request
+
+
+async def own_comment(w: World, who: Caller, json: Any = None) -> Request:
+    """A comment the caller wrote (the admin's, for callers who may not comment)."""
+    task_id = await fresh_task(w, "ASSIGNED")
+    author = who.headers if who.role in HOLDERS["comment"] else w.admin
+    created = await w.client.post(
+        f"/tasks/{task_id}/comments", json={"body": "first draft"}, headers=author
+    )
+    assert created.status_code == 201, created.text
+    request: Request = {"path": {"comment_id": created.json()["id"]}}
+    if json is not None:
+        request["json"] = json
+    return request
+
+
+async def edit_own_comment(w: World, who: Caller) -> Request:
+    return await own_comment(w, who, {"body": "second draft"})
+
+
 def _assign_body(w: World) -> dict[str, Any]:
     return {"assigned_to": w.callers["support"].id}
 
@@ -655,6 +681,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         task_in("ASSIGNED", {"minutes": 30}),
     ),
     Endpoint("DELETE", f"{V1}/tasks/{{task_id}}", "cancel", 204, task_in("ASSIGNED")),
+    # comments, the timeline, the inbox
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/comments", "read_tasks", 200, existing_task),
+    Endpoint("POST", f"{V1}/tasks/{{task_id}}/comments", "comment", 201, new_comment),
+    Endpoint("PATCH", f"{V1}/comments/{{comment_id}}", "comment", 200, edit_own_comment),
+    Endpoint("DELETE", f"{V1}/comments/{{comment_id}}", "comment", 204, own_comment),
+    Endpoint("GET", f"{V1}/tasks/{{task_id}}/timeline", "read_tasks", 200, existing_task),
+    Endpoint("GET", f"{V1}/inbox", "read_tasks", 200),
+    Endpoint("POST", f"{V1}/tasks/{{task_id}}/read", "read_tasks", 200, existing_task),
+    Endpoint("POST", f"{V1}/tasks/{{task_id}}/watch", "read_tasks", 200, existing_task),
+    Endpoint("DELETE", f"{V1}/tasks/{{task_id}}/watch", "read_tasks", 204, existing_task),
     # SLA
     Endpoint(
         "PATCH",

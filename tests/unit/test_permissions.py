@@ -43,6 +43,10 @@ DOCUMENTED_ROWS: dict[Permission, list[str | None]] = {
     P.TASK_CANCEL: [Y, NO, NO, NO, NO, NO, NO],
     # comment, attach
     P.COMMENT: [Y, Y, Y, Y, Y, NO, NO],
+    # read internal comments
+    P.COMMENT_INTERNAL: [Y, Y, Y, Y, Y, Y, NO],
+    # change or delete anybody's comment
+    P.COMMENT_MODERATE: [Y, NO, NO, NO, NO, NO, NO],
     P.TASK_READ: [Y, Y, Y, Y, Y, Y, Y],
     P.REPORTS_READ: [Y, Y, Y, NO, NO, Y, Y],
     P.AUDIT_READ: [Y, NO, NO, NO, NO, Y, NO],
@@ -187,7 +191,7 @@ def test_auditor_required_role_for_audit() -> None:
 # --- API clients and the system --------------------------------------------------------------
 
 SCOPE_GRANTS: dict[Scope, set[Permission]] = {
-    Scope.TASKS_READ: {P.TASK_READ, P.READ_USERS},
+    Scope.TASKS_READ: {P.TASK_READ, P.READ_USERS, P.COMMENT_INTERNAL},
     Scope.TASKS_WRITE: {
         P.TASK_CREATE,
         P.INCIDENT_DECLARE,
@@ -195,6 +199,7 @@ SCOPE_GRANTS: dict[Scope, set[Permission]] = {
         P.TASK_PROGRESS,
         P.TASK_SNOOZE,
         P.COMMENT,
+        P.COMMENT_INTERNAL,
     },
     Scope.TICKETS_INGEST: {P.TICKETS_INGEST},
     Scope.REPORTS_READ: {P.REPORTS_READ},
@@ -245,6 +250,7 @@ def test_granted_permissions_for_developer() -> None:
         "incident_declare": "all",
         "task_progress": "assignee",
         "comment": "all",
+        "comment_internal": "all",
         "task_read": "all",
         "notifications_read": "own",
     }

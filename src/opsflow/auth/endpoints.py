@@ -34,7 +34,7 @@ from opsflow.errors import (
     ValidationFailed,
     declares,
 )
-from opsflow.idempotency.deps import Idempotent
+from opsflow.idempotency.deps import Idempotent, IdempotentWithheld
 from opsflow.kit.validation import LoginText, Reason, SecretText, Word
 from opsflow.models.enums import ActorType
 from opsflow.users import service as users_service
@@ -208,12 +208,19 @@ async def list_clients(session: SessionDep, _: Admin) -> list[ApiClientRead]:
     return [ApiClientRead.model_validate(c) for c in await service.list_clients(session)]
 
 
-# Not idempotent by key on purpose: a stored response would keep the secret in clear.
+# Idempotent by key, but the answer (it holds the secret) is never stored: a replay answers
+# 409 with the client's Location.
 @clients_router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiClientCreated)
 async def create_client(
-    body: ApiClientCreate, session: SessionDep, context: ContextDep, actor: Admin
+    body: ApiClientCreate,
+    session: SessionDep,
+    context: ContextDep,
+    actor: Admin,
+    response: Response,
+    _: IdempotentWithheld,
 ) -> ApiClientCreated:
     client, secret = await service.create_client(session, context, actor, body.name, body.scopes)
+    response.headers["Location"] = f"/api/v1/api-clients/{client.id}"
     return ApiClientCreated(
         **ApiClientRead.model_validate(client).model_dump(), client_secret=secret
     )

@@ -31,7 +31,9 @@ class Permission(StrEnum):
     TASK_PROGRESS = "task_progress"  # acknowledge, start, block/unblock, complete, reopen
     TASK_SNOOZE = "task_snooze"  # snooze, pause/resume SLA
     TASK_CANCEL = "task_cancel"
-    COMMENT = "comment"
+    COMMENT = "comment"  # write comments; change or delete one's own
+    COMMENT_INTERNAL = "comment_internal"  # read internal comments (and be notified of them)
+    COMMENT_MODERATE = "comment_moderate"  # change or delete anybody's comment
     TASK_READ = "task_read"
     REPORTS_READ = "reports_read"
     AUDIT_READ = "audit_read"
@@ -78,6 +80,8 @@ MATRIX: dict[Permission, dict[Role, Reach]] = {
     Permission.TASK_SNOOZE: {A: ALL, M: ALL, TL: TEAM},
     Permission.TASK_CANCEL: _all(A),
     Permission.COMMENT: _all(A, M, TL, D, S),
+    Permission.COMMENT_INTERNAL: _all(A, M, TL, D, S, AU),
+    Permission.COMMENT_MODERATE: _all(A),
     Permission.TASK_READ: _all(A, M, TL, D, S, AU, V),
     Permission.REPORTS_READ: _all(A, M, TL, AU, V),
     Permission.AUDIT_READ: _all(A, AU),
@@ -88,7 +92,9 @@ MATRIX: dict[Permission, dict[Role, Reach]] = {
 }
 
 SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {
-    Scope.TASKS_READ: frozenset({Permission.TASK_READ, Permission.READ_USERS}),
+    Scope.TASKS_READ: frozenset(
+        {Permission.TASK_READ, Permission.READ_USERS, Permission.COMMENT_INTERNAL}
+    ),
     Scope.TASKS_WRITE: frozenset(
         {
             Permission.TASK_CREATE,
@@ -97,6 +103,7 @@ SCOPE_PERMISSIONS: dict[Scope, frozenset[Permission]] = {
             Permission.TASK_PROGRESS,
             Permission.TASK_SNOOZE,
             Permission.COMMENT,
+            Permission.COMMENT_INTERNAL,
         }
     ),
     Scope.TICKETS_INGEST: frozenset({Permission.TICKETS_INGEST}),

@@ -21,6 +21,7 @@ from opsflow.escalation.schemas import (
     PolicyUpdate,
     TaskEscalations,
 )
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Level
 from opsflow.models.enums import EscalationStatus
@@ -45,9 +46,16 @@ async def list_policies(session: SessionDep, _: PolicyReader, page: PageDep) -> 
 
 @router.post("/escalation-policies", status_code=status.HTTP_201_CREATED, response_model=PolicyRead)
 async def create_policy(
-    body: PolicyCreate, session: SessionDep, clock: ClockDep, actor: PolicyWriter
+    body: PolicyCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: PolicyWriter,
+    response: Response,
+    _: Idempotent,
 ) -> PolicyRead:
-    return PolicyRead.model_validate(await service.create_policy(session, actor, body, clock.now()))
+    row = await service.create_policy(session, actor, body, clock.now())
+    response.headers["Location"] = f"/api/v1/escalation-policies/{row.id}"
+    return PolicyRead.model_validate(row)
 
 
 @router.get("/escalation-policies/{policy_id}", response_model=PolicyRead)
@@ -121,6 +129,7 @@ async def escalate(
     session: SessionDep,
     clock: ClockDep,
     actor: Escalator,
+    _: Idempotent,
     body: EscalateRequest | None = None,
 ) -> EscalationEventRead:
     """Fire the next escalation level now."""

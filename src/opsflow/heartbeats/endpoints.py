@@ -26,6 +26,7 @@ from opsflow.heartbeats.schemas import (
     PingRead,
     SignalResult,
 )
+from opsflow.idempotency.deps import IdempotentWithheld
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.observability.logging import get_logger
 
@@ -54,9 +55,17 @@ async def list_monitors(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MonitorRead)
 async def create_monitor(
-    body: MonitorCreate, session: SessionDep, context: ContextDep, actor: Writer
+    body: MonitorCreate,
+    session: SessionDep,
+    context: ContextDep,
+    actor: Writer,
+    response: Response,
+    _: IdempotentWithheld,
 ) -> MonitorRead:
+    """The answer carries the ping key (a credential): an `Idempotency-Key` replay does
+    not repeat it; read the monitor at Location."""
     monitor = await service.create(session, context, actor, body)
+    response.headers["Location"] = f"/api/v1/heartbeat-monitors/{monitor.id}"
     return await service.read(context, session, monitor)
 
 

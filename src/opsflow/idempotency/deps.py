@@ -41,3 +41,17 @@ async def idempotency_guard(
 
 
 Idempotent = Annotated[uuid.UUID | None, Depends(idempotency_guard)]
+
+
+@declares(service.KeyInUse, service.KeyReused, service.AnswerWithheld)
+async def idempotency_guard_withheld(
+    request: Request,
+    record_id: Annotated[uuid.UUID | None, Depends(idempotency_guard)],
+) -> uuid.UUID | None:
+    """`Idempotency-Key` for a POST whose answer carries a credential shown once: the answer
+    is not kept (a replay answers 409 with the resource's Location)."""
+    request.state.idempotency_withhold_body = True
+    return record_id
+
+
+IdempotentWithheld = Annotated[uuid.UUID | None, Depends(idempotency_guard_withheld)]

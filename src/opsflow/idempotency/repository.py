@@ -26,7 +26,7 @@ async def complete(
     record_id: uuid.UUID,
     *,
     status_code: int,
-    body: bytes,
+    body: bytes | None,
     headers: dict[str, Any],
 ) -> None:
     await session.execute(

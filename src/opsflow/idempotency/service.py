@@ -1,6 +1,12 @@
 """`Idempotency-Key` on POST: the same key and body within 24 h replays the
 stored response; the same key with another body is refused with 422.
 
+An answer that carries a credential shown only once (an API client's secret, a webhook's
+signing secret, an integration's or a heartbeat monitor's key) is never stored: the key
+still makes the creation happen once, and a replay answers 409
+`IDEMPOTENT_ANSWER_WITHHELD` with the created resource's `Location` (rotate the credential
+there if the first answer was lost).
+
 The record is inserted in the request's own unit of work, so it commits together with the
 effect or not at all: a retry after a rollback runs again, a retry after a commit never
 does. The response is attached right after it is produced (see :class:`ResponseRecorder`).
@@ -33,6 +39,7 @@ TTL = timedelta(hours=24)
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 REPLAYED_HEADERS = ("content-type", "location", "etag")
 STATE_KEY = "idempotency_record_id"
+WITHHOLD_KEY = "idempotency_withhold_body"
 
 
 class KeyInUse(AppError):
@@ -47,6 +54,15 @@ class KeyReused(AppError):
     status_code = 422
     code = "IDEMPOTENCY_KEY_REUSED"
     default_message = "This Idempotency-Key was used with a different request"
+
+
+class AnswerWithheld(AppError):
+    status_code = 409
+    code = "IDEMPOTENT_ANSWER_WITHHELD"
+    default_message = (
+        "A request with this Idempotency-Key already created the resource; its answer held a "
+        "credential shown only once and was not kept (the resource is at Location)"
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,14 @@ def _answer_existing(existing: IdempotencyRecord, print_: str) -> uuid.UUID:
         raise KeyReused(
             details=[{"field": "Idempotency-Key", "message": "already used with another body"}]
         )
+    if existing.status_code is not None and existing.response_body is None:
+        headers = existing.response_headers or {}
+        location = headers.get("location")
+        raise AnswerWithheld(
+            headers={"Location": str(location)} if location else None,
+            idempotency_key=existing.key,
+            location=location,
+        )
     if existing.status_code is None or existing.response_body is None:
         raise Conflict(
             "A request with this Idempotency-Key was already processed; its response is "
@@ -169,15 +193,17 @@ class ResponseRecorder:
             await send(message)
 
         await self.app(scope, receive, capture)
-        record_id = scope.get("state", {}).get(STATE_KEY)
+        state = scope.get("state", {})
+        record_id = state.get(STATE_KEY)
         if record_id is None or captured["status"] >= 500:
             return
+        withhold = bool(state.get(WITHHOLD_KEY)) and captured["status"] < 300
         ctx: AppContext = scope["app"].state.context
         async with unit_of_work(ctx.sessions) as session:
             await repository.complete(
                 session,
                 record_id,
                 status_code=captured["status"],
-                body=bytes(captured["body"]),
+                body=None if withhold else bytes(captured["body"]),
                 headers=captured["headers"],
             )

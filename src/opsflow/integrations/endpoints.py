@@ -19,6 +19,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
 from opsflow.errors import InvalidSignature, MethodNotAllowed, ServiceUnavailable, declares
+from opsflow.idempotency.deps import IdempotentWithheld
 from opsflow.integrations import ingest, parsers, service
 from opsflow.integrations.schemas import (
     AlertsAccepted,
@@ -88,10 +89,18 @@ async def list_integrations(session: SessionDep, _: Admin, page: PageDep) -> Pag
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=IntegrationWithKey)
 async def create_integration(
-    body: IntegrationCreate, session: SessionDep, clock: ClockDep, actor: Admin
+    body: IntegrationCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: Admin,
+    response: Response,
+    _: IdempotentWithheld,
 ) -> IntegrationWithKey:
-    """The answer carries the key of the inbound URLs: the only time it is shown."""
-    return await service.create(session, actor, body, clock.now())
+    """The answer carries the key of the inbound URLs: the only time it is shown (so an
+    `Idempotency-Key` replay does not repeat it)."""
+    created = await service.create(session, actor, body, clock.now())
+    response.headers["Location"] = f"/api/v1/integrations/{created.id}"
+    return created
 
 
 @router.get("/{integration_id}", response_model=IntegrationRead)

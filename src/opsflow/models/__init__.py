@@ -2,6 +2,7 @@
 
 from opsflow.models.audit import AuditLog
 from opsflow.models.auth import ApiClient, AuthSession, RefreshToken
+from opsflow.models.collaboration import Comment, TaskReadMarker, TaskWatcher
 from opsflow.models.engine import EngineHeartbeat
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
@@ -31,6 +32,7 @@ __all__ = [
     "AuditLog",
     "AuthSession",
     "BusinessCalendarRow",
+    "Comment",
     "EngineHeartbeat",
     "EscalationEvent",
     "EscalationPolicy",
@@ -52,6 +54,8 @@ __all__ = [
     "SlaSettingsRow",
     "Task",
     "TaskAssignee",
+    "TaskReadMarker",
+    "TaskWatcher",
     "Team",
     "User",
     "WebhookSubscription",

@@ -11,6 +11,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission, Reach, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.kit.validation import Word
 from opsflow.models.enums import Channel, NotificationStatus
@@ -117,11 +118,18 @@ async def list_windows(session: SessionDep, _: WindowReader, page: PageDep) -> P
 
 @windows_router.post("", status_code=status.HTTP_201_CREATED, response_model=WindowRead)
 async def create_window(
-    body: WindowCreate, session: SessionDep, clock: ClockDep, actor: WindowWriter
+    body: WindowCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: WindowWriter,
+    response: Response,
+    _: Idempotent,
 ) -> WindowRead:
     """While open, notifications about matching tasks are held; `on_end` releases or drops
     them when it closes."""
-    return WindowRead.model_validate(await service.create_window(session, actor, body, clock.now()))
+    row = await service.create_window(session, actor, body, clock.now())
+    response.headers["Location"] = f"/api/v1/maintenance-windows/{row.id}"
+    return WindowRead.model_validate(row)
 
 
 @windows_router.get("/{window_id}", response_model=WindowRead)

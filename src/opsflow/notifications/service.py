@@ -6,7 +6,10 @@ The outbox relay hands every event to `consume`, in the relay's transaction. The
 * `sla.warning` / `sla.critical` / `sla.breach` (only the one the engine marked `notify`)
   — the task's assignees, by e-mail;
 * `task.created` / `task.assigned` — the assignees, by e-mail; `task.completed` — the
-  creator, by e-mail.
+  creator, by e-mail;
+* `comment.created` / `comment.updated` — the users the change newly mentions (`notify`,
+  already limited to those who may read the comment), by e-mail, and on Slack for those who
+  set a Slack preference; the text is the `comment.mentioned` template.
 
 One event reaches one person on one channel once: when an escalation policy handles the
 event (`task.created`, `sla.warning`, `sla.breach`) and one of its steps due at that instant
@@ -60,6 +63,8 @@ _CHANNELS = {
     "webhook": Channel.WEBHOOK,
 }
 _TEMPLATES = NotificationTemplates()
+# Comment changes notify the people they mention, with the mention's text.
+MENTION_EVENTS = {"comment.created": "comment.mentioned", "comment.updated": "comment.mentioned"}
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ async def _wanted(session: AsyncSession, event: OutboxEvent) -> list[Wanted]:
         users = _ids(r.get("id") for r in payload.get("recipients", []))
         channels = [_CHANNELS[c] for c in payload.get("channels", []) if c in _CHANNELS]
         return [Wanted(u, c) for u in users for c in channels]
+    if kind in MENTION_EVENTS:
+        users = _ids(payload.get("notify", []))
+        preferences = await repository.preferences(session, users)
+        slack = [u for u in users if (u, Channel.SLACK.value) in preferences]
+        return [Wanted(u, Channel.EMAIL) for u in users] + [Wanted(u, Channel.SLACK) for u in slack]
     if event.aggregate_type != "task":
         return []
     task = await repository.task(session, event.aggregate_id)
@@ -152,7 +162,9 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     keys = {w: f"{event.id}:{w.user_id}:{w.channel.value}" for w in wanted}
     existing = await repository.existing_keys(session, list(keys.values()))
     payload: dict[str, Any] = event.payload or {}
-    task_id = event.aggregate_id if event.aggregate_type == "task" else None
+    task_id = (
+        event.aggregate_id if event.aggregate_type == "task" else _uuid(payload.get("task_id"))
+    )
     edited = await overrides(session)
     for item in wanted:
         user = users.get(item.user_id)
@@ -165,7 +177,11 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
         subject, body, html, message_payload, template, error = None, "", None, {}, None, None
         try:
             rendered = _TEMPLATES.render(
-                event.event_type, item.channel, context, edited, fallback=True
+                MENTION_EVENTS.get(event.event_type, event.event_type),
+                item.channel,
+                context,
+                edited,
+                fallback=True,
             )
             subject, body, html = rendered.subject, rendered.body, rendered.html
             message_payload, template = dict(rendered.payload), rendered.template

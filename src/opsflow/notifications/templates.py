@@ -37,7 +37,8 @@ events carry: ``id``, ``title``, ``task_type``, ``priority``, ``status``, ``cust
 run), ``escalation`` (``level``, ``cycle``, ``policy``, ``trigger``, ``message``), ``actor``
 (``type``, ``id``, ``name``), ``recipient`` (``name``, ``email``, ``timezone``),
 ``assignee`` (a display name), ``link`` (URL of the task), ``app_name``, ``payload`` (the
-raw event payload). Filters beyond Jinja's: ``datetime(tz=None, short=False)`` and
+raw event payload), ``comment`` (for a mention: ``body``, ``excerpt``, ``internal``, and
+``author``). Filters beyond Jinja's: ``datetime(tz=None, short=False)`` and
 ``sla_label`` (START → response, RESOLVE → resolution).
 """
 
@@ -75,6 +76,7 @@ EVENTS: tuple[str, ...] = (
     "task.created",
     "task.assigned",
     "task.resolved",
+    "comment.mentioned",
 )
 EVENT_ALIASES: dict[str, str] = {"task.completed": "task.resolved"}
 PARTS: dict[Channel, tuple[str, ...]] = {
@@ -229,9 +231,16 @@ def build_context(
         kind = data["sla_type"]
         deadline = task.get("start_deadline" if kind == "START" else "resolve_deadline")
         sla = {"sla_type": kind, "expected_deadline": deadline}
+    comment = section("comment")
+    if comment:
+        body = str(comment.get("body") or "")
+        flat = " ".join(body.split())
+        comment["excerpt"] = flat if len(flat) <= 200 else flat[:199].rstrip() + "…"
+        comment["author"] = section("author")
     return {
         "event": event,
         "task": task,
+        "comment": comment,
         "sla": sla,
         "escalation": escalation,
         "actor": section("actor"),
@@ -276,6 +285,15 @@ def sample_context(event: str | None = None) -> dict[str, Any]:
             "sla_type": "RESOLVE",
             "due_at": "2026-01-27T13:45:00Z",
             "expected_deadline": "2026-01-27T14:30:00Z",
+        }
+    if event is None or event.startswith("comment."):
+        payload |= {
+            "author": {"type": "user", "id": payload["actor"]["id"], "name": "Ops Lead"},
+            "comment": {
+                "id": "aa0e8400-e29b-41d4-a716-446655440005",
+                "body": "@jane can you check the **replica lag** before we fail over?",
+                "internal": False,
+            },
         }
     if event is None or event.startswith("escalation."):
         # As `escalation.fired` carries them: the step's facts at the top of the payload.

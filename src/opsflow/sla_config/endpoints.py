@@ -12,6 +12,7 @@ from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import NotFound, ValidationFailed, declares
+from opsflow.idempotency.deps import Idempotent
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.models.sla import BusinessCalendarRow, SlaPolicyRow
 from opsflow.sla.calendar import ALWAYS_NAME
@@ -103,10 +104,16 @@ async def list_policies(session: SessionDep, _: Reader, page: PageDep) -> Page[P
 
 @policies_router.post("", status_code=status.HTTP_201_CREATED, response_model=PolicyRead)
 async def create_policy(
-    body: PolicyCreate, session: SessionDep, context: ContextDep, actor: Writer
+    body: PolicyCreate,
+    session: SessionDep,
+    context: ContextDep,
+    actor: Writer,
+    response: Response,
+    _: Idempotent,
 ) -> PolicyRead:
     service.guard_not_file_managed(context.settings.sla_config_path)
     row = await service.create_policy(session, actor, body, context.clock.now())
+    response.headers["Location"] = f"/api/v1/sla-policies/{row.id}"
     return (await _policy_views(session, [row]))[0]
 
 
@@ -139,6 +146,7 @@ async def import_policies(
     session: SessionDep,
     context: ContextDep,
     actor: Writer,
+    _: Idempotent,
     mode: Literal["merge", "replace"] = "merge",
     dry_run: bool = False,
 ) -> ImportResult:
@@ -228,10 +236,16 @@ async def list_calendars(session: SessionDep, _: Reader, page: PageDep) -> Page[
 
 @calendars_router.post("", status_code=status.HTTP_201_CREATED, response_model=CalendarRead)
 async def create_calendar(
-    body: CalendarCreate, session: SessionDep, context: ContextDep, actor: Writer
+    body: CalendarCreate,
+    session: SessionDep,
+    context: ContextDep,
+    actor: Writer,
+    response: Response,
+    _: Idempotent,
 ) -> CalendarRead:
     service.guard_not_file_managed(context.settings.sla_config_path)
     row = await service.create_calendar(session, actor, body, context.clock.now())
+    response.headers["Location"] = f"/api/v1/calendars/{row.id}"
     return (await _calendar_views(session, [row]))[0]
 
 

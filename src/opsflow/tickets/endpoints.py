@@ -11,6 +11,7 @@ from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import Forbidden, declares
+from opsflow.idempotency.deps import Idempotent
 from opsflow.sla import service as sla_service
 from opsflow.sla.schemas import TaskSla
 from opsflow.tasks import views
@@ -38,7 +39,11 @@ Reader = Annotated[Principal, Depends(_reader)]
 @router.post("", response_model=BatchResult)
 @declares(Forbidden)
 async def ingest_tickets(
-    body: TicketBatch, session: SessionDep, context: ContextDep, principal: CurrentPrincipal
+    body: TicketBatch,
+    session: SessionDep,
+    context: ContextDep,
+    principal: CurrentPrincipal,
+    _: Idempotent,
 ) -> BatchResult:
     """Apply a batch of up to 1,000 tickets; each item's outcome is listed in order.
 

@@ -11,6 +11,7 @@ from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
+from opsflow.idempotency.deps import IdempotentWithheld
 from opsflow.kit.pagination import Page, PageDep, Pagination
 from opsflow.webhooks import service
 from opsflow.webhooks.schemas import WebhookCreate, WebhookCreated, WebhookRead, WebhookUpdate
@@ -29,10 +30,18 @@ async def list_webhooks(session: SessionDep, _: Admin, page: PageDep) -> Page[We
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookCreated)
 async def create_webhook(
-    body: WebhookCreate, session: SessionDep, clock: ClockDep, actor: Admin
+    body: WebhookCreate,
+    session: SessionDep,
+    clock: ClockDep,
+    actor: Admin,
+    response: Response,
+    _: IdempotentWithheld,
 ) -> WebhookCreated:
-    """The answer carries the signing secret: the only time it is shown."""
-    return WebhookCreated.model_validate(await service.create(session, actor, body, clock.now()))
+    """The answer carries the signing secret: the only time it is shown (so an
+    `Idempotency-Key` replay does not repeat it, see docs/api.md)."""
+    row = await service.create(session, actor, body, clock.now())
+    response.headers["Location"] = f"/api/v1/webhooks/{row.id}"
+    return WebhookCreated.model_validate(row)
 
 
 @router.get("/{webhook_id}", response_model=WebhookRead)

@@ -12,13 +12,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from opsflow.kit.validation import EntityName, JsonBool, NoNul, null_only_for
 from opsflow.notifications.channels import validate_url
 
-EVENT_PATTERN = r"^(task|sla|escalation)\.([a-z_]+|\*)$"
+EVENT_PATTERN = r"^(task|sla|escalation|comment)\.([a-z_]+|\*)$"
 _EVENT = re.compile(EVENT_PATTERN)
 
 
 def _event_type(value: str) -> str:
     if not _EVENT.fullmatch(value):
-        raise ValueError("must be an event type such as sla.breach, task.created or task.*")
+        raise ValueError(
+            "must be an event type such as sla.breach, task.created, task.* or comment.*"
+        )
     return value
 
 

@@ -1,6 +1,9 @@
 """Outbound webhook subscriptions: CRUD (admin, audited) and the relay consumer that queues
 one WEBHOOK notification per matching subscription and event — delivered, retried and
-dead-lettered like every notification, signed with the subscription's secret."""
+dead-lettered like every notification, signed with the subscription's secret.
+
+Comment events (`comment.*`) reach the subscriptions that name them, public comments only:
+an internal comment never leaves OpsFlow."""
 
 from __future__ import annotations
 
@@ -38,8 +41,13 @@ def wants(subscription: WebhookSubscription, event_type: str) -> bool:
     return False
 
 
+SENT_PREFIXES = ("task.", "sla.", "escalation.", "comment.")
+
+
 async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> None:
-    if not event.event_type.startswith(("task.", "sla.", "escalation.")):
+    if not event.event_type.startswith(SENT_PREFIXES):
+        return
+    if (event.payload or {}).get("internal") is True:
         return
     subscriptions = [s for s in await repository.active(session) if wants(s, event.event_type)]
     if not subscriptions:
@@ -55,7 +63,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
         session.add(
             Notification(
                 id=uuid.uuid4(),
-                task_id=event.aggregate_id if event.aggregate_type == "task" else None,
+                task_id=_task_id(event),
                 source_event_id=event.id,
                 webhook_id=subscription.id,
                 notification_type=event.event_type,
@@ -148,3 +156,13 @@ async def delete(
 ) -> None:
     """Queued deliveries of a deleted subscription end FAILED (nothing left to sign with)."""
     await WEBHOOK.delete(session, actor, webhook_id, now)
+
+
+def _task_id(event: OutboxEvent) -> uuid.UUID | None:
+    if event.aggregate_type == "task":
+        return event.aggregate_id
+    value = (event.payload or {}).get("task_id")
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
