@@ -22,7 +22,7 @@ from opsflow.workers.rounds import run_round
 from tests.api.ws_support import WS_PATH as WS
 from tests.api.ws_support import Closed, Rejected, WsClient, connected, token_of
 from tests.conftest import T0, make_settings
-from tests.factories import USER_PASSWORD, login, make_task, make_user
+from tests.factories import USER_PASSWORD, login, make_task, make_team, make_user
 
 INCIDENT = {
     "task_type": "INCIDENT",
@@ -336,3 +336,78 @@ async def test_after_losing_redis_the_listener_fills_the_gap_from_the_outbox(
     assert [f["task"]["title"] for f in frames] == ["v2", "v3", "v4", "v5"]
     ids = [f["id"] for f in frames]
     assert ids == sorted(set(ids))
+
+
+async def _comment(
+    client: httpx.AsyncClient, headers: dict[str, str], task: str, body: str, **extra: Any
+) -> None:
+    response = await client.post(
+        f"/tasks/{task}/comments", json={"body": body, **extra}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_comments_reach_task_subscribers_and_internal_ones_never_a_viewer(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    team = await make_team(client, admin_headers)
+    viewer = await make_user(client, admin_headers, "viewer")
+    task = await make_task(client, admin_headers, team_id=team)
+    await _relay(app_context)
+    channel = [f"task:{task['id']}"]
+    async with (
+        connected(app, admin_headers, channel) as admin,
+        connected(app, viewer.headers, [f"team:{team}"]) as watcher,
+    ):
+        clock.set(T0 + timedelta(minutes=1))
+        await _comment(client, admin_headers, task["id"], "visible to all")
+        clock.set(T0 + timedelta(minutes=2))
+        await _comment(client, admin_headers, task["id"], "ours only", internal=True)
+        await _relay(app_context)
+        seen_by_admin = await admin.drain()
+        seen_by_viewer = await watcher.drain()
+        # Replayed, the internal one stays hidden from the viewer too.
+        assert (await watcher.subscribe(channel, since=0))["type"] == "subscribed"
+        replayed = [f for f in await watcher.drain() if f["type"].startswith("comment.")]
+    assert [(f["type"], f["data"]["comment"]["body"]) for f in seen_by_admin] == [
+        ("comment.created", "visible to all"),
+        ("comment.created", "ours only"),
+    ]
+    internal = seen_by_admin[1]
+    assert internal["data"]["internal"] is True
+    assert internal["task"]["id"] == task["id"]
+    assert "notify" not in internal["data"]
+    assert [f["data"]["comment"]["body"] for f in seen_by_viewer] == ["visible to all"]
+    assert seen_by_viewer[0]["channels"] == [f"team:{team}"]
+    assert [f["data"]["comment"]["body"] for f in replayed] == ["visible to all"]
+
+
+async def test_inbox_read_goes_only_to_the_readers_own_channel(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    other = await make_user(client, admin_headers, "manager")
+    task = await make_task(client, admin_headers)
+    await _relay(app_context)
+    async with (
+        connected(app, admin_headers, ["user:me"]) as mine,
+        connected(app, admin_headers, [f"task:{task['id']}", "alerts"]) as task_only,
+        connected(app, other.headers, ["user:me", f"task:{task['id']}"]) as theirs,
+    ):
+        read = await client.post(f"/tasks/{task['id']}/read", headers=admin_headers)
+        assert read.status_code == 200, read.text
+        await _relay(app_context)
+        to_me = await mine.drain()
+        to_task = await task_only.drain()
+        to_other = await theirs.drain()
+    assert [f["type"] for f in to_me] == ["inbox.read"]
+    assert to_me[0]["data"]["task_id"] == task["id"]
+    assert to_me[0]["channels"] == [f"user:{admin_id(admin_headers, app)}"]
+    assert to_task == []
+    assert to_other == []

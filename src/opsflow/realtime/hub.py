@@ -19,10 +19,13 @@ from typing import Any
 
 from opsflow.auth.permissions import Permission, reach_allows, reach_of
 from opsflow.auth.principal import Principal
+from opsflow.collaboration.service import reads_internal
 
 # The channels an event reaches, from its type and the task it carries.
 ALERT_PREFIXES = ("sla.", "escalation.")
 STREAMED_PREFIXES = ("task.", "sla.", "escalation.")
+COMMENT_PREFIX = "comment."
+INBOX_READ = "inbox.read"
 # A live frame, shared by every connection it goes to (never changed once offered),
 # carries to the writers its serialised text and its commit instant (epoch seconds, the
 # delivery-latency histogram's start) under these keys, which are never sent.
@@ -31,7 +34,10 @@ COMMITTED_KEY = "__committed__"
 
 
 def channels_of(frame: dict[str, Any]) -> set[str]:
-    """Every channel name an event frame is published on."""
+    """Every channel name an event frame is published on. `inbox.read` (a user read a
+    task's conversation) goes to that user's own channel only."""
+    if frame["type"] == INBOX_READ:
+        return {f"user:{(frame.get('data') or {}).get('user_id')}"}
     task = frame.get("task") or {}
     names = {f"task:{task.get('id')}"}
     if task.get("team_id"):
@@ -44,9 +50,17 @@ def channels_of(frame: dict[str, Any]) -> set[str]:
 
 
 def may_see(principal: Principal, frame: dict[str, Any]) -> bool:
-    """The task-read rule of the role matrix applied to the task an event carries."""
+    """The task-read rule of the role matrix applied to the task an event carries; an
+    internal comment only for those who read internal comments; `inbox.read` only for the
+    user who read."""
+    data = frame.get("data") or {}
+    if frame["type"] == INBOX_READ:
+        return principal.is_user and str(principal.id) == str(data.get("user_id"))
     reach = reach_of(principal, Permission.TASK_READ)
     if reach is None:
+        return False
+    internal = str(frame["type"]).startswith(COMMENT_PREFIX) and data.get("internal") is not False
+    if internal and not reads_internal(principal):
         return False
     task = frame.get("task") or {}
     team = task.get("team_id")
