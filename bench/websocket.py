@@ -206,7 +206,11 @@ def line(name: str, hist: Counter[int]) -> str:
 
 
 def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
-    text = client.get("/metrics", headers=headers).text
+    """The server's WebSocket series ({} when it is too busy to answer in time)."""
+    try:
+        text = client.get("/metrics", headers=headers, timeout=120).text
+    except httpx.HTTPError:
+        return {}
     wanted = (
         "opsflow_ws_connections_open",
         "opsflow_ws_messages_sent_total",
@@ -355,6 +359,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     limit = raise_fd_limit()
     processes = args.processes or max(1, math.ceil(args.connections / 2500))
     print(f"fd limit {limit}; {args.connections} connections over {processes} client processes")

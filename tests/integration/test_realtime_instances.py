@@ -2,9 +2,11 @@
 `opsflow engine` on PostgreSQL, fanned out through a throw-away Redis that is restarted in
 the middle of the test.
 
-Clients on either instance receive what the engine commits; a client that reconnects with
-`since` gets exactly what it missed; across the Redis restart every client still gets every
-event of its channels, in order, exactly once (compared with the outbox itself).
+Clients on either instance receive what the engine commits; a comment written through one
+instance reaches the task's subscribers on the other, an internal one never a viewer; a
+client that reconnects with `since` gets exactly what it missed; across the Redis restart
+every client still gets every event of its channels, in order, exactly once (compared with
+the outbox itself).
 """
 
 from __future__ import annotations
@@ -74,21 +76,39 @@ async def _rename(
     assert response.status_code == 200, response.text
 
 
+async def _comment(
+    client: httpx.AsyncClient, headers: dict[str, str], task: str, body: str, **extra: Any
+) -> None:
+    response = await client.post(
+        f"/tasks/{task}/comments", json={"body": body, **extra}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+
+
+def _comment_said(body: str) -> Any:
+    return lambda f: (
+        f.get("type") == "comment.created" and (f["data"].get("comment") or {}).get("body") == body
+    )
+
+
 def _titled(title: str) -> Any:
     return lambda f: f.get("type") == "task.updated" and f["task"].get("title") == title
 
 
-async def _streamed(db: AsyncEngine, task: str) -> list[tuple[int, str]]:
-    """The task's streamed events as the outbox holds them: (id, type) in id order."""
+async def _streamed(db: AsyncEngine, task: str, *, internal: bool = True) -> list[tuple[int, str]]:
+    """The events of the task's channel as the outbox holds them — its own, and its
+    comments' (without internal ones unless `internal`): (id, type) in id order."""
     async with db.connect() as connection:
         rows = await connection.execute(
             text(
-                "SELECT stream_seq, event_type FROM outbox_events "
-                "WHERE aggregate_id = :task AND stream_seq IS NOT NULL ORDER BY stream_seq"
+                "SELECT stream_seq, event_type, payload->>'internal' FROM outbox_events "
+                "WHERE (aggregate_id = :task OR (aggregate_type = 'comment' "
+                "AND payload->>'task_id' = :text)) AND stream_seq IS NOT NULL "
+                "ORDER BY stream_seq"
             ),
-            {"task": uuid.UUID(task)},
+            {"task": uuid.UUID(task), "text": task},
         )
-        return [(int(r[0]), str(r[1])) for r in rows]
+        return [(int(r[0]), str(r[1])) for r in rows if internal or r[2] != "true"]
 
 
 def _seen(ws: SocketClient) -> list[tuple[int, str]]:
@@ -136,6 +156,7 @@ async def _scenario(db: AsyncEngine, one: str, two: str, redis: RedisServer) -> 
     async with api1, api2:
         admin = await login(api1, "admin", ADMIN_PASSWORD)
         manager = await make_user(api1, admin, "manager")
+        viewer = await make_user(api1, admin, "viewer")
         task = (await make_task(api1, admin, **INCIDENT))["id"]
         channels = ["alerts", f"task:{task}"]
 
@@ -184,6 +205,30 @@ async def _scenario(db: AsyncEngine, one: str, two: str, redis: RedisServer) -> 
                 ids = [f["id"] for f in missed]
                 assert ids == sorted(set(ids))
                 assert ids[0] > last
+
+                # Comments written through instance 1 reach B on instance 2; the viewer
+                # (instance 2, the task's channel) never gets the internal one.
+                async with SocketClient(_ws(two), _token(viewer.headers)) as v:
+                    await v.subscribe([f"task:{task}"], since=0)
+                    await _comment(api1, admin, task, "public note")
+                    await _comment(api1, admin, task, "internal note", internal=True)
+                    await _comment(api1, admin, task, "after the internal one")
+                    for ws in (a, b, c, v):
+                        await ws.wait_for(_comment_said("after the internal one"))
+                    await v.settle()
+                    said_to_b = [
+                        f["data"]["comment"]["body"]
+                        for f in b.events()
+                        if f["type"] == "comment.created"
+                    ]
+                    said_to_v = [
+                        f["data"]["comment"]["body"]
+                        for f in v.events()
+                        if f["type"] == "comment.created"
+                    ]
+                    assert said_to_b == ["public note", "internal note", "after the internal one"]
+                    assert said_to_v == ["public note", "after the internal one"]
+                    assert _seen(v) == await _streamed(db, task, internal=False)
 
                 # Redis restarted mid-stream: events committed while it is away and after.
                 await _rename(api1, admin, task, "before-restart")
