@@ -141,8 +141,8 @@ def _involvement(user_id: uuid.UUID):  # type: ignore[no-untyped-def]
         select(TaskAssignee.task_id, literal("assigned")).where(TaskAssignee.user_id == user_id),
         select(Task.id, literal("created")).where(Task.created_by == user_id),
         select(Comment.task_id, literal("commented")).where(
+            Comment.author_id == user_id,  # indexed; for a user's own comment, its actor
             Comment.actor_type == ActorType.USER.value,
-            Comment.actor_id == user_id,
             Comment.deleted_at.is_(None),
         ),
         select(TaskWatcher.task_id, literal("watching")).where(TaskWatcher.user_id == user_id),
@@ -156,7 +156,7 @@ async def inbox(
     the unread comments over all of them."""
     involved = _involvement(user_id)
     ids = select(involved.c.task_id).distinct().subquery()
-    shown = visible(include_internal)
+    shown = and_(visible(include_internal), Comment.task_id.in_(select(ids.c.task_id)))
     last_comment = (
         select(Comment.task_id, func.max(Comment.created_at).label("at"))
         .where(shown)

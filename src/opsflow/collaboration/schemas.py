@@ -8,7 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from opsflow.kit.validation import NOT_BLANK_PATTERN, JsonBool, NoNul, raw_max_length
+from opsflow.kit.validation import (
+    NOT_BLANK_PATTERN,
+    JsonBool,
+    NoNul,
+    null_only_for,
+    raw_max_length,
+)
 from opsflow.tasks.schemas import TaskListItem
 
 MAX_COMMENT_CHARS = 20_000
@@ -40,7 +46,9 @@ class CommentCreate(BaseModel):
 
 
 class CommentUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Fields left out keep their value; neither may be null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=null_only_for())
 
     body: CommentBody | None = None
     internal: JsonBool | None = None

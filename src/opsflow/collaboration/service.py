@@ -139,7 +139,7 @@ def _record(
 
 
 async def _mentions(
-    session: AsyncSession, body: str, internal: bool
+    session: AsyncSession, body: str
 ) -> tuple[list[uuid.UUID], dict[uuid.UUID, User]]:
     """Ids of the active users the text mentions, and those users."""
     found = await repository.active_users_named(session, mentioned_names(body))
@@ -171,7 +171,7 @@ async def create_comment(
 ) -> Comment:
     require_reach(actor, Permission.COMMENT)
     author_user = actor.user_id or actor.on_behalf_of
-    mentioned, users = await _mentions(session, data.body, data.internal)
+    mentioned, users = await _mentions(session, data.body)
     comment = Comment(
         id=uuid.uuid4(),
         task_id=task.id,
@@ -247,7 +247,7 @@ async def update_comment(
         comment.body = fields["body"]
     if "internal" in fields:
         comment.internal = fields["internal"]
-    mentioned, users = await _mentions(session, comment.body, comment.internal)
+    mentioned, users = await _mentions(session, comment.body)
     comment.mentions = [str(u) for u in mentioned]
     after = _state(comment)
     if after == before:
