@@ -17,7 +17,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(workdir: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    workdir: str, env: dict[str, str], args: list[str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start `opsflow serve` with `env` over this environment; wait until /ready answers 200.
 
     `DATABASE_URL` is taken from `env` only (default: ./opsflow.db in `workdir`).
@@ -27,7 +29,7 @@ def start_server(workdir: str, env: dict[str, str]) -> tuple[subprocess.Popen[by
     environment.pop("DATABASE_URL", None)
     environment.update(env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
+        [sys.executable, "-m", "opsflow", "serve", "--port", str(port), *(args or [])],
         cwd=workdir,
         env=environment,
         stdout=subprocess.DEVNULL,

@@ -13,12 +13,12 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -30,7 +30,8 @@ from opsflow.composition import build_context
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import Base, create_engine
-from tests.factories import ADMIN_PASSWORD, login
+from tests.factories import ADMIN_PASSWORD, T0, login
+from tests.sinks import HttpSink, SmtpSink, free_port
 
 # CI (`.ci/run` sets OPSFLOW_CI=1) replays the same property examples every run, so a
 # landing never depends on the luck of a random draw; local runs keep exploring new ones.
@@ -38,10 +39,12 @@ hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("OPSFLOW_CI") == "1":
     hypothesis_settings.load_profile("ci")
 
-T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
 
 PG_URL = os.environ.get("OPSFLOW_TEST_DATABASE_URL")
 REQUIRE_SERVICES = os.environ.get("OPSFLOW_REQUIRE_SERVICES") == "1"
+
+
+__all__ = ["T0", "assert_error", "make_settings"]
 
 
 def _async_url(url: str) -> str:
@@ -197,3 +200,53 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(
             "OPSFLOW_REQUIRE_SERVICES=1 but OPSFLOW_TEST_DATABASE_URL is not set"
         )
+
+
+# Real delivery destinations on loopback (see tests/sinks.py), for tests that read what a
+# person receives.
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[HttpSink]:
+    sink = HttpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[HttpSink]:
+    sink = HttpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+def delivery_settings(
+    database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink, **overrides: Any
+) -> Settings:
+    """Settings that send e-mail to the `smtp` sink and Slack posts to the `slack` sink."""
+    return make_settings(
+        database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp[1],
+        smtp_starttls=False,
+        slack_webhook_url=f"{slack.url}/services/T000/B000/XXXX",
+        **overrides,
+    )

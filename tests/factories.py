@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +17,9 @@ from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
 from opsflow.context import AppContext
 from opsflow.workers.rounds import run_round
+
+# The instant the settable clock starts at in the API tests.
+T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
 
 ADMIN_PASSWORD = "Admin-Pass-123"
 USER_PASSWORD = "User-Pass-12345"
@@ -120,3 +123,8 @@ async def advance(
     clock.set(when)
     for _ in range(rounds):
         await run_round(ctx, engine_registry(ctx.settings))
+
+
+async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
+    """Move the clock to T0 + `minutes` and run the engines (see `advance`)."""
+    await advance(ctx, clock, T0 + timedelta(minutes=minutes))

@@ -13,7 +13,9 @@ Adding an engine: write its module (a class with ``name``, ``batch`` and
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
+from opsflow.auth.cache import PrincipalCache
 from opsflow.auth.passwords import Passwords
 from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
@@ -102,6 +104,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
             max_per_username=settings.login_max_failures_per_username,
             max_per_ip=settings.login_max_failures_per_ip,
         ),
+        principals=PrincipalCache(clock, timedelta(seconds=settings.auth_cache_seconds)),
         metrics=metrics,
         notifier_factory=notifier,
     )

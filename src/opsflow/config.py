@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     refresh_token_expire_days: int = Field(
         14, ge=1, le=365, validation_alias=_env("REFRESH_TOKEN_EXPIRE_DAYS")
     )
+    # How long a process trusts what it last read about a token's user/session/client;
+    # other processes see a revocation within this window (see auth/cache.py).
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, le=60, validation_alias=_env("OPSFLOW_AUTH_CACHE_SECONDS")
+    )
 
     log_level: str = Field("INFO", validation_alias=_env("LOG_LEVEL"))
     log_json: bool = Field(True, validation_alias=_env("OPSFLOW_LOG_JSON"))

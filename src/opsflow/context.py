@@ -17,6 +17,7 @@ from opsflow.config import Settings
 from opsflow.observability.metrics import Metrics
 
 if TYPE_CHECKING:
+    from opsflow.auth.cache import PrincipalCache
     from opsflow.auth.passwords import Passwords
     from opsflow.auth.throttle import LoginThrottle
     from opsflow.auth.tokens import TokenCodec
@@ -34,6 +35,7 @@ class AppContext:
     passwords: Passwords
     tokens: TokenCodec
     login_throttle: LoginThrottle
+    principals: PrincipalCache
     metrics: Metrics
     # Builds the delivery channels, breaker and templates on first use (API-only processes
     # never need them).

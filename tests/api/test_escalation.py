@@ -22,7 +22,7 @@ from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
 from tests.conftest import T0, assert_error
-from tests.factories import advance, make_task, make_team, make_user
+from tests.factories import at, make_task, make_team, make_user
 
 INCIDENT = {
     "title": "Payments API returns 502",
@@ -41,11 +41,6 @@ DONE_WHEN_POLICY = {
     ],
     "repeat": 1,
 }
-
-
-async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
-    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:

@@ -4,14 +4,11 @@ a link to the task), and no built-in template leaves a value empty."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import jinja2
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from opsflow.clock import SettableClock
@@ -24,9 +21,9 @@ from opsflow.models.user import User
 from opsflow.notifications.facts import message_context
 from opsflow.notifications.sandbox import Mode, SandboxedEnvironment
 from opsflow.notifications.templates import NotificationTemplates
-from tests.conftest import T0, make_settings
-from tests.factories import advance, make_team, make_user
-from tests.sinks import HttpSink, Received, SmtpSink, free_port
+from tests.conftest import delivery_settings
+from tests.factories import at, make_team, make_user
+from tests.sinks import HttpSink, Received, SmtpSink
 
 PUBLIC_URL = "https://ops.example.test"
 BREACH_POLICY = {
@@ -48,52 +45,8 @@ INCIDENT = {
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[HttpSink]:
-    sink = HttpSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-
-
-@pytest.fixture
-async def hooks() -> AsyncIterator[HttpSink]:
-    sink = HttpSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> Settings:
-    return make_settings(
-        database_url,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp[1],
-        smtp_starttls=False,
-        slack_webhook_url=f"{slack.url}/services/T000/B000/XXXX",
-        public_url=PUBLIC_URL + "/",
-    )
-
-
-async def at(ctx: AppContext, clock: SettableClock, minutes: float) -> None:
-    """Move the clock to T0 + `minutes` and run the engines (see factories.advance)."""
-    await advance(ctx, clock, T0 + timedelta(minutes=minutes))
+    return delivery_settings(database_url, smtp, slack, public_url=PUBLIC_URL + "/")
 
 
 async def _world(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.auth import repository
 from opsflow.auth.principal import Principal, RequestMeta
-from opsflow.auth.tokens import digest, new_client_id, new_client_secret, new_refresh_token
+from opsflow.auth.tokens import (
+    AccessClaims,
+    digest,
+    new_client_id,
+    new_client_secret,
+    new_refresh_token,
+)
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.errors import (
@@ -298,13 +304,28 @@ async def client_credentials(
 async def resolve_bearer(
     session: AsyncSession, ctx: AppContext, token: str, meta: RequestMeta
 ) -> Principal:
-    """Turn a bearer token into a principal, checking that nothing behind it was revoked."""
+    """Turn a bearer token into a principal, checking that nothing behind it was revoked.
+
+    The signature and expiry are checked every time; what the database says about the
+    user, session or client may come from `ctx.principals` (see auth/cache.py for how
+    long, and how a revocation clears it).
+    """
     claims = ctx.tokens.decode_access(token, now=ctx.clock.now())
+    key = (claims.kind, claims.subject, claims.session_id, claims.scopes)
+    cached = ctx.principals.get(key)
+    if cached is not None:
+        return replace(cached, meta=meta)
+    principal = await _principal_from_database(session, claims)
+    ctx.principals.put(key, principal)
+    return replace(principal, meta=meta)
+
+
+async def _principal_from_database(session: AsyncSession, claims: AccessClaims) -> Principal:
     if claims.kind == "client":
         client = await repository.get_client(session, claims.subject)
         if client is None or client.revoked_at is not None:
             raise Unauthorized("This API client has been revoked")
-        return client_principal(client, meta, claims.scopes)
+        return client_principal(client, RequestMeta(), claims.scopes)
     user = await users_repo.get(session, claims.subject)
     if user is None or not user.is_active:
         raise Unauthorized("This account is deactivated")
@@ -317,7 +338,7 @@ async def resolve_bearer(
         or auth_session.revoked_at is not None
     ):
         raise Unauthorized("This session has been revoked")
-    return user_principal(user, meta, auth_session.id)
+    return user_principal(user, RequestMeta(), auth_session.id)
 
 
 async def create_client(

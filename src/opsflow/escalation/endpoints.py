@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from opsflow.auth.deps import require
-from opsflow.auth.permissions import Permission, check_row
+from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
 from opsflow.deps import ClockDep, SessionDep
 from opsflow.escalation import repository, service
@@ -133,10 +133,7 @@ async def escalate(
     body: EscalateRequest | None = None,
 ) -> EscalationEventRead:
     """Fire the next escalation level now."""
-    task = await tasks_service.get_task(session, task_id, for_update=True)
-    assignees = [task.assigned_to] if task.assigned_to else []
-    check_row(actor, Permission.TASK_UPDATE, team_id=task.team_id, assignee_ids=assignees)
-    step = await service.escalate_now(
-        session, task, actor, clock.now(), body.reason if body else None
+    step = await tasks_service.escalate(
+        session, task_id, actor, clock.now(), body.reason if body else None
     )
     return EscalationEventRead.model_validate(step)

@@ -244,6 +244,17 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID, *, for_update: boo
     return task
 
 
+async def escalate(
+    session: AsyncSession, task_id: uuid.UUID, actor: Principal, now: datetime, reason: str | None
+) -> EscalationEvent:
+    """Fire the task's next escalation level now, for a caller who may update the task (a
+    team lead: a task of their team; a developer: a task assigned to them)."""
+    task = await get_task(session, task_id, for_update=True)
+    assignees = [task.assigned_to] if task.assigned_to else []
+    check_row(actor, Permission.TASK_UPDATE, team_id=task.team_id, assignee_ids=assignees)
+    return await escalation_service.escalate_now(session, task, actor, now, reason)
+
+
 def _check_version(task: Task, if_match: int | None) -> None:
     if if_match is not None and if_match != task.version:
         raise PreconditionFailed(

@@ -1,0 +1,77 @@
+-- One operation per wrk run, chosen by OP: create | get | list | me | start | complete.
+-- create writes the ids it gets back to IDS_DIR/ids-<thread>.txt; start and complete read
+-- them (each id once) and stop the thread when they run out. done() prints one JSON line.
+local op = os.getenv("OP")
+local token = os.getenv("TOKEN") or ""
+local task_id = os.getenv("TASK_ID") or ""
+local ids_dir = os.getenv("IDS_DIR") or "."
+local create_body = '{"title":"wrk task","task_type":"INCIDENT","priority":"HIGH","tags":["bench"]}'
+
+local next_index = 0
+local threads = {}
+function setup(thread)
+  thread:set("index", next_index)
+  next_index = next_index + 1
+  table.insert(threads, thread)
+end
+
+-- Requests sent after a thread ran out of ids (they repeat the last id and fail); done()
+-- reports them apart from real errors.
+exhausted = 0
+
+local ids = {}
+local position = 0
+local out = nil
+
+function init(args)
+  wrk.headers["Authorization"] = "Bearer " .. token
+  wrk.headers["Content-Type"] = "application/json"
+  if op == "create" then
+    out = io.open(ids_dir .. "/ids-" .. index .. ".txt", "w")
+  elseif op == "start" or op == "complete" then
+    local f = io.open(ids_dir .. "/ids-" .. index .. ".txt", "r")
+    if f then
+      for line in f:lines() do table.insert(ids, line) end
+      f:close()
+    end
+  end
+end
+
+function request()
+  if op == "create" then
+    return wrk.format("POST", "/api/v1/tasks", nil, create_body)
+  elseif op == "get" then
+    return wrk.format("GET", "/api/v1/tasks/" .. task_id)
+  elseif op == "list" then
+    return wrk.format("GET", "/api/v1/tasks?page_size=20")
+  elseif op == "me" then
+    return wrk.format("GET", "/api/v1/auth/me")
+  else
+    position = position + 1
+    if position > #ids then exhausted = exhausted + 1 end
+    local id = ids[position] or ids[#ids] or "00000000-0000-0000-0000-000000000000"
+    local body = nil
+    if op == "complete" then body = "{}" end
+    return wrk.format("PATCH", "/api/v1/tasks/" .. id .. "/" .. op, nil, body)
+  end
+end
+
+function response(status, headers, body)
+  if op == "create" and out and status == 201 then
+    local id = string.match(body, '"id"%s*:%s*"([0-9a-f%-]+)"')
+    if id then out:write(id, "\n"); out:flush() end
+  elseif (op == "start" or op == "complete") and position >= #ids then
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local tail = 0
+  for _, thread in ipairs(threads) do tail = tail + (thread:get("exhausted") or 0) end
+  io.write(string.format(
+    '{"requests":%d,"duration_us":%d,"socket_errors":%d,"bad_status":%d,' ..
+    '"exhausted":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status, tail,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
+end
