@@ -15,6 +15,7 @@ Figures printed (nothing asserted):
 Every client subscribes to one team's channel; events are those of tasks of that team
 (see `Source`: by default outbox rows committed straight into the database).
 Connections are spread over users (at most OPSFLOW_WS_MAX_CONNECTIONS_PER_USER = 1000
+ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
 each). The relay runs in the server every
 --engine-interval seconds, so commit -> receipt includes up to one interval of polling.
 
@@ -29,7 +30,9 @@ import asyncio
 import json
 import math
 import multiprocessing
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +46,7 @@ from _serve import start_server
 
 PASSWORD = "Websocket-Bench-123"
 PER_USER = 1000
+ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
 BUCKET_MS = 0.1  # latency resolution of the merged histograms
 
 
@@ -358,6 +362,12 @@ def main() -> int:
     parser.add_argument("--engine-interval", type=float, default=0.05)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="serve API-only (--no-engine) and relay from a separate `opsflow engine` "
+        "process through this Redis (the scaled-out shape); default: the relay inside serve",
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     limit = raise_fd_limit()
@@ -375,7 +385,19 @@ def main() -> int:
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     database_url = args.database_url or f"sqlite+aiosqlite:///{workdir}/opsflow.db"
+    engine = None
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+        env["OPSFLOW_ENGINE_ENABLED"] = "false"
     server, root = start_server(workdir, env)
+    if args.redis_url:
+        engine = subprocess.Popen(
+            [*ENGINE_COMMAND, "--interval", str(args.engine_interval)],
+            cwd=workdir,
+            env={**os.environ, **env, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"relay in a separate `opsflow engine` process, through {args.redis_url}")
     children: list[multiprocessing.Process] = []
     try:
         with httpx.Client(base_url=root, timeout=60) as client:
@@ -475,6 +497,9 @@ def main() -> int:
             child.join(timeout=30)
             if child.is_alive():
                 child.kill()
+        if engine is not None:
+            engine.terminate()
+            engine.wait(timeout=30)
         server.terminate()
         server.wait(timeout=30)
     return 0
