@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -30,7 +32,14 @@ from tests.api.ws_support import SocketClient
 from tests.factories import login, make_task, make_user
 from tests.processes import Engines, RedisServer, opsflow_serve, redis_server
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None and os.environ.get("OPSFLOW_REQUIRE_SERVICES") != "1",
+        reason="needs redis-server on the PATH (a throw-away one is started and restarted)",
+    ),
+]
 
 ADMIN_PASSWORD = "Realtime-Admin-Pass-1"
 INCIDENT = {
