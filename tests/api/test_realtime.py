@@ -22,7 +22,15 @@ from opsflow.workers.rounds import run_round
 from tests.api.ws_support import WS_PATH as WS
 from tests.api.ws_support import Closed, Rejected, WsClient, connected, token_of
 from tests.conftest import T0, make_settings
-from tests.factories import USER_PASSWORD, login, make_task, make_team, make_user
+from tests.factories import (
+    USER_PASSWORD,
+    client_token,
+    create_api_client,
+    login,
+    make_task,
+    make_team,
+    make_user,
+)
 
 INCIDENT = {
     "task_type": "INCIDENT",
@@ -411,3 +419,28 @@ async def test_inbox_read_goes_only_to_the_readers_own_channel(
     assert to_me[0]["channels"] == [f"user:{admin_id(admin_headers, app)}"]
     assert to_task == []
     assert to_other == []
+
+
+async def test_api_clients_internal_comments_with_a_tasks_scope_and_no_socket_without(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    reader = await create_api_client(client, admin_headers, ["tasks:read"])
+    reporter = await create_api_client(client, admin_headers, ["reports:read"])
+    scoped = {
+        "Authorization": f"Bearer {(await client_token(client, reader)).json()['access_token']}"
+    }
+    unscoped = (await client_token(client, reporter)).json()["access_token"]
+    task = await make_task(client, admin_headers)
+    await _relay(app_context)
+    async with WsClient(app, WS, query=f"token={unscoped}") as ws:
+        with pytest.raises(Closed) as refused:
+            await ws.receive()
+    assert refused.value.code == 4401
+    async with connected(app, scoped, [f"task:{task['id']}"]) as robot:
+        await _comment(client, admin_headers, task["id"], "for the team", internal=True)
+        await _relay(app_context)
+        frames = await robot.drain()
+    assert [(f["type"], f["data"]["internal"]) for f in frames] == [("comment.created", True)]
