@@ -98,17 +98,31 @@ def _drain(stream: Any, sink: list[str]) -> None:
 class Engines:
     """The engine processes of one test; every one of them is ended in `close`."""
 
-    def __init__(self, database_url: str, workdir: Path, batch: int) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        batch: int,
+        *,
+        arguments: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`arguments` replace the default `--until-idle --batch <batch>`; `env` adds to
+        the process environment (e.g. `REDIS_URL`)."""
         self.database_url = database_url
         self.workdir = workdir
         self.batch = batch
+        self._arguments = arguments
+        self._env = env or {}
         self.all: list[EngineProcess] = []
 
     def arguments(self) -> list[str]:
+        if self._arguments is not None:
+            return list(self._arguments)
         return ["--until-idle", "--batch", str(self.batch)]
 
     def environment(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING"}
+        return {"DATABASE_URL": self.database_url, "LOG_LEVEL": "WARNING", **self._env}
 
     def start(self) -> EngineProcess:
         process = subprocess.Popen(
@@ -146,10 +160,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def opsflow_serve(
-    workdir: Path, database_url: str, admin_password: str, **extra_env: str
+    workdir: Path,
+    database_url: str,
+    admin_password: str,
+    *,
+    no_engine: bool = False,
+    name: str = "serve",
+    **extra_env: str,
 ) -> Iterator[str]:
     """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
-    afterwards. Its output goes to `workdir/serve.log`."""
+    afterwards. Its output goes to `workdir/<name>.log` (a distinct `name` per instance
+    when several run side by side); `no_engine` serves the API only."""
     port = free_port()
     env = {
         **os.environ,
@@ -160,9 +181,11 @@ def opsflow_serve(
         "LOG_LEVEL": "WARNING",
         **extra_env,
     }
-    log = (workdir / "serve.log").open("wb")
+    log_path = workdir / f"{name}.log"
+    log = log_path.open("wb")
+    command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsflow", "serve", "--port", str(port)],
+        [*command, "--no-engine"] if no_engine else command,
         cwd=workdir,
         env=env,
         stdout=log,
@@ -173,9 +196,7 @@ def opsflow_serve(
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise AssertionError(
-                    f"opsflow serve exited early:\n{(workdir / 'serve.log').read_text()}"
-                )
+                raise AssertionError(f"opsflow serve exited early:\n{log_path.read_text()}")
             try:
                 if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
@@ -198,9 +219,7 @@ def opsflow_serve(
 def s3_server(workdir: Path) -> Iterator[str]:
     """A real S3 API server (moto's standalone server) on a free loopback port; yields its
     endpoint URL and ends it afterwards. Its output goes to `workdir/s3.log`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     binary = Path(sys.executable).parent / "moto_server"
     log = (workdir / "s3.log").open("wb")
     process = subprocess.Popen(
@@ -233,3 +252,69 @@ def s3_server(workdir: Path) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+class RedisServer:
+    """A throw-away `redis-server` on a free loopback port (no persistence), for tests that
+    stop and restart Redis; `restart` brings it back on the same port, empty."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None
+        log = (self.workdir / f"redis-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert self.process.poll() is None, "redis-server exited early"
+            assert time.monotonic() < deadline, "redis-server did not answer in 30 s"
+            time.sleep(0.05)  # polling for the server to come up
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

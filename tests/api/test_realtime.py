@@ -4,6 +4,7 @@ visibility, bad frames, the per-user connection limit and slow-consumer eviction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,13 +16,22 @@ from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
 from opsflow.config import Settings
 from opsflow.context import AppContext
+from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import HUB
 from opsflow.workers.rounds import run_round
-from tests.api.ws_support import Closed, Rejected, WsClient, token_of
+from tests.api.ws_support import WS_PATH as WS
+from tests.api.ws_support import Closed, Rejected, WsClient, connected, token_of
 from tests.conftest import T0, make_settings
-from tests.factories import USER_PASSWORD, login, make_task, make_user
+from tests.factories import (
+    USER_PASSWORD,
+    client_token,
+    create_api_client,
+    login,
+    make_task,
+    make_team,
+    make_user,
+)
 
-WS = "/api/v1/ws"
 INCIDENT = {
     "task_type": "INCIDENT",
     "priority": "CRITICAL",
@@ -31,11 +41,9 @@ INCIDENT = {
 
 
 async def _relay(ctx: AppContext) -> None:
+    """One engine round, and its streamed events handed on by the bus."""
     await run_round(ctx, engine_registry(ctx.settings))
-
-
-async def _authed(app: Any, headers: dict[str, str], **kwargs: Any) -> WsClient:
-    return WsClient(app, WS, query=f"token={token_of(headers)}", **kwargs)
+    await BUS.flushed()
 
 
 async def test_query_token_subscribe_and_receive_task_events_in_order(
@@ -46,12 +54,12 @@ async def test_query_token_subscribe_and_receive_task_events_in_order(
     admin_headers: dict[str, str],
 ) -> None:
     task = await make_task(client, admin_headers, **INCIDENT)
-    async with await _authed(app, admin_headers) as ws:
-        hello = await ws.receive()
-        assert hello["type"] == "auth.ok"
-        assert hello["role"] == "admin"
-        await ws.send({"action": "subscribe", "channels": [f"task:{task['id']}"]})
-        assert await ws.receive() == {"type": "subscribed", "channels": [f"task:{task['id']}"]}
+    async with connected(app, admin_headers) as ws:
+        assert ws.hello_frame["role"] == "admin"
+        assert await ws.subscribe([f"task:{task['id']}"]) == {
+            "type": "subscribed",
+            "channels": [f"task:{task['id']}"],
+        }
         clock.set(T0 + timedelta(minutes=1))  # events of one instant have no order
         changed = await client.patch(
             f"/tasks/{task['id']}",
@@ -84,9 +92,8 @@ async def test_first_frame_auth_alerts_channel_receives_sla_thresholds(
     await _relay(app_context)  # task.created goes out before anyone listens
     async with WsClient(app, "/api/v1/ws/alerts") as ws:
         await ws.send({"action": "auth", "token": token_of(viewer.headers)})
-        assert (await ws.receive())["type"] == "auth.ok"
-        await ws.send({"action": "subscribe", "channels": ["alerts"]})
-        assert (await ws.receive())["type"] == "subscribed"
+        await ws.hello()
+        assert (await ws.subscribe(["alerts"]))["type"] == "subscribed"
         clock.set(T0 + timedelta(minutes=20))  # start SLA of 15 min: past its deadline
         await _relay(app_context)
         frames = await ws.drain()
@@ -114,8 +121,7 @@ async def test_bad_tokens_close_4401(app: Any, admin_headers: dict[str, str]) ->
 async def test_an_expired_token_closes_and_a_fresh_one_keeps_the_socket(
     app: Any, clock: SettableClock, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    async with await _authed(app, admin_headers) as ws:
-        await ws.receive()
+    async with connected(app, admin_headers) as ws:
         clock.set(T0 + timedelta(hours=23))
         fresh = await login(client, "admin", "Admin-Pass-123")
         await ws.send({"action": "auth", "token": token_of(fresh)})
@@ -133,8 +139,7 @@ async def test_bad_frames_answer_error_frames_and_the_socket_stays_usable(
     app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     other = await make_user(client, admin_headers, "developer")
-    async with await _authed(app, admin_headers) as ws:
-        await ws.receive()
+    async with connected(app, admin_headers) as ws:
         await ws.send_text("{not json")
         assert (await ws.receive())["code"] == "invalid_json"
         await ws.send({"action": "shout"})
@@ -143,12 +148,10 @@ async def test_bad_frames_answer_error_frames_and_the_socket_stays_usable(
         assert (await ws.receive())["code"] == "frame_too_large"
         await ws.send({"action": "subscribe", "channels": "alerts"})
         assert (await ws.receive())["code"] == "invalid_channels"
-        await ws.send({"action": "subscribe", "channels": [f"user:{other.id}", "bogus", "alerts"]})
-        refused = await ws.receive()
+        refused = await ws.subscribe([f"user:{other.id}", "bogus", "alerts"])
         assert refused["code"] == "forbidden_channel"
         assert set(refused["channels"]) == {f"user:{other.id}", "bogus"}
-        await ws.send({"action": "subscribe", "channels": ["alerts", "user:me"]})
-        assert (await ws.receive())["channels"] == ["alerts", "user:me"]
+        assert (await ws.subscribe(["alerts", "user:me"]))["channels"] == ["alerts", "user:me"]
         await ws.send({"action": "unsubscribe", "channels": ["alerts"]})
         assert (await ws.receive())["channels"] == ["user:me"]
     health = await client.get("/health")
@@ -159,22 +162,17 @@ async def test_a_sixth_connection_is_refused_with_a_reason(
     app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     user = await make_user(client, admin_headers, "support")
-    sockets = [await _authed(app, user.headers) for _ in range(5)]
-    for ws in sockets:
-        await ws.__aenter__()
-        assert (await ws.receive())["type"] == "auth.ok"
-    try:
+    async with contextlib.AsyncExitStack() as five:
+        for _ in range(5):
+            await five.enter_async_context(connected(app, user.headers))
         with pytest.raises(Closed) as refused:
-            async with await _authed(app, user.headers) as sixth:
-                await sixth.receive()
+            async with connected(app, user.headers):
+                pass
         assert refused.value.code == 4429
         assert "5 connections" in refused.value.reason
-    finally:
-        for ws in sockets:
-            await ws.__aexit__(None, None, None)
     again = await login(client, user.username, USER_PASSWORD)
-    async with await _authed(app, again) as ws:  # the slots are free again
-        assert (await ws.receive())["type"] == "auth.ok"
+    async with connected(app, again) as ws:  # the slots are free again
+        assert ws.hello_frame["type"] == "auth.ok"
 
 
 async def test_a_slow_consumer_is_closed_1013_and_others_still_receive(
@@ -183,14 +181,9 @@ async def test_a_slow_consumer_is_closed_1013_and_others_still_receive(
     app_context.settings.ws_send_queue = 8
     evicted_before = HUB.stats.evicted
     async with (
-        await _authed(app, admin_headers, slow=True) as slow,
-        await _authed(app, admin_headers) as fast,
+        connected(app, admin_headers, ["user:me"], slow=True) as slow,
+        connected(app, admin_headers, ["user:me"]) as fast,
     ):
-        await fast.receive()
-        await slow.receive()
-        for ws in (slow, fast):
-            await ws.send({"action": "subscribe", "channels": ["user:me"]})
-        await fast.receive()
         for _ in range(4):  # 12 events in bursts of 3: the fast client keeps up
             for _ in range(3):
                 await make_task(client, admin_headers, assigned_to=admin_id(admin_headers, app))
@@ -204,6 +197,14 @@ async def test_a_slow_consumer_is_closed_1013_and_others_still_receive(
     assert f"opsflow_ws_evictions_total {float(HUB.stats.evicted)}" in exposed
     assert "opsflow_ws_connections_open " in exposed
     assert "opsflow_ws_messages_sent_total " in exposed
+    # Every live event frame written to the fast client was timed from its commit.
+    delivered = [
+        line
+        for line in exposed.splitlines()
+        if line.startswith("opsflow_ws_delivery_latency_seconds_count")
+    ]
+    assert delivered
+    assert float(delivered[0].split()[-1]) >= 12
 
 
 async def _until_closed(ws: WsClient) -> Closed:
@@ -254,10 +255,7 @@ async def test_with_redis_events_travel_through_pub_sub_once_and_in_order(
     HUB.listeners.append(published.append)
     try:
         task = await make_task(client, admin_headers, **INCIDENT)
-        async with await _authed(app, admin_headers) as ws:
-            await ws.receive()
-            await ws.send({"action": "subscribe", "channels": [f"task:{task['id']}"]})
-            await ws.receive()
+        async with connected(app, admin_headers, [f"task:{task['id']}"]) as ws:
             clock.set(T0 + timedelta(minutes=1))  # events of one instant have no order
             changed = await client.patch(
                 f"/tasks/{task['id']}",
@@ -296,20 +294,14 @@ async def test_a_reconnect_with_since_replays_exactly_the_missed_events_then_goe
 ) -> None:
     task = await make_task(client, admin_headers, **INCIDENT)
     channel = [f"task:{task['id']}"]
-    async with await _authed(app, admin_headers) as ws:
-        await ws.receive()
-        await ws.send({"action": "subscribe", "channels": channel})
-        await ws.receive()
+    async with connected(app, admin_headers, channel) as ws:
         await _relay(app_context)
         (created,) = await ws.drain()
     for version in (1, 2, 3):  # missed while disconnected
         clock.set(T0 + timedelta(minutes=version))
         await _rename(client, admin_headers, task, version)
     await _relay(app_context)
-    async with await _authed(app, admin_headers) as ws:
-        await ws.receive()
-        await ws.send({"action": "subscribe", "channels": channel, "since": created["id"]})
-        assert (await ws.receive())["type"] == "subscribed"
+    async with connected(app, admin_headers, channel, since=created["id"]) as ws:
         missed = await ws.drain()
         clock.set(T0 + timedelta(minutes=4))
         await _rename(client, admin_headers, task, 4)
@@ -333,10 +325,7 @@ async def test_after_losing_redis_the_listener_fills_the_gap_from_the_outbox(
     listener = app.state.realtime_listener
     await asyncio.wait_for(listener.subscribed.wait(), 10)
     task = await make_task(client, admin_headers, **INCIDENT)
-    async with await _authed(app, admin_headers) as ws:
-        await ws.receive()
-        await ws.send({"action": "subscribe", "channels": [f"task:{task['id']}"]})
-        await ws.receive()
+    async with connected(app, admin_headers, [f"task:{task['id']}"]) as ws:
         await _relay(app_context)
         await ws.receive_until("task.created")
         await listener.stop()  # the process loses its Redis subscription
@@ -355,3 +344,103 @@ async def test_after_losing_redis_the_listener_fills_the_gap_from_the_outbox(
     assert [f["task"]["title"] for f in frames] == ["v2", "v3", "v4", "v5"]
     ids = [f["id"] for f in frames]
     assert ids == sorted(set(ids))
+
+
+async def _comment(
+    client: httpx.AsyncClient, headers: dict[str, str], task: str, body: str, **extra: Any
+) -> None:
+    response = await client.post(
+        f"/tasks/{task}/comments", json={"body": body, **extra}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+
+
+async def test_comments_reach_task_subscribers_and_internal_ones_never_a_viewer(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    team = await make_team(client, admin_headers)
+    viewer = await make_user(client, admin_headers, "viewer")
+    task = await make_task(client, admin_headers, team_id=team)
+    await _relay(app_context)
+    channel = [f"task:{task['id']}"]
+    async with (
+        connected(app, admin_headers, channel) as admin,
+        connected(app, viewer.headers, [f"team:{team}"]) as watcher,
+    ):
+        clock.set(T0 + timedelta(minutes=1))
+        await _comment(client, admin_headers, task["id"], "visible to all")
+        clock.set(T0 + timedelta(minutes=2))
+        await _comment(client, admin_headers, task["id"], "ours only", internal=True)
+        await _relay(app_context)
+        seen_by_admin = await admin.drain()
+        seen_by_viewer = await watcher.drain()
+        # Replayed, the internal one stays hidden from the viewer too.
+        assert (await watcher.subscribe(channel, since=0))["type"] == "subscribed"
+        replayed = [f for f in await watcher.drain() if f["type"].startswith("comment.")]
+    assert [(f["type"], f["data"]["comment"]["body"]) for f in seen_by_admin] == [
+        ("comment.created", "visible to all"),
+        ("comment.created", "ours only"),
+    ]
+    internal = seen_by_admin[1]
+    assert internal["data"]["internal"] is True
+    assert internal["task"]["id"] == task["id"]
+    assert "notify" not in internal["data"]
+    assert [f["data"]["comment"]["body"] for f in seen_by_viewer] == ["visible to all"]
+    assert seen_by_viewer[0]["channels"] == [f"team:{team}"]
+    assert [f["data"]["comment"]["body"] for f in replayed] == ["visible to all"]
+
+
+async def test_inbox_read_goes_only_to_the_readers_own_channel(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    other = await make_user(client, admin_headers, "manager")
+    task = await make_task(client, admin_headers)
+    await _relay(app_context)
+    async with (
+        connected(app, admin_headers, ["user:me"]) as mine,
+        connected(app, admin_headers, [f"task:{task['id']}", "alerts"]) as task_only,
+        connected(app, other.headers, ["user:me", f"task:{task['id']}"]) as theirs,
+    ):
+        read = await client.post(f"/tasks/{task['id']}/read", headers=admin_headers)
+        assert read.status_code == 200, read.text
+        await _relay(app_context)
+        to_me = await mine.drain()
+        to_task = await task_only.drain()
+        to_other = await theirs.drain()
+    assert [f["type"] for f in to_me] == ["inbox.read"]
+    assert to_me[0]["data"]["task_id"] == task["id"]
+    assert to_me[0]["channels"] == [f"user:{admin_id(admin_headers, app)}"]
+    assert to_task == []
+    assert to_other == []
+
+
+async def test_api_clients_internal_comments_with_a_tasks_scope_and_no_socket_without(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    reader = await create_api_client(client, admin_headers, ["tasks:read"])
+    reporter = await create_api_client(client, admin_headers, ["reports:read"])
+    scoped = {
+        "Authorization": f"Bearer {(await client_token(client, reader)).json()['access_token']}"
+    }
+    unscoped = (await client_token(client, reporter)).json()["access_token"]
+    task = await make_task(client, admin_headers)
+    await _relay(app_context)
+    async with WsClient(app, WS, query=f"token={unscoped}") as ws:
+        with pytest.raises(Closed) as refused:
+            await ws.receive()
+    assert refused.value.code == 4401
+    async with connected(app, scoped, [f"task:{task['id']}"]) as robot:
+        await _comment(client, admin_headers, task["id"], "for the team", internal=True)
+        await _relay(app_context)
+        frames = await robot.drain()
+    assert [(f["type"], f["data"]["internal"]) for f in frames] == [("comment.created", True)]

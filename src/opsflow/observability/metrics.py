@@ -25,6 +25,7 @@ from opsflow.models.task import Task
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DELIVERY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -78,6 +79,13 @@ class Metrics:
             "opsflow_alert_batch_requests",
             "Inbound alert requests applied per group commit",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+            registry=self.registry,
+        )
+        self.ws_delivery = Histogram(
+            "opsflow_ws_delivery_latency_seconds",
+            "Live WebSocket events: the event's outbox instant (its commit) to its frame "
+            "written to a client socket by this process",
+            buckets=DELIVERY_BUCKETS,
             registry=self.registry,
         )
         self._database: DatabaseCollector | None = None

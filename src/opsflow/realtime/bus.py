@@ -1,7 +1,7 @@
 """How a relayed event reaches the hubs: in process, or through Redis pub/sub.
 
-Without Redis every frame goes straight to this process's hub, so the sockets of the
-process whose relay published an event receive it. With Redis configured (the same
+Without Redis every frame goes to this process's hub, so the sockets of the process
+whose relay published an event receive it. With Redis configured (the same
 setting `/health` checks: the Celery broker URL, `REDIS_URL`), the relay's process
 publishes each frame once on a Redis channel through one ordered publisher task, and every
 API process listens on that channel and hands what arrives to its hub; a lost Redis
@@ -32,39 +32,58 @@ def channel_name(url: str) -> str:
 
 
 class Bus:
+    """Frames leave through one ordered task per event loop: handed to this process's hub
+    (no Redis) or published on the Redis channel. Handing a burst (a relay pass commits up
+    to hundreds of events at once) to the hub one frame per loop turn lets every
+    connection's writer send between two frames, so a burst larger than a send queue does
+    not evict clients that keep up."""
+
     def __init__(self) -> None:
         self.url: str | None = None
-        self._queue: asyncio.Queue[str] | None = None
-        self._publisher: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[dict[str, Any]] | None = None
+        self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def configure(self, url: str | None) -> None:
         self.url = url
-        self._publisher = None
+        self._sender = None
         self._queue = None
 
     def publish(self, frame: dict[str, Any]) -> None:
         """Called once the relay's transaction has committed; never waits."""
-        if self.url is None:
-            HUB.publish(frame)
-            return
         loop = asyncio.get_running_loop()
         queue = self._queue
-        stale = self._publisher is None or self._publisher.done() or self._loop is not loop
+        stale = self._sender is None or self._sender.done() or self._loop is not loop
         if queue is None or stale:
             self._loop = loop
             self._queue = queue = asyncio.Queue()
-            self._publisher = asyncio.create_task(self._publish_loop(self.url, queue))
-        queue.put_nowait(json.dumps(frame))
+            loop_body = self._deliver_loop if self.url is None else self._publish_loop
+            self._sender = asyncio.create_task(loop_body(queue))
+        queue.put_nowait(frame)
 
-    async def _publish_loop(self, url: str, queue: asyncio.Queue[str]) -> None:
+    async def flushed(self) -> None:
+        """Wait until every frame published so far has left (to the hub or to Redis)."""
+        if self._queue is not None and self._sender is not None and not self._sender.done():
+            await self._queue.join()
+
+    async def _deliver_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            frame = await queue.get()
+            try:
+                HUB.publish(frame)
+            finally:
+                queue.task_done()
+            await asyncio.sleep(0)  # the writers' turn
+
+    async def _publish_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         from redis.asyncio import Redis
 
-        client = Redis.from_url(url)
-        channel = channel_name(url)
+        assert self.url is not None
+        client = Redis.from_url(self.url)
+        channel = channel_name(self.url)
         try:
             while True:
-                text = await queue.get()
+                text = json.dumps(await queue.get())
                 while True:
                     try:
                         await client.publish(channel, text)
@@ -72,15 +91,16 @@ class Bus:
                     except Exception as exc:  # Redis away: keep the order, try again
                         log.warning("realtime_publish_failed", error=str(exc))
                         await asyncio.sleep(RECONNECT_SECONDS)
+                queue.task_done()
         finally:
             await client.aclose()
 
     async def close(self) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
+        if self._sender is not None:
+            self._sender.cancel()
             with contextlib.suppress(BaseException):
-                await self._publisher
-        self._publisher = None
+                await self._sender
+        self._sender = None
         self._queue = None
 
 
@@ -116,6 +136,7 @@ class Listener:
             for frame in frames:
                 HUB.publish(frame)
                 self.last = int(frame["id"])
+                await asyncio.sleep(0)  # the writers' turn
             if len(frames) < 1000:
                 return
 
@@ -127,6 +148,7 @@ class Listener:
             await self._catch_up(before=ident)
         HUB.publish(frame)
         self.last = ident
+        await asyncio.sleep(0)  # the writers' turn
 
     async def _start_cursor(self) -> None:
         from opsflow.realtime.consumer import last_id

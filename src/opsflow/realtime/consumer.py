@@ -19,20 +19,27 @@ from opsflow.db import after_commit
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.realtime.bus import BUS
-from opsflow.realtime.hub import STREAMED_PREFIXES
+from opsflow.realtime.hub import COMMENT_PREFIX, INBOX_READ, STREAMED_PREFIXES
 
 STREAM_LOCK_KEY = 0x0F5F_57E0
 
 
 def is_streamed(event: OutboxEvent) -> bool:
-    return event.aggregate_type == "task" and event.event_type.startswith(STREAMED_PREFIXES)
+    """Task, SLA and escalation events of tasks; comment changes; a user's `inbox.read`."""
+    kind = event.event_type
+    if event.aggregate_type == "task":
+        return kind.startswith(STREAMED_PREFIXES)
+    if event.aggregate_type == "comment":
+        return kind.startswith(COMMENT_PREFIX)
+    return event.aggregate_type == "user" and kind == INBOX_READ
 
 
 def frame_of(event: OutboxEvent) -> dict[str, Any]:
     """The frame a client receives for a streamed outbox event."""
     payload = dict(event.payload or {})
-    task = payload.pop("task", None) or {"id": str(event.aggregate_id)}
-    payload.pop("request_id", None)
+    task = payload.pop("task", None) or {"id": str(payload.get("task_id", event.aggregate_id))}
+    for private in ("request_id", "notify"):  # whom a mention notifies is not broadcast
+        payload.pop(private, None)
     return to_jsonable(  # type: ignore[no-any-return]
         {
             "id": event.stream_seq,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -33,7 +34,7 @@ from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
 from opsflow.errors import AppError
 from opsflow.realtime import consumer as realtime_consumer
-from opsflow.realtime.hub import HUB, Subscriber, frame_for
+from opsflow.realtime.hub import COMMITTED_KEY, HUB, TEXT_KEY, Subscriber, frame_for
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHANNELS = 100
@@ -180,8 +181,14 @@ class Connection:
             if self._expired():
                 await self._close(CLOSE_UNAUTHORIZED, "The access token expired")
                 return
-            await self.websocket.send_text(json.dumps(frame, separators=(",", ":")))
+            text = frame.get(TEXT_KEY)  # a live frame comes serialised (and is shared)
+            if text is None:
+                text = json.dumps(frame, separators=(",", ":"))
+            committed = frame.get(COMMITTED_KEY)
+            await self.websocket.send_text(text)
             HUB.stats.sent += 1
+            if committed is not None:
+                self.ctx.metrics.ws_delivery.observe(max(0.0, time.time() - committed))
 
     async def _ping(self, subscriber: Subscriber) -> None:
         """An application-level ping frame every interval; it also notices an expired

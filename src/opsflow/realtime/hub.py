@@ -10,21 +10,34 @@ slow client never stalls the others.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from opsflow.auth.permissions import Permission, reach_allows, reach_of
 from opsflow.auth.principal import Principal
+from opsflow.collaboration.service import reads_internal
 
 # The channels an event reaches, from its type and the task it carries.
 ALERT_PREFIXES = ("sla.", "escalation.")
 STREAMED_PREFIXES = ("task.", "sla.", "escalation.")
+COMMENT_PREFIX = "comment."
+INBOX_READ = "inbox.read"
+# A live frame, shared by every connection it goes to (never changed once offered),
+# carries to the writers its serialised text and its commit instant (epoch seconds, the
+# delivery-latency histogram's start) under these keys, which are never sent.
+TEXT_KEY = "__text__"
+COMMITTED_KEY = "__committed__"
 
 
 def channels_of(frame: dict[str, Any]) -> set[str]:
-    """Every channel name an event frame is published on."""
+    """Every channel name an event frame is published on. `inbox.read` (a user read a
+    task's conversation) goes to that user's own channel only."""
+    if frame["type"] == INBOX_READ:
+        return {f"user:{(frame.get('data') or {}).get('user_id')}"}
     task = frame.get("task") or {}
     names = {f"task:{task.get('id')}"}
     if task.get("team_id"):
@@ -37,9 +50,17 @@ def channels_of(frame: dict[str, Any]) -> set[str]:
 
 
 def may_see(principal: Principal, frame: dict[str, Any]) -> bool:
-    """The task-read rule of the role matrix applied to the task an event carries."""
+    """The task-read rule of the role matrix applied to the task an event carries; an
+    internal comment only for those who read internal comments; `inbox.read` only for the
+    user who read."""
+    data = frame.get("data") or {}
+    if frame["type"] == INBOX_READ:
+        return principal.is_user and str(principal.id) == str(data.get("user_id"))
     reach = reach_of(principal, Permission.TASK_READ)
     if reach is None:
+        return False
+    internal = str(frame["type"]).startswith(COMMENT_PREFIX) and data.get("internal") is not False
+    if internal and not reads_internal(principal):
         return False
     task = frame.get("task") or {}
     team = task.get("team_id")
@@ -115,11 +136,37 @@ class Hub:
         self.stats.open -= 1
 
     def publish(self, frame: dict[str, Any]) -> None:
-        """Offer an event frame to every connection subscribed to one of its channels."""
+        """Offer an event frame to every connection subscribed to one of its channels.
+
+        The work per event is done once, not once per connection: the event's channels,
+        whether a given kind of reader may see it (by user, role, team and scopes), and
+        the serialised frame for each set of matched channels, shared by every connection
+        that matched the same ones."""
+        names = channels_of(frame)
+        committed = _instant(frame.get("occurred_at"))
+        visible: dict[tuple[Any, ...], bool] = {}
+        prepared: dict[tuple[str, ...], dict[str, Any]] = {}
         for subscriber in list(self._subscribers):
-            addressed = frame_for(subscriber, frame)
-            if addressed is not None:
-                subscriber.offer(addressed)
+            matched = _resolve(subscriber) & names
+            if not matched:
+                continue
+            principal = subscriber.principal
+            reader: tuple[Any, ...] = (principal.actor_type, principal.id, principal.role)
+            reader += (principal.team_id, principal.scopes)
+            allowed = visible.get(reader)
+            if allowed is None:
+                allowed = visible[reader] = may_see(principal, frame)
+            if not allowed:
+                continue
+            key = tuple(sorted(matched))
+            addressed = prepared.get(key)
+            if addressed is None:
+                addressed = {**frame, "channels": list(key)}
+                addressed[TEXT_KEY] = json.dumps(addressed, separators=(",", ":"))
+                if committed is not None:
+                    addressed[COMMITTED_KEY] = committed
+                prepared[key] = addressed
+            subscriber.offer(addressed)
         for listener in self.listeners:
             listener(frame)
 
@@ -133,8 +180,20 @@ def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] |
     return {**frame, "channels": sorted(matched)}
 
 
+def _instant(value: object) -> float | None:
+    """An event's `occurred_at` (the outbox instant it was committed with) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def _resolve(subscriber: Subscriber) -> set[str]:
     """The subscriber's channels with ``user:me`` spelled as its own user id."""
+    if "user:me" not in subscriber.channels:
+        return subscriber.channels
     names = set(subscriber.channels)
     if "user:me" in names:
         names.discard("user:me")

@@ -1,0 +1,509 @@
+"""The WebSocket stream under many connections: one real `opsflow serve` (embedded engine,
+SQLite by default), N clients spread over separate client processes.
+
+Figures printed (nothing asserted):
+
+1. connections: how many opened and subscribed, how long that took, the server's RSS
+   before and after, in total and per connection;
+2. one event broadcast to every connection: commit -> receipt p50 / p99 / max (commit:
+   the event's `occurred_at`, the instant its outbox row was written in the request's
+   transaction; receipt: the client's clock when the frame arrived; same machine);
+3. a steady stream of events (default 100/s for 60 s) to every connection: p50 / p99 /
+   max commit -> receipt, frames received against expected, connections the server closed
+   (1013: the client read too slowly) and the server's own metrics.
+
+Every client subscribes to one team's channel; events are those of tasks of that team
+(see `Source`: by default outbox rows committed straight into the database).
+Connections are spread over users (at most OPSFLOW_WS_MAX_CONNECTIONS_PER_USER = 1000
+ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
+each). The relay runs in the server every
+--engine-interval seconds, so commit -> receipt includes up to one interval of polling.
+
+    python bench/websocket.py [--connections 10000] [--processes 4] [--rate 100]
+                              [--duration 60] [--engine-interval 0.05] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+from _serve import start_server
+
+PASSWORD = "Websocket-Bench-123"
+PER_USER = 1000
+ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
+BUCKET_MS = 0.1  # latency resolution of the merged histograms
+
+
+def raise_fd_limit() -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- client processes -------------------------------------------------------------------
+
+
+class Clients:
+    """One client process's connections and what they received."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.failed = 0
+        self.closed: Counter[int] = Counter()
+        self.received = 0
+        self.latency: Counter[int] = Counter()  # in BUCKET_MS steps
+        self._instants: dict[int, float] = {}
+
+        self._change = asyncio.Event()
+
+    def changed(self) -> None:
+        self._change.set()
+
+    async def settled(self, total: int) -> None:
+        """Until every connection opened or failed."""
+        while self.open + self.failed < total:
+            self._change.clear()
+            await self._change.wait()
+
+    def reset(self) -> None:
+        self.received = 0
+        self.latency.clear()
+
+    def frame(self, text: str | bytes, now: float) -> None:
+        frame = json.loads(text)
+        ident = frame.get("id")
+        if not isinstance(ident, int):
+            return
+        committed = self._instants.get(ident)
+        if committed is None:
+            instant = datetime.fromisoformat(frame["occurred_at"].replace("Z", "+00:00"))
+            committed = self._instants[ident] = instant.timestamp()
+        self.received += 1
+        self.latency[round((now - committed) * 1000 / BUCKET_MS)] += 1
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "open": self.open,
+            "failed": self.failed,
+            "closed": dict(self.closed),
+            "received": self.received,
+            "latency": dict(self.latency),
+        }
+
+
+async def _one(url: str, channel: str, stats: Clients, gate: asyncio.Semaphore) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        async with gate:
+            ws = await connect(
+                url, compression=None, ping_interval=None, open_timeout=120, max_queue=None
+            )
+            await ws.recv()  # auth.ok
+            await ws.send(json.dumps({"action": "subscribe", "channels": [channel]}))
+            await ws.recv()  # subscribed
+    except Exception:
+        stats.failed += 1
+        stats.changed()
+        return
+    stats.open += 1
+    stats.changed()
+    try:
+        async for text in ws:
+            stats.frame(text, time.time())
+    except ConnectionClosed:
+        pass
+    stats.open -= 1
+    stats.closed[ws.close_code or 0] += 1
+
+
+async def _client_main(urls: list[str], channel: str, pipe: Connection) -> None:
+    stats = Clients()
+    gate = asyncio.Semaphore(100)
+    tasks = [asyncio.create_task(_one(url, channel, stats, gate)) for url in urls]
+    await stats.settled(len(urls))
+    pipe.send(stats.report())
+    while True:
+        command = await asyncio.to_thread(pipe.recv)
+        if command == "reset":
+            stats.reset()
+        elif command == "stop":
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            pipe.send(stats.report())
+            return
+        pipe.send(stats.report())
+
+
+def client_process(urls: list[str], channel: str, pipe: Connection) -> None:
+    raise_fd_limit()
+    asyncio.run(_client_main(urls, channel, pipe))
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def percentile(hist: Counter[int], q: float) -> float:
+    total = sum(hist.values())
+    if not total:
+        return float("nan")
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for bucket in sorted(hist):
+        seen += hist[bucket]
+        if seen >= rank:
+            return bucket * BUCKET_MS
+    return max(hist) * BUCKET_MS
+
+
+def ask(pipes: list[Connection], command: str) -> list[dict[str, Any]]:
+    for pipe in pipes:
+        pipe.send(command)
+    return [pipe.recv() for pipe in pipes]
+
+
+def merged(reports: list[dict[str, Any]]) -> tuple[Counter[int], int, int, Counter[int]]:
+    hist: Counter[int] = Counter()
+    closed: Counter[int] = Counter()
+    for report in reports:
+        hist.update({int(k): v for k, v in report["latency"].items()})
+        closed.update({int(k): v for k, v in report["closed"].items()})
+    return (
+        hist,
+        sum(r["received"] for r in reports),
+        sum(r["open"] for r in reports),
+        closed,
+    )
+
+
+def line(name: str, hist: Counter[int]) -> str:
+    return (
+        f"{name}: p50 {percentile(hist, 0.5):.1f} ms, p99 {percentile(hist, 0.99):.1f} ms, "
+        f"max {percentile(hist, 1.0):.1f} ms"
+    )
+
+
+def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
+    """The server's WebSocket series ({} when it is too busy to answer in time)."""
+    try:
+        text = client.get("/metrics", headers=headers, timeout=120).text
+    except httpx.HTTPError:
+        return {}
+    wanted = (
+        "opsflow_ws_connections_open",
+        "opsflow_ws_messages_sent_total",
+        "opsflow_ws_evictions_total",
+        "opsflow_ws_delivery_latency_seconds_count",
+        "opsflow_ws_delivery_latency_seconds_sum",
+    )
+    values = {}
+    for row in text.splitlines():
+        name, _, value = row.partition(" ")
+        if name in wanted:
+            values[name] = float(value)
+    return values
+
+
+class Source:
+    """Where events come from. `api`: tasks created through POST /tasks (each a
+    `task.created` committed by the request). `outbox`: copies of one real `task.updated`
+    outbox row of a task of the team, committed straight into the outbox (one row per
+    transaction), so the figures are the stream's own (relay, hub, sockets) and not the
+    task API's write cost, which bench/task_api.py measures."""
+
+    def __init__(self, kind: str, root: str, headers: dict[str, str], team: str, url: str):
+        self.kind = kind
+        self.root = root
+        self.headers = headers
+        self.team = team
+        self.url = url
+        self.template: tuple[Any, dict[str, Any]] | None = None
+
+    def prepare(self, client: httpx.Client) -> None:
+        if self.kind != "outbox":
+            return
+        created = client.post(
+            "/api/v1/tasks", json={"title": "bench", "team_id": self.team}, headers=self.headers
+        )
+        created.raise_for_status()
+        task = created.json()["id"]
+        client.patch(
+            f"/api/v1/tasks/{task}",
+            json={"title": "bench template"},
+            headers={**self.headers, "If-Match": created.headers["ETag"]},
+        ).raise_for_status()
+
+        async def read() -> tuple[Any, dict[str, Any]]:
+            from sqlalchemy import select
+
+            from opsflow.config import Settings
+            from opsflow.db import create_engine
+            from opsflow.models.outbox import OutboxEvent
+
+            engine = create_engine(Settings(database_url=self.url).database_url)
+            try:
+                async with engine.connect() as connection:
+                    row = (
+                        await connection.execute(
+                            select(OutboxEvent.aggregate_id, OutboxEvent.payload)
+                            .where(OutboxEvent.event_type == "task.updated")
+                            .order_by(OutboxEvent.created_at.desc())
+                            .limit(1)
+                        )
+                    ).one()
+            finally:
+                await engine.dispose()
+            return row[0], dict(row[1])
+
+        self.template = asyncio.run(read())
+
+    async def run(self, rate: float, count: int) -> float:
+        """`count` events at `rate` per second, each started on schedule (overlapping when
+        one takes longer than the interval); how far past the schedule's end the last one
+        was committed, in seconds."""
+        if self.kind == "outbox":
+            return await self._outbox(rate, count)
+        async with httpx.AsyncClient(
+            base_url=self.root, timeout=120, limits=httpx.Limits(max_connections=200)
+        ) as client:
+
+            async def one(n: int) -> None:
+                response = await client.post(
+                    "/api/v1/tasks",
+                    json={"title": f"bench {n}", "team_id": self.team},
+                    headers=self.headers,
+                )
+                response.raise_for_status()
+
+            return await paced(rate, count, one)
+
+    async def _outbox(self, rate: float, count: int) -> float:
+        import uuid
+        from datetime import UTC
+
+        from opsflow.db import create_engine
+        from opsflow.models.outbox import OutboxEvent
+
+        assert self.template is not None
+        aggregate, payload = self.template
+        from sqlalchemy import insert
+
+        from opsflow.config import Settings
+
+        url = Settings(database_url=self.url).database_url
+        engine = create_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 20}))
+
+        async def one(n: int) -> None:
+            async with engine.begin() as connection:
+                now = datetime.now(UTC)
+                await connection.execute(
+                    insert(OutboxEvent).values(
+                        id=uuid.uuid4(),
+                        aggregate_type="task",
+                        aggregate_id=aggregate,
+                        event_type="task.updated",
+                        payload=payload,
+                        created_at=now,
+                        available_at=now,
+                        attempts=0,
+                    )
+                )
+
+        try:
+            return await paced(rate, count, one)
+        finally:
+            await engine.dispose()
+
+
+async def paced(rate: float, count: int, one: Any) -> float:
+    start = time.monotonic()
+    pending = []
+    for n in range(count):
+        wait = start + n / rate - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)  # pacing the events
+        pending.append(asyncio.create_task(one(n + 1)))
+    await asyncio.gather(*pending)
+    return max(0.0, time.monotonic() - start - count / rate)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=0, help="default: one per 2,500")
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady events")
+    parser.add_argument("--engine-interval", type=float, default=0.05)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="serve API-only (--no-engine) and relay from a separate `opsflow engine` "
+        "process through this Redis (the scaled-out shape); default: the relay inside serve",
+    )
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    limit = raise_fd_limit()
+    processes = args.processes or max(1, math.ceil(args.connections / 2500))
+    print(f"fd limit {limit}; {args.connections} connections over {processes} client processes")
+
+    workdir = tempfile.mkdtemp(prefix="opsflow-ws-bench-")
+    env = {
+        "OPSFLOW_ADMIN_PASSWORD": PASSWORD,
+        "OPSFLOW_ENGINE_INTERVAL_SECONDS": str(args.engine_interval),
+        "OPSFLOW_WS_MAX_CONNECTIONS_PER_USER": str(PER_USER),
+        "OPSFLOW_PASSWORD_TIME_COST": "1",
+        "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
+    }
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir}/opsflow.db"
+    engine = None
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+        env["OPSFLOW_ENGINE_ENABLED"] = "false"
+    server, root = start_server(workdir, env)
+    if args.redis_url:
+        engine = subprocess.Popen(
+            [*ENGINE_COMMAND, "--interval", str(args.engine_interval)],
+            cwd=workdir,
+            env={**os.environ, **env, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"relay in a separate `opsflow engine` process, through {args.redis_url}")
+    children: list[multiprocessing.Process] = []
+    try:
+        with httpx.Client(base_url=root, timeout=60) as client:
+            token = client.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": PASSWORD}
+            ).json()["access_token"]
+            admin = {"Authorization": f"Bearer {token}"}
+            team = client.post("/api/v1/teams", json={"name": "bench"}, headers=admin).json()["id"]
+            tokens = []
+            for n in range(math.ceil(args.connections / PER_USER)):
+                name = f"bench-viewer-{n}"
+                client.post(
+                    "/api/v1/auth/register",
+                    json={
+                        "email": f"{name}@example.com",
+                        "username": name,
+                        "password": PASSWORD,
+                        "full_name": name,
+                        "role": "viewer",
+                    },
+                    headers=admin,
+                ).raise_for_status()
+                tokens.append(
+                    client.post(
+                        "/api/v1/auth/login", json={"username": name, "password": PASSWORD}
+                    ).json()["access_token"]
+                )
+            source = Source(args.source, root, admin, team, database_url)
+            source.prepare(client)
+            ws = root.replace("http://", "ws://") + "/api/v1/ws?token="
+            urls = [ws + tokens[i // PER_USER] for i in range(args.connections)]
+            time.sleep(1)  # let the server settle after start-up before the baseline
+            before = rss_mib(server.pid)
+            print(f"server RSS before: {before:.1f} MiB")
+
+            pipes = []
+            started = time.monotonic()
+            for k in range(processes):
+                mine, theirs = multiprocessing.Pipe()
+                child = multiprocessing.Process(
+                    target=client_process, args=(urls[k::processes], f"team:{team}", theirs)
+                )
+                child.start()
+                children.append(child)
+                pipes.append(mine)
+            ready = [pipe.recv() for pipe in pipes]
+            opened = sum(r["open"] for r in ready)
+            failed = sum(r["failed"] for r in ready)
+            took = time.monotonic() - started
+            after = rss_mib(server.pid)
+            per = (after - before) * 1024 / max(opened, 1)
+            print(f"connections: {opened} open and subscribed, {failed} failed, in {took:.1f} s")
+            grown = after - before
+            print(f"server RSS with them: {after:.1f} MiB (+{grown:.1f} MiB, {per:.1f} KiB each)")
+
+            # One event to everyone.
+            ask(pipes, "reset")
+            asyncio.run(source.run(1, 1))
+            deadline = time.monotonic() + 60
+            while True:
+                hist, received, still_open, closed = merged(ask(pipes, "report"))
+                if received >= still_open or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)  # polling the clients for what arrived
+            print(f"broadcast: {received} of {still_open} received")
+            print(line("broadcast commit -> receipt", hist))
+
+            # A steady stream.
+            ask(pipes, "reset")
+            before_metrics = server_metrics(client, admin)
+            count = int(args.rate * args.duration)
+            start = time.monotonic()
+            late = asyncio.run(source.run(args.rate, count))
+            sent_in = time.monotonic() - start
+            deadline = time.monotonic() + 30
+            while True:
+                hist, received, still_open, closed = merged(ask(pipes, "report"))
+                if received >= count * still_open or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)  # polling the clients for what arrived
+            after_metrics = server_metrics(client, admin)
+            print(
+                f"steady: {count} events in {sent_in:.1f} s ({count / sent_in:.0f}/s achieved, "
+                f"the last answered {late * 1000:.0f} ms after the schedule's end)"
+            )
+            print(
+                f"steady: {received} frames received, {count * opened} expected for "
+                f"{opened} connections; {still_open} still open; closed by code {dict(closed)}"
+            )
+            print(line("steady commit -> receipt", hist))
+            delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
+            print(f"server metrics during the steady phase: {delta}")
+            print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
+            ask(pipes, "stop")
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+        if engine is not None:
+            engine.terminate()
+            engine.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
