@@ -6,13 +6,11 @@ input refused with nothing written. Time moves only with the settable clock."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
 from opsflow.clock import SettableClock
@@ -21,7 +19,7 @@ from opsflow.context import AppContext
 from opsflow.models.audit import AuditLog
 from opsflow.models.collaboration import Comment
 from opsflow.models.outbox import OutboxEvent
-from tests.conftest import T0, assert_error, make_settings
+from tests.conftest import T0, assert_error, delivery_settings
 from tests.factories import (
     advance,
     bearer,
@@ -31,43 +29,14 @@ from tests.factories import (
     make_team,
     make_user,
 )
-from tests.sinks import HttpSink, SmtpSink, free_port
+from tests.sinks import HttpSink, SmtpSink
 
 Headers = dict[str, str]
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[HttpSink]:
-    sink = HttpSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> Settings:
-    return make_settings(
-        database_url,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp[1],
-        smtp_starttls=False,
-        slack_webhook_url=f"{slack.url}/services/T000/B000/XXXX",
-        public_url="https://ops.example.com",
-    )
+    return delivery_settings(database_url, smtp, slack, public_url="https://ops.example.com")
 
 
 async def _post(
@@ -453,11 +422,11 @@ async def test_outbound_webhooks_carry_public_comments_only(
     admin_headers: Headers,
     clock: SettableClock,
     app_context: AppContext,
-    slack: HttpSink,
+    hooks: HttpSink,
 ) -> None:
     hook = await client.post(
         "/webhooks",
-        json={"name": "chat-bridge", "url": f"{slack.url}/hook", "event_types": ["comment.*"]},
+        json={"name": "chat-bridge", "url": f"{hooks.url}/hook", "event_types": ["comment.*"]},
         headers=admin_headers,
     )
     assert hook.status_code == 201, hook.text
@@ -465,7 +434,7 @@ async def test_outbound_webhooks_carry_public_comments_only(
     await _post(client, task["id"], admin_headers, "public note")
     await _post(client, task["id"], admin_headers, "internal note", internal=True)
     await advance(app_context, clock, T0 + timedelta(minutes=1))
-    delivered = [r.json() for r in slack.requests if r.path == "/hook"]
+    delivered = [r.json() for r in hooks.requests if r.path == "/hook"]
     assert [d["type"] for d in delivered] == ["comment.created"]
     assert delivered[0]["data"]["comment"]["body"] == "public note"
-    assert "internal note" not in str([r.body for r in slack.requests])
+    assert "internal note" not in str([r.body for r in hooks.requests])

@@ -5,55 +5,25 @@ with a cursor, and filtered by what the reader may see."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from opsflow.clock import SettableClock
 from opsflow.config import Settings
 from opsflow.context import AppContext
-from tests.conftest import T0, assert_error, make_settings
+from tests.conftest import T0, assert_error, delivery_settings
 from tests.factories import advance, make_team, make_user
-from tests.sinks import HttpSink, Reply, SmtpSink, free_port
+from tests.sinks import HttpSink, Reply, SmtpSink
 
 Headers = dict[str, str]
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[HttpSink]:
-    sink = HttpSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.stop()
-
-
-@pytest.fixture
 def settings(database_url: str, smtp: tuple[SmtpSink, int], slack: HttpSink) -> Settings:
-    return make_settings(
-        database_url,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp[1],
-        smtp_starttls=False,
-        slack_webhook_url=f"{slack.url}/services/T000/B000/XXXX",
-    )
+    return delivery_settings(database_url, smtp, slack)
 
 
 def at(minutes: float) -> datetime:
