@@ -3,13 +3,10 @@ so). Importing this module registers the source."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from opsflow.attachments import repository
-from opsflow.collaboration.repository import After
-from opsflow.collaboration.timeline import Entry, Reader, Source, rank, register, short
+from opsflow.collaboration.timeline import Ask, Said, actor, from_rows, register, short
 from opsflow.kit.jsonable import to_jsonable
-from opsflow.models.task import Task
+from opsflow.models.attachment import Attachment
 
 RANK = 40  # after the comment that announces a file, before the SLA events of that instant
 
@@ -23,43 +20,30 @@ def _size(size: int) -> str:
     return f"{size} B"
 
 
-async def attachments(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    rows = await repository.timeline_rows(session, task.id, after, rank("attachment"), limit)
-    return [
-        Entry(
-            occurred_at=row.created_at,
-            source="attachment",
-            key=str(row.id),
-            kind="attachment",
-            summary=(
-                f"{row.uploaded_by_name} attached {short(row.filename, 80)} ({_size(row.size)})"
-                + (" — since deleted" if row.deleted_at is not None else "")
-            ),
-            actor={
-                "type": row.uploaded_by_type,
-                "id": str(row.uploaded_by),
-                "name": row.uploaded_by_name,
-            },
-            data=to_jsonable(
-                {
-                    "attachment_id": row.id,
-                    "filename": row.filename,
-                    "content_type": row.content_type,
-                    "size": row.size,
-                    "sha256": row.sha256,
-                    "deleted_at": row.deleted_at,
-                }
-            ),
-        )
-        for row in rows
-    ]
+async def _rows(ask: Ask) -> list[Attachment]:
+    return await repository.timeline_rows(ask.session, ask.task.id, ask.after, ask.rank, ask.limit)
 
 
-register(Source("attachment", RANK, frozenset({"attachment"}), attachments))
+def _attachment(row: Attachment) -> Said:
+    return Said(
+        at=row.created_at,
+        key=str(row.id),
+        summary=(
+            f"{row.uploaded_by_name} attached {short(row.filename, 80)} ({_size(row.size)})"
+            + (" — since deleted" if row.deleted_at is not None else "")
+        ),
+        actor=actor(row.uploaded_by_type, row.uploaded_by, row.uploaded_by_name),
+        data=to_jsonable(
+            {
+                "attachment_id": row.id,
+                "filename": row.filename,
+                "content_type": row.content_type,
+                "size": row.size,
+                "sha256": row.sha256,
+                "deleted_at": row.deleted_at,
+            }
+        ),
+    )
+
+
+register(from_rows("attachment", RANK, {"attachment"}, _rows, _attachment))

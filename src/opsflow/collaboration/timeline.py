@@ -9,21 +9,22 @@ notifications), and `key` orders a source's rows that share an instant (the audi
 for task changes, the row id elsewhere). A cursor is the last entry's (time, source, key):
 the next page resumes exactly after it.
 
-Adding a source: write ``async def fetch(session, task, reader, after, kinds, limit)``
-returning :class:`Entry` values (the rows strictly after `after`, see
-`repository.after_clause`), and call :func:`register` with a `Source` naming it, its rank and
-the kinds it produces (another package does this when it is imported: `register` replaces a
-source of the same name). `reader` says what the caller may see; a source leaves out what
-the reader may not.
+Adding a source: most are :func:`from_rows`, given an ``async def rows(ask)`` that reads
+the rows strictly after ``ask.after`` (see `repository.after_clause`) which ``ask.reader`` may
+see, oldest first, at most ``ask.limit``, and a ``say(row)`` returning the :class:`Said` of one
+row; pass the result to :func:`register` (another package does this when it is imported:
+`register` replaces a source of the same name). A source can also be a :class:`Source` with its
+own ``async def fetch(session, task, reader, after, kinds, limit)`` returning :class:`Entry`
+values.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +36,11 @@ from opsflow.collaboration.service import reads_internal
 from opsflow.errors import ValidationFailed
 from opsflow.kit import cursor as cursors
 from opsflow.kit.jsonable import to_jsonable
+from opsflow.models.audit import AuditLog
+from opsflow.models.collaboration import Comment
+from opsflow.models.escalation import EscalationEvent
+from opsflow.models.integration import IntegrationEvent
+from opsflow.models.notification import Notification
 from opsflow.models.sla import SlaEvent
 from opsflow.models.task import Task
 
@@ -113,11 +119,81 @@ def short(text: str | None, limit: int = SUMMARY_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def _actor(kind: str, ident: object, name: str | None) -> dict[str, Any]:
+def actor(kind: str, ident: object, name: str | None) -> dict[str, Any]:
     return {"type": kind, "id": None if ident is None else str(ident), "name": name}
 
 
-SYSTEM = _actor("system", None, "OpsFlow")
+SYSTEM = actor("system", None, "OpsFlow")
+
+
+# --- sources built from rows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One source's share of a page: the task, the reader, the position to resume after (in
+    this source's rank), the kinds asked for and how many rows at most."""
+
+    session: AsyncSession
+    task: Task
+    reader: Reader
+    after: After | None
+    wanted: frozenset[str]
+    limit: int
+    rank: int
+
+
+@dataclass(frozen=True)
+class Said:
+    """What a source says of one of its rows; `kind` defaults to the source's name."""
+
+    at: datetime
+    key: str
+    summary: str
+    actor: dict[str, Any] | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+
+
+Row = TypeVar("Row")
+
+
+def from_rows(
+    name: str,
+    rank_: int,
+    kinds_: Collection[str],
+    rows: Callable[[Ask], Awaitable[Iterable[Row]]],
+    say: Callable[[Row], Said],
+) -> Source:
+    """A source that reads its rows (those the reader may see, after the position, oldest
+    first, at most `limit`) and says one entry of each."""
+
+    async def fetch(
+        session: AsyncSession,
+        task: Task,
+        reader: Reader,
+        after: After | None,
+        wanted: frozenset[str],
+        limit: int,
+    ) -> list[Entry]:
+        found = await rows(Ask(session, task, reader, after, wanted, limit, rank_))
+        entries = []
+        for row in found:
+            said = say(row)
+            entries.append(
+                Entry(
+                    occurred_at=said.at,
+                    source=name,
+                    key=said.key,
+                    kind=said.kind or name,
+                    summary=said.summary,
+                    actor=said.actor,
+                    data=said.data,
+                )
+            )
+        return entries
+
+    return Source(name, rank_, frozenset(kinds_), fetch)
 
 
 # --- task changes (the audit trail of the task) ----------------------------------------------
@@ -158,26 +234,25 @@ def _change(changes: dict[str, Any] | None, name: str) -> tuple[Any, Any] | None
     return None
 
 
-async def _task_changes(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    actions = [a for a, k in _TASK_KINDS.items() if k in wanted]
-    rows = await repository.task_audit_rows(session, task.id, actions, after, rank("task"), limit)
+async def _task_rows(ask: Ask) -> list[tuple[AuditLog, dict[uuid.UUID, str]]]:
+    """The task's audit rows, each with the names of the people they mention."""
+    actions = [a for a, k in _TASK_KINDS.items() if k in ask.wanted]
+    rows = await repository.task_audit_rows(
+        ask.session, ask.task.id, actions, ask.after, ask.rank, ask.limit
+    )
     people: set[uuid.UUID] = set()
     for row in rows:
-        for name in ("assigned_to",):
-            moved = _change(row.changes, name)
-            for value in moved or ():
-                if value:
-                    people.add(uuid.UUID(str(value)))
+        for value in _change(row.changes, "assigned_to") or ():
+            if value:
+                people.add(uuid.UUID(str(value)))
         if row.action == "TASK_CREATED" and (row.new_state or {}).get("assigned_to"):
             people.add(uuid.UUID(str(row.new_state["assigned_to"])))  # type: ignore[index]
-    names = await repository.display_names(session, people)
+    names = await repository.display_names(ask.session, people)
+    return [(row, names) for row in rows]
+
+
+def _task_change(pair: tuple[AuditLog, dict[uuid.UUID, str]]) -> Said:
+    row, names = pair
 
     def name_of(value: object) -> str:
         try:
@@ -185,255 +260,190 @@ async def _task_changes(
         except ValueError:
             return "someone"
 
-    entries = []
-    for row in rows:
-        who = row.actor_name or row.actor_type
-        kind = _TASK_KINDS[row.action]
-        data: dict[str, Any] = {"action": row.action}
-        status = _change(row.changes, "status")
-        if status is not None:
-            data["status"] = {"from": status[0], "to": status[1]}
-        if row.action == "TASK_CREATED":
-            state = row.new_state or {}
-            summary = f"{who} created the task"
-            if state.get("assigned_to"):
-                summary += f", assigned to {name_of(state['assigned_to'])}"
-            data["status"] = {"from": None, "to": state.get("status")}
-        elif row.action == "TASK_ASSIGNED":
-            moved = _change(row.changes, "assigned_to")
-            target = name_of(moved[1]) if moved and moved[1] else "additional assignees"
-            summary = f"{who} assigned the task to {target}"
-        elif row.action == "TASK_UPDATED":
-            fields = sorted((row.changes or {}).keys())
-            data["fields"] = fields
-            summary = f"{who} changed {', '.join(fields) or 'the task'}"
-        else:
-            summary = f"{who} {_VERBS[row.action]} the task"
-            if status is not None and status[0] != status[1]:
-                summary += f" ({status[0]} → {status[1]})"
-        reason = (row.metadata_ or {}).get("reason")
-        if reason:
-            summary += f": {short(str(reason), 80)}"
-        entries.append(
-            Entry(
-                occurred_at=row.timestamp,
-                source="task",
-                key=f"{row.seq:020d}",
-                kind=kind,
-                summary=summary,
-                actor=_actor(row.actor_type, row.actor_id, row.actor_name),
-                data=data,
-            )
-        )
-    return entries
+    who = row.actor_name or row.actor_type
+    data: dict[str, Any] = {"action": row.action}
+    status = _change(row.changes, "status")
+    if status is not None:
+        data["status"] = {"from": status[0], "to": status[1]}
+    if row.action == "TASK_CREATED":
+        state = row.new_state or {}
+        summary = f"{who} created the task"
+        if state.get("assigned_to"):
+            summary += f", assigned to {name_of(state['assigned_to'])}"
+        data["status"] = {"from": None, "to": state.get("status")}
+    elif row.action == "TASK_ASSIGNED":
+        moved = _change(row.changes, "assigned_to")
+        target = name_of(moved[1]) if moved and moved[1] else "additional assignees"
+        summary = f"{who} assigned the task to {target}"
+    elif row.action == "TASK_UPDATED":
+        fields = sorted((row.changes or {}).keys())
+        data["fields"] = fields
+        summary = f"{who} changed {', '.join(fields) or 'the task'}"
+    else:
+        summary = f"{who} {_VERBS[row.action]} the task"
+        if status is not None and status[0] != status[1]:
+            summary += f" ({status[0]} → {status[1]})"
+    reason = (row.metadata_ or {}).get("reason")
+    if reason:
+        summary += f": {short(str(reason), 80)}"
+    return Said(
+        at=row.timestamp,
+        key=f"{row.seq:020d}",
+        summary=summary,
+        actor=actor(row.actor_type, row.actor_id, row.actor_name),
+        data=data,
+        kind=_TASK_KINDS[row.action],
+    )
 
 
 # --- SLA thresholds ---------------------------------------------------------------------------
 
 
-async def _sla_events(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    rows = await repository.sla_event_rows(session, task.id, after, rank("sla"), limit)
-    return [
-        Entry(
-            occurred_at=row.triggered_at,
-            source="sla",
-            key=str(row.id),
-            kind="sla",
-            summary=_sla_summary(row),
-            actor=SYSTEM,
-            data=to_jsonable(
-                {
-                    "event_type": row.event_type,
-                    "severity": row.severity,
-                    "sla_type": row.sla_type,
-                    "due_at": row.due_at,
-                    "expected_deadline": row.expected_deadline,
-                }
-            ),
-        )
-        for row in rows
-    ]
+async def _sla_rows(ask: Ask) -> list[SlaEvent]:
+    return await repository.sla_event_rows(ask.session, ask.task.id, ask.after, ask.rank, ask.limit)
 
 
-def _sla_summary(row: SlaEvent) -> str:
+def _sla_event(row: SlaEvent) -> Said:
     deadline = to_jsonable(row.expected_deadline)
     if row.event_type == "ESCALATION":
-        return f"SLA escalation to level {row.escalation_level} (deadline {deadline})"
-    return f"SLA {row.event_type.replace('_', ' ').lower()} (deadline {deadline})"
+        summary = f"SLA escalation to level {row.escalation_level} (deadline {deadline})"
+    else:
+        summary = f"SLA {row.event_type.replace('_', ' ').lower()} (deadline {deadline})"
+    return Said(
+        at=row.triggered_at,
+        key=str(row.id),
+        summary=summary,
+        actor=SYSTEM,
+        data=to_jsonable(
+            {
+                "event_type": row.event_type,
+                "severity": row.severity,
+                "sla_type": row.sla_type,
+                "due_at": row.due_at,
+                "expected_deadline": row.expected_deadline,
+            }
+        ),
+    )
 
 
 # --- escalations fired -------------------------------------------------------------------------
 
 
-async def _escalations(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    rows = await repository.fired_escalation_rows(
-        session, task.id, after, rank("escalation"), limit
+async def _escalation_rows(ask: Ask) -> list[EscalationEvent]:
+    return await repository.fired_escalation_rows(
+        ask.session, ask.task.id, ask.after, ask.rank, ask.limit
     )
-    entries = []
-    for row in rows:
-        assert row.fired_at is not None
-        recipients = [
-            str(r.get("username") or r.get("id"))
-            for r in row.recipients or []
-            if isinstance(r, dict)
-        ]
-        summary = f"Escalation level {row.level} fired ({row.policy_name})"
-        if recipients:
-            summary += f" to {', '.join(recipients)}"
-        entries.append(
-            Entry(
-                occurred_at=row.fired_at,
-                source="escalation",
-                key=str(row.id),
-                kind="escalation",
-                summary=summary,
-                actor=SYSTEM,
-                data={
-                    "level": row.level,
-                    "policy": row.policy_name,
-                    "trigger": row.trigger,
-                    "channels": list(row.channels or []),
-                    "recipients": recipients,
-                },
-            )
-        )
-    return entries
+
+
+def _escalation(row: EscalationEvent) -> Said:
+    assert row.fired_at is not None
+    recipients = [
+        str(r.get("username") or r.get("id")) for r in row.recipients or [] if isinstance(r, dict)
+    ]
+    summary = f"Escalation level {row.level} fired ({row.policy_name})"
+    if recipients:
+        summary += f" to {', '.join(recipients)}"
+    return Said(
+        at=row.fired_at,
+        key=str(row.id),
+        summary=summary,
+        actor=SYSTEM,
+        data={
+            "level": row.level,
+            "policy": row.policy_name,
+            "trigger": row.trigger,
+            "channels": list(row.channels or []),
+            "recipients": recipients,
+        },
+    )
 
 
 # --- notifications sent or given up -------------------------------------------------------------
 
 
-async def _notifications(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    if reader.notifications is None:
+async def _notification_rows(ask: Ask) -> list[Notification]:
+    reach = ask.reader.notifications
+    if reach is None:
         return []
-    own = reader.principal.id if reader.notifications is not Reach.ALL else None
-    rows = await repository.finished_notification_rows(
-        session, task.id, own, after, rank("notification"), limit
+    own = ask.reader.principal.id if reach is not Reach.ALL else None
+    return await repository.finished_notification_rows(
+        ask.session, ask.task.id, own, ask.after, ask.rank, ask.limit
     )
-    entries = []
-    for row in rows:
-        at = row.sent_at or row.failed_at
-        assert at is not None
-        outcome = "sent" if row.status == "SENT" else "given up (dead)"
-        entries.append(
-            Entry(
-                occurred_at=at,
-                source="notification",
-                key=str(row.id),
-                kind="notification",
-                summary=(
-                    f"{row.channel.capitalize()} {row.notification_type} to {row.recipient}:"
-                    f" {outcome}"
-                ),
-                actor=SYSTEM,
-                data={
-                    "notification_id": str(row.id),
-                    "channel": row.channel,
-                    "status": row.status,
-                    "recipient": row.recipient,
-                    "notification_type": row.notification_type,
-                },
-            )
-        )
-    return entries
+
+
+def _notification(row: Notification) -> Said:
+    at = row.sent_at or row.failed_at
+    assert at is not None
+    outcome = "sent" if row.status == "SENT" else "given up (dead)"
+    return Said(
+        at=at,
+        key=str(row.id),
+        summary=(
+            f"{row.channel.capitalize()} {row.notification_type} to {row.recipient}: {outcome}"
+        ),
+        actor=SYSTEM,
+        data={
+            "notification_id": str(row.id),
+            "channel": row.channel,
+            "status": row.status,
+            "recipient": row.recipient,
+            "notification_type": row.notification_type,
+        },
+    )
 
 
 # --- comments ----------------------------------------------------------------------------------
 
 
-async def _comments(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    rows = await repository.comment_rows(
-        session, task.id, reader.internal_comments, after, rank("comment"), limit
+async def _comment_rows(ask: Ask) -> list[Comment]:
+    return await repository.comment_rows(
+        ask.session, ask.task.id, ask.reader.internal_comments, ask.after, ask.rank, ask.limit
     )
-    return [
-        Entry(
-            occurred_at=row.created_at,
-            source="comment",
-            key=str(row.id),
-            kind="comment",
-            summary=(
-                f"{row.author_name} commented{' (internal)' if row.internal else ''}:"
-                f" {short(row.body, 100)}"
-            ),
-            actor=_actor(row.actor_type, row.actor_id, row.author_name),
-            data=to_jsonable(
-                {"comment_id": row.id, "internal": row.internal, "edited_at": row.edited_at}
-            ),
-        )
-        for row in rows
-    ]
+
+
+def _comment(row: Comment) -> Said:
+    return Said(
+        at=row.created_at,
+        key=str(row.id),
+        summary=(
+            f"{row.author_name} commented{' (internal)' if row.internal else ''}:"
+            f" {short(row.body, 100)}"
+        ),
+        actor=actor(row.actor_type, row.actor_id, row.author_name),
+        data=to_jsonable(
+            {"comment_id": row.id, "internal": row.internal, "edited_at": row.edited_at}
+        ),
+    )
 
 
 # --- ingested alert updates ---------------------------------------------------------------------
 
 
-async def _alerts(
-    session: AsyncSession,
-    task: Task,
-    reader: Reader,
-    after: After | None,
-    wanted: frozenset[str],
-    limit: int,
-) -> list[Entry]:
-    rows = await repository.alert_rows(session, task.id, after, rank("alert"), limit)
-    entries = []
-    for event, integration in rows:
-        summary = f"Alert {event.action} from {integration or 'an integration'}: {event.outcome}"
-        if event.summary:
-            summary += f" ({short(event.summary, 80)})"
-        entries.append(
-            Entry(
-                occurred_at=event.received_at,
-                source="alert",
-                key=str(event.id),
-                kind="alert",
-                summary=summary,
-                actor=_actor("integration", event.integration_id, integration),
-                data={
-                    "action": event.action,
-                    "outcome": event.outcome,
-                    "dedup_key": event.dedup_key,
-                },
-            )
-        )
-    return entries
+async def _alert_rows(ask: Ask) -> list[tuple[IntegrationEvent, str | None]]:
+    return await repository.alert_rows(ask.session, ask.task.id, ask.after, ask.rank, ask.limit)
+
+
+def _alert(pair: tuple[IntegrationEvent, str | None]) -> Said:
+    event, integration = pair
+    summary = f"Alert {event.action} from {integration or 'an integration'}: {event.outcome}"
+    if event.summary:
+        summary += f" ({short(event.summary, 80)})"
+    return Said(
+        at=event.received_at,
+        key=str(event.id),
+        summary=summary,
+        actor=actor("integration", event.integration_id, integration),
+        data={"action": event.action, "outcome": event.outcome, "dedup_key": event.dedup_key},
+    )
 
 
 for _source in (
-    Source("alert", 10, frozenset({"alert"}), _alerts),
-    Source("task", 20, frozenset(set(_TASK_KINDS.values())), _task_changes),
-    Source("comment", 30, frozenset({"comment"}), _comments),
-    Source("sla", 50, frozenset({"sla"}), _sla_events),
-    Source("escalation", 60, frozenset({"escalation"}), _escalations),
-    Source("notification", 70, frozenset({"notification"}), _notifications),
+    from_rows("alert", 10, {"alert"}, _alert_rows, _alert),
+    from_rows("task", 20, set(_TASK_KINDS.values()), _task_rows, _task_change),
+    from_rows("comment", 30, {"comment"}, _comment_rows, _comment),
+    from_rows("sla", 50, {"sla"}, _sla_rows, _sla_event),
+    from_rows("escalation", 60, {"escalation"}, _escalation_rows, _escalation),
+    from_rows("notification", 70, {"notification"}, _notification_rows, _notification),
 ):
     register(_source)
 
@@ -467,6 +477,12 @@ def check_kinds(requested: Collection[str]) -> frozenset[str]:
     return frozenset(requested) or frozenset(known)
 
 
+def _foreign_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        details=[{"field": "cursor", "message": "not a cursor this list gave out"}]
+    )
+
+
 async def page(
     session: AsyncSession,
     task: Task,
@@ -479,9 +495,7 @@ async def page(
     """One page of the task's timeline for this reader, and the cursor of the next one."""
     after = parse_after(cursor)
     if after is not None and after.source not in SOURCES:
-        raise ValidationFailed(
-            details=[{"field": "cursor", "message": "not a cursor this list gave out"}]
-        )
+        raise _foreign_cursor()
     position = None if after is None else After(after.at, rank(after.source), after.key)
     reader = Reader.of(principal)
     merged: list[Entry] = []
@@ -492,9 +506,7 @@ async def page(
         try:
             found = await source.fetch(session, task, reader, position, asked, limit + 1)
         except ValueError as exc:  # a cursor key this source cannot read
-            raise ValidationFailed(
-                details=[{"field": "cursor", "message": "not a cursor this list gave out"}]
-            ) from exc
+            raise _foreign_cursor() from exc
         merged.extend(e for e in found if e.kind in asked)
     merged.sort(key=lambda e: e.sort_key)
     more = len(merged) > limit
