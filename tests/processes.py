@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a process: SIGTERM, then SIGKILL if it is still there after 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def _running(
+    what: str,
+    command: list[str],
+    workdir: Path,
+    log_path: Path,
+    ready: Callable[[], bool],
+    *,
+    env: dict[str, str] | None = None,
+    poll: float = 0.2,
+) -> Iterator[None]:
+    """Start `command` in `workdir` with its output in `log_path`, return once `ready()` says
+    so (an HTTP error counts as not yet; 60 s at most) and end the process afterwards."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"{what} exited early:\n{log_path.read_text()}")
+                try:
+                    if ready():
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, f"{what} did not become ready in 60 s"
+                time.sleep(poll)  # polling for the server to come up, not waiting on a deadline
+            yield
+        finally:
+            stop(process)
+
+
 @contextlib.contextmanager
 def opsflow_serve(
     workdir: Path,
@@ -181,38 +225,17 @@ def opsflow_serve(
         "LOG_LEVEL": "WARNING",
         **extra_env,
     }
-    log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
     command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--no-engine"] if no_engine else command,
-        cwd=workdir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"opsflow serve exited early:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "opsflow serve did not become ready in 60 s"
-            time.sleep(0.2)  # polling for the server to come up, not waiting on a deadline
+    with _running(
+        "opsflow serve",
+        [*command, "--no-engine"] if no_engine else command,
+        workdir,
+        workdir / f"{name}.log",
+        lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200,
+        env=env,
+    ):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @contextlib.contextmanager
@@ -221,37 +244,16 @@ def s3_server(workdir: Path) -> Iterator[str]:
     endpoint URL and ends it afterwards. Its output goes to `workdir/s3.log`."""
     port = free_port()
     binary = Path(sys.executable).parent / "moto_server"
-    log = (workdir / "s3.log").open("wb")
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"moto_server exited early:\n{(workdir / 's3.log').read_text()}"
-                )
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "moto_server did not come up in 60 s"
-            time.sleep(0.1)  # polling for the server to come up, not waiting on a deadline
+    with _running(
+        "moto_server",
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        workdir,
+        workdir / "s3.log",
+        lambda: httpx.get(f"{endpoint}/moto-api/", timeout=1) is not None,
+        poll=0.1,
+    ):
         yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 class RedisServer:

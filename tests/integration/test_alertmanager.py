@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import free_port, opsflow_serve
+from tests.processes import free_port, opsflow_serve, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -199,9 +199,5 @@ def test_real_alertmanager_one_incident_per_alert(opsflow: str, tmp_path: Path) 
         assert statuses[other_id] != "COMPLETED"
         assert statuses[new_id] != "COMPLETED"
     finally:
-        am_process.terminate()
-        try:
-            am_process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            am_process.kill()
+        stop(am_process)
         api.close()

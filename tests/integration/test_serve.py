@@ -20,6 +20,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.processes import stop
+
 pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "Serve-Admin-Pass-1"
@@ -78,11 +80,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     try:
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
     if database_url is None:
         assert (tmp_path / "opsflow.db").exists(), "embedded mode creates ./opsflow.db"
 
