@@ -24,6 +24,10 @@ T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
 ADMIN_PASSWORD = "Admin-Pass-123"
 USER_PASSWORD = "User-Pass-12345"
 
+# The engine passes in round order, as every driver runs them (the engine contract test pins
+# this order against the registry).
+ALL_PASSES = ("sla", "heartbeats", "flapping", "relay", "escalation", "delivery", "uploads")
+
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}

@@ -21,6 +21,7 @@ from opsflow.models.engine import EngineHeartbeat
 from opsflow.workers.heartbeat import BEAT_EVERY_SECONDS, Heartbeat, stale_after
 from opsflow.workers.rounds import run_round
 from tests.conftest import T0, make_settings
+from tests.factories import ALL_PASSES
 
 ROOT = "http://testserver"
 
@@ -54,15 +55,7 @@ async def test_a_round_records_a_heartbeat_that_health_shows_then_reports_stale(
     assert workers["status"] == "healthy"
     (process,) = workers["processes"]
     assert process["driver"] == "engine"
-    assert process["passes"] == [
-        "sla",
-        "heartbeats",
-        "flapping",
-        "relay",
-        "escalation",
-        "delivery",
-        "uploads",
-    ]
+    assert process["passes"] == list(ALL_PASSES)
     assert process["pid"] == os.getpid()
     assert process["started_at"] == process["last_seen"] == "2026-01-27T10:30:00Z"
     assert process["rounds"] == 1

@@ -18,7 +18,7 @@ from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.sla.engine import SlaEngine
 from tests.conftest import T0, make_settings
-from tests.factories import make_task, make_user
+from tests.factories import ALL_PASSES, make_task, make_user
 
 INCIDENT = {
     "title": "Database connection pool exhaustion",
@@ -246,7 +246,7 @@ async def test_embedded_engine_fires_without_being_called(
     # The loop records its heartbeat: /health names it and the passes it runs.
     assert workers["status"] == "healthy", workers
     assert [(p["driver"], p["passes"]) for p in workers["processes"]] == [
-        ("serve", ["sla", "heartbeats", "flapping", "relay", "escalation", "delivery", "uploads"])
+        ("serve", list(ALL_PASSES))
     ]
     assert [e["event_type"] for e in events] == ["START_WARNING", "START_CRITICAL", "START_BREACH"]
     assert 'opsflow_sla_engine_lag_seconds_count{event_type="START_BREACH"} 1.0' in metrics
