@@ -71,12 +71,6 @@ class HeartbeatEngine:
                 monitor.updated_at = now
             await session.flush()
             next_due = await repository.next_due(session)
-        return PassReport(
-            self.name,
-            worked=bool(due),
-            backlog=len(due) >= batch,
-            next_due=next_due,
-            counts=counts,
-            at=now,
-            lags=lags,
+        return PassReport.of_claim(
+            self.name, due, batch, next_due=next_due, counts=counts, at=now, lags=lags
         )

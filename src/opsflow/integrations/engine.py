@@ -60,12 +60,6 @@ class FlappingEngine:
                     lags.append(("settle", (now - planned).total_seconds()))
             await session.flush()
             next_due = await repository.next_flap(session)
-        return PassReport(
-            self.name,
-            worked=bool(due),
-            backlog=len(due) >= batch,
-            next_due=next_due,
-            counts=counts,
-            at=now,
-            lags=lags,
+        return PassReport.of_claim(
+            self.name, due, batch, next_due=next_due, counts=counts, at=now, lags=lags
         )

@@ -15,7 +15,7 @@ registry that `opsflow.composition.engine_registry` assembles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -41,6 +41,30 @@ class PassReport:
     @property
     def max_lag_seconds(self) -> float:
         return max((lag for _, lag in self.lags), default=0.0)
+
+    @classmethod
+    def of_claim(
+        cls,
+        name: str,
+        claimed: Sized,
+        batch: int,
+        *,
+        next_due: datetime | None,
+        counts: dict[str, int],
+        at: datetime,
+        lags: list[tuple[str, float]] | None = None,
+    ) -> PassReport:
+        """The report of a pass that claimed `claimed` (at most `batch`) and acted on it:
+        it worked if it claimed anything, and a full batch means more may be waiting."""
+        return cls(
+            name,
+            worked=bool(len(claimed)),
+            backlog=len(claimed) >= batch,
+            next_due=next_due,
+            counts=counts,
+            at=at,
+            lags=[] if lags is None else lags,
+        )
 
 
 class Engine(Protocol):
