@@ -254,7 +254,7 @@ async def test_several_problems_are_reported_together(
 async def test_boundary_values_are_accepted(
     client: httpx.AsyncClient, admin_headers: dict[str, str], payload: dict[str, Any]
 ) -> None:
-    """Controls for the rejections above: the limits are where the spec puts them."""
+    """Controls for the rejections above: values right at the documented limits are accepted."""
     response = await client.post("/tasks", json=payload, headers=admin_headers)
     assert response.status_code == 201, response.text
     stored = (await client.get(f"/tasks/{response.json()['id']}", headers=admin_headers)).json()

@@ -1,12 +1,13 @@
 """The task status machine, walked over every (status, action) pair.
 
-The expected table is written here from the spec, not copied from the code:
+The expected table is written here from the documented status machine (docs/api.md), not
+copied from the code:
 
     CREATED → ASSIGNED (assignment) → IN_PROGRESS (start; an unassigned task may be started
     directly) ↔ BLOCKED → COMPLETED; any open status → CANCELLED; COMPLETED → IN_PROGRESS by
     reopen. Everything else is 409 INVALID_TRANSITION naming the allowed transitions.
 
-Where the spec is silent (update, acknowledge, snooze, re-assigning), the table records the
+Where that machine says nothing (update, acknowledge, snooze, re-assigning), the table records the
 choice an operations engineer expects: re-assigning keeps the status of an open task,
 acknowledging is only for tasks nobody has started yet, snoozing and pausing the SLA are
 for open tasks, and a
