@@ -61,13 +61,17 @@ async def _range_errors() -> None:
     """A `Range` starting past the end of the file is answered 416."""
 
 
+BINARY = {"type": "string", "format": "binary"}
+
+
 @router.get(
     "/attachments/{attachment_id}",
     response_class=StreamingResponse,
     dependencies=[Depends(_range_errors)],
     responses={
-        200: {"description": "the file", "content": {"application/octet-stream": {}}},
-        206: {"description": "the requested range", "content": {"application/octet-stream": {}}},
+        # Served with its detected type, active types (HTML, SVG...) as octet-stream.
+        200: {"description": "the file", "content": {"*/*": {"schema": BINARY}}},
+        206: {"description": "the requested range", "content": {"*/*": {"schema": BINARY}}},
     },
 )
 async def download_attachment(
