@@ -28,7 +28,7 @@ _PENDING = "audit_pending"
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
     entity_type: str
     entity_id: uuid.UUID
     action: str
@@ -54,9 +54,9 @@ def record(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Queue one audit row; it is written in this unit of work, just before commit."""
-    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
+    pending: list[Pending] = session.info.setdefault(_PENDING, [])
     pending.append(
-        _Pending(
+        Pending(
             entity_type=entity_type,
             entity_id=entity_id,
             action=action,
@@ -76,7 +76,7 @@ async def _flush_hook(session: AsyncSession) -> None:
 
 
 async def flush_pending(session: AsyncSession) -> list[AuditLog]:
-    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    pending: list[Pending] = session.info.pop(_PENDING, [])
     if not pending:
         return []
     bind = session.get_bind()
@@ -88,6 +88,21 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
         )
     ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    rows = chain(pending, seq, prev_hash)
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+def take_pending(session: AsyncSession) -> list[Pending]:
+    """The audit rows queued in this session, removed from it (for a caller that chains and
+    writes them itself: the demo data loader)."""
+    pending: list[Pending] = session.info.pop(_PENDING, [])
+    return pending
+
+
+def chain(pending: list[Pending], seq: int, prev_hash: str) -> list[AuditLog]:
+    """Queued rows as audit rows appended after the row (`seq`, `prev_hash`) (pure)."""
     rows: list[AuditLog] = []
     for item in pending:
         seq += 1
@@ -113,8 +128,6 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
         row.hash = chain_hash(prev_hash, row_content(row))
         prev_hash = row.hash
         rows.append(row)
-    session.add_all(rows)
-    await session.flush()
     return rows
 
 
