@@ -12,6 +12,7 @@ per batch.
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import random
 import time
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, inspect, select, update
+from sqlalchemy import JSON, Table, func, inspect, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from opsflow.audit import writer as audit_writer
@@ -117,11 +119,11 @@ def creation_instants(
 
 
 class _Columns:
-    """A model's rows as plain column dicts for a bulk INSERT, defaults filled in."""
+    """A model's rows as plain column values for a bulk INSERT or COPY, defaults filled in."""
 
     def __init__(self, model: type[Base]) -> None:
         self.table: Table = model.__table__  # type: ignore[assignment]
-        self.columns: list[tuple[str, str, Any]] = []
+        self.columns: list[tuple[str, str, Any, bool]] = []
         for attr in inspect(model).column_attrs:
             column = attr.columns[0]
             default = (
@@ -129,16 +131,37 @@ class _Columns:
                 if column.default is not None and column.default.is_scalar
                 else None
             )
-            self.columns.append((attr.key, column.key, default))
+            is_json = isinstance(column.type, JSON) or isinstance(
+                column.type.dialect_impl(_PG), JSON
+            )
+            self.columns.append((attr.key, column.key, default, is_json))
+        self.names = [name for _, name, _, _ in self.columns]
 
     def rows(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
         result = []
         for obj in objects:
             values = obj.__dict__
-            result.append({name: values.get(key, default) for key, name, default in self.columns})
+            result.append(
+                {name: values.get(key, default) for key, name, default, _ in self.columns}
+            )
+        return result
+
+    def records(self, objects: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows as COPY records: JSON values as their text (what the driver's codec takes)."""
+        result = []
+        dumps = json.dumps
+        for obj in objects:
+            values = obj.__dict__
+            result.append(
+                tuple(
+                    dumps(values.get(key, default)) if is_json else values.get(key, default)
+                    for key, _, default, is_json in self.columns
+                )
+            )
         return result
 
 
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _COLUMNS: dict[type, _Columns] = {}
 
 
@@ -149,9 +172,17 @@ def _columns(model: type[Base]) -> _Columns:
 
 
 async def _insert(conn: AsyncConnection, model: type[Base], objects: Sequence[Any]) -> None:
+    """Insert in bulk: COPY on PostgreSQL, multi-row INSERTs elsewhere."""
     if not objects:
         return
     columns = _columns(model)
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.copy_records_to_table(
+            columns.table.name, records=columns.records(objects), columns=columns.names
+        )
+        return
     for index in range(0, len(objects), 5000):
         await conn.execute(columns.table.insert(), columns.rows(objects[index : index + 5000]))
 
