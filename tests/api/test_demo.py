@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -17,7 +18,9 @@ from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.demo.loader import NotEmpty, load_demo
+from opsflow.escalation.engine import EscalationEngine
 from opsflow.models.enums import ClockStatus, Role
+from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
@@ -68,7 +71,22 @@ async def test_a_demo_month_holds_every_invariant(
         statuses = {t.status for t in tasks}
         assert {"COMPLETED", "IN_PROGRESS"} <= statuses
         assert any(c.pauses for c in clocks), "some clocks were paused"
-        assert {e.event_type.rsplit("_", 1)[1] for e in events} == {"WARNING", "CRITICAL", "BREACH"}
+        kinds = {e.event_type.rsplit("_", 1)[-1] for e in events}
+        assert kinds == {"WARNING", "CRITICAL", "BREACH", "ESCALATION"}
+
+        # A START breach nobody had answered escalated to the team lead (the default run),
+        # unless the answer came first.
+        steps = list(await session.scalars(select(EscalationEvent)))
+        assert "FIRED" in {s.status for s in steps}
+        recent = end - timedelta(seconds=2)
+        assert all(s.status in ("FIRED", "CANCELLED") or s.fire_at > recent for s in steps)
+        fired = {s.id for s in steps if s.status == "FIRED"}
+        escalated = {
+            uuid.UUID(e.metadata_["escalation_event_id"])
+            for e in events
+            if e.event_type == "ESCALATION"
+        }
+        assert fired == escalated
 
         # Every event was relayed; streamed ones are numbered 1..n without gaps.
         unpublished = await session.scalar(
@@ -82,14 +100,16 @@ async def test_a_demo_month_holds_every_invariant(
 
     # The SLA engine, run now, has nothing left to catch up on but what came due in the
     # last moments before the end (the engine runs a moment behind).
+    # The same for the escalation engine.
     report = await SlaEngine().run(app_context, batch=10_000)
+    steps_report = await EscalationEngine().run(app_context, batch=10_000)
     async with unit_of_work(app_context.read_sessions) as session:
         late = await session.scalar(
             select(func.count()).where(
                 SlaEvent.triggered_at == end, SlaEvent.due_at < end - timedelta(seconds=2)
             )
         )
-    assert late == 0, report
+    assert late == 0, (report, steps_report)
 
     # The API serves the month: a demo manager logs in with the demo password.
     application = create_app(settings, context=app_context)

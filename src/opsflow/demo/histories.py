@@ -24,18 +24,22 @@ from opsflow.collaboration import service as collaboration
 from opsflow.context import AppContext
 from opsflow.demo.directory import SERVICES, Directory, principal
 from opsflow.demo.recorder import Recorder
+from opsflow.escalation import service as escalation_service
+from opsflow.escalation.firing import ENGINE_ACTOR as ESCALATION_ACTOR
+from opsflow.escalation.firing import cancel, record_fired
 from opsflow.kit.changes import field_changes
 from opsflow.models.collaboration import Comment
-from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
+from opsflow.models.enums import CustomerTier, EscalationStatus, Priority, TaskStatus, TaskType
+from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
-from opsflow.models.sla import SlaClock
+from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.sla import service as sla_service
 from opsflow.sla.engine import _fire
 from opsflow.tasks import lifecycle
 from opsflow.tasks import service as task_service
-from opsflow.tasks.lifecycle import Action
+from opsflow.tasks.lifecycle import OPEN, Action
 from opsflow.tasks.schemas import TaskCreate
 
 INCIDENT_TITLES = (
@@ -117,19 +121,22 @@ async def _change(
     world: World,
     task: Task,
     clocks: dict[str, SlaClock],
+    escalations: list[EscalationEvent],
     actor: Principal,
     action: Action,
     apply: Apply,
     now: datetime,
     reason: str | None = None,
 ) -> None:
-    """The steps of the task service's `_mutate` for a task with no other assignees and no
-    escalation steps (the demo plans none)."""
+    """The steps of the task service's `_mutate` for a task with no other assignees (the
+    demo has no escalation policies: only default runs, settled like every pending step)."""
     session = world.recorder.session
     new_status = lifecycle.next_status(TaskStatus(task.status), action)
     before = task_service.task_state(task)
     apply(task, now)
     await sla_service.on_task_changed(session, task, now, actor.name, None, clocks)
+    pending = [step for step in escalations if step.status == EscalationStatus.PENDING]
+    escalation_service.settle_pending(task, pending, now)
     if new_status is TaskStatus.ASSIGNED and task.assigned_to is None:
         new_status = TaskStatus.CREATED
     task.status = new_status.value
@@ -282,8 +289,10 @@ async def play(world: World, rng: random.Random, created_at: datetime, index: in
         deferred_clocks=clocks_list,
     )
     clocks = {clock.kind: clock for clock in clocks_list}
-    steps = _plan_history(world, rng, task, clocks, assignee, workers, directory.leads[team.id])
-    return await _run(world, rng, task, clocks, steps)
+    escalations: list[EscalationEvent] = []
+    lead = directory.leads[team.id]
+    steps = _plan_history(world, rng, task, clocks, escalations, assignee, workers, lead)
+    return await _run(world, rng, task, clocks, escalations, lead, steps)
 
 
 def _plan_history(
@@ -291,6 +300,7 @@ def _plan_history(
     rng: random.Random,
     task: Task,
     clocks: dict[str, SlaClock],
+    escalations: list[EscalationEvent],
     assignee: User | None,
     workers: list[User],
     lead: User,
@@ -307,7 +317,7 @@ def _plan_history(
         at: datetime, action: Action, who: Principal, apply: Apply, reason: str | None = None
     ) -> None:
         async def run(now: datetime) -> None:
-            await _change(world, task, clocks, who, action, apply, now, reason)
+            await _change(world, task, clocks, escalations, who, action, apply, now, reason)
 
         steps.append(_Step(at, len(steps), run))
 
@@ -396,28 +406,81 @@ def _comment(
     )
 
 
+def _plan_default_run(
+    world: World, task: Task, events: list[SlaEvent], now: datetime
+) -> list[EscalationEvent]:
+    """What the relay's escalation consumer plans for these SLA events, with no escalation
+    policy matching: a START breach of an open task nobody answered yet gets the default
+    run (the team lead, a few minutes later)."""
+    planned: list[EscalationEvent] = []
+    for event in events:
+        if event.event_type != "START_BREACH" or not event.notify:
+            continue
+        if TaskStatus(task.status) not in OPEN or task.acknowledged_at or task.started_at:
+            continue
+        outbox = next(
+            row
+            for row in reversed(world.recorder.added)
+            if isinstance(row, OutboxEvent) and row.payload.get("event_id") == str(event.id)
+        )
+        rows = escalation_service.step_rows(
+            task,
+            run_id=escalation_service._run_id(outbox.id, "default"),
+            policy=None,
+            planned=escalation_service.plan(
+                escalation_service.DEFAULT_STEPS, 0, None, event.due_at
+            ),
+            trigger="breach",
+            sla_type="START",
+            now=now,
+        )
+        world.recorder.add_all(rows)
+        planned.extend(rows)
+    return planned
+
+
 async def _run(
-    world: World, rng: random.Random, task: Task, clocks: dict[str, SlaClock], steps: list[_Step]
+    world: World,
+    rng: random.Random,
+    task: Task,
+    clocks: dict[str, SlaClock],
+    escalations: list[EscalationEvent],
+    lead: User,
+    steps: list[_Step],
 ) -> Played:
+    """Play the planned changes in order, with the SLA and escalation engines waking up a
+    moment after whatever of theirs comes due in between."""
     session = world.recorder.session
     end = world.end
-    lag = timedelta(milliseconds=rng.uniform(150, 1500))  # the engine runs a moment behind
+    lag = timedelta(milliseconds=rng.uniform(150, 1500))  # the engines run a moment behind
     position = 0
     while True:
         next_step = steps[position].at if position < len(steps) else None
         due = [c.next_fire_at for c in clocks.values() if c.next_fire_at is not None]
+        pending = [s for s in escalations if s.status == EscalationStatus.PENDING]
         wake = min(due) + lag if due else None
-        if wake is not None and wake <= end and (next_step is None or wake <= next_step):
-            world.clock.set(wake)
-            for clock in clocks.values():
-                if clock.next_fire_at is not None and clock.next_fire_at <= wake:
-                    _fire(session, clock, task, wake)
-            continue
-        if next_step is None or next_step > end:
+        wake_steps = min(s.fire_at for s in pending) + lag if pending else None
+        first = min((w for w in (wake, wake_steps, next_step) if w is not None), default=None)
+        if first is None or first > end:
             break
-        world.clock.set(next_step)
-        await steps[position].run(next_step)
-        position += 1
-    rows, pending, events = world.recorder.take()
-    # The recorder holds the task (added at its creation), its SLA events and comments.
-    return Played(task, [*rows, *clocks.values()], list(zip(pending, events, strict=True)))
+        world.clock.set(first)
+        if first == wake:
+            for clock in clocks.values():
+                if clock.next_fire_at is not None and clock.next_fire_at <= first:
+                    fired = _fire(session, clock, task, first)
+                    escalations.extend(_plan_default_run(world, task, fired, first))
+        elif first == wake_steps:
+            for step in pending:
+                if step.fire_at > first:
+                    continue
+                if TaskStatus(task.status) not in OPEN:
+                    cancel(step, "task closed", first)
+                else:
+                    record_fired(session, step, task, [lead], first, ESCALATION_ACTOR)
+        else:
+            await steps[position].run(first)
+            position += 1
+    rows, pending_audit, events = world.recorder.take()
+    # The recorder holds the task (added at its creation), its SLA events, comments and
+    # escalation steps.
+    return Played(task, [*rows, *clocks.values()], list(zip(pending_audit, events, strict=True)))

@@ -38,6 +38,7 @@ from opsflow.demo.recorder import Recorder
 from opsflow.errors import Conflict
 from opsflow.models.audit import AuditLog
 from opsflow.models.collaboration import Comment
+from opsflow.models.escalation import EscalationEvent
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
@@ -54,7 +55,7 @@ DAYS = 30
 # Tables whose rows make a database "not empty" for the demo.
 OCCUPIED = (User, Team, Task, AuditLog)
 # Insertion order within a batch (foreign keys first).
-TASK_ROWS = (Task, SlaClock, SlaEvent, Comment)
+TASK_ROWS = (Task, SlaClock, SlaEvent, Comment, EscalationEvent)
 
 
 class NotEmpty(Conflict):
