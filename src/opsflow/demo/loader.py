@@ -141,18 +141,19 @@ class _Columns:
     def rows(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
         result = []
         for obj in objects:
-            values = obj.__dict__
+            values = obj if isinstance(obj, dict) else obj.__dict__
             result.append(
                 {name: values.get(key, default) for key, name, default, _ in self.columns}
             )
         return result
 
     def records(self, objects: Iterable[Any]) -> list[tuple[Any, ...]]:
-        """Rows as COPY records: JSON values as their text (what the driver's codec takes)."""
+        """Rows (ORM objects, or their values by attribute name) as COPY records: JSON
+        values as their text (what the driver's codec takes)."""
         result = []
         dumps = json.dumps
         for obj in objects:
-            values = obj.__dict__
+            values = obj if isinstance(obj, dict) else obj.__dict__
             result.append(
                 tuple(
                     dumps(values.get(key, default)) if is_json else values.get(key, default)
@@ -201,10 +202,10 @@ class _Chain:
 
     def seal(
         self, changes: Sequence[tuple[audit_writer.Pending, OutboxEvent]]
-    ) -> tuple[list[AuditLog], list[OutboxEvent]]:
+    ) -> tuple[list[dict[str, Any]], list[OutboxEvent]]:
         rows = audit_writer.chain([pending for pending, _ in changes], self.seq, self.prev_hash)
         if rows:
-            self.seq, self.prev_hash = rows[-1].seq, rows[-1].hash
+            self.seq, self.prev_hash = rows[-1]["seq"], rows[-1]["hash"]
         events = [event for _, event in changes]
         for event in events:
             # The relay publishes a moment later; streamed events get the next number.
