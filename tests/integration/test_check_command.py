@@ -199,3 +199,15 @@ async def test_invalid_settings_fail_and_skip_the_services() -> None:
     assert [(r.name, r.status) for r in results[1:]] == [
         (name, check.Status.SKIP) for name in ("database", "migrations", "redis", "smtp")
     ]
+
+
+async def test_a_configured_redis_that_does_not_answer_fails_the_redis_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    closed = free_port()
+    settings = make_settings(
+        database_url, data_dir=tmp_path, celery_broker_url=f"redis://127.0.0.1:{closed}/0"
+    )
+    result = await check.check_redis(settings, seconds=5)
+    assert result.status is check.Status.FAIL
+    assert result.detail.startswith(f"127.0.0.1:{closed}: no answer to PING (")
