@@ -125,6 +125,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "access_token_expire_minutes": 1440,
         # Tests drive the SLA engine themselves, with the settable clock.
         "engine_enabled": False,
+        # Request rate limits stay out of the way; their own tests switch them on.
+        "rate_limit_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -341,12 +341,21 @@ def create_app(
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "ETag", "Location"],
+            expose_headers=[
+                "X-Request-ID",
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(ResponseRecorder)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_bytes,
+        hsts_max_age_seconds=settings.hsts_max_age_seconds,
         larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
         # Monitoring systems drop a notification answered 413: take big ones.
         larger_body_prefixes={f"{API_PREFIX}/integrations/": settings.max_batch_request_bytes},

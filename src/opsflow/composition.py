@@ -19,6 +19,7 @@ from opsflow.attachments.engine import UploadCollector
 from opsflow.attachments.storage import build_storage
 from opsflow.auth.cache import PrincipalCache
 from opsflow.auth.passwords import Passwords
+from opsflow.auth.ratelimit import Counters, RateLimiter
 from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
@@ -87,6 +88,8 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
     metrics = Metrics()
+    # Shared by the request rate limits and the login throttle.
+    counters = Counters(configured_redis(settings), clock)
     read_sessions = create_sessionmaker(engine, read_only=True)
     metrics.attach_database(read_sessions)
     metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
@@ -110,8 +113,17 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         ),
         tokens=TokenCodec(settings),
         login_throttle=LoginThrottle(
+            counters,
             max_per_username=settings.login_max_failures_per_username,
             max_per_ip=settings.login_max_failures_per_ip,
+        ),
+        rate_limiter=RateLimiter(
+            counters,
+            clock,
+            enabled=settings.rate_limit_enabled,
+            reads_per_minute=settings.rate_limit_per_minute,
+            writes_per_minute=settings.rate_limit_writes_per_minute,
+            login_per_minute=settings.rate_limit_login_per_minute,
         ),
         principals=PrincipalCache(clock, timedelta(seconds=settings.auth_cache_seconds)),
         metrics=metrics,
