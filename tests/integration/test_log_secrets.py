@@ -159,6 +159,7 @@ async def test_no_secret_reaches_a_log_line(
     env = {
         "JWT_SECRET_KEY": JWT_KEY,
         "LOG_LEVEL": "INFO",
+        "OPSFLOW_RATE_LIMIT_ENABLED": "true",
         "OPSFLOW_SMTP_HOST": "127.0.0.1",
         "OPSFLOW_SMTP_PORT": str(smtp[1]),
         "OPSFLOW_SMTP_STARTTLS": "false",

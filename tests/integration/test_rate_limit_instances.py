@@ -58,6 +58,7 @@ async def test_two_instances_share_one_limit(database_url: str, tmp_path: Path) 
         redis = stack.enter_context(redis_server(tmp_path))
         env = {
             "REDIS_URL": redis.url(0),
+            "OPSFLOW_RATE_LIMIT_ENABLED": "true",
             "OPSFLOW_RATE_LIMIT_PER_MINUTE": str(LIMIT),
             "OPSFLOW_RATE_LIMIT_WRITES_PER_MINUTE": "1000",
             "OPSFLOW_RATE_LIMIT_LOGIN_PER_MINUTE": "1000",
