@@ -20,6 +20,7 @@ answered 429, so they never get one.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -58,13 +59,34 @@ def storage_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """`limits`' in-memory storage, its sweep of expired counters started at most once per
+    :attr:`SWEEP_SECONDS`. The library starts one after every increment that finds none
+    running, and each walks every counter: per request that would cost time in proportion to
+    the number of counters (about 0.2 ms with 10,000). Expiry only frees memory here: the
+    window's number in each key decides what counts."""
+
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept_at = -math.inf
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - the library's name
+        now = time.monotonic()  # pacing a memory sweep, not a deadline
+        if now - self._swept_at < self.SWEEP_SECONDS:
+            return
+        self._swept_at = now
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class Counters:
     """Counters that expire: in Redis when one is configured, else in memory; in memory too
     for a while after Redis failed."""
 
     def __init__(self, redis_url: str | None, clock: Clock) -> None:
         self.clock = clock
-        self.memory = MemoryStorage()
+        self.memory = SweptMemoryStorage()
         self.shared: Storage | None = None
         if redis_url is not None:
             self.shared = RedisStorage(
