@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         120, ge=1, validation_alias=_env("OPSFLOW_RATE_LIMIT_WRITES_PER_MINUTE")
     )
     rate_limit_login_per_minute: int = Field(
-        20, ge=1, validation_alias=_env("OPSFLOW_RATE_LIMIT_LOGIN_PER_MINUTE")
+        60, ge=1, validation_alias=_env("OPSFLOW_RATE_LIMIT_LOGIN_PER_MINUTE")
     )
     # Strict-Transport-Security max-age; 0 sends none. Set it when clients reach OpsFlow
     # over TLS only (directly or through a TLS-terminating proxy).
