@@ -175,7 +175,7 @@ async def token(
     response_model_exclude_none=True,
     dependencies=LoginRate,
 )
-@declares(Unauthorized)
+@declares(Unauthorized, RateLimited)
 async def refresh(
     body: RefreshRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> TokenResponse:
