@@ -210,13 +210,11 @@ def opsflow_serve(
     *,
     no_engine: bool = False,
     name: str = "serve",
-    workers: int = 1,
     **extra_env: str,
 ) -> Iterator[str]:
     """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
     afterwards. Its output goes to `workdir/<name>.log` (a distinct `name` per instance
-    when several run side by side); `no_engine` serves the API only; `workers` > 1 starts
-    that many uvicorn workers."""
+    when several run side by side); `no_engine` serves the API only."""
     port = free_port()
     env = {
         **os.environ,
@@ -228,8 +226,6 @@ def opsflow_serve(
         **extra_env,
     }
     command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]
-    if workers > 1:
-        command += ["--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     with _running(
         "opsflow serve",
