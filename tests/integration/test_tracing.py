@@ -3,7 +3,8 @@
 A real `opsflow serve` (engines inside) runs with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at
 an OTLP/HTTP receiver on loopback that decodes every ``ExportTraceServiceRequest`` it gets.
 The request carries a ``traceparent`` chosen here; the server span, the outbox insert, the
-relay's span, the delivery spans and the outgoing webhook request must all belong to it.
+relay's span, the escalation step it planned and fired, the relay of that firing, the
+delivery spans and the outgoing webhook request must all belong to it.
 """
 
 from __future__ import annotations
@@ -170,6 +171,18 @@ def test_one_trace_from_request_to_webhook_and_email(
             headers=admin,
         )
         assert person.status_code == 201, person.text
+        # pages the assignee by e-mail as soon as a task is created: the e-mail goes out
+        # through the escalation engine, the relay of `escalation.fired` and the delivery
+        policy = http.post(
+            "/escalation-policies",
+            json={
+                "name": "page at once",
+                "trigger": "created",
+                "steps": [{"delay_minutes": 0, "targets": ["assignee"], "channels": ["email"]}],
+            },
+            headers=admin,
+        )
+        assert policy.status_code == 201, policy.text
         hook = http.post(
             "/webhooks",
             json={"name": "traced", "url": f"{loopback.url}/hook", "event_types": ["task.*"]},
@@ -208,6 +221,11 @@ def test_one_trace_from_request_to_webhook_and_email(
             "relay span": lambda s: (
                 s.name == "opsflow.relay" and s.attributes["opsflow.event_type"] == "task.created"
             ),
+            "escalation step fired": lambda s: s.name == "opsflow.escalation.fire",
+            "relay of the firing": lambda s: (
+                s.name == "opsflow.relay"
+                and s.attributes["opsflow.event_type"] == "escalation.fired"
+            ),
             "webhook delivery": lambda s: (
                 s.name == "opsflow.deliver" and s.attributes["opsflow.channel"] == "WEBHOOK"
             ),
@@ -224,14 +242,17 @@ def test_one_trace_from_request_to_webhook_and_email(
     by_id = {s.span_id: s for s in spans}
     server = next(s for s in spans if wanted["server span of POST /tasks"](s))
     relay = next(s for s in spans if wanted["relay span"](s))
-    deliveries = [s for s in spans if s.name == "opsflow.deliver"]
-    # relay continues the request (its parent is a span of the request), each delivery
-    # continues the relay span that planned it
-    assert relay.parent_span_id in by_id
-    assert _root_of(relay, by_id) == server
-    assert {d.parent_span_id for d in deliveries} <= {
-        s.span_id for s in spans if s.name == "opsflow.relay"
-    }
+    fired = next(s for s in spans if wanted["escalation step fired"](s))
+    relay_fired = next(s for s in spans if wanted["relay of the firing"](s))
+    email = next(s for s in spans if wanted["e-mail delivery"](s))
+    webhook = next(s for s in spans if wanted["webhook delivery"](s))
+    # request -> relay -> (webhook delivery | escalation fired -> relay -> e-mail delivery)
+    assert relay.parent_span_id == server.span_id
+    assert webhook.parent_span_id == relay.span_id
+    assert fired.parent_span_id == relay.span_id
+    assert relay_fired.parent_span_id == fired.span_id
+    assert email.parent_span_id == relay_fired.span_id
+    assert _root_of(email, by_id) == server
     print(
         f"trace {trace_id}: {len(spans)} spans, "
         f"{sorted({s.name for s in spans if s.name.startswith('opsflow.')})}"
