@@ -69,8 +69,9 @@ def setup(settings: Settings) -> bool:
 
 
 def _sampler() -> Any:
-    """Parent-based; a span without a parent is kept when it begins a unit of work (server
-    and consumer spans, OpsFlow's own), dropped otherwise (a query outside any of them)."""
+    """Parent-based; a span without a parent is kept when it begins a unit of work (server,
+    producer and consumer spans, OpsFlow's own), dropped otherwise (a query outside any of
+    them)."""
     from opentelemetry.sdk.trace.sampling import (
         Decision,
         ParentBased,
@@ -78,6 +79,9 @@ def _sampler() -> Any:
         SamplingResult,
     )
     from opentelemetry.trace import SpanKind
+
+    # a request served; a Celery job sent (beat's tick: the worker's run continues it) or run
+    units_of_work = (SpanKind.SERVER, SpanKind.PRODUCER, SpanKind.CONSUMER)
 
     class UnitsOfWork(Sampler):
         def should_sample(  # type: ignore[no-untyped-def]
@@ -90,7 +94,7 @@ def _sampler() -> Any:
             links=None,
             trace_state=None,
         ) -> SamplingResult:
-            keep = kind in (SpanKind.SERVER, SpanKind.CONSUMER) or name.startswith("opsflow.")
+            keep = kind in units_of_work or name.startswith("opsflow.")
             decision = Decision.RECORD_AND_SAMPLE if keep else Decision.DROP
             return SamplingResult(decision, attributes if keep else None)
 
@@ -121,7 +125,10 @@ def instrument_app(app: FastAPI) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, excluded_urls="/metrics,/health,/ready"
+        app,
+        tracer_provider=_provider,
+        excluded_urls="/metrics,/health,/ready",
+        exclude_spans=["receive", "send"],  # one span per request, not one per ASGI message
     )
 
 
