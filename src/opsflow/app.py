@@ -36,6 +36,7 @@ from opsflow.integrations.endpoints import router as integrations_router
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
+from opsflow.observability import tracing
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.openapi import install as install_openapi
@@ -371,4 +372,5 @@ def create_app(
             ),
         ],
     )
+    tracing.instrument_app(app)  # outermost; nothing happens unless tracing is on
     return app

@@ -38,6 +38,7 @@ from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
+from opsflow.observability import tracing
 from opsflow.observability.metrics import Metrics
 from opsflow.realtime import consumer as realtime_consumer
 from opsflow.realtime.bus import BUS
@@ -84,9 +85,11 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
     BUS.configure(configured_redis(settings))  # how relayed events reach the WebSockets
+    tracing.setup(settings)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    tracing.instrument_engine(engine)
     metrics = Metrics()
     # Shared by the request rate limits and the login throttle.
     counters = Counters(configured_redis(settings), clock)

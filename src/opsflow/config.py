@@ -226,6 +226,15 @@ class Settings(BaseSettings):
     beat_schedule_file: Path | None = Field(
         None, validation_alias=_env("OPSFLOW_BEAT_SCHEDULE_FILE")
     )
+    # Tracing: OpenTelemetry spans sent over OTLP/HTTP to this base URL (`/v1/traces` is
+    # appended) when set; unset, nothing of OpenTelemetry is loaded.
+    otel_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    otel_service_name: str = Field("opsflow", validation_alias=_env("OTEL_SERVICE_NAME"))
+    # `opsflow engine` and `opsflow worker` serve their metrics on this port when set.
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("OPSFLOW_METRICS_PORT")
+    )
+    metrics_host: str = Field("0.0.0.0", validation_alias=_env("OPSFLOW_METRICS_HOST"))  # noqa: S104
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
