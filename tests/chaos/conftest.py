@@ -215,6 +215,7 @@ class WriteLoad:
     bases: list[str]
     headers: dict[str, str]
     clients: int = 3
+    think: float = 0.0  # seconds a client waits after an acknowledged create
     body: dict[str, Any] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -244,8 +245,8 @@ class WriteLoad:
                         time.monotonic(),
                     )
                 )
-                if not ok:
-                    await asyncio.sleep(0.05)  # back off a little, as a client would
+                # Back off a little after a failure, as a client would.
+                await asyncio.sleep(self.think if ok else 0.05)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[WriteLoad]:
