@@ -196,7 +196,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not CHAOS:
         skip_chaos = pytest.mark.skip(reason="chaos suite: set OPSFLOW_CHAOS=1")
         for item in items:
-            if "chaos" in item.keywords:
+            if item.get_closest_marker("chaos") is not None:
                 item.add_marker(skip_chaos)
     if PG_URL or REQUIRE_SERVICES:
         return
