@@ -207,6 +207,19 @@ class Outcome:
     at: float  # time.monotonic() of the answer
 
 
+def _envelope_code(response: httpx.Response) -> str:
+    """The error code of an answer in the error envelope; `NOT_AN_ENVELOPE` otherwise."""
+    try:
+        body = response.json()
+        error = body["error"]
+        assert set(body) == {"error"}
+        assert set(error) >= {"code", "message", "timestamp", "request_id"}
+        assert error["request_id"] == response.headers["x-request-id"]
+        return str(error["code"])
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return "NOT_AN_ENVELOPE"
+
+
 @dataclass
 class WriteLoad:
     """Clients creating tasks in a loop through the given API bases (round robin), each
@@ -235,13 +248,12 @@ class WriteLoad:
                     self.outcomes.append(Outcome(None, None, None, time.monotonic()))
                     await asyncio.sleep(0.05)  # the instance is down: do not spin
                     continue
-                data = response.json()
                 ok = 200 <= response.status_code < 300
                 self.outcomes.append(
                     Outcome(
                         response.status_code,
-                        data["id"] if ok else None,
-                        None if ok else data["error"]["code"],
+                        response.json()["id"] if ok else None,
+                        None if ok else _envelope_code(response),
                         time.monotonic(),
                     )
                 )
