@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -206,6 +206,19 @@ def _install_error_handlers(app: FastAPI) -> None:
             log.warning("database_locked", path=request.url.path)
             return _busy(request)
         if exc.connection_invalidated:
+            return _unavailable(request, exc)
+        log.exception("database_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # asyncpg reports a connection the server closed under a running statement (a
+        # restart, a failover) as a plain DBAPIError that SQLAlchemy marks invalidated, and
+        # a server still starting or shutting down refuses new connections with SQLSTATE
+        # class 08 (connection exception) or 57P (operator intervention, e.g. 57P03
+        # "not yet accepting connections"): all of them are an unavailable database.
+        code = getattr(exc.orig, "sqlstate", None)
+        if exc.connection_invalidated or (isinstance(code, str) and code.startswith(("08", "57P"))):
             return _unavailable(request, exc)
         log.exception("database_error", path=request.url.path)
         return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
