@@ -35,9 +35,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+from opsflow.models.sla import SlaClock
+from opsflow.reports import service as reports_service
 from opsflow.sla.engine import SlaEngine
 from tests.conftest import assert_error
 from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, login, make_task, make_team, make_user
@@ -660,3 +664,17 @@ async def test_default_period_and_bad_filters(
             400,
             "VALIDATION_ERROR",
         )
+
+
+async def test_rebuild_restores_what_the_reports_read(world: World) -> None:
+    """Stored working times that went missing (a bulk load) or wrong come back exactly."""
+    before = await _get(world, "sla-compliance")
+    async with unit_of_work(world.ctx.sessions) as session:
+        assert await reports_service.rebuild(session) == 0
+        await session.execute(update(SlaClock).values(working_seconds=None))
+    async with unit_of_work(world.ctx.sessions) as session:
+        changed = await reports_service.rebuild(session)
+    # 20 responses and 16 resolutions of the period, 3 clocks stopped by a cancellation
+    # (D1 RESOLVE, D2 both) and H's two clocks in the period before.
+    assert changed == 20 + 16 + 3 + 2
+    assert await _get(world, "sla-compliance") == before
