@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Float,
     Integer,
     Select,
     and_,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -478,10 +480,51 @@ async def user_zones(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uu
 # --- rebuild ---------------------------------------------------------------------------
 
 
+def _plain_clock() -> ColumnElement[bool]:
+    """24x7 and never paused (PostgreSQL): its working time is its wall-clock time."""
+    return and_(
+        SlaClock.calendar_name.is_(None),
+        func.jsonb_typeof(SlaClock.pauses) == "array",
+        func.jsonb_array_length(SlaClock.pauses) == 0,
+    )
+
+
+async def clear_counting_clocks(session: AsyncSession) -> int:
+    result = await session.execute(
+        update(SlaClock)
+        .where(SlaClock.stopped_at.is_(None), SlaClock.working_seconds.is_not(None))
+        .values(working_seconds=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def rebuild_plain_clocks(session: AsyncSession) -> int | None:
+    """PostgreSQL: the stopped plain clocks in one statement (exact: the interval's seconds
+    as PostgreSQL gives them are what `timedelta.total_seconds()` gives). None elsewhere."""
+    if _dialect(session) != "postgresql":
+        return None
+    wall = func.greatest(SlaClock.stopped_at, SlaClock.started_at) - SlaClock.started_at
+    value = cast(func.extract("epoch", wall), Float)
+    result = await session.execute(
+        update(SlaClock)
+        .where(
+            SlaClock.stopped_at.is_not(None),
+            _plain_clock(),
+            SlaClock.working_seconds.is_distinct_from(value),
+        )
+        .values(working_seconds=value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def stopped_clock_ids(
-    session: AsyncSession, after: uuid.UUID | None, limit: int
+    session: AsyncSession, after: uuid.UUID | None, limit: int, *, plain_done: bool
 ) -> Sequence[SlaClock]:
     query = select(SlaClock).where(SlaClock.stopped_at.is_not(None)).order_by(SlaClock.id)
+    if plain_done:
+        query = query.where(~_plain_clock())
     if after is not None:
         query = query.where(SlaClock.id > after)
     return (await session.scalars(query.limit(limit))).all()

@@ -15,11 +15,9 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.enums import Priority, SlaKind
-from opsflow.models.sla import SlaClock
 from opsflow.reports import periods, repository
 from opsflow.reports.periods import GroupBy
 from opsflow.reports.repository import ReportFilters
@@ -410,17 +408,14 @@ async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
     every stopped SLA clock (none on a counting one), exactly as a clock stores it when
     it stops. For data loaded in bulk, or to check the stored values. Returns how many
     clocks changed. The caller commits."""
-    changed = 0
-    cleared = await session.execute(
-        update(SlaClock)
-        .where(SlaClock.stopped_at.is_(None), SlaClock.working_seconds.is_not(None))
-        .values(working_seconds=None)
-        .execution_options(synchronize_session=False)
-    )
-    changed += int(getattr(cleared, "rowcount", 0) or 0)
+    changed = await repository.clear_counting_clocks(session)
+    plain = await repository.rebuild_plain_clocks(session)
+    changed += plain or 0
     after: uuid.UUID | None = None
     while True:
-        clocks = await repository.stopped_clock_ids(session, after, batch)
+        clocks = await repository.stopped_clock_ids(
+            session, after, batch, plain_done=plain is not None
+        )
         if not clocks:
             break
         for clock in clocks:
