@@ -437,6 +437,39 @@ def engine(
 
 
 @app.command()
+def check(
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each network check may take.")
+    ] = 5.0,
+) -> None:
+    """Check the configuration (with the production refusals of `serve`), the database and
+    its migrations, Redis and SMTP (EHLO) when configured; print a table and exit 1 when
+    any check fails. Reads only: nothing is migrated, created or sent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from opsflow.config import current_environment
+    from opsflow.system import check as checks
+
+    results = asyncio.run(checks.run(load_settings, current_environment(), seconds=timeout))
+    colours = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
+    table = Table(title=f"OpsFlow {__version__}: opsflow check")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for result in results:
+        colour = colours[result.status.value]
+        table.add_row(result.name, f"[{colour}]{result.status.value}[/{colour}]", result.detail)
+    console = Console()
+    console.print(table)
+    if checks.failed(results):
+        bad = ", ".join(r.name for r in results if r.status is checks.Status.FAIL)
+        console.print(f"[bold red]FAILED[/bold red]: {bad}")
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/green]")
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
