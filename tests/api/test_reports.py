@@ -44,7 +44,16 @@ from opsflow.models.sla import SlaClock
 from opsflow.reports import service as reports_service
 from opsflow.sla.engine import SlaEngine
 from tests.conftest import assert_error
-from tests.factories import ADMIN_PASSWORD, USER_PASSWORD, login, make_task, make_team, make_user
+from tests.factories import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    client_token,
+    create_api_client,
+    login,
+    make_task,
+    make_team,
+    make_user,
+)
 
 T0 = datetime(2026, 1, 27, 10, 30, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=1530)
@@ -678,3 +687,15 @@ async def test_rebuild_restores_what_the_reports_read(world: World) -> None:
     # (D1 RESOLVE, D2 both) and H's two clocks in the period before.
     assert changed == 20 + 16 + 3 + 2
     assert await _get(world, "sla-compliance") == before
+
+
+async def test_api_clients_read_reports_with_the_reports_scope(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    for scopes, status in ((["reports:read"], 200), (["tasks:read"], 403)):
+        creds = await create_api_client(client, admin_headers, scopes)
+        token = (await client_token(client, creds)).json()["access_token"]
+        response = await client.get(
+            "/reports/dashboard", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == status, response.text
