@@ -389,10 +389,9 @@ async def calendar_compliance(
     return list((await session.execute(query)).all())
 
 
-def _stopped_clocks(kind: str, filters: ReportFilters) -> list[ColumnElement[bool]]:
+def _stopped_clocks(filters: ReportFilters) -> list[ColumnElement[bool]]:
     """Clocks stopped by the work (response or completion), not by a cancellation."""
     return [
-        SlaClock.kind == kind,
         SlaClock.stopped_at.is_not(None),
         SlaClock.cancelled.is_(False),
         SlaClock.working_seconds.is_not(None),
@@ -401,17 +400,18 @@ def _stopped_clocks(kind: str, filters: ReportFilters) -> list[ColumnElement[boo
 
 
 FRACTIONS = (0.5, 0.9, 0.95)
+Durations = tuple[int, float | None, list[float | None], list[float | None]]
 
 
-async def durations(
-    session: AsyncSession, kind: str, filters: ReportFilters
-) -> tuple[int, float | None, list[float | None], list[float | None]]:
-    """count, mean wall seconds, wall percentiles, working percentiles of stopped clocks."""
-    clauses = _stopped_clocks(kind, filters)
+async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
+    """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
+    clocks (one pass over them)."""
+    clauses = _stopped_clocks(filters)
     if _dialect(session) == "postgresql":
         wall_exact = func.extract("epoch", SlaClock.stopped_at - SlaClock.started_at)
         query = (
             select(
+                SlaClock.kind,
                 func.count(),
                 func.avg(wall_exact),
                 *[func.percentile_cont(f).within_group(wall_exact) for f in FRACTIONS],
@@ -422,25 +422,34 @@ async def durations(
             )
             .join(Task, Task.id == SlaClock.task_id)
             .where(*clauses)
+            .group_by(SlaClock.kind)
         )
-        row = (await session.execute(query)).one()
-        values = [None if v is None else float(v) for v in row[1:]]
-        return int(row[0]), values[0], values[1:4], values[4:7]
+        result: dict[str, Durations] = {}
+        for row in (await session.execute(query)).all():
+            values = [None if v is None else float(v) for v in row[2:]]
+            result[row[0]] = (int(row[1]), values[0], values[1:4], values[4:7])
+        return result
     query = (
-        select(SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds)
+        select(SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds)
         .join(Task, Task.id == SlaClock.task_id)
         .where(*clauses)
     )
-    rows = (await session.execute(query)).all()
-    walls = sorted((r.stopped_at - r.started_at).total_seconds() for r in rows)
-    works = sorted(float(r.working_seconds) for r in rows)
-    mean = sum(walls) / len(walls) if walls else None
-    return (
-        len(rows),
-        mean,
-        [percentile(walls, f) for f in FRACTIONS],
-        [percentile(works, f) for f in FRACTIONS],
-    )
+    walls: dict[str, list[float]] = {}
+    works: dict[str, list[float]] = {}
+    for row in (await session.execute(query)).all():
+        walls.setdefault(row.kind, []).append((row.stopped_at - row.started_at).total_seconds())
+        works.setdefault(row.kind, []).append(float(row.working_seconds))
+    result = {}
+    for kind, wall in walls.items():
+        wall.sort()
+        work = sorted(works[kind])
+        result[kind] = (
+            len(wall),
+            sum(wall) / len(wall),
+            [percentile(wall, f) for f in FRACTIONS],
+            [percentile(work, f) for f in FRACTIONS],
+        )
+    return result
 
 
 async def acknowledgements(

@@ -321,8 +321,8 @@ def _percentiles(values: list[float | None]) -> Percentiles:
     return Percentiles(p50=p50, p90=p90, p95=p95)
 
 
-async def _durations(session: AsyncSession, kind: str, filters: ReportFilters) -> Durations:
-    count, mean, wall, working = await repository.durations(session, kind, filters)
+def _durations(values: repository.Durations | None) -> Durations:
+    count, mean, wall, working = values or (0, None, [None] * 3, [None] * 3)
     return Durations(
         count=count,
         mean_wall_minutes=_minutes(mean),
@@ -351,8 +351,9 @@ async def sla_compliance(
         for row in await repository.calendar_compliance(session, filters, now)
     ]
     compliance.sort(key=lambda c: (c.calendar, c.sla_type != SlaKind.START))
-    acknowledge = await _durations(session, SlaKind.START, filters)
-    resolve = await _durations(session, SlaKind.RESOLVE, filters)
+    stopped = await repository.durations(session, filters)
+    acknowledge = _durations(stopped.get(SlaKind.START))
+    resolve = _durations(stopped.get(SlaKind.RESOLVE))
     tiers = [
         TierBreaches(
             customer_tier=row.customer_tier,
