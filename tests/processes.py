@@ -225,6 +225,8 @@ def opsflow_serve(
         "OPSFLOW_PASSWORD_TIME_COST": "1",
         "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
         "LOG_LEVEL": "WARNING",
+        # Request rate limits stay out of the way; tests of them switch them on.
+        "OPSFLOW_RATE_LIMIT_ENABLED": "false",
         **extra_env,
     }
     command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]

@@ -15,7 +15,7 @@ import typer
 from opsflow import __version__, schema
 from opsflow.clock import SystemClock
 from opsflow.composition import build_context, engine_registry
-from opsflow.config import ConfigError, load_settings
+from opsflow.config import ConfigError, Settings, load_settings
 from opsflow.errors import AppError
 
 app = typer.Typer(help="OpsFlow: tasks, incidents and their SLAs.", no_args_is_help=True)
@@ -34,8 +34,6 @@ def serve(
     """Serve the API (migrations are applied and the first admin is created on start)."""
     import os
 
-    import uvicorn
-
     if no_engine:
         os.environ["OPSFLOW_ENGINE_ENABLED"] = "false"  # read by every worker's Settings
 
@@ -48,6 +46,23 @@ def serve(
     if settings.auto_migrate:
         schema.upgrade(settings.database_url)
     typer.echo(f"OpsFlow {__version__} on http://{host}:{port} (docs: /api/v1/docs)")
+    shared_metrics = None
+    if workers > 1:  # /metrics of any worker sums the instruments of all of them
+        from opsflow.observability import metrics
+
+        shared_metrics = metrics.use_multiprocess_directory(
+            os.environ.get(metrics.MULTIPROCESS_ENV)
+        )
+    try:
+        _run_uvicorn(settings, host, port, workers, reload)
+    finally:
+        if shared_metrics is not None and shared_metrics[1]:
+            metrics.remove_multiprocess_directory(shared_metrics[0])
+
+
+def _run_uvicorn(settings: Settings, host: str, port: int, workers: int, reload: bool) -> None:
+    import uvicorn
+
     uvicorn.run(
         "opsflow.app:create_app",
         factory=True,
@@ -277,6 +292,32 @@ def sla_export(
     _run_reporting_errors(run())
 
 
+reports_app = typer.Typer(help="Reports: what they keep beside the rows they describe.")
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("rebuild")
+def reports_rebuild() -> None:
+    """Recompute the working time stored on every stopped SLA clock (after a bulk load, or to
+    check it): the same computation a clock makes when it stops."""
+    from opsflow.db import unit_of_work
+    from opsflow.reports import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+
+    async def run() -> None:
+        ctx = build_context(settings, SystemClock())
+        try:
+            async with unit_of_work(ctx.sessions) as session:
+                changed = await service.rebuild(session)
+        finally:
+            await ctx.close()
+        typer.echo(f"rebuilt: {changed} clock(s) changed")
+
+    _run_reporting_errors(run())
+
+
 def _celery_logging(level: str, json_logs: bool, chatty: tuple[str, ...]) -> None:
     """Our structlog lines and Celery's at one level; Celery's per-tick lines only at DEBUG.
 
@@ -322,9 +363,7 @@ def worker(
     # time limit can kill a tick stuck on the database (its transaction rolls back) and the
     # child is replaced; solo saves a process but has no time limit. Ticks are mostly I/O on
     # the database, so scale out with more workers (or `--concurrency`), not bigger ones.
-    from celery.utils.nodenames import default_nodename, host_format
-
-    from opsflow.workers.celery_app import create_celery_app, database_state
+    from opsflow.workers.celery_app import database_state
 
     settings = load_settings()
     level = (loglevel or settings.log_level).upper()
@@ -340,6 +379,38 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    stop_metrics, shared = None, None
+    if settings.metrics_port is not None:
+        # Every pool process writes its instruments to one directory; this process serves
+        # their sum.
+        import os
+
+        from prometheus_client import CollectorRegistry
+
+        from opsflow.observability import metrics
+
+        shared = metrics.use_multiprocess_directory(os.environ.get(metrics.MULTIPROCESS_ENV))
+        stop_metrics = metrics.serve_process_metrics(
+            settings.metrics_port,
+            settings.metrics_host,
+            metrics.process_registry(CollectorRegistry(auto_describe=False)),
+        )
+    try:
+        _run_worker(settings, pool, concurrency, level, hostname)
+    finally:
+        if stop_metrics is not None and shared is not None:
+            stop_metrics()
+            if shared[1]:
+                metrics.remove_multiprocess_directory(shared[0])
+
+
+def _run_worker(
+    settings: Settings, pool: WorkerPool, concurrency: int, level: str, hostname: str | None
+) -> None:
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from opsflow.workers.celery_app import create_celery_app
+
     celery = create_celery_app(settings)
     celery_worker = celery.Worker(
         pool_cls=pool.value,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 NAMING_CONVENTION = {
@@ -135,6 +135,36 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     through the outbox.
     """
     session.info.setdefault("after_commit", []).append(callback)
+
+
+class _Memo(dict[str, dict[Any, Any]]):
+    """Rows a unit of work already loaded, by kind (see :func:`memo`). A class of its own so
+    that :func:`savepoint` does not carry it over a rollback: it is dropped instead."""
+
+
+_MEMO = "opsflow.memo"
+
+
+def memo(session: AsyncSession | Session, kind: str) -> dict[Any, Any]:
+    """What this unit of work already loaded of `kind` (e.g. a task's clocks), by key.
+
+    A repository reads through it so that a request that loaded and changed a task's rows
+    does not read them again to build its answer. It holds the session's own
+    identity-mapped objects, which an ORM query would return unchanged anyway (a loaded
+    object is not overwritten by a second SELECT), so it can never be staler than the
+    query it saves. It is dropped when the transaction commits or rolls back (a savepoint
+    included), and a read that must lock rows (FOR UPDATE) always queries.
+    """
+    found = session.info.get(_MEMO)
+    if not isinstance(found, _Memo):
+        found = session.info[_MEMO] = _Memo()
+    return found.setdefault(kind, {})
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_memo(session: Session, *_args: Any) -> None:
+    session.info.pop(_MEMO, None)
 
 
 @asynccontextmanager

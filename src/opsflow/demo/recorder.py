@@ -26,6 +26,7 @@ class Recorder:
         self.info: dict[str, Any] = {}
         self.added: list[Any] = []
         self._known: dict[tuple[type, uuid.UUID], Any] = {}
+        self._loaded: dict[int, dict[str, Any]] = {}
         for row in known:
             self.know(row)
 
@@ -37,6 +38,18 @@ class Recorder:
 
     def add_all(self, rows: Iterable[Any]) -> None:
         self.added.extend(rows)
+
+    def loaded(self, rows: Iterable[Any]) -> None:
+        """These rows stand as a transaction would have read them: `is_modified` compares
+        with their values now."""
+        for row in rows:
+            self._loaded[id(row)] = _values(row)
+
+    def is_modified(self, row: Any, include_collections: bool = True) -> bool:
+        """Whether the row's values differ from when it was `loaded` (a net change, as the
+        session's own `is_modified` reports it); a row never loaded is new: modified."""
+        before = self._loaded.get(id(row))
+        return before is None or before != _values(row)
 
     async def flush(self) -> None:
         """Rows are written in bulk later."""
@@ -57,4 +70,9 @@ class Recorder:
         rows = [row for row in self.added if not isinstance(row, OutboxEvent)]
         events = [row for row in self.added if isinstance(row, OutboxEvent)]
         self.added = []
+        self._loaded.clear()
         return rows, pending, events
+
+
+def _values(row: Any) -> dict[str, Any]:
+    return {key: value for key, value in row.__dict__.items() if not key.startswith("_sa_")}
