@@ -282,3 +282,51 @@ def test_nothing_leaves_the_origin(site: Site) -> None:
     page.get_by_text("OpsFlow").first.wait_for()
     assert outside == []
     assert problems == []
+
+
+def test_upload_progress_reaches_100_percent(site: Site, tmp_path: Path) -> None:
+    task = create_incident(site, "Core dump to look at")
+    page = site.page()
+    log_in(page, "admin", ADMIN_PASSWORD)
+    page.goto(f"/#/tasks/{task['id']}")
+    payload = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB
+    page.get_by_label("Attach a file").set_input_files(
+        {"name": "core.bin", "mimeType": "application/octet-stream", "buffer": payload}
+    )
+    page.get_by_role("button", name="Upload").click()
+    page.locator("#upload-percent", has_text="100 %").wait_for()
+    assert page.locator("#upload-progress").evaluate("p => p.value") == 100
+    page.locator("#attachment-list li", has_text="core.bin").wait_for()
+    listed = site.http.get(f"/tasks/{task['id']}/attachments", headers=site.admin).json()
+    assert [(a["filename"], a["size"]) for a in listed["items"]] == [("core.bin", len(payload))]
+
+
+def test_dashboard_counts_follow_the_stream_and_reports_draw_charts(site: Site) -> None:
+    page = site.page()
+    log_in(page, "admin", ADMIN_PASSWORD)
+    page.goto("/#/dashboard")
+    active = page.locator("#stat-active .value")
+    active.wait_for()
+    before = int(active.inner_text())
+    url = page.url
+    create_incident(site, "Counted live")
+    page.locator("#stat-active .value", has_text=str(before + 1)).wait_for()
+    assert page.url == url
+    countdown = page.locator(".countdown").first
+    countdown.wait_for()
+    first = countdown.inner_text()
+    page.wait_for_function(  # the countdown ticks in the browser (polled, not timed)
+        "t => document.querySelector('.countdown').textContent !== t", arg=first
+    )
+
+    page.get_by_role("link", name="Reports").click()
+    page.locator("#chart-compliance circle").first.wait_for()
+    assert page.locator("#chart-priority rect").count() == 4
+    assert page.locator("#chart-mttr rect").count() == 2
+    assert page.locator("#chart-tier rect").count() >= 1
+    assert "SLA compliance over time" in (
+        page.locator("#chart-compliance").get_attribute("aria-label") or ""
+    )
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV: sla-summary.csv").click()
+    assert download.value.suggested_filename == "sla-summary.csv"

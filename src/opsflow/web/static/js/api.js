@@ -164,3 +164,42 @@ export function query(params) {
   const text = search.toString();
   return text ? `?${text}` : "";
 }
+
+// A file the API serves behind authentication, saved under `name` (through a blob: URL).
+export async function download(path, name) {
+  const token = await ensureFresh();
+  const response = await fetch(BASE + path, { headers: { Authorization: `Bearer ${token}` } });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// PUT one upload chunk with XMLHttpRequest, which reports the bytes sent as they go.
+export async function putChunk(path, blob, onProgress) {
+  const token = await ensureFresh();
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", BASE + path);
+    xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.addEventListener("progress", (event) => onProgress(event.loaded));
+    xhr.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, body));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, null)));
+    xhr.send(blob);
+  });
+}

@@ -3,8 +3,10 @@
 import { ApiError, currentSession, get, logout, onSession } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as live from "./live.js";
+import { dashboardPage } from "./pages/dashboard.js";
 import { loginPage } from "./pages/login.js";
 import { newTaskPage } from "./pages/new.js";
+import { reportsPage } from "./pages/reports.js";
 import { taskPage } from "./pages/task.js";
 import { tasksPage } from "./pages/tasks.js";
 import { app, can } from "./state.js";
@@ -12,7 +14,7 @@ import { app, can } from "./state.js";
 const main = document.getElementById("main");
 const top = document.getElementById("top");
 function parseHash() {
-  const raw = location.hash.replace(/^#/, "") || "/tasks";
+  const raw = location.hash.replace(/^#/, "");
   const [path, search = ""] = raw.split("?");
   return { path, params: new URLSearchParams(search) };
 }
@@ -27,7 +29,10 @@ function renderHeader() {
     status.dataset.state = state;
     status.textContent = { live: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…", offline: "Offline" }[state];
   });
-  const links = [h("a", { href: "#/tasks" }, "Tasks")];
+  const links = [];
+  if (can("reports_read")) links.push(h("a", { href: "#/dashboard" }, "Dashboard"));
+  links.push(h("a", { href: "#/tasks" }, "Tasks"));
+  if (can("reports_read")) links.push(h("a", { href: "#/reports" }, "Reports"));
   if (can("task_create") || can("incident_declare")) links.push(h("a", { href: "#/new" }, "New task"));
   links.push(h("a", { href: "/api/v1/docs" }, "API"));
   clear(
@@ -60,7 +65,7 @@ async function render() {
     live.stop();
     renderHeader();
     if (path !== "/login") {
-      sessionStorage.setItem("opsflow.after", location.hash || "#/tasks");
+      sessionStorage.setItem("opsflow.after", location.hash || "#/");
       location.hash = "/login";
       return;
     }
@@ -80,13 +85,20 @@ async function render() {
   }
   if (ticket !== rendering) return;
   if (path === "/login") {
-    location.hash = sessionStorage.getItem("opsflow.after") || "#/tasks";
+    location.hash = sessionStorage.getItem("opsflow.after") || "#/";
+    sessionStorage.removeItem("opsflow.after");
+    return;
+  }
+  if (path === "" || path === "/") {
+    location.hash = can("reports_read") ? "#/dashboard" : "#/tasks"; // the start page
     return;
   }
   const match = path.match(/^\/tasks\/([0-9a-f-]{36})$/);
   if (match) taskPage(main, match[1]);
   else if (path === "/new" && (can("task_create") || can("incident_declare"))) newTaskPage(main);
   else if (path === "/tasks") tasksPage(main, params);
+  else if (path === "/dashboard" && can("reports_read")) dashboardPage(main);
+  else if (path === "/reports" && can("reports_read")) reportsPage(main, params);
   else clear(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/tasks" }, "Back to the tasks")));
   main.focus({ preventScroll: true });
 }

@@ -6,6 +6,7 @@ import { badge, clear, debounce, duration, h, label, slaBadge, timeEl } from "..
 import { onEvent } from "../live.js";
 import { markdownEl } from "../markdown.js";
 import { app, can, teamName } from "../state.js";
+import { attachmentsSection } from "./attachments.js";
 
 const OPEN = ["CREATED", "ASSIGNED", "IN_PROGRESS", "BLOCKED"];
 
@@ -38,14 +39,15 @@ export function taskPage(main, id) {
 
   const load = async () => {
     try {
-      const [task, sla, timeline, comments] = await Promise.all([
+      const [task, sla, timeline, comments, attachments] = await Promise.all([
         request("GET", `/tasks/${id}`),
         request("GET", `/tasks/${id}/sla`),
         request("GET", `/tasks/${id}/timeline?limit=100`),
         request("GET", `/tasks/${id}/comments?limit=100`),
+        request("GET", `/tasks/${id}/attachments`),
       ]);
       state.task = task;
-      render(view, state, sla, timeline, comments, load);
+      render(view, state, { sla, timeline, comments, attachments: attachments.items }, load);
     } catch (error) {
       clear(view, h("p", { class: "error", role: "alert" }, `Could not load the task: ${error.message}`));
     }
@@ -57,7 +59,7 @@ export function taskPage(main, id) {
   load();
 }
 
-function render(view, state, sla, timeline, comments, load) {
+function render(view, state, { sla, timeline, comments, attachments }, load) {
   const task = state.task;
   const fields = [
     ["Status", badge("status", task.status)],
@@ -90,6 +92,7 @@ function render(view, state, sla, timeline, comments, load) {
       task.description ? markdownEl(task.description) : null),
     clocksSection(sla),
     commentsSection(task, comments, load),
+    attachmentsSection(task, attachments, load),
     timelineSection(timeline),
   );
 }
