@@ -51,7 +51,9 @@ def test_every_import_resolves_and_nothing_names_another_origin() -> None:
                 elif part != ".":
                     resolved.append(part)
             assert (STATIC / "/".join(resolved)).is_file(), (name, target)
-        assert not re.search(r"https?://(?!\$\{)", text.replace("https://runbooks", "")), name
+        # The SVG namespace is a name, not an address.
+        text = text.replace("http://www.w3.org/2000/svg", "")
+        assert not re.search(r"https?://(?!\$\{)", text), name
     index = (STATIC / "index.html").read_text(encoding="utf-8")
     assert "http" not in index
 
