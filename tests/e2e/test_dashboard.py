@@ -330,3 +330,54 @@ def test_dashboard_counts_follow_the_stream_and_reports_draw_charts(site: Site) 
     with page.expect_download() as download:
         page.get_by_role("button", name="CSV: sla-summary.csv").click()
     assert download.value.suggested_filename == "sla-summary.csv"
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_pages_have_no_serious_accessibility_violations_and_fit(site: Site, width: int) -> None:
+    task = create_incident(site, f"Accessible at {width} px")
+    site.http.post(
+        f"/tasks/{task['id']}/comments",
+        json={"body": "A **note** with `code`", "internal": True},
+        headers=site.admin,
+    )
+    # axe-core is injected as a script of the test: only this context lifts the page policy.
+    page = site.page(viewport={"width": width, "height": 900}, bypass_csp=True)
+    found: dict[str, list[str]] = {}
+
+    def audit(name: str) -> None:
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate("async () => (await axe.run(document)).violations")
+        serious = [
+            f"{v['id']}: {[n['target'] for n in v['nodes']][:3]}"
+            for v in result
+            if v["impact"] in {"serious", "critical"}
+        ]
+        if serious:
+            found[name] = serious
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        assert overflow <= width, f"{name} is {overflow} px wide at {width} px"
+
+    page.goto("/")
+    page.get_by_role("button", name="Log in").wait_for()
+    audit("login")
+    page.get_by_label("Username or e-mail").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.locator("#stat-active").wait_for()
+    audit("dashboard")
+    page.goto("/#/tasks?status=CREATED")
+    page.locator("tr.task-row").first.wait_for()
+    audit("tasks")
+    page.goto(f"/#/tasks/{task['id']}")
+    page.locator(".comment.internal").wait_for()
+    audit("task")
+    page.goto("/#/reports")
+    page.locator("#chart-priority").wait_for()
+    audit("reports")
+    page.goto("/#/new")
+    page.get_by_label("Title").wait_for()
+    audit("new task")
+    assert found == {}

@@ -87,7 +87,7 @@ async function load(body, filters, groupBy) {
     ),
     h("section", { "aria-labelledby": "h-people" }, h("h2", { id: "h-people" }, "Team performance by person"),
       teams.team_metrics.length
-        ? h("div", { class: "table-wrap" }, h("table", {},
+        ? h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Team performance by person" }, h("table", {},
             h("thead", {}, h("tr", {}, ["Person", "Assigned", "Completed", "Open", "Avg. completion (h)", "Breaches", "Breach rate", "Workload"].map((c) => h("th", { scope: "col" }, c)))),
             h("tbody", {}, teams.team_metrics.map((m) => h("tr", {},
               h("td", {}, m.user.full_name || m.user.username), h("td", {}, m.assigned_tasks), h("td", {}, m.completed_tasks),

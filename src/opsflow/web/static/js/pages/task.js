@@ -179,7 +179,7 @@ function clocksSection(sla) {
     h("h2", { id: "h-sla" }, "SLA clocks"),
     h(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "SLA clocks" },
       h(
         "table",
         { class: "clocks" },

@@ -150,7 +150,7 @@ function renderList(body, answer, filters, added) {
     body,
     h(
       "div",
-      { class: "table-wrap" },
+      { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Task list" },
       h(
         "table",
         { class: "tasks" },
