@@ -3,6 +3,7 @@
 import { ApiError, currentSession, get, logout, onSession } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as live from "./live.js";
+import { adminAllowed, adminPage } from "./pages/admin.js";
 import { dashboardPage } from "./pages/dashboard.js";
 import { loginPage } from "./pages/login.js";
 import { newTaskPage } from "./pages/new.js";
@@ -33,6 +34,7 @@ function renderHeader() {
   if (can("reports_read")) links.push(h("a", { href: "#/dashboard" }, "Dashboard"));
   links.push(h("a", { href: "#/tasks" }, "Tasks"));
   if (can("reports_read")) links.push(h("a", { href: "#/reports" }, "Reports"));
+  if (adminAllowed()) links.push(h("a", { href: "#/admin" }, "Admin"));
   if (can("task_create") || can("incident_declare")) links.push(h("a", { href: "#/new" }, "New task"));
   links.push(h("a", { href: "/api/v1/docs" }, "API"));
   clear(
@@ -99,6 +101,7 @@ async function render() {
   else if (path === "/tasks") tasksPage(main, params);
   else if (path === "/dashboard" && can("reports_read")) dashboardPage(main);
   else if (path === "/reports" && can("reports_read")) reportsPage(main, params);
+  else if (path === "/admin" && adminAllowed()) adminPage(main, params);
   else clear(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/tasks" }, "Back to the tasks")));
   main.focus({ preventScroll: true });
 }

@@ -87,7 +87,7 @@ function render(body, report, atRisk, clocks) {
       " ",
       slaBadge(task.sla_status),
       " ",
-      next ? countdown(next.at, `${next.kind === "START" ? "response" : "resolution"} ${next.name.toLowerCase()} in`) : h("span", { class: "muted" }, "no threshold ahead"),
+      next ? countdown(next.at, `${next.kind === "START" ? "response" : "resolution"} ${next.name.replace(/^(START|RESOLVE)_/, "").toLowerCase()} in`) : h("span", { class: "muted" }, "no threshold ahead"),
     );
   });
   clear(
