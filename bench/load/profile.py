@@ -15,9 +15,11 @@ is 1 when one fails).
 
 `--ramp` holds the user count at each of `--steps` in turn (`--step-seconds` each, times
 `--scale`) with sessions signed in beforehand, so only the steady request path is measured,
-for every `--workers` count; it prints req/s and latency per step, the knee (the req/s at
-which p99 over all requests crosses `--knee-ms`, interpolated between the steps around it;
-stepping stops there) and the ratio of the knees of the largest and the smallest worker count.
+for every `--workers` count, until a step's p99 passes `--stop-ms` (1 s) or its errors reach
+1 %. It prints req/s, latency and server CPU per request (gross, and less what the idle
+server burns meanwhile: its engines' passes) per step, the knee (the req/s at which p99 over
+all requests crosses `--knee-ms`, interpolated between the steps around it), and the ratios
+of the knees and of the highest req/s of the largest and the smallest worker count.
 
     python bench/load/profile.py                                 # PostgreSQL and SQLite, 1 worker
     python bench/load/profile.py --database sqlite --scale 0.5   # about a minute
@@ -34,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +76,7 @@ class Row:
 class Run:
     rows: list[Row]
     cpu_ms: float  # server CPU per request
+    net_cpu_ms: float  # less what the idle server burns in the same time (its engines)
 
     @property
     def total(self) -> Row:
@@ -158,8 +162,21 @@ def sign_in_all(base: str, accounts: list[dict[str, str]]) -> list[dict[str, str
     return sessions
 
 
+def idle_cpu(pid: int, seconds: float = 5.0) -> float:
+    """CPU milliseconds per second the server burns with no requests (its engines' passes)."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)  # sampling an idle server
+    return (cpu_seconds(pid) - before) * 1000 / seconds
+
+
 def run_locust(
-    base: str, pid: int, prefix: Path, env: dict[str, str], options: list[str], processes: int
+    base: str,
+    pid: int,
+    prefix: Path,
+    env: dict[str, str],
+    options: list[str],
+    processes: int,
+    idle_ms: float,
 ) -> Run:
     command = [
         sys.executable,
@@ -182,7 +199,7 @@ def run_locust(
     if processes > 1:
         command += ["--processes", str(processes)]
     log = Path(f"{prefix}.log")
-    before = cpu_seconds(pid)
+    before, started = cpu_seconds(pid), time.monotonic()
     with log.open("w") as output:
         completed = subprocess.run(
             command,
@@ -192,13 +209,18 @@ def run_locust(
             stderr=subprocess.STDOUT,
             check=False,
         )
-    used = cpu_seconds(pid) - before
+    used, wall = cpu_seconds(pid) - before, time.monotonic() - started
     if completed.returncode != 0:
         print(log.read_text()[-4000:])
         raise SystemExit(f"locust exited with {completed.returncode}")
     rows = read_stats(prefix)
     total = next(row for row in rows if row.name == AGGREGATED)
-    return Run(rows=rows, cpu_ms=used * 1000 / max(1, total.requests))
+    requests = max(1, total.requests)
+    return Run(
+        rows=rows,
+        cpu_ms=used * 1000 / requests,
+        net_cpu_ms=(used * 1000 - idle_ms * wall) / requests,
+    )
 
 
 def load() -> str:
@@ -213,16 +235,16 @@ def profile(kind: str, workers: int, args: argparse.Namespace, workdir: Path) ->
         accounts = create_accounts(base, args.accounts)
         accounts_file = workdir / f"accounts-{kind}-{workers}.json"
         accounts_file.write_text(json.dumps(accounts))
+        idle = idle_cpu(pid)
         print(f"\n{kind}, {workers} worker(s): {text}; think time {args.think:g} s")
-        print(f"  before: {load()}")
+        print(f"  idle server: {idle:.0f} ms CPU per second; before: {load()}")
         env = {
             "LOAD_ACCOUNTS": str(accounts_file),
             "LOAD_STAGES": ",".join(f"{seconds:g}:{users}" for seconds, users in stages),
             "LOAD_THINK_SECONDS": str(args.think),
         }
-        run = run_locust(
-            base, pid, workdir / f"profile-{kind}-{workers}", env, [], args.locust_processes
-        )
+        prefix = workdir / f"profile-{kind}-{workers}"
+        run = run_locust(base, pid, prefix, env, [], args.locust_processes, idle)
         print(f"  after:  {load()}")
     header = ("requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors")
     print(f"  {'operation':32}" + "".join(f"{h:>10}" for h in header))
@@ -237,7 +259,10 @@ def profile(kind: str, workers: int, args: argparse.Namespace, workdir: Path) ->
         )
         name = "all requests" if row.name == AGGREGATED else row.name
         print(f"  {name:32}" + "".join(f"{c:>10}" for c in cells))
-    print(f"  server CPU per request: {run.cpu_ms:.2f} ms (the database's own not included)")
+    print(
+        f"  server CPU per request: {run.cpu_ms:.2f} ms, {run.net_cpu_ms:.2f} ms less the idle "
+        "server's (sign-ins included; the database's own CPU not)"
+    )
     total = run.total
     latency_ok = total.p95 < args.p95_ms
     errors_ok = total.error_pct < args.max_errors_pct
@@ -283,21 +308,32 @@ def ramp(kind: str, workers: int, args: argparse.Namespace, workdir: Path) -> li
         sessions_file = workdir / f"sessions-{kind}-{workers}.json"
         sessions_file.write_text(json.dumps(sign_in_all(base, accounts)))
         env = {"LOAD_SESSIONS": str(sessions_file), "LOAD_THINK_SECONDS": str(args.think)}
-        print(f"\n{kind}, {workers} worker(s): {seconds} s per step; {load()}")
-        print(f"  {'users':>6}{'req/s':>9}{'p50':>7}{'p95':>7}{'p99':>7}{'err %':>7}{'CPU ms':>8}")
+        idle = idle_cpu(pid)
+        print(
+            f"\n{kind}, {workers} worker(s): {seconds} s per step; idle server {idle:.0f} ms "
+            f"CPU per second; {load()}"
+        )
+        print(
+            f"  {'users':>6}{'req/s':>9}{'p50':>7}{'p95':>7}{'p99':>7}{'err %':>7}"
+            f"{'CPU ms':>8}{'net':>7}"
+        )
         for users in args.steps:
             options = ["-u", str(users), "-r", str(users), "--run-time", f"{seconds}s"]
             prefix = workdir / f"ramp-{kind}-{workers}-{users}"
-            run = run_locust(base, pid, prefix, env, options, args.locust_processes)
+            run = run_locust(base, pid, prefix, env, options, args.locust_processes, idle)
             steps.append(Step(users, run))
             total = run.total
             print(
                 f"  {users:6d}{total.rate:9.1f}{total.p50:7.0f}{total.p95:7.0f}"
-                f"{total.p99:7.0f}{total.error_pct:7.2f}{run.cpu_ms:8.2f}   {load()}",
+                f"{total.p99:7.0f}{total.error_pct:7.2f}{run.cpu_ms:8.2f}{run.net_cpu_ms:7.2f}"
+                f"   {load()}",
                 flush=True,
             )
-            if total.p99 > args.knee_ms:
+            if total.p99 > args.stop_ms or total.error_pct >= args.max_errors_pct:
                 break
+    last = steps[-1].run.rows
+    print("  p50/p99 ms per operation at the last step: ", end="")
+    print("; ".join(f"{r.name} {r.p50:.0f}/{r.p99:.0f}" for r in last if r.name != AGGREGATED))
     return steps
 
 
@@ -334,9 +370,12 @@ def main() -> None:
     parser.add_argument("--max-errors-pct", type=float, default=1.0)
     parser.add_argument("--locust-processes", type=int, default=1)
     parser.add_argument("--ramp", action="store_true", help="step users up to find the knee")
-    parser.add_argument("--steps", type=numbers, default=[10, 20, 40, 60, 80, 120, 160, 200])
+    parser.add_argument("--steps", type=numbers, default=[5, 10, 20, 40, 60, 80, 120, 160, 200])
     parser.add_argument("--step-seconds", type=float, default=30.0)
     parser.add_argument("--knee-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--stop-ms", type=float, default=1000.0, help="the ramp stops after a step with p99 over"
+    )
     args = parser.parse_args()
     database = args.database or ("postgresql" if args.ramp else "both")
     kinds = ("postgresql", "sqlite") if database == "both" else (database,)
