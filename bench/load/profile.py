@@ -15,11 +15,13 @@ is 1 when one fails).
 
 `--ramp` holds the user count at each of `--steps` in turn (`--step-seconds` each, times
 `--scale`) with sessions signed in beforehand, so only the steady request path is measured,
-for every `--workers` count, until a step's p99 passes `--stop-ms` (1 s) or its errors reach
-1 %. It prints req/s, latency and server CPU per request (gross, and less what the idle
-server burns meanwhile: its engines' passes) per step, the knee (the req/s at which p99 over
-all requests crosses `--knee-ms`, interpolated between the steps around it), and the ratios
-of the knees and of the highest req/s of the largest and the smallest worker count.
+for every `--workers` count (interleaved: each step runs against every worker count's
+server before the next, so that other work on the machine weighs on them alike), until a
+step's p99 passes `--stop-ms` (1 s) or its errors reach 1 %. It prints req/s, latency and
+server CPU per request (gross, and less what the idle server burns meanwhile: its engines'
+passes) per step, the knee (the req/s at which p99 over all requests crosses `--knee-ms`,
+interpolated between the steps around it), and the ratios of the knees and of the highest
+req/s of the largest and the smallest worker count.
 
     python bench/load/profile.py                                 # PostgreSQL and SQLite, 1 worker
     python bench/load/profile.py --database sqlite --scale 0.5   # about a minute
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +125,15 @@ def server(kind: str, workers: int, workdir: Path) -> Iterator[tuple[int, str]]:
             drop_pg_database(admin_url, created)
 
 
-def create_accounts(base: str, count: int) -> list[dict[str, str]]:
-    """The admin registers `count` operators: every third one a manager, the others
+def create_accounts(base: str, args: argparse.Namespace) -> list[dict[str, str]]:
+    """The admin registers `--accounts` operators: every third one a manager, the others
     developers."""
     with httpx.Client(base_url=f"{base}/api/v1", timeout=60) as http:
         login = http.post("/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD})
         login.raise_for_status()
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         accounts = []
-        for index in range(count):
+        for index in range(args.accounts):
             account = {
                 "username": f"operator{index}",
                 "email": f"operator{index}@example.com",
@@ -232,7 +234,7 @@ def profile(kind: str, workers: int, args: argparse.Namespace, workdir: Path) ->
     stages = [(seconds * args.scale, users) for seconds, users in STAGES]
     text = ", ".join(f"{users} users over {seconds:g} s" for seconds, users in stages)
     with server(kind, workers, workdir) as (pid, base):
-        accounts = create_accounts(base, args.accounts)
+        accounts = create_accounts(base, args)
         accounts_file = workdir / f"accounts-{kind}-{workers}.json"
         accounts_file.write_text(json.dumps(accounts))
         idle = idle_cpu(pid)
@@ -300,41 +302,70 @@ def knee(steps: list[Step], limit: float) -> tuple[float | None, str]:
     return None, f"p99 under {limit:g} ms up to {last:.0f} req/s (the last step)"
 
 
-def ramp(kind: str, workers: int, args: argparse.Namespace, workdir: Path) -> list[Step]:
+@dataclass
+class Target:
+    workers: int
+    pid: int
+    base: str
+    env: dict[str, str]
+    idle: float
+    steps: list[Step]
+    done: bool = False
+
+
+def ramp(kind: str, args: argparse.Namespace, workdir: Path, workers: list[int]) -> None:
+    """Step every worker count's server through the same user counts, interleaved (each
+    step is run for every worker count before the next), so that whatever else loads the
+    machine weighs on them alike."""
     seconds = max(5, round(args.step_seconds * args.scale))
-    steps: list[Step] = []
-    with server(kind, workers, workdir) as (pid, base):
-        accounts = create_accounts(base, args.accounts)
-        sessions_file = workdir / f"sessions-{kind}-{workers}.json"
-        sessions_file.write_text(json.dumps(sign_in_all(base, accounts)))
-        env = {"LOAD_SESSIONS": str(sessions_file), "LOAD_THINK_SECONDS": str(args.think)}
-        idle = idle_cpu(pid)
+    with ExitStack() as stack:
+        targets = []
+        for count in workers:
+            pid, base = stack.enter_context(server(kind, count, workdir))
+            sessions_file = workdir / f"sessions-{kind}-{count}.json"
+            sessions_file.write_text(json.dumps(sign_in_all(base, create_accounts(base, args))))
+            env = {"LOAD_SESSIONS": str(sessions_file), "LOAD_THINK_SECONDS": str(args.think)}
+            targets.append(Target(count, pid, base, env, idle_cpu(pid), []))
+        idle = ", ".join(f"{t.workers} worker(s) {t.idle:.0f} ms" for t in targets)
+        print(f"\n{kind}: {seconds} s per step; idle servers' CPU per second: {idle}")
         print(
-            f"\n{kind}, {workers} worker(s): {seconds} s per step; idle server {idle:.0f} ms "
-            f"CPU per second; {load()}"
-        )
-        print(
-            f"  {'users':>6}{'req/s':>9}{'p50':>7}{'p95':>7}{'p99':>7}{'err %':>7}"
+            f"  {'workers':>7}{'users':>6}{'req/s':>9}{'p50':>7}{'p95':>7}{'p99':>7}{'err %':>7}"
             f"{'CPU ms':>8}{'net':>7}"
         )
         for users in args.steps:
-            options = ["-u", str(users), "-r", str(users), "--run-time", f"{seconds}s"]
-            prefix = workdir / f"ramp-{kind}-{workers}-{users}"
-            run = run_locust(base, pid, prefix, env, options, args.locust_processes, idle)
-            steps.append(Step(users, run))
-            total = run.total
-            print(
-                f"  {users:6d}{total.rate:9.1f}{total.p50:7.0f}{total.p95:7.0f}"
-                f"{total.p99:7.0f}{total.error_pct:7.2f}{run.cpu_ms:8.2f}{run.net_cpu_ms:7.2f}"
-                f"   {load()}",
-                flush=True,
+            for target in targets:
+                if target.done:
+                    continue
+                options = ["-u", str(users), "-r", str(users), "--run-time", f"{seconds}s"]
+                prefix = workdir / f"ramp-{kind}-{target.workers}-{users}"
+                run = run_locust(
+                    target.base,
+                    target.pid,
+                    prefix,
+                    target.env,
+                    options,
+                    args.locust_processes,
+                    target.idle,
+                )
+                target.steps.append(Step(users, run))
+                total = run.total
+                print(
+                    f"  {target.workers:7d}{users:6d}{total.rate:9.1f}{total.p50:7.0f}"
+                    f"{total.p95:7.0f}{total.p99:7.0f}{total.error_pct:7.2f}{run.cpu_ms:8.2f}"
+                    f"{run.net_cpu_ms:7.2f}   {load()}",
+                    flush=True,
+                )
+                target.done = total.p99 > args.stop_ms or total.error_pct >= args.max_errors_pct
+    for target in targets:
+        last = target.steps[-1]
+        print(f"  {target.workers} worker(s), p50/p99 ms per operation at {last.users} users:")
+        print(
+            "    "
+            + "; ".join(
+                f"{r.name} {r.p50:.0f}/{r.p99:.0f}" for r in last.run.rows if r.name != AGGREGATED
             )
-            if total.p99 > args.stop_ms or total.error_pct >= args.max_errors_pct:
-                break
-    last = steps[-1].run.rows
-    print("  p50/p99 ms per operation at the last step: ", end="")
-    print("; ".join(f"{r.name} {r.p50:.0f}/{r.p99:.0f}" for r in last if r.name != AGGREGATED))
-    return steps
+        )
+    report_ramp(kind, {t.workers: t.steps for t in targets}, args.knee_ms)
 
 
 def report_ramp(kind: str, results: dict[int, list[Step]], limit: float) -> None:
@@ -385,8 +416,7 @@ def main() -> None:
         workdir = Path(folder)
         for kind in kinds:
             if args.ramp:
-                results = {count: ramp(kind, count, args, workdir) for count in workers}
-                report_ramp(kind, results, args.knee_ms)
+                ramp(kind, args, workdir, workers)
             else:
                 for count in workers:
                     passed = profile(kind, count, args, workdir) and passed
