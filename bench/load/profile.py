@@ -106,7 +106,7 @@ def read_stats(prefix: Path) -> list[Row]:
 
 
 @contextmanager
-def server(kind: str, workers: int, workdir: Path) -> Iterator[tuple[int, str]]:
+def server(kind: str, workers: int, workdir: Path, no_engine: bool) -> Iterator[tuple[int, str]]:
     """A fresh `opsflow serve` on a fresh database; answers (pid, base URL)."""
     admin_url = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     env = {"OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD}
@@ -115,7 +115,8 @@ def server(kind: str, workers: int, workdir: Path) -> Iterator[tuple[int, str]]:
         env["DATABASE_URL"], created = pg_database(admin_url, "opsflow_load")
     folder = workdir / f"{kind}-{workers}w"
     folder.mkdir()
-    process, base = start_server(str(folder), env, ["--workers", str(workers)])
+    extra = ["--no-engine"] if no_engine else []
+    process, base = start_server(str(folder), env, ["--workers", str(workers), *extra])
     try:
         yield process.pid, base
     finally:
@@ -233,7 +234,7 @@ def load() -> str:
 def profile(kind: str, workers: int, args: argparse.Namespace, workdir: Path) -> bool:
     stages = [(seconds * args.scale, users) for seconds, users in STAGES]
     text = ", ".join(f"{users} users over {seconds:g} s" for seconds, users in stages)
-    with server(kind, workers, workdir) as (pid, base):
+    with server(kind, workers, workdir, args.no_engine) as (pid, base):
         accounts = create_accounts(base, args)
         accounts_file = workdir / f"accounts-{kind}-{workers}.json"
         accounts_file.write_text(json.dumps(accounts))
@@ -321,7 +322,7 @@ def ramp(kind: str, args: argparse.Namespace, workdir: Path, workers: list[int])
     with ExitStack() as stack:
         targets = []
         for count in workers:
-            pid, base = stack.enter_context(server(kind, count, workdir))
+            pid, base = stack.enter_context(server(kind, count, workdir, args.no_engine))
             sessions_file = workdir / f"sessions-{kind}-{count}.json"
             sessions_file.write_text(json.dumps(sign_in_all(base, create_accounts(base, args))))
             env = {"LOAD_SESSIONS": str(sessions_file), "LOAD_THINK_SECONDS": str(args.think)}
@@ -400,6 +401,9 @@ def main() -> None:
     parser.add_argument("--p95-ms", type=float, default=500.0)
     parser.add_argument("--max-errors-pct", type=float, default=1.0)
     parser.add_argument("--locust-processes", type=int, default=1)
+    parser.add_argument(
+        "--no-engine", action="store_true", help="serve the API only (engines not in-process)"
+    )
     parser.add_argument("--ramp", action="store_true", help="step users up to find the knee")
     parser.add_argument("--steps", type=numbers, default=[5, 10, 20, 40, 60, 80, 120, 160, 200])
     parser.add_argument("--step-seconds", type=float, default=30.0)
