@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -223,6 +225,8 @@ def opsflow_serve(
         "OPSFLOW_PASSWORD_TIME_COST": "1",
         "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
         "LOG_LEVEL": "WARNING",
+        # Request rate limits stay out of the way; tests of them switch them on.
+        "OPSFLOW_RATE_LIMIT_ENABLED": "false",
         **extra_env,
     }
     command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]
@@ -320,3 +324,85 @@ def redis_server(workdir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def _pg_tool(name: str) -> str:
+    """The PostgreSQL server tool `name` (initdb, pg_ctl) of the newest installed version."""
+    versions = sorted(
+        (p for p in PG_BIN.glob("*/bin") if (p / name).exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    assert versions, f"{name} is not installed (Debian package postgresql)"
+    return str(versions[-1] / name)
+
+
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster (`initdb` + `pg_ctl`) on a free loopback port, with
+    trust authentication, for tests that stop or restart the database server. The shared
+    server is never touched. The server refuses to run as root, so when the tests run as
+    root the cluster runs as the `postgres` system user, in a folder of its own (pytest's
+    temporary folders are private to root)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix="opsflow-pg-"))
+        self.datadir = self.home / "data"
+        self.log = self.home / "server.log"
+        self._as_postgres = os.geteuid() == 0
+
+    def _run(self, *command: str) -> None:
+        argv = list(command)
+        if self._as_postgres:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def init(self) -> None:
+        if self._as_postgres:
+            shutil.chown(self.home, user="postgres")
+        self._run(
+            _pg_tool("initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            "-c unix_socket_directories='' -c fsync=off"
+        )
+        self._run(
+            _pg_tool("pg_ctl"), "-D", str(self.datadir), "-l", str(self.log), "-o", options,
+            "-w", "-t", "60", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(_pg_tool("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop("immediate")
+        shutil.rmtree(cluster.home, ignore_errors=True)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +36,7 @@ from opsflow.integrations.endpoints import router as integrations_router
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
+from opsflow.observability import tracing
 from opsflow.observability.logging import configure as configure_logging
 from opsflow.observability.logging import get_logger
 from opsflow.openapi import install as install_openapi
@@ -209,6 +210,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("database_error", path=request.url.path)
         return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
 
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # asyncpg reports a connection the server closed under a running statement (a
+        # restart, a failover) as a plain DBAPIError that SQLAlchemy marks invalidated, and
+        # a server still starting or shutting down refuses new connections with SQLSTATE
+        # class 08 (connection exception) or 57P (operator intervention, e.g. 57P03
+        # "not yet accepting connections"): all of them are an unavailable database.
+        code = getattr(exc.orig, "sqlstate", None)
+        if exc.connection_invalidated or (isinstance(code, str) and code.startswith(("08", "57P"))):
+            return _unavailable(request, exc)
+        log.exception("database_error", path=request.url.path)
+        return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
+
     @app.exception_handler(InterfaceError)
     @app.exception_handler(ConnectionError)
     @app.exception_handler(TimeoutError)
@@ -341,12 +355,21 @@ def create_app(
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "ETag", "Location"],
+            expose_headers=[
+                "X-Request-ID",
+                "ETag",
+                "Location",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
         )
     app.add_middleware(ResponseRecorder)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_bytes,
+        hsts_max_age_seconds=settings.hsts_max_age_seconds,
         larger_bodies={f"{API_PREFIX}/tickets": settings.max_batch_request_bytes},
         # Monitoring systems drop a notification answered 413: take big ones.
         larger_body_prefixes={f"{API_PREFIX}/integrations/": settings.max_batch_request_bytes},
@@ -362,4 +385,5 @@ def create_app(
             ),
         ],
     )
+    tracing.instrument_app(app)  # outermost; nothing happens unless tracing is on
     return app

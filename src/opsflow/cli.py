@@ -15,7 +15,7 @@ import typer
 from opsflow import __version__, schema
 from opsflow.clock import SystemClock
 from opsflow.composition import build_context, engine_registry
-from opsflow.config import ConfigError, load_settings
+from opsflow.config import ConfigError, Settings, load_settings
 from opsflow.errors import AppError
 
 app = typer.Typer(help="OpsFlow: tasks, incidents and their SLAs.", no_args_is_help=True)
@@ -34,8 +34,6 @@ def serve(
     """Serve the API (migrations are applied and the first admin is created on start)."""
     import os
 
-    import uvicorn
-
     if no_engine:
         os.environ["OPSFLOW_ENGINE_ENABLED"] = "false"  # read by every worker's Settings
 
@@ -48,6 +46,23 @@ def serve(
     if settings.auto_migrate:
         schema.upgrade(settings.database_url)
     typer.echo(f"OpsFlow {__version__} on http://{host}:{port} (docs: /api/v1/docs)")
+    shared_metrics = None
+    if workers > 1:  # /metrics of any worker sums the instruments of all of them
+        from opsflow.observability import metrics
+
+        shared_metrics = metrics.use_multiprocess_directory(
+            os.environ.get(metrics.MULTIPROCESS_ENV)
+        )
+    try:
+        _run_uvicorn(settings, host, port, workers, reload)
+    finally:
+        if shared_metrics is not None and shared_metrics[1]:
+            metrics.remove_multiprocess_directory(shared_metrics[0])
+
+
+def _run_uvicorn(settings: Settings, host: str, port: int, workers: int, reload: bool) -> None:
+    import uvicorn
+
     uvicorn.run(
         "opsflow.app:create_app",
         factory=True,
@@ -272,9 +287,7 @@ def worker(
     # time limit can kill a tick stuck on the database (its transaction rolls back) and the
     # child is replaced; solo saves a process but has no time limit. Ticks are mostly I/O on
     # the database, so scale out with more workers (or `--concurrency`), not bigger ones.
-    from celery.utils.nodenames import default_nodename, host_format
-
-    from opsflow.workers.celery_app import create_celery_app, database_state
+    from opsflow.workers.celery_app import database_state
 
     settings = load_settings()
     level = (loglevel or settings.log_level).upper()
@@ -290,6 +303,38 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    stop_metrics, shared = None, None
+    if settings.metrics_port is not None:
+        # Every pool process writes its instruments to one directory; this process serves
+        # their sum.
+        import os
+
+        from prometheus_client import CollectorRegistry
+
+        from opsflow.observability import metrics
+
+        shared = metrics.use_multiprocess_directory(os.environ.get(metrics.MULTIPROCESS_ENV))
+        stop_metrics = metrics.serve_process_metrics(
+            settings.metrics_port,
+            settings.metrics_host,
+            metrics.process_registry(CollectorRegistry(auto_describe=False)),
+        )
+    try:
+        _run_worker(settings, pool, concurrency, level, hostname)
+    finally:
+        if stop_metrics is not None and shared is not None:
+            stop_metrics()
+            if shared[1]:
+                metrics.remove_multiprocess_directory(shared[0])
+
+
+def _run_worker(
+    settings: Settings, pool: WorkerPool, concurrency: int, level: str, hostname: str | None
+) -> None:
+    from celery.utils.nodenames import default_nodename, host_format
+
+    from opsflow.workers.celery_app import create_celery_app
+
     celery = create_celery_app(settings)
     celery_worker = celery.Worker(
         pool_cls=pool.value,
@@ -408,6 +453,39 @@ def engine(
         typer.secho(f"opsflow engine: bad configuration: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(process.EXIT_CONFIG) from exc
     raise typer.Exit(status)
+
+
+@app.command()
+def check(
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each network check may take.")
+    ] = 5.0,
+) -> None:
+    """Check the configuration (with the production refusals of `serve`), the database and
+    its migrations, Redis and SMTP (EHLO) when configured; print a table and exit 1 when
+    any check fails. Reads only: nothing is migrated, created or sent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from opsflow.config import current_environment
+    from opsflow.system import check as checks
+
+    results = asyncio.run(checks.run(load_settings, current_environment(), seconds=timeout))
+    colours = {"ok": "green", "warn": "yellow", "skip": "dim", "fail": "bold red"}
+    table = Table(title=f"OpsFlow {__version__}: opsflow check")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")
+    for result in results:
+        colour = colours[result.status.value]
+        table.add_row(result.name, f"[{colour}]{result.status.value}[/{colour}]", result.detail)
+    console = Console()
+    console.print(table)
+    if checks.failed(results):
+        bad = ", ".join(r.name for r in results if r.status is checks.Status.FAIL)
+        console.print(f"[bold red]FAILED[/bold red]: {bad}")
+        raise typer.Exit(1)
+    console.print("[green]all checks passed[/green]")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from opsflow.attachments.engine import UploadCollector
 from opsflow.attachments.storage import build_storage
 from opsflow.auth.cache import PrincipalCache
 from opsflow.auth.passwords import Passwords
+from opsflow.auth.ratelimit import Counters, RateLimiter
 from opsflow.auth.throttle import LoginThrottle
 from opsflow.auth.tokens import TokenCodec
 from opsflow.clock import Clock
@@ -37,6 +38,7 @@ from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
 from opsflow.notifications.engine import DeliveryEngine
+from opsflow.observability import tracing
 from opsflow.observability.metrics import Metrics
 from opsflow.realtime import consumer as realtime_consumer
 from opsflow.realtime.bus import BUS
@@ -83,10 +85,14 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
     BUS.configure(configured_redis(settings))  # how relayed events reach the WebSockets
+    tracing.setup(settings)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    tracing.instrument_engine(engine)
     metrics = Metrics()
+    # Shared by the request rate limits and the login throttle.
+    counters = Counters(configured_redis(settings), clock)
     read_sessions = create_sessionmaker(engine, read_only=True)
     metrics.attach_database(read_sessions)
     metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
@@ -110,8 +116,17 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         ),
         tokens=TokenCodec(settings),
         login_throttle=LoginThrottle(
+            counters,
             max_per_username=settings.login_max_failures_per_username,
             max_per_ip=settings.login_max_failures_per_ip,
+        ),
+        rate_limiter=RateLimiter(
+            counters,
+            clock,
+            enabled=settings.rate_limit_enabled,
+            reads_per_minute=settings.rate_limit_per_minute,
+            writes_per_minute=settings.rate_limit_writes_per_minute,
+            login_per_minute=settings.rate_limit_login_per_minute,
         ),
         principals=PrincipalCache(clock, timedelta(seconds=settings.auth_cache_seconds)),
         metrics=metrics,

@@ -103,6 +103,25 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(
         50, ge=1, validation_alias=_env("OPSFLOW_LOGIN_MAX_FAILURES_PER_IP")
     )
+    # Request rate limits per minute and fixed window (see auth/ratelimit.py): reads per
+    # principal (the default), writes per principal, the login endpoints per client address.
+    rate_limit_enabled: bool = Field(True, validation_alias=_env("OPSFLOW_RATE_LIMIT_ENABLED"))
+    rate_limit_per_minute: int = Field(
+        600,
+        ge=1,
+        validation_alias=_env("OPSFLOW_RATE_LIMIT_PER_MINUTE", "RATE_LIMIT_PER_MINUTE"),
+    )
+    rate_limit_writes_per_minute: int = Field(
+        120, ge=1, validation_alias=_env("OPSFLOW_RATE_LIMIT_WRITES_PER_MINUTE")
+    )
+    rate_limit_login_per_minute: int = Field(
+        60, ge=1, validation_alias=_env("OPSFLOW_RATE_LIMIT_LOGIN_PER_MINUTE")
+    )
+    # Strict-Transport-Security max-age; 0 sends none. Set it when clients reach OpsFlow
+    # over TLS only (directly or through a TLS-terminating proxy).
+    hsts_max_age_seconds: int = Field(
+        0, ge=0, le=2 * 365 * 86400, validation_alias=_env("OPSFLOW_HSTS_MAX_AGE_SECONDS")
+    )
     ws_max_connections_per_user: int = Field(
         5, ge=1, le=1000, validation_alias=_env("OPSFLOW_WS_MAX_CONNECTIONS_PER_USER")
     )
@@ -207,6 +226,15 @@ class Settings(BaseSettings):
     beat_schedule_file: Path | None = Field(
         None, validation_alias=_env("OPSFLOW_BEAT_SCHEDULE_FILE")
     )
+    # Tracing: OpenTelemetry spans sent over OTLP/HTTP to this base URL (`/v1/traces` is
+    # appended) when set; unset, nothing of OpenTelemetry is loaded.
+    otel_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    otel_service_name: str = Field("opsflow", validation_alias=_env("OTEL_SERVICE_NAME"))
+    # `opsflow engine` and `opsflow worker` serve their metrics on this port when set.
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias=_env("OPSFLOW_METRICS_PORT")
+    )
+    metrics_host: str = Field("0.0.0.0", validation_alias=_env("OPSFLOW_METRICS_HOST"))  # noqa: S104
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -283,7 +311,6 @@ TOOLING_VARIABLES = frozenset(
 NOT_YET_USED = {
     "OTEL_EXPORTER_OTLP_ENDPOINT": "OpsFlow does not export traces yet",
     "OTEL_SERVICE_NAME": "OpsFlow does not export traces yet",
-    "RATE_LIMIT_PER_MINUTE": "OpsFlow has no per-client request rate limit yet",
 }
 
 

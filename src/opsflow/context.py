@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from opsflow.attachments.storage import Storage
     from opsflow.auth.cache import PrincipalCache
     from opsflow.auth.passwords import Passwords
+    from opsflow.auth.ratelimit import RateLimiter
     from opsflow.auth.throttle import LoginThrottle
     from opsflow.auth.tokens import TokenCodec
     from opsflow.integrations.intake import AlertIntake
@@ -37,6 +38,7 @@ class AppContext:
     passwords: Passwords
     tokens: TokenCodec
     login_throttle: LoginThrottle
+    rate_limiter: RateLimiter
     principals: PrincipalCache
     metrics: Metrics
     # Builds the delivery channels, breaker and templates on first use (API-only processes

@@ -7,11 +7,12 @@ commits once at the end. Nothing else calls ``commit()``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 NAMING_CONVENTION = {
@@ -69,10 +70,39 @@ def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: A
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine.sync_engine, "checkin", _note_checkin)
+        event.listen(engine.sync_engine, "checkout", _ping_if_idle)
+    return engine
+
+
+# A pooled PostgreSQL connection is pinged before use only when it sat idle longer than
+# this. SQLAlchemy's pre-ping would cost three round trips (BEGIN, a ping, ROLLBACK) on
+# every checkout, as many as a whole short request; a connection in steady use is known
+# to be alive. One that died while busy (the server restarted) fails its request with a
+# 503, and that error invalidates the whole pool, so the next checkouts reconnect.
+# Pool bookkeeping is about connection age, not business time, so it reads the
+# monotonic clock rather than the injected one.
+IDLE_PING_SECONDS = 5.0
+_CHECKED_IN_AT = "opsflow_checked_in_at"
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    checked_in = record.info.get(_CHECKED_IN_AT)
+    if checked_in is None or time.monotonic() - checked_in < IDLE_PING_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:  # any failure means: do not hand this connection out
+        # The pool discards this connection and checks out (or opens) another.
+        raise exc.DisconnectionError(str(error)) from error
 
 
 def create_sessionmaker(
@@ -105,6 +135,36 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     through the outbox.
     """
     session.info.setdefault("after_commit", []).append(callback)
+
+
+class _Memo(dict[str, dict[Any, Any]]):
+    """Rows a unit of work already loaded, by kind (see :func:`memo`). A class of its own so
+    that :func:`savepoint` does not carry it over a rollback: it is dropped instead."""
+
+
+_MEMO = "opsflow.memo"
+
+
+def memo(session: AsyncSession | Session, kind: str) -> dict[Any, Any]:
+    """What this unit of work already loaded of `kind` (e.g. a task's clocks), by key.
+
+    A repository reads through it so that a request that loaded and changed a task's rows
+    does not read them again to build its answer. It holds the session's own
+    identity-mapped objects, which an ORM query would return unchanged anyway (a loaded
+    object is not overwritten by a second SELECT), so it can never be staler than the
+    query it saves. It is dropped when the transaction commits or rolls back (a savepoint
+    included), and a read that must lock rows (FOR UPDATE) always queries.
+    """
+    found = session.info.get(_MEMO)
+    if not isinstance(found, _Memo):
+        found = session.info[_MEMO] = _Memo()
+    return found.setdefault(kind, {})
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_memo(session: Session, *_args: Any) -> None:
+    session.info.pop(_MEMO, None)
 
 
 @asynccontextmanager

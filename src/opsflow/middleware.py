@@ -1,5 +1,12 @@
-"""Pure ASGI middleware: request ids, body size limit, security headers, access log; a
-WebSocket to a path with no WebSocket route is refused as 404, not as a bare close.
+"""Pure ASGI middleware: request ids, body size limit, security headers, rate-limit
+headers, access log; a WebSocket to a path with no WebSocket route is refused as 404, not as
+a bare close.
+
+Security headers: every answer forbids framing and sniffing and grants no browser feature
+(Permissions-Policy). The Content-Security-Policy is strict: API answers may load nothing,
+other pages (`/`) only what comes from OpsFlow itself, and no inline script anywhere. The
+interactive API documentation pages are left without one (they load their assets from a
+CDN). Strict-Transport-Security is sent when configured (OpsFlow served over TLS only).
 
 The access log records the query string with secret values redacted
 (:func:`opsflow.observability.logging.redact_query`)."""
@@ -29,7 +36,29 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    (
+        b"permissions-policy",
+        b"accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+        b"microphone=(), payment=(), usb=()",
+    ),
 ]
+# JSON answers load nothing.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Pages: only OpsFlow's own files, no inline script or style, no plugins, no framing.
+PAGE_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'"
+)
+API_PREFIX = "/api/"
+# The interactive documentation loads its scripts and styles from a CDN.
+DOCS_PATHS = ("/api/v1/docs", "/api/v1/redoc")
+
+
+def content_security_policy(path: str) -> bytes | None:
+    if path.startswith(DOCS_PATHS):
+        return None
+    return API_CSP if path.startswith(API_PREFIX) else PAGE_CSP
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -54,8 +83,14 @@ class RequestContextMiddleware:
         larger_bodies: Mapping[str, int] | None = None,
         larger_body_prefixes: Mapping[str, int] | None = None,
         larger_body_patterns: Sequence[tuple[re.Pattern[str], int]] = (),
+        hsts_max_age_seconds: int = 0,
     ) -> None:
         self.app = app
+        self.hsts: tuple[bytes, bytes] | None = (
+            (b"strict-transport-security", f"max-age={hsts_max_age_seconds}".encode())
+            if hsts_max_age_seconds > 0
+            else None
+        )
         self.max_body_bytes = max_body_bytes
         # Exact paths that take bigger bodies than the default (batch ingestion).
         self.larger_bodies = dict(larger_bodies or {})
@@ -123,6 +158,17 @@ class RequestContextMiddleware:
                 if b"x-request-id" not in names:
                     headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
+                csp = content_security_policy(scope["path"])
+                if csp is not None and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", csp))
+                if self.hsts is not None:
+                    headers.append(self.hsts)
+                quota = scope["state"].get("rate_limit")
+                if quota is not None and b"x-ratelimit-limit" not in names:
+                    headers.extend(
+                        (name.lower().encode(), value.encode())
+                        for name, value in quota.headers().items()
+                    )
                 message["headers"] = headers
             await send(message)
 

@@ -52,6 +52,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[int
         "OPSFLOW_PASSWORD_TIME_COST": "1",
         "OPSFLOW_PASSWORD_MEMORY_COST_KIB": str(MEMORY_COST_MIB * 1024),
         "LOG_LEVEL": "WARNING",
+        # The failed-login limit is under test here, not the per-address request limit.
+        "OPSFLOW_RATE_LIMIT_ENABLED": "false",
     }
     env.pop("DATABASE_URL", None)
     if database_url:

@@ -115,10 +115,15 @@ def test_far_off_unknown_variable_gets_no_suggestion() -> None:
     assert warning == "OPSFLOW_QWERTYUIOP is not an OpsFlow setting and is ignored"
 
 
-@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "RATE_LIMIT_PER_MINUTE"])
+@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_ENDPOINT"])
 def test_names_without_a_feature_yet_are_reported(name: str) -> None:
     (warning,) = environment_warnings({name: "1"})
     assert warning.startswith(f"{name} is set but ignored")
+
+
+def test_rate_limit_per_minute_is_read() -> None:
+    assert environment_warnings({"RATE_LIMIT_PER_MINUTE": "100"}) == []
+    assert Settings(RATE_LIMIT_PER_MINUTE="100").rate_limit_per_minute == 100
 
 
 def test_dotenv_file_counts_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

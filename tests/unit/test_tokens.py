@@ -213,3 +213,19 @@ def test_refresh_tokens_and_digest() -> None:
     assert digest(a) == digest(a)
     assert digest(a) != digest(b)
     assert a not in digest(a)
+
+
+def test_a_remembered_token_still_expires(codec: TokenCodec) -> None:
+    """Verified signatures are remembered per token; the time rules still run every time."""
+    token = codec.issue_access(subject=USER, kind="user", now=T0, session_id=uuid.uuid4())
+    assert codec.decode_access(token, now=T0).subject == USER
+    assert codec.decode_access(token, now=T0 + timedelta(minutes=29)).subject == USER
+    with pytest.raises(Unauthorized):
+        codec.decode_access(token, now=T0 + timedelta(minutes=30))
+
+
+def test_a_token_refused_once_is_refused_again(codec: TokenCodec) -> None:
+    forged = jwt.encode(claims(), "another-secret-" + "x" * 40, algorithm="HS256")
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            codec.decode_access(forged, now=T0)

@@ -12,13 +12,13 @@ from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.deps import ContextDep, RequestMetaDep
-from opsflow.errors import Forbidden, Unauthorized, declares
+from opsflow.errors import Forbidden, RateLimited, Unauthorized, declares
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-@declares(Unauthorized)
+@declares(Unauthorized, RateLimited)
 async def get_principal(
     request: Request,
     context: ContextDep,
@@ -35,6 +35,7 @@ async def get_principal(
     async with context.read_sessions() as session:
         principal = await service.resolve_bearer(session, context, token, meta)
     request.state.principal = principal
+    await context.rate_limiter.for_principal(request.scope, principal)
     return principal
 
 

@@ -46,6 +46,16 @@ clients_router = APIRouter(prefix="/api-clients", tags=["auth"])
 Admin = Annotated[Principal, Depends(require(Permission.ADMINISTER))]
 
 
+@declares(RateLimited)
+async def _login_rate(request: Request, context: ContextDep, meta: RequestMetaDep) -> None:
+    """The login endpoints' own request limit, per client address (on top of the failed
+    attempts the login throttle counts)."""
+    await context.rate_limiter.for_login(request.scope, meta.ip_address)
+
+
+LoginRate = [Depends(_login_rate)]
+
+
 def _token_response(issued: service.IssuedTokens) -> TokenResponse:
     return TokenResponse(
         access_token=issued.access_token,
@@ -87,7 +97,12 @@ async def register(
 
 # Login and the token grants take no request-wide session: the service keeps every
 # transaction short and closed while a password or secret is hashed.
-@router.post("/login", response_model=TokenResponse, response_model_exclude_none=True)
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    dependencies=LoginRate,
+)
 @declares(Unauthorized, RateLimited, ServiceUnavailable)
 async def login(body: LoginRequest, context: ContextDep, meta: RequestMetaDep) -> TokenResponse:
     issued = await service.login(context, body.login, body.password, meta)
@@ -110,7 +125,12 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return client_id, secret
 
 
-@router.post("/token", response_model=TokenResponse, response_model_exclude_none=True)
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    dependencies=LoginRate,
+)
 @declares(Unauthorized, RateLimited, ServiceUnavailable)
 async def token(
     request: Request,
@@ -149,8 +169,13 @@ async def token(
     )
 
 
-@router.post("/refresh", response_model=TokenResponse, response_model_exclude_none=True)
-@declares(Unauthorized)
+@router.post(
+    "/refresh",
+    response_model=TokenResponse,
+    response_model_exclude_none=True,
+    dependencies=LoginRate,
+)
+@declares(Unauthorized, RateLimited)
 async def refresh(
     body: RefreshRequest, session: SessionDep, context: ContextDep, meta: RequestMetaDep
 ) -> TokenResponse:

@@ -127,22 +127,22 @@ async def login(ctx: AppContext, login_name: str, password: str, meta: RequestMe
     """
     now = ctx.clock.now()
     throttle = ctx.login_throttle
-    attempt = throttle.begin(login_name, meta.ip_address, now)
+    attempt = await throttle.begin(login_name, meta.ip_address, now)
     try:
         async with ctx.read_sessions() as session:
             user = await users_repo.by_login(session, login_name)
         if user is not None:
             # Per account too, so switching between username and e-mail (or their case)
             # does not buy more attempts against the same account.
-            throttle.add_account(attempt, user.id, now)
+            await throttle.add_account(attempt, user.id, now)
         stored_hash = user.hashed_password if user else None
         valid = await ctx.passwords.verify(stored_hash, password)
     except (RateLimited, ServiceUnavailable, SQLAlchemyError):
-        throttle.release(attempt)  # refused before any password was tested
+        await throttle.release(attempt)  # refused before any password was tested
         raise
     if user is None or not valid:
         raise Unauthorized("Invalid username or password")
-    throttle.succeeded(attempt)
+    await throttle.succeeded(attempt)
     if not user.is_active:
         raise Unauthorized("This account is deactivated")
     stale = ctx.passwords.needs_rehash(user.hashed_password)

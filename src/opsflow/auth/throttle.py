@@ -1,32 +1,32 @@
 """Login throttling per login name, per account and per client IP.
 
 Every attempt is counted *before* its password is hashed, in one step that checks the limit
-and takes a place (nothing awaits in between, so parallel requests cannot all pass the check
-before any of them is counted). An attempt that turns out right gives its places back and
-clears the failures of its login name and account; an attempt refused before any password
-was tested (the hasher was busy, the database failed) gives its places back too. Whatever
-remains are failed attempts, kept in a sliding window: once a key holds its limit, further
-attempts are refused with 429 until the oldest one leaves the window.
+and takes a place: the counter is incremented and the new count read in one storage call,
+and an attempt whose count passes the limit gives its place straight back and is refused (so
+parallel requests cannot all pass the check before any of them is counted). An attempt that
+turns out right gives its places back and clears the failures of its login name and account;
+an attempt refused before any password was tested (the hasher was busy, the database failed)
+gives its places back too. Whatever remains are failed attempts, counted in fixed windows of
+:attr:`LoginThrottle.window` aligned on the clock: once a key holds its limit, further
+attempts are refused with 429 until its window ends.
 
-Counters live in process memory (embedded mode); a shared store for several API processes
-comes with the Redis-backed rate limiter.
+The counters are the rate limiter's (:class:`opsflow.auth.ratelimit.Counters`): in Redis when
+one is configured, shared by every API process, in process memory otherwise.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from opsflow.auth.ratelimit import Counters, window_of
 from opsflow.errors import RateLimited
 
 
 @dataclass
 class Attempt:
-    """The places one login attempt holds: (key, its instant) pairs."""
+    """The places one login attempt holds (counter keys, each in its window)."""
 
     stamp: datetime
     keys: list[str] = field(default_factory=list)
@@ -34,23 +34,16 @@ class Attempt:
 
 @dataclass
 class LoginThrottle:
+    counters: Counters
     max_per_username: int = 10
     max_per_ip: int = 50
     window: timedelta = timedelta(minutes=15)
-    max_keys: int = 100_000
-    _attempts: dict[str, deque[datetime]] = field(default_factory=dict)
 
-    def _recent(self, key: str, now: datetime) -> deque[datetime]:
-        stamps = self._attempts.get(key)
-        if stamps is None:
-            return deque()
-        while stamps and stamps[0] <= now - self.window:
-            stamps.popleft()
-        if not stamps:
-            del self._attempts[key]
-        return stamps
+    def _key(self, name: str, now: datetime) -> tuple[str, datetime]:
+        index, end = window_of(now, int(self.window.total_seconds()))
+        return f"login:{name}:{index}", end
 
-    def begin(self, login_name: str | None, ip: str | None, now: datetime) -> Attempt:
+    async def begin(self, login_name: str | None, ip: str | None, now: datetime) -> Attempt:
         """Count an attempt for this login name and address, or raise 429 (taking nothing)
         when either already holds its limit."""
         keys: list[tuple[str, int]] = []
@@ -59,55 +52,48 @@ class LoginThrottle:
         if ip:
             keys.append((f"ip:{ip}", self.max_per_ip))
         attempt = Attempt(stamp=now)
-        self._take(attempt, keys, now)
+        try:
+            await self._take(attempt, keys, now)
+        except RateLimited:
+            await self.release(attempt)
+            raise
         return attempt
 
-    def add_account(self, attempt: Attempt, account_id: uuid.UUID, now: datetime) -> None:
+    async def add_account(self, attempt: Attempt, account_id: uuid.UUID, now: datetime) -> None:
         """Count the attempt against the account too (whatever name it was reached by), or
         raise 429; on refusal the attempt keeps its other places (call :meth:`release`)."""
-        self._take(attempt, [(_account_key(account_id), self.max_per_username)], now)
+        await self._take(attempt, [(_account_key(account_id), self.max_per_username)], now)
 
-    def _take(self, attempt: Attempt, keys: list[tuple[str, int]], now: datetime) -> None:
-        for key, limit in keys:
-            stamps = self._recent(key, now)
-            if len(stamps) >= limit:
-                retry = max(math.ceil((stamps[0] + self.window - now).total_seconds()), 1)
+    async def _take(self, attempt: Attempt, keys: list[tuple[str, int]], now: datetime) -> None:
+        expiry = int(self.window.total_seconds())
+        for name, limit in keys:
+            key, end = self._key(name, now)
+            count = await self.counters.incr(key, expiry)
+            if count > limit:
+                await self.counters.incr(key, expiry, amount=-1)
+                retry = max(int((end - now).total_seconds() + 0.999), 1)
                 raise RateLimited(
                     "Too many failed login attempts; try again later",
                     headers={"Retry-After": str(retry)},
                     retry_after_seconds=retry,
                 )
-        if len(self._attempts) + len(keys) > self.max_keys:
-            self._evict()
-        for key, _ in keys:
-            self._attempts.setdefault(key, deque()).append(now)
             attempt.keys.append(key)
 
-    def _evict(self) -> None:
-        # Bounded memory: forget the stalest keys first.
-        stalest = sorted(self._attempts, key=lambda k: self._attempts[k][-1])
-        for key in stalest[: max(self.max_keys // 10, 1)]:
-            del self._attempts[key]
-
-    def release(self, attempt: Attempt) -> None:
+    async def release(self, attempt: Attempt) -> None:
         """Give back the attempt's places: it tested no password."""
+        expiry = int(self.window.total_seconds())
         for key in attempt.keys:
-            stamps = self._attempts.get(key)
-            if stamps is None:
-                continue
-            with contextlib.suppress(ValueError):  # already left the window, or evicted
-                stamps.remove(attempt.stamp)
-            if not stamps:
-                del self._attempts[key]
+            await self.counters.incr(key, expiry, amount=-1)
         attempt.keys.clear()
 
-    def succeeded(self, attempt: Attempt) -> None:
+    async def succeeded(self, attempt: Attempt) -> None:
         """The password was right: the name's and account's failures are forgotten; the
         address keeps its earlier failures, minus this attempt."""
-        for key in attempt.keys:
-            if not key.startswith("ip:"):
-                self._attempts.pop(key, None)
-        self.release(attempt)
+        for key in list(attempt.keys):
+            if not key.startswith("login:ip:"):
+                await self.counters.clear(key)
+                attempt.keys.remove(key)
+        await self.release(attempt)
 
 
 def _name_key(login_name: str) -> str:

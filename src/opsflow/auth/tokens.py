@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ ISSUER = "opsflow"
 # The longest access-token lifetime the settings allow (ACCESS_TOKEN_EXPIRE_MINUTES <= 1440).
 MAX_LIFETIME_SECONDS = 24 * 3600
 CLOCK_SKEW_SECONDS = 60
+# Verified signatures remembered per process (see TokenCodec._verified).
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class TokenCodec:
         self._verification_key = settings.jwt_verification_key()
         self.access_ttl = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_ttl = timedelta(days=settings.refresh_token_expire_days)
+        # Checking an HMAC/RSA signature and parsing the claims costs more than the rest of
+        # authentication; a token's verified claims never change, so they are remembered
+        # by the exact token text. The time rules (expiry, not-before) are still applied on
+        # every request against the injected clock, and revocation is the principal
+        # cache's business (auth/cache.py), so remembering adds no window of its own.
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def issue_access(
         self,
@@ -65,8 +74,17 @@ class TokenCodec:
 
     def decode_access(self, token: str, *, now: datetime) -> AccessClaims:
         """Verify signature, issuer and lifetime against the injected clock."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            self._verified[token] = claims
+            if len(self._verified) > VERIFIED_TOKENS_KEPT:
+                self._verified.popitem(last=False)
+        return self._access_claims(claims, now)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._verification_key,
                 algorithms=[self._algorithm],
@@ -80,6 +98,10 @@ class TokenCodec:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("Invalid or expired token") from exc
+        return claims
+
+    @staticmethod
+    def _access_claims(claims: dict[str, Any], now: datetime) -> AccessClaims:
         try:
             expires = int(claims["exp"])
             if claims.get("typ") != "access" or expires <= now.timestamp():

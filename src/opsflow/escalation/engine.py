@@ -12,6 +12,7 @@ from opsflow.db import unit_of_work
 from opsflow.escalation import repository
 from opsflow.escalation.firing import ENGINE_ACTOR, fire
 from opsflow.models.enums import EscalationStatus
+from opsflow.observability import tracing
 from opsflow.sla.repository import tasks_by_id
 from opsflow.workers.contract import PassReport
 
@@ -34,7 +35,12 @@ class EscalationEngine:
                 task = tasks.get(step.task_id)
                 if task is None:
                     continue
-                await fire(session, step, task, now, ENGINE_ACTOR)
+                with tracing.span(
+                    "opsflow.escalation.fire",
+                    step.trace_context,
+                    attributes={"opsflow.policy": step.policy_name, "opsflow.level": step.level},
+                ):
+                    await fire(session, step, task, now, ENGINE_ACTOR)
                 fired += step.status == EscalationStatus.FIRED
             await session.flush()
             next_due = await repository.next_due(session)

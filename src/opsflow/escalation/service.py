@@ -46,6 +46,7 @@ from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.task import Task
+from opsflow.observability import tracing
 from opsflow.sla.calendar import add_working_time
 from opsflow.sla.clocks import calendar_of
 from opsflow.tasks import conditions
@@ -149,6 +150,7 @@ async def _schedule(
             recipients=[],
             channels=list(item.step.get("channels", ["email"])),
             message=item.step.get("message"),
+            trace_context=tracing.traceparent(),
             created_at=now,
             updated_at=now,
         )

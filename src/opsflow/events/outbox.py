@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
+from opsflow.observability import tracing
 
 
 def emit(
@@ -35,6 +36,7 @@ def emit(
         created_at=now,
         available_at=now,
         attempts=0,
+        trace_context=tracing.traceparent(),
     )
     session.add(event)
     return event

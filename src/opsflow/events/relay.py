@@ -20,6 +20,7 @@ from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.events import repository
 from opsflow.models.outbox import OutboxEvent
+from opsflow.observability import tracing
 from opsflow.observability.logging import get_logger
 from opsflow.workers.contract import PassReport
 
@@ -52,9 +53,15 @@ class RelayEngine:
             events = await repository.claim_unpublished(session, now, batch)
             for event in events:
                 try:
-                    async with session.begin_nested():
-                        for consumer in self.consumers:
-                            await consumer(session, event, now)
+                    with tracing.span(
+                        "opsflow.relay",
+                        event.trace_context,
+                        consumer=True,
+                        attributes={"opsflow.event_type": event.event_type},
+                    ):
+                        async with session.begin_nested():
+                            for consumer in self.consumers:
+                                await consumer(session, event, now)
                 except Exception as exc:  # one event's failure must not hold the others
                     failed += 1
                     _hold(event, exc, now)

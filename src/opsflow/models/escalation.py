@@ -82,3 +82,6 @@ class EscalationEvent(UUIDPrimaryKey, Timestamps, Base):
     channels: Mapped[list[Any]] = mapped_column(json_type(), default=list)
     message: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)  # why CANCELLED / SKIPPED
+    # The W3C traceparent of the span that planned the step (tracing on), continued when
+    # it fires; None otherwise.
+    trace_context: Mapped[str | None] = mapped_column(String(128))

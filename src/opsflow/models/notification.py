@@ -61,6 +61,9 @@ class Notification(UUIDPrimaryKey, Timestamps, Base):
     # [{"at", "ok", "status_code", "error", "held"}]: every attempt, in order
     attempt_log: Mapped[list[Any]] = mapped_column(json_type(), default=list)
     dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # The W3C traceparent of the relay span that planned it (tracing on), continued by the
+    # delivery; None otherwise.
+    trace_context: Mapped[str | None] = mapped_column(String(128))
 
 
 class NotificationTemplate(Base):

@@ -33,3 +33,6 @@ class OutboxEvent(UUIDPrimaryKey, Base):
     # The WebSocket stream's position of a streamed event: 1, 2, 3... in the order the
     # relay committed them (assigned under a lock held to the commit), None for others.
     stream_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # The W3C traceparent of the span that wrote the event (tracing on), continued by the
+    # relay; None otherwise.
+    trace_context: Mapped[str | None] = mapped_column(String(128))

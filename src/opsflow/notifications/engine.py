@@ -41,6 +41,7 @@ from opsflow.models.notification import Notification
 from opsflow.notifications import repository
 from opsflow.notifications.backoff import next_attempt_at
 from opsflow.notifications.channels import Delivery, DeliveryResult, deliver
+from opsflow.observability import tracing
 from opsflow.tasks import conditions
 from opsflow.workers.contract import PassReport
 
@@ -53,6 +54,7 @@ class _Claim:
     lease: datetime
     delivery: Delivery | None
     problem: str | None  # why it cannot be sent at all
+    trace_context: str | None = None  # continued by the span of the send
 
 
 def _delivery(
@@ -127,7 +129,7 @@ async def _deliver(
         for row in rows:
             row.scheduled_at = now + lease
             delivery, problem = _delivery(ctx, row, secrets)
-            claims.append(_Claim(row.id, row.scheduled_at, delivery, problem))
+            claims.append(_Claim(row.id, row.scheduled_at, delivery, problem, row.trace_context))
     counts["claimed"] = len(claims)
     started = now
     if not claims:
@@ -162,7 +164,17 @@ async def _deliver(
             delivery = claims[index].delivery
             assert delivery is not None
             channel = notifier.channels[delivery.channel]
-            outcome = await deliver(channel, delivery, breaker=notifier.breaker, clock=ctx.clock)
+            with tracing.span(
+                "opsflow.deliver",
+                claims[index].trace_context,
+                attributes={
+                    "opsflow.channel": delivery.channel.value,
+                    "opsflow.attempt": delivery.attempt,
+                },
+            ):
+                outcome = await deliver(
+                    channel, delivery, breaker=notifier.breaker, clock=ctx.clock
+                )
             done.append((claims[index], outcome))
         await record(done)
 

@@ -55,6 +55,7 @@ from opsflow.notifications.templates import (
     default_source,
     template_names,
 )
+from opsflow.observability import tracing
 
 _CHANNELS = {
     "email": Channel.EMAIL,
@@ -222,6 +223,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 error_message=error,
                 attempt_log=[],
                 dedup_key=keys[item],
+                trace_context=tracing.traceparent(),
                 created_at=now,
                 updated_at=now,
             )

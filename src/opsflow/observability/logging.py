@@ -16,9 +16,30 @@ from urllib.parse import parse_qsl, urlencode
 import structlog
 
 
+def add_trace_context(
+    _logger: object, _method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """`trace_id` and `span_id` of the current OpenTelemetry span, when OpenTelemetry is
+    installed and a span is recording; nothing otherwise."""
+    if _current_span is None:
+        return event
+    context = _current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", f"{context.trace_id:032x}")
+        event.setdefault("span_id", f"{context.span_id:016x}")
+    return event
+
+
+try:  # OpenTelemetry is optional
+    from opentelemetry.trace import get_current_span as _current_span
+except ImportError:  # pragma: no cover - depends on the installation
+    _current_span = None  # type: ignore[assignment]
+
+
 def configure(level: str = "INFO", json_logs: bool = True) -> None:
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

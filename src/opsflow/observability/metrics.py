@@ -6,14 +6,27 @@ Two kinds:
 - Database-derived series (task counts by status, tasks created, SLA breaches, outbox
   backlog) read at scrape time by :class:`DatabaseCollector`, so they are the same whichever
   API process is scraped and survive restarts.
+
+Every process exports its own: `/metrics` of the API; ``OPSFLOW_METRICS_PORT`` for
+`opsflow engine` and `opsflow worker` (:func:`serve_process_metrics`). Where one port stands
+for several processes (`opsflow serve --workers N`, a prefork Celery worker), the processes
+write their instruments to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's
+multiprocess mode, :func:`use_multiprocess_directory`) and a scrape sums them over every
+process: counters and histograms of all workers, whichever one answers.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -91,6 +104,7 @@ class Metrics:
         self._database: DatabaseCollector | None = None
         self._circuits: Callable[[], dict[str, str]] | None = None
         self._websockets: Callable[[], dict[str, int]] | None = None
+        self.exposed = process_registry(self.registry)  # what a scrape shows of them
 
     def attach_database(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._database = DatabaseCollector(sessions)
@@ -105,7 +119,7 @@ class Metrics:
 
     async def render(self) -> bytes:
         """The exposition text: process-local instruments plus the database series."""
-        body = generate_latest(self.registry)
+        body = generate_latest(self.exposed)
         series: list[Metric] = []
         if self._database is not None:
             series += await self._database.snapshot()
@@ -126,6 +140,58 @@ class Metrics:
             extra.register(_Static(series))
             body += generate_latest(extra)
         return body
+
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def process_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """`own` — or, in multiprocess mode, a registry reading every process's files."""
+    directory = os.environ.get(MULTIPROCESS_ENV)
+    if not directory:
+        return own
+    combined = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(combined, path=directory)  # type: ignore[no-untyped-call]
+    return combined
+
+
+def use_multiprocess_directory(given: str | None = None) -> tuple[Path, bool]:
+    """Multiprocess mode for this process and the processes it starts afterwards.
+
+    The directory is `given` (``PROMETHEUS_MULTIPROC_DIR`` as configured), emptied of the
+    files of an earlier run, or else a new temporary one. Returns it and whether it was made
+    here (the caller removes it on exit). Instruments created from now on write to it — the
+    value class prometheus_client picked at import (before the variable was set) is replaced
+    — so call this before any :class:`Metrics` exists in the process.
+    """
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        made = False
+    else:
+        path, made = Path(tempfile.mkdtemp(prefix="opsflow-metrics-")), True
+    os.environ[MULTIPROCESS_ENV] = str(path)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    return path, made
+
+
+def remove_multiprocess_directory(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_process_metrics(port: int, host: str, registry: CollectorRegistry) -> Callable[[], None]:
+    """Serve `registry` on ``http://host:port/metrics`` (any path answers) from a daemon
+    thread; returns the function that stops it."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def _websocket_series(stats: dict[str, int]) -> list[Metric]:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow.db import memo
 from opsflow.models.sla import (
     BusinessCalendarRow,
     SlaClock,
@@ -54,27 +55,37 @@ async def tasks_by_id(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.U
     return {task.id: task for task in await session.scalars(select(Task).where(Task.id.in_(ids)))}
 
 
+CLOCKS = "sla_clocks"  # db.memo kind: task id -> {kind: clock}
+
+
+def remember_clocks(session: AsyncSession, task_id: uuid.UUID, clocks: Sequence[SlaClock]) -> None:
+    """The task's clocks, just added to the session: later reads in this unit of work use them."""
+    memo(session, CLOCKS)[task_id] = {clock.kind: clock for clock in clocks}
+
+
 async def clocks_of(
     session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False
 ) -> dict[str, SlaClock]:
-    query = select(SlaClock).where(SlaClock.task_id == task_id)
-    if for_update:
-        query = query.with_for_update()
-    return {clock.kind: clock for clock in await session.scalars(query)}
+    return (await clocks_for_tasks(session, [task_id], for_update=for_update)).get(task_id, {})
 
 
 async def clocks_for_tasks(
     session: AsyncSession, task_ids: Sequence[uuid.UUID], *, for_update: bool = False
 ) -> dict[uuid.UUID, dict[str, SlaClock]]:
-    result: dict[uuid.UUID, dict[str, SlaClock]] = {}
-    if not task_ids:
-        return result
-    query = select(SlaClock).where(SlaClock.task_id.in_(set(task_ids)))
-    if for_update:
-        query = query.order_by(SlaClock.task_id, SlaClock.kind).with_for_update()
-    for clock in await session.scalars(query):
-        result.setdefault(clock.task_id, {})[clock.kind] = clock
-    return result
+    """Each task's clocks by kind (tasks without clocks are left out). Clocks this unit of
+    work already loaded are not read again, unless they must be locked."""
+    known: dict[uuid.UUID, dict[str, SlaClock]] = memo(session, CLOCKS)
+    wanted = set(task_ids)
+    missing = wanted if for_update else wanted - known.keys()
+    if missing:
+        query = select(SlaClock).where(SlaClock.task_id.in_(missing))
+        if for_update:
+            query = query.order_by(SlaClock.task_id, SlaClock.kind).with_for_update()
+        loaded: dict[uuid.UUID, dict[str, SlaClock]] = {task_id: {} for task_id in missing}
+        for clock in await session.scalars(query):
+            loaded[clock.task_id][clock.kind] = clock
+        known.update(loaded)
+    return {task_id: known[task_id] for task_id in wanted if known[task_id]}
 
 
 async def open_clocks_with_calendar(

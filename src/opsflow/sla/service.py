@@ -202,7 +202,6 @@ async def on_task_changed(
         if policy is not None:
             _configure(clock, policy)
         clock.target_minutes = target
-        clock.updated_at = now
         reschedule(clock)
     responded = task.acknowledged_at or task.started_at
     if task.cancelled_at is not None:
@@ -227,6 +226,9 @@ async def on_task_changed(
             pause(clock, task.blocked_at, actor, reason)
         else:
             resume(clock, now)
+        # A clock whose row this change left as it was is not written again.
+        if clock.updated_at != now and session.is_modified(clock):
+            clock.updated_at = now
     _mirror(task, clocks)
 
 

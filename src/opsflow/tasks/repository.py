@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow.db import memo
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
@@ -79,26 +80,41 @@ async def lock_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dic
     return {task.id: task for task in await session.scalars(query)}
 
 
+ASSIGNEES = "task_assignees"  # db.memo kind: task id -> additional assignees in order
+
+
+def remember_no_assignees(session: AsyncSession, task_id: uuid.UUID) -> None:
+    """A task just created without additional assignees: later reads need not ask."""
+    memo(session, ASSIGNEES)[task_id] = []
+
+
 async def additional_assignees(
     session: AsyncSession, task_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
-    if not task_ids:
-        return {}
-    rows = await session.execute(
-        select(TaskAssignee.task_id, TaskAssignee.user_id)
-        .where(TaskAssignee.task_id.in_(set(task_ids)))
-        .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-    )
-    result: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for task_id, user_id in rows:
-        result.setdefault(task_id, []).append(user_id)
-    return result
+    """Each task's additional assignees in the order they were added (tasks without any
+    are left out); what this unit of work already read is not read again."""
+    known: dict[uuid.UUID, list[uuid.UUID]] = memo(session, ASSIGNEES)
+    missing = set(task_ids) - known.keys()
+    if missing:
+        rows = await session.execute(
+            select(TaskAssignee.task_id, TaskAssignee.user_id)
+            .where(TaskAssignee.task_id.in_(missing))
+            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+        )
+        loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
+        for task_id, user_id in rows:
+            loaded[task_id].append(user_id)
+        known.update(loaded)
+    return {task_id: list(known[task_id]) for task_id in set(task_ids) if known[task_id]}
 
 
 async def set_additional_assignees(
     session: AsyncSession, task_id: uuid.UUID, user_ids: Sequence[uuid.UUID], now: datetime
 ) -> None:
     current = (await additional_assignees(session, [task_id])).get(task_id, [])
+    # The order of rows added at the same instant is the database's (added_at, user_id):
+    # read it back rather than guess it.
+    memo(session, ASSIGNEES).pop(task_id, None)
     wanted = list(dict.fromkeys(user_ids))
     for row in await session.scalars(
         select(TaskAssignee).where(

@@ -229,10 +229,13 @@ async def create_task(
         await session.flush()
         session.add_all(clocks)
         await session.flush()
+        sla_repository.remember_clocks(session, task.id, clocks)
     else:
         deferred_clocks.extend(clocks)
     if extra:
         await repository.set_additional_assignees(session, task.id, extra, now)
+    else:
+        repository.remember_no_assignees(session, task.id)
     _record(session, actor, task, "TASK_CREATED", now, new_state=task_state(task, extra))
     return task
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from opsflow.auth import ratelimit
 from opsflow.auth.deps import CurrentPrincipal
 from opsflow.auth.permissions import Permission, reach_of
 from opsflow.auth.principal import Principal
@@ -38,6 +39,7 @@ Reader = Annotated[Principal, Depends(_reader)]
 
 @router.post("", response_model=BatchResult)
 @declares(Forbidden)
+@ratelimit.exempt  # ingestion: its senders must never be answered 429
 async def ingest_tickets(
     body: TicketBatch,
     session: SessionDep,

@@ -147,19 +147,19 @@ async def _new_password_hash(
             raise NotFound("user", user_id)
         now = ctx.clock.now()
         throttle = ctx.login_throttle
-        attempt = throttle.begin(None, None, now)
+        attempt = await throttle.begin(None, None, now)
         try:
-            throttle.add_account(attempt, user_id, now)
+            await throttle.add_account(attempt, user_id, now)
             valid = await ctx.passwords.verify(stored.hashed_password, current)
         except (RateLimited, ServiceUnavailable):
-            throttle.release(attempt)
+            await throttle.release(attempt)
             raise
         if not valid:
             raise ValidationFailed(
                 "The current password is wrong",
                 details=[{"field": "current_password", "message": "does not match"}],
             )
-        throttle.release(attempt)
+        await throttle.release(attempt)
         checked = stored.hashed_password
     return await ctx.passwords.hash(fields["password"]), checked
 

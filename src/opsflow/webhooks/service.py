@@ -24,6 +24,7 @@ from opsflow.models.notification import Notification, WebhookSubscription
 from opsflow.models.outbox import OutboxEvent
 from opsflow.notifications.backoff import MAX_ATTEMPTS
 from opsflow.notifications.templates import webhook_body
+from opsflow.observability import tracing
 from opsflow.webhooks import repository
 from opsflow.webhooks.schemas import WebhookCreate, WebhookUpdate
 
@@ -78,6 +79,7 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
                 scheduled_at=now,
                 attempt_log=[],
                 dedup_key=keys[subscription.id],
+                trace_context=tracing.traceparent(),
                 created_at=now,
                 updated_at=now,
             )

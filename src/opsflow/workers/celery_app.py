@@ -54,6 +54,7 @@ from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, load_settings
 from opsflow.context import AppContext
 from opsflow.db import create_engine
+from opsflow.observability import tracing
 from opsflow.observability.logging import get_logger
 from opsflow.workers.contract import Engine
 from opsflow.workers.heartbeat import Heartbeat
@@ -242,6 +243,8 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
     )
+    if tracing.setup(settings):
+        tracing.instrument_celery()
     runtime = EngineRuntime(settings)
 
     def sla_engine_tick() -> dict[str, Any]:

@@ -44,6 +44,7 @@ from opsflow.composition import build_context
 from opsflow.config import Settings
 from opsflow.context import AppContext
 from opsflow.observability.logging import get_logger
+from opsflow.observability.metrics import serve_process_metrics
 from opsflow.workers.contract import EngineRegistry, PassReport
 from opsflow.workers.heartbeat import Heartbeat
 from opsflow.workers.rounds import RoundReport, run_round, wait_before_next_round
@@ -222,6 +223,11 @@ async def _schema_is_current(ctx: AppContext) -> bool:
 
 async def serve(settings: Settings, options: Options, out: TextIO = sys.stdout) -> int:
     ctx = build_context(settings, SystemClock())
+    stop_metrics = None
+    if settings.metrics_port is not None:  # this process's instruments on a port of its own
+        stop_metrics = serve_process_metrics(
+            settings.metrics_port, settings.metrics_host, ctx.metrics.exposed
+        )
     try:
         process = EngineProcess(ctx, options, out)
         try:
@@ -252,4 +258,6 @@ async def serve(settings: Settings, options: Options, out: TextIO = sys.stdout) 
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         await ctx.close()
