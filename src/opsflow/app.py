@@ -43,6 +43,7 @@ from opsflow.openapi import install as install_openapi
 from opsflow.realtime.bus import BUS, Listener
 from opsflow.realtime.endpoints import REALTIME_PATHS
 from opsflow.realtime.endpoints import stream as realtime_stream
+from opsflow.reports.endpoints import router as reports_router
 from opsflow.routing import RouteIndex, literal_routes_first, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
@@ -331,6 +332,7 @@ def create_app(
         windows_router,
         webhooks_router,
         audit_router,
+        reports_router,
         system_router,
     )
     for router in domain_routers:

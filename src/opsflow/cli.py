@@ -242,6 +242,32 @@ def sla_export(
     _run_reporting_errors(run())
 
 
+reports_app = typer.Typer(help="Reports: what they keep beside the rows they describe.")
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("rebuild")
+def reports_rebuild() -> None:
+    """Recompute the working time stored on every stopped SLA clock (after a bulk load, or to
+    check it): the same computation a clock makes when it stops."""
+    from opsflow.db import unit_of_work
+    from opsflow.reports import service
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+
+    async def run() -> None:
+        ctx = build_context(settings, SystemClock())
+        try:
+            async with unit_of_work(ctx.sessions) as session:
+                changed = await service.rebuild(session)
+        finally:
+            await ctx.close()
+        typer.echo(f"rebuilt: {changed} clock(s) changed")
+
+    _run_reporting_errors(run())
+
+
 def _celery_logging(level: str, json_logs: bool, chatty: tuple[str, ...]) -> None:
     """Our structlog lines and Celery's at one level; Celery's per-tick lines only at DEBUG.
 

@@ -54,6 +54,7 @@ HOLDERS: dict[str, frozenset[str]] = {
     "comment": frozenset({"admin", "manager", "team_lead", "developer", "support"}),
     "read_tasks": EVERYONE,
     "audit": frozenset({"admin", "auditor"}),
+    "reports": frozenset({"admin", "manager", "team_lead", "auditor", "viewer"}),
     # "ingest tickets"
     "ingest_tickets": frozenset({"admin", "manager"}),
     # "heartbeat monitors: write" (reading them is "read tasks")
@@ -888,6 +889,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", f"{V1}/audit-logs", "audit", 200),
     Endpoint("GET", f"{V1}/audit-logs/export", "audit", 200),
     Endpoint("GET", f"{V1}/audit-logs/verify", "audit", 200),
+    Endpoint("GET", f"{V1}/reports/sla-summary", "reports", 200),
+    Endpoint("GET", f"{V1}/reports/team-performance", "reports", 200),
+    Endpoint("GET", f"{V1}/reports/incidents", "reports", 200),
+    Endpoint("GET", f"{V1}/reports/dashboard", "reports", 200),
+    Endpoint("GET", f"{V1}/reports/sla-compliance", "reports", 200),
     # system and docs
     Endpoint("GET", f"{V1}/health", PUBLIC, 200),
     Endpoint("GET", f"{V1}/ready", PUBLIC, 200),
@@ -956,6 +962,8 @@ def test_matrix_is_a_faithful_copy_of_spec_6() -> None:
     assert "auditor" in HOLDERS["audit"]
     assert "manager" not in HOLDERS["audit"]
     assert "support" not in HOLDERS["progress"]
+    assert {"viewer", "auditor"} <= HOLDERS["reports"]
+    assert "developer" not in HOLDERS["reports"]
     for capability in {e.capability for e in ENDPOINTS} - {PUBLIC}:
         assert capability in HOLDERS, capability
 

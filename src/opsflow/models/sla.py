@@ -94,6 +94,13 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("next_fire_at IS NOT NULL"),
             sqlite_where=text("next_fire_at IS NOT NULL"),
         ),
+        # The clocks still counting, by deadline (the reports' upcoming deadlines).
+        Index(
+            "ix_sla_clocks_running_deadline",
+            "deadline",
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(
@@ -122,6 +129,9 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The working time the clock counted (its calendar, pauses excluded) when it stopped;
+    # None while it counts. Kept so reports read it instead of walking calendars.
+    working_seconds: Mapped[float | None] = mapped_column(Float)
     # Stopped by the task's cancellation (also when the clock had breached first and so
     # keeps BREACHED): it was not met, it was abandoned.
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)

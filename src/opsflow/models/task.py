@@ -20,6 +20,7 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         UniqueConstraint("source", "external_id"),
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_status_priority", "status", "priority"),
+        Index("ix_tasks_acknowledged_at", "acknowledged_at"),
         # An alert's dedup key names at most one open incident of its integration (source).
         Index(
             "uq_tasks_open_dedup_key",

@@ -22,7 +22,7 @@ from typing import Any
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ClockStatus
 from opsflow.models.sla import SlaClock
-from opsflow.sla.calendar import BusinessCalendar, threshold_instants
+from opsflow.sla.calendar import BusinessCalendar, threshold_instants, working_seconds
 from opsflow.sla.calendar_format import calendar_from_dict
 from opsflow.sla.defaults import CRITICAL_PERCENT, WARNING_PERCENT
 
@@ -178,6 +178,16 @@ def reschedule(clock: SlaClock) -> None:
         clock.next_fire_at = due
 
 
+def counted_seconds(clock: SlaClock) -> float | None:
+    """The working time a stopped clock counted: its calendar from its start to its stop,
+    pauses excluded (None while it counts). Stored on the clock when it stops."""
+    if clock.stopped_at is None:
+        return None
+    calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
+    until = max(clock.stopped_at, clock.started_at)
+    return working_seconds(calendar, clock.started_at, until, pause_intervals(clock.pauses))
+
+
 def running(clock: SlaClock) -> bool:
     return clock.stopped_at is None and clock.status in (ClockStatus.ACTIVE, ClockStatus.BREACHED)
 
@@ -219,6 +229,7 @@ def stop(clock: SlaClock, at: datetime, *, cancelled: bool = False) -> None:
         resume(clock, max(at, clock.paused_at))
     clock.stopped_at = at
     clock.cancelled = cancelled
+    clock.working_seconds = counted_seconds(clock)
     if clock.status != ClockStatus.BREACHED:
         if at > clock.deadline:
             # Stopped after its deadline, before the engine's pass got to it: breached all
@@ -240,6 +251,7 @@ def resume_after_reopen(clock: SlaClock, now: datetime) -> None:
     ]
     clock.paused_seconds += (now - stopped).total_seconds()
     clock.stopped_at = None
+    clock.working_seconds = None
     if clock.status == ClockStatus.MET:
         clock.status = ClockStatus.ACTIVE
     clock.updated_at = now

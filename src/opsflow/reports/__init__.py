@@ -1,0 +1,1 @@
+"""Reports: SLA summary, team performance, incidents, the dashboard and SLA compliance."""

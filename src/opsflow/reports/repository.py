@@ -1,0 +1,539 @@
+"""Every query of the reports: aggregates computed by the database, grouped small.
+
+Each report reads a few grouped aggregates (at most a few thousand rows) over the tasks of
+the period and their SLA clocks; the rows a report returns never grow with the number of
+tasks. What the database cannot compute portably — time zones, working time — is kept
+out of SQL: rows are grouped by UTC slot (see `periods`), and a clock's working time is
+stored on it when it stops (`sla_clocks.working_seconds`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opsflow.kit.sql import epoch_seconds
+from opsflow.kit.types import UTCDateTime
+from opsflow.models.enums import ClockStatus, EscalationStatus, Role, TaskStatus, TaskType
+from opsflow.models.escalation import EscalationEvent
+from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.sla import SlaClock, SlaEvent
+from opsflow.models.task import Task
+from opsflow.models.team import Team
+from opsflow.models.user import User
+from opsflow.reports.periods import percentile
+
+OPEN_STATUSES = (
+    TaskStatus.CREATED,
+    TaskStatus.ASSIGNED,
+    TaskStatus.IN_PROGRESS,
+    TaskStatus.BLOCKED,
+)
+# Roles that take work: the people team utilisation counts.
+RESPONDER_ROLES = (Role.TEAM_LEAD, Role.DEVELOPER, Role.SUPPORT)
+BREACH_EVENTS = ("START_BREACH", "RESOLVE_BREACH")
+PRIORITY_WEIGHT = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    start: datetime
+    end: datetime
+    task_type: str | None = None
+    priority: str | None = None
+    team_id: uuid.UUID | None = None
+    customer_tier: str | None = None
+    tz: str = "UTC"
+
+
+def task_clauses(filters: ReportFilters, *, window: bool = True) -> list[ColumnElement[bool]]:
+    """The filters on tasks; `window`: created in [start, end)."""
+    clauses: list[ColumnElement[bool]] = []
+    if window:
+        clauses += [Task.created_at >= filters.start, Task.created_at < filters.end]
+    if filters.task_type is not None:
+        clauses.append(Task.task_type == filters.task_type)
+    if filters.priority is not None:
+        clauses.append(Task.priority == filters.priority)
+    if filters.team_id is not None:
+        clauses.append(Task.team_id == filters.team_id)
+    if filters.customer_tier is not None:
+        clauses.append(Task.customer_tier == filters.customer_tier)
+    return clauses
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _slot(dialect: str, column: Any, step: int) -> ColumnElement[Any]:
+    """Whole `step`s of seconds since the epoch (exact: integer seconds on SQLite)."""
+    if dialect == "postgresql":
+        return cast(func.floor(func.extract("epoch", column) / step), Integer)
+    return cast(func.strftime("%s", column), Integer).op("/")(step)
+
+
+def _now(now: datetime) -> ColumnElement[Any]:
+    return literal(now, UTCDateTime())
+
+
+def clock_breached(now: datetime) -> ColumnElement[bool]:
+    """sla.status.ClockView.breached in SQL: recorded as breached, stopped after its
+    deadline, or still counting (or paused) at or past it."""
+    until = func.coalesce(SlaClock.paused_at, _now(now))
+    return or_(
+        SlaClock.status == ClockStatus.BREACHED,
+        and_(SlaClock.stopped_at.is_not(None), SlaClock.stopped_at > SlaClock.deadline),
+        and_(SlaClock.stopped_at.is_(None), until >= SlaClock.deadline),
+    )
+
+
+def clock_met() -> ColumnElement[bool]:
+    """Stopped by the response (START) or the completion (RESOLVE), in time."""
+    return and_(
+        SlaClock.stopped_at.is_not(None),
+        SlaClock.cancelled.is_(False),
+        SlaClock.status != ClockStatus.BREACHED,
+        SlaClock.stopped_at <= SlaClock.deadline,
+    )
+
+
+def _breached_tasks(now: datetime) -> Any:
+    return (
+        select(SlaClock.task_id.label("task_id"))
+        .where(clock_breached(now))
+        .group_by(SlaClock.task_id)
+        .subquery("breached")
+    )
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _completion_seconds() -> ColumnElement[Any]:
+    return epoch_seconds(Task.completed_at) - epoch_seconds(Task.created_at)
+
+
+def _tally_columns(breached: Any) -> list[ColumnElement[Any]]:
+    completed = and_(Task.status == TaskStatus.COMPLETED, Task.completed_at.is_not(None))
+    return [
+        func.count().label("total"),
+        _count_if(completed).label("completed"),
+        _count_if(Task.status.in_(OPEN_STATUSES)).label("open"),
+        _count_if(Task.status == TaskStatus.CANCELLED).label("cancelled"),
+        func.sum(case((completed, _completion_seconds()), else_=None)).label("completion_seconds"),
+        _count_if(breached.c.task_id.is_not(None)).label("breached"),
+        func.coalesce(
+            func.sum(
+                case(
+                    (
+                        Task.status.in_(OPEN_STATUSES),
+                        case(PRIORITY_WEIGHT, value=Task.priority, else_=0),
+                    ),
+                    else_=0,
+                )
+            ),
+            0,
+        ).label("workload"),
+    ]
+
+
+def _tallied(
+    keys: Sequence[Any], filters: ReportFilters, now: datetime, *, window: bool
+) -> Select[Any]:
+    breached = _breached_tasks(now)
+    return (
+        select(*keys, *_tally_columns(breached))
+        .select_from(Task)
+        .outerjoin(breached, breached.c.task_id == Task.id)
+        .where(*task_clauses(filters, window=window))
+        .group_by(*keys)
+    )
+
+
+async def task_tallies(
+    session: AsyncSession, filters: ReportFilters, now: datetime, step: int
+) -> Sequence[Any]:
+    """Tallies of the period's tasks by priority, type and creation slot."""
+    slot = _slot(_dialect(session), Task.created_at, step).label("slot")
+    query = _tallied([Task.priority, Task.task_type, slot], filters, now, window=True)
+    return list((await session.execute(query)).all())
+
+
+async def people_tallies(
+    session: AsyncSession, filters: ReportFilters, now: datetime
+) -> Sequence[Any]:
+    """Tallies by primary assignee and team."""
+    query = _tallied([Task.assigned_to, Task.team_id], filters, now, window=True)
+    return list((await session.execute(query)).all())
+
+
+async def tier_tallies(
+    session: AsyncSession, filters: ReportFilters, now: datetime
+) -> Sequence[Any]:
+    query = _tallied([Task.customer_tier], filters, now, window=True)
+    return list((await session.execute(query)).all())
+
+
+async def severity_tallies(
+    session: AsyncSession, filters: ReportFilters, now: datetime
+) -> Sequence[Any]:
+    query = _tallied([Task.priority], filters, now, window=True).where(
+        Task.task_type == TaskType.INCIDENT
+    )
+    return list((await session.execute(query)).all())
+
+
+async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence[Any]:
+    """Incidents of the period by tag: count, completed count, completion seconds."""
+    dialect = _dialect(session)
+    function = (
+        func.jsonb_array_elements_text(Task.tags)
+        if dialect == "postgresql"
+        else func.json_each(Task.tags)
+    )
+    tags = function.table_valued("value").alias("tag")
+    completed = and_(Task.status == TaskStatus.COMPLETED, Task.completed_at.is_not(None))
+    query = (
+        select(
+            tags.c.value.label("tag"),
+            func.count().label("count"),
+            _count_if(completed).label("completed"),
+            func.sum(case((completed, _completion_seconds()), else_=None)).label("seconds"),
+        )
+        .select_from(Task)
+        .join(tags, true())
+        .where(*task_clauses(filters), Task.task_type == TaskType.INCIDENT)
+        .group_by(tags.c.value)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def users_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(User).where(User.id.in_(ids)))
+    return {u.id: u for u in rows}
+
+
+async def teams_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Team]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Team).where(Team.id.in_(ids)))
+    return {t.id: t for t in rows}
+
+
+# --- the dashboard ----------------------------------------------------------------------
+
+
+async def open_incident_counts(session: AsyncSession, filters: ReportFilters) -> tuple[int, int]:
+    query = select(func.count(), _count_if(Task.priority == "CRITICAL")).where(
+        *task_clauses(filters, window=False),
+        Task.task_type == TaskType.INCIDENT,
+        Task.status.in_(OPEN_STATUSES),
+    )
+    active, critical = (await session.execute(query)).one()
+    return int(active), int(critical)
+
+
+async def tasks_at_risk(session: AsyncSession, filters: ReportFilters, now: datetime) -> int:
+    """Open tasks with a counting clock past its warning instant and not yet breached."""
+    until = func.coalesce(SlaClock.paused_at, _now(now))
+    query = (
+        select(func.count(func.distinct(SlaClock.task_id)))
+        .join(Task, Task.id == SlaClock.task_id)
+        .where(
+            SlaClock.stopped_at.is_(None),
+            SlaClock.status != ClockStatus.BREACHED,
+            until < SlaClock.deadline,
+            SlaClock.warning_at.is_not(None),
+            until >= SlaClock.warning_at,
+            Task.status.in_(OPEN_STATUSES),
+            *task_clauses(filters, window=False),
+        )
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def pending_escalations(session: AsyncSession, filters: ReportFilters) -> int:
+    query = (
+        select(func.count())
+        .select_from(EscalationEvent)
+        .join(Task, Task.id == EscalationEvent.task_id)
+        .where(
+            EscalationEvent.status == EscalationStatus.PENDING,
+            *task_clauses(filters, window=False),
+        )
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def utilization(session: AsyncSession, filters: ReportFilters) -> tuple[int, int]:
+    """(responders with at least one open task, active responders)."""
+    busy = (
+        select(Task.id)
+        .where(
+            Task.assigned_to == User.id,
+            Task.status.in_(OPEN_STATUSES),
+            *task_clauses(filters, window=False),
+        )
+        .exists()
+    )
+    clauses: list[ColumnElement[bool]] = [
+        User.is_active.is_(True),
+        User.role.in_(RESPONDER_ROLES),
+    ]
+    if filters.team_id is not None:
+        clauses.append(User.team_id == filters.team_id)
+    query = select(_count_if(busy), func.count()).select_from(User).where(*clauses)
+    working, everyone = (await session.execute(query)).one()
+    return int(working), int(everyone)
+
+
+async def recent_breaches(
+    session: AsyncSession, filters: ReportFilters, limit: int
+) -> Sequence[Any]:
+    query = (
+        select(
+            SlaEvent.task_id,
+            Task.title,
+            SlaEvent.sla_type,
+            SlaEvent.delay_minutes,
+            SlaEvent.triggered_at,
+        )
+        .join(Task, Task.id == SlaEvent.task_id)
+        .where(
+            SlaEvent.event_type.in_(BREACH_EVENTS),
+            SlaEvent.triggered_at >= filters.start,
+            SlaEvent.triggered_at < filters.end,
+            *task_clauses(filters, window=False),
+        )
+        .order_by(SlaEvent.triggered_at.desc(), SlaEvent.id)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def upcoming_deadlines(
+    session: AsyncSession, filters: ReportFilters, now: datetime, limit: int
+) -> Sequence[Any]:
+    """Counting (not paused) clocks of open tasks whose deadline is still ahead, soonest
+    first."""
+    query = (
+        select(
+            SlaClock.task_id,
+            Task.title,
+            SlaClock.kind,
+            SlaClock.deadline,
+            SlaClock.warning_at,
+        )
+        .join(Task, Task.id == SlaClock.task_id)
+        .where(
+            SlaClock.stopped_at.is_(None),
+            SlaClock.paused_at.is_(None),
+            SlaClock.deadline > _now(now),
+            Task.status.in_(OPEN_STATUSES),
+            *task_clauses(filters, window=False),
+        )
+        .order_by(SlaClock.deadline, SlaClock.task_id, SlaClock.kind)
+        .limit(limit)
+    )
+    return list((await session.execute(query)).all())
+
+
+# --- SLA compliance ---------------------------------------------------------------------
+
+
+async def calendar_compliance(
+    session: AsyncSession, filters: ReportFilters, now: datetime
+) -> Sequence[Any]:
+    """Clocks of the period's tasks by calendar and kind: met, breached, counting, cancelled."""
+    breached = clock_breached(now)
+    cancelled = and_(SlaClock.cancelled.is_(True), ~breached)
+    counting = and_(SlaClock.stopped_at.is_(None), ~breached)
+    calendar = func.coalesce(SlaClock.calendar_name, "24x7").label("calendar")
+    query = (
+        select(
+            calendar,
+            SlaClock.kind,
+            _count_if(clock_met()).label("met"),
+            _count_if(breached).label("breached"),
+            _count_if(counting).label("counting"),
+            _count_if(cancelled).label("cancelled"),
+        )
+        .join(Task, Task.id == SlaClock.task_id)
+        .where(*task_clauses(filters))
+        .group_by(calendar, SlaClock.kind)
+    )
+    return list((await session.execute(query)).all())
+
+
+def _stopped_clocks(filters: ReportFilters) -> list[ColumnElement[bool]]:
+    """Clocks stopped by the work (response or completion), not by a cancellation."""
+    return [
+        SlaClock.stopped_at.is_not(None),
+        SlaClock.cancelled.is_(False),
+        SlaClock.working_seconds.is_not(None),
+        *task_clauses(filters),
+    ]
+
+
+FRACTIONS = (0.5, 0.9, 0.95)
+Durations = tuple[int, float | None, list[float | None], list[float | None]]
+
+
+async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
+    """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
+    clocks (one pass over them)."""
+    clauses = _stopped_clocks(filters)
+    if _dialect(session) == "postgresql":
+        wall_exact = func.extract("epoch", SlaClock.stopped_at - SlaClock.started_at)
+        query = (
+            select(
+                SlaClock.kind,
+                func.count(),
+                func.avg(wall_exact),
+                *[func.percentile_cont(f).within_group(wall_exact) for f in FRACTIONS],
+                *[
+                    func.percentile_cont(f).within_group(SlaClock.working_seconds)
+                    for f in FRACTIONS
+                ],
+            )
+            .join(Task, Task.id == SlaClock.task_id)
+            .where(*clauses)
+            .group_by(SlaClock.kind)
+        )
+        result: dict[str, Durations] = {}
+        for row in (await session.execute(query)).all():
+            values = [None if v is None else float(v) for v in row[2:]]
+            result[row[0]] = (int(row[1]), values[0], values[1:4], values[4:7])
+        return result
+    query = (
+        select(SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds)
+        .join(Task, Task.id == SlaClock.task_id)
+        .where(*clauses)
+    )
+    walls: dict[str, list[float]] = {}
+    works: dict[str, list[float]] = {}
+    for row in (await session.execute(query)).all():
+        walls.setdefault(row.kind, []).append((row.stopped_at - row.started_at).total_seconds())
+        works.setdefault(row.kind, []).append(float(row.working_seconds))
+    result = {}
+    for kind, wall in walls.items():
+        wall.sort()
+        work = sorted(works[kind])
+        result[kind] = (
+            len(wall),
+            sum(wall) / len(wall),
+            [percentile(wall, f) for f in FRACTIONS],
+            [percentile(work, f) for f in FRACTIONS],
+        )
+    return result
+
+
+async def acknowledgements(
+    session: AsyncSession, filters: ReportFilters, step: int
+) -> Sequence[Any]:
+    """Incidents acknowledged in [start, end) by responder and UTC slot."""
+    slot = _slot(_dialect(session), Task.acknowledged_at, step).label("slot")
+    query = (
+        select(Task.acknowledged_by, slot, func.count().label("count"))
+        .where(
+            Task.acknowledged_at >= filters.start,
+            Task.acknowledged_at < filters.end,
+            Task.acknowledged_by.is_not(None),
+            Task.task_type == TaskType.INCIDENT,
+            *task_clauses(filters, window=False),
+        )
+        .group_by(Task.acknowledged_by, slot)
+    )
+    return list((await session.execute(query)).all())
+
+
+async def user_zones(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The time zone of each user's notification preferences (the first by name)."""
+    if not ids:
+        return {}
+    query = (
+        select(NotificationPreference.user_id, func.min(NotificationPreference.timezone))
+        .where(
+            NotificationPreference.user_id.in_(ids),
+            NotificationPreference.timezone.is_not(None),
+        )
+        .group_by(NotificationPreference.user_id)
+    )
+    return {row[0]: str(row[1]) for row in (await session.execute(query)).all()}
+
+
+# --- rebuild ---------------------------------------------------------------------------
+
+
+def _plain_clock() -> ColumnElement[bool]:
+    """24x7 and never paused (PostgreSQL): its working time is its wall-clock time."""
+    return and_(
+        SlaClock.calendar_name.is_(None),
+        func.jsonb_typeof(SlaClock.pauses) == "array",
+        func.jsonb_array_length(SlaClock.pauses) == 0,
+    )
+
+
+async def clear_counting_clocks(session: AsyncSession) -> int:
+    result = await session.execute(
+        update(SlaClock)
+        .where(SlaClock.stopped_at.is_(None), SlaClock.working_seconds.is_not(None))
+        .values(working_seconds=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def rebuild_plain_clocks(session: AsyncSession) -> int | None:
+    """PostgreSQL: the stopped plain clocks in one statement (exact: the interval's seconds
+    as PostgreSQL gives them are what `timedelta.total_seconds()` gives). None elsewhere."""
+    if _dialect(session) != "postgresql":
+        return None
+    wall = func.greatest(SlaClock.stopped_at, SlaClock.started_at) - SlaClock.started_at
+    value = cast(func.extract("epoch", wall), Float)
+    result = await session.execute(
+        update(SlaClock)
+        .where(
+            SlaClock.stopped_at.is_not(None),
+            _plain_clock(),
+            SlaClock.working_seconds.is_distinct_from(value),
+        )
+        .values(working_seconds=value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def stopped_clock_ids(
+    session: AsyncSession, after: uuid.UUID | None, limit: int, *, plain_done: bool
+) -> Sequence[SlaClock]:
+    query = select(SlaClock).where(SlaClock.stopped_at.is_not(None)).order_by(SlaClock.id)
+    if plain_done:
+        query = query.where(~_plain_clock())
+    if after is not None:
+        query = query.where(SlaClock.id > after)
+    return (await session.scalars(query.limit(limit))).all()
