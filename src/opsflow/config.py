@@ -305,13 +305,9 @@ TOOLING_VARIABLES = frozenset(
         "OPSFLOW_TEST_REDIS_URL",
         "OPSFLOW_REQUIRE_SERVICES",
         "OPSFLOW_CI",
+        "OPSFLOW_CHAOS",
     }
 )
-# Names from common deployment templates that OpsFlow has no feature for yet.
-NOT_YET_USED = {
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpsFlow does not export traces yet",
-    "OTEL_SERVICE_NAME": "OpsFlow does not export traces yet",
-}
 
 
 def known_variables() -> frozenset[str]:
@@ -326,16 +322,13 @@ def known_variables() -> frozenset[str]:
 
 def environment_warnings(environ: Mapping[str, str]) -> list[str]:
     """What a start should warn about: `OPSFLOW_*` variables no setting reads (a typo must
-    not pass silently; the closest known name is suggested), and design-template names
-    that nothing uses yet."""
+    not pass silently; the closest known name is suggested)."""
     known = known_variables()
     prefixed = sorted(name for name in known if name.startswith("OPSFLOW_"))
     warnings: list[str] = []
     for name in sorted(environ):
         upper = name.upper()
-        if upper in NOT_YET_USED:
-            warnings.append(f"{name} is set but ignored: {NOT_YET_USED[upper]}")
-        elif upper.startswith("OPSFLOW_") and upper not in known | TOOLING_VARIABLES:
+        if upper.startswith("OPSFLOW_") and upper not in known | TOOLING_VARIABLES:
             # Compared without the shared prefix, which would make every name look close.
             close = difflib.get_close_matches(
                 upper.removeprefix("OPSFLOW_"),

@@ -115,10 +115,13 @@ def test_far_off_unknown_variable_gets_no_suggestion() -> None:
     assert warning == "OPSFLOW_QWERTYUIOP is not an OpsFlow setting and is ignored"
 
 
-@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_ENDPOINT"])
-def test_names_without_a_feature_yet_are_reported(name: str) -> None:
-    (warning,) = environment_warnings({name: "1"})
-    assert warning.startswith(f"{name} is set but ignored")
+@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"])
+def test_tracing_variables_are_read(name: str) -> None:
+    assert environment_warnings({name: "http://127.0.0.1:4318"}) == []
+
+
+def test_test_tooling_variables_are_not_reported() -> None:
+    assert environment_warnings({"OPSFLOW_CHAOS": "1", "OPSFLOW_CI": "1"}) == []
 
 
 def test_rate_limit_per_minute_is_read() -> None:
