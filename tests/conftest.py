@@ -40,6 +40,23 @@ if os.environ.get("OPSFLOW_CI") == "1":
     hypothesis_settings.load_profile("ci")
 
 
+def _redis_database_per_worker() -> None:
+    """Under pytest-xdist (`-n`), each worker process takes its own Redis database
+    (the configured one minus the worker's number), so one worker flushing its broker
+    database never empties another's. Set before any test module reads the variable."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("OPSFLOW_TEST_REDIS_URL")
+    if not url or not worker.startswith("gw"):
+        return
+    base, _, database = url.rpartition("/")
+    number = int(database) if database.isdigit() else 0
+    index = int(worker[2:])
+    number = number - index if number >= index else number + index
+    os.environ["OPSFLOW_TEST_REDIS_URL"] = f"{base}/{number}"
+
+
+_redis_database_per_worker()
+
 PG_URL = os.environ.get("OPSFLOW_TEST_DATABASE_URL")
 REQUIRE_SERVICES = os.environ.get("OPSFLOW_REQUIRE_SERVICES") == "1"
 
