@@ -149,6 +149,56 @@ def reset_password(
     _run_reporting_errors(run())
 
 
+@app.command()
+def demo(
+    tasks: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="Tasks and incidents to create.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option(help="Same seed, same month of history.")] = 1,
+    password: Annotated[
+        str | None, typer.Option(help="Password of every demo account; generated when omitted.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete every row of a non-empty database first.")
+    ] = False,
+) -> None:
+    """Fill an empty database with a month of demo tasks, incidents and their SLA history."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from opsflow.demo.loader import load_demo, new_password
+
+    settings = load_settings()
+    schema.upgrade(settings.database_url)
+    chosen = password or new_password()
+
+    async def run() -> None:
+        ctx = build_context(settings, SystemClock())
+        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with Progress("{task.description}", *columns) as bar:
+                job = bar.add_task("tasks", total=tasks)
+                summary = await load_demo(
+                    ctx,
+                    tasks=tasks,
+                    seed=seed,
+                    password=chosen,
+                    replace=force,
+                    progress=lambda done, _total: bar.update(job, completed=done),
+                )
+        finally:
+            await ctx.close()
+        rows = ", ".join(f"{count} {name}" for name, count in summary.rows.items())
+        typer.echo(
+            f"Demo month {summary.start:%Y-%m-%d} .. {summary.end:%Y-%m-%d %H:%M} UTC: {rows} "
+            f"in {summary.seconds:.1f} s ({summary.tasks / summary.seconds:.0f} tasks/s)."
+        )
+        for role, names in summary.usernames.items():
+            typer.echo(f"  {role:<10} {', '.join(names)}")
+        typer.echo(f"Every demo account's password: {summary.password}")
+
+    _run_reporting_errors(run())
+
+
 def _run_reporting_errors(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a command's coroutine; an AppError or ValueError is printed and exits 1."""
     try:

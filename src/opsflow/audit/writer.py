@@ -10,6 +10,7 @@ taken after it (so it cannot take part in a deadlock). SQLite serialises writers
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,7 +29,7 @@ _PENDING = "audit_pending"
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
     entity_type: str
     entity_id: uuid.UUID
     action: str
@@ -54,9 +55,9 @@ def record(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """Queue one audit row; it is written in this unit of work, just before commit."""
-    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
+    pending: list[Pending] = session.info.setdefault(_PENDING, [])
     pending.append(
-        _Pending(
+        Pending(
             entity_type=entity_type,
             entity_id=entity_id,
             action=action,
@@ -76,7 +77,7 @@ async def _flush_hook(session: AsyncSession) -> None:
 
 
 async def flush_pending(session: AsyncSession) -> list[AuditLog]:
-    pending: list[_Pending] = session.info.pop(_PENDING, [])
+    pending: list[Pending] = session.info.pop(_PENDING, [])
     if not pending:
         return []
     bind = session.get_bind()
@@ -88,53 +89,91 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
         )
     ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-    rows: list[AuditLog] = []
-    for item in pending:
-        seq += 1
-        row = AuditLog(
-            id=uuid.uuid4(),
-            seq=seq,
-            entity_type=item.entity_type,
-            entity_id=item.entity_id,
-            action=item.action,
-            actor_type=item.actor.actor_type.value,
-            actor_id=item.actor.id,
-            actor_name=item.actor.name,
-            previous_state=item.previous_state,
-            new_state=item.new_state,
-            changes=item.changes,
-            ip_address=item.actor.meta.ip_address,
-            user_agent=item.actor.meta.user_agent,
-            request_id=item.actor.meta.request_id,
-            timestamp=item.timestamp,
-            metadata_=item.metadata,
-            prev_hash=prev_hash,
-        )
-        row.hash = chain_hash(prev_hash, row_content(row))
-        prev_hash = row.hash
-        rows.append(row)
+    rows = [AuditLog(**values) for values in chain(pending, seq, prev_hash)]
     session.add_all(rows)
     await session.flush()
     return rows
 
 
+def take_pending(session: AsyncSession) -> list[Pending]:
+    """The audit rows queued in this session, removed from it (for a caller that chains and
+    writes them itself: the demo data loader)."""
+    pending: list[Pending] = session.info.pop(_PENDING, [])
+    return pending
+
+
+def chain(pending: list[Pending], seq: int, prev_hash: str) -> list[dict[str, Any]]:
+    """Queued rows as the column values (by attribute name) of audit rows appended after
+    the row (`seq`, `prev_hash`), hashes included (pure)."""
+    rows: list[dict[str, Any]] = []
+    for item in pending:
+        seq += 1
+        values: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "seq": seq,
+            "entity_type": item.entity_type,
+            "entity_id": item.entity_id,
+            "action": item.action,
+            "actor_type": item.actor.actor_type.value,
+            "actor_id": item.actor.id,
+            "actor_name": item.actor.name,
+            "previous_state": item.previous_state,
+            "new_state": item.new_state,
+            "changes": item.changes,
+            "ip_address": item.actor.meta.ip_address,
+            "user_agent": item.actor.meta.user_agent,
+            "request_id": item.actor.meta.request_id,
+            "timestamp": item.timestamp,
+            "metadata_": item.metadata,
+            "prev_hash": prev_hash,
+        }
+        values["hash"] = prev_hash = chain_hash(prev_hash, content(values))
+        rows.append(values)
+    return rows
+
+
+_CONTENT_ATTRIBUTES = (
+    "seq",
+    "id",
+    "entity_type",
+    "entity_id",
+    "action",
+    "actor_type",
+    "actor_id",
+    "actor_name",
+    "previous_state",
+    "new_state",
+    "changes",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "timestamp",
+    "metadata_",
+)
+
+
 def row_content(row: AuditLog) -> dict[str, Any]:
     """The hashed content of a row, in the same JSON form whether fresh or read back."""
+    return content({name: getattr(row, name) for name in _CONTENT_ATTRIBUTES})
+
+
+def content(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed content of an audit row given as its values by attribute name."""
     return {
-        "seq": row.seq,
-        "id": str(row.id),
-        "entity_type": row.entity_type,
-        "entity_id": str(row.entity_id),
-        "action": row.action,
-        "actor_type": row.actor_type,
-        "actor_id": str(row.actor_id) if row.actor_id else None,
-        "actor_name": row.actor_name,
-        "previous_state": row.previous_state,
-        "new_state": row.new_state,
-        "changes": row.changes,
-        "ip_address": row.ip_address,
-        "user_agent": row.user_agent,
-        "request_id": row.request_id,
-        "timestamp": to_jsonable(row.timestamp),
-        "metadata": row.metadata_,
+        "seq": values["seq"],
+        "id": str(values["id"]),
+        "entity_type": values["entity_type"],
+        "entity_id": str(values["entity_id"]),
+        "action": values["action"],
+        "actor_type": values["actor_type"],
+        "actor_id": str(values["actor_id"]) if values["actor_id"] else None,
+        "actor_name": values["actor_name"],
+        "previous_state": values["previous_state"],
+        "new_state": values["new_state"],
+        "changes": values["changes"],
+        "ip_address": values["ip_address"],
+        "user_agent": values["user_agent"],
+        "request_id": values["request_id"],
+        "timestamp": to_jsonable(values["timestamp"]),
+        "metadata": values["metadata_"],
     }

@@ -87,16 +87,34 @@ async def fire(
         # without a lead, no manager) reaches the administrators instead.
         users = await resolve_targets(session, task, ["role:admin"])
     policy = await repository.get_policy(session, step.policy_id) if step.policy_id else None
+    if not users and policy is not None and policy.skip_if_empty:
+        _reached(step, users, now)
+        step.status = EscalationStatus.SKIPPED
+        step.reason = "no recipients"
+        await _pull_forward(session, step, now)
+        return
+    record_fired(session, step, task, users, now, actor)
+
+
+def _reached(step: EscalationEvent, users: list[User], now: datetime) -> None:
     step.fired_at = now
     step.updated_at = now
     step.recipients = [
         {"id": str(u.id), "username": u.username, "email": u.email, "role": u.role} for u in users
     ]
-    if not users and policy is not None and policy.skip_if_empty:
-        step.status = EscalationStatus.SKIPPED
-        step.reason = "no recipients"
-        await _pull_forward(session, step, now)
-        return
+
+
+def record_fired(
+    session: AsyncSession,
+    step: EscalationEvent,
+    task: Task,
+    users: list[User],
+    now: datetime,
+    actor: Principal,
+) -> SlaEvent:
+    """A step fired to these people: the step's row, its ESCALATION SLA event, the audit row
+    and the `escalation.fired` outbox event (no reads: the caller resolved the people)."""
+    _reached(step, users, now)
     step.status = EscalationStatus.FIRED
     deadline = task.start_deadline if step.sla_type == "START" else task.resolve_deadline
     sla_event = SlaEvent(
@@ -152,6 +170,7 @@ async def fire(
             "recipients": [r["username"] for r in step.recipients],
         },
     )
+    return sla_event
 
 
 async def _pull_forward(session: AsyncSession, skipped: EscalationEvent, now: datetime) -> None:

@@ -129,11 +129,37 @@ async def _schedule(
 ) -> list[EscalationEvent]:
     if await repository.run_exists(session, run_id):
         return []  # the same trigger again (a redelivered outbox event): planned already
-    rows = []
     if planned is None:
         planned = plan(steps, repeat, repeat_interval, start)
-    for item in planned:
-        row = EscalationEvent(
+    rows = step_rows(
+        task,
+        run_id=run_id,
+        policy=policy,
+        planned=planned,
+        trigger=trigger,
+        sla_type=sla_type,
+        now=now,
+        policy_name=policy_name,
+    )
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+def step_rows(
+    task: Task,
+    *,
+    run_id: uuid.UUID,
+    policy: EscalationPolicy | None,
+    planned: list[PlannedStep],
+    trigger: str,
+    sla_type: str | None,
+    now: datetime,
+    policy_name: str | None = None,
+) -> list[EscalationEvent]:
+    """The pending rows of a run planned at `now` (pure)."""
+    return [
+        EscalationEvent(
             id=uuid.uuid4(),
             task_id=task.id,
             policy_id=policy.id if policy else None,
@@ -154,10 +180,8 @@ async def _schedule(
             created_at=now,
             updated_at=now,
         )
-        session.add(row)
-        rows.append(row)
-    await session.flush()
-    return rows
+        for item in planned
+    ]
 
 
 @dataclass(frozen=True)
@@ -336,6 +360,15 @@ async def on_task_changed(
     this transaction."""
     if pending is None:
         pending = await repository.pending_of_task(session, task.id)
+    settle_pending(task, pending, now)
+    closed = task.completed_at is not None or task.cancelled_at is not None
+    if not closed and task.acknowledged_at is not None:
+        await _plan_ack_timeouts(session, task, now)
+
+
+def settle_pending(task: Task, pending: list[EscalationEvent], now: datetime) -> None:
+    """The pending steps after a task change (pure): a close cancels them, a response those
+    that stop on one, a snooze postpones the others to its end."""
     closed = task.completed_at is not None or task.cancelled_at is not None
     responded = task.acknowledged_at is not None or task.started_at is not None
     remaining = []
@@ -352,8 +385,6 @@ async def on_task_changed(
             for step in remaining:
                 step.fire_at += shift
                 step.updated_at = now
-    if not closed and task.acknowledged_at is not None:
-        await _plan_ack_timeouts(session, task, now)
 
 
 async def _plan_ack_timeouts(session: AsyncSession, task: Task, now: datetime) -> None:

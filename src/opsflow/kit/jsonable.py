@@ -10,6 +10,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
 
 def to_jsonable(value: Any) -> Any:
     """Plain JSON values that survive a round trip through SQLite JSON and PostgreSQL JSONB.
@@ -17,6 +19,15 @@ def to_jsonable(value: Any) -> Any:
     Integral floats of 1e16 and above are turned into ints: JSONB keeps numbers as decimals
     and would hand ``1e+300`` back as a 301-digit integer, changing the canonical form.
     """
+    # The common exact types first (audit states and event payloads are mostly these);
+    # subclasses (enums, other mappings) take the general path below.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [to_jsonable(v) for v in value]
     if value is None or isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):

@@ -123,22 +123,38 @@ def plan_clock(
     pauses: list[Any],
     calendar: BusinessCalendar = _ALWAYS,
 ) -> Plan:
+    # A task change reschedules both of its clocks, mostly with the same inputs (an open
+    # pause does not move the plan): the last plans are kept, keyed by what they depend on.
+    steps = _planned(
+        started_at,
+        target_minutes,
+        tuple(float(p) for p in percents),
+        tuple(closed_pauses(pauses)),
+        calendar,
+    )
+    return Plan(list(steps))
+
+
+@lru_cache(maxsize=4096)
+def _planned(
+    started_at: datetime,
+    target_minutes: int,
+    percents: tuple[float, ...],
+    closed: tuple[tuple[datetime, datetime | None], ...],
+    calendar: BusinessCalendar,
+) -> tuple[tuple[Threshold, datetime], ...]:
     thresholds = thresholds_of(percents)
     weekly = calendar.weekly_working_seconds
     if weekly <= 0 or target_minutes * 60 > weekly * HORIZON_WEEKS:
-        return Plan([(t, NEVER) for t in thresholds])
+        return tuple((t, NEVER) for t in thresholds)
     try:
         instants = threshold_instants(
-            calendar,
-            started_at,
-            target_minutes,
-            [t.percent for t in thresholds],
-            closed_pauses(pauses),
+            calendar, started_at, target_minutes, [t.percent for t in thresholds], list(closed)
         )
     except ValueError:
         # Only a sparse calendar with a target of many years gets here: nothing fires.
-        return Plan([(t, NEVER) for t in thresholds])
-    return Plan([(t, min(instants[t.percent], NEVER)) for t in thresholds])
+        return tuple((t, NEVER) for t in thresholds)
+    return tuple((t, min(instants[t.percent], NEVER)) for t in thresholds)
 
 
 # --- moving a clock (pure: each transition changes the row in memory) ---------------------

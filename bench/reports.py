@@ -1,0 +1,143 @@
+"""Report latency over HTTP at growing sizes: p50/p99 of every report endpoint.
+
+For each size, fills a scratch database with `opsflow demo --tasks N` (PostgreSQL: a
+database ``opsflow_bench_reports`` created via the server in DATABASE_URL; with
+``--sqlite``: a file in a temporary folder), starts a real `opsflow serve --no-engine` on
+it, logs in as a demo manager and times ``--requests`` GETs of each report, one at a time.
+Prints the demo load speed, then a table of p50/p99 per endpoint and size with the growth
+ratio of the p50 from the smallest size to each larger one. An endpoint that answers 404
+is reported as missing and skipped.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1/postgres python bench/reports.py
+    python bench/reports.py --sqlite --sizes 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+from _serve import start_server
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from opsflow.config import Settings
+from opsflow.db import create_engine
+
+PASSWORD = "bench-reports-password"
+ENDPOINTS = (
+    "/reports/sla-summary",
+    "/reports/team-performance",
+    "/reports/incidents",
+    "/reports/dashboard",
+    "/reports/sla-compliance",
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def recreate(admin_url: str, name: str) -> str:
+    server = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await server.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def fill(url: str, tasks: int, workdir: str) -> float:
+    """`opsflow demo --tasks N` on `url`; returns its wall time in seconds."""
+    env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    began = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "opsflow", "demo", "--tasks", str(tasks), "--password", PASSWORD],
+        cwd=workdir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - began
+
+
+async def measure(base: str, requests: int) -> dict[str, tuple[float, float] | None]:
+    results: dict[str, tuple[float, float] | None] = {}
+    async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=120) as client:
+        login = await client.post("/auth/login", json={"username": "admin", "password": PASSWORD})
+        login.raise_for_status()
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        for path in ENDPOINTS:
+            first = await client.get(path, headers=headers)  # warms caches, checks the route
+            if first.status_code == 404:
+                print(f"  {path}: 404, no such endpoint here; skipped")
+                results[path] = None
+                continue
+            first.raise_for_status()
+            times = []
+            for _ in range(requests):
+                began = time.perf_counter()
+                response = await client.get(path, headers=headers)
+                times.append((time.perf_counter() - began) * 1000)
+                response.raise_for_status()
+            results[path] = (statistics.median(times), pct(times, 0.99))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--requests", type=int, default=30, help="timed GETs per endpoint")
+    parser.add_argument("--sqlite", action="store_true", help="embedded SQLite files instead")
+    parser.add_argument("--database", default="opsflow_bench_reports", help="scratch database")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    rows: dict[int, dict[str, tuple[float, float] | None]] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for size in sizes:
+            if args.sqlite:
+                url = f"sqlite+aiosqlite:///{workdir}/reports-{size}.db"
+            else:
+                base = os.environ.get("DATABASE_URL")
+                if not base:
+                    raise SystemExit("set DATABASE_URL to a PostgreSQL server, or use --sqlite")
+                admin_url = Settings(database_url=base).database_url
+                url = asyncio.run(recreate(admin_url, args.database))
+            seconds = fill(url, size, workdir)
+            print(f"{size:,} tasks: demo loaded in {seconds:.1f} s ({size / seconds:,.0f} tasks/s)")
+            process, base_url = start_server(workdir, {"DATABASE_URL": url}, ["--no-engine"])
+            try:
+                rows[size] = asyncio.run(measure(base_url, args.requests))
+            finally:
+                process.terminate()
+                process.wait(timeout=15)
+    smallest = sizes[0]
+    print()
+    header = f"{'endpoint':<28}" + "".join(f"{f'{s:,} p50/p99 ms':>24}" for s in sizes)
+    print(header + "  growth of p50")
+    for path in ENDPOINTS:
+        cells = []
+        for size in sizes:
+            value = rows[size].get(path)
+            cells.append(f"{value[0]:10.1f} / {value[1]:8.1f}  " if value else f"{'-':>22}  ")
+        base_value = rows[smallest].get(path)
+        growth = [
+            f"x{value[0] / base_value[0]:.1f}"
+            for size in sizes[1:]
+            if base_value and (value := rows[size].get(path))
+        ]
+        print(f"{path:<28}" + "".join(cells) + " ".join(growth))
+
+
+if __name__ == "__main__":
+    main()

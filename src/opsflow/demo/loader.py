@@ -1,0 +1,411 @@
+"""Filling an empty database with the demo's month, in bulk.
+
+Tasks are played one by one in the order they were created (`histories.play`). Their
+audit rows and outbox events are merged across tasks by instant, so the audit chain and
+the outbox are in the order a live system would have written them: the rows are chained
+with the audit writer's own `chain`, the streamed events numbered like the realtime
+consumer numbers them, and every event is marked published by the relay a moment after it
+was written (nothing is delivered again). Rows are inserted in batches, one transaction
+per batch.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Table, func, inspect, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from opsflow.audit import writer as audit_writer
+from opsflow.audit.chain import GENESIS_HASH
+from opsflow.auth.principal import Principal
+from opsflow.clock import SettableClock
+from opsflow.context import AppContext
+from opsflow.db import Base, unit_of_work
+from opsflow.demo.directory import SLA_CONFIG, Directory, build_directory, principal
+from opsflow.demo.histories import World, play
+from opsflow.demo.recorder import Recorder
+from opsflow.errors import Conflict
+from opsflow.models.audit import AuditLog
+from opsflow.models.collaboration import Comment
+from opsflow.models.escalation import EscalationEvent
+from opsflow.models.outbox import OutboxEvent
+from opsflow.models.sla import SlaClock, SlaEvent
+from opsflow.models.task import Task
+from opsflow.models.team import Team
+from opsflow.models.user import User
+from opsflow.realtime.consumer import is_streamed
+from opsflow.sla import service as sla_service
+from opsflow.sla_config import service as sla_config
+from opsflow.teams import service as team_service
+from opsflow.users import service as user_service
+
+MAX_TASKS = 1_000_000
+DAYS = 30
+# Tables whose rows make a database "not empty" for the demo.
+OCCUPIED = (User, Team, Task, AuditLog)
+# Insertion order within a batch (foreign keys first).
+TASK_ROWS = (Task, SlaClock, SlaEvent, Comment, EscalationEvent)
+
+
+class NotEmpty(Conflict):
+    """The database already holds data and the caller did not ask to replace it."""
+
+
+@dataclass
+class Summary:
+    tasks: int
+    users: int
+    teams: int
+    rows: dict[str, int]
+    start: datetime
+    end: datetime
+    seconds: float
+    password: str
+    usernames: dict[str, list[str]] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int], None]
+
+
+async def occupied(ctx: AppContext) -> dict[str, int]:
+    """Row counts of the tables that make a database non-empty (only those with rows)."""
+    counts: dict[str, int] = {}
+    async with ctx.engine.connect() as conn:
+        for model in OCCUPIED:
+            table: Table = model.__table__  # type: ignore[assignment]
+            count = int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+            if count:
+                counts[table.name] = count
+    return counts
+
+
+async def wipe(ctx: AppContext) -> None:
+    """Delete every row of every OpsFlow table (the schema and its version stay)."""
+    async with ctx.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.exec_driver_sql(f"TRUNCATE {names} CASCADE")
+        else:
+            await conn.execute(update(Team).values(lead_id=None))
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+
+
+def creation_instants(
+    rng: random.Random, count: int, start: datetime, end: datetime
+) -> list[datetime]:
+    """`count` instants in [start, end), busier on weekdays and in the (UTC) daytime."""
+    span = (end - start).total_seconds()
+    instants: list[datetime] = []
+    while len(instants) < count:
+        at = start + timedelta(seconds=rng.random() * span)
+        weight = (0.35 if at.weekday() >= 5 else 1.0) * (
+            0.3 + 0.7 * math.sin(math.pi * ((at.hour + at.minute / 60) % 24) / 24) ** 2
+        )
+        if rng.random() < weight:
+            instants.append(at)
+    instants.sort()
+    return instants
+
+
+class _Columns:
+    """A model's rows as plain column values for a bulk INSERT or COPY, defaults filled in."""
+
+    def __init__(self, model: type[Base]) -> None:
+        self.table: Table = model.__table__  # type: ignore[assignment]
+        self.columns: list[tuple[str, str, Any, bool]] = []
+        for attr in inspect(model).column_attrs:
+            column = attr.columns[0]
+            default = (
+                column.default.arg
+                if column.default is not None and column.default.is_scalar
+                else None
+            )
+            is_json = isinstance(column.type, JSON) or isinstance(
+                column.type.dialect_impl(_PG), JSON
+            )
+            self.columns.append((attr.key, column.key, default, is_json))
+        self.names = [name for _, name, _, _ in self.columns]
+
+    def rows(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
+        result = []
+        for obj in objects:
+            values = obj if isinstance(obj, dict) else obj.__dict__
+            result.append(
+                {name: values.get(key, default) for key, name, default, _ in self.columns}
+            )
+        return result
+
+    def records(self, objects: Iterable[Any]) -> list[tuple[Any, ...]]:
+        """Rows (ORM objects, or their values by attribute name) as COPY records: JSON
+        values as their text (what the driver's codec takes)."""
+        result = []
+        dumps = json.dumps
+        for obj in objects:
+            values = obj if isinstance(obj, dict) else obj.__dict__
+            result.append(
+                tuple(
+                    dumps(values.get(key, default)) if is_json else values.get(key, default)
+                    for key, _, default, is_json in self.columns
+                )
+            )
+        return result
+
+
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_COLUMNS: dict[type, _Columns] = {}
+
+
+def _columns(model: type[Base]) -> _Columns:
+    if model not in _COLUMNS:
+        _COLUMNS[model] = _Columns(model)
+    return _COLUMNS[model]
+
+
+async def _insert(conn: AsyncConnection, model: type[Base], objects: Sequence[Any]) -> None:
+    """Insert in bulk: COPY on PostgreSQL, multi-row INSERTs elsewhere."""
+    if not objects:
+        return
+    columns = _columns(model)
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.copy_records_to_table(
+            columns.table.name, records=columns.records(objects), columns=columns.names
+        )
+        return
+    for index in range(0, len(objects), 5000):
+        await conn.execute(columns.table.insert(), columns.rows(objects[index : index + 5000]))
+
+
+@dataclass
+class _Chain:
+    """The audit chain's head and the stream's last number, carried across batches."""
+
+    seq: int
+    prev_hash: str
+    stream_seq: int
+    rng: random.Random
+    end: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def seal(
+        self, changes: Sequence[tuple[audit_writer.Pending, OutboxEvent]]
+    ) -> tuple[list[dict[str, Any]], list[OutboxEvent]]:
+        rows = audit_writer.chain([pending for pending, _ in changes], self.seq, self.prev_hash)
+        if rows:
+            self.seq, self.prev_hash = rows[-1]["seq"], rows[-1]["hash"]
+        events = [event for _, event in changes]
+        for event in events:
+            # The relay publishes a moment later; streamed events get the next number.
+            relayed = event.created_at + timedelta(milliseconds=self.rng.uniform(20, 400))
+            event.published_at = min(relayed, self.end)
+            event.attempts = 1
+            if is_streamed(event):
+                self.stream_seq += 1
+                event.stream_seq = self.stream_seq
+        return rows, events
+
+    def count(self, name: str, amount: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + amount
+
+
+async def _chain_head(ctx: AppContext) -> tuple[int, str]:
+    async with ctx.engine.connect() as conn:
+        last = (
+            await conn.execute(
+                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+            )
+        ).first()
+    return (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)
+
+
+async def _configure_sla(ctx: AppContext, at: datetime) -> None:
+    """The demo's SLA policies and calendars, applied like `opsflow sla import`."""
+    async with unit_of_work(ctx.sessions) as session:
+        await sla_config.apply_config(
+            session,
+            Principal.system("demo"),
+            sla_config.parse(SLA_CONFIG),
+            at,
+            mode="replace",
+            origin="opsflow demo",
+        )
+    # Relayed a moment later, like every other event of the demo's past.
+    async with ctx.engine.begin() as conn:
+        await conn.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.published_at.is_(None))
+            .values(published_at=at + timedelta(milliseconds=200), attempts=1)
+        )
+
+
+async def _people(ctx: AppContext, directory: Directory, at: datetime) -> Recorder:
+    """Teams and users inserted, their creation recorded like the team and user services do."""
+    recorder = Recorder()
+    session = recorder.session
+    admin = directory.admin
+    assert admin is not None
+    user_service._record(
+        session,
+        Principal.system("demo"),
+        admin,
+        "USER_CREATED",
+        "user.created",
+        at,
+        new_state=user_service.user_state(admin),
+    )
+    actor = principal(admin)
+    for team in directory.teams:
+        team_service._record(
+            session,
+            actor,
+            team,
+            "TEAM_CREATED",
+            "team.created",
+            at,
+            new_state=team_service.team_state(team),
+        )
+    for user in directory.users:
+        if user is not admin:
+            user_service._record(
+                session,
+                actor,
+                user,
+                "USER_CREATED",
+                "user.created",
+                at,
+                new_state=user_service.user_state(user),
+            )
+    async with ctx.engine.begin() as conn:
+        leads = {team.id: team.lead_id for team in directory.teams}
+        for team in directory.teams:
+            team.lead_id = None
+        await _insert(conn, Team, directory.teams)
+        await _insert(conn, User, directory.users)
+        for team in directory.teams:
+            team.lead_id = leads[team.id]
+            await conn.execute(update(Team).where(Team.id == team.id).values(lead_id=team.lead_id))
+    return recorder
+
+
+async def load_demo(
+    ctx: AppContext,
+    *,
+    tasks: int,
+    seed: int,
+    password: str,
+    replace: bool = False,
+    batch: int = 2000,
+    progress: Progress | None = None,
+) -> Summary:
+    """Fill the database with a month of history ending at `ctx.clock.now()`: refuses a
+    database with users, teams, tasks or audit rows unless `replace` (which first deletes
+    every row)."""
+    if not 1 <= tasks <= MAX_TASKS:
+        raise ValueError(f"tasks must be between 1 and {MAX_TASKS}")
+    began = time.perf_counter()
+    found = await occupied(ctx)
+    if found and not replace:
+        raise NotEmpty(
+            "The database is not empty: "
+            + ", ".join(f"{count} {name}" for name, count in found.items())
+            + ". Use an empty database, or --force to delete everything first.",
+            rows=found,
+        )
+    if found:
+        await wipe(ctx)
+    end = ctx.clock.now()
+    start = end - timedelta(days=DAYS)
+    setup = start - timedelta(days=1)
+    rng = random.Random(seed)  # noqa: S311 - demo data, reproducible by seed
+    await _configure_sla(ctx, setup)
+    hashed = await ctx.passwords.hash(password)
+    directory = build_directory(rng, hashed, setup)
+    people = await _people(ctx, directory, setup + timedelta(seconds=1))
+    async with unit_of_work(ctx.read_sessions) as session:
+        catalog = await sla_service.load_catalog(session)
+
+    clock = SettableClock(start)
+    world = World(
+        ctx=_with_clock(ctx, clock), clock=clock, directory=directory, catalog=catalog, end=end
+    )
+    seq, prev_hash = await _chain_head(ctx)
+    async with ctx.engine.connect() as conn:
+        last_stream = await conn.scalar(select(func.max(OutboxEvent.stream_seq)))
+    chain = _Chain(seq, prev_hash, int(last_stream or 0), random.Random(seed + 1), end)  # noqa: S311
+    _, pending, events = people.take()
+    ready: list[tuple[audit_writer.Pending, OutboxEvent]] = list(zip(pending, events, strict=True))
+    queue: list[tuple[datetime, int, int, audit_writer.Pending, OutboxEvent]] = []
+    buffered: dict[type, list[Any]] = {model: [] for model in TASK_ROWS}
+    instants = creation_instants(rng, tasks, start, end)
+    done = 0
+
+    async def write() -> None:
+        audit_rows, outbox_rows = chain.seal(ready)
+        async with ctx.engine.begin() as conn:
+            for model in TASK_ROWS:
+                await _insert(conn, model, buffered[model])
+                chain.count(_columns(model).table.name, len(buffered[model]))
+                buffered[model].clear()
+            await _insert(conn, AuditLog, audit_rows)
+            await _insert(conn, OutboxEvent, outbox_rows)
+        chain.count("audit_logs", len(audit_rows))
+        chain.count("outbox_events", len(outbox_rows))
+        ready.clear()
+        if progress is not None:
+            progress(done, tasks)
+
+    for index, created_at in enumerate(instants):
+        while queue and queue[0][0] <= created_at:
+            _, _, _, item, event = heapq.heappop(queue)
+            ready.append((item, event))
+        played = await play(world, rng, created_at, index)
+        for row in played.rows:
+            buffered[type(row)].append(row)
+        for position, (item, event) in enumerate(played.changes):
+            heapq.heappush(queue, (item.timestamp, index, position, item, event))
+        done = index + 1
+        if done % batch == 0:
+            await write()
+    while queue:
+        _, _, _, item, event = heapq.heappop(queue)
+        ready.append((item, event))
+    await write()
+    return Summary(
+        tasks=tasks,
+        users=len(directory.users),
+        teams=len(directory.teams),
+        rows=chain.counts,
+        start=start,
+        end=end,
+        seconds=time.perf_counter() - began,
+        password=password,
+        usernames={
+            role: [u.username for u in directory.users if u.role == role]
+            for role in dict.fromkeys(u.role for u in directory.users)
+        },
+    )
+
+
+def _with_clock(ctx: AppContext, clock: SettableClock) -> AppContext:
+    """The context the histories run in: the same collaborators, the demo's own clock."""
+    import dataclasses
+
+    return dataclasses.replace(ctx, clock=clock)
+
+
+def new_password() -> str:
+    """A demo password (printed at the end of `opsflow demo`)."""
+    return "demo-" + uuid.uuid4().hex[:12]
