@@ -35,7 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.sql import epoch_seconds
 from opsflow.kit.types import UTCDateTime
-from opsflow.models.enums import ClockStatus, EscalationStatus, Role, TaskStatus, TaskType
+from opsflow.models.enums import (
+    ClockStatus,
+    EscalationStatus,
+    Role,
+    SlaKind,
+    TaskStatus,
+    TaskType,
+)
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.sla import SlaClock, SlaEvent
@@ -485,27 +492,32 @@ async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, 
     """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
     clocks (one pass over them)."""
     if _dialect(session) == "postgresql":
-        wall_exact = func.extract("epoch", SlaClock.stopped_at - SlaClock.started_at)
+        # Seconds as a double, like `timedelta.total_seconds()`.
+        wall_seconds = func.date_part("epoch", SlaClock.stopped_at - SlaClock.started_at)
         fractions = postgresql.array([literal(f, Float()) for f in FRACTIONS])
-        query = (
-            select(
-                SlaClock.kind,
-                func.count(),
-                func.avg(wall_exact),
-                # One sort per value for all three fractions (an array of fractions).
-                func.percentile_cont(fractions).within_group(wall_exact),
-                func.percentile_cont(fractions).within_group(SlaClock.working_seconds),
-            )
-            .select_from(SlaClock)
-            .group_by(SlaClock.kind)
-        )
-        query = _stopped_clocks(query, filters)
+        kinds = [kind.value for kind in SlaKind]
+        columns = []
+        for kind in kinds:
+            # One pass over the clocks, no sort by kind: each aggregate keeps its kind's
+            # rows, and each percentile sorts its values once for all three fractions.
+            mine = SlaClock.kind == kind
+            columns += [
+                func.count().filter(mine),
+                func.avg(wall_seconds).filter(mine),
+                func.percentile_cont(fractions).within_group(wall_seconds).filter(mine),
+                func.percentile_cont(fractions).within_group(SlaClock.working_seconds).filter(mine),
+            ]
+        row = (await session.execute(_stopped_clocks(select(*columns), filters))).one()
         result: dict[str, Durations] = {}
-        for row in (await session.execute(query)).all():
-            mean = None if row[2] is None else float(row[2])
-            walls_pg: list[float | None] = [None if v is None else float(v) for v in row[3]]
-            works_pg: list[float | None] = [None if v is None else float(v) for v in row[4]]
-            result[row[0]] = (int(row[1]), mean, walls_pg, works_pg)
+        for index, kind in enumerate(kinds):
+            count, mean, walls_pg, works_pg = row[4 * index : 4 * index + 4]
+            if count:
+                result[kind] = (
+                    int(count),
+                    float(mean),
+                    [None if v is None else float(v) for v in walls_pg],
+                    [None if v is None else float(v) for v in works_pg],
+                )
         return result
     rows_query = select(
         SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds

@@ -413,17 +413,23 @@ async def _interruptions(session: AsyncSession, filters: ReportFilters) -> list[
     counts: dict[uuid.UUID, dict[str, int]] = defaultdict(
         lambda: {"business_hours": 0, "off_hours": 0, "sleep_hours": 0}
     )
-    ids = sorted({row.acknowledged_by for row in rows}, key=str)
+    ids = sorted({row[0] for row in rows}, key=str)
     zones = await repository.user_zones(session, ids)
-    for row in rows:
-        zone = periods.zone_or_utc(zones.get(row.acknowledged_by))
-        kind = periods.hour_class(periods.slot_start(int(row.slot), step), zone)
-        counts[row.acknowledged_by][kind] += int(row.count)
+    user_zone = {uid: periods.zone_or_utc(zones.get(uid)) for uid in ids}
+    classes: dict[tuple[str, int], str] = {}  # (zone, slot) -> hour class, once each
+    for user_id, slot, count in rows:
+        zone = user_zone[user_id]
+        kind = classes.get((zone.key, slot))
+        if kind is None:
+            kind = classes[(zone.key, slot)] = periods.hour_class(
+                periods.slot_start(int(slot), step), zone
+            )
+        counts[user_id][kind] += int(count)
     users = await repository.users_by_id(session, ids)
     result = [
         Interruptions(
             user=_user_ref(users, uid),
-            timezone=periods.zone_or_utc(zones.get(uid)).key,
+            timezone=user_zone[uid].key,
             total=sum(counts[uid].values()),
             **counts[uid],
         )
