@@ -19,16 +19,6 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("source", "external_id"),
         Index("ix_tasks_created_at", "created_at"),
-        # The reports' tallies of a period read only these columns (an index-only scan).
-        Index(
-            "ix_tasks_created_at_report",
-            "created_at",
-            "priority",
-            "task_type",
-            "status",
-            "sla_breach_at",
-            "completed_at",
-        ),
         Index("ix_tasks_status_priority", "status", "priority"),
         Index("ix_tasks_acknowledged_at", "acknowledged_at"),
         # An alert's dedup key names at most one open incident of its integration (source).

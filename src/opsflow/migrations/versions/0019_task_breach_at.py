@@ -1,4 +1,5 @@
-"""tasks.sla_breach_at: the instant from which a task counts as breached, for the reports
+"""tasks.sla_breach_at (the instant from which a task counts as breached) and sla_clocks
+started_at index, for the reports
 
 Revision ID: 0019
 Revises: 0018
@@ -27,16 +28,10 @@ def upgrade() -> None:
     from opsflow.reports.repository import breach_at_update
 
     op.get_bind().execute(breach_at_update())
-    op.create_index(
-        "ix_tasks_created_at_report",
-        "tasks",
-        ["created_at", "priority", "task_type", "status", "sla_breach_at", "completed_at"],
-    )
     op.create_index("ix_sla_clocks_started_at", "sla_clocks", ["started_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_sla_clocks_started_at", table_name="sla_clocks")
-    op.drop_index("ix_tasks_created_at_report", table_name="tasks")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("sla_breach_at")
