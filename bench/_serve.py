@@ -1,4 +1,5 @@
-"""A real `opsflow serve` process for the benchmarks (started in a work directory)."""
+"""A real `opsflow serve` process for the benchmarks (started in a work directory), a fresh
+PostgreSQL database for it, and the CPU time a process tree has used (from /proc)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import httpx
+
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -53,3 +58,47 @@ def start_server(
         time.sleep(0.2)  # waiting for the server to come up
     process.kill()
     raise SystemExit("opsflow serve did not become ready in 60 s")
+
+
+def process_tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(parents.get(pid, []))
+    return found
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of `root` and its live descendants (not the database's)."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
+
+
+def pg_database(admin_url: str, prefix: str) -> tuple[str, str]:
+    """Create a fresh database; answer (asyncpg-style URL, name)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", admin_url, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True)
+    return admin_url.rsplit("/", 1)[0] + "/" + name, name
+
+
+def drop_pg_database(admin_url: str, name: str) -> None:
+    subprocess.run(
+        ["psql", admin_url, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        check=False,
+    )

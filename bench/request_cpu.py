@@ -125,6 +125,10 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         log_level="WARNING",
         engine_enabled=False,
         auto_migrate=False,
+        # Counted like any request, but never reached.
+        rate_limit_per_minute=10**9,
+        rate_limit_writes_per_minute=10**9,
+        rate_limit_login_per_minute=10**9,
     )
     context = build_context(settings, SystemClock())
     app = create_app(settings, context=context)

@@ -22,18 +22,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _serve import free_port, start_server
+from _serve import cpu_seconds, drop_pg_database, free_port, pg_database, start_server
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "load" / "wrk_request.lua"
 PASSWORD = "Bench-Admin-Pass-1"
 OPERATIONS = ("create", "get", "list", "start", "complete", "me")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -64,35 +62,6 @@ def ensure_wrk() -> str:
         found = shutil.which("wrk")
     assert found, "wrk could not be installed"
     return found
-
-
-def process_tree(root: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(parents.get(pid, []))
-    return found
-
-
-def cpu_seconds(root: int) -> float:
-    total = 0
-    for pid in process_tree(root):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICKS
 
 
 def run_wrk(
@@ -140,20 +109,6 @@ def wait_ready(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.2)  # waiting for the server to come up
     raise SystemExit(f"{url} did not answer in 30 s")
-
-
-def pg_database(admin_url: str, prefix: str) -> tuple[str, str]:
-    """Create a fresh database; answer (asyncpg-style URL, name)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    subprocess.run(["psql", admin_url, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True)
-    return admin_url.rsplit("/", 1)[0] + "/" + name, name
-
-
-def drop_pg_database(admin_url: str, name: str) -> None:
-    subprocess.run(
-        ["psql", admin_url, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
-        check=False,
-    )
 
 
 def bench_database(kind: str, wrk: str, args: argparse.Namespace) -> None:

@@ -217,6 +217,29 @@ def opsflow_serve(
     """A real `opsflow serve` on a free loopback port, ready; yields its base URL and ends it
     afterwards. Its output goes to `workdir/<name>.log` (a distinct `name` per instance
     when several run side by side); `no_engine` serves the API only."""
+    with _serve(workdir, database_url, admin_password, no_engine, name, 1, extra_env) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def opsflow_serve_workers(
+    workdir: Path, database_url: str, admin_password: str, workers: int, **extra_env: str
+) -> Iterator[str]:
+    """`opsflow serve --no-engine --workers N`: N worker processes behind one port."""
+    with _serve(workdir, database_url, admin_password, True, "serve", workers, extra_env) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _serve(
+    workdir: Path,
+    database_url: str,
+    admin_password: str,
+    no_engine: bool,
+    name: str,
+    workers: int,
+    extra_env: dict[str, str],
+) -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
@@ -230,6 +253,8 @@ def opsflow_serve(
         **extra_env,
     }
     command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     with _running(
         "opsflow serve",

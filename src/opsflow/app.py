@@ -55,6 +55,7 @@ from opsflow.teams.endpoints import router as teams_router
 from opsflow.tickets.endpoints import router as tickets_router
 from opsflow.users import service as users_service
 from opsflow.users.endpoints import router as users_router
+from opsflow.web import install_web
 from opsflow.webhooks.endpoints import router as webhooks_router
 from opsflow.workers.embedded import EmbeddedEngines
 
@@ -302,8 +303,9 @@ def create_app(
             "Tasks and incidents with autonomous SLA enforcement, audit trail and notifications."
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
-        redoc_url=f"{API_PREFIX}/redoc",
+        # The docs pages are served from vendored assets by opsflow.web.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
     )
     app.state.context = context or build_context(settings, clock or SystemClock())
@@ -346,9 +348,7 @@ def create_app(
         [*((API_PREFIX, r) for r in domain_routers), ("", system_router)]
     )
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> dict[str, str]:
-        return {"name": "OpsFlow", "version": __version__, "docs": f"{API_PREFIX}/docs"}
+    install_web(app, api_prefix=API_PREFIX, title="OpsFlow")
 
     if settings.allowed_origins:
         app.add_middleware(

@@ -108,9 +108,36 @@ def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: An
 def create_sessionmaker(
     engine: AsyncEngine, *, read_only: bool = False
 ) -> async_sessionmaker[AsyncSession]:
+    """Sessions for units of work; `read_only` ones serve the safe HTTP methods.
+
+    On PostgreSQL a read-only unit of work runs its statements in autocommit: under READ
+    COMMITTED each statement sees its own snapshot inside a transaction too, so BEGIN and
+    COMMIT (two round trips of a request that often makes four) bought nothing. Such a
+    connection refuses to write (see `_refuse_writes`), since a write there would not be
+    atomic. On SQLite a read transaction does hold one snapshot, so it keeps it.
+    """
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if read_only and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "AUTOCOMMIT"
+        if not event.contains(engine.sync_engine, "before_cursor_execute", _refuse_writes):
+            event.listen(engine.sync_engine, "before_cursor_execute", _refuse_writes)
+    bind = engine.execution_options(**options) if read_only else engine
     # expire_on_commit=False: responses are built from objects after the edge commits.
-    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+
+
+def _refuse_writes(
+    connection: Any, _cursor: Any, statement: str, _parameters: Any, _context: Any, _many: bool
+) -> None:
+    if (
+        statement[:6].upper().startswith(_WRITES)
+        and connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        and connection.get_execution_options().get(READ_ONLY_OPTION)
+    ):
+        raise RuntimeError("a read-only unit of work tried to write: " + statement[:80])
 
 
 _T = TypeVar("_T")

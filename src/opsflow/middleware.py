@@ -4,9 +4,11 @@ a bare close.
 
 Security headers: every answer forbids framing and sniffing and grants no browser feature
 (Permissions-Policy). The Content-Security-Policy is strict: API answers may load nothing,
-other pages (`/`) only what comes from OpsFlow itself, and no inline script anywhere. The
-interactive API documentation pages are left without one (they load their assets from a
-CDN). Strict-Transport-Security is sent when configured (OpsFlow served over TLS only).
+other pages (`/`, `/static`) only what comes from OpsFlow itself, and no inline script
+anywhere. The interactive API documentation pages (vendored Swagger UI and ReDoc) get the
+page policy plus inline styles and `blob:` workers, which those libraries need (ReDoc injects
+its styles and runs its search index in a worker); still no inline script.
+Strict-Transport-Security is sent when configured (OpsFlow served over TLS only).
 
 The access log records the query string with secret values redacted
 (:func:`opsflow.observability.logging.redact_query`)."""
@@ -50,14 +52,18 @@ PAGE_CSP = (
     b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     b"frame-ancestors 'none'"
 )
+DOCS_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 API_PREFIX = "/api/"
-# The interactive documentation loads its scripts and styles from a CDN.
 DOCS_PATHS = ("/api/v1/docs", "/api/v1/redoc")
 
 
 def content_security_policy(path: str) -> bytes | None:
-    if path.startswith(DOCS_PATHS):
-        return None
+    if path in DOCS_PATHS:
+        return DOCS_CSP
     return API_CSP if path.startswith(API_PREFIX) else PAGE_CSP
 
 

@@ -105,6 +105,25 @@ async def test_first_frame_auth_alerts_channel_receives_sla_thresholds(
     assert not any(k.startswith("task.") for k in kinds)
 
 
+async def test_tasks_channel_carries_every_readable_task_event(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    viewer = await make_user(client, admin_headers, "viewer")
+    async with WsClient(app, WS) as ws:
+        await ws.send({"action": "auth", "token": token_of(viewer.headers)})
+        await ws.hello()
+        assert (await ws.subscribe(["tasks"]))["type"] == "subscribed"
+        task = await make_task(client, admin_headers, **INCIDENT)  # no team, no assignee
+        await _relay(app_context)
+        frames = await ws.drain()
+    created = [f for f in frames if f["type"] == "task.created"]
+    assert [f["task"]["id"] for f in created] == [task["id"]]
+    assert created[0]["channels"] == ["tasks"]
+
+
 async def test_bad_tokens_close_4401(app: Any, admin_headers: dict[str, str]) -> None:
     async with WsClient(app, WS, query="token=not-a-token") as ws:
         with pytest.raises(Closed) as bad:

@@ -58,11 +58,16 @@ async def test_api_answers_and_pages_get_a_strict_policy(client: httpx.AsyncClie
     assert "camera=()" in page.headers["permissions-policy"]
 
 
-async def test_docs_page_keeps_its_cdn_assets(client: httpx.AsyncClient) -> None:
-    docs = await client.get("/docs")
-    assert docs.status_code == 200
-    assert "content-security-policy" not in docs.headers
-    assert docs.headers["x-content-type-options"] == "nosniff"
+async def test_docs_pages_load_only_vendored_assets(client: httpx.AsyncClient) -> None:
+    for path in ("/docs", "/redoc"):
+        docs = await client.get(path)
+        assert docs.status_code == 200
+        policy = _directives(docs.headers["content-security-policy"])
+        assert policy["script-src"] == "'self'"
+        assert policy["default-src"] == "'self'"
+        assert "<script>" not in docs.text  # no inline script
+        assert "http" not in docs.text.replace("http-equiv", "")  # no other origin
+        assert docs.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_hsts_when_configured(database_url: str, tmp_path: Path) -> None:

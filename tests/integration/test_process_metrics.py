@@ -7,13 +7,10 @@ multiprocess files in PROMETHEUS_MULTIPROC_DIR, managed by OpsFlow).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,7 +18,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.processes import Engines, _running, free_port
+from tests.processes import Engines, free_port, opsflow_serve_workers
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -92,34 +89,6 @@ def test_engine_process_serves_its_own_metrics(database_url: str, tmp_path: Path
         engines.close()
 
 
-@contextlib.contextmanager
-def _serve_workers(
-    workdir: Path, database_url: str, workers: int, **extra_env: str
-) -> Iterator[str]:
-    """`opsflow serve --no-engine --workers N` on a free loopback port, ready."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "OPSFLOW_PASSWORD_TIME_COST": "1",
-        "OPSFLOW_PASSWORD_MEMORY_COST_KIB": "1024",
-        "LOG_LEVEL": "WARNING",
-        **extra_env,
-    }
-    command = [sys.executable, "-m", "opsflow", "serve", "--port", str(port), "--no-engine"]
-    base = f"http://127.0.0.1:{port}"
-    with _running(
-        "opsflow serve --workers",
-        [*command, "--workers", str(workers)],
-        workdir,
-        workdir / "serve.log",
-        lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200,
-        env=env,
-    ):
-        yield base
-
-
 def _per_process_count(directory: Path, route: str) -> dict[str, float]:
     """GET `route` requests counted by each process, from its own multiprocess files."""
     counts: dict[str, float] = {}
@@ -142,7 +111,9 @@ def test_serve_workers_answer_metrics_for_all_of_them(database_url: str, tmp_pat
     directory = tmp_path / "prometheus"
     directory.mkdir()
     (directory / "counter_1.db").write_bytes(b"left by an earlier run")  # must be cleared
-    with _serve_workers(tmp_path, database_url, 2, PROMETHEUS_MULTIPROC_DIR=str(directory)) as base:
+    with opsflow_serve_workers(
+        tmp_path, database_url, ADMIN_PASSWORD, 2, PROMETHEUS_MULTIPROC_DIR=str(directory)
+    ) as base:
         route = "/health"
         sent = 0
         # new connections until each worker has answered some (the kernel picks the worker)

@@ -3,7 +3,8 @@
 Appending to the chain needs the newest row's hash, so appends must be serialised. The
 rows of a unit of work are held in the session and inserted by a pre-commit hook, right
 before the edge commits: on PostgreSQL the transaction-scoped advisory lock that orders
-the chain is then held only for those inserts and the commit, and no other row lock is
+the chain is then held only for those inserts and the commit (the unit of work's other
+changes are flushed before it is taken), and no other row lock is
 taken after it (so it cannot take part in a deadlock). SQLite serialises writers itself.
 """
 
@@ -82,12 +83,24 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
         return []
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
-    last = (
-        await session.execute(
-            select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
-        )
-    ).first()
+        # Everything else this unit of work changed (the task, its outbox events…) is
+        # written first, so the lock is held only for the audit insert and the commit:
+        # every round trip under it waits its turn in a busy event loop, and every other
+        # writer waits for it.
+        await session.flush()
+        # Lock and read the head in one round trip (a function of migration 0020).
+        last = (
+            await session.execute(
+                text("SELECT seq, hash FROM opsflow_audit_chain_head(:key)"),
+                {"key": CHAIN_LOCK_KEY},
+            )
+        ).first()
+    else:
+        last = (
+            await session.execute(
+                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+            )
+        ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
     rows = [AuditLog(**values) for values in chain(pending, seq, prev_hash)]
     session.add_all(rows)

@@ -131,6 +131,7 @@ async def _change(
     """The steps of the task service's `_mutate` for a task with no other assignees (the
     demo has no escalation policies: only default runs, settled like every pending step)."""
     session = world.recorder.session
+    world.recorder.loaded(clocks.values())  # what this change's transaction reads
     new_status = lifecycle.next_status(TaskStatus(task.status), action)
     before = task_service.task_state(task)
     apply(task, now)

@@ -45,6 +45,7 @@ from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.realtime.consumer import is_streamed
+from opsflow.reports import service as reports
 from opsflow.sla import service as sla_service
 from opsflow.sla_config import service as sla_config
 from opsflow.teams import service as team_service
@@ -72,6 +73,9 @@ class Summary:
     end: datetime
     seconds: float
     password: str
+    # Clocks' working times and tasks' breach instants the reports' rebuild had to change
+    # (0: the clock changes had stored them exactly).
+    rebuilt: int = 0
     usernames: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -383,6 +387,9 @@ async def load_demo(
         _, _, _, item, event = heapq.heappop(queue)
         ready.append((item, event))
     await write()
+    # What the reports keep beside the rows, recomputed as `opsflow reports rebuild` does.
+    async with unit_of_work(ctx.sessions) as session:
+        rebuilt = await reports.rebuild(session)
     return Summary(
         tasks=tasks,
         users=len(directory.users),
@@ -392,6 +399,7 @@ async def load_demo(
         end=end,
         seconds=time.perf_counter() - began,
         password=password,
+        rebuilt=rebuilt,
         usernames={
             role: [u.username for u in directory.users if u.role == role]
             for role in dict.fromkeys(u.role for u in directory.users)

@@ -26,6 +26,7 @@ class Recorder:
         self.info: dict[str, Any] = {}
         self.added: list[Any] = []
         self._known: dict[tuple[type, uuid.UUID], Any] = {}
+        self._loaded: dict[int, dict[str, Any]] = {}
         for row in known:
             self.know(row)
 
@@ -38,13 +39,20 @@ class Recorder:
     def add_all(self, rows: Iterable[Any]) -> None:
         self.added.extend(rows)
 
+    def loaded(self, rows: Iterable[Any]) -> None:
+        """These rows stand as a transaction would have read them: `is_modified` compares
+        with their values now."""
+        for row in rows:
+            self._loaded[id(row)] = _values(row)
+
+    def is_modified(self, row: Any, include_collections: bool = True) -> bool:
+        """Whether the row's values differ from when it was `loaded` (a net change, as the
+        session's own `is_modified` reports it); a row never loaded is new: modified."""
+        before = self._loaded.get(id(row))
+        return before is None or before != _values(row)
+
     async def flush(self) -> None:
         """Rows are written in bulk later."""
-
-    def is_modified(self, row: Any) -> bool:
-        """Every row is written in bulk at the end, so any row a rule touched counts as
-        changed."""
-        return True
 
     async def get(self, model: type, ident: uuid.UUID, **_: Any) -> Any:
         return self._known.get((model, ident))
@@ -62,4 +70,9 @@ class Recorder:
         rows = [row for row in self.added if not isinstance(row, OutboxEvent)]
         events = [row for row in self.added if isinstance(row, OutboxEvent)]
         self.added = []
+        self._loaded.clear()
         return rows, pending, events
+
+
+def _values(row: Any) -> dict[str, Any]:
+    return {key: value for key, value in row.__dict__.items() if not key.startswith("_sa_")}

@@ -6,7 +6,7 @@ Protocol (JSON text frames; docs/api.md has the full description):
   first frame ``{"action": "auth", "token": "..."}``; a later ``auth`` frame replaces the
   token (to stay connected past its expiry);
 - ``{"action": "subscribe" | "unsubscribe", "channels": [...]}`` with channels ``alerts``,
-  ``task:<id>``, ``team:<id>``, ``user:me``;
+  ``tasks``, ``task:<id>``, ``team:<id>``, ``user:me``;
 - events arrive as ``{"id", "type", "occurred_at", "task", "data", "channels"}``; replies
   are ``{"type": "auth.ok" | "subscribed" | "pong" | "error", ...}``.
 
@@ -73,7 +73,7 @@ def channel_problem(principal: Principal, name: object) -> str | None:
     if not isinstance(name, str):
         return "a channel is a string"
     reach = reach_of(principal, Permission.TASK_READ)
-    if name == "alerts":
+    if name in {"alerts", "tasks"}:
         return None
     kind, _, ident = name.partition(":")
     if name == "user:me":

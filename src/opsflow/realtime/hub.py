@@ -34,12 +34,14 @@ COMMITTED_KEY = "__committed__"
 
 
 def channels_of(frame: dict[str, Any]) -> set[str]:
-    """Every channel name an event frame is published on. `inbox.read` (a user read a
-    task's conversation) goes to that user's own channel only."""
+    """Every channel name an event frame is published on: `tasks` (every task event, for
+    lists that show all the tasks a reader may read), the task's, its team's, its assignee's,
+    `alerts` for SLA and escalation events. `inbox.read` (a user read a task's conversation)
+    goes to that user's own channel only."""
     if frame["type"] == INBOX_READ:
         return {f"user:{(frame.get('data') or {}).get('user_id')}"}
     task = frame.get("task") or {}
-    names = {f"task:{task.get('id')}"}
+    names = {"tasks", f"task:{task.get('id')}"}
     if task.get("team_id"):
         names.add(f"team:{task['team_id']}")
     if task.get("assigned_to"):
