@@ -298,8 +298,9 @@ app.add_typer(reports_app, name="reports")
 
 @reports_app.command("rebuild")
 def reports_rebuild() -> None:
-    """Recompute the working time stored on every stopped SLA clock (after a bulk load, or to
-    check it): the same computation a clock makes when it stops."""
+    """Recompute what the reports keep beside the rows (after a bulk load, or to check it):
+    the working time of every stopped SLA clock and each task's breach instant, as a clock
+    change stores them."""
     from opsflow.db import unit_of_work
     from opsflow.reports import service
 
@@ -313,7 +314,7 @@ def reports_rebuild() -> None:
                 changed = await service.rebuild(session)
         finally:
             await ctx.close()
-        typer.echo(f"rebuilt: {changed} clock(s) changed")
+        typer.echo(f"rebuilt: {changed} task(s) and clock(s) changed")
 
     _run_reporting_errors(run())
 

@@ -38,7 +38,7 @@ async def test_a_demo_month_holds_every_invariant(
     end = clock.now()
     summary = await load_demo(app_context, tasks=200, seed=7, password=PASSWORD)
     assert summary.tasks == 200
-    assert summary.rebuilt == 0  # the working time the reports keep was stored exactly
+    assert summary.rebuilt == 0  # what the reports keep beside the rows was stored exactly
     assert summary.end == end
     assert summary.start == end - timedelta(days=30)
 

@@ -35,12 +35,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.models.sla import SlaClock
+from opsflow.models.task import Task
 from opsflow.reports import service as reports_service
 from opsflow.sla.engine import SlaEngine
 from tests.conftest import assert_error
@@ -676,17 +677,25 @@ async def test_default_period_and_bad_filters(
 
 
 async def test_rebuild_restores_what_the_reports_read(world: World) -> None:
-    """Stored working times that went missing (a bulk load) or wrong come back exactly."""
-    before = await _get(world, "sla-compliance")
+    """Stored working times and breach instants that went missing (a bulk load) or wrong
+    come back exactly."""
+    reports = ("sla-compliance", "sla-summary", "team-performance", "incidents")
+    before = [await _get(world, report) for report in reports]
     async with unit_of_work(world.ctx.sessions) as session:
         assert await reports_service.rebuild(session) == 0
+        marked = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.sla_breach_at.is_not(None))
+        )
         await session.execute(update(SlaClock).values(working_seconds=None))
+        await session.execute(update(Task).values(sla_breach_at=None))
     async with unit_of_work(world.ctx.sessions) as session:
         changed = await reports_service.rebuild(session)
     # 20 responses and 16 resolutions of the period, 3 clocks stopped by a cancellation
-    # (D1 RESOLVE, D2 both) and H's two clocks in the period before.
-    assert changed == 20 + 16 + 3 + 2
-    assert await _get(world, "sla-compliance") == before
+    # (D1 RESOLVE, D2 both) and H's two clocks in the period before; every task with a
+    # breach instant.
+    assert marked
+    assert changed == 20 + 16 + 3 + 2 + marked
+    assert [await _get(world, report) for report in reports] == before
 
 
 async def test_api_clients_read_reports_with_the_reports_scope(

@@ -73,8 +73,8 @@ class Summary:
     end: datetime
     seconds: float
     password: str
-    # Clocks whose stored working time the reports' rebuild had to change (0: the clocks'
-    # own stops had stored it exactly).
+    # Clocks' working times and tasks' breach instants the reports' rebuild had to change
+    # (0: the clock changes had stored them exactly).
     rebuilt: int = 0
     usernames: dict[str, list[str]] = field(default_factory=dict)
 

@@ -101,6 +101,8 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("stopped_at IS NULL"),
             sqlite_where=text("stopped_at IS NULL"),
         ),
+        # A task's clocks start at its creation: the reports' period of clocks.
+        Index("ix_sla_clocks_started_at", "started_at"),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(

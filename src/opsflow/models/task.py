@@ -60,6 +60,10 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     sla_policy_name: Mapped[str | None] = mapped_column(String(100))
     start_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     resolve_deadline: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The earliest instant from which one of the task's clocks counts as breached, as its
+    # clocks now stand (`sla.clocks.breached_since`); None while none does or will. Kept by
+    # every clock change in its transaction; the reports read it instead of the clocks.
+    sla_breach_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,11 +30,19 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.sql import epoch_seconds
 from opsflow.kit.types import UTCDateTime
-from opsflow.models.enums import ClockStatus, EscalationStatus, Role, TaskStatus, TaskType
+from opsflow.models.enums import (
+    ClockStatus,
+    EscalationStatus,
+    Role,
+    SlaKind,
+    TaskStatus,
+    TaskType,
+)
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.sla import SlaClock, SlaEvent
@@ -82,14 +90,42 @@ def task_clauses(filters: ReportFilters, *, window: bool = True) -> list[ColumnE
     return clauses
 
 
+def _clocks_of_period(query: Any, filters: ReportFilters) -> Any:
+    """Restrict a query over `sla_clocks` to the clocks of the period's tasks. A task's clocks
+    start at its creation (`sla.service.create_clocks`), so without a filter on the tasks
+    themselves the window applies to `started_at` and the tasks are not read."""
+    clauses = task_clauses(filters, window=False)
+    if not clauses:
+        return query.where(SlaClock.started_at >= filters.start, SlaClock.started_at < filters.end)
+    return query.join(Task, Task.id == SlaClock.task_id).where(*task_clauses(filters))
+
+
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+# PostgreSQL settings for the transaction that reads a report: groups by an expression
+# (the UTC slot) are estimated as one per row, which plans an external sort of every row;
+# the groups are few (at most a few thousand), so hash them, and give percentiles the
+# memory to sort in place. No JIT: compiling the few expressions of a report costs more
+# than it saves (and the sort penalty's cost estimates would always trigger it).
+REPORT_SETTINGS = {"enable_sort": "off", "work_mem": "256MB", "jit": "off"}
+
+
+async def prepare(session: AsyncSession) -> None:
+    """Set REPORT_SETTINGS for the rest of the transaction (PostgreSQL only)."""
+    if _dialect(session) != "postgresql":
+        return
+    for name, value in REPORT_SETTINGS.items():
+        await session.execute(select(func.set_config(name, value, True)))
+
+
 def _slot(dialect: str, column: Any, step: int) -> ColumnElement[Any]:
-    """Whole `step`s of seconds since the epoch (exact: integer seconds on SQLite)."""
+    """Whole `step`s of seconds since the epoch (exact: integer seconds on SQLite; on
+    PostgreSQL the double `date_part` is exact to the microsecond at today's epochs, so an
+    instant a microsecond before a slot boundary still floors below it)."""
     if dialect == "postgresql":
-        return cast(func.floor(func.extract("epoch", column) / step), Integer)
+        return cast(func.floor(func.date_part("epoch", column) / step), Integer)
     return cast(func.strftime("%s", column), Integer).op("/")(step)
 
 
@@ -118,13 +154,61 @@ def clock_met() -> ColumnElement[bool]:
     )
 
 
-def _breached_tasks(now: datetime) -> Any:
-    return (
-        select(SlaClock.task_id.label("task_id"))
-        .where(clock_breached(now))
-        .group_by(SlaClock.task_id)
-        .subquery("breached")
+def task_breached(now: datetime) -> ColumnElement[bool]:
+    """A task with a breached clock at `now`: `tasks.sla_breach_at` (the earliest instant
+    from which one of its clocks counts as breached, see `sla.clocks.breached_since`) is
+    at or before it. Equal to `clock_breached` over the task's clocks for a `now` no earlier
+    than the instants its clocks recorded; a report is read at the present."""
+    return and_(Task.sla_breach_at.is_not(None), Task.sla_breach_at <= _now(now))
+
+
+def _earlier(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The earlier of two nullable instants, None only when both are (portable LEAST)."""
+    return case((a.is_(None), b), (b.is_(None), a), (a < b, a), else_=b)
+
+
+def clock_breached_since() -> ColumnElement[Any]:
+    """`sla.clocks.breached_since` in SQL."""
+    recorded = case(
+        (
+            SlaClock.status == ClockStatus.BREACHED,
+            func.coalesce(SlaClock.breached_at, SlaClock.started_at),
+        ),
+        else_=None,
     )
+    by_deadline = case(
+        (
+            SlaClock.stopped_at.is_not(None),
+            case((SlaClock.stopped_at > SlaClock.deadline, SlaClock.deadline), else_=None),
+        ),
+        (
+            or_(SlaClock.paused_at.is_(None), SlaClock.paused_at >= SlaClock.deadline),
+            SlaClock.deadline,
+        ),
+        else_=None,
+    )
+    return _earlier(recorded, by_deadline)
+
+
+def breach_at_update() -> Any:
+    """Set every task's `sla_breach_at` from its clocks where it differs (exact: the rule of
+    `sla.clocks.task_breached_since`)."""
+    value = (
+        select(func.min(clock_breached_since()))
+        .where(SlaClock.task_id == Task.id)
+        .scalar_subquery()
+    )
+    return (
+        update(Task)
+        .where(Task.sla_breach_at.is_distinct_from(value))
+        .values(sla_breach_at=value)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def rebuild_breach_at(session: AsyncSession) -> int:
+    result = await session.execute(breach_at_update())
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -135,7 +219,7 @@ def _completion_seconds() -> ColumnElement[Any]:
     return epoch_seconds(Task.completed_at) - epoch_seconds(Task.created_at)
 
 
-def _tally_columns(breached: Any) -> list[ColumnElement[Any]]:
+def _tally_columns(now: datetime) -> list[ColumnElement[Any]]:
     completed = and_(Task.status == TaskStatus.COMPLETED, Task.completed_at.is_not(None))
     return [
         func.count().label("total"),
@@ -143,7 +227,7 @@ def _tally_columns(breached: Any) -> list[ColumnElement[Any]]:
         _count_if(Task.status.in_(OPEN_STATUSES)).label("open"),
         _count_if(Task.status == TaskStatus.CANCELLED).label("cancelled"),
         func.sum(case((completed, _completion_seconds()), else_=None)).label("completion_seconds"),
-        _count_if(breached.c.task_id.is_not(None)).label("breached"),
+        _count_if(task_breached(now)).label("breached"),
         func.coalesce(
             func.sum(
                 case(
@@ -162,11 +246,9 @@ def _tally_columns(breached: Any) -> list[ColumnElement[Any]]:
 def _tallied(
     keys: Sequence[Any], filters: ReportFilters, now: datetime, *, window: bool
 ) -> Select[Any]:
-    breached = _breached_tasks(now)
     return (
-        select(*keys, *_tally_columns(breached))
+        select(*keys, *_tally_columns(now))
         .select_from(Task)
-        .outerjoin(breached, breached.c.task_id == Task.id)
         .where(*task_clauses(filters, window=window))
         .group_by(*keys)
     )
@@ -382,21 +464,24 @@ async def calendar_compliance(
             _count_if(counting).label("counting"),
             _count_if(cancelled).label("cancelled"),
         )
-        .join(Task, Task.id == SlaClock.task_id)
-        .where(*task_clauses(filters))
+        .select_from(SlaClock)
         .group_by(calendar, SlaClock.kind)
     )
+    query = _clocks_of_period(query, filters)
     return list((await session.execute(query)).all())
 
 
-def _stopped_clocks(filters: ReportFilters) -> list[ColumnElement[bool]]:
-    """Clocks stopped by the work (response or completion), not by a cancellation."""
-    return [
-        SlaClock.stopped_at.is_not(None),
-        SlaClock.cancelled.is_(False),
-        SlaClock.working_seconds.is_not(None),
-        *task_clauses(filters),
-    ]
+def _stopped_clocks(query: Any, filters: ReportFilters) -> Any:
+    """Clocks of the period stopped by the work (response or completion), not by a
+    cancellation."""
+    return _clocks_of_period(
+        query.where(
+            SlaClock.stopped_at.is_not(None),
+            SlaClock.cancelled.is_(False),
+            SlaClock.working_seconds.is_not(None),
+        ),
+        filters,
+    )
 
 
 FRACTIONS = (0.5, 0.9, 0.95)
@@ -406,34 +491,38 @@ Durations = tuple[int, float | None, list[float | None], list[float | None]]
 async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
     """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
     clocks (one pass over them)."""
-    clauses = _stopped_clocks(filters)
     if _dialect(session) == "postgresql":
-        wall_exact = func.extract("epoch", SlaClock.stopped_at - SlaClock.started_at)
-        query = (
-            select(
-                SlaClock.kind,
-                func.count(),
-                func.avg(wall_exact),
-                *[func.percentile_cont(f).within_group(wall_exact) for f in FRACTIONS],
-                *[
-                    func.percentile_cont(f).within_group(SlaClock.working_seconds)
-                    for f in FRACTIONS
-                ],
-            )
-            .join(Task, Task.id == SlaClock.task_id)
-            .where(*clauses)
-            .group_by(SlaClock.kind)
-        )
+        # Seconds as a double, like `timedelta.total_seconds()`.
+        wall_seconds = func.date_part("epoch", SlaClock.stopped_at - SlaClock.started_at)
+        fractions = postgresql.array([literal(f, Float()) for f in FRACTIONS])
+        kinds = [kind.value for kind in SlaKind]
+        columns = []
+        for kind in kinds:
+            # One pass over the clocks, no sort by kind: each aggregate keeps its kind's
+            # rows, and each percentile sorts its values once for all three fractions.
+            mine = SlaClock.kind == kind
+            columns += [
+                func.count().filter(mine),
+                func.avg(wall_seconds).filter(mine),
+                func.percentile_cont(fractions).within_group(wall_seconds).filter(mine),
+                func.percentile_cont(fractions).within_group(SlaClock.working_seconds).filter(mine),
+            ]
+        row = (await session.execute(_stopped_clocks(select(*columns), filters))).one()
         result: dict[str, Durations] = {}
-        for row in (await session.execute(query)).all():
-            values = [None if v is None else float(v) for v in row[2:]]
-            result[row[0]] = (int(row[1]), values[0], values[1:4], values[4:7])
+        for index, kind in enumerate(kinds):
+            count, mean, walls_pg, works_pg = row[4 * index : 4 * index + 4]
+            if count:
+                result[kind] = (
+                    int(count),
+                    float(mean),
+                    [None if v is None else float(v) for v in walls_pg],
+                    [None if v is None else float(v) for v in works_pg],
+                )
         return result
-    query = (
-        select(SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds)
-        .join(Task, Task.id == SlaClock.task_id)
-        .where(*clauses)
+    rows_query = select(
+        SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds
     )
+    query = _stopped_clocks(rows_query, filters)
     walls: dict[str, list[float]] = {}
     works: dict[str, list[float]] = {}
     for row in (await session.execute(query)).all():

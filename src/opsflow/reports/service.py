@@ -72,6 +72,23 @@ def _minutes(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds / 60.0, 2)
 
 
+Counts = tuple[int, int, int, int, float, int, int]
+
+
+def counts_of(row: Any) -> Counts:
+    """A tally row's numbers as plain Python values, converted once (a row feeds several
+    tallies)."""
+    return (
+        int(row.total),
+        int(row.completed),
+        int(row.open),
+        int(row.cancelled),
+        float(row.completion_seconds or 0.0),
+        int(row.breached),
+        int(row.workload),
+    )
+
+
 @dataclass
 class Tally:
     total: int = 0
@@ -83,13 +100,17 @@ class Tally:
     workload: int = 0
 
     def add(self, row: Any) -> None:
-        self.total += int(row.total)
-        self.completed += int(row.completed)
-        self.open += int(row.open)
-        self.cancelled += int(row.cancelled)
-        self.completion_seconds += float(row.completion_seconds or 0.0)
-        self.breached += int(row.breached)
-        self.workload += int(row.workload)
+        self.add_counts(counts_of(row))
+
+    def add_counts(self, counts: Counts) -> None:
+        total, completed, open_, cancelled, seconds, breached, workload = counts
+        self.total += total
+        self.completed += completed
+        self.open += open_
+        self.cancelled += cancelled
+        self.completion_seconds += seconds
+        self.breached += breached
+        self.workload += workload
 
     @property
     def avg_hours(self) -> float | None:
@@ -137,6 +158,7 @@ def _tally(rows: Iterable[Any]) -> Tally:
 async def sla_summary(
     session: AsyncSession, filters: ReportFilters, group_by: GroupBy, now: datetime
 ) -> SlaSummary:
+    await repository.prepare(session)
     zone = ZoneInfo(filters.tz)
     step = periods.slot_step(zone, filters.start, filters.end)
     rows = await repository.task_tallies(session, filters, now, step)
@@ -146,12 +168,17 @@ async def sla_summary(
     series: dict[Any, Tally] = {
         day: Tally() for day in periods.buckets(filters.start, filters.end, zone, group_by)
     }
+    days: dict[int, Any] = {}  # slot -> bucket, computed once per slot
     for row in rows:
-        overall.add(row)
-        by_priority[row.priority].add(row)
-        by_type[row.task_type].add(row)
-        day = periods.bucket_of(periods.slot_start(int(row.slot), step), zone, group_by)
-        series.setdefault(day, Tally()).add(row)
+        counts = counts_of(row)
+        overall.add_counts(counts)
+        by_priority[row.priority].add_counts(counts)
+        by_type[row.task_type].add_counts(counts)
+        slot = int(row.slot)
+        day = days.get(slot)
+        if day is None:
+            day = days[slot] = periods.bucket_of(periods.slot_start(slot, step), zone, group_by)
+        series.setdefault(day, Tally()).add_counts(counts)
     ranks = {p.value: p.rank for p in Priority}
     ranked = sorted(by_priority, key=lambda p: (-ranks.get(p, 0), p))
     return SlaSummary(
@@ -189,14 +216,16 @@ def _user_ref(users: dict[uuid.UUID, Any], user_id: uuid.UUID) -> UserRef:
 async def team_performance(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> TeamPerformanceReport:
+    await repository.prepare(session)
     rows = await repository.people_tallies(session, filters, now)
     per_user: dict[uuid.UUID, Tally] = defaultdict(Tally)
     per_team: dict[uuid.UUID, Tally] = defaultdict(Tally)
     for row in rows:
+        counts = counts_of(row)
         if row.assigned_to is not None:
-            per_user[row.assigned_to].add(row)
+            per_user[row.assigned_to].add_counts(counts)
         if row.team_id is not None:
-            per_team[row.team_id].add(row)
+            per_team[row.team_id].add_counts(counts)
     users = await repository.users_by_id(session, list(per_user))
     teams = await repository.teams_by_id(session, list(per_team))
     user_rows = [
@@ -233,6 +262,7 @@ def trend(current: float | None, previous: float | None) -> Trend:
 async def incidents(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> IncidentsReport:
+    await repository.prepare(session)
     rows = await repository.severity_tallies(session, filters, now)
     overall = _tally(rows)
     severity = {p.value: 0 for p in Priority}
@@ -275,6 +305,7 @@ async def incidents(
 
 
 async def dashboard(session: AsyncSession, filters: ReportFilters, now: datetime) -> Dashboard:
+    await repository.prepare(session)
     active, critical = await repository.open_incident_counts(session, filters)
     working, everyone = await repository.utilization(session, filters)
     breaches = await repository.recent_breaches(session, filters, DASHBOARD_ROWS)
@@ -334,6 +365,7 @@ def _durations(values: repository.Durations | None) -> Durations:
 async def sla_compliance(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> SlaCompliance:
+    await repository.prepare(session)
     compliance = [
         CalendarCompliance(
             calendar=row.calendar,
@@ -381,17 +413,23 @@ async def _interruptions(session: AsyncSession, filters: ReportFilters) -> list[
     counts: dict[uuid.UUID, dict[str, int]] = defaultdict(
         lambda: {"business_hours": 0, "off_hours": 0, "sleep_hours": 0}
     )
-    ids = sorted({row.acknowledged_by for row in rows}, key=str)
+    ids = sorted({row[0] for row in rows}, key=str)
     zones = await repository.user_zones(session, ids)
-    for row in rows:
-        zone = periods.zone_or_utc(zones.get(row.acknowledged_by))
-        kind = periods.hour_class(periods.slot_start(int(row.slot), step), zone)
-        counts[row.acknowledged_by][kind] += int(row.count)
+    user_zone = {uid: periods.zone_or_utc(zones.get(uid)) for uid in ids}
+    classes: dict[tuple[str, int], str] = {}  # (zone, slot) -> hour class, once each
+    for user_id, slot, count in rows:
+        zone = user_zone[user_id]
+        kind = classes.get((zone.key, slot))
+        if kind is None:
+            kind = classes[(zone.key, slot)] = periods.hour_class(
+                periods.slot_start(int(slot), step), zone
+            )
+        counts[user_id][kind] += int(count)
     users = await repository.users_by_id(session, ids)
     result = [
         Interruptions(
             user=_user_ref(users, uid),
-            timezone=periods.zone_or_utc(zones.get(uid)).key,
+            timezone=user_zone[uid].key,
             total=sum(counts[uid].values()),
             **counts[uid],
         )
@@ -405,11 +443,13 @@ async def _interruptions(session: AsyncSession, filters: ReportFilters) -> list[
 
 
 async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
-    """Recompute what reports keep beside the rows they describe: the working time of
-    every stopped SLA clock (none on a counting one), exactly as a clock stores it when
-    it stops. For data loaded in bulk, or to check the stored values. Returns how many
-    clocks changed. The caller commits."""
+    """Recompute what reports keep beside the rows they describe: every task's
+    `sla_breach_at` from its clocks, and the working time of every stopped SLA clock (none
+    on a counting one), exactly as a clock change stores them. For data loaded in bulk, or
+    to check the stored values. Returns how many tasks and clocks changed. The caller
+    commits."""
     changed = await repository.clear_counting_clocks(session)
+    changed += await repository.rebuild_breach_at(session)
     plain = await repository.rebuild_plain_clocks(session)
     changed += plain or 0
     after: uuid.UUID | None = None

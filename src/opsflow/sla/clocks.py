@@ -14,6 +14,7 @@ a threshold due before the pause still fires, nothing after it does until the cl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -202,6 +203,33 @@ def counted_seconds(clock: SlaClock) -> float | None:
     calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
     until = max(clock.stopped_at, clock.started_at)
     return working_seconds(calendar, clock.started_at, until, pause_intervals(clock.pauses))
+
+
+def breached_since(clock: SlaClock) -> datetime | None:
+    """The instant from which the clock counts as breached as it now stands (None: it does
+    not, and will not until it changes).
+
+    The read side's rule (`sla.status.ClockView.breached`): breached when recorded so, when
+    stopped after its deadline, or at its deadline while it counts or stands paused at or
+    past it. So at any instant `now` no earlier than the clock's recorded instants (its
+    pause, stop and breach), the clock is breached exactly when this is not None and
+    `<= now`. Recording the breach the deadline already implied (the engine, `stop`)
+    leaves it unchanged.
+    """
+    candidates: list[datetime] = []
+    if clock.status == ClockStatus.BREACHED:
+        candidates.append(clock.breached_at or clock.started_at)
+    if clock.stopped_at is not None:
+        if clock.stopped_at > clock.deadline:
+            candidates.append(clock.deadline)
+    elif clock.paused_at is None or clock.paused_at >= clock.deadline:
+        candidates.append(clock.deadline)
+    return min(candidates, default=None)
+
+
+def task_breached_since(clocks: Iterable[SlaClock]) -> datetime | None:
+    """The earliest `breached_since` of a task's clocks (`tasks.sla_breach_at`)."""
+    return min((at for at in map(breached_since, clocks) if at is not None), default=None)
 
 
 def running(clock: SlaClock) -> bool:

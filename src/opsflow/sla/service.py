@@ -25,6 +25,7 @@ from opsflow.sla.clocks import (
     resume,
     resume_after_reopen,
     stop,
+    task_breached_since,
 )
 from opsflow.sla.defaults import targets_for
 from opsflow.sla.policies import PolicySpec, match
@@ -166,11 +167,15 @@ def new_clocks(task: Task, now: datetime, policy: ResolvedPolicy | None = None) 
 
 
 def _mirror(task: Task, clocks: dict[str, SlaClock]) -> None:
-    """Tasks carry their clocks' deadlines for listing and sorting."""
+    """Tasks carry their clocks' deadlines for listing and sorting, and the instant from
+    which they count as breached for the reports (`clocks` holds every clock of the task)."""
     if SlaKind.START in clocks:
         task.start_deadline = clocks[SlaKind.START].deadline
     if SlaKind.RESOLVE in clocks:
         task.resolve_deadline = clocks[SlaKind.RESOLVE].deadline
+    breach_at = task_breached_since(clocks.values())
+    if task.sla_breach_at != breach_at:
+        task.sla_breach_at = breach_at
 
 
 async def on_task_changed(
@@ -241,11 +246,11 @@ async def reschedule_calendar(
         clock.calendar_name = name
         clock.calendar_spec = body
         reschedule(clock)
-    tasks = await repository.tasks_by_id(session, {c.task_id for c in clocks})
-    for clock in clocks:
-        task = tasks.get(clock.task_id)
-        if task is not None:
-            _mirror(task, {clock.kind: clock})
+    task_ids = {c.task_id for c in clocks}
+    tasks = await repository.tasks_by_id(session, task_ids)
+    every_clock = await repository.clocks_for_tasks(session, sorted(task_ids))
+    for task_id, task in tasks.items():
+        _mirror(task, every_clock.get(task_id, {}))
     return len(clocks)
 
 
