@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +18,11 @@ from opsflow.clock import SystemClock
 from opsflow.composition import build_context, engine_registry
 from opsflow.config import ConfigError, Settings, load_settings
 from opsflow.errors import AppError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from opsflow.context import AppContext
 
 app = typer.Typer(help="OpsFlow: tasks, incidents and their SLAs.", no_args_is_help=True)
 
@@ -199,6 +205,20 @@ def demo(
     _run_reporting_errors(run())
 
 
+@asynccontextmanager
+async def _unit_of_work(settings: Settings) -> AsyncIterator[tuple[AppContext, AsyncSession]]:
+    """A command's one unit of work: the assembled context and a session, committed when
+    the block succeeds, and the context closed either way."""
+    from opsflow.db import unit_of_work
+
+    ctx = build_context(settings, SystemClock())
+    try:
+        async with unit_of_work(ctx.sessions) as session:
+            yield ctx, session
+    finally:
+        await ctx.close()
+
+
 def _run_reporting_errors(coroutine: Coroutine[Any, Any, None]) -> None:
     """Run a command's coroutine; an AppError or ValueError is printed and exits 1."""
     try:
@@ -233,7 +253,6 @@ def sla_import(
 ) -> None:
     """Apply a YAML SLA configuration to the database (audited, like POST /sla-policies/import)."""
     from opsflow.auth.principal import Principal
-    from opsflow.db import unit_of_work
     from opsflow.sla_config import service
 
     settings = load_settings()
@@ -241,20 +260,16 @@ def sla_import(
     text = file.read_text("utf-8")
 
     async def run() -> None:
-        ctx = build_context(settings, SystemClock())
-        try:
-            async with unit_of_work(ctx.sessions) as session:
-                applied = await service.apply_config(
-                    session,
-                    Principal.system("cli"),
-                    service.parse(text),
-                    ctx.clock.now(),
-                    mode=mode.value,
-                    dry_run=dry_run,
-                    origin=str(file),
-                )
-        finally:
-            await ctx.close()
+        async with _unit_of_work(settings) as (ctx, session):
+            applied = await service.apply_config(
+                session,
+                Principal.system("cli"),
+                service.parse(text),
+                ctx.clock.now(),
+                mode=mode.value,
+                dry_run=dry_run,
+                origin=str(file),
+            )
         for change in applied.changes:
             typer.echo(f"{change['change']:>8} {change['kind']} {change['name']}")
         verb = "would apply" if dry_run else "applied"
@@ -271,19 +286,14 @@ def sla_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: stdout.")] = None,
 ) -> None:
     """Write the stored SLA configuration as YAML."""
-    from opsflow.db import unit_of_work
     from opsflow.sla_config import service
 
     settings = load_settings()
     schema.upgrade(settings.database_url)
 
     async def run() -> None:
-        ctx = build_context(settings, SystemClock())
-        try:
-            async with unit_of_work(ctx.sessions) as session:
-                text = await service.export_yaml(session)
-        finally:
-            await ctx.close()
+        async with _unit_of_work(settings) as (_, session):
+            text = await service.export_yaml(session)
         if output is None:
             typer.echo(text, nl=False)
         else:
@@ -301,19 +311,14 @@ def reports_rebuild() -> None:
     """Recompute what the reports keep beside the rows (after a bulk load, or to check it):
     the working time of every stopped SLA clock and each task's breach instant, as a clock
     change stores them."""
-    from opsflow.db import unit_of_work
     from opsflow.reports import service
 
     settings = load_settings()
     schema.upgrade(settings.database_url)
 
     async def run() -> None:
-        ctx = build_context(settings, SystemClock())
-        try:
-            async with unit_of_work(ctx.sessions) as session:
-                changed = await service.rebuild(session)
-        finally:
-            await ctx.close()
+        async with _unit_of_work(settings) as (_, session):
+            changed = await service.rebuild(session)
         typer.echo(f"rebuilt: {changed} task(s) and clock(s) changed")
 
     _run_reporting_errors(run())

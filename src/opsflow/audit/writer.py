@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.audit.chain import GENESIS_HASH, chain_hash
+from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_hash
 from opsflow.auth.principal import Principal
 from opsflow.db import add_pre_commit_hook
 from opsflow.kit.jsonable import to_jsonable
@@ -145,24 +145,8 @@ def chain(pending: list[Pending], seq: int, prev_hash: str) -> list[dict[str, An
     return rows
 
 
-_CONTENT_ATTRIBUTES = (
-    "seq",
-    "id",
-    "entity_type",
-    "entity_id",
-    "action",
-    "actor_type",
-    "actor_id",
-    "actor_name",
-    "previous_state",
-    "new_state",
-    "changes",
-    "ip_address",
-    "user_agent",
-    "request_id",
-    "timestamp",
-    "metadata_",
-)
+# The hashed fields as attributes of the model (its `metadata` column is `metadata_`).
+_CONTENT_ATTRIBUTES = tuple("metadata_" if f == "metadata" else f for f in HASHED_FIELDS)
 
 
 def row_content(row: AuditLog) -> dict[str, Any]:

@@ -147,18 +147,7 @@ async def _change(
         return
     task.updated_at = now
     task.version += 1  # the flush's version bump
-    task_service._record(
-        session,
-        actor,
-        task,
-        task_service.ACTION_NAMES[action],
-        now,
-        event_payload={"changes": changes, **({"reason": reason} if reason is not None else {})},
-        changes=changes,
-        previous_state={"status": before["status"]},
-        new_state={"status": after["status"]},
-        metadata={"reason": reason} if reason else None,
-    )
+    task_service.record_action(session, actor, task, action, now, (before, after), changes, reason)
 
 
 def _take_if_unassigned(actor: Principal, task: Task, now: datetime) -> None:

@@ -360,6 +360,22 @@ async def _mutate(
     # within the same clock instant.
     flag_modified(task, "updated_at")
     await session.flush()
+    record_action(session, actor, task, action, now, (before, after), changes, reason)
+    return task
+
+
+def record_action(
+    session: AsyncSession,
+    actor: Principal,
+    task: Task,
+    action: Action,
+    now: datetime,
+    states: tuple[dict[str, Any], dict[str, Any]],
+    changes: dict[str, Any],
+    reason: str | None,
+) -> None:
+    """The audit row and outbox event of one action on a task (its states before and after)."""
+    before, after = states
     _record(
         session,
         actor,
@@ -372,7 +388,6 @@ async def _mutate(
         new_state={"status": after["status"]},
         metadata={"reason": reason} if reason else None,
     )
-    return task
 
 
 SOURCE_REQUEST = "request"
