@@ -22,7 +22,7 @@ from opsflow.attachments.endpoints import router as attachments_router
 from opsflow.audit.endpoints import router as audit_router
 from opsflow.auth.endpoints import clients_router
 from opsflow.auth.endpoints import router as auth_router
-from opsflow.clock import Clock, SystemClock
+from opsflow.clock import Clock, OffsetClock, SystemClock
 from opsflow.collaboration.endpoints import router as collaboration_router
 from opsflow.composition import build_context, engine_registry
 from opsflow.config import Settings, current_environment, environment_warnings, load_settings
@@ -50,6 +50,7 @@ from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
 from opsflow.system.endpoints import router as system_router
 from opsflow.system.health import MigrationCheck, configured_redis
+from opsflow.system.test_clock import router as test_clock_router
 from opsflow.tasks.endpoints import router as tasks_router
 from opsflow.teams.endpoints import router as teams_router
 from opsflow.tickets.endpoints import router as tickets_router
@@ -308,12 +309,15 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.state.context = context or build_context(settings, clock or SystemClock())
+    if clock is None:
+        # Under APP_ENV=test the server's clock can be moved forward (POST /test/clock).
+        clock = OffsetClock() if settings.app_env == "test" else SystemClock()
+    app.state.context = context or build_context(settings, clock)
     app.state.migration_check = MigrationCheck()
     _install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
-    domain_routers = (
+    domain_routers: tuple[APIRouter, ...] = (
         auth_router,
         clients_router,
         users_router,
@@ -337,6 +341,8 @@ def create_app(
         reports_router,
         system_router,
     )
+    if settings.app_env == "test" and isinstance(app.state.context.clock, OffsetClock):
+        domain_routers = (*domain_routers, test_clock_router)
     for router in domain_routers:
         api.include_router(router)
     app.include_router(api)

@@ -41,3 +41,28 @@ class SettableClock:
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
         self._now += delta if delta is not None else timedelta(**kwargs)
         return self._now
+
+
+class OffsetClock:
+    """The system clock shifted by an offset that only grows. A running server's clock under
+    ``APP_ENV=test``: time keeps flowing (timers, token lifetimes and the engines' ticks behave
+    as in production) and an end-to-end test jumps it forward instead of waiting."""
+
+    def __init__(self, base: Clock | None = None) -> None:
+        self._base = base or SystemClock()
+        self._offset = timedelta(0)
+
+    @property
+    def offset(self) -> timedelta:
+        return self._offset
+
+    def now(self) -> datetime:
+        return self._base.now() + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Moves the clock forward by ``delta`` (never back: a clock that jumps backwards
+        would re-open deadlines already acted on)."""
+        if delta < timedelta(0):
+            raise ValueError("the clock only moves forward")
+        self._offset += delta
+        return self.now()

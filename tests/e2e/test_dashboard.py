@@ -78,7 +78,8 @@ def site(
     url = _emptied(database_template.url)
     workdir = tmp_path_factory.mktemp("dashboard")
     with (
-        opsflow_serve(workdir, url, ADMIN_PASSWORD) as base,
+        # APP_ENV=test: the server's clock moves forward on POST /test/clock.
+        opsflow_serve(workdir, url, ADMIN_PASSWORD, APP_ENV="test") as base,
         httpx.Client(base_url=f"{base}/api/v1", timeout=30) as http,
         playwright_sync.sync_playwright() as pw,
     ):
@@ -468,3 +469,51 @@ def test_admin_pages(site: Site) -> None:
 
     page.get_by_role("link", name="Dead letters").click()
     page.get_by_role("heading", name=re.compile("Notification dead letters")).wait_for()
+
+
+def test_sla_warning_arrives_live_when_the_test_clock_moves(site: Site) -> None:
+    """Last in the module: it moves the server's clock forward for good."""
+    policy = site.http.post(
+        "/sla-policies",
+        json={
+            "name": "e2e-short",
+            "task_type": "INCIDENT",
+            "priority": "LOW",
+            "customer_tier": "BASIC",
+            "start_minutes": 10,
+            "resolve_minutes": 60,
+            "thresholds": [50, 90],
+        },
+        headers=site.admin,
+    )
+    assert policy.status_code == 201, policy.text
+    board = site.page()
+    log_in(board, "admin", ADMIN_PASSWORD)
+    board.goto("/#/dashboard")
+    board.locator("#stat-active .value").wait_for()
+    task = site.http.post(
+        "/tasks",
+        json={
+            "title": "Short fuse",
+            "task_type": "INCIDENT",
+            "priority": "LOW",
+            "customer_tier": "BASIC",
+        },
+        headers=site.admin,
+    ).json()
+    detail = site.page()
+    log_in(detail, "maria@example.com")
+    detail.goto(f"/#/tasks/{task['id']}")
+    detail.locator("h1 .badge.sla-compliant").wait_for()
+    risk = board.locator(f"li.risk[data-task-id='{task['id']}']")
+    assert risk.count() == 0
+
+    # Past the response warning (50 % of 10 minutes): the engine fires it, the stream carries
+    # it, and both pages show it without a reload.
+    moved = site.http.post("/test/clock", json={"advance_seconds": 330}, headers=site.admin)
+    assert moved.status_code == 200, moved.text
+    url = board.url
+    risk.locator(".badge.sla-warning").wait_for()
+    risk.locator(".countdown", has_text="response critical in").wait_for()
+    detail.locator("h1 .badge.sla-warning").wait_for()
+    assert board.url == url
