@@ -410,6 +410,14 @@ def test_pages_have_no_serious_accessibility_violations_and_fit(site: Site, widt
     page.get_by_role("button", name="Simulate").click()
     page.locator("#simulation li").first.wait_for()
     audit("admin: sla")
+    for section, ready in (
+        ("calendars", "Calendar name"),
+        ("escalation", "Escalation policy name"),
+        ("heartbeats", "Monitor name"),
+    ):
+        page.goto(f"/#/admin?section={section}")
+        page.get_by_label(ready).wait_for()
+        audit(f"admin: {section}")
     assert found == {}
 
 
@@ -460,7 +468,7 @@ def test_admin_pages(site: Site) -> None:
 
     page.get_by_role("link", name="SLA policies").click()
     page.get_by_role("heading", name="SLA policies").wait_for()
-    page.get_by_label("Priority").select_option("CRITICAL")
+    page.get_by_label("Priority", exact=True).select_option("CRITICAL")
     page.get_by_role("button", name="Simulate").click()
     timeline = page.locator("#simulation li")
     timeline.first.wait_for()
@@ -469,6 +477,80 @@ def test_admin_pages(site: Site) -> None:
 
     page.get_by_role("link", name="Dead letters").click()
     page.get_by_role("heading", name=re.compile("Notification dead letters")).wait_for()
+
+
+def test_configuration_pages_create_and_edit(site: Site) -> None:
+    """Calendars, SLA policies, escalation policies and heartbeat monitors are created, edited
+    (and a policy deleted) through their admin pages; a viewer reads monitors, changes nothing."""
+    page = site.page()
+    log_in(page, "admin", ADMIN_PASSWORD)
+    page.goto("/#/admin?section=calendars")
+    page.get_by_label("Calendar name").fill("ops-hours")
+    page.get_by_label("Time zone").fill("Europe/Berlin")
+    page.get_by_label("Holidays").fill("2026-12-25")
+    page.get_by_role("button", name="Create calendar").click()
+    page.locator("tr[data-calendar=ops-hours]", has_text="Europe/Berlin").wait_for()
+    page.get_by_role("button", name="Edit ops-hours").click()
+    page.get_by_label("Time zone").fill("Europe/Paris")
+    page.get_by_label("Time zone").press("Enter")  # the keyboard submits the form
+    page.locator("tr[data-calendar=ops-hours]", has_text="Europe/Paris").wait_for()
+
+    page.get_by_role("link", name="SLA policies").click()
+    page.get_by_label("Policy name").fill("e2e-tasks")
+    page.get_by_label("Applies to task type").select_option("TASK")
+    page.get_by_label("Applies to priority").select_option("LOW")
+    page.get_by_label("Applies to customer tier").select_option("PREMIUM")
+    page.get_by_label("Response target (minutes)").fill("30")
+    page.get_by_label("Resolution target (minutes)").fill("240")
+    page.get_by_label("Business calendar").select_option("ops-hours")
+    page.get_by_label("Escalation levels").fill("1: 60")
+    page.get_by_role("button", name="Create SLA policy").click()
+    row = page.locator("tr[data-sla-policy=e2e-tasks]")
+    row.filter(has_text="level 1 at 60 min").wait_for()
+    assert "ops-hours" in row.inner_text()
+    page.get_by_role("button", name="Edit e2e-tasks").click()
+    page.get_by_label("Response target (minutes)").fill("45")
+    page.get_by_role("button", name="Save SLA policy").click()
+    row.filter(has_text="45 / 240 min").wait_for()
+    page.get_by_role("button", name="Delete e2e-tasks").click()
+    page.get_by_role("button", name="Confirm delete e2e-tasks").click()
+    row.wait_for(state="detached")
+
+    page.get_by_role("link", name="Escalation policies").click()
+    page.get_by_label("Escalation policy name").fill("e2e-page")
+    page.get_by_label("Starts when").select_option("warning")
+    page.get_by_label("Only priorities").fill("critical")
+    steps = "0 | team_lead | email\n15 | manager | email, slack"
+    page.get_by_label("Steps", exact=True).fill(steps)
+    page.get_by_role("button", name="Create escalation policy").click()
+    row = page.locator("tr[data-escalation=e2e-page]")
+    row.filter(has_text="after 15 min → manager (email, slack)").wait_for()
+    assert "priority: CRITICAL" in row.inner_text()
+    page.get_by_role("button", name="Edit e2e-page").click()
+    page.get_by_label("Repeat the steps (times)").fill("1")
+    page.get_by_label("Repeat every (minutes)").fill("30")
+    page.get_by_role("button", name="Save escalation policy").click()
+    row.filter(has_text="1 more, every 30 min").wait_for()
+
+    page.get_by_role("link", name="Heartbeat monitors").click()
+    page.get_by_label("Monitor name").fill("nightly-backup")
+    page.get_by_label("Cron schedule").fill("0 3 * * *")
+    page.get_by_role("button", name="Create monitor").click()
+    row = page.locator("tr[data-monitor=nightly-backup]")
+    row.locator("code.url").wait_for()
+    page.get_by_role("button", name="Edit nightly-backup").click()
+    page.get_by_label("Grace (seconds)").fill("600")
+    page.get_by_role("button", name="Save monitor").click()
+    row.filter(has_text="600 s").wait_for()
+
+    # A viewer reads the monitors and finds nothing to change, and no SLA configuration.
+    viewer = site.page()
+    log_in(viewer, "vera@example.com")
+    viewer.goto("/#/admin?section=heartbeats")
+    viewer.locator("tr[data-monitor=nightly-backup]").wait_for()
+    assert viewer.get_by_role("button", name=re.compile("^(Edit|Delete) ")).count() == 0
+    assert viewer.locator("#monitor-form").count() == 0
+    assert viewer.get_by_role("link", name="SLA policies").count() == 0
 
 
 def test_sla_warning_arrives_live_when_the_test_clock_moves(site: Site) -> None:

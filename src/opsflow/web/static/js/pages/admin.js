@@ -1,9 +1,11 @@
 // Administration: users and teams, alert integrations (with the URLs to paste into
-// Alertmanager or Grafana), notification dead letters with retry, and SLA policies with the
-// simulation dry run drawn as a timeline. Each section shows only for the roles that may use it.
+// Alertmanager or Grafana), notification dead letters with retry, SLA policies (edited, and
+// the simulation dry run drawn as a timeline), business calendars, escalation policies and
+// heartbeat monitors. Each section shows only for the roles that may use it.
 import { get, query, request } from "../api.js";
 import { clear, h, label, timeEl } from "../dom.js";
 import { app, can } from "../state.js";
+import { calendarsSection, escalationSection, heartbeatsSection, slaPoliciesEditor } from "./config.js";
 import { PRIORITIES, TIERS, TYPES } from "./tasks.js";
 
 const ROLES = ["admin", "manager", "team_lead", "developer", "support", "auditor", "viewer"];
@@ -12,6 +14,9 @@ const SECTIONS = [
   { id: "integrations", text: "Integrations", allowed: () => can("administer"), render: integrationsSection },
   { id: "dead-letters", text: "Dead letters", allowed: () => can("notifications_retry"), render: deadLettersSection },
   { id: "sla", text: "SLA policies", allowed: () => can("sla_read"), render: slaSection },
+  { id: "calendars", text: "Calendars", allowed: () => can("sla_read"), render: calendarsSection },
+  { id: "escalation", text: "Escalation policies", allowed: () => can("sla_read"), render: escalationSection },
+  { id: "heartbeats", text: "Heartbeat monitors", allowed: () => can("task_read"), render: heartbeatsSection },
 ];
 
 export function adminAllowed() {
@@ -230,11 +235,9 @@ function simulationTimeline(result) {
   return h("div", {}, h("p", {}, `Policy: ${result.policy || "built-in defaults"} · calendar ${result.calendar} (${result.timezone}) · from `, timeEl(result.start)), svg, list);
 }
 
-async function slaSection(body) {
+async function slaSection(body, reload) {
   const policies = await get("/sla-policies?page_size=100");
-  const rows = policies.items.map((p) =>
-    h("tr", {}, h("td", {}, p.name), h("td", {}, `${p.task_type} · ${p.priority} · ${p.customer_tier}`), h("td", {}, `${p.start_minutes} / ${p.resolve_minutes} min`),
-      h("td", {}, p.thresholds.map((t) => `${t} %`).join(", ")), h("td", {}, p.calendar), h("td", {}, p.is_active ? "active" : "inactive")));
+  const editor = await slaPoliciesEditor(body, reload);
   const result = h("div", { "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert" });
   const form = h("form", { class: "card form-grid", onsubmit: async (event) => {
@@ -257,8 +260,7 @@ async function slaSection(body) {
     field("s-tier", "Customer tier", h("select", { id: "s-tier", name: "customer_tier" }, options(TIERS, "STANDARD"))),
     field("s-start", "Created at (default now)", h("input", { id: "s-start", name: "start", type: "datetime-local" })),
     h("button", { type: "submit" }, "Simulate"));
-  clear(body, h("h2", {}, "SLA policies"),
-    policies.items.length ? table("SLA policies", ["Name", "Matches", "Response / resolution", "Thresholds", "Calendar", "State"], rows)
-      : h("p", { class: "muted" }, "No policy: every task gets the built-in defaults."),
+  clear(body, editor,
+    policies.items.length ? null : h("p", { class: "muted" }, "No policy: every task gets the built-in defaults."),
     form, error, result);
 }
