@@ -66,9 +66,29 @@ def main(target: Path) -> None:
                 json={"body": "Customer list in the `#inc-502` channel.", "internal": True},
                 headers=admin,
             )
+            http.post(
+                "/escalation-policies",
+                json={
+                    "name": "incident-breach",
+                    "description": "Team lead first, then the manager",
+                    "trigger": "breach",
+                    "conditions": {"task_type": ["INCIDENT"]},
+                    "steps": [
+                        {"delay_minutes": 0, "targets": ["team_lead"], "channels": ["email"]},
+                        {
+                            "delay_minutes": 15,
+                            "targets": ["manager"],
+                            "channels": ["email", "slack"],
+                        },
+                    ],
+                    "repeat": 1,
+                    "repeat_interval_minutes": 30,
+                },
+                headers=admin,
+            )
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium")
             for width, pages in (
-                (1280, ["dashboard", "tasks", "task", "reports"]),
+                (1280, ["dashboard", "tasks", "task", "reports", "admin-escalation"]),
                 (390, ["tasks"]),
             ):
                 page = browser.new_page(base_url=base, viewport={"width": width, "height": 860})
@@ -78,7 +98,10 @@ def main(target: Path) -> None:
                 page.get_by_role("button", name="Log in").click()
                 page.locator("#live-status[data-state=live]").wait_for()
                 for name in pages:
-                    hash_ = {"task": f"#/tasks/{ids[0]}"}.get(name, f"#/{name}")
+                    hash_ = {
+                        "task": f"#/tasks/{ids[0]}",
+                        "admin-escalation": "#/admin?section=escalation",
+                    }.get(name, f"#/{name}")
                     page.goto(f"/{hash_}")
                     page.wait_for_load_state("networkidle")
                     page.wait_for_timeout(300)  # the list's fade-in highlight
