@@ -33,7 +33,9 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ADMIN_PASSWORD = "Dash-Admin-Pass-1"
 PASSWORD = "Dash-User-Pass-1"
-TIMEOUT_MS = 15_000
+# The longest any wait for a page state may take: generous, because the suite shares the
+# machine's cores with another test process (a bound on waiting, never a timing check).
+TIMEOUT_MS = 60_000
 
 
 @dataclass
@@ -165,6 +167,8 @@ def test_incident_appears_live_then_is_acknowledged_and_commented(site: Site) ->
     watcher.locator("button[data-action=acknowledge]").wait_for(state="detached")
     # The author's detail page follows live: the acknowledgement shows up in its timeline.
     author.locator(".timeline li.kind-status").first.wait_for()
+    # A draft the author is typing survives the live re-renders that follow.
+    author.get_by_label("Add a comment (Markdown)").fill("Draft the author is still typing")
 
     watcher.get_by_label("Add a comment (Markdown)").fill(
         "Rolled back **v2**, see [runbook](https://runbooks.example.com/x) <script>bad()</script>"
@@ -180,6 +184,8 @@ def test_incident_appears_live_then_is_acknowledged_and_commented(site: Site) ->
     watcher.get_by_role("button", name="Comment").click()
     watcher.locator(".comment.internal").wait_for()
     author.locator(".comment.internal", has_text="Customer data involved").wait_for()
+    draft = author.get_by_label("Add a comment (Markdown)").input_value()
+    assert draft == "Draft the author is still typing"
 
     # The list URL holds the filters: opening it anew shows the same view.
     watcher.goto("/#/tasks?task_type=INCIDENT&priority=CRITICAL&status=ASSIGNED")

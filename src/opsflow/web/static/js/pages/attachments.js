@@ -42,8 +42,11 @@ export async function uploadFile(taskId, file, onProgress) {
   return request("POST", `/uploads/${upload.upload_id}/complete`);
 }
 
-export function attachmentsSection(task, attachments, reload) {
-  const error = h("p", { class: "error", role: "alert" });
+// `kept` holds what must outlive a re-render of the task page (a live event reloads it):
+// the upload form, whose progress bar an upload in flight keeps updating, and its error.
+export function attachmentsSection(task, attachments, reload, kept = {}) {
+  kept.attachmentError ??= h("p", { class: "error", role: "alert" });
+  const error = kept.attachmentError;
   const items = attachments.map((a) =>
     h(
       "li",
@@ -53,46 +56,7 @@ export function attachmentsSection(task, attachments, reload) {
       timeEl(a.created_at),
     ),
   );
-  let form = null;
-  if (can("comment")) {
-    const input = h("input", { id: "attach-file", type: "file", name: "file", required: true });
-    const bar = h("progress", { id: "upload-progress", max: 100, value: 0, "aria-label": "Upload progress" });
-    const text = h("span", { id: "upload-percent", "aria-live": "polite" }, "");
-    const button = h("button", { type: "submit" }, "Upload");
-    form = h(
-      "form",
-      {
-        class: "upload",
-        onsubmit: async (event) => {
-          event.preventDefault();
-          const file = input.files[0];
-          if (!file) return;
-          error.textContent = "";
-          button.disabled = true;
-          const show = (sent, total) => {
-            const percent = total ? Math.floor((100 * sent) / total) : 100;
-            bar.value = percent;
-            text.textContent = `${percent} %`;
-          };
-          show(0, file.size);
-          try {
-            await uploadFile(task.id, file, show);
-            text.textContent = `100 % — ${file.name} attached`;
-            await reload();
-          } catch (err) {
-            error.textContent = `Upload failed: ${err.message}`;
-          } finally {
-            button.disabled = false;
-          }
-        },
-      },
-      h("label", { for: "attach-file" }, "Attach a file"),
-      input,
-      button,
-      bar,
-      text,
-    );
-  }
+  const form = can("comment") ? (kept.uploadForm ??= uploadForm(task, reload, error)) : null;
   return h(
     "section",
     { "aria-labelledby": "h-attachments" },
@@ -101,4 +65,45 @@ export function attachmentsSection(task, attachments, reload) {
     form,
     error,
   );
+}
+
+function uploadForm(task, reload, error) {
+  const input = h("input", { id: "attach-file", type: "file", name: "file", required: true });
+  const bar = h("progress", { id: "upload-progress", max: 100, value: 0, "aria-label": "Upload progress" });
+  const text = h("span", { id: "upload-percent", "aria-live": "polite" }, "");
+  const button = h("button", { type: "submit" }, "Upload");
+  const form = h(
+    "form",
+    {
+      class: "upload",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const file = input.files[0];
+        if (!file) return;
+        error.textContent = "";
+        button.disabled = true;
+        const show = (sent, total) => {
+          const percent = total ? Math.floor((100 * sent) / total) : 100;
+          bar.value = percent;
+          text.textContent = `${percent} %`;
+        };
+        show(0, file.size);
+        try {
+          await uploadFile(task.id, file, show);
+          text.textContent = `100 % — ${file.name} attached`;
+          await reload();
+        } catch (err) {
+          error.textContent = `Upload failed: ${err.message}`;
+        } finally {
+          button.disabled = false;
+        }
+      },
+    },
+    h("label", { for: "attach-file" }, "Attach a file"),
+    input,
+    button,
+    bar,
+    text,
+  );
+  return form;
 }

@@ -35,7 +35,7 @@ function person(user) {
 export function taskPage(main, id) {
   const view = h("div", { class: "task" }, h("p", { class: "muted" }, "Loading…"));
   clear(main, h("p", {}, h("a", { href: "#/tasks" }, "← Tasks")), view);
-  const state = { task: null, message: "" };
+  const state = { task: null, message: "", kept: {} };
 
   const load = async () => {
     try {
@@ -91,8 +91,8 @@ function render(view, state, { sla, timeline, comments, attachments }, load) {
       h("dl", { class: "fields" }, fields.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
       task.description ? markdownEl(task.description) : null),
     clocksSection(sla),
-    commentsSection(task, comments, load),
-    attachmentsSection(task, attachments, load),
+    commentsSection(task, comments, load, state.kept),
+    attachmentsSection(task, attachments, load, state.kept),
     timelineSection(timeline),
   );
 }
@@ -190,7 +190,9 @@ function clocksSection(sla) {
   );
 }
 
-function commentsSection(task, comments, load) {
+// `kept` (see attachmentsSection) keeps the comment form, and so a draft being typed, across
+// the re-renders live events cause.
+function commentsSection(task, comments, load, kept) {
   const items = comments.items.map((c) =>
     h(
       "li",
@@ -200,34 +202,7 @@ function commentsSection(task, comments, load) {
       markdownEl(c.body),
     ),
   );
-  let form = null;
-  if (can("comment")) {
-    const error = h("p", { class: "error", role: "alert" });
-    const text = h("textarea", { id: "comment-body", name: "body", rows: 4, required: true });
-    const internal = can("comment_internal") ? h("input", { id: "comment-internal", type: "checkbox", name: "internal" }) : null;
-    form = h(
-      "form",
-      {
-        class: "comment-form",
-        onsubmit: async (event) => {
-          event.preventDefault();
-          error.textContent = "";
-          try {
-            await request("POST", `/tasks/${task.id}/comments`, { body: { body: text.value, internal: Boolean(internal?.checked) } });
-            text.value = "";
-            await load();
-          } catch (err) {
-            error.textContent = err.message;
-          }
-        },
-      },
-      h("label", { for: "comment-body" }, "Add a comment (Markdown)"),
-      text,
-      internal ? h("label", { class: "inline" }, internal, " Internal (hidden from viewers)") : null,
-      h("button", { type: "submit" }, "Comment"),
-      error,
-    );
-  }
+  const form = can("comment") ? (kept.commentForm ??= commentForm(task, load)) : null;
   return h(
     "section",
     { "aria-labelledby": "h-comments" },
@@ -235,6 +210,35 @@ function commentsSection(task, comments, load) {
     items.length ? h("ul", { class: "comments" }, items) : h("p", { class: "muted" }, "No comments yet."),
     form,
   );
+}
+
+function commentForm(task, load) {
+  const error = h("p", { class: "error", role: "alert" });
+  const text = h("textarea", { id: "comment-body", name: "body", rows: 4, required: true });
+  const internal = can("comment_internal") ? h("input", { id: "comment-internal", type: "checkbox", name: "internal" }) : null;
+  const form = h(
+    "form",
+    {
+      class: "comment-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        error.textContent = "";
+        try {
+          await request("POST", `/tasks/${task.id}/comments`, { body: { body: text.value, internal: Boolean(internal?.checked) } });
+          text.value = "";
+          await load();
+        } catch (err) {
+          error.textContent = err.message;
+        }
+      },
+    },
+    h("label", { for: "comment-body" }, "Add a comment (Markdown)"),
+    text,
+    internal ? h("label", { class: "inline" }, internal, " Internal (hidden from viewers)") : null,
+    h("button", { type: "submit" }, "Comment"),
+    error,
+  );
+  return form;
 }
 
 function timelineSection(timeline) {
