@@ -236,16 +236,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # person receives.
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
+def _smtp_server(*, with_auth: bool) -> Iterator[tuple[SmtpSink, int]]:
     sink = SmtpSink()
     port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    auth: dict[str, Any] = (
+        {"authenticator": sink.authenticate, "auth_require_tls": False} if with_auth else {}
+    )
+    controller = Controller(sink, hostname="127.0.0.1", port=port, **auth)
     controller.start()
     try:
         yield sink, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    yield from _smtp_server(with_auth=False)
+
+
+@pytest.fixture
+def smtp_with_auth() -> Iterator[tuple[SmtpSink, int]]:
+    """An SMTP sink that offers AUTH (opsflow / s3cret) without TLS."""
+    yield from _smtp_server(with_auth=True)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
 from opsflow import schema
@@ -26,25 +25,6 @@ from tests.sinks import SmtpSink, free_port
 
 REDIS_URL = os.environ.get("OPSFLOW_TEST_REDIS_URL")
 STRONG_SECRET = "a-production-secret-of-more-than-32-characters"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[SmtpSink, int]]:
-    """An SMTP server that offers AUTH (opsflow / s3cret) without TLS."""
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=sink.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 def run_check(workdir: Path, env: dict[str, str]) -> tuple[int, dict[str, tuple[str, str]]]:
@@ -74,9 +54,9 @@ def run_check(workdir: Path, env: dict[str, str]) -> tuple[int, dict[str, tuple[
 
 
 def test_passes_with_everything_up(
-    database_url: str, smtp_server: tuple[SmtpSink, int], tmp_path: Path
+    database_url: str, smtp_with_auth: tuple[SmtpSink, int], tmp_path: Path
 ) -> None:
-    sink, port = smtp_server
+    sink, port = smtp_with_auth
     env = {
         "APP_ENV": "production",
         "JWT_SECRET_KEY": STRONG_SECRET,
@@ -161,9 +141,9 @@ async def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> 
 
 
 async def test_refused_smtp_credentials_fail_the_smtp_line(
-    database_url: str, smtp_server: tuple[SmtpSink, int], tmp_path: Path
+    database_url: str, smtp_with_auth: tuple[SmtpSink, int], tmp_path: Path
 ) -> None:
-    _sink, port = smtp_server
+    _sink, port = smtp_with_auth
     settings = make_settings(
         database_url,
         data_dir=tmp_path,

@@ -18,7 +18,7 @@ import email.policy
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,7 +27,6 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from opsflow.clock import SettableClock
 from opsflow.models.enums import Channel
@@ -84,24 +83,6 @@ async def guarded(awaitable: Any) -> Any:
 # --------------------------------------------------------------------------- SMTP sink
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=sink.authenticate,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
 def smtp_channel(port: int, **settings: Any) -> EmailChannel:
     values: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -126,8 +107,10 @@ def rendered_email_delivery(**overrides: Any) -> Delivery:
     return make_delivery(Channel.EMAIL, "jane.smith@example.com", **values)
 
 
-async def test_email_over_smtp_arrives_with_its_headers(smtp_sink: tuple[SmtpSink, int]) -> None:
-    sink, port = smtp_sink
+async def test_email_over_smtp_arrives_with_its_headers(
+    smtp_with_auth: tuple[SmtpSink, int],
+) -> None:
+    sink, port = smtp_with_auth
     channel = smtp_channel(port)
     result = await guarded(channel.send(rendered_email_delivery()))
     assert result.ok, result.error
@@ -153,8 +136,8 @@ async def test_email_over_smtp_arrives_with_its_headers(smtp_sink: tuple[SmtpSin
     assert "<h1" in html.get_content()
 
 
-async def test_smtp_login_is_used_when_configured(smtp_sink: tuple[SmtpSink, int]) -> None:
-    sink, port = smtp_sink
+async def test_smtp_login_is_used_when_configured(smtp_with_auth: tuple[SmtpSink, int]) -> None:
+    sink, port = smtp_with_auth
     ok = await guarded(
         smtp_channel(port, username="opsflow", password="s3cret").send(rendered_email_delivery())
     )
@@ -175,9 +158,9 @@ async def test_smtp_login_is_used_when_configured(smtp_sink: tuple[SmtpSink, int
     [("550 5.1.1 No such user", False), ("451 4.3.0 Mailbox busy, try later", True)],
 )
 async def test_refused_recipients_are_classified_by_reply_code(
-    smtp_sink: tuple[SmtpSink, int], reply: str, retryable: bool
+    smtp_with_auth: tuple[SmtpSink, int], reply: str, retryable: bool
 ) -> None:
-    sink, port = smtp_sink
+    sink, port = smtp_with_auth
     sink.refuse["jane.smith@example.com"] = reply
     result = await guarded(smtp_channel(port).send(rendered_email_delivery()))
     assert not result.ok
