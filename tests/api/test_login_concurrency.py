@@ -130,7 +130,9 @@ async def test_parallel_logins_from_one_address_hash_at_most_the_address_limit(
     assert team.status_code == 201, team.text
     _assert_refusals(list(responses))
     assert spy.calls <= 50
-    assert sum(r.status_code == 429 for r in responses) >= 150
+    # A 503 (every hasher busy) gives its attempt back; only hashed attempts answer 401.
+    assert sum(r.status_code == 401 for r in responses) <= 50
+    assert sum(r.status_code in (429, 503) for r in responses) >= 150
 
 
 async def test_successful_logins_in_parallel_are_not_counted_as_failures(

@@ -110,12 +110,19 @@ def test_login_burst_keeps_server_memory_bounded(served: tuple[int, str]) -> Non
     assert warm.status_code == 200, warm.text
     before_kib = _status_kib(pid, "VmRSS")
 
+    started = time.time()
     statuses = asyncio.run(_burst(base, 200))
+    ended = time.time()
 
     peak_kib = _status_kib(pid, "VmHWM")
     growth_mib = (peak_kib - before_kib) / 1024
     print(f"login burst: server grew by {growth_mib:.0f} MiB")
     assert growth_mib < 10 * MEMORY_COST_MIB, f"server grew by {growth_mib:.0f} MiB"
     assert set(statuses) <= {401, 429, 503}, sorted(set(statuses))
-    assert statuses.count(429) >= 150  # the address limit (50) refused the rest
+    # The address limit is 50 failed attempts per fixed 15-minute window on the server's
+    # clock (a burst straddling a boundary gets a fresh 50). A 503 (every hasher busy) gives
+    # its attempt back, so the bound is on the attempts that were hashed: the 401s.
+    windows = int(ended // 900) - int(started // 900) + 1
+    assert statuses.count(401) <= 50 * windows, (windows, statuses)
+    assert statuses.count(429) + statuses.count(503) >= 200 - 50 * windows
     assert httpx.get(f"{base}/health", timeout=30).status_code == 200
