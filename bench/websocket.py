@@ -42,7 +42,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
-from _serve import start_server
+from _serve import cpu_seconds, start_server
 
 PASSWORD = "Websocket-Bench-123"
 PER_USER = 1000
@@ -207,6 +207,13 @@ def line(name: str, hist: Counter[int]) -> str:
         f"{name}: p50 {percentile(hist, 0.5):.1f} ms, p99 {percentile(hist, 0.99):.1f} ms, "
         f"max {percentile(hist, 1.0):.1f} ms"
     )
+
+
+def per_frame(phase: str, cpu: float, frames: float) -> str:
+    """The server process's CPU (from /proc, so the scheduler's noise on a busy machine
+    does not count) per frame it wrote."""
+    micros = cpu * 1e6 / frames if frames else float("nan")
+    return f"{phase}: server CPU {cpu:.2f} s for {frames:.0f} frames written: {micros:.1f} us/frame"
 
 
 def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
@@ -443,6 +450,7 @@ def main() -> int:
                 child.start()
                 children.append(child)
                 pipes.append(mine)
+            cpu_open = cpu_seconds(server.pid)
             ready = [pipe.recv() for pipe in pipes]
             opened = sum(r["open"] for r in ready)
             failed = sum(r["failed"] for r in ready)
@@ -450,11 +458,15 @@ def main() -> int:
             after = rss_mib(server.pid)
             per = (after - before) * 1024 / max(opened, 1)
             print(f"connections: {opened} open and subscribed, {failed} failed, in {took:.1f} s")
+            opening = (cpu_seconds(server.pid) - cpu_open) * 1000 / max(opened + failed, 1)
+            print(f"server CPU per connection opened and subscribed: {opening:.2f} ms")
             grown = after - before
             print(f"server RSS with them: {after:.1f} MiB (+{grown:.1f} MiB, {per:.1f} KiB each)")
 
             # One event to everyone.
             ask(pipes, "reset")
+            sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            cpu_before = cpu_seconds(server.pid)
             asyncio.run(source.run(1, 1))
             deadline = time.monotonic() + 60
             while True:
@@ -462,12 +474,16 @@ def main() -> int:
                 if received >= still_open or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)  # polling the clients for what arrived
+            cpu_spent = cpu_seconds(server.pid) - cpu_before
             print(f"broadcast: {received} of {still_open} received")
             print(line("broadcast commit -> receipt", hist))
+            sent = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            print(per_frame("broadcast", cpu_spent, sent - sent_before))
 
             # A steady stream.
             ask(pipes, "reset")
             before_metrics = server_metrics(client, admin)
+            cpu_before = cpu_seconds(server.pid)
             count = int(args.rate * args.duration)
             start = time.monotonic()
             late = asyncio.run(source.run(args.rate, count))
@@ -478,6 +494,7 @@ def main() -> int:
                 if received >= count * still_open or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)  # polling the clients for what arrived
+            cpu_spent = cpu_seconds(server.pid) - cpu_before
             after_metrics = server_metrics(client, admin)
             print(
                 f"steady: {count} events in {sent_in:.1f} s ({count / sent_in:.0f}/s achieved, "
@@ -490,6 +507,7 @@ def main() -> int:
             print(line("steady commit -> receipt", hist))
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
+            print(per_frame("steady", cpu_spent, delta.get("opsflow_ws_messages_sent_total", 0)))
             print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
             ask(pipes, "stop")
     finally:

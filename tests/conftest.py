@@ -131,6 +131,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "app_env": "test",
+        # a test process starts many applications: freezing each one's heap would keep it
+        "gc_tuning": False,
         "jwt_secret_key": "test-secret-key-that-is-long-enough-0123456789",
         "password_time_cost": 1,
         "password_memory_cost_kib": 1024,

@@ -26,7 +26,16 @@ USER_PASSWORD = "User-Pass-12345"
 
 # The engine passes in round order, as every driver runs them (the engine contract test pins
 # this order against the registry).
-ALL_PASSES = ("sla", "heartbeats", "flapping", "relay", "escalation", "delivery", "uploads")
+ALL_PASSES = (
+    "sla",
+    "heartbeats",
+    "flapping",
+    "relay",
+    "escalation",
+    "delivery",
+    "uploads",
+    "outbox",
+)
 
 
 def bearer(token: str) -> dict[str, str]:

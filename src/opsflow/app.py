@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from opsflow import __version__, schema
 from opsflow.attachments.endpoints import router as attachments_router
@@ -33,6 +34,7 @@ from opsflow.heartbeats.endpoints import router as heartbeat_monitors_router
 from opsflow.heartbeats.endpoints import signals_router as heartbeat_signals_router
 from opsflow.idempotency.service import Replay, ResponseRecorder
 from opsflow.integrations.endpoints import router as integrations_router
+from opsflow.kit import gctune
 from opsflow.middleware import RequestContextMiddleware
 from opsflow.notifications.endpoints import router as notifications_router
 from opsflow.notifications.endpoints import templates_router, windows_router
@@ -43,6 +45,7 @@ from opsflow.openapi import install as install_openapi
 from opsflow.realtime.bus import BUS, Listener
 from opsflow.realtime.endpoints import REALTIME_PATHS
 from opsflow.realtime.endpoints import stream as realtime_stream
+from opsflow.realtime.transport import capture_raw_send
 from opsflow.reports.endpoints import router as reports_router
 from opsflow.routing import RouteIndex, literal_routes_first, route_index
 from opsflow.sla.endpoints import router as sla_router
@@ -238,6 +241,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _render(request, 500, "INTERNAL_ERROR", "An unexpected error occurred")
 
 
+class OpsFlowAPI(FastAPI):
+    """The application; a WebSocket scope keeps the server's own `send` (the broadcast fast
+    path writes through it, see realtime/transport.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        capture_raw_send(scope, send)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -277,6 +289,8 @@ def create_app(
                 ctx, engine_registry(settings), interval=settings.engine_interval_seconds
             )
             engine.start()
+        if settings.gc_tuning:
+            gctune.tune_for_server()
         log.info(
             "started",
             version=__version__,
@@ -297,7 +311,7 @@ def create_app(
                 await ctx.close()
 
     owns_context = context is None
-    app = FastAPI(
+    app = OpsFlowAPI(
         title="OpsFlow",
         version=__version__,
         description=(

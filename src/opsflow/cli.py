@@ -463,7 +463,8 @@ def engine(
             help="Comma list of the passes each round runs, in this order: sla (fires SLA "
             "thresholds), relay (outbox events to escalations, notifications, webhooks), "
             "escalation (fires due steps), delivery (sends notifications), uploads (removes "
-            "abandoned uploads and deleted attachments' bytes); or all (the "
+            "abandoned uploads and deleted attachments' bytes), outbox (deletes relayed "
+            "events past the retention window); or all (the "
             "rounds `opsflow serve` runs)."
         ),
     ] = "sla",

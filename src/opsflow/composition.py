@@ -28,6 +28,7 @@ from opsflow.context import AppContext
 from opsflow.db import create_engine, create_sessionmaker
 from opsflow.escalation import service as escalation_service
 from opsflow.escalation.engine import EscalationEngine
+from opsflow.events.pruning import OutboxPruner
 from opsflow.events.relay import Consumer, RelayEngine
 from opsflow.heartbeats import incidents as heartbeat_incidents
 from opsflow.heartbeats.engine import HeartbeatEngine
@@ -67,7 +68,8 @@ def engine_registry(settings: Settings) -> EngineRegistry:
     engine settles flapping incidents whose flips aged out, the relay hands
     the events to their consumers (planning escalation runs, queueing notifications), the
     escalation engine fires due steps, the delivery engine sends, the upload collector
-    removes abandoned uploads and the bytes of deleted attachments."""
+    removes abandoned uploads and the bytes of deleted attachments, the outbox pruner
+    deletes relayed events older than the retention window."""
     return EngineRegistry(
         [
             SlaEngine(batch=settings.engine_batch_size),
@@ -77,6 +79,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
             EscalationEngine(),
             DeliveryEngine(),
             UploadCollector(),
+            OutboxPruner(),
         ]
     )
 
@@ -84,7 +87,6 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
-    BUS.configure(configured_redis(settings))  # how relayed events reach the WebSockets
     tracing.setup(settings)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
@@ -94,6 +96,9 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     # Shared by the request rate limits and the login throttle.
     counters = Counters(configured_redis(settings), clock)
     read_sessions = create_sessionmaker(engine, read_only=True)
+    # How relayed events reach the WebSockets (a backlog past the bound is read back from
+    # the outbox with these sessions).
+    BUS.configure(configured_redis(settings), read_sessions, limit=settings.ws_bus_queue)
     metrics.attach_database(read_sessions)
     metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
 

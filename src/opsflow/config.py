@@ -128,6 +128,27 @@ class Settings(BaseSettings):
     ws_send_queue: int = Field(
         256, ge=1, le=100_000, validation_alias=_env("OPSFLOW_WS_SEND_QUEUE")
     )
+    # Bytes a WebSocket's transport may hold unsent before the hub closes it (1013)
+    # instead of writing it another event.
+    ws_write_buffer_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        validation_alias=_env("OPSFLOW_WS_WRITE_BUFFER_BYTES"),
+    )
+    # Freeze what start-up built out of the garbage collector's scans and collect young
+    # objects less often (kit/gctune.py): many open WebSockets make full scans costly.
+    gc_tuning: bool = Field(True, validation_alias=_env("OPSFLOW_GC_TUNING"))
+    # How long relayed outbox events are kept: the WebSocket stream's replay window (a
+    # client resuming from an older id is told to resync).
+    outbox_retention_hours: float = Field(
+        24.0, gt=0, le=24 * 366, validation_alias=_env("OPSFLOW_OUTBOX_RETENTION_HOURS")
+    )
+    # Relayed events waiting in a process's bus for its sockets (or for Redis); past it the
+    # backlog is read back from the outbox instead of held in memory.
+    ws_bus_queue: int = Field(
+        10_000, ge=1, le=1_000_000, validation_alias=_env("OPSFLOW_WS_BUS_QUEUE")
+    )
     ws_auth_timeout_seconds: float = Field(
         10.0, gt=0, le=300, validation_alias=_env("OPSFLOW_WS_AUTH_TIMEOUT_SECONDS")
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,6 +23,7 @@ from opsflow.realtime.hub import HUB
 
 log = get_logger("opsflow.realtime")
 RECONNECT_SECONDS = 1.0
+REFILL_PAGE = 1000
 
 
 def channel_name(url: str) -> str:
@@ -36,16 +38,35 @@ class Bus:
     (no Redis) or published on the Redis channel. Handing a burst (a relay pass commits up
     to hundreds of events at once) to the hub one frame per loop turn lets every
     connection's writer send between two frames, so a burst larger than a send queue does
-    not evict clients that keep up."""
+    not evict clients that keep up.
+
+    The queue is bounded (`limit`, OPSFLOW_WS_BUS_QUEUE). Past it a frame is not queued but
+    its id remembered (the range of ids dropped, O(1) memory); before anything newer leaves,
+    the task reads that range back from the outbox (every streamed event is there, by its
+    stream id) and sends it, and drops the queued copies it already sent. Under overload
+    the backlog lives in the database, not in this process, and no event is lost."""
 
     def __init__(self) -> None:
         self.url: str | None = None
+        self.sessions: async_sessionmaker[AsyncSession] | None = None
+        self.limit = 10_000
+        self.dropped = 0  # frames not queued (then read back from the outbox)
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._gap: tuple[int, int] | None = None  # ids dropped, first and last
+        self._refilled_to: int | None = None  # queued frames up to this id were sent
 
-    def configure(self, url: str | None) -> None:
+    def configure(
+        self,
+        url: str | None,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        limit: int = 10_000,
+    ) -> None:
         self.url = url
+        self.sessions = sessions
+        self.limit = limit
         self._sender = None
         self._queue = None
 
@@ -57,8 +78,15 @@ class Bus:
         if queue is None or stale:
             self._loop = loop
             self._queue = queue = asyncio.Queue()
+            self._gap = self._refilled_to = None
             loop_body = self._deliver_loop if self.url is None else self._publish_loop
             self._sender = asyncio.create_task(loop_body(queue))
+        if queue.qsize() >= self.limit and self.sessions is not None:
+            ident = int(frame["id"])
+            gap = self._gap
+            self._gap = (ident, ident) if gap is None else (min(gap[0], ident), max(gap[1], ident))
+            self.dropped += 1
+            return
         queue.put_nowait(frame)
 
     async def flushed(self) -> None:
@@ -66,14 +94,54 @@ class Bus:
         if self._queue is not None and self._sender is not None and not self._sender.done():
             await self._queue.join()
 
-    async def _deliver_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    async def _drain(
+        self,
+        queue: asyncio.Queue[dict[str, Any]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        """Send what is queued, in order, with what was dropped read back in its place."""
         while True:
             frame = await queue.get()
             try:
-                HUB.publish(frame)
+                ident = int(frame["id"])
+                if self._gap is not None and ident >= self._gap[0]:
+                    await self._refill(send)
+                if self._refilled_to is None or ident > self._refilled_to:
+                    await send(frame)
+                if queue.empty():
+                    if self._gap is not None:
+                        await self._refill(send)
+                    self._refilled_to = None  # nothing queued is that old any more
             finally:
                 queue.task_done()
+
+    async def _refill(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Send the streamed events of the dropped range from the outbox, in order."""
+        from opsflow.realtime.consumer import since  # the consumer imports this module
+
+        while self._gap is not None and self.sessions is not None:
+            first, last = self._gap
+            self._gap = None
+            after = first - 1
+            while after < last:
+                async with self.sessions() as session:
+                    frames = await since(session, after, REFILL_PAGE)
+                for frame in frames:
+                    if int(frame["id"]) > last:
+                        break
+                    await send(frame)
+                    after = int(frame["id"])
+                if len(frames) < REFILL_PAGE or int(frames[-1]["id"]) > last:
+                    break
+            self._refilled_to = max(last, self._refilled_to or 0)
+            log.warning("realtime_bus_refilled", first=first, last=last)
+
+    async def _deliver_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        async def to_hub(frame: dict[str, Any]) -> None:
+            HUB.publish(frame)
             await asyncio.sleep(0)  # the writers' turn
+
+        await self._drain(queue, to_hub)
 
     async def _publish_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         from redis.asyncio import Redis
@@ -81,17 +149,19 @@ class Bus:
         assert self.url is not None
         client = Redis.from_url(self.url)
         channel = channel_name(self.url)
-        try:
+
+        async def to_redis(frame: dict[str, Any]) -> None:
+            text = json.dumps(frame)
             while True:
-                text = json.dumps(await queue.get())
-                while True:
-                    try:
-                        await client.publish(channel, text)
-                        break
-                    except Exception as exc:  # Redis away: keep the order, try again
-                        log.warning("realtime_publish_failed", error=str(exc))
-                        await asyncio.sleep(RECONNECT_SECONDS)
-                queue.task_done()
+                try:
+                    await client.publish(channel, text)
+                    return
+                except Exception as exc:  # Redis away: keep the order, try again
+                    log.warning("realtime_publish_failed", error=str(exc))
+                    await asyncio.sleep(RECONNECT_SECONDS)
+
+        try:
+            await self._drain(queue, to_redis)
         finally:
             await client.aclose()
 

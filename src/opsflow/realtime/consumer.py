@@ -79,3 +79,9 @@ async def since(session: AsyncSession, after: int, limit: int) -> list[dict[str,
 async def last_id(session: AsyncSession) -> int:
     """The id of the newest streamed event (0 when none)."""
     return int(await session.scalar(select(func.max(OutboxEvent.stream_seq))) or 0)
+
+
+async def oldest_id(session: AsyncSession) -> int | None:
+    """The id of the oldest streamed event the outbox still holds (None when none)."""
+    value = await session.scalar(select(func.min(OutboxEvent.stream_seq)))
+    return None if value is None else int(value)

@@ -10,9 +10,11 @@ Protocol (JSON text frames; docs/api.md has the full description):
 - events arrive as ``{"id", "type", "occurred_at", "task", "data", "channels"}``; replies
   are ``{"type": "auth.ok" | "subscribed" | "pong" | "error", ...}``.
 
-One writer per connection drains its bounded queue; everything the server sends goes
-through it. Close codes: 4401 authentication failed, expired or revoked; 4429 too many
-connections for this user; 1013 the client reads too slowly.
+One writer at a time per connection: its writer task drains its bounded queue (replies,
+replays, anything that arrives while something is queued), and while that is idle the hub
+writes live events' pre-encoded bytes straight to the transport (realtime/transport.py).
+Close codes: 4401 authentication failed, expired or revoked; 4429 too many connections for
+this user; 1013 the client reads too slowly (its queue or its transport's buffer full).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from opsflow.context import AppContext
 from opsflow.errors import AppError
 from opsflow.realtime import consumer as realtime_consumer
 from opsflow.realtime.hub import COMMITTED_KEY, HUB, TEXT_KEY, Subscriber, frame_for
+from opsflow.realtime.transport import DirectWriter, writer_for
 
 MAX_FRAME_BYTES = 64 * 1024
 MAX_CHANNELS = 100
@@ -102,6 +105,7 @@ class Connection:
             user_agent=websocket.headers.get("user-agent"),
         )
         self.expires_at: datetime | None = None
+        self.direct: DirectWriter | None = None
 
     async def run(self) -> None:
         await self.websocket.accept()
@@ -113,7 +117,16 @@ class Connection:
         except WebSocketDisconnect:
             return
         settings = self.ctx.settings
-        subscriber = Subscriber(principal, asyncio.Queue(maxsize=settings.ws_send_queue))
+        HUB.write_buffer_limit = settings.ws_write_buffer_bytes
+        self.direct = writer_for(self.websocket.scope)
+        subscriber = Subscriber(
+            principal,
+            asyncio.Queue(maxsize=settings.ws_send_queue),
+            direct=self.direct,
+            clock=self.ctx.clock,
+            expires_at=self.expires_at,
+            metrics=self.ctx.metrics,
+        )
         if not HUB.join(subscriber, limit=settings.ws_max_connections_per_user):
             await self.websocket.close(
                 CLOSE_TOO_MANY,
@@ -160,7 +173,12 @@ class Connection:
                     await task
         if evicted in done:
             HUB.stats.evicted += 1
-            await self._close(CLOSE_TRY_AGAIN_LATER, "Send queue full: the client reads too slowly")
+            closing = self._close(CLOSE_TRY_AGAIN_LATER, "The client reads too slowly")
+            try:  # the close frame waits behind what the client has not read yet
+                await asyncio.wait_for(closing, self.ctx.settings.ws_ping_interval_seconds)
+            except TimeoutError:
+                if self.direct is not None:
+                    self.direct.abort()
 
     async def _close(self, code: int, reason: str) -> None:
         if self.websocket.application_state is WebSocketState.CONNECTED:
@@ -171,9 +189,12 @@ class Connection:
         return self.expires_at is not None and self.ctx.clock.now() >= self.expires_at
 
     async def _write(self, subscriber: Subscriber) -> None:
-        """The connection's one writer."""
+        """The connection's writer task: what the queue holds, through ASGI `send` (the hub
+        writes a live event itself only while this is idle and the queue empty)."""
         while True:
+            subscriber.busy = False
             frame = await subscriber.queue.get()
+            subscriber.busy = True
             if CLOSE_KEY in frame:
                 code, reason = frame[CLOSE_KEY]
                 await self._close(code, reason)
@@ -232,6 +253,7 @@ class Connection:
                 subscriber.offer({CLOSE_KEY: (CLOSE_UNAUTHORIZED, reason)})
                 return False
             subscriber.principal, self.expires_at = principal, expires
+            subscriber.expires_at = expires
             subscriber.offer(_auth_ok(principal, expires))
         elif action in {"subscribe", "unsubscribe"}:
             channels = message.get("channels")
@@ -256,9 +278,9 @@ class Connection:
                 )
                 return True
             if action == "subscribe":
-                subscriber.channels.update(channels)
+                subscriber.subscribe(channels)
             else:
-                subscriber.channels.difference_update(channels)
+                subscriber.unsubscribe(channels)
             subscriber.offer({"type": "subscribed", "channels": sorted(subscriber.channels)})
             if since is not None:
                 await self._replay(subscriber, since)
@@ -272,13 +294,33 @@ class Connection:
 
     async def _replay(self, subscriber: Subscriber, since: int) -> None:
         """Every streamed event after `since` on the subscriber's channels, in order, then
-        the live events that arrived meanwhile, none twice."""
+        the live events that arrived meanwhile, none twice. When events after `since` were
+        already pruned (older than the retention window), a `resync` frame instead of the
+        replay: the client reloads what it shows, the live stream goes on."""
         subscriber.held = []
         try:
             async with self.ctx.read_sessions() as session:
-                frames = await realtime_consumer.since(session, since, REPLAY_LIMIT)
+                oldest = await realtime_consumer.oldest_id(session)
+                pruned = oldest is not None and oldest > since + 1
+                frames = (
+                    [] if pruned else await realtime_consumer.since(session, since, REPLAY_LIMIT)
+                )
         finally:
             held, subscriber.held = subscriber.held, None
+        if pruned:
+            subscriber.offer(
+                {
+                    "type": "resync",
+                    "since": since,
+                    "oldest_id": oldest,
+                    "retention_hours": self.ctx.settings.outbox_retention_hours,
+                    "message": "Events after this id are past the replay window: "
+                    "reload the current state; the live stream goes on",
+                }
+            )
+            for frame in held or []:
+                subscriber.offer(frame)
+            return
         last = since
         for frame in frames:
             last = max(last, int(frame["id"]))

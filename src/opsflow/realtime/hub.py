@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from opsflow.auth.permissions import Permission, reach_allows, reach_of
 from opsflow.auth.principal import Principal
+from opsflow.clock import Clock
 from opsflow.collaboration.service import reads_internal
+from opsflow.realtime.transport import DirectWriter, Outcome, encode_text
 
 # The channels an event reaches, from its type and the task it carries.
 ALERT_PREFIXES = ("sla.", "escalation.")
@@ -75,19 +78,80 @@ def may_see(principal: Principal, frame: dict[str, Any]) -> bool:
     )
 
 
-@dataclass(eq=False)
 class Subscriber:
-    """One open connection as the hub sees it."""
+    """One open connection as the hub sees it.
 
-    principal: Principal
-    queue: asyncio.Queue[dict[str, Any]]
-    channels: set[str] = field(default_factory=set)
-    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
-    # While a replay reads the outbox, live events wait here (then sent after it, skipping
-    # what the replay already sent).
-    held: list[dict[str, Any]] | None = None
+    Frames reach the socket one at a time, in order, by one of two paths, never both at
+    once: through `queue`, drained by the connection's writer task (ASGI `send`), or — when
+    the connection has a `direct` writer, nothing is queued and its writer is idle — the
+    hub writes a live event's pre-encoded bytes to the transport itself (realtime/transport.py).
+    """
+
+    __slots__ = (
+        "_principal",
+        "busy",
+        "channels",
+        "clock",
+        "direct",
+        "expires_at",
+        "held",
+        "metrics",
+        "overflowed",
+        "queue",
+        "reader",
+        "resolved",
+    )
+
+    def __init__(
+        self,
+        principal: Principal,
+        queue: asyncio.Queue[dict[str, Any]],
+        *,
+        direct: DirectWriter | None = None,
+        clock: Clock | None = None,
+        expires_at: datetime | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.queue = queue
+        self.channels: set[str] = set()
+        self.resolved: set[str] = set()  # the channels with `user:me` spelled out
+        self.overflowed = asyncio.Event()
+        # While a replay reads the outbox, live events wait here (then sent after it,
+        # skipping what the replay already sent).
+        self.held: list[dict[str, Any]] | None = None
+        self.direct = direct
+        self.busy = False  # the writer task is sending a frame it took from the queue
+        self.clock = clock
+        self.expires_at = expires_at
+        self.metrics = metrics  # what `observe_delivery` is called on for direct writes
+        self.principal = principal
+
+    @property
+    def principal(self) -> Principal:
+        return self._principal
+
+    @principal.setter
+    def principal(self, principal: Principal) -> None:
+        self._principal = principal
+        self.reader: tuple[Any, ...] = (
+            principal.actor_type,
+            principal.id,
+            principal.role,
+            principal.team_id,
+            principal.scopes,
+        )
+        self.resolved = _resolve(self)
+
+    def subscribe(self, names: Iterable[str]) -> None:
+        self.channels.update(names)
+        self.resolved = _resolve(self)
+
+    def unsubscribe(self, names: Iterable[str]) -> None:
+        self.channels.difference_update(names)
+        self.resolved = _resolve(self)
 
     def offer(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame for the writer task; a full queue marks the connection evicted."""
         if self.overflowed.is_set():
             return False
         if self.held is not None and isinstance(frame.get("id"), int):
@@ -99,6 +163,10 @@ class Subscriber:
             self.overflowed.set()
             return False
         return True
+
+    def idle(self) -> bool:
+        """Nothing queued, held or being sent: a frame written now comes after all of it."""
+        return not self.busy and self.held is None and not self.queue.qsize()
 
 
 @dataclass
@@ -115,6 +183,9 @@ class Hub:
         self._per_user: dict[uuid.UUID, int] = {}
         self.stats = HubStats()
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Bytes a transport may hold before the hub evicts its connection instead of
+        # writing more (OPSFLOW_WS_WRITE_BUFFER_BYTES; set when a connection opens).
+        self.write_buffer_limit = 256 * 1024
 
     def join(self, subscriber: Subscriber, *, limit: int) -> bool:
         """Register a connection; False (and counted as refused) past `limit` per user."""
@@ -142,33 +213,58 @@ class Hub:
 
         The work per event is done once, not once per connection: the event's channels,
         whether a given kind of reader may see it (by user, role, team and scopes), and
-        the serialised frame for each set of matched channels, shared by every connection
-        that matched the same ones."""
+        the serialised frame (text and wire bytes) for each set of matched channels, shared
+        by every connection that matched the same ones. An idle connection with a direct
+        writer gets the bytes written to its transport here and now; one whose transport
+        holds more than `write_buffer_limit` bytes is evicted (close 1013); any other
+        (busy, replaying, no direct writer, token expired) gets the frame queued."""
         names = channels_of(frame)
         committed = _instant(frame.get("occurred_at"))
         visible: dict[tuple[Any, ...], bool] = {}
-        prepared: dict[tuple[str, ...], dict[str, Any]] = {}
-        for subscriber in list(self._subscribers):
-            matched = _resolve(subscriber) & names
-            if not matched:
+        prepared: dict[tuple[str, ...], tuple[dict[str, Any], bytes]] = {}
+        written: dict[Any, int] = {}
+        limit = self.write_buffer_limit
+        clock: Clock | None = None
+        now: datetime | None = None
+        for subscriber in tuple(self._subscribers):
+            if subscriber.resolved.isdisjoint(names):
                 continue
-            principal = subscriber.principal
-            reader: tuple[Any, ...] = (principal.actor_type, principal.id, principal.role)
-            reader += (principal.team_id, principal.scopes)
+            reader = subscriber.reader
             allowed = visible.get(reader)
             if allowed is None:
-                allowed = visible[reader] = may_see(principal, frame)
+                allowed = visible[reader] = may_see(subscriber.principal, frame)
             if not allowed:
                 continue
-            key = tuple(sorted(matched))
-            addressed = prepared.get(key)
-            if addressed is None:
+            key = tuple(sorted(subscriber.resolved & names))
+            entry = prepared.get(key)
+            if entry is None:
                 addressed = {**frame, "channels": list(key)}
-                addressed[TEXT_KEY] = json.dumps(addressed, separators=(",", ":"))
+                text = json.dumps(addressed, separators=(",", ":"))
+                addressed[TEXT_KEY] = text
                 if committed is not None:
                     addressed[COMMITTED_KEY] = committed
-                prepared[key] = addressed
-            subscriber.offer(addressed)
+                entry = prepared[key] = (addressed, encode_text(text.encode()))
+            direct = subscriber.direct
+            if direct is not None and subscriber.idle() and not subscriber.overflowed.is_set():
+                if subscriber.expires_at is not None and subscriber.clock is not None:
+                    if subscriber.clock is not clock:
+                        clock, now = subscriber.clock, subscriber.clock.now()
+                    if now is not None and now >= subscriber.expires_at:
+                        subscriber.offer(entry[0])  # its writer closes it (4401)
+                        continue
+                outcome = direct.write(entry[1], limit)
+                if outcome is Outcome.WRITTEN:
+                    written[subscriber.metrics] = written.get(subscriber.metrics, 0) + 1
+                elif outcome is Outcome.FULL:
+                    subscriber.overflowed.set()
+                continue  # CLOSED: its reader sees the disconnect
+            subscriber.offer(entry[0])
+        if written:
+            self.stats.sent += sum(written.values())
+            latency = None if committed is None else max(0.0, time.time() - committed)
+            for metrics, count in written.items():
+                if metrics is not None and latency is not None:
+                    metrics.observe_delivery(latency, count)
         for listener in self.listeners:
             listener(frame)
 
@@ -176,7 +272,7 @@ class Hub:
 def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] | None:
     """The frame as this subscriber receives it (with the channels it matched), or None
     when it is on none of its channels or the subscriber may not read its task."""
-    matched = _resolve(subscriber) & channels_of(frame)
+    matched = subscriber.resolved & channels_of(frame)
     if not matched or not may_see(subscriber.principal, frame):
         return None
     return {**frame, "channels": sorted(matched)}
@@ -194,8 +290,6 @@ def _instant(value: object) -> float | None:
 
 def _resolve(subscriber: Subscriber) -> set[str]:
     """The subscriber's channels with ``user:me`` spelled as its own user id."""
-    if "user:me" not in subscriber.channels:
-        return subscriber.channels
     names = set(subscriber.channels)
     if "user:me" in names:
         names.discard("user:me")

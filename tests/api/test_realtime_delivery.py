@@ -1,0 +1,247 @@
+"""How frames reach the sockets: the direct write under a real uvicorn server (and the ASGI
+path under wsproto), a slow reader evicted by the direct writer, the bus bound with its
+backlog read back from the outbox, the outbox pruner and the `resync` frame."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+
+from opsflow.clock import SettableClock
+from opsflow.composition import engine_registry
+from opsflow.context import AppContext
+from opsflow.models.outbox import OutboxEvent
+from opsflow.realtime.bus import BUS
+from opsflow.realtime.hub import HUB
+from opsflow.realtime.transport import encode_text
+from tests.api.ws_support import GIVE_UP_SECONDS, connected, token_of
+from tests.conftest import ADMIN_PASSWORD, T0
+from tests.factories import login, make_task
+
+STARTS = 50  # bounded polls for the in-process server to come up (a safety net)
+
+
+@contextlib.asynccontextmanager
+async def served(app: Any, implementation: str) -> AsyncIterator[str]:
+    """The application behind a real uvicorn server in this event loop, on a free port;
+    the WebSocket URL."""
+    config = uvicorn.Config(
+        app,
+        ws=implementation,
+        lifespan="off",
+        log_level="warning",
+        ws_per_message_deflate=False,
+        ws_ping_interval=None,
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await server.startup(sockets=[sock])
+    try:
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/api/v1/ws"
+    finally:
+        await server.shutdown(sockets=[sock])
+        sock.close()
+
+
+async def _relay(ctx: AppContext) -> None:
+    await engine_registry(ctx.settings).get("relay").run(ctx, batch=500)
+    await BUS.flushed()
+
+
+async def _frames_until(ws: Any, kind: str) -> list[dict[str, Any]]:
+    frames = []
+    while not frames or frames[-1]["type"] != kind:
+        frames.append(json.loads(await asyncio.wait_for(ws.recv(), GIVE_UP_SECONDS)))
+    return frames
+
+
+def test_a_text_frame_is_encoded_as_rfc_6455_says() -> None:
+    from websockets.frames import Frame, Opcode
+
+    for size in (0, 125, 126, 65535, 65536):
+        payload = b"x" * size
+        expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+        assert encode_text(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("implementation", "direct"), [("websockets-sansio", True), ("wsproto", False)]
+)
+async def test_live_events_reach_real_sockets_directly_or_through_asgi(
+    app: Any,
+    app_context: AppContext,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    implementation: str,
+    direct: bool,
+) -> None:
+    task = await make_task(client, admin_headers, title="over a socket")
+    sent_before = HUB.stats.sent
+    async with served(app, implementation) as url, _socket(url, admin_headers) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "channels": [f"task:{task['id']}"]}))
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+        (subscriber,) = list(HUB._subscribers)
+        assert (subscriber.direct is not None) is direct
+        await _relay(app_context)
+        (created,) = await _frames_until(ws, "task.created")
+    assert created["task"]["title"] == "over a socket"
+    assert created["channels"] == [f"task:{task['id']}"]
+    assert HUB.stats.sent >= sent_before + 1
+
+
+def _socket(url: str, headers: dict[str, str], **options: Any) -> Any:
+    """A real client socket with `auth.ok` read (an async context manager)."""
+    from websockets.asyncio.client import connect
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Any]:
+        async with connect(f"{url}?token={token_of(headers)}", compression=None, **options) as ws:
+            assert json.loads(await ws.recv())["type"] == "auth.ok"
+            yield ws
+
+    return opened()
+
+
+async def _read_to_the_close(ws: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """Every frame until the server's close; the close code."""
+    from websockets.exceptions import ConnectionClosed
+
+    frames = []
+    while True:
+        try:
+            text = await asyncio.wait_for(ws.recv(), GIVE_UP_SECONDS)
+        except ConnectionClosed as closed:
+            return frames, None if closed.rcvd is None else closed.rcvd.code
+        frames.append(json.loads(text))
+
+
+async def test_a_reader_that_stops_is_evicted_1013_by_the_direct_writer(
+    app: Any, app_context: AppContext, admin_headers: dict[str, str]
+) -> None:
+    app_context.settings.ws_write_buffer_bytes = 1024
+    evicted_before = HUB.stats.evicted
+    pad = "x" * 60_000
+    async with (
+        served(app, "websockets-sansio") as url,
+        _socket(url, admin_headers, max_queue=1) as slow,
+        _socket(url, admin_headers) as fast,
+    ):
+        for ws in (slow, fast):
+            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+            await ws.recv()  # subscribed
+        published = 0
+        # Frames far larger than the bound, until the one that stopped reading (its kernel
+        # buffers full, then its transport's) is evicted; bounded as a safety net.
+        while HUB.stats.evicted == evicted_before and published < 2000:
+            published += 1
+            HUB.publish(_frame(published, pad))
+            got = json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))
+            assert got["id"] == published  # the reader keeping up gets each one
+        assert HUB.stats.evicted == evicted_before + 1
+        # Now it reads: what was written before the eviction, in order, then the close.
+        received, code = await _read_to_the_close(slow)
+        HUB.publish(_frame(published + 1, "after"))  # the other one goes on
+        assert json.loads(await fast.recv())["id"] == published + 1
+    assert code == 1013
+    ids = [f["id"] for f in received]
+    assert ids == list(range(1, len(ids) + 1))  # a prefix, nothing skipped
+    assert len(ids) < published
+
+
+def _frame(ident: int, pad: str) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "type": "task.updated",
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "task": {"id": "00000000-0000-0000-0000-000000000001", "title": "t"},
+        "data": {"pad": pad},
+    }
+
+
+async def test_past_its_bound_the_bus_reads_the_backlog_back_from_the_outbox(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    BUS.limit = 2
+    dropped_before = BUS.dropped
+    try:
+        tasks = []
+        for n in range(7):
+            clock.set(T0 + timedelta(seconds=n))
+            tasks.append(await make_task(client, admin_headers, title=f"burst {n}"))
+        async with connected(app, admin_headers, ["tasks"]) as ws:
+            await _relay(app_context)  # one pass publishes 7 frames into a bus that holds 2
+            frames = await ws.drain()
+    finally:
+        BUS.limit = app_context.settings.ws_bus_queue
+    assert BUS.dropped > dropped_before
+    assert [f["task"]["title"] for f in frames] == [f"burst {n}" for n in range(7)]
+    ids = [f["id"] for f in frames]
+    assert ids == list(range(ids[0], ids[0] + 7))  # in order, each once
+
+
+async def test_the_pruner_keeps_the_window_then_a_stale_since_is_told_to_resync(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    for title in ("old 1", "old 2"):
+        await make_task(client, admin_headers, title=title)
+    await _relay(app_context)
+    clock.set(T0 + timedelta(seconds=1))
+    await make_task(client, admin_headers, title="unrelayed")  # not relayed before pruning
+    async with app_context.sessions() as session:
+        streamed = sorted(
+            await session.scalars(
+                select(OutboxEvent.stream_seq).where(OutboxEvent.stream_seq.is_not(None))
+            )
+        )
+    first, newest = streamed[0], streamed[-1]
+    assert newest > first
+
+    clock.set(T0 + timedelta(hours=23))
+    pruner = engine_registry(app_context.settings).get("outbox")
+    assert (await pruner.run(app_context, batch=100)).counts == {"deleted": 0}  # in the window
+    clock.set(T0 + timedelta(hours=25))
+    pruner = engine_registry(app_context.settings).get("outbox")
+    report = await pruner.run(app_context, batch=100)
+    assert report.counts["deleted"] >= 1
+    async with app_context.sessions() as session:
+        kept = list(await session.scalars(select(OutboxEvent)))
+    # The newest streamed event stays (numbering goes on from it), and every unrelayed one.
+    assert [e.stream_seq for e in kept if e.stream_seq is not None] == [newest]
+    assert {e.payload["task"]["title"] for e in kept if e.published_at is None} == {"unrelayed"}
+    assert all(e.published_at is None or e.stream_seq == newest for e in kept)
+
+    # A client resuming from before the oldest kept event is told to resync, then live.
+    headers = await login(client, "admin", ADMIN_PASSWORD)  # the old token expired
+    async with connected(app, headers, ["tasks"], since=first - 1) as ws:
+        (resync,) = await ws.drain()
+        assert resync["type"] == "resync"
+        assert (resync["since"], resync["oldest_id"]) == (first - 1, newest)
+        await _relay(app_context)  # the unrelayed task's event: live, numbered on
+        (live,) = await ws.drain()
+    assert live["task"]["title"] == "unrelayed"
+    assert live["id"] == newest + 1
+    # From the oldest kept event on, a resume replays as before.
+    async with connected(app, headers, ["tasks"], since=newest) as ws:
+        (replayed,) = await ws.drain()
+    assert replayed["id"] == newest + 1
