@@ -208,10 +208,12 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         app = scope["app"]
-        routed = any(
-            isinstance(route, WebSocketRoute) and route.matches(scope)[0] is Match.FULL
-            for route in app.router.routes
-        )
+        routes = getattr(app.state, "websocket_routes", None)
+        if routes is None:  # the few WebSocket routes among the hundreds, listed once
+            routes = app.state.websocket_routes = [
+                route for route in app.router.routes if isinstance(route, WebSocketRoute)
+            ]
+        routed = any(route.matches(scope)[0] is Match.FULL for route in routes)
         self.log.info(
             "websocket",
             path=scope["path"],

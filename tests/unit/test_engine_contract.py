@@ -31,7 +31,10 @@ class Probe:
 def test_registry_runs_the_engines_in_round_order() -> None:
     registry = engine_registry(make_settings("sqlite+aiosqlite:///unused.db"))
     # The round order, written out: the one place it is pinned (tests elsewhere use ALL_PASSES).
-    assert ",".join(registry.names) == "sla,heartbeats,flapping,relay,escalation,delivery,uploads"
+    assert (
+        ",".join(registry.names)
+        == "sla,heartbeats,flapping,relay,escalation,delivery,uploads,outbox"
+    )
     assert registry.names == ALL_PASSES
     assert registry.parse("all").names == registry.names
     assert registry.parse("delivery, SLA").names == ("sla", "delivery")  # round order wins

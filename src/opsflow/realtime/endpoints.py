@@ -36,7 +36,14 @@ from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
 from opsflow.errors import AppError
 from opsflow.realtime import consumer as realtime_consumer
-from opsflow.realtime.hub import COMMITTED_KEY, HUB, TEXT_KEY, Subscriber, frame_for
+from opsflow.realtime.hub import (
+    CLOSE_KEY,
+    COMMITTED_KEY,
+    HUB,
+    TEXT_KEY,
+    Subscriber,
+    frame_for,
+)
 from opsflow.realtime.transport import DirectWriter, writer_for
 
 MAX_FRAME_BYTES = 64 * 1024
@@ -45,7 +52,6 @@ REPLAY_LIMIT = 10_000
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_KEY = "__close__"
 
 
 class _Refused(Exception):

@@ -2,9 +2,10 @@
 
 The outbox relay's realtime consumer publishes each committed event here once; the hub
 offers it to every connection subscribed to a channel the event belongs to, as one frame
-per connection. Offering never waits: each connection has a bounded queue drained by its
-one writer, and a connection whose queue is full is marked for eviction (close 1013) so a
-slow client never stalls the others.
+per connection. Offering never waits: an idle connection reachable through the server's
+transport gets the frame's pre-encoded bytes written at once (realtime/transport.py), any
+other has it queued for its one writer task; a connection whose queue or transport buffer
+is full is marked for eviction (close 1013) so a slow client never stalls the others.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ INBOX_READ = "inbox.read"
 # delivery-latency histogram's start) under these keys, which are never sent.
 TEXT_KEY = "__text__"
 COMMITTED_KEY = "__committed__"
+# A request to the writer task to close the socket: {CLOSE_KEY: (code, reason)}.
+CLOSE_KEY = "__close__"
 
 
 def channels_of(frame: dict[str, Any]) -> set[str]:
@@ -151,18 +154,40 @@ class Subscriber:
         self.resolved = _resolve(self)
 
     def offer(self, frame: dict[str, Any]) -> bool:
-        """Queue a frame for the writer task; a full queue marks the connection evicted."""
+        """Send a frame: written at once when the direct path is free (see the class),
+        otherwise queued for the writer task; a full queue or transport marks the
+        connection evicted. A close request always goes through the writer task."""
         if self.overflowed.is_set():
             return False
         if self.held is not None and isinstance(frame.get("id"), int):
             self.held.append(frame)
             return True
+        direct = self.direct
+        if direct is not None and CLOSE_KEY not in frame and self.idle() and not self._expired():
+            text = frame.get(TEXT_KEY)
+            if text is None:
+                text = json.dumps(frame, separators=(",", ":"))
+            outcome = direct.write(encode_text(text.encode()), HUB.write_buffer_limit)
+            if outcome is Outcome.WRITTEN:
+                HUB.stats.sent += 1
+                committed = frame.get(COMMITTED_KEY)
+                if committed is not None and self.metrics is not None:
+                    self.metrics.observe_delivery(max(0.0, time.time() - committed), 1)
+                return True
+            if outcome is Outcome.FULL:
+                self.overflowed.set()
+            return False
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.overflowed.set()
             return False
         return True
+
+    def _expired(self) -> bool:
+        """The token expired: frames go to the writer task, which closes (4401)."""
+        expires = self.expires_at
+        return expires is not None and self.clock is not None and self.clock.now() >= expires
 
     def idle(self) -> bool:
         """Nothing queued, held or being sent: a frame written now comes after all of it."""
