@@ -98,7 +98,12 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     read_sessions = create_sessionmaker(engine, read_only=True)
     # How relayed events reach the WebSockets (a backlog past the bound is read back from
     # the outbox with these sessions).
-    BUS.configure(configured_redis(settings), read_sessions, limit=settings.ws_bus_queue)
+    BUS.configure(
+        configured_redis(settings),
+        read_sessions,
+        limit=settings.ws_bus_queue,
+        batch=max(1, min(64, settings.ws_send_queue // 4)),
+    )
     metrics.attach_database(read_sessions)
     metrics.attach_websockets(lambda: dataclasses.asdict(HUB.stats))
 

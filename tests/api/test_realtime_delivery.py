@@ -142,7 +142,11 @@ async def test_a_reader_that_stops_is_evicted_1013_by_the_direct_writer(
         for ws in (slow, fast):
             await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
             await ws.recv()  # subscribed
-        published = 0
+        # A batch of events reaches each socket in one write, as separate frames, in order.
+        HUB.publish_many([_frame(n, "batch") for n in (1, 2, 3)])
+        for n in (1, 2, 3):
+            assert json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))["id"] == n
+        published = 3
         # Frames far larger than the bound, until the one that stopped reading (its kernel
         # buffers full, then its transport's) is evicted; bounded as a safety net.
         while HUB.stats.evicted == evicted_before and published < 2000:

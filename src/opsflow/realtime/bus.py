@@ -50,6 +50,9 @@ class Bus:
         self.url: str | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self.limit = 10_000
+        # Frames handed to the hub in one pass (a socket gets them in one write); kept
+        # well under a send queue, so a queued connection that keeps up takes a batch.
+        self.batch = 64
         self.dropped = 0  # frames not queued (then read back from the outbox)
         self._queue: asyncio.Queue[dict[str, Any]] | None = None
         self._sender: asyncio.Task[None] | None = None
@@ -63,10 +66,12 @@ class Bus:
         sessions: async_sessionmaker[AsyncSession] | None = None,
         *,
         limit: int = 10_000,
+        batch: int = 64,
     ) -> None:
         self.url = url
         self.sessions = sessions
         self.limit = limit
+        self.batch = batch
         self._sender = None
         self._queue = None
 
@@ -97,25 +102,36 @@ class Bus:
     async def _drain(
         self,
         queue: asyncio.Queue[dict[str, Any]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[[list[dict[str, Any]]], Awaitable[None]],
     ) -> None:
-        """Send what is queued, in order, with what was dropped read back in its place."""
+        """Send what is queued, in order and in batches of at most `batch` (what arrived
+        together leaves together), with what was dropped read back in its place."""
         while True:
-            frame = await queue.get()
+            frames = [await queue.get()]
+            while len(frames) < self.batch and not queue.empty():
+                frames.append(queue.get_nowait())
             try:
-                ident = int(frame["id"])
-                if self._gap is not None and ident >= self._gap[0]:
-                    await self._refill(send)
-                if self._refilled_to is None or ident > self._refilled_to:
-                    await send(frame)
+                out: list[dict[str, Any]] = []
+                for frame in frames:
+                    ident = int(frame["id"])
+                    if self._gap is not None and ident >= self._gap[0]:
+                        if out:
+                            await send(out)
+                            out = []
+                        await self._refill(send)
+                    if self._refilled_to is None or ident > self._refilled_to:
+                        out.append(frame)
+                if out:
+                    await send(out)
                 if queue.empty():
                     if self._gap is not None:
                         await self._refill(send)
                     self._refilled_to = None  # nothing queued is that old any more
             finally:
-                queue.task_done()
+                for _ in frames:
+                    queue.task_done()
 
-    async def _refill(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def _refill(self, send: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
         """Send the streamed events of the dropped range from the outbox, in order."""
         from opsflow.realtime.consumer import since  # the consumer imports this module
 
@@ -125,20 +141,20 @@ class Bus:
             after = first - 1
             while after < last:
                 async with self.sessions() as session:
-                    frames = await since(session, after, REFILL_PAGE)
-                for frame in frames:
-                    if int(frame["id"]) > last:
-                        break
-                    await send(frame)
-                    after = int(frame["id"])
-                if len(frames) < REFILL_PAGE or int(frames[-1]["id"]) > last:
+                    page = await since(session, after, REFILL_PAGE)
+                wanted = [frame for frame in page if int(frame["id"]) <= last]
+                for start in range(0, len(wanted), self.batch):
+                    await send(wanted[start : start + self.batch])
+                if wanted:
+                    after = int(wanted[-1]["id"])
+                if len(page) < REFILL_PAGE or len(wanted) < len(page):
                     break
             self._refilled_to = max(last, self._refilled_to or 0)
             log.warning("realtime_bus_refilled", first=first, last=last)
 
     async def _deliver_loop(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        async def to_hub(frame: dict[str, Any]) -> None:
-            HUB.publish(frame)
+        async def to_hub(frames: list[dict[str, Any]]) -> None:
+            HUB.publish_many(frames)
             await asyncio.sleep(0)  # the writers' turn
 
         await self._drain(queue, to_hub)
@@ -150,15 +166,16 @@ class Bus:
         client = Redis.from_url(self.url)
         channel = channel_name(self.url)
 
-        async def to_redis(frame: dict[str, Any]) -> None:
-            text = json.dumps(frame)
-            while True:
-                try:
-                    await client.publish(channel, text)
-                    return
-                except Exception as exc:  # Redis away: keep the order, try again
-                    log.warning("realtime_publish_failed", error=str(exc))
-                    await asyncio.sleep(RECONNECT_SECONDS)
+        async def to_redis(frames: list[dict[str, Any]]) -> None:
+            for frame in frames:
+                text = json.dumps(frame)
+                while True:
+                    try:
+                        await client.publish(channel, text)
+                        break
+                    except Exception as exc:  # Redis away: keep the order, try again
+                        log.warning("realtime_publish_failed", error=str(exc))
+                        await asyncio.sleep(RECONNECT_SECONDS)
 
         try:
             await self._drain(queue, to_redis)

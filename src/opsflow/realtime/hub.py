@@ -234,64 +234,107 @@ class Hub:
         self.stats.open -= 1
 
     def publish(self, frame: dict[str, Any]) -> None:
-        """Offer an event frame to every connection subscribed to one of its channels.
+        """Offer one event frame (see `publish_many`)."""
+        self.publish_many([frame])
+
+    def publish_many(self, frames: list[dict[str, Any]]) -> None:
+        """Offer event frames, in order, to every connection subscribed to one of their
+        channels.
 
         The work per event is done once, not once per connection: the event's channels,
         whether a given kind of reader may see it (by user, role, team and scopes), and
         the serialised frame (text and wire bytes) for each set of matched channels, shared
         by every connection that matched the same ones. An idle connection with a direct
-        writer gets the bytes written to its transport here and now; one whose transport
-        holds more than `write_buffer_limit` bytes is evicted (close 1013); any other
-        (busy, replaying, no direct writer, token expired) gets the frame queued."""
-        names = channels_of(frame)
-        committed = _instant(frame.get("occurred_at"))
-        visible: dict[tuple[Any, ...], bool] = {}
-        prepared: dict[tuple[str, ...], tuple[dict[str, Any], bytes]] = {}
-        written: dict[Any, int] = {}
+        writer gets the bytes of all the frames it should have written to its transport in
+        one write, here and now; one whose transport holds more than `write_buffer_limit`
+        bytes is evicted (close 1013); any other (busy, replaying, no direct writer, token
+        expired) gets the frames queued."""
+        events = [_Event(frame) for frame in frames]
         limit = self.write_buffer_limit
         clock: Clock | None = None
         now: datetime | None = None
         for subscriber in tuple(self._subscribers):
-            if subscriber.resolved.isdisjoint(names):
+            resolved = subscriber.resolved
+            picked: list[tuple[_Event, tuple[dict[str, Any], bytes]]] = []
+            for event in events:
+                if resolved.isdisjoint(event.names):
+                    continue
+                entry = event.addressed_to(subscriber)
+                if entry is not None:
+                    picked.append((event, entry))
+            if not picked:
                 continue
-            reader = subscriber.reader
-            allowed = visible.get(reader)
-            if allowed is None:
-                allowed = visible[reader] = may_see(subscriber.principal, frame)
-            if not allowed:
-                continue
-            key = tuple(sorted(subscriber.resolved & names))
-            entry = prepared.get(key)
-            if entry is None:
-                addressed = {**frame, "channels": list(key)}
-                text = json.dumps(addressed, separators=(",", ":"))
-                addressed[TEXT_KEY] = text
-                if committed is not None:
-                    addressed[COMMITTED_KEY] = committed
-                entry = prepared[key] = (addressed, encode_text(text.encode()))
             direct = subscriber.direct
             if direct is not None and subscriber.idle() and not subscriber.overflowed.is_set():
+                expired = False
                 if subscriber.expires_at is not None and subscriber.clock is not None:
                     if subscriber.clock is not clock:
                         clock, now = subscriber.clock, subscriber.clock.now()
-                    if now is not None and now >= subscriber.expires_at:
-                        subscriber.offer(entry[0])  # its writer closes it (4401)
-                        continue
-                outcome = direct.write(entry[1], limit)
-                if outcome is Outcome.WRITTEN:
-                    written[subscriber.metrics] = written.get(subscriber.metrics, 0) + 1
-                elif outcome is Outcome.FULL:
-                    subscriber.overflowed.set()
-                continue  # CLOSED: its reader sees the disconnect
-            subscriber.offer(entry[0])
-        if written:
-            self.stats.sent += sum(written.values())
-            latency = None if committed is None else max(0.0, time.time() - committed)
-            for metrics, count in written.items():
-                if metrics is not None and latency is not None:
-                    metrics.observe_delivery(latency, count)
-        for listener in self.listeners:
-            listener(frame)
+                    expired = now is not None and now >= subscriber.expires_at
+                if not expired:  # an expired one's frames go to its writer, which closes
+                    wires = [entry[1] for _, entry in picked]
+                    wire = wires[0] if len(wires) == 1 else b"".join(wires)
+                    outcome = direct.write(wire, limit)
+                    if outcome is Outcome.WRITTEN:
+                        for event, _ in picked:
+                            event.written[subscriber.metrics] = (
+                                event.written.get(subscriber.metrics, 0) + 1
+                            )
+                    elif outcome is Outcome.FULL:
+                        subscriber.overflowed.set()
+                    continue  # CLOSED: its reader sees the disconnect
+            for _, entry in picked:
+                subscriber.offer(entry[0])
+        for event in events:
+            event.observe(self.stats)
+            for listener in self.listeners:
+                listener(event.frame)
+
+
+class _Event:
+    """One event of a `publish_many` call: what is worked out once for all connections."""
+
+    __slots__ = ("committed", "frame", "names", "prepared", "visible", "written")
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self.names = channels_of(frame)
+        self.committed = _instant(frame.get("occurred_at"))
+        self.visible: dict[tuple[Any, ...], bool] = {}
+        self.prepared: dict[tuple[str, ...], tuple[dict[str, Any], bytes]] = {}
+        self.written: dict[Any, int] = {}  # frames written directly, by metrics object
+
+    def addressed_to(self, subscriber: Subscriber) -> tuple[dict[str, Any], bytes] | None:
+        """The frame (and its wire bytes) as this subscriber gets it, or None when it may
+        not see it."""
+        reader = subscriber.reader
+        allowed = self.visible.get(reader)
+        if allowed is None:
+            allowed = self.visible[reader] = may_see(subscriber.principal, self.frame)
+        if not allowed:
+            return None
+        key = tuple(sorted(subscriber.resolved & self.names))
+        entry = self.prepared.get(key)
+        if entry is None:
+            addressed = {**self.frame, "channels": list(key)}
+            text = json.dumps(addressed, separators=(",", ":"))
+            addressed[TEXT_KEY] = text
+            if self.committed is not None:
+                addressed[COMMITTED_KEY] = self.committed
+            entry = self.prepared[key] = (addressed, encode_text(text.encode()))
+        return entry
+
+    def observe(self, stats: HubStats) -> None:
+        """Count its direct writes, and their commit -> written latency, once."""
+        if not self.written:
+            return
+        stats.sent += sum(self.written.values())
+        if self.committed is None:
+            return
+        latency = max(0.0, time.time() - self.committed)
+        for metrics, count in self.written.items():
+            if metrics is not None:
+                metrics.observe_delivery(latency, count)
 
 
 def frame_for(subscriber: Subscriber, frame: dict[str, Any]) -> dict[str, Any] | None:
