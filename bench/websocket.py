@@ -48,6 +48,7 @@ PASSWORD = "Websocket-Bench-123"
 PER_USER = 1000
 ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
 BUCKET_MS = 0.1  # latency resolution of the merged histograms
+IDLE_SAMPLE_SECONDS = 3.0
 
 
 def raise_fd_limit() -> int:
@@ -439,6 +440,12 @@ def main() -> int:
             time.sleep(1)  # let the server settle after start-up before the baseline
             before = rss_mib(server.pid)
             print(f"server RSS before: {before:.1f} MiB")
+            # The idle server's own CPU rate (the engine polling every --engine-interval),
+            # so the cost of opening sockets can be told apart from it.
+            idle_cpu, idle_from = cpu_seconds(server.pid), time.monotonic()
+            time.sleep(IDLE_SAMPLE_SECONDS)  # sampling the idle server's CPU
+            idle_rate = (cpu_seconds(server.pid) - idle_cpu) / (time.monotonic() - idle_from)
+            print(f"idle server CPU: {idle_rate * 1000:.0f} ms per second")
 
             pipes = []
             started = time.monotonic()
@@ -458,8 +465,13 @@ def main() -> int:
             after = rss_mib(server.pid)
             per = (after - before) * 1024 / max(opened, 1)
             print(f"connections: {opened} open and subscribed, {failed} failed, in {took:.1f} s")
-            opening = (cpu_seconds(server.pid) - cpu_open) * 1000 / max(opened + failed, 1)
-            print(f"server CPU per connection opened and subscribed: {opening:.2f} ms")
+            spent = cpu_seconds(server.pid) - cpu_open
+            opening = spent * 1000 / max(opened + failed, 1)
+            net = (spent - idle_rate * took) * 1000 / max(opened + failed, 1)
+            print(
+                f"server CPU per connection opened and subscribed: {opening:.2f} ms "
+                f"({net:.2f} ms net of the idle rate)"
+            )
             grown = after - before
             print(f"server RSS with them: {after:.1f} MiB (+{grown:.1f} MiB, {per:.1f} KiB each)")
 

@@ -117,7 +117,8 @@ class Subscriber:
     ) -> None:
         self.queue = queue
         self.channels: set[str] = set()
-        self.resolved: set[str] = set()  # the channels with `user:me` spelled out
+        # The channels with `user:me` spelled out; one shared object per distinct set.
+        self.resolved: frozenset[str] = frozenset()
         self.overflowed = asyncio.Event()
         # While a replay reads the outbox, live events wait here (then sent after it,
         # skipping what the replay already sent).
@@ -294,7 +295,7 @@ class Hub:
 class _Event:
     """One event of a `publish_many` call: what is worked out once for all connections."""
 
-    __slots__ = ("committed", "frame", "names", "prepared", "visible", "written")
+    __slots__ = ("by_channels", "committed", "frame", "names", "prepared", "visible", "written")
 
     def __init__(self, frame: dict[str, Any]) -> None:
         self.frame = frame
@@ -302,6 +303,8 @@ class _Event:
         self.committed = _instant(frame.get("occurred_at"))
         self.visible: dict[tuple[Any, ...], bool] = {}
         self.prepared: dict[tuple[str, ...], tuple[dict[str, Any], bytes]] = {}
+        # The same, by a subscriber's (shared) channel set: one lookup per connection.
+        self.by_channels: dict[frozenset[str], tuple[dict[str, Any], bytes]] = {}
         self.written: dict[Any, int] = {}  # frames written directly, by metrics object
 
     def addressed_to(self, subscriber: Subscriber) -> tuple[dict[str, Any], bytes] | None:
@@ -313,7 +316,11 @@ class _Event:
             allowed = self.visible[reader] = may_see(subscriber.principal, self.frame)
         if not allowed:
             return None
-        key = tuple(sorted(subscriber.resolved & self.names))
+        resolved = subscriber.resolved
+        entry = self.by_channels.get(resolved)
+        if entry is not None:
+            return entry
+        key = tuple(sorted(resolved & self.names))
         entry = self.prepared.get(key)
         if entry is None:
             addressed = {**self.frame, "channels": list(key)}
@@ -322,6 +329,7 @@ class _Event:
             if self.committed is not None:
                 addressed[COMMITTED_KEY] = self.committed
             entry = self.prepared[key] = (addressed, encode_text(text.encode()))
+        self.by_channels[resolved] = entry
         return entry
 
     def observe(self, stats: HubStats) -> None:
@@ -356,13 +364,21 @@ def _instant(value: object) -> float | None:
         return None
 
 
-def _resolve(subscriber: Subscriber) -> set[str]:
-    """The subscriber's channels with ``user:me`` spelled as its own user id."""
+_CHANNEL_SETS: dict[frozenset[str], frozenset[str]] = {}
+CHANNEL_SETS_KEPT = 100_000
+
+
+def _resolve(subscriber: Subscriber) -> frozenset[str]:
+    """The subscriber's channels with ``user:me`` spelled as its own user id, as the one
+    shared object for that set (its hash computed once, equal sets found by identity)."""
     names = set(subscriber.channels)
     if "user:me" in names:
         names.discard("user:me")
         names.add(f"user:{subscriber.principal.id}")
-    return names
+    frozen = frozenset(names)
+    if len(_CHANNEL_SETS) >= CHANNEL_SETS_KEPT:
+        _CHANNEL_SETS.clear()
+    return _CHANNEL_SETS.setdefault(frozen, frozen)
 
 
 HUB = Hub()
