@@ -210,11 +210,16 @@ def line(name: str, hist: Counter[int]) -> str:
     )
 
 
-def per_frame(phase: str, cpu: float, frames: float) -> str:
+def per_frame(phase: str, cpu: float, frames: float, idle: float) -> str:
     """The server process's CPU (from /proc, so the scheduler's noise on a busy machine
-    does not count) per frame it wrote."""
+    does not count) per frame it wrote, also net of `idle` (the idle server's CPU over the
+    same time: its engine polling)."""
     micros = cpu * 1e6 / frames if frames else float("nan")
-    return f"{phase}: server CPU {cpu:.2f} s for {frames:.0f} frames written: {micros:.1f} us/frame"
+    net = (cpu - idle) * 1e6 / frames if frames else float("nan")
+    return (
+        f"{phase}: server CPU {cpu:.2f} s for {frames:.0f} frames written: {micros:.1f} us/frame"
+        f" ({net:.1f} us net of the idle rate)"
+    )
 
 
 def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
@@ -478,7 +483,7 @@ def main() -> int:
             # One event to everyone.
             ask(pipes, "reset")
             sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
             asyncio.run(source.run(1, 1))
             deadline = time.monotonic() + 60
             while True:
@@ -487,15 +492,16 @@ def main() -> int:
                     break
                 time.sleep(0.2)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
+            idle = idle_rate * (time.monotonic() - phase_from)
             print(f"broadcast: {received} of {still_open} received")
             print(line("broadcast commit -> receipt", hist))
             sent = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
-            print(per_frame("broadcast", cpu_spent, sent - sent_before))
+            print(per_frame("broadcast", cpu_spent, sent - sent_before, idle))
 
             # A steady stream.
             ask(pipes, "reset")
             before_metrics = server_metrics(client, admin)
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
             count = int(args.rate * args.duration)
             start = time.monotonic()
             late = asyncio.run(source.run(args.rate, count))
@@ -507,6 +513,7 @@ def main() -> int:
                     break
                 time.sleep(0.5)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
+            idle = idle_rate * (time.monotonic() - phase_from)
             after_metrics = server_metrics(client, admin)
             print(
                 f"steady: {count} events in {sent_in:.1f} s ({count / sent_in:.0f}/s achieved, "
@@ -519,7 +526,8 @@ def main() -> int:
             print(line("steady commit -> receipt", hist))
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
-            print(per_frame("steady", cpu_spent, delta.get("opsflow_ws_messages_sent_total", 0)))
+            frames = delta.get("opsflow_ws_messages_sent_total", 0)
+            print(per_frame("steady", cpu_spent, frames, idle))
             print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
             ask(pipes, "stop")
     finally:
