@@ -93,7 +93,8 @@ async def test_live_events_reach_real_sockets_directly_or_through_asgi(
     async with served(app, implementation) as url, _socket(url, admin_headers) as ws:
         await ws.send(json.dumps({"action": "subscribe", "channels": [f"task:{task['id']}"]}))
         assert json.loads(await ws.recv())["type"] == "subscribed"
-        (subscriber,) = list(HUB._subscribers)
+        channel = f"task:{task['id']}"
+        (subscriber,) = [s for s in HUB._subscribers if channel in s.channels]
         assert (subscriber.direct is not None) is direct
         await _relay(app_context)
         (created,) = await _frames_until(ws, "task.created")
