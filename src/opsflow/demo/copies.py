@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,21 @@ _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _INSTANT = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[+-]\d{2}:\d{2}|Z)"
 _TOKENS = re.compile(f"({_UUID})|({_INSTANT})")
+
+
+_IDS = random.Random()  # noqa: S311 - demo ids, like uuid4 but cheaper
+_new = object.__new__
+_set = object.__setattr__
+_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def new_id() -> uuid.UUID:
+    """A random version 4 UUID (what `uuid.uuid4()` gives, built without its checks)."""
+    value = _new(uuid.UUID)
+    _set(value, "int", _IDS.getrandbits(128) & _VERSION_MASK | _VERSION_4)
+    _set(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
 
 
 class RawJson(str):
@@ -88,7 +104,7 @@ class Shift:
 
     @classmethod
     def new(cls, owned: Iterable[uuid.UUID], delta: timedelta) -> Shift:
-        ids = {old: uuid.uuid4() for old in owned}
+        ids = {old: new_id() for old in owned}
         return cls(ids, {str(old): str(new) for old, new in ids.items()}, delta)
 
     def text(self, pieces: list[Piece]) -> str:
@@ -156,29 +172,30 @@ def json_keys(model: type) -> set[str]:
     return _JSON_KEYS[model]
 
 
+# A model's columns in the order of its records: (attribute key, default value).
+Columns = Callable[[type], Sequence[tuple[str, Any]]]
+
+
 @dataclass
 class RowCopy:
     """One row of the played history, compiled: its model and a rule per column."""
 
     model: type
-    rules: list[tuple[str, Rule, Any]]
+    rules: list[tuple[Rule, Any]]
 
-    def render(self, shift: Shift) -> dict[str, Any]:
-        return {key: rule(argument, shift) for key, rule, argument in self.rules}
+    def render(self, shift: Shift) -> tuple[Any, ...]:
+        """The copy's record: its values in the order `columns` gave."""
+        return tuple([rule(argument, shift) for rule, argument in self.rules])
 
 
-def _row_copy(row: Any, owned: set[uuid.UUID], texts: set[str]) -> RowCopy:
+def _row_copy(row: Any, columns: Columns, owned: set[uuid.UUID], texts: set[str]) -> RowCopy:
     model = type(row)
     keys = json_keys(model)
-    rules = []
-    mapper: Any = inspect(model)
-    for attr in mapper.column_attrs:
-        key = attr.key
-        if key not in row.__dict__:  # left to the column's default, like the original
-            continue
-        value = row.__dict__[key]
-        rule, argument = _compile_value(value, key in keys, owned, texts)
-        rules.append((key, rule, argument))
+    rules: list[tuple[Rule, Any]] = []
+    for key, default in columns(model):
+        # A value never set is the column's default, like the original's.
+        value = row.__dict__.get(key, default)
+        rules.append(_compile_value(value, key in keys, owned, texts))
     return RowCopy(model, rules)
 
 
@@ -197,7 +214,7 @@ class AuditCopy:
 
     def render(self, shift: Shift, seq: int, prev_hash: str) -> dict[str, Any]:
         """The copied row's column values (by attribute name), chained after `prev_hash`."""
-        row_id = uuid.uuid4()
+        row_id = new_id()
         texts: dict[str, str] = {}
         parts = []
         for name, value in self.fields:
@@ -252,21 +269,25 @@ class Template:
     rows: list[RowCopy]
     audit: list[AuditCopy]
 
-    def copy(self, delta: timedelta) -> tuple[list[dict[str, Any]], list[tuple[AuditCopy, Shift]]]:
-        """The rows of one copy moved by `delta` (by model, as values by attribute name),
-        and its audit rows to chain (in the order they were written)."""
+    def copy(self, delta: timedelta) -> tuple[list[tuple[Any, ...]], list[tuple[AuditCopy, Shift]]]:
+        """The rows of one copy moved by `delta` (records, in the order of the played
+        rows), and its audit rows to chain (in the order they were written)."""
         shift = Shift.new(self.owned, delta)
         return [row.render(shift) for row in self.rows], [(item, shift) for item in self.audit]
 
 
 def compile_template(
-    rows: list[Any], audit: list[audit_writer.Pending], owned: Iterable[uuid.UUID]
+    rows: list[Any],
+    audit: list[audit_writer.Pending],
+    owned: Iterable[uuid.UUID],
+    columns: Columns,
 ) -> Template:
-    """`owned`: the ids this history created (every other id, such as a user's, is kept)."""
+    """`owned`: the ids this history created (every other id, such as a user's, is kept);
+    `columns`: the columns of a model's records, in order, with their defaults."""
     owned_ids = set(owned)
     texts = {str(value) for value in owned_ids}
     return Template(
         list(owned_ids),
-        [_row_copy(row, owned_ids, texts) for row in rows],
+        [_row_copy(row, columns, owned_ids, texts) for row in rows],
         [_audit_copy(item, texts) for item in audit],
     )

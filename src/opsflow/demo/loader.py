@@ -182,10 +182,13 @@ class _Columns:
             )
             self.columns.append((attr.key, column.key, default, is_json))
         self.names = [name for _, name, _, _ in self.columns]
+        self.defaults = [(key, default) for key, _, default, _ in self.columns]
 
     def rows(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
         result = []
         for obj in objects:
+            if isinstance(obj, tuple):  # already a record (a copy's row)
+                obj = dict(zip([key for key, _ in self.defaults], obj, strict=True))
             values = obj if isinstance(obj, dict) else obj.__dict__
             row = {name: values.get(key, default) for key, name, default, _ in self.columns}
             for name, value in row.items():
@@ -200,6 +203,9 @@ class _Columns:
         result = []
         dumps = json.dumps
         for obj in objects:
+            if isinstance(obj, tuple):  # already a record (a copy's row)
+                result.append(obj)
+                continue
             values = obj if isinstance(obj, dict) else obj.__dict__
             result.append(
                 tuple(
@@ -500,7 +506,9 @@ def _template(history: Played, rows: list[Any]) -> copies.Template:
     owned: set[uuid.UUID] = {row.id for row in rows}
     owned.update(event.id for event in _events(history))
     owned.update(row.run_id for row in rows if isinstance(row, EscalationEvent))
-    return copies.compile_template(rows, [item for item, _ in history.changes], owned)
+    return copies.compile_template(
+        rows, [item for item, _ in history.changes], owned, lambda model: _columns(model).defaults
+    )
 
 
 def _with_clock(ctx: AppContext, clock: SettableClock) -> AppContext:
