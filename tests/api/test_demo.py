@@ -215,7 +215,8 @@ async def test_copied_histories_keep_the_chain_and_their_own_ids(
         }
         assert created == {t.id: t.created_at for t in tasks}
         comments = list(await session.scalars(select(Comment)))
-        assert comments and all(c.task_id in by_task for c in comments)
+        assert comments
+        assert all(c.task_id in by_task for c in comments)
         sent = list(await session.scalars(select(Notification)))
         assert {n.notification_type for n in sent} >= {"task.completed", "sla.breach"}
         assert all(n.task_id in by_task and n.status == "SENT" for n in sent)
