@@ -9,12 +9,13 @@ SLA events, comments, escalation steps, notifications, outbox events) are replac
 wherever they appear — columns, JSON documents, text such as a notification's dedup key —
 and every instant is shifted, in columns and in JSON text alike.
 
-Exact for 24x7 clocks; a business-hours deadline is off by up to the gap where the shift
-crosses an opening or closing time (the copy keeps the played task's working-time
-deadline moved back, where the calendar would have given the same deadline or a slightly
-different one). A copy's history ends the gap before the end of the month, like an engine
-running that much behind. Audit rows are re-chained with their own ids and sequence
-numbers (`AuditCopy.render`), so `opsflow audit verify` checks them like any other row.
+Exact for 24x7 clocks. A business-hours deadline is the played one moved back, which
+differs from what the calendar gives for the copy's creation where the shift crosses an
+opening or closing time: by up to the gap mostly, by a whole closed stretch (a night, a
+weekend) when the two deadlines fall on either side of one. A copy's history ends the
+gap before the end of the month, like an engine running that much behind. Audit rows are
+re-chained with their own ids and sequence numbers (`AuditCopy.render`), so `opsflow audit
+verify` checks them like any other row.
 Copies write no outbox events: the outbox is a delivery queue, and every event of the
 demo's past was delivered.
 """
