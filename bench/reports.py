@@ -10,6 +10,11 @@ is reported as missing and skipped.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1/postgres python bench/reports.py
     python bench/reports.py --sqlite --sizes 100000
+
+With ``--existing URL`` the database at URL (filled earlier by `opsflow demo`; its
+password with ``--password``) is measured as it is, nothing is loaded: its size is its
+number of tasks. Beside the wall-clock p50/p99, the server process's CPU time per
+request (from /proc) is printed, since the wall clock is noisy on a shared machine.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ ENDPOINTS = (
 )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -57,12 +69,21 @@ async def recreate(admin_url: str, name: str) -> str:
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def fill(url: str, tasks: int, workdir: str) -> float:
+async def task_count(url: str) -> int:
+    engine = create_engine(Settings(database_url=url).database_url)
+    try:
+        async with engine.connect() as connection:
+            return int((await connection.execute(text("SELECT count(*) FROM tasks"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def fill(url: str, tasks: int, workdir: str, password: str) -> float:
     """`opsflow demo --tasks N` on `url`; returns its wall time in seconds."""
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
     began = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "opsflow", "demo", "--tasks", str(tasks), "--password", PASSWORD],
+        [sys.executable, "-m", "opsflow", "demo", "--tasks", str(tasks), "--password", password],
         cwd=workdir,
         env=env,
         check=True,
@@ -71,10 +92,12 @@ def fill(url: str, tasks: int, workdir: str) -> float:
     return time.perf_counter() - began
 
 
-async def measure(base: str, requests: int) -> dict[str, tuple[float, float] | None]:
+async def measure(
+    base: str, requests: int, pid: int, password: str
+) -> dict[str, tuple[float, float] | None]:
     results: dict[str, tuple[float, float] | None] = {}
     async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=120) as client:
-        login = await client.post("/auth/login", json={"username": "admin", "password": PASSWORD})
+        login = await client.post("/auth/login", json={"username": "admin", "password": password})
         login.raise_for_status()
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         for path in ENDPOINTS:
@@ -85,12 +108,19 @@ async def measure(base: str, requests: int) -> dict[str, tuple[float, float] | N
                 continue
             first.raise_for_status()
             times = []
+            cpu = cpu_seconds(pid)
             for _ in range(requests):
                 began = time.perf_counter()
                 response = await client.get(path, headers=headers)
                 times.append((time.perf_counter() - began) * 1000)
                 response.raise_for_status()
+            cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / requests
             results[path] = (statistics.median(times), pct(times, 0.99))
+            print(
+                f"  {path}: p50 {results[path][0]:.1f} ms, p95 {pct(times, 0.95):.1f} ms, "
+                f"p99 {results[path][1]:.1f} ms, server CPU {cpu_ms:.1f} ms/request "
+                "(the database's CPU not included)"
+            )
     return results
 
 
@@ -100,12 +130,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30, help="timed GETs per endpoint")
     parser.add_argument("--sqlite", action="store_true", help="embedded SQLite files instead")
     parser.add_argument("--database", default="opsflow_bench_reports", help="scratch database")
+    parser.add_argument("--existing", help="measure this filled database, load nothing")
+    parser.add_argument("--password", default=PASSWORD, help="the demo accounts' password")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    if args.existing:
+        sizes = [asyncio.run(task_count(args.existing))]
     rows: dict[int, dict[str, tuple[float, float] | None]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
-            if args.sqlite:
+            if args.existing:
+                url = args.existing
+            elif args.sqlite:
                 url = f"sqlite+aiosqlite:///{workdir}/reports-{size}.db"
             else:
                 base = os.environ.get("DATABASE_URL")
@@ -113,11 +149,16 @@ def main() -> None:
                     raise SystemExit("set DATABASE_URL to a PostgreSQL server, or use --sqlite")
                 admin_url = Settings(database_url=base).database_url
                 url = asyncio.run(recreate(admin_url, args.database))
-            seconds = fill(url, size, workdir)
-            print(f"{size:,} tasks: demo loaded in {seconds:.1f} s ({size / seconds:,.0f} tasks/s)")
+            if args.existing:
+                print(f"{size:,} tasks: the existing database")
+            else:
+                seconds = fill(url, size, workdir, args.password)
+                rate = size / seconds
+                print(f"{size:,} tasks: demo loaded in {seconds:.1f} s ({rate:,.0f} tasks/s)")
             process, base_url = start_server(workdir, {"DATABASE_URL": url}, ["--no-engine"])
             try:
-                rows[size] = asyncio.run(measure(base_url, args.requests))
+                measured = measure(base_url, args.requests, process.pid, args.password)
+                rows[size] = asyncio.run(measured)
             finally:
                 process.terminate()
                 process.wait(timeout=15)

@@ -19,8 +19,11 @@ from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.demo.loader import NotEmpty, load_demo
 from opsflow.escalation.engine import EscalationEngine
+from opsflow.models.audit import AuditLog
+from opsflow.models.collaboration import Comment
 from opsflow.models.enums import ClockStatus, Role
 from opsflow.models.escalation import EscalationEvent
+from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
@@ -169,3 +172,55 @@ async def test_the_same_seed_gives_the_same_month(app_context: AppContext) -> No
     assert await history() == first
     await load_demo(app_context, tasks=40, seed=12, password=PASSWORD, replace=True)
     assert await history() != first
+
+
+async def test_copied_histories_keep_the_chain_and_their_own_ids(
+    app_context: AppContext, clock: SettableClock
+) -> None:
+    """Most tasks of a large month are shifted copies of a played one: fresh ids
+    everywhere, instants moved with the creation, audit rows chained like the others,
+    notifications written for the events that notify."""
+    end = clock.now()
+    summary = await load_demo(app_context, tasks=240, seed=5, password=PASSWORD, played=30)
+    assert summary.tasks == 240
+    async with unit_of_work(app_context.read_sessions) as session:
+        verification = await audit_service.verify(session, end)
+        assert verification.valid, verification
+        tasks = list(await session.scalars(select(Task)))
+        assert len(tasks) == 240
+        assert all(end - timedelta(days=30) <= t.created_at < end for t in tasks)
+        by_task = {t.id: t for t in tasks}
+        clocks = list(await session.scalars(select(SlaClock)))
+        assert sorted((c.task_id, c.kind) for c in clocks) == sorted(
+            (t.id, kind) for t in tasks for kind in ("RESOLVE", "START")
+        )
+        by_clock = {c.id: c for c in clocks}
+        for sla_clock in clocks:
+            task = by_task[sla_clock.task_id]
+            assert sla_clock.started_at == task.created_at
+            kind = "start" if sla_clock.kind == "START" else "resolve"
+            assert getattr(task, f"{kind}_deadline") == sla_clock.deadline
+            if sla_clock.calendar_name is None:  # 24x7: a shift keeps the plan exactly
+                assert sla_clock.deadline == plan_of(sla_clock).deadline
+            assert sla_clock.stopped_at is None or sla_clock.stopped_at <= end
+        events = list(await session.scalars(select(SlaEvent)))
+        assert all(by_clock[e.clock_id].task_id == e.task_id for e in events)
+        assert all(e.triggered_at <= end for e in events)
+        # Each task's audit rows name it, and its creation is audited at its creation.
+        created = {
+            row.entity_id: row.timestamp
+            for row in await session.scalars(
+                select(AuditLog).where(AuditLog.action == "TASK_CREATED")
+            )
+        }
+        assert created == {t.id: t.created_at for t in tasks}
+        comments = list(await session.scalars(select(Comment)))
+        assert comments
+        assert all(c.task_id in by_task for c in comments)
+        sent = list(await session.scalars(select(Notification)))
+        assert {n.notification_type for n in sent} >= {"task.completed", "sla.breach"}
+        assert all(n.task_id in by_task and n.status == "SENT" for n in sent)
+        assert len({n.dedup_key for n in sent}) == len(sent)
+        assert all(str(n.source_event_id) in n.dedup_key for n in sent)
+        breach_events = {e.id for e in events}
+        assert all(n.sla_event_id in breach_events for n in sent if n.sla_event_id)

@@ -7,6 +7,10 @@ with the audit writer's own `chain`, the streamed events numbered like the realt
 consumer numbers them, and every event is marked published by the relay a moment after it
 was written (nothing is delivered again). Rows are inserted in batches, one transaction
 per batch.
+
+A large month plays one task in every few and writes the others as shifted copies of it
+(`copies`): at most `PLAYED` histories are played, whatever the number of tasks. The
+copies' audit rows join the same merge by instant and the same chain.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, inspect, select, update
+from sqlalchemy import JSON, Table, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,13 +37,16 @@ from opsflow.auth.principal import Principal
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
 from opsflow.db import Base, unit_of_work
+from opsflow.demo import copies
 from opsflow.demo.directory import SLA_CONFIG, Directory, build_directory, principal
-from opsflow.demo.histories import World, play
+from opsflow.demo.histories import Played, World, play
+from opsflow.demo.notifications import notifications
 from opsflow.demo.recorder import Recorder
 from opsflow.errors import Conflict
 from opsflow.models.audit import AuditLog
 from opsflow.models.collaboration import Comment
 from opsflow.models.escalation import EscalationEvent
+from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
@@ -56,7 +64,9 @@ DAYS = 30
 # Tables whose rows make a database "not empty" for the demo.
 OCCUPIED = (User, Team, Task, AuditLog)
 # Insertion order within a batch (foreign keys first).
-TASK_ROWS = (Task, SlaClock, SlaEvent, Comment, EscalationEvent)
+TASK_ROWS = (Task, SlaClock, SlaEvent, Comment, EscalationEvent, Notification)
+# Histories played through the rules at most; the other tasks are copies of them.
+PLAYED = 5_000
 
 
 class NotEmpty(Conflict):
@@ -106,6 +116,37 @@ async def wipe(ctx: AppContext) -> None:
                 await conn.execute(table.delete())
 
 
+# The secondary indexes of the tables the month fills (PostgreSQL): the ones of a
+# constraint (primary keys, unique constraints) stay.
+_INDEXES = """
+SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+WHERE t.relname = ANY(:tables) AND t.relnamespace = current_schema()::regnamespace
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+"""
+
+
+@asynccontextmanager
+async def _indexes_built_after(ctx: AppContext) -> AsyncIterator[None]:
+    """On PostgreSQL, drop the filled tables' secondary indexes for the load and build them
+    again at its end (whatever happens): one sort per index instead of an insertion per
+    row, the usual way to fill empty tables. Elsewhere, nothing."""
+    if ctx.engine.dialect.name != "postgresql":
+        yield
+        return
+    tables = [_columns(model).table.name for model in (*TASK_ROWS, AuditLog, OutboxEvent)]
+    async with ctx.engine.begin() as conn:
+        found = (await conn.execute(text(_INDEXES), {"tables": tables})).all()
+        for name, _ in found:
+            await conn.exec_driver_sql(f"DROP INDEX {name}")
+    try:
+        yield
+    finally:
+        async with ctx.engine.begin() as conn:
+            for _, definition in found:
+                await conn.exec_driver_sql(definition)
+
+
 def creation_instants(
     rng: random.Random, count: int, start: datetime, end: datetime
 ) -> list[datetime]:
@@ -141,14 +182,19 @@ class _Columns:
             )
             self.columns.append((attr.key, column.key, default, is_json))
         self.names = [name for _, name, _, _ in self.columns]
+        self.defaults = [(key, default) for key, _, default, _ in self.columns]
 
     def rows(self, objects: Iterable[Any]) -> list[dict[str, Any]]:
         result = []
         for obj in objects:
+            if isinstance(obj, tuple):  # already a record (a copy's row)
+                obj = dict(zip([key for key, _ in self.defaults], obj, strict=True))
             values = obj if isinstance(obj, dict) else obj.__dict__
-            result.append(
-                {name: values.get(key, default) for key, name, default, _ in self.columns}
-            )
+            row = {name: values.get(key, default) for key, name, default, _ in self.columns}
+            for name, value in row.items():
+                if isinstance(value, copies.RawJson):
+                    row[name] = json.loads(value)
+            result.append(row)
         return result
 
     def records(self, objects: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -157,14 +203,23 @@ class _Columns:
         result = []
         dumps = json.dumps
         for obj in objects:
+            if isinstance(obj, tuple):  # already a record (a copy's row)
+                result.append(obj)
+                continue
             values = obj if isinstance(obj, dict) else obj.__dict__
             result.append(
                 tuple(
-                    dumps(values.get(key, default)) if is_json else values.get(key, default)
+                    _json_text(values.get(key, default), dumps)
+                    if is_json
+                    else values.get(key, default)
                     for key, _, default, is_json in self.columns
                 )
             )
         return result
+
+
+def _json_text(value: Any, dumps: Callable[[Any], str]) -> str:
+    return value if isinstance(value, copies.RawJson) else dumps(value)
 
 
 _PG = postgresql.dialect()  # type: ignore[no-untyped-call]
@@ -193,6 +248,10 @@ async def _insert(conn: AsyncConnection, model: type[Base], objects: Sequence[An
         await conn.execute(columns.table.insert(), columns.rows(objects[index : index + 5000]))
 
 
+# An audit row to chain (a played one, or a copy's) and its outbox event (copies: none).
+Change = tuple[audit_writer.Pending | tuple[copies.AuditCopy, copies.Shift], OutboxEvent | None]
+
+
 @dataclass
 class _Chain:
     """The audit chain's head and the stream's last number, carried across batches."""
@@ -204,13 +263,18 @@ class _Chain:
     end: datetime
     counts: dict[str, int] = field(default_factory=dict)
 
-    def seal(
-        self, changes: Sequence[tuple[audit_writer.Pending, OutboxEvent]]
-    ) -> tuple[list[dict[str, Any]], list[OutboxEvent]]:
-        rows = audit_writer.chain([pending for pending, _ in changes], self.seq, self.prev_hash)
-        if rows:
-            self.seq, self.prev_hash = rows[-1]["seq"], rows[-1]["hash"]
-        events = [event for _, event in changes]
+    def seal(self, changes: Sequence[Change]) -> tuple[list[dict[str, Any]], list[OutboxEvent]]:
+        rows: list[dict[str, Any]] = []
+        events: list[OutboxEvent] = []
+        for item, event in changes:
+            if isinstance(item, audit_writer.Pending):
+                row = audit_writer.chain([item], self.seq, self.prev_hash)[0]
+            else:
+                row = item[0].render(item[1], self.seq + 1, self.prev_hash)
+            self.seq, self.prev_hash = row["seq"], row["hash"]
+            rows.append(row)
+            if event is not None:
+                events.append(event)
         for event in events:
             # The relay publishes a moment later; streamed events get the next number.
             relayed = event.created_at + timedelta(milliseconds=self.rng.uniform(20, 400))
@@ -313,10 +377,11 @@ async def load_demo(
     replace: bool = False,
     batch: int = 2000,
     progress: Progress | None = None,
+    played: int = PLAYED,
 ) -> Summary:
     """Fill the database with a month of history ending at `ctx.clock.now()`: refuses a
     database with users, teams, tasks or audit rows unless `replace` (which first deletes
-    every row)."""
+    every row). At most `played` histories are played; the other tasks are copies."""
     if not 1 <= tasks <= MAX_TASKS:
         raise ValueError(f"tasks must be between 1 and {MAX_TASKS}")
     began = time.perf_counter()
@@ -350,10 +415,12 @@ async def load_demo(
         last_stream = await conn.scalar(select(func.max(OutboxEvent.stream_seq)))
     chain = _Chain(seq, prev_hash, int(last_stream or 0), random.Random(seed + 1), end)  # noqa: S311
     _, pending, events = people.take()
-    ready: list[tuple[audit_writer.Pending, OutboxEvent]] = list(zip(pending, events, strict=True))
-    queue: list[tuple[datetime, int, int, audit_writer.Pending, OutboxEvent]] = []
+    ready: list[Change] = list(zip(pending, events, strict=True))
+    queue: list[tuple[datetime, int, int, Change]] = []
     buffered: dict[type, list[Any]] = {model: [] for model in TASK_ROWS}
     instants = creation_instants(rng, tasks, start, end)
+    users = {user.id: user for user in directory.users}
+    every = max(1, math.ceil(tasks / max(1, played)))
     done = 0
 
     async def write() -> None:
@@ -371,22 +438,40 @@ async def load_demo(
         if progress is not None:
             progress(done, tasks)
 
-    for index, created_at in enumerate(instants):
-        while queue and queue[0][0] <= created_at:
-            _, _, _, item, event = heapq.heappop(queue)
-            ready.append((item, event))
-        played = await play(world, rng, created_at, index)
-        for row in played.rows:
-            buffered[type(row)].append(row)
-        for position, (item, event) in enumerate(played.changes):
-            heapq.heappush(queue, (item.timestamp, index, position, item, event))
-        done = index + 1
-        if done % batch == 0:
-            await write()
-    while queue:
-        _, _, _, item, event = heapq.heappop(queue)
-        ready.append((item, event))
-    await write()
+    async with _indexes_built_after(ctx):
+        for first in range(0, tasks, every):
+            group = instants[first : first + every]
+            # The last of the group is played; the ones before are copies moved back in time.
+            last = first + len(group) - 1
+            history = await play(world, rng, group[-1], last)
+            rows = [*history.rows, *notifications(history.task, _events(history), users, end)]
+            template = _template(history, rows) if len(group) > 1 else None
+            models = _models(rows)
+            for index, created_at in enumerate(group, start=first):
+                while queue and queue[0][0] <= created_at:
+                    ready.append(heapq.heappop(queue)[3])
+                if template is None or index == last:
+                    for row in rows:
+                        buffered[type(row)].append(row)
+                    changes: list[tuple[datetime, Change]] = [
+                        (item.timestamp, (item, event)) for item, event in history.changes
+                    ]
+                else:
+                    copied, audit = template.copy(created_at - group[-1])
+                    for model, row in zip(models, copied, strict=True):
+                        buffered[model].append(row)
+                    changes = [
+                        (item.timestamp + shift.delta, ((item, shift), None))
+                        for item, shift in audit
+                    ]
+                for position, (at, change) in enumerate(changes):
+                    heapq.heappush(queue, (at, index, position, change))
+                done = index + 1
+                if done % batch == 0:
+                    await write()
+        while queue:
+            ready.append(heapq.heappop(queue)[3])
+        await write()
     # What the reports keep beside the rows, recomputed as `opsflow reports rebuild` does.
     async with unit_of_work(ctx.sessions) as session:
         rebuilt = await reports.rebuild(session)
@@ -404,6 +489,25 @@ async def load_demo(
             role: [u.username for u in directory.users if u.role == role]
             for role in dict.fromkeys(u.role for u in directory.users)
         },
+    )
+
+
+def _events(history: Played) -> list[OutboxEvent]:
+    return [event for _, event in history.changes]
+
+
+def _models(rows: list[Any]) -> list[type]:
+    return [type(row) for row in rows]
+
+
+def _template(history: Played, rows: list[Any]) -> copies.Template:
+    """The played history compiled for copying: the ids it owns are its rows', its outbox
+    events' and its escalation runs'."""
+    owned: set[uuid.UUID] = {row.id for row in rows}
+    owned.update(event.id for event in _events(history))
+    owned.update(row.run_id for row in rows if isinstance(row, EscalationEvent))
+    return copies.compile_template(
+        rows, [item for item, _ in history.changes], owned, lambda model: _columns(model).defaults
     )
 
 

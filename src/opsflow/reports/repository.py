@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Float,
     Integer,
     Select,
     and_,
@@ -25,12 +24,9 @@ from sqlalchemy import (
     cast,
     func,
     literal,
-    or_,
     select,
     true,
-    update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.sql import epoch_seconds
@@ -39,7 +35,6 @@ from opsflow.models.enums import (
     ClockStatus,
     EscalationStatus,
     Role,
-    SlaKind,
     TaskStatus,
     TaskType,
 )
@@ -49,7 +44,6 @@ from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
-from opsflow.reports.periods import percentile
 
 OPEN_STATUSES = (
     TaskStatus.CREATED,
@@ -90,16 +84,6 @@ def task_clauses(filters: ReportFilters, *, window: bool = True) -> list[ColumnE
     return clauses
 
 
-def _clocks_of_period(query: Any, filters: ReportFilters) -> Any:
-    """Restrict a query over `sla_clocks` to the clocks of the period's tasks. A task's clocks
-    start at its creation (`sla.service.create_clocks`), so without a filter on the tasks
-    themselves the window applies to `started_at` and the tasks are not read."""
-    clauses = task_clauses(filters, window=False)
-    if not clauses:
-        return query.where(SlaClock.started_at >= filters.start, SlaClock.started_at < filters.end)
-    return query.join(Task, Task.id == SlaClock.task_id).where(*task_clauses(filters))
-
-
 def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
@@ -133,82 +117,12 @@ def _now(now: datetime) -> ColumnElement[Any]:
     return literal(now, UTCDateTime())
 
 
-def clock_breached(now: datetime) -> ColumnElement[bool]:
-    """sla.status.ClockView.breached in SQL: recorded as breached, stopped after its
-    deadline, or still counting (or paused) at or past it."""
-    until = func.coalesce(SlaClock.paused_at, _now(now))
-    return or_(
-        SlaClock.status == ClockStatus.BREACHED,
-        and_(SlaClock.stopped_at.is_not(None), SlaClock.stopped_at > SlaClock.deadline),
-        and_(SlaClock.stopped_at.is_(None), until >= SlaClock.deadline),
-    )
-
-
-def clock_met() -> ColumnElement[bool]:
-    """Stopped by the response (START) or the completion (RESOLVE), in time."""
-    return and_(
-        SlaClock.stopped_at.is_not(None),
-        SlaClock.cancelled.is_(False),
-        SlaClock.status != ClockStatus.BREACHED,
-        SlaClock.stopped_at <= SlaClock.deadline,
-    )
-
-
 def task_breached(now: datetime) -> ColumnElement[bool]:
     """A task with a breached clock at `now`: `tasks.sla_breach_at` (the earliest instant
     from which one of its clocks counts as breached, see `sla.clocks.breached_since`) is
     at or before it. Equal to `clock_breached` over the task's clocks for a `now` no earlier
     than the instants its clocks recorded; a report is read at the present."""
     return and_(Task.sla_breach_at.is_not(None), Task.sla_breach_at <= _now(now))
-
-
-def _earlier(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The earlier of two nullable instants, None only when both are (portable LEAST)."""
-    return case((a.is_(None), b), (b.is_(None), a), (a < b, a), else_=b)
-
-
-def clock_breached_since() -> ColumnElement[Any]:
-    """`sla.clocks.breached_since` in SQL."""
-    recorded = case(
-        (
-            SlaClock.status == ClockStatus.BREACHED,
-            func.coalesce(SlaClock.breached_at, SlaClock.started_at),
-        ),
-        else_=None,
-    )
-    by_deadline = case(
-        (
-            SlaClock.stopped_at.is_not(None),
-            case((SlaClock.stopped_at > SlaClock.deadline, SlaClock.deadline), else_=None),
-        ),
-        (
-            or_(SlaClock.paused_at.is_(None), SlaClock.paused_at >= SlaClock.deadline),
-            SlaClock.deadline,
-        ),
-        else_=None,
-    )
-    return _earlier(recorded, by_deadline)
-
-
-def breach_at_update() -> Any:
-    """Set every task's `sla_breach_at` from its clocks where it differs (exact: the rule of
-    `sla.clocks.task_breached_since`)."""
-    value = (
-        select(func.min(clock_breached_since()))
-        .where(SlaClock.task_id == Task.id)
-        .scalar_subquery()
-    )
-    return (
-        update(Task)
-        .where(Task.sla_breach_at.is_distinct_from(value))
-        .values(sla_breach_at=value)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def rebuild_breach_at(session: AsyncSession) -> int:
-    result = await session.execute(breach_at_update())
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -219,72 +133,112 @@ def _completion_seconds() -> ColumnElement[Any]:
     return epoch_seconds(Task.completed_at) - epoch_seconds(Task.created_at)
 
 
-def _tally_columns(now: datetime) -> list[ColumnElement[Any]]:
-    completed = and_(Task.status == TaskStatus.COMPLETED, Task.completed_at.is_not(None))
-    return [
-        func.count().label("total"),
-        _count_if(completed).label("completed"),
-        _count_if(Task.status.in_(OPEN_STATUSES)).label("open"),
-        _count_if(Task.status == TaskStatus.CANCELLED).label("cancelled"),
-        func.sum(case((completed, _completion_seconds()), else_=None)).label("completion_seconds"),
-        _count_if(task_breached(now)).label("breached"),
-        func.coalesce(
-            func.sum(
-                case(
-                    (
-                        Task.status.in_(OPEN_STATUSES),
-                        case(PRIORITY_WEIGHT, value=Task.priority, else_=0),
-                    ),
-                    else_=0,
-                )
-            ),
-            0,
-        ).label("workload"),
-    ]
+@dataclass
+class Tally:
+    """The tasks of one group: the counts the reports read (see `_fold`)."""
+
+    keys: dict[str, Any]
+    total: int = 0
+    completed: int = 0
+    open: int = 0
+    cancelled: int = 0
+    completion_seconds: float | None = None
+    breached: int = 0
+    workload: int = 0
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["keys"][name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _tallied(
     keys: Sequence[Any], filters: ReportFilters, now: datetime, *, window: bool
 ) -> Select[Any]:
+    """Per group and status (and priority, for the workload): the count, the completed
+    count (with a completion instant), their summed completion seconds and the breached
+    count. Grouping by status costs a few more groups and saves most of the per-row work:
+    which status counts as what is decided once per group, in `_fold`."""
+    extra = [Task.status] + ([] if any(k is Task.priority for k in keys) else [Task.priority])
     return (
-        select(*keys, *_tally_columns(now))
+        select(
+            *keys,
+            *extra,
+            func.count().label("total"),
+            func.count(Task.completed_at).label("with_completion"),
+            func.sum(_completion_seconds()).label("completion_seconds"),
+            func.count().filter(Task.sla_breach_at <= _now(now)).label("breached"),
+        )
         .select_from(Task)
         .where(*task_clauses(filters, window=window))
-        .group_by(*keys)
+        .group_by(*keys, *extra)
     )
+
+
+_OPEN = frozenset(status.value for status in OPEN_STATUSES)
+
+
+def _fold(rows: Sequence[Any], names: Sequence[str]) -> list[Tally]:
+    """The rows of `_tallied` folded into one `Tally` per group (`names`: its keys):
+    completed = COMPLETED with a completion instant (their completion seconds summed),
+    open = the open statuses, cancelled = CANCELLED, workload = the priority weights of the
+    open tasks."""
+    groups: dict[tuple[Any, ...], Tally] = {}
+    for row in rows:
+        mapping = row._mapping
+        key = tuple(mapping[name] for name in names)
+        tally = groups.get(key)
+        if tally is None:
+            tally = groups[key] = Tally(dict(zip(names, key, strict=True)))
+        total = int(mapping["total"])
+        status = mapping["status"]
+        tally.total += total
+        tally.breached += int(mapping["breached"])
+        if status == TaskStatus.COMPLETED:
+            tally.completed += int(mapping["with_completion"])
+            seconds = mapping["completion_seconds"]
+            if seconds is not None:
+                tally.completion_seconds = (tally.completion_seconds or 0.0) + float(seconds)
+        elif status in _OPEN:
+            tally.open += total
+            tally.workload += PRIORITY_WEIGHT.get(mapping["priority"], 0) * total
+        elif status == TaskStatus.CANCELLED:
+            tally.cancelled += total
+    return list(groups.values())
 
 
 async def task_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime, step: int
-) -> Sequence[Any]:
+) -> Sequence[Tally]:
     """Tallies of the period's tasks by priority, type and creation slot."""
     slot = _slot(_dialect(session), Task.created_at, step).label("slot")
     query = _tallied([Task.priority, Task.task_type, slot], filters, now, window=True)
-    return list((await session.execute(query)).all())
+    return _fold((await session.execute(query)).all(), ["priority", "task_type", "slot"])
 
 
 async def people_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
-) -> Sequence[Any]:
+) -> Sequence[Tally]:
     """Tallies by primary assignee and team."""
     query = _tallied([Task.assigned_to, Task.team_id], filters, now, window=True)
-    return list((await session.execute(query)).all())
+    return _fold((await session.execute(query)).all(), ["assigned_to", "team_id"])
 
 
 async def tier_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
-) -> Sequence[Any]:
+) -> Sequence[Tally]:
     query = _tallied([Task.customer_tier], filters, now, window=True)
-    return list((await session.execute(query)).all())
+    return _fold((await session.execute(query)).all(), ["customer_tier"])
 
 
 async def severity_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
-) -> Sequence[Any]:
+) -> Sequence[Tally]:
     query = _tallied([Task.priority], filters, now, window=True).where(
         Task.task_type == TaskType.INCIDENT
     )
-    return list((await session.execute(query)).all())
+    return _fold((await session.execute(query)).all(), ["priority"])
 
 
 async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence[Any]:
@@ -444,103 +398,6 @@ async def upcoming_deadlines(
     return list((await session.execute(query)).all())
 
 
-# --- SLA compliance ---------------------------------------------------------------------
-
-
-async def calendar_compliance(
-    session: AsyncSession, filters: ReportFilters, now: datetime
-) -> Sequence[Any]:
-    """Clocks of the period's tasks by calendar and kind: met, breached, counting, cancelled."""
-    breached = clock_breached(now)
-    cancelled = and_(SlaClock.cancelled.is_(True), ~breached)
-    counting = and_(SlaClock.stopped_at.is_(None), ~breached)
-    calendar = func.coalesce(SlaClock.calendar_name, "24x7").label("calendar")
-    query = (
-        select(
-            calendar,
-            SlaClock.kind,
-            _count_if(clock_met()).label("met"),
-            _count_if(breached).label("breached"),
-            _count_if(counting).label("counting"),
-            _count_if(cancelled).label("cancelled"),
-        )
-        .select_from(SlaClock)
-        .group_by(calendar, SlaClock.kind)
-    )
-    query = _clocks_of_period(query, filters)
-    return list((await session.execute(query)).all())
-
-
-def _stopped_clocks(query: Any, filters: ReportFilters) -> Any:
-    """Clocks of the period stopped by the work (response or completion), not by a
-    cancellation."""
-    return _clocks_of_period(
-        query.where(
-            SlaClock.stopped_at.is_not(None),
-            SlaClock.cancelled.is_(False),
-            SlaClock.working_seconds.is_not(None),
-        ),
-        filters,
-    )
-
-
-FRACTIONS = (0.5, 0.9, 0.95)
-Durations = tuple[int, float | None, list[float | None], list[float | None]]
-
-
-async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
-    """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
-    clocks (one pass over them)."""
-    if _dialect(session) == "postgresql":
-        # Seconds as a double, like `timedelta.total_seconds()`.
-        wall_seconds = func.date_part("epoch", SlaClock.stopped_at - SlaClock.started_at)
-        fractions = postgresql.array([literal(f, Float()) for f in FRACTIONS])
-        kinds = [kind.value for kind in SlaKind]
-        columns = []
-        for kind in kinds:
-            # One pass over the clocks, no sort by kind: each aggregate keeps its kind's
-            # rows, and each percentile sorts its values once for all three fractions.
-            mine = SlaClock.kind == kind
-            columns += [
-                func.count().filter(mine),
-                func.avg(wall_seconds).filter(mine),
-                func.percentile_cont(fractions).within_group(wall_seconds).filter(mine),
-                func.percentile_cont(fractions).within_group(SlaClock.working_seconds).filter(mine),
-            ]
-        row = (await session.execute(_stopped_clocks(select(*columns), filters))).one()
-        result: dict[str, Durations] = {}
-        for index, kind in enumerate(kinds):
-            count, mean, walls_pg, works_pg = row[4 * index : 4 * index + 4]
-            if count:
-                result[kind] = (
-                    int(count),
-                    float(mean),
-                    [None if v is None else float(v) for v in walls_pg],
-                    [None if v is None else float(v) for v in works_pg],
-                )
-        return result
-    rows_query = select(
-        SlaClock.kind, SlaClock.started_at, SlaClock.stopped_at, SlaClock.working_seconds
-    )
-    query = _stopped_clocks(rows_query, filters)
-    walls: dict[str, list[float]] = {}
-    works: dict[str, list[float]] = {}
-    for row in (await session.execute(query)).all():
-        walls.setdefault(row.kind, []).append((row.stopped_at - row.started_at).total_seconds())
-        works.setdefault(row.kind, []).append(float(row.working_seconds))
-    result = {}
-    for kind, wall in walls.items():
-        wall.sort()
-        work = sorted(works[kind])
-        result[kind] = (
-            len(wall),
-            sum(wall) / len(wall),
-            [percentile(wall, f) for f in FRACTIONS],
-            [percentile(work, f) for f in FRACTIONS],
-        )
-    return result
-
-
 async def acknowledgements(
     session: AsyncSession, filters: ReportFilters, step: int
 ) -> Sequence[Any]:
@@ -573,56 +430,3 @@ async def user_zones(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uu
         .group_by(NotificationPreference.user_id)
     )
     return {row[0]: str(row[1]) for row in (await session.execute(query)).all()}
-
-
-# --- rebuild ---------------------------------------------------------------------------
-
-
-def _plain_clock() -> ColumnElement[bool]:
-    """24x7 and never paused (PostgreSQL): its working time is its wall-clock time."""
-    return and_(
-        SlaClock.calendar_name.is_(None),
-        func.jsonb_typeof(SlaClock.pauses) == "array",
-        func.jsonb_array_length(SlaClock.pauses) == 0,
-    )
-
-
-async def clear_counting_clocks(session: AsyncSession) -> int:
-    result = await session.execute(
-        update(SlaClock)
-        .where(SlaClock.stopped_at.is_(None), SlaClock.working_seconds.is_not(None))
-        .values(working_seconds=None)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def rebuild_plain_clocks(session: AsyncSession) -> int | None:
-    """PostgreSQL: the stopped plain clocks in one statement (exact: the interval's seconds
-    as PostgreSQL gives them are what `timedelta.total_seconds()` gives). None elsewhere."""
-    if _dialect(session) != "postgresql":
-        return None
-    wall = func.greatest(SlaClock.stopped_at, SlaClock.started_at) - SlaClock.started_at
-    value = cast(func.extract("epoch", wall), Float)
-    result = await session.execute(
-        update(SlaClock)
-        .where(
-            SlaClock.stopped_at.is_not(None),
-            _plain_clock(),
-            SlaClock.working_seconds.is_distinct_from(value),
-        )
-        .values(working_seconds=value)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def stopped_clock_ids(
-    session: AsyncSession, after: uuid.UUID | None, limit: int, *, plain_done: bool
-) -> Sequence[SlaClock]:
-    query = select(SlaClock).where(SlaClock.stopped_at.is_not(None)).order_by(SlaClock.id)
-    if plain_done:
-        query = query.where(~_plain_clock())
-    if after is not None:
-        query = query.where(SlaClock.id > after)
-    return (await session.scalars(query.limit(limit))).all()

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.enums import Priority, SlaKind
+from opsflow.reports import clocks as clock_queries
 from opsflow.reports import periods, repository
 from opsflow.reports.periods import GroupBy
 from opsflow.reports.repository import ReportFilters
@@ -352,7 +353,7 @@ def _percentiles(values: list[float | None]) -> Percentiles:
     return Percentiles(p50=p50, p90=p90, p95=p95)
 
 
-def _durations(values: repository.Durations | None) -> Durations:
+def _durations(values: clock_queries.Durations | None) -> Durations:
     count, mean, wall, working = values or (0, None, [None] * 3, [None] * 3)
     return Durations(
         count=count,
@@ -380,10 +381,10 @@ async def sla_compliance(
                 else None
             ),
         )
-        for row in await repository.calendar_compliance(session, filters, now)
+        for row in await clock_queries.calendar_compliance(session, filters, now)
     ]
     compliance.sort(key=lambda c: (c.calendar, c.sla_type != SlaKind.START))
-    stopped = await repository.durations(session, filters)
+    stopped = await clock_queries.durations(session, filters)
     acknowledge = _durations(stopped.get(SlaKind.START))
     resolve = _durations(stopped.get(SlaKind.RESOLVE))
     tiers = [
@@ -448,13 +449,13 @@ async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
     on a counting one), exactly as a clock change stores them. For data loaded in bulk, or
     to check the stored values. Returns how many tasks and clocks changed. The caller
     commits."""
-    changed = await repository.clear_counting_clocks(session)
-    changed += await repository.rebuild_breach_at(session)
-    plain = await repository.rebuild_plain_clocks(session)
+    changed = await clock_queries.clear_counting_clocks(session)
+    changed += await clock_queries.rebuild_breach_at(session)
+    plain = await clock_queries.rebuild_plain_clocks(session)
     changed += plain or 0
     after: uuid.UUID | None = None
     while True:
-        clocks = await repository.stopped_clock_ids(
+        clocks = await clock_queries.stopped_clock_ids(
             session, after, batch, plain_done=plain is not None
         )
         if not clocks:

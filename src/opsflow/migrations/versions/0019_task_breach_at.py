@@ -25,7 +25,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("sla_breach_at", UTCDateTime(), nullable=True))
     # Every task's value from its clocks: the statement `opsflow reports rebuild` runs.
-    from opsflow.reports.repository import breach_at_update
+    from opsflow.reports.clocks import breach_at_update
 
     op.get_bind().execute(breach_at_update())
     op.create_index("ix_sla_clocks_started_at", "sla_clocks", ["started_at"])
