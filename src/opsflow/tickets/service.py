@@ -26,13 +26,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.auth.permissions import Permission, require_reach
+from opsflow.auth.permissions import Permission, check_row, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.db import attempt
@@ -44,12 +45,13 @@ from opsflow.errors import (
     PayloadTooLarge,
     validation_details,
 )
+from opsflow.events import outbox
 from opsflow.models.enums import ActorType, Priority, Role, Scope, TaskStatus
-from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.sla import service as sla_service
+from opsflow.tasks import bulk
 from opsflow.tasks import service as tasks
 from opsflow.tasks.lifecycle import Action
 from opsflow.tasks.schemas import TaskCreate, TaskUpdate
@@ -66,6 +68,8 @@ from opsflow.tickets.schemas import (
     TicketStatus,
 )
 from opsflow.users import repository as users_repo
+
+log = structlog.get_logger("opsflow.tickets")
 
 DEFAULT_USER_SOURCE = "manual"
 CLIENT_PREFIX = "client:"  # how API clients are named as actors (auth.service)
@@ -192,17 +196,38 @@ class _Batch:
     catalog: sla_service.PolicyCatalog
     # The tasks the batch may change, locked with what a change reads, all at once.
     preloaded: tasks.Preloaded | None = None
-    # Clocks of tasks created without a flush (see _create_open).
-    deferred_clocks: list[SlaClock] = field(default_factory=list)
+    # Set-based: the task commands step versions in memory, written by bulk.write_changed.
+    deferred: bool = False
 
 
-async def _write_deferred(run: _Batch) -> None:
-    """Write the tasks created so far, then their clocks (one INSERT batch each)."""
-    if run.deferred_clocks:
-        await run.session.flush()
-        run.session.add_all(run.deferred_clocks)
-        run.deferred_clocks.clear()
-        await run.session.flush()
+@dataclass
+class _Prepared:
+    """What a batch reads before it applies anything: parsed items, references, the tasks
+    its tickets already have (locked when they may change)."""
+
+    run: _Batch
+    parsed: list[TicketIn | ItemResult]
+    known: dict[str, Task]
+
+
+async def _prepare(
+    session: AsyncSession, ctx: AppContext, actor: Principal, source: str, batch: TicketBatch
+) -> _Prepared:
+    parsed: list[TicketIn | ItemResult] = [
+        _parse(index, raw) for index, raw in enumerate(batch.tickets)
+    ]
+    items = [p for p in parsed if isinstance(p, TicketIn)]
+    refs = _References(
+        users=await users_repo.by_logins(session, {i.assigned_to for i in items if i.assigned_to}),
+        teams=await _teams(session, {i.team for i in items if i.team}),
+    )
+    # Every (source, external id) of the batch, looked up with one statement.
+    known = await repository.by_external_ids(session, source, {i.external_id for i in items})
+    catalog = await sla_service.load_catalog(session)
+    changing = {known[i.external_id].id for i in items if _may_change(i, known)}
+    preloaded = await tasks.preload(session, changing) if changing else None
+    run = _Batch(session, ctx, _writer(actor), source, refs, catalog, preloaded)
+    return _Prepared(run, parsed, known)
 
 
 async def ingest(
@@ -215,33 +240,40 @@ async def ingest(
             max_items=MAX_BATCH,
         )
     source = batch_source(actor, batch.source)
-    parsed: list[TicketIn | ItemResult] = [
-        _parse(index, raw) for index, raw in enumerate(batch.tickets)
-    ]
-    items = [p for p in parsed if isinstance(p, TicketIn)]
-    refs = _References(
-        users=await users_repo.by_logins(session, {i.assigned_to for i in items if i.assigned_to}),
-        teams=await _teams(session, {i.team for i in items if i.team}),
+    prepared = await _prepare(session, ctx, actor, source, batch)
+    outcome = await attempt(
+        session, lambda: _buffered(prepared), expected=(AppError, ValidationError)
     )
-    known = await repository.by_external_ids(session, source, {i.external_id for i in items})
-    catalog = await sla_service.load_catalog(session)
-    changing = {known[i.external_id].id for i in items if _may_change(i, known)}
-    preloaded = await tasks.preload(session, changing) if changing else None
-    run = _Batch(session, ctx, _writer(actor), source, refs, catalog, preloaded)
-    results: list[ItemResult] = []
-    for index, entry in enumerate(parsed):
-        if isinstance(entry, ItemResult):
-            results.append(entry)
-        elif entry.external_id not in known and entry.status is TicketStatus.OPEN:
-            results.append(await _create_open(run, index, entry, known))
-        else:
-            await _write_deferred(run)
-            results.append(await _one(run, index, entry, known))
-    await _write_deferred(run)
+    if isinstance(outcome, Exception):
+        # Something the set-based pass did not foresee: its writes are rolled back and the
+        # batch is applied item by item, each alone in a savepoint.
+        log.warning("ticket_batch_item_by_item", error=str(outcome)[:300])
+        prepared = await _prepare(session, ctx, actor, source, batch)
+        results = await _item_by_item(prepared)
+    else:
+        assert not isinstance(outcome, BaseException)
+        results = outcome
     summary = BatchSummary()
     for result in results:
         setattr(summary, result.outcome.value, getattr(summary, result.outcome.value) + 1)
-    return BatchResult(source=source, received=len(parsed), summary=summary, results=results)
+    return BatchResult(source=source, received=len(results), summary=summary, results=results)
+
+
+async def _buffered(prepared: _Prepared) -> list[ItemResult]:
+    async with outbox.buffered(prepared.run.session):
+        return await bulk_apply(prepared)
+
+
+async def _item_by_item(prepared: _Prepared) -> list[ItemResult]:
+    """Every item through the task rules in order, each that may fail half-way alone in a
+    SAVEPOINT (see `_one`)."""
+    results: list[ItemResult] = []
+    for index, entry in enumerate(prepared.parsed):
+        if isinstance(entry, ItemResult):
+            results.append(entry)
+        else:
+            results.append(await _one(prepared.run, index, entry, prepared.known))
+    return results
 
 
 def _may_change(item: TicketIn, known: dict[str, Task]) -> bool:
@@ -324,19 +356,6 @@ def _fields_only(run: _Batch, item: TicketIn, task: Task) -> bool:
     return not tasks.SELECTOR_FIELDS & _changed_fields(item, task, team).keys()
 
 
-async def _create_open(
-    run: _Batch, index: int, item: TicketIn, known: dict[str, Task]
-) -> ItemResult:
-    """A new ticket that stays open: nothing can fail once its references are checked, so
-    it needs no savepoint, and its rows are written with the other new tasks at once."""
-    try:
-        task = await _create(run, item, deferred=True)
-    except _Invalid as exc:
-        return _invalid(index, item.external_id, exc)
-    known[item.external_id] = task
-    return _applied(index, task, Outcome.CREATED)
-
-
 def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     assignee = run.refs.user(item.assigned_to) if item.assigned_to else None
     if item.assigned_to and assignee is None:
@@ -355,9 +374,8 @@ def _references(run: _Batch, item: TicketIn) -> tuple[User | None, Team | None]:
     return assignee, team
 
 
-async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Task:
-    assignee, team = _references(run, item)
-    data = TaskCreate(
+def _task_create(item: TicketIn, assignee: User | None, team: Team | None) -> TaskCreate:
+    return TaskCreate(
         title=item.title,
         description=item.description,
         task_type=item.task_type,
@@ -369,6 +387,11 @@ async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Tas
         tags=item.tags or [],
         metadata=item.metadata or {},
     )
+
+
+async def _create(run: _Batch, item: TicketIn) -> Task:
+    assignee, team = _references(run, item)
+    data = _task_create(item, assignee, team)
     origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
     task = await tasks.create_task(
         run.session,
@@ -377,10 +400,8 @@ async def _create(run: _Batch, item: TicketIn, *, deferred: bool = False) -> Tas
         data,
         origin,
         run.catalog,
-        deferred_clocks=run.deferred_clocks if deferred else None,
     )
-    if not deferred:
-        await _move_status(run, task, item)
+    await _move_status(run, task, item)
     return task
 
 
@@ -398,7 +419,7 @@ async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str
         return Outcome.UNCHANGED, None
     assignee, team = _references(run, item)
     version = task.version
-    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id, preloaded=run.preloaded)
+    cmd = _command(run, task)
     fields = _changed_fields(item, task, team)
     new_assignee = assignee is not None and assignee.id != task.assigned_to
     moves = STATUS_PATHS[item.status].get(TaskStatus(task.status))
@@ -420,7 +441,8 @@ async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str
     if assignee is not None and new_assignee:
         await tasks.assign_task(cmd, assignee.id, None)
     await _move_status(run, task, item)
-    await run.session.flush()
+    if not run.deferred:
+        await run.session.flush()
     changed = task.version != version
     if not together:
         task.external_updated_at = item.updated_at or stored
@@ -428,6 +450,18 @@ async def _update(run: _Batch, item: TicketIn, task: Task) -> tuple[Outcome, str
     if not changed:
         return Outcome.UNCHANGED, "nothing differed from the task"
     return Outcome.UPDATED, None
+
+
+def _command(run: _Batch, task: Task) -> tasks.TaskCommand:
+    return tasks.TaskCommand(
+        run.session,
+        run.ctx,
+        run.writer,
+        task.id,
+        preloaded=run.preloaded,
+        catalog=run.catalog,
+        deferred=run.deferred,
+    )
 
 
 def _changed_fields(item: TicketIn, task: Task, team: Team | None) -> dict[str, Any]:
@@ -449,7 +483,7 @@ def _changed_fields(item: TicketIn, task: Task, team: Team | None) -> dict[str, 
 
 
 async def _move_status(run: _Batch, task: Task, item: TicketIn) -> None:
-    cmd = tasks.TaskCommand(run.session, run.ctx, run.writer, task.id, preloaded=run.preloaded)
+    cmd = _command(run, task)
     reason = f"{item.status.value} in {run.source}"
     steps: dict[Action, Callable[[], Awaitable[Task]]] = {
         Action.START: lambda: tasks.start_task(cmd),
@@ -473,3 +507,109 @@ async def find(session: AsyncSession, external_id: str, source: str | None) -> T
             sources=sorted(t.source or "" for t in found),
         )
     return found[0]
+
+
+# --- the set-based pass ---------------------------------------------------------------------
+
+
+async def bulk_apply(prepared: _Prepared) -> list[ItemResult]:
+    """The batch with few statements: new tickets as multi-row INSERTs (tasks, clocks,
+    events; audit rows chained at commit), changes to known tickets through the task rules
+    in memory and written with one UPDATE per set of changed columns.
+
+    Only what cannot fail half-way is applied here: each item is checked whole before it
+    queues anything (an item refused is reported ``invalid`` and changes nothing). The
+    other items — a second version of a ticket already in the batch, a change that moves
+    a task's status, assigns it or gives it another SLA policy, a cancelled task — follow,
+    in order, through `_one` (each in its own savepoint)."""
+    run = replace(prepared.run, deferred=True)
+    known = prepared.known
+    new = bulk.NewTasks(run.session, run.catalog, run.ctx.clock.now())
+    results: list[ItemResult | None] = [None] * len(prepared.parsed)
+    moves: list[tuple[int, TicketIn, bulk.NewTask]] = []
+    changed: list[Task] = []
+    later: list[int] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(prepared.parsed):
+        if isinstance(entry, ItemResult):
+            results[index] = entry
+            continue
+        first = entry.external_id not in seen
+        seen.add(entry.external_id)
+        task = known.get(entry.external_id)
+        if not first or (task is not None and not _quick_change(run, entry, task)):
+            later.append(index)
+        elif task is None:
+            try:
+                created = _create_row(run, new, entry)
+            except AppError as exc:
+                results[index] = _invalid(index, entry.external_id, exc)
+                continue
+            results[index] = _created(index, created)
+            if STATUS_PATHS[entry.status].get(TaskStatus(created.status)):
+                moves.append((index, entry, created))
+        else:
+            outcome, reason = await _update(run, entry, task)
+            changed.append(task)
+            results[index] = _applied(index, task, outcome, reason)
+    await new.write()
+    if moves:
+        # New tickets in another status than open: created above, moved now (in memory).
+        run = replace(run, preloaded=await tasks.preload(run.session, [m[2].id for m in moves]))
+        for index, entry, created in moves:
+            task = run.preloaded.tasks[created.id] if run.preloaded else None
+            assert task is not None
+            await _move_status(run, task, entry)
+            changed.append(task)
+            results[index] = _applied(index, task, Outcome.CREATED)
+    await bulk.write_changed(run.session, changed)
+    if later:
+        # Tickets created above that come again are read as the tasks they now are.
+        again = {
+            e.external_id for i in later if isinstance(e := prepared.parsed[i], TicketIn)
+        } - known.keys()
+        known.update(await repository.by_external_ids(run.session, run.source, again))
+        careful = prepared.run
+        for index in later:
+            entry = prepared.parsed[index]
+            assert isinstance(entry, TicketIn)
+            results[index] = await _one(careful, index, entry, known)
+    return [r for r in results if r is not None]
+
+
+def _quick_change(run: _Batch, item: TicketIn, task: Task) -> bool:
+    """Whether the item's effect on its known task cannot fail half-way: nothing to write
+    (stale, unchanged) or plain fields only (see `_fields_only`)."""
+    if task.deleted_at is not None:
+        return False
+    stored = task.external_updated_at
+    if item.updated_at is not None and stored is not None and item.updated_at <= stored:
+        return True
+    return _fields_only(run, item, task)
+
+
+def _create_row(run: _Batch, new: bulk.NewTasks, item: TicketIn) -> bulk.NewTask:
+    """A new ticket's task, queued as rows; an item whose status needs moves is first
+    checked for the permission they take, so that the moves cannot fail."""
+    assignee, team = _references(run, item)
+    data = _task_create(item, assignee, team)
+    team_id = team.id if team else (assignee.team_id if assignee else run.writer.team_id)
+    if STATUS_PATHS[item.status].get(TaskStatus.ASSIGNED if assignee else TaskStatus.CREATED):
+        check_row(
+            run.writer,
+            Permission.TASK_PROGRESS,
+            team_id=team_id,
+            assignee_ids=[assignee.id] if assignee else [],
+        )
+    origin = tasks.ExternalRef(run.source, item.external_id, item.updated_at, digest(item))
+    return new.add(run.writer, data, origin, assignee, team_id)
+
+
+def _created(index: int, created: bulk.NewTask) -> ItemResult:
+    return ItemResult(
+        index=index,
+        external_id=created.external_id,
+        outcome=Outcome.CREATED,
+        task_id=created.id,
+        status=TaskStatus(created.status),
+    )
