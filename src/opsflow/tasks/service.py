@@ -476,10 +476,24 @@ async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
 
 
 async def reopen_task(cmd: TaskCommand, reason: str | None) -> Task:
+    """Reopen a completed task. An alert's incident reopened while a newer incident of the
+    same alert is open gives the alert up (its dedup key goes, noted in its metadata):
+    the alert's events keep applying to the open incident, one per key."""
+    current = await get_task(cmd.session, cmd.task_id)
+    owner = None
+    if current.dedup_key is not None and current.completed_at is not None:
+        owner = await repository.open_with_dedup_key(
+            cmd.session, current.source, current.dedup_key, current.id
+        )
+
     def apply(task: Task, _now: datetime) -> None:
         # The RESOLVE clock continues with the time it had used: the time spent completed
         # counts as a pause (sla.service.on_task_changed).
         task.completed_at = None
+        if owner is not None and task.dedup_key is not None:
+            released = {"dedup_key": task.dedup_key, "open_incident": str(owner.id)}
+            task.metadata_ = {**(task.metadata_ or {}), "alert_released": released}
+            task.dedup_key = None
 
     return await _mutate(cmd, Action.REOPEN, Permission.TASK_PROGRESS, apply, reason=reason)
 
