@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.factories import make_team, make_user
 
@@ -180,3 +181,41 @@ async def test_a_large_batch_keeps_the_audit_chain(
         "COMPLETED",
         "HIGH",
     )
+
+
+async def test_a_set_based_pass_that_fails_leaves_the_batch_to_item_by_item(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should the set-based pass fail anyway, its writes roll back to its savepoint and the
+    batch is applied item by item: the same outcomes, nothing written twice."""
+    from opsflow.errors import Conflict
+    from opsflow.tickets import service
+
+    real = service.bulk_apply
+
+    async def failing(prepared: Any) -> Any:
+        await real(prepared)  # writes everything, then fails
+        raise Conflict("unforeseen")
+
+    await _ingest(client, admin_headers, [{"external_id": "F-0", "title": "Old"}])
+    monkeypatch.setattr(service, "bulk_apply", failing)
+    answer = await _ingest(
+        client,
+        admin_headers,
+        [
+            {"external_id": "F-0", "title": "Renamed"},
+            {"external_id": "F-1", "title": "New", "status": "resolved"},
+            {"external_id": "F-2", "title": "Bad", "priority": "P9"},
+        ],
+    )
+    assert _outcomes(answer) == ["updated", "created", "invalid"]
+    listed = await client.get("/tasks", params={"page_size": 100}, headers=admin_headers)
+    items = listed.json()["items"]
+    assert sorted(t["external_id"] for t in items) == ["F-0", "F-1"]
+    renamed = next(t for t in items if t["external_id"] == "F-0")
+    assert (renamed["title"], renamed["version"]) == ("Renamed", 2)
+    created = await client.get(
+        "/audit-logs", params={"action": "TASK_CREATED", "page_size": 1}, headers=admin_headers
+    )
+    assert created.json()["pagination"]["total_items"] == 2
+    await _chain_valid(client, admin_headers)
