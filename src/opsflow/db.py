@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, event, exc
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -287,3 +288,21 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
             await _rolled_back(session)
             raise
         session.info.pop("on_rollback", None)
+
+
+_COLUMN_NAMES: dict[type[Any], dict[str, str]] = {}
+
+
+async def insert_rows(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """Insert many rows of `model` given by attribute name, as one Core executemany of
+    the table (no ORM objects, no per-row bookkeeping; the rows need the same keys)."""
+    if not rows:
+        return
+    names = _COLUMN_NAMES.get(model)
+    if names is None:
+        mapper = sa_inspect(model)
+        names = _COLUMN_NAMES[model] = {a.key: a.columns[0].name for a in mapper.column_attrs}
+    table = model.__table__
+    await session.execute(
+        table.insert(), [{names[key]: value for key, value in row.items()} for row in rows]
+    )

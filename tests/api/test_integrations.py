@@ -216,6 +216,81 @@ async def test_resolve_without_auto_resolve_is_recorded(
     assert incident["metadata"]["alert"]["state"] == "resolved"
 
 
+async def test_reopening_an_old_incident_leaves_the_alert_to_the_open_one(
+    client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
+) -> None:
+    integration = await make_integration(client, admin_headers)
+    key = integration["key"]
+    await send(client, key, trigger("db-disk"))
+    await send(client, key, {"event_action": "resolve", "dedup_key": "db-disk"})
+    clock.advance(minutes=10)
+    await send(client, key, trigger("db-disk"))
+    log = await events(client, admin_headers, integration["id"])
+    old_id, new_id = log[-1]["task_id"], log[0]["task_id"]
+    assert old_id != new_id
+
+    # The on-call engineer reopens the old incident while the new one is open.
+    reopened = await client.patch(
+        f"/tasks/{old_id}/reopen", json={"reason": "same root cause"}, headers=admin_headers
+    )
+    assert reopened.status_code == 200, reopened.text
+    old = await task(client, admin_headers, old_id)
+    assert old["status"] != "COMPLETED"
+    assert old["metadata"]["alert_released"] == {"dedup_key": "db-disk", "open_incident": new_id}
+
+    # The alert's events keep applying to the open incident it belongs to.
+    again = await send(client, key, trigger("db-disk", severity="critical"))
+    assert again.status_code == 202
+    log = await events(client, admin_headers, integration["id"])
+    assert (log[0]["outcome"], log[0]["task_id"]) == ("escalated", new_id)
+    assert (await task(client, admin_headers, new_id))["priority"] == "CRITICAL"
+    assert (await task(client, admin_headers, old_id))["metadata"]["alert"]["count"] == 1
+    await send(client, key, {"event_action": "resolve", "dedup_key": "db-disk"})
+    assert (await task(client, admin_headers, new_id))["status"] == "COMPLETED"
+    assert (await task(client, admin_headers, old_id))["status"] != "COMPLETED"
+
+
+async def test_events_of_every_kind_at_once_each_apply(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Concurrent requests share a group commit: escalations, acknowledgements, resolutions,
+    re-sends and new keys, each applied as if alone."""
+    integration = await make_integration(client, admin_headers)
+    key = integration["key"]
+    for name in ("esc", "ack", "res", "same"):
+        assert (await send(client, key, trigger(name))).status_code == 202
+    bodies = [
+        trigger("esc", severity="critical"),
+        {"event_action": "acknowledge", "dedup_key": "ack"},
+        {"event_action": "resolve", "dedup_key": "res"},
+        trigger("same"),
+        trigger("fresh", severity="error"),
+        {"event_action": "resolve", "dedup_key": "never-seen"},
+    ]
+    answers = await asyncio.gather(
+        *(client.post(f"/integrations/{key}/events", json=body) for body in bodies)
+    )
+    assert [a.status_code for a in answers] == [202] * len(bodies)
+    log = await events(client, admin_headers, integration["id"])
+    latest = {(e["dedup_key"], e["action"]): e for e in reversed(log)}
+    assert latest[("esc", "trigger")]["outcome"] == "escalated"
+    assert latest[("ack", "acknowledge")]["outcome"] == "acknowledged"
+    assert latest[("res", "resolve")]["outcome"] == "resolved"
+    assert latest[("same", "trigger")]["outcome"] == "updated"
+    assert latest[("fresh", "trigger")]["outcome"] == "created"
+    assert latest[("never-seen", "resolve")]["outcome"] == "ignored"
+    esc = await task(client, admin_headers, latest[("esc", "trigger")]["task_id"])
+    assert (esc["priority"], esc["version"]) == ("CRITICAL", 2)
+    ack = await task(client, admin_headers, latest[("ack", "acknowledge")]["task_id"])
+    assert ack["acknowledged_at"] is not None
+    res = await task(client, admin_headers, latest[("res", "resolve")]["task_id"])
+    assert res["status"] == "COMPLETED"
+    same = await task(client, admin_headers, latest[("same", "trigger")]["task_id"])
+    assert same["metadata"]["alert"]["count"] == 2
+    verify = await client.get("/audit-logs/verify", headers=admin_headers)
+    assert verify.json()["valid"] is True, verify.text
+
+
 async def test_flapping_holds_new_incidents_until_it_settles(
     client: httpx.AsyncClient, admin_headers: Headers, clock: SettableClock
 ) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_hash
 from opsflow.auth.principal import Principal
-from opsflow.db import add_pre_commit_hook
+from opsflow.db import add_pre_commit_hook, insert_rows
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.audit import AuditLog
 
@@ -77,10 +77,11 @@ async def _flush_hook(session: AsyncSession) -> None:
     await flush_pending(session)
 
 
-async def flush_pending(session: AsyncSession) -> list[AuditLog]:
+async def flush_pending(session: AsyncSession) -> int:
+    """Chain and insert the queued rows; how many there were."""
     pending: list[Pending] = session.info.pop(_PENDING, [])
     if not pending:
-        return []
+        return 0
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         # Everything else this unit of work changed (the task, its outbox events…) is
@@ -102,10 +103,10 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
             )
         ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-    rows = [AuditLog(**values) for values in chain(pending, seq, prev_hash)]
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    rows = chain(pending, seq, prev_hash)
+    # One multi-row INSERT, no ORM objects: nothing in the unit of work reads them back.
+    await insert_rows(session, AuditLog, rows)
+    return len(rows)
 
 
 def take_pending(session: AsyncSession) -> list[Pending]:

@@ -14,15 +14,12 @@
   resolve is recorded without completing it, until the flips in the window fall back to
   N or fewer — the next event then applies normally.
 
-Every event writes one `integration_events` row (what came in and what came of it). Each
-event has its own SAVEPOINT: one that fails (say, a transition the status machine refuses)
-is recorded as ``failed`` and the others apply. The whole request is one transaction,
-committed before the 2xx answer.
+How the events of many requests are applied together (one unit of work, the writes
+set-based, the event log) is integrations.batch; this module holds what one event does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -30,13 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified, set_committed_value
+from sqlalchemy.orm.attributes import flag_modified
 
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
-from opsflow.db import attempt
 from opsflow.errors import AppError
 from opsflow.integrations import repository, service
 from opsflow.integrations.parsers import ACKNOWLEDGE, RESOLVE, TRIGGER, AlertEvent
@@ -44,7 +39,6 @@ from opsflow.integrations.schemas import SEVERITY_RANK, Severity
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.enums import ActorType, Priority, Scope, TaskStatus, TaskType
 from opsflow.models.integration import AlertFlap, Integration
-from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.sla import service as sla_service
 from opsflow.tasks import service as tasks
@@ -78,7 +72,7 @@ def principal(integration: Integration, meta: RequestMeta | None = None) -> Prin
 
 
 @dataclass
-class _Run:
+class Run:
     session: AsyncSession
     ctx: AppContext
     integration: Integration
@@ -86,6 +80,10 @@ class _Run:
     source: str
     now: datetime
     loaded: list[sla_service.PolicyCatalog] = field(default_factory=list)
+    # Set by a batch that read and locked its incidents at once and writes their changes
+    # together (see integrations.batch): the task commands then change them in memory.
+    preloaded: tasks.Preloaded | None = None
+    deferred: bool = False
 
     async def catalog(self) -> sla_service.PolicyCatalog:
         """The SLA policies, loaded once per batch and only when an incident opens."""
@@ -94,189 +92,26 @@ class _Run:
         return self.loaded[0]
 
 
-@dataclass(frozen=True)
-class Item:
-    """One request's events for one integration, as received at `received_at`."""
-
-    integration: Integration
-    events: list[AlertEvent]
-    received_at: datetime
-    meta: RequestMeta = field(default_factory=RequestMeta)
-
-
-def _lock_id(source: str, key: str) -> int:
-    digest = hashlib.sha256(f"{source}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def apply(
-    session: AsyncSession,
-    ctx: AppContext,
-    integration: Integration,
-    events: list[AlertEvent],
-    meta: RequestMeta | None = None,
-) -> list[Outcome]:
-    """The events of one request, in the caller's unit of work."""
-    item = Item(integration, events, ctx.clock.now(), meta or RequestMeta())
-    return (await apply_batch(session, ctx, [item]))[0]
-
-
-async def apply_batch(
-    session: AsyncSession, ctx: AppContext, items: list[Item]
-) -> list[list[Outcome]]:
-    """The events of many requests in one unit of work, in order; each request's outcomes.
-
-    The dedup keys of the whole batch are locked first (PostgreSQL advisory locks, in sorted
-    order: two batches sharing keys, in this process or another, cannot deadlock) and their
-    open incidents read with one query. A plain re-send is then applied in memory and
-    written with one UPDATE per batch; any other event takes the full rules in its own
-    SAVEPOINT, and once a key has taken them, its later events in the batch do too (they
-    read the incident afresh)."""
-    for integration in {i.integration.id: i.integration for i in items}.values():
-        await _prune(session, ctx, integration, max(i.received_at for i in items))
-    refs = {(service.source_of(i.integration), e.dedup_key) for i in items for e in i.events}
-    if session.get_bind().dialect.name == "postgresql":
-        await repository.lock_all(session, sorted({_lock_id(s, k) for s, k in refs}))
-    open_now = await repository.open_incidents(session, refs)
-    known = await repository.keys_with_incidents(session, refs - open_now.keys())
-    created = _Created()
-    catalog: list[sla_service.PolicyCatalog] = []
-    slowed: set[tuple[str, str]] = set()
-    resent: dict[uuid.UUID, Task] = {}
-    log: list[dict[str, Any]] = []
-    results: list[list[Outcome]] = []
-    for item in items:
-        integration = item.integration
-        source = service.source_of(integration)
-        run = _Run(
-            session,
-            ctx,
-            integration,
-            principal(integration, item.meta),
-            source,
-            item.received_at,
-            catalog,
-        )
-        outcomes = []
-        for event in item.events:
-            ref = (source, event.dedup_key)
-            task: Task | None = None
-            fresh = ref not in slowed  # the incident read for the batch is still current
-            if fresh:
-                task = _plain_resend(run, event, open_now.get(ref))
-            if task is not None:
-                outcome = "updated"
-                resent[task.id] = task
-            elif fresh and event.action == TRIGGER and ref not in open_now and ref not in known:
-                # The first incident of a key: it is checked whole before anything is
-                # written, so it needs no savepoint, and the batch's new incidents are
-                # inserted together (a failure of that insert fails the batch, whose
-                # requests are then applied one by one).
-                slowed.add(ref)
-                outcome, task = await created.add(run, event)
-            else:
-                slowed.add(ref)
-                await _write_resent(session, resent)
-                await created.flush(session)
-                current = (open_now.get(ref),) if fresh else None
-                outcome, task = await _one_alone(run, event, current)
-            log.append(
-                {
-                    "id": uuid.uuid4(),
-                    "integration_id": integration.id,
-                    "received_at": item.received_at,
-                    "dedup_key": event.dedup_key,
-                    "action": event.action,
-                    "outcome": outcome,
-                    "task_id": task.id if task is not None else None,
-                    "summary": event.summary[:1024] or None,
-                }
-            )
-            outcomes.append(
-                Outcome(event.dedup_key, event.action, outcome, task.id if task else None)
-            )
-        results.append(outcomes)
-    await _write_resent(session, resent)
-    await created.flush(session)
-    await session.flush()
-    await repository.add_events(session, log)
-    return results
-
-
-@dataclass
-class _Created:
-    """The new incidents of a batch, not yet inserted, and their SLA clocks."""
-
-    pending: int = 0
-    clocks: list[SlaClock] = field(default_factory=list)
-
-    async def add(self, run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
-        try:
-            task = await _open_new(run, event, None, [], self.clocks)
-        except _ITEM_ERRORS:
-            return "failed", None
-        self.pending += 1
-        return "created", task
-
-    async def flush(self, session: AsyncSession) -> None:
-        """Insert the tasks, then their clocks (the unit of work does not order unrelated
-        tables by their foreign keys)."""
-        if self.pending:
-            await session.flush()
-            session.add_all(self.clocks)
-            await session.flush()
-            self.pending, self.clocks = 0, []
-
-
-async def _one_alone(
-    run: _Run, event: AlertEvent, known: tuple[Task | None] | None
-) -> tuple[str, Task | None]:
-    """An event through the full rules, in a SAVEPOINT: one that fails (say, a transition
-    the status machine refuses) is recorded as ``failed`` and the others apply. `known`
-    holds the key's open incident when it was read for this batch and is still current."""
-    result = await attempt(run.session, lambda: _one(run, event, known), expected=_ITEM_ERRORS)
-    return ("failed", None) if isinstance(result, Exception) else result
-
-
-_ITEM_ERRORS = (AppError, ValidationError)
-
-
-async def _write_resent(session: AsyncSession, resent: dict[uuid.UUID, Task]) -> None:
-    """Write the re-sends applied in memory: one UPDATE of `metadata` per batch."""
-    if resent:
-        await repository.set_metadata(session, {t.id: t.metadata_ for t in resent.values()})
-        resent.clear()
-
-
-async def _prune(
-    session: AsyncSession, ctx: AppContext, integration: Integration, now: datetime
-) -> None:
-    """Drop this integration's event log rows past the retention (at most once an hour)."""
-    last = integration.last_pruned_at
-    if last is not None and now - last < PRUNE_EVERY:
-        return
-    cutoff = now - timedelta(days=ctx.settings.integration_event_retention_days)
-    await repository.prune_events(session, integration.id, cutoff)
-    integration.last_pruned_at = now
-
-
-async def _open_incident(run: _Run, key: str) -> Task | None:
+async def _open_incident(run: Run, key: str) -> Task | None:
     return await repository.latest_incident(run.session, run.source, key, open_only=True)
 
 
-async def _last_incident(run: _Run, key: str) -> Task | None:
+async def _last_incident(run: Run, key: str) -> Task | None:
     return await repository.latest_incident(run.session, run.source, key, open_only=False)
 
 
-def _alert(task: Task) -> dict[str, Any]:
+def alert_of(task: Task) -> dict[str, Any]:
     alert = (task.metadata_ or {}).get("alert")
     return dict(alert) if isinstance(alert, dict) else {}
 
 
+# What one event may raise that fails it alone (the others of its batch apply).
+ITEM_ERRORS = (AppError, ValidationError)
+
 METADATA_BYTES = 15_000  # under the 16 KiB the task rules allow
 
 
-def _bounded(alert: dict[str, Any]) -> dict[str, Any]:
+def bounded(alert: dict[str, Any]) -> dict[str, Any]:
     """`alert` as JSON, its payload and links dropped when the whole would not fit."""
     kept: dict[str, Any] = to_jsonable(alert)
     if len(json.dumps(kept, ensure_ascii=False).encode()) > METADATA_BYTES:
@@ -285,50 +120,26 @@ def _bounded(alert: dict[str, Any]) -> dict[str, Any]:
 
 
 def _save_alert(task: Task, alert: dict[str, Any]) -> None:
-    task.metadata_ = {**(task.metadata_ or {}), "alert": _bounded(alert)}
+    task.metadata_ = {**(task.metadata_ or {}), "alert": bounded(alert)}
     flag_modified(task, "metadata_")
 
 
-def _recent_flips(run: _Run, alert: dict[str, Any]) -> list[str]:
+def _recent_flips(run: Run, alert: dict[str, Any]) -> list[str]:
     since = run.now - timedelta(minutes=run.integration.flap_window_minutes)
     flips = [f for f in alert.get("flips", []) if isinstance(f, str)]
     return [f for f in flips if datetime.fromisoformat(f) >= since]
 
 
-def _priority(run: _Run, severity: Severity) -> Priority:
+def priority_of(run: Run, severity: Severity) -> Priority:
     mapped = service.severity_map(run.integration).get(severity.value, Priority.HIGH)
     return Priority(mapped)
 
 
-def _plain_resend(run: _Run, event: AlertEvent, task: Task | None) -> Task | None:
-    """The common case, a re-send of a firing alert that changes nothing but the count, the
-    latest payload and `last_seen`: applied in memory to the incident read for the batch,
-    neither audited nor announced (it changes nothing a person acts on), the task's version
-    and `updated_at` untouched. None when the event needs the full rules."""
-    if event.action != TRIGGER or task is None or sa_inspect(task).expired_attributes:
-        return None
-    before = _alert(task)
-    old = before.get("severity")
-    if (
-        old not in _SEVERITIES
-        or SEVERITY_RANK[event.severity] > SEVERITY_RANK[Severity(old)]
-        or before.get("state") != "firing"
-        or before.get("flapping")
-    ):
-        return None
-    alert = {**before, **_details(event), "severity": old}
-    alert["count"] = int(before.get("count", 1)) + 1
-    alert["last_seen"] = run.now
-    # Written by `_write_resent`, not by the unit of work's flush (no version bump).
-    set_committed_value(task, "metadata_", {**(task.metadata_ or {}), "alert": _bounded(alert)})
-    return task
+SEVERITIES = frozenset(s.value for s in Severity)
 
 
-_SEVERITIES = frozenset(s.value for s in Severity)
-
-
-async def _one(
-    run: _Run, event: AlertEvent, known: tuple[Task | None] | None = None
+async def apply_event(
+    run: Run, event: AlertEvent, known: tuple[Task | None] | None = None
 ) -> tuple[str, Task | None]:
     outcome, task = await _apply_one(run, event, known)
     if task is not None:
@@ -336,7 +147,7 @@ async def _one(
     return outcome, task
 
 
-def _settle_at(run: _Run, alert: dict[str, Any]) -> datetime:
+def _settle_at(run: Run, alert: dict[str, Any]) -> datetime:
     """When the flips in the window fall back to the threshold (or now, if they have)."""
     flips = sorted(datetime.fromisoformat(f) for f in _recent_flips(run, alert))
     over = len(flips) - run.integration.flap_threshold
@@ -347,13 +158,13 @@ def _settle_at(run: _Run, alert: dict[str, Any]) -> datetime:
     return flips[over - 1] + window + timedelta(seconds=1)
 
 
-async def _track_flapping(run: _Run, task: Task) -> None:
+async def _track_flapping(run: Run, task: Task) -> None:
     """Give a flapping incident its settle check, planned at the instant it may settle. An
     incident no longer flapping keeps its row until the engine's pass drops it (``gone``):
     no read for the common case."""
-    if not _alert(task).get("flapping"):
+    if not alert_of(task).get("flapping"):
         return
-    settle_at = _settle_at(run, _alert(task))
+    settle_at = _settle_at(run, alert_of(task))
     flap = await run.session.get(AlertFlap, task.id)
     if flap is None:
         flap = AlertFlap(task_id=task.id, integration_id=run.integration.id, settle_at=settle_at)
@@ -372,7 +183,7 @@ async def settle_flap(session: AsyncSession, ctx: AppContext, flap: AlertFlap) -
     if task is None or integration is None or task.deleted_at is not None:
         await session.delete(flap)
         return "gone"
-    run = _Run(
+    run = Run(
         session,
         ctx,
         integration,
@@ -380,7 +191,7 @@ async def settle_flap(session: AsyncSession, ctx: AppContext, flap: AlertFlap) -
         service.source_of(integration),
         ctx.clock.now(),
     )
-    alert = _alert(task)
+    alert = alert_of(task)
     if alert.get("flapping") and len(_recent_flips(run, alert)) > integration.flap_threshold:
         flap.settle_at = _settle_at(run, alert)
         return "waiting"
@@ -396,7 +207,7 @@ async def settle_flap(session: AsyncSession, ctx: AppContext, flap: AlertFlap) -
 
 
 async def _apply_one(
-    run: _Run, event: AlertEvent, known: tuple[Task | None] | None
+    run: Run, event: AlertEvent, known: tuple[Task | None] | None
 ) -> tuple[str, Task | None]:
     task = known[0] if known is not None else await _open_incident(run, event.dedup_key)
     if event.action == TRIGGER:
@@ -414,8 +225,16 @@ async def _apply_one(
     return await _resolve(run, event, task)
 
 
-def _cmd(run: _Run, task: Task) -> tasks.TaskCommand:
-    return tasks.TaskCommand(run.session, run.ctx, run.actor, task.id)
+def _cmd(run: Run, task: Task) -> tasks.TaskCommand:
+    return tasks.TaskCommand(
+        run.session,
+        run.ctx,
+        run.actor,
+        task.id,
+        preloaded=run.preloaded,
+        catalog=run.loaded[0] if run.loaded else None,
+        deferred=run.deferred,
+    )
 
 
 PAYLOAD_BYTES = 8192  # of the 16 KiB a task's metadata may hold
@@ -441,7 +260,7 @@ def _links(links: list[Any]) -> list[dict[str, str]]:
     return kept
 
 
-def _details(event: AlertEvent) -> dict[str, Any]:
+def details(event: AlertEvent) -> dict[str, Any]:
     return {
         "payload": _fit(event.payload),
         "links": _links(event.links),
@@ -453,11 +272,11 @@ def _details(event: AlertEvent) -> dict[str, Any]:
     }
 
 
-async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | None]:
+async def _trigger_closed(run: Run, event: AlertEvent) -> tuple[str, Task | None]:
     previous = await _last_incident(run, event.dedup_key)
     flips: list[str] = []
     if previous is not None:
-        before = _alert(previous)
+        before = alert_of(previous)
         ended = before.get("ends_at")
         if (
             event.starts_at is not None
@@ -471,7 +290,7 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
         if len(flips) > run.integration.flap_threshold:
             # Flapping: bring the last incident back instead of announcing a new one.
             await tasks.reopen_task(_cmd(run, previous), "alert fired again while flapping")
-            alert = {**before, **_details(event), "state": "firing", "flips": flips}
+            alert = {**before, **details(event), "state": "firing", "flips": flips}
             alert["count"] = int(before.get("count", 1)) + 1
             alert["last_seen"] = run.now
             alert["flapping"] = True
@@ -481,17 +300,12 @@ async def _trigger_closed(run: _Run, event: AlertEvent) -> tuple[str, Task | Non
     return "created", await _open_new(run, event, previous, flips)
 
 
-async def _open_new(
-    run: _Run,
-    event: AlertEvent,
-    previous: Task | None,
-    flips: list[str],
-    deferred_clocks: list[SlaClock] | None = None,
-) -> Task:
-    """A new incident for the alert (given `deferred_clocks`, unflushed: see
-    `tasks.create_task`)."""
+def new_incident(
+    run: Run, event: AlertEvent, previous: Task | None, flips: list[str]
+) -> tuple[TaskCreate, tasks.ExternalRef]:
+    """What a new incident for the alert is made of: its task and where it comes from."""
     alert = {
-        **_details(event),
+        **details(event),
         "dedup_key": event.dedup_key,
         "count": 1,
         "first_seen": run.now,
@@ -505,9 +319,9 @@ async def _open_new(
     integration = run.integration
     data = TaskCreate(
         title=(event.summary or f"Alert {event.dedup_key}")[:500],
-        description=_description(event),
+        description=description(event),
         task_type=TaskType.INCIDENT,
-        priority=_priority(run, event.severity),
+        priority=priority_of(run, event.severity),
         team_id=integration.team_id,
         service=event.source[:255] if event.source else None,
         tags=["alert", integration.type],
@@ -517,7 +331,7 @@ async def _open_new(
                 "name": integration.name,
                 "type": integration.type,
             },
-            "alert": _bounded(alert),
+            "alert": bounded(alert),
         },
     )
     origin = tasks.ExternalRef(
@@ -525,18 +339,18 @@ async def _open_new(
         f"{event.dedup_key[:200]}#{uuid.uuid4().hex[:12]}",
         dedup_key=event.dedup_key,
     )
+    return data, origin
+
+
+async def _open_new(run: Run, event: AlertEvent, previous: Task | None, flips: list[str]) -> Task:
+    """A new incident for the alert."""
+    data, origin = new_incident(run, event, previous, flips)
     return await tasks.create_task(
-        run.session,
-        run.ctx,
-        run.actor,
-        data,
-        origin,
-        await run.catalog(),
-        deferred_clocks=deferred_clocks,
+        run.session, run.ctx, run.actor, data, origin, await run.catalog()
     )
 
 
-def _description(event: AlertEvent) -> str | None:
+def description(event: AlertEvent) -> str | None:
     lines = []
     if event.source:
         lines.append(f"Source: {event.source}")
@@ -547,18 +361,19 @@ def _description(event: AlertEvent) -> str | None:
     return "\n".join(lines)
 
 
-async def _retrigger(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
+async def _retrigger(run: Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
     outcome = "updated"
-    before = _alert(task)
+    before = alert_of(task)
     old = before.get("severity")
     worse = old not in {s.value for s in Severity} or (
         SEVERITY_RANK[event.severity] > SEVERITY_RANK[Severity(old)]
     )
-    wanted = _priority(run, event.severity)
+    wanted = priority_of(run, event.severity)
     if worse and _PRIORITY_RANK[wanted] > _PRIORITY_RANK[Priority(task.priority)]:
+        await run.catalog()  # the new priority may match another SLA policy
         await tasks.update_task(_cmd(run, task), TaskUpdate(priority=wanted))
         outcome = "escalated"
-    alert = {**before, **_details(event)}
+    alert = {**before, **details(event)}
     if old in {s.value for s in Severity} and not worse:
         alert["severity"] = old  # the incident keeps the worst severity seen
     alert["count"] = int(before.get("count", 1)) + 1
@@ -571,8 +386,8 @@ async def _retrigger(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Tas
     return outcome, task
 
 
-async def _resolve(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
-    before = _alert(task)
+async def _resolve(run: Run, event: AlertEvent, task: Task) -> tuple[str, Task | None]:
+    before = alert_of(task)
     flips = _recent_flips(run, before)
     if before.get("state") != "resolved":
         flips.append(run.now.isoformat())
@@ -592,9 +407,9 @@ async def _resolve(run: _Run, event: AlertEvent, task: Task) -> tuple[str, Task 
     return "resolved", task
 
 
-async def _settle(run: _Run, task: Task) -> None:
+async def _settle(run: Run, task: Task) -> None:
     """A flapping incident whose flips fell back within the threshold is flapping no more."""
-    alert = _alert(task)
+    alert = alert_of(task)
     if not alert.get("flapping"):
         return
     if len(_recent_flips(run, alert)) > run.integration.flap_threshold:
@@ -604,7 +419,7 @@ async def _settle(run: _Run, task: Task) -> None:
     await _tag(run, task, flapping=False)
 
 
-async def _tag(run: _Run, task: Task, *, flapping: bool) -> None:
+async def _tag(run: Run, task: Task, *, flapping: bool) -> None:
     tags = [t for t in (task.tags or []) if t != FLAPPING_TAG]
     if flapping:
         tags.append(FLAPPING_TAG)
@@ -612,7 +427,7 @@ async def _tag(run: _Run, task: Task, *, flapping: bool) -> None:
         await tasks.update_task(_cmd(run, task), TaskUpdate(tags=tags))
 
 
-async def _complete(run: _Run, task: Task) -> None:
+async def _complete(run: Run, task: Task) -> None:
     cmd = _cmd(run, task)
     if TaskStatus(task.status) in (TaskStatus.CREATED, TaskStatus.ASSIGNED):
         await tasks.start_task(cmd)

@@ -9,8 +9,10 @@ committed, as before, and while a batch commits the next one fills.
 
 - A request whose key is unknown or whose body is refused gets its 4xx and writes nothing;
   the others of the batch apply.
-- If the batch fails as a whole (an unexpected error), each of its requests is applied
-  again alone, so only the culprit fails. When the database is unavailable every request
+- The batch is first applied set-based (see integrations.batch). If it fails as a whole
+  (an event the rules refuse, an unexpected error), each of its requests is applied again
+  alone, each event that takes the full rules in its own savepoint, so only the culprit
+  fails. When the database is unavailable every request
   of the batch is answered 503 (the senders retry on 5xx), and nothing was committed.
 - There is no queue limit that answers 429: monitoring systems drop 4xx. Back pressure is
   the senders' own: each waits for its answer.
@@ -30,7 +32,9 @@ from opsflow.auth.principal import RequestMeta
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
 from opsflow.errors import AppError, NotFound, ServiceUnavailable
-from opsflow.integrations import ingest, repository, service
+from opsflow.integrations import batch as alert_batch
+from opsflow.integrations import repository, service
+from opsflow.integrations.ingest import Outcome
 from opsflow.integrations.parsers import AlertEvent
 from opsflow.models.integration import Integration
 
@@ -46,7 +50,7 @@ class _Request:
     parse: Parse  # verifies and reads the body by the integration's rules; raises AppError
     received_at: datetime
     meta: RequestMeta
-    future: asyncio.Future[list[ingest.Outcome]] = field(repr=False)
+    future: asyncio.Future[list[Outcome]] = field(repr=False)
 
 
 class AlertIntake:
@@ -71,10 +75,10 @@ class AlertIntake:
             self._worker = loop.create_task(self._consume(self._queue), name="alert-intake")
         return self._queue
 
-    async def submit(self, key: str, parse: Parse, meta: RequestMeta) -> list[ingest.Outcome]:
+    async def submit(self, key: str, parse: Parse, meta: RequestMeta) -> list[Outcome]:
         """Apply one request's events; returns once they are committed."""
         queue = self._ensure_worker()
-        future: asyncio.Future[list[ingest.Outcome]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         queue.put_nowait(_Request(service.hash_key(key), parse, self.ctx.clock.now(), meta, future))
         return await future
 
@@ -98,13 +102,13 @@ class AlertIntake:
                     _settle(request, ServiceUnavailable("The server is shutting down; retry"))
                 raise
 
-    async def _run(self, batch: list[_Request]) -> None:
+    async def _run(self, batch: list[_Request], *, deferred: bool = True) -> None:
         try:
-            results = await self._apply(batch)
+            results = await self._apply(batch, deferred)
         except Exception as exc:
-            if len(batch) > 1 and not _unavailable(exc):
+            if (deferred or len(batch) > 1) and not _unavailable(exc):
                 for request in batch:
-                    await self._run([request])
+                    await self._run([request], deferred=False)
                 return
             if not _unavailable(exc):
                 log.exception("alert_batch_failed")
@@ -121,11 +125,11 @@ class AlertIntake:
         for request, result in zip(batch, results, strict=True):
             _settle(request, result)
 
-    async def _apply(self, batch: list[_Request]) -> list[list[ingest.Outcome] | AppError]:
-        results: list[list[ingest.Outcome] | AppError] = []
+    async def _apply(self, batch: list[_Request], deferred: bool) -> list[list[Outcome] | AppError]:
+        results: list[list[Outcome] | AppError] = []
         async with unit_of_work(self.ctx.sessions) as session:
             found = await repository.by_key_hashes(session, {r.key_hash for r in batch})
-            items: list[ingest.Item] = []
+            items: list[alert_batch.Item] = []
             places: list[int] = []
             for request in batch:
                 integration = found.get(request.key_hash)
@@ -139,9 +143,11 @@ class AlertIntake:
                     continue
                 places.append(len(results))
                 results.append([])
-                items.append(ingest.Item(integration, events, request.received_at, request.meta))
+                items.append(
+                    alert_batch.Item(integration, events, request.received_at, request.meta)
+                )
             if items:
-                applied = await ingest.apply_batch(session, self.ctx, items)
+                applied = await alert_batch.apply_batch(session, self.ctx, items, deferred=deferred)
                 for place, outcomes in zip(places, applied, strict=True):
                     results[place] = outcomes
         return results
@@ -156,7 +162,7 @@ def _unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError)
 
 
-def _settle(request: _Request, result: list[ingest.Outcome] | BaseException) -> None:
+def _settle(request: _Request, result: list[Outcome] | BaseException) -> None:
     if request.future.done():  # the client went away
         return
     if isinstance(result, BaseException):

@@ -80,6 +80,20 @@ async def lock_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dic
     return {task.id: task for task in await session.scalars(query)}
 
 
+async def open_with_dedup_key(
+    session: AsyncSession, source: str | None, dedup_key: str, other_than: uuid.UUID
+) -> Task | None:
+    """The open task (an alert's incident) holding this dedup key, other than `other_than`."""
+    query = select(Task).where(
+        Task.source == source,
+        Task.dedup_key == dedup_key,
+        Task.completed_at.is_(None),
+        Task.deleted_at.is_(None),
+        Task.id != other_than,
+    )
+    return await session.scalar(query.limit(1))
+
+
 ASSIGNEES = "task_assignees"  # db.memo kind: task id -> additional assignees in order
 
 

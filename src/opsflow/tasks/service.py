@@ -8,7 +8,7 @@ and the outbox event in the same unit of work.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,66 +34,31 @@ from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.sla import repository as sla_repository
 from opsflow.sla import service as sla_service
-from opsflow.sla.defaults import fill_targets
 from opsflow.tasks import lifecycle, repository
 from opsflow.tasks.lifecycle import Action
 from opsflow.tasks.schemas import (
     TaskCreate,
     TaskUpdate,
 )
-from opsflow.tasks.summary import task_summary
+from opsflow.tasks.values import (
+    ACTION_NAMES,
+    SELECTOR_FIELDS,
+    SOURCE_REQUEST,
+    ExternalRef,
+    change_payload,
+    event_type_of,
+    new_task_values,
+    task_state,
+)
+from opsflow.tasks.values import targets as _targets
 from opsflow.users import repository as users_repo
 
-AUDITED_FIELDS = (
-    "title",
-    "description",
-    "task_type",
-    "priority",
-    "status",
-    "assigned_to",
-    "team_id",
-    "service",
-    "customer_tier",
-    "start_sla_minutes",
-    "resolve_sla_minutes",
-    "sla_policy_name",
-    "start_deadline",
-    "resolve_deadline",
-    "acknowledged_at",
-    "started_at",
-    "blocked_reason",
-    "completed_at",
-    "cancelled_at",
-    "snoozed_until",
-    "sla_paused_at",
-    "sla_pause_reason",
-    "resolution_notes",
-    "tags",
-    "metadata",
-)
-
-ACTION_NAMES = {
-    Action.UPDATE: "TASK_UPDATED",
-    Action.ASSIGN: "TASK_ASSIGNED",
-    Action.ACKNOWLEDGE: "TASK_ACKNOWLEDGED",
-    Action.START: "TASK_STARTED",
-    Action.BLOCK: "TASK_BLOCKED",
-    Action.UNBLOCK: "TASK_UNBLOCKED",
-    Action.COMPLETE: "TASK_COMPLETED",
-    Action.SNOOZE: "TASK_SNOOZED",
-    Action.REOPEN: "TASK_REOPENED",
-    Action.CANCEL: "TASK_CANCELLED",
-    Action.PAUSE_SLA: "SLA_PAUSED",
-    Action.RESUME_SLA: "SLA_RESUMED",
-}
-
-
-def task_state(task: Task, extra_assignees: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
-    state = {
-        name: getattr(task, "metadata_" if name == "metadata" else name) for name in AUDITED_FIELDS
-    }
-    state["additional_assignees"] = sorted(str(u) for u in extra_assignees)
-    return to_jsonable(state)  # type: ignore[no-any-return]
+__all__ = [
+    "SELECTOR_FIELDS",
+    "SOURCE_REQUEST",
+    "ExternalRef",
+    "task_state",
+]
 
 
 def _record(
@@ -112,12 +77,8 @@ def _record(
         entity_type="task",
         entity_id=task.id,
         action=action,
-        event_type="task." + action.removeprefix("TASK_").lower(),
-        payload={
-            "task": task_summary(task),
-            "actor": {"type": actor.actor_type.value, "id": actor.id, "name": actor.name},
-            **(event_payload or {}),
-        },
+        event_type=event_type_of(action),
+        payload=change_payload(actor, task, event_payload),
         now=now,
         **audit_fields,
     )
@@ -136,18 +97,6 @@ async def _check_team(session: AsyncSession, team_id: uuid.UUID) -> None:
         raise ValidationFailed(
             details=[{"field": "team_id", "message": f"no active team {team_id}"}]
         )
-
-
-@dataclass(frozen=True)
-class ExternalRef:
-    """Where a task created from another system's record comes from (ticket ingestion,
-    alert integrations: `dedup_key` names the alert an incident stands for)."""
-
-    source: str
-    external_id: str
-    updated_at: datetime | None = None
-    digest: str | None = None
-    dedup_key: str | None = None
 
 
 async def create_task(
@@ -185,42 +134,7 @@ async def create_task(
     if catalog is None:
         catalog = await sla_service.load_catalog(session)
     policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
-    start_minutes, resolve_minutes = _targets(
-        policy, data.start_sla_minutes, data.resolve_sla_minutes
-    )
-    task = Task(
-        id=uuid.uuid4(),
-        title=data.title,
-        description=data.description,
-        task_type=data.task_type.value,
-        priority=data.priority.value,
-        status=(TaskStatus.ASSIGNED if assignee else TaskStatus.CREATED).value,
-        created_by=actor.user_id or actor.on_behalf_of,
-        assigned_to=assignee.id if assignee else None,
-        team_id=team_id,
-        service=data.service,
-        customer_tier=data.customer_tier.value,
-        start_sla_minutes=start_minutes,
-        resolve_sla_minutes=resolve_minutes,
-        start_sla_source=SOURCE_REQUEST if data.start_sla_minutes else policy.source,
-        resolve_sla_source=SOURCE_REQUEST if data.resolve_sla_minutes else policy.source,
-        sla_policy_id=policy.policy_id,
-        sla_policy_name=policy.policy_name,
-        start_deadline=now + timedelta(minutes=start_minutes),
-        resolve_deadline=now + timedelta(minutes=resolve_minutes),
-        assigned_at=now if assignee else None,
-        tags=list(dict.fromkeys(data.tags)),
-        metadata_=to_jsonable(data.metadata),
-        created_at=now,
-        updated_at=now,
-        version=1,  # known before the INSERT: events carry it even when the flush is deferred
-    )
-    if external is not None:
-        task.source, task.external_id = external.source, external.external_id
-        task.external_updated_at, task.external_digest = external.updated_at, external.digest
-        task.dedup_key = external.dedup_key
-    if task.created_by is None:
-        raise ValidationFailed("This API client has no owning user to record as creator")
+    task = Task(**new_task_values(actor, data, external, policy, assignee, team_id, now))
     # The clocks set the task's deadlines before its INSERT. Tasks are written before their
     # clocks: the unit of work does not order unrelated tables by their foreign keys.
     clocks = sla_service.new_clocks(task, now, policy)
@@ -291,6 +205,22 @@ class Preloaded:
             self.pending_steps.pop(task_id, []),
         )
 
+    def put_back(
+        self,
+        task: Task,
+        extra: list[uuid.UUID],
+        clocks: dict[str, SlaClock] | None,
+        pending: list[EscalationEvent] | None,
+    ) -> None:
+        """Keep a task's entry for its next deferred change (nothing was flushed, so a read
+        would give the same objects), unless the change may have added rows the entry does
+        not hold: clocks created for a task without any, steps planned on acknowledgement."""
+        if clocks and pending is not None and task.acknowledged_at is None:
+            self.tasks[task.id] = task
+            self.extra_assignees[task.id] = extra
+            self.clocks[task.id] = clocks
+            self.pending_steps[task.id] = [p for p in pending if p.status == "PENDING"]
+
 
 async def preload(session: AsyncSession, task_ids: Collection[uuid.UUID]) -> Preloaded:
     """Lock these tasks (in id order, so concurrent batches queue instead of deadlocking),
@@ -315,6 +245,12 @@ class TaskCommand:
     task_id: uuid.UUID
     if_match: int | None = None
     preloaded: Preloaded | None = None
+    # The SLA policies, when the caller loaded them for many commands.
+    catalog: sla_service.PolicyCatalog | None = None
+    # A batch caller that writes many changed tasks at once (tasks.bulk.write_changed): the
+    # change steps the version in memory instead of flushing the task's UPDATE. Only for
+    # tasks locked in this transaction (preloaded), so the version cannot move meanwhile.
+    deferred: bool = False
 
 
 async def _mutate(
@@ -359,7 +295,12 @@ async def _mutate(
     # Force the UPDATE (and so the version bump) even when only the assignee rows changed
     # within the same clock instant.
     flag_modified(task, "updated_at")
-    await session.flush()
+    if cmd.deferred:
+        task.version = task.version + 1  # the UPDATE that follows writes this version
+        if cmd.preloaded is not None and given is not None:
+            cmd.preloaded.put_back(task, current_extra, clocks, pending)
+    else:
+        await session.flush()
     record_action(session, actor, task, action, now, (before, after), changes, reason)
     return task
 
@@ -390,26 +331,6 @@ def record_action(
     )
 
 
-SOURCE_REQUEST = "request"
-SELECTOR_FIELDS = frozenset({"task_type", "priority", "customer_tier"})
-
-
-def _targets(
-    policy: sla_service.ResolvedPolicy | tuple[int, int], start: int | None, resolve: int | None
-) -> tuple[int, int]:
-    defaults = (
-        policy if isinstance(policy, tuple) else (policy.start_minutes, policy.resolve_minutes)
-    )
-    try:
-        return fill_targets(defaults, start, resolve)
-    except ValueError as exc:
-        raise ValidationFailed(
-            details=[
-                {"field": "start_sla_minutes", "message": "must not exceed resolve_sla_minutes"}
-            ]
-        ) from exc
-
-
 def _set_targets(task: Task, start_minutes: int, resolve_minutes: int) -> None:
     # The clocks reschedule from these (sla.service.on_task_changed), pauses included.
     task.start_sla_minutes = start_minutes
@@ -431,9 +352,9 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
     fields = data.model_dump(exclude_unset=True)
     if fields.get("team_id") is not None:
         await _check_team(cmd.session, fields["team_id"])
-    catalog = (
-        await sla_service.load_catalog(cmd.session) if SELECTOR_FIELDS & fields.keys() else None
-    )
+    catalog = None
+    if SELECTOR_FIELDS & fields.keys():
+        catalog = cmd.catalog or await sla_service.load_catalog(cmd.session)
 
     def apply(task: Task, _now: datetime) -> sla_service.ResolvedPolicy | None:
         selector = (task.task_type, task.priority, task.customer_tier)
@@ -555,10 +476,24 @@ async def complete_task(cmd: TaskCommand, resolution_notes: str | None) -> Task:
 
 
 async def reopen_task(cmd: TaskCommand, reason: str | None) -> Task:
+    """Reopen a completed task. An alert's incident reopened while a newer incident of the
+    same alert is open gives the alert up (its dedup key goes, noted in its metadata):
+    the alert's events keep applying to the open incident, one per key."""
+    current = await get_task(cmd.session, cmd.task_id)
+    owner = None
+    if current.dedup_key is not None and current.completed_at is not None:
+        owner = await repository.open_with_dedup_key(
+            cmd.session, current.source, current.dedup_key, current.id
+        )
+
     def apply(task: Task, _now: datetime) -> None:
         # The RESOLVE clock continues with the time it had used: the time spent completed
         # counts as a pause (sla.service.on_task_changed).
         task.completed_at = None
+        if owner is not None and task.dedup_key is not None:
+            released = {"dedup_key": task.dedup_key, "open_incident": str(owner.id)}
+            task.metadata_ = {**(task.metadata_ or {}), "alert_released": released}
+            task.dedup_key = None
 
     return await _mutate(cmd, Action.REOPEN, Permission.TASK_PROGRESS, apply, reason=reason)
 

@@ -1,0 +1,169 @@
+"""Ingestion CPU inside one process: ticket batches and alert events through the ASGI app.
+
+Calls the application in process (as `bench/request_cpu.py` does: its middleware, no network,
+no load generator) and prints, for each phase, wall time and the process CPU it took, so a
+change to the ingestion path can be measured next to the previous code at the same moment
+of a busy machine. Phases: a batch of N new tickets, the same batch again, the batch with a
+newer version (`--rounds` times); then alert events from `--senders` concurrent requests
+(group-committed): a first trigger of K keys, K repeats (severity alternating, so about half
+the keys escalate once), K/10 Alertmanager notifications of 10 alerts, and as many group
+re-sends. `--profile PREFIX` writes a pyinstrument profile of each phase (last round).
+
+    BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/ingest_cpu.py
+    python bench/ingest_cpu.py --database sqlite --alert-keys 500 --profile /tmp/ingest
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ingest import _event, _notification, _tickets
+from request_cpu import PASSWORD, Caller, database
+
+from opsflow import schema
+from opsflow.app import create_app
+from opsflow.clock import SystemClock
+from opsflow.composition import build_context
+from opsflow.config import Settings
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+class Phase:
+    """Times one phase (wall and process CPU), optionally under pyinstrument."""
+
+    def __init__(self, name: str, profile: str | None) -> None:
+        self.name, self.profile = name, profile
+
+    async def run(self, work: Callable[[], Awaitable[Any]], count: int) -> None:
+        profiler: Any = None
+        if self.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005, async_mode="disabled")
+            profiler.start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        await work()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        if profiler:
+            profiler.stop()
+            _write(f"{self.profile}-{self.name}.txt", profiler.output_text(unicode=False))
+        print(
+            f"  {self.name:<12} {count:>6}: wall {wall * 1000:7.0f} ms, CPU {cpu * 1000:7.0f} ms"
+            f" ({cpu * 1000 / count:.3f} ms each)"
+        )
+
+
+async def measure(url: str, args: argparse.Namespace) -> None:
+    settings = Settings(
+        database_url=url,
+        admin_password=PASSWORD,
+        log_level="WARNING",
+        engine_enabled=False,
+        auto_migrate=False,
+        rate_limit_per_minute=10**9,
+        rate_limit_writes_per_minute=10**9,
+        rate_limit_login_per_minute=10**9,
+    )
+    context = build_context(settings, SystemClock())
+    app = create_app(settings, context=context)
+    call = Caller(app)
+
+    async def expect(status: int, method: str, path: str, body: Any) -> dict[str, Any]:
+        got, answer = await call(method, path, body)
+        assert got == status, (path, got, answer[:300])
+        return dict(json.loads(answer))
+
+    async with app.router.lifespan_context(app):
+        token = (
+            await expect(
+                200, "POST", "/api/v1/auth/login", {"username": "admin", "password": PASSWORD}
+            )
+        )["access_token"]
+        call.headers = [(b"authorization", f"Bearer {token}".encode())]
+        n = args.tickets
+        for round_ in range(args.rounds):
+            profile = args.profile if round_ == args.rounds - 1 else None
+            run = f"r{round_}"
+            print(f"round {round_ + 1}: batches of {n} tickets")
+            for name, minute, title in (
+                ("created", 0, "Export hangs"),
+                ("unchanged", 0, "Export hangs"),
+                ("updated", 5, "Export still hangs"),
+            ):
+                body = {"tickets": _tickets(n, run, minute, title)}
+                await Phase(name, profile).run(
+                    lambda body=body: expect(200, "POST", "/api/v1/tickets", body), n
+                )
+        if args.alert_keys <= 0:
+            await context.close()
+            return
+        keys = {}
+        for kind in ("generic", "alertmanager"):
+            created = await expect(
+                201, "POST", "/api/v1/integrations", {"name": f"cpu-{kind}", "type": kind}
+            )
+            keys[kind] = created["key"]
+        call.headers = []
+        k = args.alert_keys
+        names = [f"host-{i:05d}/disk" for i in range(k)]
+        rng = random.Random(7)
+        groups = max(k // 10, 1)
+        phases = [
+            ("first", "events", [_event(name, 0) for name in names], 1),
+            ("repeat", "events", [_event(rng.choice(names), i) for i in range(1, k + 1)], 1),
+            ("am-first", "alertmanager", [_notification(g, 10) for g in range(groups)], 10),
+            (
+                "am-resend",
+                "alertmanager",
+                [_notification(rng.randrange(groups), 10) for _ in range(groups)],
+                10,
+            ),
+        ]
+        print(f"alert events, {args.senders} concurrent requests (per event):")
+        for name, path, bodies, per in phases:
+            kind = "generic" if path == "events" else "alertmanager"
+            url_path = f"/api/v1/integrations/{keys[kind]}/{path}"
+            pending = iter(bodies)
+
+            async def sender(url_path: str = url_path, pending: Any = pending) -> None:
+                for body in pending:
+                    await expect(202, "POST", url_path, body)
+
+            async def send_all(sender: Callable[[], Awaitable[None]] = sender) -> None:
+                await asyncio.gather(*(sender() for _ in range(args.senders)))
+
+            await Phase(name, args.profile).run(send_all, len(bodies) * per)
+    await context.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--alert-keys", type=int, default=1000)
+    parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument("--profile", help="write pyinstrument profiles to PREFIX-<phase>.txt")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        url, drop = database(args.database, folder)
+        try:
+            schema.upgrade(url)
+            asyncio.run(measure(url, args))
+        finally:
+            drop()
+
+
+if __name__ == "__main__":
+    main()
