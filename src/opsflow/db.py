@@ -8,11 +8,12 @@ commits once at the end. Nothing else calls ``commit()``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import MetaData, event, exc
+from sqlalchemy import ColumnElement, MetaData, Select, Table, event, exc, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 NAMING_CONVENTION = {
@@ -141,6 +142,49 @@ def _refuse_writes(
 
 
 _T = TypeVar("_T")
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+async def claim(session: AsyncSession, query: Select[_Row]) -> list[_Row]:
+    """The rows of `query`, locked for this unit of work without waiting for rows another
+    one holds: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so passes side by side (threads,
+    processes, hosts) each take different rows. SQLite serialises writers (a write
+    transaction begins IMMEDIATE), so it needs no lock clause."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def claim_due(
+    session: AsyncSession,
+    model: type[_Row],
+    instant: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+    now: datetime,
+    limit: int,
+    *,
+    where: Sequence[ColumnElement[bool]] = (),
+    order_by: Sequence[Any] = (),
+) -> list[_Row]:
+    """Lock (see :func:`claim`) up to `limit` rows of `model` whose `instant` has come
+    (``instant <= now``) and that match `where`, the most overdue first (`order_by`: another
+    order, e.g. with a tie-breaker). How every engine pass takes its work."""
+    query = (
+        select(model).where(instant <= now, *where).order_by(*(order_by or (instant,))).limit(limit)
+    )
+    return await claim(session, query)
+
+
+async def insert_rows(
+    session: AsyncSession, model: type[Base], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert many rows of `model` (values by column name) in this unit of work, as one
+    multi-row statement and without an ORM object per row: for rows nothing in the unit of
+    work reads back as objects (audit rows, outbox events, SLA events of a pass)."""
+    if rows:
+        await session.execute(cast(Table, model.__table__).insert(), list(rows))
+
 
 PreCommitHook = Callable[[AsyncSession], Awaitable[None]]
 

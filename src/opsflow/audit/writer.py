@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_hash
 from opsflow.auth.principal import Principal
-from opsflow.db import add_pre_commit_hook
+from opsflow.db import add_pre_commit_hook, insert_rows
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.audit import AuditLog
 
@@ -77,10 +77,11 @@ async def _flush_hook(session: AsyncSession) -> None:
     await flush_pending(session)
 
 
-async def flush_pending(session: AsyncSession) -> list[AuditLog]:
+async def flush_pending(session: AsyncSession) -> int:
+    """Chain and insert the queued rows (one statement for all of them); how many."""
     pending: list[Pending] = session.info.pop(_PENDING, [])
     if not pending:
-        return []
+        return 0
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         # Everything else this unit of work changed (the task, its outbox events…) is
@@ -102,10 +103,17 @@ async def flush_pending(session: AsyncSession) -> list[AuditLog]:
             )
         ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-    rows = [AuditLog(**values) for values in chain(pending, seq, prev_hash)]
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    # A plain multi-row insert: no ORM object per row (nothing reads them back in this
+    # unit of work), and the statement is sent while the chain lock is held.
+    rows = [_by_column(values) for values in chain(pending, seq, prev_hash)]
+    await insert_rows(session, AuditLog, rows)
+    return len(rows)
+
+
+def _by_column(values: dict[str, Any]) -> dict[str, Any]:
+    """Values by attribute name (as :func:`chain` gives them) keyed by column name."""
+    values["metadata"] = values.pop("metadata_")
+    return values
 
 
 def take_pending(session: AsyncSession) -> list[Pending]:

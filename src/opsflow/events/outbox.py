@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.observability import tracing
@@ -28,15 +29,44 @@ def emit(
     request_id: str | None = None,
 ) -> OutboxEvent:
     event = OutboxEvent(
-        id=uuid.uuid4(),
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        event_type=event_type,
-        payload=to_jsonable({**payload, "request_id": request_id}),
-        created_at=now,
-        available_at=now,
-        attempts=0,
-        trace_context=tracing.traceparent(),
+        **event_row(
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            event_type=event_type,
+            payload=payload,
+            now=now,
+            request_id=request_id,
+        )
     )
     session.add(event)
     return event
+
+
+def event_row(
+    *,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    event_type: str,
+    payload: dict[str, Any],
+    now: datetime,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The column values of one outbox event: what :func:`emit` adds to the session, or
+    one row of a batch for :func:`insert_events`."""
+    return {
+        "id": uuid.uuid4(),
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "event_type": event_type,
+        "payload": to_jsonable({**payload, "request_id": request_id}),
+        "created_at": now,
+        "available_at": now,
+        "attempts": 0,
+        "trace_context": tracing.traceparent(),
+    }
+
+
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert many events (from :func:`event_row`) in one statement, in this unit of work:
+    for a batch of changes, without an ORM object per event."""
+    await db.insert_rows(session, OutboxEvent, rows)
