@@ -183,6 +183,8 @@ async def _deliver(
     if unsendable:  # nothing to send them to: recorded FAILED at once
         await record(unsendable)
     await asyncio.gather(*(send_all(indexes) for indexes in by_destination.values()))
+    if len(claims) >= batch:  # a full batch: the next pass follows at once, whatever is due
+        return started, None
     async with unit_of_work(ctx.read_sessions) as session:
         return started, await repository.next_due(session)
 
