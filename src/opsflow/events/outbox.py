@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,47 +18,31 @@ from opsflow.models.outbox import OutboxEvent
 from opsflow.observability import tracing
 
 
-def emit(
-    session: AsyncSession,
-    *,
-    aggregate_type: str,
-    aggregate_id: uuid.UUID,
-    event_type: str,
-    payload: dict[str, Any],
-    now: datetime,
-    request_id: str | None = None,
-) -> OutboxEvent:
-    event = OutboxEvent(
-        **event_row(
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            event_type=event_type,
-            payload=payload,
-            now=now,
-            request_id=request_id,
-        )
-    )
+class EventFields(TypedDict):
+    aggregate_type: str
+    aggregate_id: uuid.UUID
+    event_type: str
+    payload: dict[str, Any]
+    now: datetime
+    request_id: NotRequired[str | None]
+
+
+def emit(session: AsyncSession, **fields: Unpack[EventFields]) -> OutboxEvent:
+    event = OutboxEvent(**event_row(**fields))
     session.add(event)
     return event
 
 
-def event_row(
-    *,
-    aggregate_type: str,
-    aggregate_id: uuid.UUID,
-    event_type: str,
-    payload: dict[str, Any],
-    now: datetime,
-    request_id: str | None = None,
-) -> dict[str, Any]:
+def event_row(**fields: Unpack[EventFields]) -> dict[str, Any]:
     """The column values of one outbox event: what :func:`emit` adds to the session, or
     one row of a batch for :func:`insert_events`."""
+    now = fields["now"]
     return {
         "id": uuid.uuid4(),
-        "aggregate_type": aggregate_type,
-        "aggregate_id": aggregate_id,
-        "event_type": event_type,
-        "payload": to_jsonable({**payload, "request_id": request_id}),
+        "aggregate_type": fields["aggregate_type"],
+        "aggregate_id": fields["aggregate_id"],
+        "event_type": fields["event_type"],
+        "payload": to_jsonable({**fields["payload"], "request_id": fields.get("request_id")}),
         "created_at": now,
         "available_at": now,
         "attempts": 0,
