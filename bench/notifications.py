@@ -224,16 +224,19 @@ async def load_breaches(
 # --------------------------------------------------------------------------- (a)
 
 
-async def baseline(sink: Sink, body: bytes, headers: dict[str, str], count: int) -> float:
-    """Seconds for `count` sequential POSTs by one httpx client (keep-alive) to the sink."""
+async def baseline(
+    sink: Sink, body: bytes, headers: dict[str, str], count: int
+) -> tuple[float, float]:
+    """Seconds for `count` sequential POSTs by one httpx client (keep-alive) to the sink, and
+    the CPU seconds of the thread sending them (the sink's thread not counted)."""
     async with httpx.AsyncClient(timeout=10) as client:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         for n in range(count):
             response = await client.post(
                 sink.url, content=body, headers={**headers, "Idempotency-Key": f"bare-{n}"}
             )
             response.raise_for_status()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 async def throughput(
@@ -244,11 +247,11 @@ async def throughput(
         f"\n(a) throughput: {count:,} queued webhook deliveries to one local sink, "
         f"engines --passes delivery --until-idle --batch {args.batch}"
     )
-    header = ("processes", "sent", "wall s", "sent/s", "sink s", "sent/s*", "vs bare")
+    header = ("processes", "sent", "wall s", "sent/s", "sink s", "sent/s*", "vs bare", "CPU ms")
     log("  " + " ".join(f"{h:>10}" for h in header))
     sample: Hit | None = None
-    bare_rate = 0.0
-    rows: list[tuple[int, int, float, float]] = []
+    bare_rate = bare_cpu = 0.0
+    rows: list[tuple[int, int, float, float, float]] = []
     for processes in args.processes:
         await reset(engine, sink.url, '["sla.*"]')
         await load_notifications(engine, sink.url, count)
@@ -270,15 +273,16 @@ async def throughput(
         hits = list(sink.hits)
         span = (hits[-1].at - hits[0].at) if len(hits) > 1 else 0.0
         sample = sample or (hits[0] if hits else None)
-        rows.append((processes, sent, wall, span))
+        cpu = sum(x["cpu_seconds"] for e in engines for x in e.records("engine_exit"))
+        rows.append((processes, sent, wall, span, cpu))
         problems = failures(engines)
         if problems or sent != count or len(hits) != count:
             log(f"  !! expected {count} sent, found {sent} ({len(hits)} requests)\n{problems}")
     if sample is not None:
         headers = {"Content-Type": "application/json", "X-OpsFlow-Event": "sla.breach"}
-        seconds = await baseline(sink, sample.body, headers, count)
+        seconds, bare_cpu = await baseline(sink, sample.body, headers, count)
         bare_rate = count / seconds
-    for processes, sent, wall, span in rows:
+    for processes, sent, wall, span, cpu in rows:
         rate = sent / span if span else 0.0
         cells = (
             f"{processes:>10}",
@@ -288,11 +292,16 @@ async def throughput(
             f"{span:>10.2f}",
             f"{rate:>10.0f}",
             f"{rate / bare_rate if bare_rate else 0:>10.2f}",
+            f"{cpu * 1000 / sent if sent else 0:>10.3f}",
         )
         log("  " + " ".join(cells))
-    log(f"  bare: {count:,} sequential POSTs by one httpx client: {bare_rate:,.0f}/s")
+    log(
+        f"  bare: {count:,} sequential POSTs by one httpx client: {bare_rate:,.0f}/s, "
+        f"CPU {bare_cpu * 1000 / count if sample else 0:.3f} ms per POST"
+    )
     log("  wall: spawn to last exit (includes interpreter start-up);")
-    log("  sink s / sent/s*: the sink's first to last request; vs bare: sent/s* / bare")
+    log("  sink s / sent/s*: the sink's first to last request; vs bare: sent/s* / bare;")
+    log("  CPU ms: the engines' CPU time (rounds only) per delivery, next to the bare client's")
 
 
 # --------------------------------------------------------------------------- (b)
@@ -361,6 +370,7 @@ async def latency(
 
 
 async def run(args: argparse.Namespace) -> None:
+    log(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = os.environ.get("DATABASE_URL")
     if not base:
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (its database is the admin one)")

@@ -182,7 +182,17 @@ async def throughput(
         f"\n(a) throughput: {due:,} of {args.clocks:,} open clocks overdue "
         f"(1 threshold each), engines --until-idle --batch {args.batch}"
     )
-    header = ("processes", "events", "wall s", "events/s", "engine s", "events/s*", "passes")
+    header = (
+        "processes",
+        "events",
+        "wall s",
+        "events/s",
+        "engine s",
+        "events/s*",
+        "passes",
+        "CPU ms/ev",
+        "ev/CPU-s",
+    )
     log("  " + " ".join(f"{h:>10}" for h in header))
     for count in args.processes:
         await reset(engine, admin)
@@ -204,6 +214,7 @@ async def throughput(
             e.finish()
         passes = [p for e in engines for p in e.records("sla_pass")]
         events = sum(p["events"] for p in passes)
+        cpu = sum(x["cpu_seconds"] for e in engines for x in e.records("engine_exit"))
         stored = await scalar(engine, "SELECT count(*) FROM sla_events")
         if passes:
             first = min(parse_instant(p["started_at"]) for p in passes)
@@ -219,13 +230,17 @@ async def throughput(
             f"{span:>10.2f}",
             f"{events / span if span else 0:>10.0f}",
             f"{len(passes):>10}",
+            f"{cpu * 1000 / events if events else 0:>10.3f}",
+            f"{events / cpu if cpu else 0:>10.0f}",
         )
         log("  " + " ".join(cells))
         problems = failures(engines)
         if problems or stored != due:
             log(f"  !! expected {due} events, found {stored}\n{problems}")
     log("  wall: spawn to last exit (includes interpreter start-up);")
-    log("  engine s / events/s*: first pass start to last commit, across the processes")
+    log("  engine s / events/s*: first pass start to last commit, across the processes;")
+    log("  CPU ms/ev, ev/CPU-s: the engines' own CPU time (rounds only) per event, and the")
+    log("  events one busy core of this process would fire (what a loaded box cannot hide)")
 
 
 # --------------------------------------------------------------------------- (b)
@@ -303,6 +318,7 @@ async def lateness(
 @dataclass
 class PassCost:
     wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
     claim_ms: list[float] = field(default_factory=list)
     rows_examined: list[int] = field(default_factory=list)
     buffers: list[int] = field(default_factory=list)
@@ -365,12 +381,14 @@ async def pass_cost(engine: AsyncEngine, url: str, due: int, repeats: int) -> Pa
                     top.get("Shared Read Blocks", 0)
                 )
             counting[0] = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             result = await SlaEngine().run(ctx, batch=due)
             wall = (time.perf_counter() - started) * 1000
+            cpu = (time.process_time() - cpu_started) * 1000
             if attempt == 0:
                 continue
             cost.wall_ms.append(wall)
+            cost.cpu_ms.append(cpu)
             cost.claim_ms.append(claim_ms)
             cost.rows_examined.append(examined)
             cost.buffers.append(buffers)
@@ -400,7 +418,16 @@ async def pass_costs(
             loaded = size
             log(f"  loaded {size:,} open clocks in {seconds:.1f} s")
         results[size] = await pass_cost(engine, url, due, args.repeats)
-    header = ("open", "claimed", "pass ms", "claim ms", "rows exam.", "buffers", "statements")
+    header = (
+        "open",
+        "claimed",
+        "pass ms",
+        "claim ms",
+        "rows exam.",
+        "buffers",
+        "statements",
+        "CPU ms",
+    )
     log("  " + " ".join(f"{h:>11}" for h in header))
 
     def medians(cost: PassCost) -> list[float]:
@@ -410,6 +437,7 @@ async def pass_costs(
             statistics.median(cost.rows_examined),
             statistics.median(cost.buffers),
             statistics.median(cost.statements),
+            statistics.median(cost.cpu_ms),
         ]
 
     for size in sorted(results):
@@ -417,6 +445,7 @@ async def pass_costs(
         log(
             f"  {size:>11,} {statistics.median(results[size].clocks):>11.0f} "
             f"{m[0]:>11.1f} {m[1]:>11.3f} {m[2]:>11.0f} {m[3]:>11.0f} {m[4]:>11.0f}"
+            f" {m[5]:>11.1f}"
         )
     sizes = sorted(results)
     if len(sizes) > 1:
@@ -428,13 +457,14 @@ async def pass_costs(
         )
     log("  pass ms: SlaEngine.run wall time (claim, fire, audit, outbox, commit);")
     log("  claim ms / rows exam. / buffers: EXPLAIN (ANALYZE, BUFFERS) of the claim query;")
-    log("  statements: SQL statements the pass sent")
+    log("  statements: SQL statements the pass sent; CPU ms: this process's CPU time for it")
 
 
 # --------------------------------------------------------------------------- main
 
 
 async def run(args: argparse.Namespace) -> None:
+    log(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     base = os.environ.get("DATABASE_URL")
     if not base:
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (its database is the admin one)")
@@ -463,6 +493,7 @@ async def run(args: argparse.Namespace) -> None:
         if "c" in args.parts:
             await pass_costs(engine, admin, url, args.clocks, args)
     finally:
+        log(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         await engine.dispose()
         await admin.dispose()
         if not args.keep:

@@ -8,11 +8,12 @@ commits once at the end. Nothing else calls ``commit()``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, event, exc
+from sqlalchemy import ColumnElement, MetaData, Select, event, exc, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 NAMING_CONVENTION = {
@@ -142,6 +143,39 @@ def _refuse_writes(
 
 
 _T = TypeVar("_T")
+
+
+_Row = TypeVar("_Row", bound=Base)
+
+
+async def claim(session: AsyncSession, query: Select[_Row]) -> list[_Row]:
+    """The rows of `query`, locked for this unit of work without waiting for rows another
+    one holds: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so passes side by side (threads,
+    processes, hosts) each take different rows. SQLite serialises writers (a write
+    transaction begins IMMEDIATE), so it needs no lock clause."""
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
+async def claim_due(
+    session: AsyncSession,
+    model: type[_Row],
+    instant: InstrumentedAttribute[datetime] | InstrumentedAttribute[datetime | None],
+    now: datetime,
+    limit: int,
+    *,
+    where: Sequence[ColumnElement[bool]] = (),
+    order_by: Sequence[Any] = (),
+) -> list[_Row]:
+    """Lock (see :func:`claim`) up to `limit` rows of `model` whose `instant` has come
+    (``instant <= now``) and that match `where`, the most overdue first (`order_by`: another
+    order, e.g. with a tie-breaker). How every engine pass takes its work."""
+    query = (
+        select(model).where(instant <= now, *where).order_by(*(order_by or (instant,))).limit(limit)
+    )
+    return await claim(session, query)
+
 
 PreCommitHook = Callable[[AsyncSession], Awaitable[None]]
 
@@ -294,8 +328,10 @@ _COLUMN_NAMES: dict[type[Any], dict[str, str]] = {}
 
 
 async def insert_rows(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    """Insert many rows of `model` given by attribute name, as one Core executemany of
-    the table (no ORM objects, no per-row bookkeeping; the rows need the same keys)."""
+    """Insert many rows of `model` (values by attribute name, or by column name where the
+    two differ), as one multi-row statement of the table: no ORM object per row, for rows
+    nothing in the unit of work reads back as objects (audit rows, outbox events, SLA
+    events of a pass, a ticket batch's tasks). The rows need the same keys."""
     if not rows:
         return
     names = _COLUMN_NAMES.get(model)
@@ -304,5 +340,5 @@ async def insert_rows(session: AsyncSession, model: type[Any], rows: list[dict[s
         names = _COLUMN_NAMES[model] = {a.key: a.columns[0].name for a in mapper.column_attrs}
     table = model.__table__
     await session.execute(
-        table.insert(), [{names[key]: value for key, value in row.items()} for row in rows]
+        table.insert(), [{names.get(key, key): value for key, value in row.items()} for row in rows]
     )

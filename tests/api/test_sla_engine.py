@@ -14,6 +14,7 @@ from opsflow.app import create_app
 from opsflow.clock import SettableClock
 from opsflow.composition import build_context
 from opsflow.context import AppContext
+from opsflow.models.audit import AuditLog
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.sla import SlaEvent
 from opsflow.sla.engine import SlaEngine
@@ -209,6 +210,54 @@ async def test_parallel_engines_fire_each_event_once(
         )
     assert total == distinct == 30 * 6
     assert sum(r.counts["events"] for r in results) <= total
+
+
+async def test_engine_passes_beside_api_writes_leave_one_audit_row_and_event_each(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    clock: SettableClock,
+    app_context: AppContext,
+) -> None:
+    """Engine passes (each event's audit row and outbox event written in bulk) racing API
+    writes on the audit chain: every event has exactly one of each, and the chain verifies."""
+    for index in range(12):
+        await _create(client, admin_headers, title=f"incident {index}")
+    clock.set(T0 + timedelta(hours=3))
+
+    async def writes() -> None:
+        for index in range(6):
+            await _create(client, admin_headers, title=f"while firing {index}")
+
+    await asyncio.gather(writes(), *(SlaEngine().run(app_context, batch=5) for _ in range(3)))
+    while (await SlaEngine().run(app_context, batch=5)).counts["clocks"]:
+        pass
+    async with app_context.sessions() as session:
+        events = {str(e.id): e for e in await session.scalars(select(SlaEvent))}
+        outbox = [
+            o.payload["event_id"]
+            for o in await session.scalars(select(OutboxEvent))
+            if o.event_type.startswith("sla.")
+        ]
+        audited = [
+            row.metadata_["sla_event_id"]
+            for row in await session.scalars(select(AuditLog).order_by(AuditLog.seq))
+            if row.action.startswith("SLA_")
+        ]
+    assert len(events) == 12 * 6
+    assert sorted(outbox) == sorted(audited) == sorted(events)
+    async with app_context.sessions() as session:
+        payload = (
+            await session.scalars(
+                select(OutboxEvent.payload).where(OutboxEvent.event_type == "sla.breach")
+            )
+        ).first()
+    assert payload is not None
+    assert payload["event_id"] in events
+    assert payload["task"]["priority"] == "CRITICAL"
+    assert payload["task"]["title"].startswith("incident ")
+    verified = (await client.get("/audit-logs/verify", headers=admin_headers)).json()
+    assert verified["valid"] is True, verified
+    assert verified["checked"] >= len(events) + 18
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.collaboration.repository import After, after_clause
 from opsflow.models.attachment import Attachment, Upload, UploadChunk
 
@@ -69,23 +70,18 @@ async def drop_chunks(session: AsyncSession, upload_id: uuid.UUID) -> None:
 
 async def claim_expired(session: AsyncSession, now: datetime, limit: int) -> list[Upload]:
     """Uploads past their expiry (abandoned, failed or stuck), locked on PostgreSQL."""
-    query = select(Upload).where(Upload.expires_at <= now).order_by(Upload.expires_at).limit(limit)
-    if _locking(session):
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    return await db.claim_due(session, Upload, Upload.expires_at, now, limit)
 
 
 async def claim_deleted(session: AsyncSession, limit: int) -> list[Attachment]:
     """Deleted attachments whose bytes are still stored."""
-    query = (
+    return await db.claim(
+        session,
         select(Attachment)
         .where(Attachment.deleted_at.is_not(None), Attachment.purged_at.is_(None))
         .order_by(Attachment.deleted_at)
-        .limit(limit)
+        .limit(limit),
     )
-    if _locking(session):
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
 
 
 async def next_expiry(session: AsyncSession) -> datetime | None:

@@ -78,7 +78,7 @@ async def _flush_hook(session: AsyncSession) -> None:
 
 
 async def flush_pending(session: AsyncSession) -> int:
-    """Chain and insert the queued rows; how many there were."""
+    """Chain and insert the queued rows (one statement for all of them); how many."""
     pending: list[Pending] = session.info.pop(_PENDING, [])
     if not pending:
         return 0
@@ -103,8 +103,9 @@ async def flush_pending(session: AsyncSession) -> int:
             )
         ).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    # A plain multi-row insert: no ORM object per row (nothing reads them back in this
+    # unit of work), and the statement is sent while the chain lock is held.
     rows = chain(pending, seq, prev_hash)
-    # One multi-row INSERT, no ORM objects: nothing in the unit of work reads them back.
     await insert_rows(session, AuditLog, rows)
     return len(rows)
 

@@ -36,7 +36,7 @@ from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.sla import service as sla_service
-from opsflow.sla.engine import _fire
+from opsflow.sla.engine import fire_clock
 from opsflow.tasks import lifecycle
 from opsflow.tasks import service as task_service
 from opsflow.tasks.lifecycle import OPEN, Action
@@ -457,7 +457,7 @@ async def _run(
         if first == wake:
             for clock in clocks.values():
                 if clock.next_fire_at is not None and clock.next_fire_at <= first:
-                    fired = _fire(session, clock, task, first)
+                    fired = fire_clock(session, clock, task, first)
                     escalations.extend(_plan_default_run(world, task, fired, first))
         elif first == wake_steps:
             for step in pending:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import EscalationStatus
 from opsflow.models.escalation import EscalationEvent, EscalationPolicy
@@ -102,15 +103,8 @@ async def of_task(session: AsyncSession, task_id: uuid.UUID) -> list[EscalationE
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[EscalationEvent]:
     """Lock due pending steps (``SKIP LOCKED`` on PostgreSQL, like the SLA engine)."""
-    query = (
-        select(EscalationEvent)
-        .where(EscalationEvent.status == EscalationStatus.PENDING, EscalationEvent.fire_at <= now)
-        .order_by(EscalationEvent.fire_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    due, pending = EscalationEvent.fire_at, EscalationEvent.status == EscalationStatus.PENDING
+    return await db.claim_due(session, EscalationEvent, due, now, limit, where=[pending])
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

@@ -10,33 +10,35 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.db import insert_rows
+from opsflow import db
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.observability import tracing
 
 
-def values(
-    *,
-    aggregate_type: str,
-    aggregate_id: uuid.UUID,
-    event_type: str,
-    payload: dict[str, Any],
-    now: datetime,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    """The column values (by attribute name) of one outbox row, for a caller inserting many
-    at once (`add_many`)."""
+class EventFields(TypedDict):
+    aggregate_type: str
+    aggregate_id: uuid.UUID
+    event_type: str
+    payload: dict[str, Any]
+    now: datetime
+    request_id: NotRequired[str | None]
+
+
+def event_row(**fields: Unpack[EventFields]) -> dict[str, Any]:
+    """The column values of one outbox event: what :func:`emit` adds to the session, or
+    one row of a batch for :func:`insert_events`."""
+    now = fields["now"]
     return {
         "id": uuid.uuid4(),
-        "aggregate_type": aggregate_type,
-        "aggregate_id": aggregate_id,
-        "event_type": event_type,
-        "payload": to_jsonable({**payload, "request_id": request_id}),
+        "aggregate_type": fields["aggregate_type"],
+        "aggregate_id": fields["aggregate_id"],
+        "event_type": fields["event_type"],
+        "payload": to_jsonable({**fields["payload"], "request_id": fields.get("request_id")}),
         "created_at": now,
         "available_at": now,
         "attempts": 0,
@@ -47,24 +49,10 @@ def values(
 _BUFFER = "outbox_rows"
 
 
-def emit(
-    session: AsyncSession,
-    *,
-    aggregate_type: str,
-    aggregate_id: uuid.UUID,
-    event_type: str,
-    payload: dict[str, Any],
-    now: datetime,
-    request_id: str | None = None,
-) -> None:
-    row = values(
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        event_type=event_type,
-        payload=payload,
-        now=now,
-        request_id=request_id,
-    )
+def emit(session: AsyncSession, **fields: Unpack[EventFields]) -> None:
+    """Add one event to this unit of work (kept as a row while a :func:`buffered` block
+    is open, an ORM object otherwise)."""
+    row = event_row(**fields)
     buffer: list[dict[str, Any]] | None = session.info.get(_BUFFER)
     if buffer is not None:
         buffer.append(row)
@@ -82,10 +70,10 @@ async def buffered(session: AsyncSession) -> AsyncIterator[None]:
     except BaseException:
         session.info.pop(_BUFFER, None)
         raise
-    await add_many(session, session.info.pop(_BUFFER, []))
+    await insert_events(session, session.info.pop(_BUFFER, []))
 
 
-async def add_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert outbox rows built by `values` (multi-row INSERT statements)."""
-    if rows:
-        await insert_rows(session, OutboxEvent, rows)
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert many events (from :func:`event_row`) in one statement, in this unit of work:
+    for a batch of changes, without an ORM object per event."""
+    await db.insert_rows(session, OutboxEvent, rows)

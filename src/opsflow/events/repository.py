@@ -7,20 +7,17 @@ from datetime import datetime
 from sqlalchemy import delete, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.models.outbox import OutboxEvent
 
 
 async def claim_unpublished(session: AsyncSession, now: datetime, limit: int) -> list[OutboxEvent]:
     """Unpublished events that are available, oldest first (``SKIP LOCKED`` on PostgreSQL)."""
-    query = (
-        select(OutboxEvent)
-        .where(OutboxEvent.published_at.is_(None), OutboxEvent.available_at <= now)
-        .order_by(OutboxEvent.created_at, OutboxEvent.id)
-        .limit(limit)
+    due, unpublished = OutboxEvent.available_at, OutboxEvent.published_at.is_(None)
+    order = [OutboxEvent.created_at, OutboxEvent.id]
+    return await db.claim_due(
+        session, OutboxEvent, due, now, limit, where=[unpublished], order_by=order
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
 
 
 async def next_available(session: AsyncSession) -> datetime | None:

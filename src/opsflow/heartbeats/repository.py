@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.models.heartbeat import HeartbeatMonitor, HeartbeatPing, HeartbeatRun
 
 PINGS_KEPT = 100  # per monitor; older pings are deleted as new ones arrive
@@ -21,15 +22,7 @@ def _locking(session: AsyncSession) -> bool:
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[HeartbeatMonitor]:
     """Lock up to `limit` monitors whose next check is due (``FOR UPDATE SKIP LOCKED`` on
     PostgreSQL: passes side by side take different monitors; SQLite serialises writers)."""
-    query = (
-        select(HeartbeatMonitor)
-        .where(HeartbeatMonitor.next_check_at <= now)
-        .order_by(HeartbeatMonitor.next_check_at)
-        .limit(limit)
-    )
-    if _locking(session):
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    return await db.claim_due(session, HeartbeatMonitor, HeartbeatMonitor.next_check_at, now, limit)
 
 
 async def next_due(session: AsyncSession) -> datetime | None:

@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.kit.pagination import PageParams
 from opsflow.models.integration import AlertFlap, Integration, IntegrationEvent
 from opsflow.models.task import Task
@@ -158,15 +159,7 @@ async def latest_incident(
 async def claim_flaps(session: AsyncSession, now: datetime, limit: int) -> list[AlertFlap]:
     """Lock up to `limit` flapping incidents due for a check (``FOR UPDATE SKIP LOCKED`` on
     PostgreSQL: passes side by side take different ones; SQLite serialises writers)."""
-    query = (
-        select(AlertFlap)
-        .where(AlertFlap.settle_at <= now)
-        .order_by(AlertFlap.settle_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    return await db.claim_due(session, AlertFlap, AlertFlap.settle_at, now, limit)
 
 
 async def next_flap(session: AsyncSession) -> datetime | None:

@@ -124,12 +124,12 @@ async def _deliver(
             session, {r.webhook_id for r in rows if r.webhook_id}
         )
         rows = await _apply_windows(session, rows, now)
-        lease = timedelta(seconds=ctx.settings.notification_lease_seconds)
+        lease = now + timedelta(seconds=ctx.settings.notification_lease_seconds)
+        await repository.lease(session, [row.id for row in rows], lease)
         claims = []
         for row in rows:
-            row.scheduled_at = now + lease
             delivery, problem = _delivery(ctx, row, secrets)
-            claims.append(_Claim(row.id, row.scheduled_at, delivery, problem, row.trace_context))
+            claims.append(_Claim(row.id, lease, delivery, problem, row.trace_context))
     counts["claimed"] = len(claims)
     started = now
     if not claims:
@@ -149,8 +149,9 @@ async def _deliver(
     async def record(done: Sequence[tuple[_Claim, DeliveryResult | None]]) -> None:
         async with unit_of_work(ctx.sessions) as session:
             now = ctx.clock.now()
+            rows = await repository.lock_many(session, [claim.id for claim, _ in done])
             for claim, outcome in done:
-                current = await repository.get(session, claim.id, for_update=True)
+                current = rows.get(claim.id)
                 if current is None or current.scheduled_at != claim.lease:
                     continue  # the lease ran out and another engine took it over
                 label = _record(ctx, current, claim, outcome, now)
@@ -182,7 +183,9 @@ async def _deliver(
     if unsendable:  # nothing to send them to: recorded FAILED at once
         await record(unsendable)
     await asyncio.gather(*(send_all(indexes) for indexes in by_destination.values()))
-    async with unit_of_work(ctx.sessions) as session:
+    if len(claims) >= batch:  # a full batch: the next pass follows at once, whatever is due
+        return started, None
+    async with unit_of_work(ctx.read_sessions) as session:
         return started, await repository.next_due(session)
 
 

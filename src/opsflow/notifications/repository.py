@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow import db
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import DELIVERABLE
 from opsflow.models.notification import (
@@ -59,15 +60,8 @@ async def assignees(session: AsyncSession, task: Task) -> list[uuid.UUID]:
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Notification]:
-    query = (
-        select(Notification)
-        .where(Notification.status.in_(DELIVERABLE), Notification.scheduled_at <= now)
-        .order_by(Notification.scheduled_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    due, deliverable = Notification.scheduled_at, Notification.status.in_(DELIVERABLE)
+    return await db.claim_due(session, Notification, due, now, limit, where=[deliverable])
 
 
 async def webhook_secrets(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -125,6 +119,30 @@ async def get(
     session: AsyncSession, notification_id: uuid.UUID, *, for_update: bool = False
 ) -> Notification | None:
     return await session.get(Notification, notification_id, with_for_update=for_update)
+
+
+async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], until: datetime) -> None:
+    """Move the claimed notifications' `scheduled_at` to the end of their lease, in one
+    statement (the loaded rows are updated with it)."""
+    if ids:
+        query = update(Notification).where(Notification.id.in_(ids)).values(scheduled_at=until)
+        await session.execute(query)
+
+
+async def lock_many(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Notification]:
+    """These notifications (those that still exist), locked in one statement; in id order,
+    so that two units of work locking overlapping sets cannot deadlock."""
+    if not ids:
+        return {}
+    query = (
+        select(Notification)
+        .where(Notification.id.in_(set(ids)))
+        .order_by(Notification.id)
+        .with_for_update()
+    )
+    return {row.id: row for row in await session.scalars(query)}
 
 
 @dataclass(frozen=True)

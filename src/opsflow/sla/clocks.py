@@ -176,13 +176,14 @@ def frozen_at(clock: SlaClock) -> datetime | None:
     return clock.stopped_at or clock.paused_at
 
 
-def reschedule(clock: SlaClock) -> None:
-    """Recompute the threshold instants and the next instant to wake up for.
+def reschedule(clock: SlaClock, plan: Plan | None = None) -> None:
+    """Recompute the threshold instants and the next instant to wake up for (`plan`: the
+    clock's plan when the caller has it already, i.e. nothing it depends on changed).
 
     A stopped or paused clock still wakes up for a threshold that was due before it stopped
     and has not fired yet (the engine runs a moment behind): nothing due is ever skipped.
     """
-    plan = plan_of(clock)
+    plan = plan or plan_of(clock)
     clock.deadline = plan.deadline
     clock.warning_at = plan.warning_at
     clock.critical_at = plan.critical_at

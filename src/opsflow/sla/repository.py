@@ -4,14 +4,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.db import memo
+from opsflow import db
+from opsflow.db import insert_rows, memo
 from opsflow.models.sla import (
     BusinessCalendarRow,
     SlaClock,
@@ -20,6 +21,7 @@ from opsflow.models.sla import (
     SlaSettingsRow,
 )
 from opsflow.models.task import Task
+from opsflow.tasks.summary import SUMMARY_COLUMNS, task_summary
 
 if TYPE_CHECKING:  # keeps the engine process from importing FastAPI
     from opsflow.kit.pagination import PageParams
@@ -31,15 +33,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Sl
     PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so engines running side by side each take a
     different batch. SQLite serialises writers, so the lock clause is not needed there.
     """
-    query = (
-        select(SlaClock)
-        .where(SlaClock.next_fire_at <= now)
-        .order_by(SlaClock.next_fire_at)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(await session.scalars(query))
+    return await db.claim_due(session, SlaClock, SlaClock.next_fire_at, now, limit)
 
 
 async def next_due(session: AsyncSession) -> datetime | None:
@@ -53,6 +47,23 @@ async def tasks_by_id(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.U
     if not ids:
         return {}
     return {task.id: task for task in await session.scalars(select(Task).where(Task.id.in_(ids)))}
+
+
+async def task_summaries(
+    session: AsyncSession, ids: set[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The tasks as events carry them (:func:`task_summary`), reading only those columns."""
+    if not ids:
+        return {}
+    query = select(*SUMMARY_COLUMNS).where(Task.id.in_(ids))
+    rows: list[Row[Any]] = list(await session.execute(query))
+    return {row.id: task_summary(row) for row in rows}
+
+
+async def insert_events(session: AsyncSession, events: list[dict[str, Any]]) -> None:
+    """SLA events (column values) in one multi-row insert."""
+    if events:
+        await insert_rows(session, SlaEvent, events)
 
 
 CLOCKS = "sla_clocks"  # db.memo kind: task id -> {kind: clock}

@@ -143,7 +143,7 @@ class NewTasks:
             new_state=task_state(view),
         )
         self.events.append(
-            outbox.values(
+            outbox.event_row(
                 aggregate_type="task",
                 aggregate_id=task_id,
                 event_type=event_type_of("TASK_CREATED"),
@@ -175,7 +175,7 @@ class NewTasks:
         await self.session.flush()  # whatever the unit of work holds goes first
         await insert_rows(self.session, Task, self.tasks)
         await insert_rows(self.session, SlaClock, self.clocks)
-        await outbox.add_many(self.session, self.events)
+        await outbox.insert_events(self.session, self.events)
         self.tasks, self.clocks, self.events = [], [], []
 
 

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Row
+
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.task import Task
 
+# What a summary reads: a query for summaries alone selects these (see `task_summary`).
+SUMMARY_COLUMNS = (
+    Task.id,
+    Task.title,
+    Task.task_type,
+    Task.priority,
+    Task.status,
+    Task.assigned_to,
+    Task.team_id,
+    Task.customer_tier,
+    Task.start_deadline,
+    Task.resolve_deadline,
+    Task.version,
+)
 
-def task_summary(task: Task) -> dict[str, Any]:
-    """The task as events carry it (webhooks, notifications)."""
+
+def task_summary(task: Task | Row[Any]) -> dict[str, Any]:
+    """The task as events carry it (webhooks, notifications): a task, or a row of
+    `SUMMARY_COLUMNS`."""
     return to_jsonable(  # type: ignore[no-any-return]
         {
             "id": task.id,

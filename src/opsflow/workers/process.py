@@ -16,7 +16,8 @@ Output: stdout carries one JSON object per line, for machines (tests, benchmarks
   persistence), ``duration_seconds`` and, for the SLA pass, ``max_lag_seconds``;
 * ``{"event": "engine_exit", ...}`` once, on exit: ``reason`` (``idle``, ``once``,
   ``stopped``, ``failures``, ``database_unavailable``, ``schema_not_current``), ``rounds``,
-  ``failed_rounds``, the lateness totals, and per selected pass its counts summed.
+  ``failed_rounds``, the lateness totals, ``elapsed_seconds`` and ``cpu_seconds`` (wall and
+  CPU time of the process since its rounds began) and per selected pass its counts summed.
 
 Logs (failures with their traceback) go to stderr. SIGTERM or SIGINT: the pass in flight
 finishes (and commits), then the process exits with status 0; a second signal abandons the
@@ -77,6 +78,8 @@ class Totals:
     max_lag_seconds: float = 0.0
     lag_sum_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    # CPU time of this process (all threads) when its rounds began: start-up not counted.
+    cpu_started: float = field(default_factory=time.process_time)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # per pass, summed
 
     def add(self, report: PassReport) -> None:
@@ -208,6 +211,7 @@ class EngineProcess:
                 "max_lag_seconds": round(totals.max_lag_seconds, 6),
                 "mean_lag_seconds": round(mean, 6),
                 "elapsed_seconds": round(time.monotonic() - totals.started, 3),
+                "cpu_seconds": round(time.process_time() - totals.cpu_started, 3),
                 "passes_selected": list(self.options.engines.names),
                 **{name: totals.counts.get(name, {}) for name in self.options.engines.names},
             }

@@ -23,7 +23,7 @@ from opsflow.notifications.channels.base import (
     describe_error,
     redact,
 )
-from opsflow.notifications.channels.urls import url_secrets, validate_url
+from opsflow.notifications.channels.urls import parse_url, url_secrets, validate_url
 
 
 def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
@@ -101,7 +101,7 @@ class HttpSender:
             async with asyncio.timeout(self.timeout):
                 async with self.client.stream(
                     "POST",
-                    url,
+                    parse_url(url),
                     content=content,
                     headers=safe_headers,
                     timeout=self.timeout,

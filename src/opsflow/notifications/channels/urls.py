@@ -3,6 +3,8 @@ breaker key without path secrets, and the parts of a URL never to write into a r
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import httpx
 
 from opsflow.notifications.channels.base import CONTROL_CHARS
@@ -20,7 +22,7 @@ def validate_url(url: str) -> str:
     if CONTROL_CHARS.search(url) or any(ch.isspace() for ch in url):
         raise ValueError("URL must not contain whitespace or control characters")
     try:
-        parsed = httpx.URL(url)
+        parsed = parse_url(url)
     except httpx.InvalidURL as exc:
         raise ValueError(f"invalid URL: {exc}") from None
     if parsed.scheme not in ("http", "https"):
@@ -30,11 +32,20 @@ def validate_url(url: str) -> str:
     return url
 
 
+@lru_cache(maxsize=4096)
+def parse_url(url: str) -> httpx.URL:
+    """The URL parsed, once per process: a delivery validates it, keys its breaker by its
+    origin, redacts its secrets and posts to it, and a batch posts to the same few URLs.
+    (httpx takes an ``httpx.URL`` without parsing it again; it is immutable.)"""
+    return httpx.URL(url)
+
+
+@lru_cache(maxsize=4096)
 def url_origin(url: str) -> str:
     """``scheme://host:port`` of a URL: the circuit-breaker key, free of path secrets
     (a Slack webhook URL *is* its secret)."""
     try:
-        parsed = httpx.URL(url)
+        parsed = parse_url(url)
     except httpx.InvalidURL:
         return "invalid-url"
     if not parsed.host:
@@ -46,7 +57,7 @@ def url_origin(url: str) -> str:
 
 def url_secrets(url: str) -> tuple[str, ...]:
     """Parts of a URL that may be credentials (a Slack hook's path, a ``?token=``)."""
-    parsed = httpx.URL(url)
+    parsed = parse_url(url)
     path = parsed.path if len(parsed.path) > 1 else ""
     query = parsed.query.decode("ascii", "replace")
     return tuple(part for part in (path, query, parsed.password) if part)
