@@ -9,14 +9,17 @@ of the measured loops (pip install pyinstrument).
     python bench/request_cpu.py                           # SQLite in a temporary folder
     BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/request_cpu.py
     python bench/request_cpu.py --operations get --profile /tmp/get.prof
+    python bench/request_cpu.py --database sqlite --calls   # + function calls per request
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import statistics
 import tempfile
 import time
@@ -143,7 +146,8 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         call.headers = [(b"authorization", f"Bearer {json.loads(body)['access_token']}".encode())]
         create = {"title": "bench", "task_type": "INCIDENT", "priority": "HIGH", "tags": ["b"]}
         ids = []
-        for _ in range(args.requests + 70):
+        extra = max(args.requests // args.batches, 1) if args.calls else 0
+        for _ in range(args.requests + extra + 70):
             status, body = await call("POST", "/api/v1/tasks", create)
             assert status == 201, body
             ids.append(json.loads(body)["id"])
@@ -180,6 +184,16 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             if profiler:
                 profiler.stop()
             results[op] = (min(batches), statistics.median(batches))
+            if args.calls:
+                # Python function calls per request: a deterministic proxy for CPU, for
+                # comparing two versions on a machine too busy for CPU time to tell.
+                counter = cProfile.Profile()
+                counter.enable()
+                for _ in range(size):
+                    await requests[op]()
+                counter.disable()
+                calls = pstats.Stats(counter).total_calls  # type: ignore[attr-defined]
+                results[f"{op}_calls"] = (calls / size, calls / size)
     await context.close()
     if profiler:
         results["profile"] = profiler.output_text(unicode=False, show_all=False)
@@ -196,7 +210,12 @@ def main() -> None:
         type=lambda text: [op for op in text.split(",") if op],
         default=list(OPERATIONS),
     )
-    parser.add_argument("--profile", help="write a cProfile of the measured loops here")
+    parser.add_argument("--profile", help="write a pyinstrument profile of the measured loops")
+    parser.add_argument(
+        "--calls",
+        action="store_true",
+        help="also count Python function calls per request (deterministic; cProfile)",
+    )
     args = parser.parse_args()
     kinds = ("postgresql", "sqlite") if args.database == "both" else (args.database,)
     for kind in kinds:
@@ -209,7 +228,10 @@ def main() -> None:
                 drop()
         if "profile" in figures:
             Path(args.profile).write_text(figures.pop("profile"))
-        line = "  ".join(f"{op} {low:.2f} ({mid:.2f})" for op, (low, mid) in figures.items())
+        line = "  ".join(
+            f"{op} {low:,.0f}" if op.endswith("_calls") else f"{op} {low:.2f} ({mid:.2f})"
+            for op, (low, mid) in figures.items()
+        )
         print(f"{kind:10} CPU ms/request, cheapest batch (median): {line}")
 
 
