@@ -47,7 +47,7 @@ from opsflow.realtime.endpoints import REALTIME_PATHS
 from opsflow.realtime.endpoints import stream as realtime_stream
 from opsflow.realtime.transport import capture_raw_send
 from opsflow.reports.endpoints import router as reports_router
-from opsflow.routing import RouteIndex, literal_routes_first, route_index
+from opsflow.routing import RouteIndex, literal_routes_first, mount_flat, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
@@ -330,7 +330,6 @@ def create_app(
     app.state.migration_check = MigrationCheck()
     _install_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
     domain_routers: tuple[APIRouter, ...] = (
         auth_router,
         clients_router,
@@ -357,9 +356,7 @@ def create_app(
     )
     if settings.app_env == "test" and isinstance(app.state.context.clock, OffsetClock):
         domain_routers = (*domain_routers, test_clock_router)
-    for router in domain_routers:
-        api.include_router(router)
-    app.include_router(api)
+    mount_flat(app, domain_routers, prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
     for path in REALTIME_PATHS:  # on the app itself: the 404 middleware looks there
         app.add_api_websocket_route(API_PREFIX + path, realtime_stream)
     app.include_router(system_router)

@@ -171,3 +171,32 @@ async def test_a_null_for_a_field_that_refuses_it_is_a_400(
         f"/tasks/{created.json()['id']}", json={"title": None}, headers=admin_headers
     )
     assert response.status_code == 400, response.text
+
+
+def test_the_flat_mount_documents_what_nested_routers_would() -> None:
+    """The domain routers are mounted as one flat list of routes (cheaper to match): the
+    operations, their parameters and answers are those `include_router` would give."""
+    from fastapi import APIRouter, Depends, FastAPI
+    from fastapi.openapi.utils import get_openapi
+
+    from opsflow.app import API_PREFIX
+    from opsflow.routing import literal_routes_first, mount_flat
+    from opsflow.tasks.endpoints import router as tasks_router
+    from opsflow.users.endpoints import router as users_router
+
+    routers = (users_router, tasks_router)
+    nested = FastAPI()
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
+    for router in routers:
+        api.include_router(router)
+    nested.include_router(api)
+    flat = FastAPI()
+    mount_flat(flat, routers, prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
+
+    def document(app: FastAPI) -> dict[str, Any]:
+        return get_openapi(title="t", version="1", routes=app.routes)
+
+    assert document(flat) == document(nested)
+    assert [getattr(r, "path", None) for r in flat.routes][-3:] == [
+        f"{API_PREFIX}{route.path}" for route in tasks_router.routes[-3:]
+    ]

@@ -15,6 +15,7 @@ from opsflow.deps import ClockDep, ContextDep, SessionDep
 from opsflow.errors import (
     Forbidden,
     InvalidTransition,
+    NotFound,
     PreconditionFailed,
     ValidationFailed,
     declares,
@@ -26,7 +27,6 @@ from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.sla.status import State as SlaState
 from opsflow.tasks import service, views
-from opsflow.tasks.deps import ExistingTask
 from opsflow.tasks.repository import SortField, TaskFilters
 from opsflow.tasks.schemas import (
     AssignRequest,
@@ -165,14 +165,16 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
+@declares(NotFound)
 async def get_task(
     task_id: uuid.UUID,
     session: SessionDep,
     clock: ClockDep,
     reader: Reader,
-    task: ExistingTask,
     response: Response,
 ) -> TaskDetail:
+    # Read here rather than by ExistingTask: with its clocks, in one statement.
+    task = await service.get_task_with_clocks(session, task_id)
     _etag(response, task)
     audit = reach_of(reader, Permission.AUDIT_READ) is not None
     return await views.detail_view(session, task, clock.now(), with_audit_trail=audit)

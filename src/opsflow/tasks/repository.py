@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
+    bindparam,
     case,
     exists,
     func,
@@ -23,15 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from opsflow.db import memo
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
 from opsflow.models.audit import AuditLog
-from opsflow.models.enums import ClockStatus
-from opsflow.models.sla import SlaClock
+from opsflow.models.enums import ClockStatus, SlaKind
+from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.user import User
+from opsflow.sla.repository import remember_clocks
 from opsflow.sla.status import State as SlaState
 from opsflow.sla.status import level
 
@@ -64,6 +69,43 @@ async def get(
         query = query.with_for_update()
     result: Task | None = await session.scalar(query)
     return result
+
+
+# A task's two clocks joined to it: the rows that read tasks to show them load their clocks
+# in the same statement (and leave them in the unit of work's memo, see db.memo).
+_START = aliased(SlaClock, name="start_clock")
+_RESOLVE = aliased(SlaClock, name="resolve_clock")
+
+
+def _with_clocks(query: Select[Any]) -> Select[Any]:
+    return (
+        query.add_columns(_START, _RESOLVE)
+        .outerjoin(_START, and_(_START.task_id == Task.id, _START.kind == SlaKind.START.value))
+        .outerjoin(
+            _RESOLVE, and_(_RESOLVE.task_id == Task.id, _RESOLVE.kind == SlaKind.RESOLVE.value)
+        )
+    )
+
+
+def _remember_clocks(session: AsyncSession, rows: Any) -> list[Task]:
+    tasks = []
+    for task, start, resolve in rows:
+        remember_clocks(session, task.id, [c for c in (start, resolve) if c is not None])
+        tasks.append(task)
+    return tasks
+
+
+# Built once: the statements of the hottest reads are not rebuilt per request (building
+# one costs about as much CPU as executing it; SQLAlchemy's compiled cache needs only its
+# cache key).
+_GET_WITH_CLOCKS = _with_clocks(select(Task)).where(Task.id == bindparam("task_id"))
+
+
+async def get_with_clocks(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """The task (cancelled ones included) and its clocks, in one statement."""
+    rows = await session.execute(_GET_WITH_CLOCKS, {"task_id": task_id})
+    tasks = _remember_clocks(session, rows)
+    return tasks[0] if tasks else None
 
 
 async def lock_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Task]:
@@ -122,6 +164,41 @@ async def additional_assignees(
     return {task_id: list(known[task_id]) for task_id in set(task_ids) if known[task_id]}
 
 
+async def people(
+    session: AsyncSession, tasks: Sequence[Task]
+) -> tuple[dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, User]]:
+    """Each task's additional assignees (as :func:`additional_assignees` gives them) and
+    the users these tasks name (creator, assignee, additional assignees) by id: one
+    statement for both, where the unit of work does not know the assignees yet."""
+    known: dict[uuid.UUID, list[uuid.UUID]] = memo(session, ASSIGNEES)
+    task_ids = {task.id for task in tasks}
+    missing = task_ids - known.keys()
+    direct = {u for task in tasks for u in (task.created_by, task.assigned_to) if u}
+    users: dict[uuid.UUID, User] = {}
+    if missing:
+        rows = await session.execute(
+            select(User, TaskAssignee.task_id)
+            .outerjoin(
+                TaskAssignee,
+                and_(TaskAssignee.user_id == User.id, TaskAssignee.task_id.in_(missing)),
+            )
+            .where(or_(User.id.in_(direct), TaskAssignee.task_id.is_not(None)))
+            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+        )
+        loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
+        for user, task_id in rows:
+            users[user.id] = user
+            if task_id is not None:
+                loaded[task_id].append(user.id)
+        known.update(loaded)
+    extras = {task_id: list(known[task_id]) for task_id in task_ids if known[task_id]}
+    wanted = direct.union(*extras.values()) - users.keys()
+    if wanted:
+        for user in await session.scalars(select(User).where(User.id.in_(wanted))):
+            users[user.id] = user
+    return extras, users
+
+
 async def set_additional_assignees(
     session: AsyncSession, task_id: uuid.UUID, user_ids: Sequence[uuid.UUID], now: datetime
 ) -> None:
@@ -142,16 +219,44 @@ async def set_additional_assignees(
     await session.flush()
 
 
-async def audit_trail(
-    session: AsyncSession, task_id: uuid.UUID, limit: int = 500
-) -> list[AuditLog]:
-    rows = await session.scalars(
-        select(AuditLog)
-        .where(AuditLog.entity_type == "task", AuditLog.entity_id == task_id)
-        .order_by(AuditLog.seq)
-        .limit(limit)
+_AUDIT_TRAIL = (
+    select(
+        AuditLog.action,
+        AuditLog.actor_name,
+        AuditLog.actor_type,
+        AuditLog.actor_id,
+        AuditLog.timestamp,
+        AuditLog.changes,
     )
+    .where(AuditLog.entity_type == "task", AuditLog.entity_id == bindparam("task_id"))
+    .order_by(AuditLog.seq)
+    .limit(bindparam("limit"))
+)
+
+
+async def audit_trail(session: AsyncSession, task_id: uuid.UUID, limit: int = 500) -> list[Any]:
+    """The task's audit rows, oldest first: the columns a task's page shows (not the whole
+    row with its states and hashes)."""
+    rows = await session.execute(_AUDIT_TRAIL, {"task_id": task_id, "limit": limit})
     return list(rows)
+
+
+_SLA_EVENTS = (
+    select(
+        SlaEvent.id,
+        SlaEvent.event_type,
+        SlaEvent.severity,
+        SlaEvent.triggered_at,
+        SlaEvent.notification_sent,
+    )
+    .where(SlaEvent.task_id == bindparam("task_id"))
+    .order_by(SlaEvent.due_at, SlaEvent.event_type)
+)
+
+
+async def sla_events_brief(session: AsyncSession, task_id: uuid.UUID) -> list[Any]:
+    """The task's SLA events as a task's page lists them, in the order they fall due."""
+    return list(await session.execute(_SLA_EVENTS, {"task_id": task_id}))
 
 
 # --- SLA expressions -------------------------------------------------------------------
@@ -289,15 +394,20 @@ async def search(
         query = query.where(_sla_state_clause(filters.sla_state, now))
 
     total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    # Only the expression asked for is built (the deadline's is a large CASE).
     key: Any = {
-        "created_at": Task.created_at,
-        "updated_at": Task.updated_at,
-        "priority": _PRIORITY_RANK,
-        "deadline": next_deadline(),
-    }[sort]
+        "created_at": lambda: Task.created_at,
+        "updated_at": lambda: Task.updated_at,
+        "priority": lambda: _PRIORITY_RANK,
+        "deadline": next_deadline,
+    }[sort]()
     ordering = key.asc() if order == "asc" else key.desc()
     tiebreak = Task.id.asc() if order == "asc" else Task.id.desc()
-    rows = await session.scalars(
-        query.order_by(ordering, tiebreak).offset(params.offset).limit(params.page_size)
+    # The page's clocks come with it (a task has one of each kind: the join adds no row).
+    rows = await session.execute(
+        _with_clocks(query)
+        .order_by(ordering, tiebreak)
+        .offset(params.offset)
+        .limit(params.page_size)
     )
-    return list(rows), total
+    return _remember_clocks(session, rows), total

@@ -161,6 +161,14 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID, *, for_update: boo
     return task
 
 
+async def get_task_with_clocks(session: AsyncSession, task_id: uuid.UUID) -> Task:
+    """The task, or 404; its clocks are loaded with it (views then need not read them)."""
+    task = await repository.get_with_clocks(session, task_id)
+    if task is None:
+        raise NotFound("task", task_id)
+    return task
+
+
 async def escalate(
     session: AsyncSession, task_id: uuid.UUID, actor: Principal, now: datetime, reason: str | None
 ) -> EscalationEvent:

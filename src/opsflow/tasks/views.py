@@ -124,9 +124,7 @@ def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSum
 
 
 async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskRead]:
-    extras = await repository.additional_assignees(session, [t.id for t in tasks])
-    ids = {u for t in tasks for u in (t.created_by, t.assigned_to, *extras.get(t.id, [])) if u}
-    users = await users_repo.get_many(session, list(ids))
+    extras, users = await repository.people(session, tasks)
     views = await clock_views(session, tasks, now)
     return [
         TaskRead(
@@ -199,6 +197,6 @@ async def detail_view(
             triggered_at=e.triggered_at,
             notification_sent=e.notification_sent,
         )
-        for e in await sla_repo.events_of(session, [task.id])
+        for e in await repository.sla_events_brief(session, task.id)
     ]
     return TaskDetail(**read.model_dump(), sla_events=events, audit_trail=trail)

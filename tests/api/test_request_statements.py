@@ -1,0 +1,110 @@
+"""How many SQL statements the hottest requests run: a read of a task, a page of tasks, the
+caller's profile. Counted, not timed: each statement costs a round trip and CPU, and a
+change that adds one (an N+1, a relation loaded lazily) should be a deliberate one.
+
+The answers are checked too: what the fewer statements load must still be all the answer
+shows (clocks, additional assignees in their order, people, audit trail, SLA events)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+from opsflow.context import AppContext
+from tests.api.tasks_support import Headers, act, create_task
+from tests.conftest import assert_error
+from tests.factories import make_user
+
+
+@contextmanager
+def counted(app_context: AppContext) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app_context.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _sql(statements: list[str]) -> list[str]:
+    # SQLite transactions show up as cursor statements of their own; they are not queries.
+    return [s for s in statements if s.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}]
+
+
+async def test_reading_a_task_takes_four_statements(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    dev = await make_user(client, admin_headers, "developer")
+    first = await make_user(client, admin_headers, "developer")
+    second = await make_user(client, admin_headers, "developer")
+    task = await create_task(client, admin_headers, assigned_to=dev.id)
+    assigned = await act(
+        client,
+        task["id"],
+        "assign",
+        admin_headers,
+        {"assigned_to": dev.id, "additional_assignees": [second.id, first.id]},
+    )
+    await client.get("/auth/me", headers=admin_headers)  # the caller, resolved once
+
+    with counted(app_context) as statements:
+        response = await client.get(f"/tasks/{task['id']}", headers=admin_headers)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["assigned_to"]["id"] == dev.id
+    assert body["created_by"]["username"] == "admin"
+    extras = [u["id"] for u in body["additional_assignees"]]
+    assert sorted(extras) == sorted([first.id, second.id])
+    assert extras == [u["id"] for u in assigned.json()["additional_assignees"]]
+    assert body["sla_status"]["start_deadline"] is not None
+    assert body["sla_status"]["resolve_deadline"] is not None
+    assert [row["action"] for row in body["audit_trail"]] == ["TASK_CREATED", "TASK_ASSIGNED"]
+    assert body["sla_events"] == []
+    # the task with its two clocks; its people with its additional assignees; its audit
+    # trail; its SLA events
+    assert len(_sql(statements)) == 4, statements
+
+
+async def test_a_missing_task_is_404_after_one_statement(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    await client.get("/auth/me", headers=admin_headers)
+    with counted(app_context) as statements:
+        response = await client.get(
+            "/tasks/00000000-0000-0000-0000-000000000000", headers=admin_headers
+        )
+    assert_error(response, 404, "NOT_FOUND")
+    assert len(_sql(statements)) == 1, statements
+
+
+async def test_a_page_of_tasks_takes_three_statements(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    dev = await make_user(client, admin_headers, "developer")
+    for _ in range(5):
+        await create_task(client, admin_headers, priority="HIGH", assigned_to=dev.id)
+    await client.get("/auth/me", headers=admin_headers)
+
+    with counted(app_context) as statements:
+        response = await client.get("/tasks?page_size=3&sort=deadline", headers=admin_headers)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["pagination"]["total_items"] == 5
+    assert len(body["items"]) == 3
+    for item in body["items"]:
+        assert item["sla_status"]["start_deadline"] is not None
+        assert item["sla_status"]["state"] == "compliant"
+    assert {item["assigned_to"]["id"] for item in body["items"]} == {dev.id}
+    # the count; the page with its clocks; the assignees
+    assert len(_sql(statements)) == 3, statements
