@@ -26,13 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ingest import _event, _notification, _tickets
-from request_cpu import PASSWORD, Caller, database
+from request_cpu import PASSWORD, database, in_process_app
 
 from opsflow import schema
-from opsflow.app import create_app
-from opsflow.clock import SystemClock
-from opsflow.composition import build_context
-from opsflow.config import Settings
 
 
 def _write(path: str, text: str) -> None:
@@ -65,19 +61,7 @@ class Phase:
 
 
 async def measure(url: str, args: argparse.Namespace) -> None:
-    settings = Settings(
-        database_url=url,
-        admin_password=PASSWORD,
-        log_level="WARNING",
-        engine_enabled=False,
-        auto_migrate=False,
-        rate_limit_per_minute=10**9,
-        rate_limit_writes_per_minute=10**9,
-        rate_limit_login_per_minute=10**9,
-    )
-    context = build_context(settings, SystemClock())
-    app = create_app(settings, context=context)
-    call = Caller(app)
+    app, context, call = in_process_app(url)
 
     async def expect(status: int, method: str, path: str, body: Any) -> dict[str, Any]:
         got, answer = await call(method, path, body)

@@ -37,6 +37,7 @@ from opsflow.app import create_app
 from opsflow.clock import SystemClock
 from opsflow.composition import build_context
 from opsflow.config import Settings
+from opsflow.context import AppContext
 
 PASSWORD = "Bench-Admin-Pass-1"
 OPERATIONS = ("me", "get", "list", "create", "start")
@@ -122,7 +123,9 @@ def database(kind: str, folder: str) -> tuple[str, Callable[[], None]]:
     return url, lambda: asyncio.run(admin_run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
+def in_process_app(url: str) -> tuple[Any, AppContext, Caller]:
+    """The application on `url` without its engines, its context (close it at the end)
+    and a caller of it (no server)."""
     settings = Settings(
         database_url=url,
         admin_password=PASSWORD,
@@ -136,7 +139,11 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     context = build_context(settings, SystemClock())
     app = create_app(settings, context=context)
-    call = Caller(app)
+    return app, context, Caller(app)
+
+
+async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    app, context, call = in_process_app(url)
     results: dict[str, Any] = {}
     async with app.router.lifespan_context(app):
         status, body = await call(
