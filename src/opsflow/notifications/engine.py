@@ -2,12 +2,15 @@
 
 Short steps, so that no database transaction is open while a destination is slow:
 
-1. claim (one transaction): due PENDING/RETRY rows, ``FOR UPDATE SKIP LOCKED`` on
-   PostgreSQL; each gets a lease (its `scheduled_at` moves `notification_lease_seconds`,
-   ``OPSFLOW_NOTIFICATION_LEASE_SECONDS``, ahead), then commit;
+1. claim (one transaction): due PENDING/RETRY rows are taken and leased by one
+   ``UPDATE … RETURNING`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): their `scheduled_at`
+   moves `notification_lease_seconds`, ``OPSFLOW_NOTIFICATION_LEASE_SECONDS``, ahead; then
+   commit;
 2. send, outside any transaction, through the destination's circuit breaker;
 3. record (one short transaction per destination, when its deliveries of the batch have
-   been sent): if the row's lease is still ours, SENT; or RETRY at the backoff's next
+   been sent; the new columns are computed from those read at claim time, which the lease
+   keeps ours, and written by one executemany UPDATE by id): if the row's lease is still
+   ours, SENT; or RETRY at the backoff's next
    instant; or DEAD once `max_attempts` are spent; or FAILED when a retry cannot help (a
    4xx, no address). A delivery held by an open circuit is rescheduled without consuming
    an attempt. Every attempt is appended to `attempt_log`.
