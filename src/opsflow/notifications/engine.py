@@ -2,12 +2,15 @@
 
 Short steps, so that no database transaction is open while a destination is slow:
 
-1. claim (one transaction): due PENDING/RETRY rows, ``FOR UPDATE SKIP LOCKED`` on
-   PostgreSQL; each gets a lease (its `scheduled_at` moves `notification_lease_seconds`,
-   ``OPSFLOW_NOTIFICATION_LEASE_SECONDS``, ahead), then commit;
+1. claim (one transaction): due PENDING/RETRY rows are taken and leased by one
+   ``UPDATE … RETURNING`` (``FOR UPDATE SKIP LOCKED`` on PostgreSQL): their `scheduled_at`
+   moves `notification_lease_seconds`, ``OPSFLOW_NOTIFICATION_LEASE_SECONDS``, ahead; then
+   commit;
 2. send, outside any transaction, through the destination's circuit breaker;
 3. record (one short transaction per destination, when its deliveries of the batch have
-   been sent): if the row's lease is still ours, SENT; or RETRY at the backoff's next
+   been sent; the new columns are computed from those read at claim time, which the lease
+   keeps ours, and written by one executemany UPDATE by id): if the row's lease is still
+   ours, SENT; or RETRY at the backoff's next
    instant; or DEAD once `max_attempts` are spent; or FAILED when a retry cannot help (a
    4xx, no address). A delivery held by an open circuit is rescheduled without consuming
    an attempt. Every attempt is appended to `attempt_log`.
@@ -30,6 +33,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,11 +54,32 @@ HELD_RETRY = timedelta(seconds=30)
 
 @dataclass(frozen=True)
 class _Claim:
+    """A claimed notification: what to send, and the columns its outcome is computed from
+    (the lease keeps them ours until it is recorded)."""
+
     id: uuid.UUID
     lease: datetime
     delivery: Delivery | None
     problem: str | None  # why it cannot be sent at all
+    channel: str
+    status: str
+    attempts: int
+    max_attempts: int
+    attempt_log: list[Any]
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    error_message: str | None = None
     trace_context: str | None = None  # continued by the span of the send
+
+    @classmethod
+    def of(
+        cls, row: Notification, lease: datetime, delivery: Delivery | None, problem: str | None
+    ) -> _Claim:
+        return cls(
+            row.id, lease, delivery, problem, row.channel, row.status, row.attempts,
+            row.max_attempts, list(row.attempt_log or []), row.sent_at, row.failed_at,
+            row.error_message, row.trace_context,
+        )  # fmt: skip
 
 
 def _delivery(
@@ -119,17 +144,13 @@ async def _deliver(
     and the earliest instant a delivery is due afterwards."""
     async with unit_of_work(ctx.sessions) as session:
         now = ctx.clock.now()
-        rows = await repository.claim_due(session, now, batch)
+        lease = now + timedelta(seconds=ctx.settings.notification_lease_seconds)
+        rows = await repository.claim_and_lease(session, now, batch, lease)
         secrets = await repository.webhook_secrets(
             session, {r.webhook_id for r in rows if r.webhook_id}
         )
         rows = await _apply_windows(session, rows, now)
-        lease = now + timedelta(seconds=ctx.settings.notification_lease_seconds)
-        await repository.lease(session, [row.id for row in rows], lease)
-        claims = []
-        for row in rows:
-            delivery, problem = _delivery(ctx, row, secrets)
-            claims.append(_Claim(row.id, lease, delivery, problem, row.trace_context))
+        claims = [_Claim.of(row, lease, *_delivery(ctx, row, secrets)) for row in rows]
     counts["claimed"] = len(claims)
     started = now
     if not claims:
@@ -147,17 +168,17 @@ async def _deliver(
             by_destination[channel.destination_for(claim.delivery)].append(index)
 
     async def record(done: Sequence[tuple[_Claim, DeliveryResult | None]]) -> None:
+        now = ctx.clock.now()
+        outcomes = [(claim, *_record(ctx, claim, outcome, now)) for claim, outcome in done]
         async with unit_of_work(ctx.sessions) as session:
-            now = ctx.clock.now()
-            rows = await repository.lock_many(session, [claim.id for claim, _ in done])
-            for claim, outcome in done:
-                current = rows.get(claim.id)
-                if current is None or current.scheduled_at != claim.lease:
-                    continue  # the lease ran out and another engine took it over
-                label = _record(ctx, current, claim, outcome, now)
-                ctx.metrics.notification_deliveries.labels(current.channel, label).inc()
-                counts["sent"] += label == "sent"
-                counts["failed"] += label in ("failed", "dead")
+            ours = await repository.still_leased(session, [c.id for c, _, _ in outcomes], lease)
+            # a lease that ran out: another engine took the row over, its record is theirs
+            outcomes = [entry for entry in outcomes if entry[0].id in ours]
+            await repository.record_many(session, [values for _, _, values in outcomes])
+        for claim, label, _ in outcomes:
+            ctx.metrics.notification_deliveries.labels(claim.channel, label).inc()
+            counts["sent"] += label == "sent"
+            counts["failed"] += label in ("failed", "dead")
 
     async def send_all(indexes: list[int]) -> None:
         done: list[tuple[_Claim, DeliveryResult | None]] = []
@@ -243,28 +264,29 @@ async def _apply_windows(
 
 
 def _record(
-    ctx: AppContext,
-    row: Notification,
-    claim: _Claim,
-    outcome: DeliveryResult | None,
-    now: datetime,
-) -> str:
-    row.updated_at = now
+    ctx: AppContext, claim: _Claim, outcome: DeliveryResult | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """The outcome's label and the row's new columns (`repository.RECORDED`)."""
+    row: dict[str, Any] = {
+        "id": claim.id, "lease": claim.lease, "status": claim.status,
+        "attempts": claim.attempts, "scheduled_at": claim.lease, "sent_at": claim.sent_at,
+        "failed_at": claim.failed_at, "error_message": claim.error_message, "updated_at": now,
+    }  # fmt: skip
+    log = claim.attempt_log
     if outcome is None:  # nothing to send it to: retrying cannot help
-        row.status, row.failed_at, row.error_message = NotificationStatus.FAILED, now, claim.problem
-        row.attempt_log = [*row.attempt_log, {"at": now, "ok": False, "error": claim.problem}]
-        row.attempt_log = to_jsonable(row.attempt_log)
-        return "failed"
+        row.update(status=NotificationStatus.FAILED, failed_at=now, error_message=claim.problem)
+        row["attempt_log"] = to_jsonable([*log, {"at": now, "ok": False, "error": claim.problem}])
+        return "failed", row
     if outcome.held:
-        row.scheduled_at = outcome.retry_at or now + HELD_RETRY
-        row.attempt_log = to_jsonable(
-            [*row.attempt_log, {"at": now, "ok": False, "held": True, "error": outcome.error}]
+        row["scheduled_at"] = outcome.retry_at or now + HELD_RETRY
+        row["attempt_log"] = to_jsonable(
+            [*log, {"at": now, "ok": False, "held": True, "error": outcome.error}]
         )
-        return "held"
-    row.attempts += 1
-    row.attempt_log = to_jsonable(
+        return "held", row
+    attempts = row["attempts"] = claim.attempts + 1
+    row["attempt_log"] = to_jsonable(
         [
-            *row.attempt_log,
+            *log,
             {
                 "at": now,
                 "ok": outcome.ok,
@@ -275,21 +297,21 @@ def _record(
         ]
     )
     if outcome.ok:
-        row.status, row.sent_at, row.error_message = NotificationStatus.SENT, now, None
-        return "sent"
-    row.error_message = outcome.error
+        row.update(status=NotificationStatus.SENT, sent_at=now, error_message=None)
+        return "sent", row
+    row["error_message"] = outcome.error
     if not outcome.retryable:
-        row.status, row.failed_at = NotificationStatus.FAILED, now
-        return "failed"
-    if row.attempts >= row.max_attempts:
-        row.status, row.failed_at = NotificationStatus.DEAD, now
-        return "dead"
-    row.status = NotificationStatus.RETRY
-    row.scheduled_at = next_attempt_at(
-        row.attempts,
+        row.update(status=NotificationStatus.FAILED, failed_at=now)
+        return "failed", row
+    if attempts >= claim.max_attempts:
+        row.update(status=NotificationStatus.DEAD, failed_at=now)
+        return "dead", row
+    row["status"] = NotificationStatus.RETRY
+    row["scheduled_at"] = next_attempt_at(
+        attempts,
         now,
         base=timedelta(seconds=ctx.settings.notification_retry_base_seconds),
         rng=ctx.notifier.rng,
         retry_after=outcome.retry_after,
     )
-    return "retry"
+    return "retry", row

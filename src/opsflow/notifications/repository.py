@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow import db
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import DELIVERABLE
 from opsflow.models.notification import (
@@ -57,11 +57,6 @@ async def assignees(session: AsyncSession, task: Task) -> list[uuid.UUID]:
         select(TaskAssignee.user_id).where(TaskAssignee.task_id == task.id)
     )
     return [u for u in ([task.assigned_to] if task.assigned_to else []) + list(extra)]
-
-
-async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[Notification]:
-    due, deliverable = Notification.scheduled_at, Notification.status.in_(DELIVERABLE)
-    return await db.claim_due(session, Notification, due, now, limit, where=[deliverable])
 
 
 async def webhook_secrets(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -121,28 +116,66 @@ async def get(
     return await session.get(Notification, notification_id, with_for_update=for_update)
 
 
-async def lease(session: AsyncSession, ids: Sequence[uuid.UUID], until: datetime) -> None:
-    """Move the claimed notifications' `scheduled_at` to the end of their lease, in one
-    statement (the loaded rows are updated with it)."""
-    if ids:
-        query = update(Notification).where(Notification.id.in_(ids)).values(scheduled_at=until)
-        await session.execute(query)
-
-
-async def lock_many(
-    session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Notification]:
-    """These notifications (those that still exist), locked in one statement; in id order,
-    so that two units of work locking overlapping sets cannot deadlock."""
-    if not ids:
-        return {}
+async def claim_and_lease(
+    session: AsyncSession, now: datetime, limit: int, lease: datetime
+) -> list[Notification]:
+    """Take up to `limit` due PENDING/RETRY notifications, the most overdue first, and move
+    their `scheduled_at` to `lease`, in one statement: ``UPDATE … WHERE id IN (SELECT …
+    LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …`` on PostgreSQL, so engines side by side
+    never take the same row; SQLite serialises writers and needs no lock clause."""
+    due = (
+        select(Notification.id)
+        .where(Notification.scheduled_at <= now, Notification.status.in_(DELIVERABLE))
+        .order_by(Notification.scheduled_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
     query = (
-        select(Notification)
-        .where(Notification.id.in_(set(ids)))
+        update(Notification)
+        .where(Notification.id.in_(due.scalar_subquery()))
+        .values(scheduled_at=lease)
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    return list(await session.scalars(query))
+
+
+async def still_leased(
+    session: AsyncSession, ids: Sequence[uuid.UUID], lease: datetime
+) -> set[uuid.UUID]:
+    """Which of these notifications still carry this engine's lease, locked in id order (two
+    units of work locking overlapping sets cannot deadlock). Ids only: no rows loaded."""
+    if not ids:
+        return set()
+    query = (
+        select(Notification.id)
+        .where(Notification.id.in_(set(ids)), Notification.scheduled_at == lease)
         .order_by(Notification.id)
         .with_for_update()
     )
-    return {row.id: row for row in await session.scalars(query)}
+    return set(await session.scalars(query))
+
+
+_TABLE = cast(Table, Notification.__table__)
+RECORDED = (
+    "status", "attempts", "attempt_log", "scheduled_at", "sent_at", "failed_at",
+    "error_message", "updated_at",
+)  # fmt: skip
+_RECORD = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("b_id"), _TABLE.c.scheduled_at == bindparam("b_lease"))
+    .values({name: bindparam(f"b_{name}") for name in RECORDED})
+)
+
+
+async def record_many(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Write deliveries' outcomes, one executemany UPDATE by id, no ORM rows: each dict has
+    `id`, `lease` (the row is written only if it still carries it) and every `RECORDED`
+    column."""
+    if rows:
+        params = [{f"b_{key}": value for key, value in row.items()} for row in rows]
+        await session.execute(_RECORD, params)
 
 
 @dataclass(frozen=True)
