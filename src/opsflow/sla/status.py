@@ -23,6 +23,24 @@ State = Literal["compliant", "warning", "critical", "breached"]
 STATES: tuple[State, ...] = ("compliant", "warning", "critical", "breached")
 _LEVEL: dict[State, int] = {state: level for level, state in enumerate(STATES)}
 _AT_RISK = frozenset(("warning", "critical"))
+# What a view reads of a clock row.
+_COLUMNS = frozenset(
+    (
+        "kind",
+        "status",
+        "cancelled",
+        "target_minutes",
+        "started_at",
+        "deadline",
+        "warning_at",
+        "critical_at",
+        "stopped_at",
+        "paused_at",
+        "calendar_name",
+        "calendar_spec",
+        "pauses",
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +70,24 @@ class ClockView:
 
     @classmethod
     def of(cls, clock: SlaClock, now: datetime) -> ClockView:
-        stopped_at, paused_at, deadline = clock.stopped_at, clock.paused_at, clock.deadline
+        # The loaded row's values, read from the instance's own dictionary: a page of tasks
+        # makes 40 views, and each instrumented attribute read costs a descriptor call.
+        row = clock.__dict__
+        if not _COLUMNS.issubset(row):  # a column not loaded (or expired): read it normally
+            row = {name: getattr(clock, name) for name in _COLUMNS}
+        stopped_at, paused_at, deadline = row["stopped_at"], row["paused_at"], row["deadline"]
+        started_at, status_stored = row["started_at"], row["status"]
         # A paused clock stands still at the instant it was paused.
         until = stopped_at or paused_at or now
-        calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
+        calendar = calendar_of(row["calendar_name"], row["calendar_spec"])
         elapsed = working_seconds(
-            calendar, clock.started_at, max(until, clock.started_at), pause_intervals(clock.pauses)
+            calendar, started_at, max(until, started_at), pause_intervals(row["pauses"])
         )
         running = stopped_at is None
         # A running clock breaches at the deadline instant itself; a stopped clock met its
         # target if it stopped at or before the deadline.
         breached = (
-            clock.status == ClockStatus.BREACHED
+            status_stored == ClockStatus.BREACHED
             or (running and until >= deadline)
             or (not running and until > deadline)
         )
@@ -72,21 +96,21 @@ class ClockView:
             state = "breached"
         elif not running:
             state = "compliant"
-        elif clock.critical_at is not None and until >= clock.critical_at:
+        elif row["critical_at"] is not None and until >= row["critical_at"]:
             state = "critical"
-        elif clock.warning_at is not None and until >= clock.warning_at:
+        elif row["warning_at"] is not None and until >= row["warning_at"]:
             state = "warning"
         else:
             state = "compliant"
         return cls(
-            kind=clock.kind,
-            status_stored=clock.status,
-            cancelled=clock.cancelled or clock.status == ClockStatus.CANCELLED,
-            target_minutes=clock.target_minutes,
-            started_at=clock.started_at,
+            kind=row["kind"],
+            status_stored=status_stored,
+            cancelled=row["cancelled"] or status_stored == ClockStatus.CANCELLED,
+            target_minutes=row["target_minutes"],
+            started_at=started_at,
             deadline=deadline,
-            warning_at=clock.warning_at,
-            critical_at=clock.critical_at,
+            warning_at=row["warning_at"],
+            critical_at=row["critical_at"],
             stopped_at=stopped_at,
             paused_at=paused_at,
             now=now,
@@ -97,7 +121,7 @@ class ClockView:
             breached=breached,
             state=state,
             # Breached shows at the deadline even before the engine's pass records it.
-            status=ClockStatus.BREACHED if breached else clock.status,
+            status=ClockStatus.BREACHED if breached else status_stored,
         )
 
     @property
