@@ -10,6 +10,7 @@ of the measured loops (pip install pyinstrument).
     BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/request_cpu.py
     python bench/request_cpu.py --operations get --profile /tmp/get.prof
     python bench/request_cpu.py --database sqlite --calls   # + function calls per request
+    python bench/request_cpu.py --database sqlite --calls --calls-dump /tmp/calls  # + pstats
 """
 
 from __future__ import annotations
@@ -199,7 +200,10 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(size):
                     await requests[op]()
                 counter.disable()
-                calls = pstats.Stats(counter).total_calls  # type: ignore[attr-defined]
+                stats = pstats.Stats(counter)
+                calls = stats.total_calls  # type: ignore[attr-defined]
+                if args.calls_dump:
+                    stats.dump_stats(f"{args.calls_dump}.{op}")
                 results[f"{op}_calls"] = (calls / size, calls / size)
     await context.close()
     if profiler:
@@ -222,6 +226,11 @@ def main() -> None:
         "--calls",
         action="store_true",
         help="also count Python function calls per request (deterministic; cProfile)",
+    )
+    parser.add_argument(
+        "--calls-dump",
+        metavar="PREFIX",
+        help="with --calls: write each operation's cProfile stats to PREFIX.<operation>",
     )
     args = parser.parse_args()
     kinds = ("postgresql", "sqlite") if args.database == "both" else (args.database,)

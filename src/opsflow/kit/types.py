@@ -10,6 +10,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+_TIMESTAMPTZ_OID = 1184
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes in and out, whatever the backend keeps.
@@ -31,6 +33,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        # asyncpg decodes a `timestamptz` column (type oid 1184) to an aware UTC datetime
+        # already: no per-value call for the columns the server says are `timestamptz` (a
+        # page of tasks reads hundreds). Anything else goes through process_result_value.
+        if dialect.driver == "asyncpg" and coltype == _TIMESTAMPTZ_OID:
+            return self.impl_instance.result_processor(dialect, coltype)
+        return super().result_processor(dialect, coltype)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -22,10 +22,32 @@ from opsflow.sla.clocks import calendar_of, pause_intervals
 State = Literal["compliant", "warning", "critical", "breached"]
 STATES: tuple[State, ...] = ("compliant", "warning", "critical", "breached")
 _LEVEL: dict[State, int] = {state: level for level, state in enumerate(STATES)}
+_AT_RISK = frozenset(("warning", "critical"))
+# What a view reads of a clock row.
+_COLUMNS = frozenset(
+    (
+        "kind",
+        "status",
+        "cancelled",
+        "target_minutes",
+        "started_at",
+        "deadline",
+        "warning_at",
+        "critical_at",
+        "stopped_at",
+        "paused_at",
+        "calendar_name",
+        "calendar_spec",
+        "pauses",
+    )
+)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClockView:
+    """One clock as it stands at `now`. Every derived figure (state, remaining time, ...) is
+    worked out once, when the view is made: a page of tasks reads each several times."""
+
     kind: str  # START | RESOLVE
     status_stored: str  # ACTIVE | PAUSED | MET | BREACHED | CANCELLED
     cancelled: bool  # stopped by cancellation (a breached clock keeps BREACHED)
@@ -38,42 +60,69 @@ class ClockView:
     paused_at: datetime | None
     now: datetime
     working_elapsed: timedelta
+    # Derived from the above (see `of`).
+    running: bool
+    until: datetime  # the instant the clock stands at: stopped, paused, or `now`
+    remaining: timedelta  # wall-clock time left until the deadline (negative when overdue)
+    breached: bool
+    state: State
+    status: str
 
     @classmethod
     def of(cls, clock: SlaClock, now: datetime) -> ClockView:
-        until = clock.stopped_at or clock.paused_at or now
-        calendar = calendar_of(clock.calendar_name, clock.calendar_spec)
+        # The loaded row's values, read from the instance's own dictionary: a page of tasks
+        # makes 40 views, and each instrumented attribute read costs a descriptor call.
+        row = clock.__dict__
+        if not _COLUMNS.issubset(row):  # a column not loaded (or expired): read it normally
+            row = {name: getattr(clock, name) for name in _COLUMNS}
+        stopped_at, paused_at, deadline = row["stopped_at"], row["paused_at"], row["deadline"]
+        started_at, status_stored = row["started_at"], row["status"]
+        # A paused clock stands still at the instant it was paused.
+        until = stopped_at or paused_at or now
+        calendar = calendar_of(row["calendar_name"], row["calendar_spec"])
         elapsed = working_seconds(
-            calendar, clock.started_at, max(until, clock.started_at), pause_intervals(clock.pauses)
+            calendar, started_at, max(until, started_at), pause_intervals(row["pauses"])
         )
+        running = stopped_at is None
+        # A running clock breaches at the deadline instant itself; a stopped clock met its
+        # target if it stopped at or before the deadline.
+        breached = (
+            status_stored == ClockStatus.BREACHED
+            or (running and until >= deadline)
+            or (not running and until > deadline)
+        )
+        state: State
+        if breached:
+            state = "breached"
+        elif not running:
+            state = "compliant"
+        elif row["critical_at"] is not None and until >= row["critical_at"]:
+            state = "critical"
+        elif row["warning_at"] is not None and until >= row["warning_at"]:
+            state = "warning"
+        else:
+            state = "compliant"
         return cls(
-            kind=clock.kind,
-            status_stored=clock.status,
-            cancelled=clock.cancelled or clock.status == ClockStatus.CANCELLED,
-            target_minutes=clock.target_minutes,
-            started_at=clock.started_at,
-            deadline=clock.deadline,
-            warning_at=clock.warning_at,
-            critical_at=clock.critical_at,
-            stopped_at=clock.stopped_at,
-            paused_at=clock.paused_at,
+            kind=row["kind"],
+            status_stored=status_stored,
+            cancelled=row["cancelled"] or status_stored == ClockStatus.CANCELLED,
+            target_minutes=row["target_minutes"],
+            started_at=started_at,
+            deadline=deadline,
+            warning_at=row["warning_at"],
+            critical_at=row["critical_at"],
+            stopped_at=stopped_at,
+            paused_at=paused_at,
             now=now,
             working_elapsed=timedelta(seconds=elapsed),
+            running=running,
+            until=until,
+            remaining=deadline - until,
+            breached=breached,
+            state=state,
+            # Breached shows at the deadline even before the engine's pass records it.
+            status=ClockStatus.BREACHED if breached else status_stored,
         )
-
-    @property
-    def running(self) -> bool:
-        return self.stopped_at is None
-
-    @property
-    def until(self) -> datetime:
-        # A paused clock stands still at the instant it was paused.
-        return self.stopped_at or self.paused_at or self.now
-
-    @property
-    def remaining(self) -> timedelta:
-        """Wall-clock time left until the deadline (negative when overdue)."""
-        return self.deadline - self.until
 
     @property
     def elapsed(self) -> timedelta:
@@ -88,39 +137,10 @@ class ClockView:
         return round(100.0 * self.working_elapsed.total_seconds() / target, 2)
 
     @property
-    def breached(self) -> bool:
-        # A running clock breaches at the deadline instant itself; a stopped clock met its
-        # target if it stopped at or before the deadline.
-        if self.status_stored == ClockStatus.BREACHED:
-            return True
-        if self.running:
-            return self.until >= self.deadline
-        return self.until > self.deadline
-
-    @property
     def met(self) -> bool | None:
         if self.running or self.cancelled:
             return None
         return not self.breached
-
-    @property
-    def state(self) -> State:
-        if self.breached:
-            return "breached"
-        if not self.running:
-            return "compliant"
-        if self.critical_at is not None and self.until >= self.critical_at:
-            return "critical"
-        if self.warning_at is not None and self.until >= self.warning_at:
-            return "warning"
-        return "compliant"
-
-    @property
-    def status(self) -> str:
-        # Breached shows at the deadline even before the engine's pass records it.
-        if self.breached:
-            return ClockStatus.BREACHED
-        return self.status_stored
 
     def remaining_text(self) -> str:
         seconds = self.remaining.total_seconds()
@@ -153,27 +173,34 @@ def worst_state(*clocks: ClockView) -> State:
 
 def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> dict[str, Any]:
     """The `sla_status` block, with machine-readable fields beside the human ones."""
-    current = start if start.running and resolve.running else resolve
-    state = worst_state(start, resolve)
+    # Each clock's remaining time is written out once (the current clock is one of them).
+    start_text = start.remaining_text() if start.running else None
+    if start.running and resolve.running:
+        current, current_text = start, start_text
+    else:
+        current = resolve
+        current_text = resolve.remaining_text() if resolve.running else None
+    start_state, resolve_state = start.state, resolve.state
     result: dict[str, Any] = {
-        "state": state,
+        "state": start_state if _LEVEL[start_state] >= _LEVEL[resolve_state] else resolve_state,
         "start_deadline": start.deadline,
         "start_met": start.met,
         "start_time_taken": humanize(start.stopped_at - created_at)
         if start.stopped_at and not start.cancelled
         else None,
-        "start_time_remaining": start.remaining_text() if start.running else None,
+        "start_time_remaining": start_text,
         "resolve_deadline": resolve.deadline,
         "resolve_met": resolve.met,
         "total_time": humanize(resolve.elapsed)
         if resolve.stopped_at and not resolve.cancelled
         else None,
-        "time_remaining": current.remaining_text() if current.running else None,
+        "time_remaining": current_text,
         "time_remaining_seconds": int(current.remaining.total_seconds())
         if current.running
         else None,
-        "at_risk": any(c.running and c.state in ("warning", "critical") for c in (start, resolve)),
-        "breach_count": sum(1 for c in (start, resolve) if c.breached),
+        "at_risk": (start.running and start_state in _AT_RISK)
+        or (resolve.running and resolve_state in _AT_RISK),
+        "breach_count": start.breached + resolve.breached,
         "clocks": [start.as_dict(), resolve.as_dict()],
     }
     return result

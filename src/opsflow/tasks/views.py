@@ -123,21 +123,28 @@ def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSum
     return UserSummary.model_validate(users[user_id])
 
 
+def _read_fields(
+    task: Task,
+    users: dict[uuid.UUID, User],
+    extras: dict[uuid.UUID, list[uuid.UUID]],
+    views: dict[uuid.UUID, tuple[sla.ClockView, sla.ClockView]],
+) -> dict[str, Any]:
+    """What TaskRead shows of a task, as keyword arguments (TaskDetail adds to them)."""
+    return {
+        **_fields(task),
+        "created_by": _summary(users, task.created_by),
+        "assigned_to": _summary(users, task.assigned_to),
+        "additional_assignees": [
+            s for s in (_summary(users, u) for u in extras.get(task.id, [])) if s
+        ],
+        "sla_status": sla_status_of(task, views[task.id]),
+    }
+
+
 async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime) -> list[TaskRead]:
     extras, users = await repository.people(session, tasks)
     views = await clock_views(session, tasks, now)
-    return [
-        TaskRead(
-            **_fields(task),
-            created_by=_summary(users, task.created_by),
-            assigned_to=_summary(users, task.assigned_to),
-            additional_assignees=[
-                s for s in (_summary(users, u) for u in extras.get(task.id, [])) if s
-            ],
-            sla_status=sla_status_of(task, views[task.id]),
-        )
-        for task in tasks
-    ]
+    return [TaskRead(**_read_fields(task, users, extras, views)) for task in tasks]
 
 
 async def list_views(
@@ -173,7 +180,8 @@ async def detail_view(
 ) -> TaskDetail:
     """The task with its SLA events and, for callers who may read the audit log, its audit
     trail (left out otherwise)."""
-    read = (await read_views(session, [task], now))[0]
+    extras, users = await repository.people(session, [task])
+    views = await clock_views(session, [task], now)
     trail = (
         [
             AuditTrailEntry(
@@ -199,4 +207,7 @@ async def detail_view(
         )
         for e in await repository.sla_events_brief(session, task.id)
     ]
-    return TaskDetail(**read.model_dump(), sla_events=events, audit_trail=trail)
+    # Built in one go (not a TaskRead copied into a TaskDetail).
+    return TaskDetail(
+        **_read_fields(task, users, extras, views), sla_events=events, audit_trail=trail
+    )
