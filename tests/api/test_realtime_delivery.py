@@ -21,7 +21,8 @@ from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
 from opsflow.context import AppContext
 from opsflow.models.outbox import OutboxEvent
-from opsflow.realtime.bus import BUS
+from opsflow.realtime.bus import BUS, Listener
+from opsflow.realtime.consumer import last_id, since
 from opsflow.realtime.hub import HUB
 from opsflow.realtime.transport import encode_text
 from tests.api.ws_support import GIVE_UP_SECONDS, connected, token_of
@@ -250,3 +251,30 @@ async def test_the_pruner_keeps_the_window_then_a_stale_since_is_told_to_resync(
     async with connected(app, headers, ["tasks"], since=newest) as ws:
         (replayed,) = await ws.drain()
     assert replayed["id"] == newest + 1
+
+
+async def test_the_redis_listener_hands_what_arrived_together_over_as_one_batch(
+    app: Any,
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(5):
+        clock.set(T0 + timedelta(seconds=n))
+        await make_task(client, admin_headers, title=f"arrived {n}")
+    await _relay(app_context)
+    async with app_context.sessions() as session:
+        first = await last_id(session) - 4
+        frames = await since(session, first - 1, 5)
+    assert [f["id"] for f in frames] == list(range(first, first + 5))
+    batches: list[list[int]] = []
+    monkeypatch.setattr(HUB, "publish_many", lambda fs: batches.append([f["id"] for f in fs]))
+    listener = Listener("redis://unused/0", app_context.sessions)
+    listener.last = first - 1
+    f0, _f1, f2, f3, f4 = frames
+    # Arrived together: a duplicate, a gap (read from the outbox), then a late copy.
+    await listener._receive([f0, f0, f3, f4, f2])
+    assert batches == [[first], [first + 1, first + 2], [first + 3, first + 4]]
+    assert listener.last == first + 4

@@ -191,6 +191,12 @@ class Bus:
         self._queue = None
 
 
+def _frames(message: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if message is None or message.get("type") != "message":
+        return []
+    return [json.loads(message["data"])]
+
+
 class Listener:
     """An API process's subscription to the Redis channel, feeding its hub.
 
@@ -211,31 +217,46 @@ class Listener:
         self._task = asyncio.create_task(self._run())
 
     async def _catch_up(self, before: int | None = None) -> None:
-        """Hand over the outbox's streamed events after the cursor (and before `before`)."""
+        """Hand over the outbox's streamed events after the cursor (and before `before`),
+        in batches of at most the bus's batch size."""
         from opsflow.realtime.consumer import since  # the consumer imports this module
 
         if self.last is None:
             return
         while True:
             async with self.sessions() as session:
-                frames = await since(session, self.last, 1000)
+                frames = await since(session, self.last, REFILL_PAGE)
+            page = len(frames)
             frames = [f for f in frames if before is None or int(f["id"]) < before]
-            for frame in frames:
-                HUB.publish(frame)
-                self.last = int(frame["id"])
-                await asyncio.sleep(0)  # the writers' turn
-            if len(frames) < 1000:
+            for start in range(0, len(frames), BUS.batch):
+                await self._hand_over(frames[start : start + BUS.batch])
+            if page < REFILL_PAGE or len(frames) < page:
                 return
 
-    async def _receive(self, frame: dict[str, Any]) -> None:
-        ident = int(frame["id"])
-        if self.last is not None and ident <= self.last:
-            return  # already handed over (read from the outbox)
-        if self.last is not None and ident > self.last + 1:
-            await self._catch_up(before=ident)
-        HUB.publish(frame)
-        self.last = ident
-        await asyncio.sleep(0)  # the writers' turn
+    async def _hand_over(self, frames: list[dict[str, Any]]) -> None:
+        if frames:
+            HUB.publish_many(frames)
+            self.last = int(frames[-1]["id"])
+            await asyncio.sleep(0)  # the writers' turn
+
+    async def _receive(self, frames: list[dict[str, Any]]) -> None:
+        """Hand what arrived together to the hub as one batch (as the bus does without
+        Redis): in id order, without what was already handed over, and with any ids
+        missing before a frame read from the outbox first."""
+        out: list[dict[str, Any]] = []
+        for frame in frames:
+            ident = int(frame["id"])
+            last = int(out[-1]["id"]) if out else self.last
+            if last is not None and ident <= last:
+                continue  # already handed over (read from the outbox)
+            if last is not None and ident > last + 1:
+                await self._hand_over(out)
+                out = []
+                await self._catch_up(before=ident)
+                if self.last is not None and ident <= self.last:
+                    continue
+            out.append(frame)
+        await self._hand_over(out)
 
     async def _start_cursor(self) -> None:
         from opsflow.realtime.consumer import last_id
@@ -256,9 +277,14 @@ class Listener:
                     await pubsub.subscribe(channel)
                     await self._catch_up()  # what was published while not subscribed
                     self.subscribed.set()
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            await self._receive(json.loads(message["data"]))
+                    while True:  # what arrived together is handed over together
+                        frames = _frames(await pubsub.get_message(timeout=None))
+                        while len(frames) < BUS.batch:
+                            more = await pubsub.get_message(timeout=0)
+                            if more is None:
+                                break
+                            frames += _frames(more)
+                        await self._receive(frames)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: subscribe again
