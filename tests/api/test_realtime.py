@@ -463,3 +463,18 @@ async def test_api_clients_internal_comments_with_a_tasks_scope_and_no_socket_wi
         await _relay(app_context)
         frames = await robot.drain()
     assert [(f["type"], f["data"]["internal"]) for f in frames] == [("comment.created", True)]
+
+
+async def test_one_heartbeat_sweep_pings_every_connection_and_closes_expired_quiet_ones(
+    app: Any, clock: SettableClock, admin_headers: dict[str, str]
+) -> None:
+    async with connected(app, admin_headers) as first, connected(app, admin_headers) as second:
+        HUB.ping_all()
+        assert await first.drain() == [{"type": "ping"}]
+        assert await second.drain() == [{"type": "ping"}]
+        clock.set(T0 + timedelta(hours=48))  # both tokens expired; neither socket sends
+        HUB.ping_all()
+        for ws in (first, second):
+            with pytest.raises(Closed) as closed:
+                await ws.receive()
+            assert closed.value.code == 4401

@@ -139,6 +139,7 @@ class Connection:
                 f"At most {settings.ws_max_connections_per_user} connections per user",
             )
             return
+        HUB.heartbeat(settings.ws_ping_interval_seconds)
         try:
             subscriber.offer(_auth_ok(principal, self.expires_at))
             await self._serve(subscriber)
@@ -166,7 +167,6 @@ class Connection:
         tasks = [
             asyncio.create_task(self._read(subscriber)),
             asyncio.create_task(self._write(subscriber)),
-            asyncio.create_task(self._ping(subscriber)),
         ]
         evicted = asyncio.create_task(subscriber.overflowed.wait())
         try:
@@ -216,13 +216,6 @@ class Connection:
             HUB.stats.sent += 1
             if committed is not None:
                 self.ctx.metrics.ws_delivery.observe(max(0.0, time.time() - committed))
-
-    async def _ping(self, subscriber: Subscriber) -> None:
-        """An application-level ping frame every interval; it also notices an expired
-        token on a quiet connection."""
-        while True:
-            await asyncio.sleep(self.ctx.settings.ws_ping_interval_seconds)
-            subscriber.offer({"type": "ping"})
 
     async def _read(self, subscriber: Subscriber) -> None:
         while True:

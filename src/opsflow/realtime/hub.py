@@ -212,6 +212,7 @@ class Hub:
         # Bytes a transport may hold before the hub evicts its connection instead of
         # writing more (OPSFLOW_WS_WRITE_BUFFER_BYTES; set when a connection opens).
         self.write_buffer_limit = 256 * 1024
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def join(self, subscriber: Subscriber, *, limit: int) -> bool:
         """Register a connection; False (and counted as refused) past `limit` per user."""
@@ -233,6 +234,31 @@ class Hub:
         if not self._per_user[key]:
             del self._per_user[key]
         self.stats.open -= 1
+        if not self._subscribers and self._heartbeat is not None:
+            self._heartbeat.cancel()  # no connection left to ping
+            self._heartbeat = None
+
+    def heartbeat(self, interval: float) -> None:
+        """Start this process's one heartbeat sweep (if it is not running in this event
+        loop): every `interval` seconds a `ping` frame to every connection, instead of a
+        timer per connection. The frame also makes a quiet connection whose token expired
+        close (4401) through its writer."""
+        task = self._heartbeat
+        loop = asyncio.get_running_loop()
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._heartbeat = loop.create_task(self._sweep(interval))
+
+    async def _sweep(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.ping_all()
+
+    def ping_all(self) -> None:
+        """Offer a `ping` frame to every connection (serialised once)."""
+        frame = {"type": "ping"}
+        shared = {**frame, TEXT_KEY: json.dumps(frame, separators=(",", ":"))}
+        for subscriber in tuple(self._subscribers):
+            subscriber.offer(shared)
 
     def publish(self, frame: dict[str, Any]) -> None:
         """Offer one event frame (see `publish_many`)."""
