@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, text, update
 
@@ -20,7 +21,7 @@ LEASE = T0 + timedelta(minutes=5)
 
 async def _queue(ctx: AppContext, minutes: list[int], status: str = "PENDING") -> list[uuid.UUID]:
     """Webhook notifications due `minutes` from T0 (negative: overdue), in one statement."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": uuid.uuid4(),
             "source_event_id": uuid.uuid4(),

@@ -204,7 +204,9 @@ async def test_copied_histories_keep_the_chain_and_their_own_ids(
                 assert sla_clock.deadline == plan_of(sla_clock).deadline
             assert sla_clock.stopped_at is None or sla_clock.stopped_at <= end
         events = list(await session.scalars(select(SlaEvent)))
-        assert all(by_clock[e.clock_id].task_id == e.task_id for e in events)
+        assert all(
+            e.clock_id is not None and by_clock[e.clock_id].task_id == e.task_id for e in events
+        )
         assert all(e.triggered_at <= end for e in events)
         # Each task's audit rows name it, and its creation is audited at its creation.
         created = {

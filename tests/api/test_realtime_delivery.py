@@ -26,8 +26,8 @@ from opsflow.realtime.consumer import last_id, since
 from opsflow.realtime.hub import HUB
 from opsflow.realtime.transport import encode_text
 from tests.api.ws_support import GIVE_UP_SECONDS, connected, token_of
-from tests.conftest import ADMIN_PASSWORD, T0
-from tests.factories import login, make_task
+from tests.conftest import T0
+from tests.factories import ADMIN_PASSWORD, login, make_task
 
 STARTS = 50  # bounded polls for the in-process server to come up (a safety net)
 
@@ -63,7 +63,7 @@ async def _relay(ctx: AppContext) -> None:
 
 
 async def _frames_until(ws: Any, kind: str) -> list[dict[str, Any]]:
-    frames = []
+    frames: list[dict[str, Any]] = []
     while not frames or frames[-1]["type"] != kind:
         frames.append(json.loads(await asyncio.wait_for(ws.recv(), GIVE_UP_SECONDS)))
     return frames
@@ -121,7 +121,7 @@ async def _read_to_the_close(ws: Any) -> tuple[list[dict[str, Any]], int | None]
     """Every frame until the server's close; the close code."""
     from websockets.exceptions import ConnectionClosed
 
-    frames = []
+    frames: list[dict[str, Any]] = []
     while True:
         try:
             text = await asyncio.wait_for(ws.recv(), GIVE_UP_SECONDS)
@@ -216,9 +216,11 @@ async def test_the_pruner_keeps_the_window_then_a_stale_since_is_told_to_resync(
     await make_task(client, admin_headers, title="unrelayed")  # not relayed before pruning
     async with app_context.sessions() as session:
         streamed = sorted(
-            await session.scalars(
+            seq
+            for seq in await session.scalars(
                 select(OutboxEvent.stream_seq).where(OutboxEvent.stream_seq.is_not(None))
             )
+            if seq is not None
         )
     first, newest = streamed[0], streamed[-1]
     assert newest > first

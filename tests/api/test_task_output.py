@@ -15,6 +15,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,7 +59,7 @@ async def _tasks(client: httpx.AsyncClient, headers: Headers, clock: SettableClo
     other = await make_user(client, headers, "developer", username="dev-two")
     ids: list[str] = []
 
-    async def new(**fields: object) -> str:
+    async def new(**fields: Any) -> str:
         task = await create_task(client, headers, **fields)
         ids.append(task["id"])
         clock.advance(minutes=1)

@@ -31,8 +31,8 @@ async def test_instants_come_back_aware_and_in_utc(database_url: str) -> None:
                 query = text("SELECT :naive AS aware, :naive AS naive, NULL AS missing").bindparams(
                     naive="2026-03-01 12:30:15.250000"
                 )
-            query = query.columns(aware=UTCDateTime(), naive=UTCDateTime(), missing=UTCDateTime())
-            row = (await connection.execute(query)).one()
+            typed = query.columns(aware=UTCDateTime(), naive=UTCDateTime(), missing=UTCDateTime())
+            row = (await connection.execute(typed)).one()
     finally:
         await engine.dispose()
     assert row.aware == INSTANT
