@@ -121,8 +121,9 @@ def task_breached(now: datetime) -> ColumnElement[bool]:
     """A task with a breached clock at `now`: `tasks.sla_breach_at` (the earliest instant
     from which one of its clocks counts as breached, see `sla.clocks.breached_since`) is
     at or before it. Equal to `clock_breached` over the task's clocks for a `now` no earlier
-    than the instants its clocks recorded; a report is read at the present."""
-    return and_(Task.sla_breach_at.is_not(None), Task.sla_breach_at <= _now(now))
+    than the instants its clocks recorded; a report is read at the present. (A task with
+    no breach instant compares as NULL, which no WHERE or FILTER counts.)"""
+    return Task.sla_breach_at <= _now(now)
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -168,7 +169,7 @@ def _tallied(
             func.count().label("total"),
             func.count(Task.completed_at).label("with_completion"),
             func.sum(_completion_seconds()).label("completion_seconds"),
-            func.count().filter(Task.sla_breach_at <= _now(now)).label("breached"),
+            func.count().filter(task_breached(now)).label("breached"),
         )
         .select_from(Task)
         .where(*task_clauses(filters, window=window))

@@ -115,13 +115,6 @@ async def open_clocks_with_calendar(
     return list(await session.scalars(query))
 
 
-async def count_open_clocks_with_calendar(session: AsyncSession, calendar_id: uuid.UUID) -> int:
-    query = select(func.count()).where(
-        SlaClock.calendar_id == calendar_id, SlaClock.stopped_at.is_(None)
-    )
-    return int(await session.scalar(query) or 0)
-
-
 # --- policies, calendars, settings ------------------------------------------------------------
 
 PolicyWithCalendar = tuple[SlaPolicyRow, BusinessCalendarRow | None]

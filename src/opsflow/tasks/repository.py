@@ -275,10 +275,6 @@ def _start_stop() -> ColumnElement[Any]:
     return func.coalesce(_responded_at(), Task.cancelled_at)
 
 
-def _resolve_stop() -> ColumnElement[Any]:
-    return func.coalesce(Task.completed_at, Task.cancelled_at)
-
-
 def _clock_level(now: datetime) -> ColumnElement[Any]:
     """A clock's state as a number (0 compliant .. 3 breached), as sla.status.ClockView
     decides it: the stored threshold instants against the instant the clock stands at."""
