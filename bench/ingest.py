@@ -12,21 +12,27 @@ and times, over HTTP:
 and prints each time, tickets per second and the ratio to the baseline. Then alert events:
 a generic integration receives a trigger for each of K dedup keys (each opens an incident),
 then R repeats spread over those keys (each only updates its open incident), sent over
-HTTP by C concurrent senders; events per second are printed for both phases. Figures are
-printed, never asserted.
+HTTP by C concurrent senders; events per second are printed for both phases. The senders are
+`wrk` (installed from Debian if missing; 2 threads, C connections), so the load generator
+takes little of the machine's CPU; ``--load python`` sends from Python client processes
+instead. Figures are printed, never asserted.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/ingest.py
     python bench/ingest.py --tickets 1000 --rounds 3 --alert-keys 10000 --alert-repeats 20000
+    python bench/ingest.py --rounds 0 --load python --clients 2 --senders 16
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import random
+import signal
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -37,6 +43,7 @@ from typing import Any
 import httpx
 from _engines import execute, log
 from _serve import start_server
+from request_path import LUA, ensure_wrk
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
@@ -188,11 +195,51 @@ def _client_process(args: tuple[str, str, list[dict[str, Any]], int]) -> None:
     asyncio.run(_send_async(*args))
 
 
+def _send_wrk(base: str, path: str, bodies: list[dict[str, Any]], connections: int) -> float:
+    """Post every body once with wrk (2 threads, `connections` keep-alive connections); the
+    seconds until the server had applied them all. wrk runs for its whole ``-d`` even when
+    its threads are done, so the server's count of applied alert requests (its metrics,
+    read every 0.1 s) tells when the run is over; wrk is then stopped with SIGINT, which
+    makes it print its summary. A failed answer stops the benchmark."""
+    threads = 2
+    command = [ensure_wrk(), f"-t{threads}", f"-c{connections}", "-d3600s", "--timeout", "60s"]
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as file:
+        file.writelines(json.dumps(body, separators=(",", ":")) + "\n" for body in bodies)
+    applied = _batches(base)[1]
+    try:
+        process = subprocess.Popen(
+            [*command, "-s", str(LUA), base],
+            env={**os.environ, "OP": "post", "POST_PATH": path, "BODIES": file.name}
+            | {"THREADS": str(threads)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started = time.perf_counter()
+        while _batches(base)[1] - applied < len(bodies) and process.poll() is None:
+            time.sleep(0.1)
+        took = time.perf_counter() - started
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        os.unlink(file.name)
+    rows = [r for r in out.splitlines() if r.startswith("{")]
+    if not rows:
+        raise SystemExit(f"wrk failed: {err[-500:]}")
+    data = json.loads(rows[0])
+    if data["bad_status"] or data["socket_errors"]:
+        raise SystemExit(f"events failed: {out[-500:]}")
+    return took
+
+
 def _send_all(
-    base: str, path: str, bodies: list[dict[str, Any]], clients: int, senders: int
+    base: str, path: str, bodies: list[dict[str, Any]], args: argparse.Namespace
 ) -> float:
-    """Post every body from `clients` processes of `senders` concurrent requests each (the
-    load comes from outside the server); the seconds it took."""
+    """Post every body: with wrk, or from `clients` processes of `senders` concurrent
+    requests each (the load comes from outside the server); the seconds it took."""
+    clients, senders = args.clients, args.senders
+    if args.load == "wrk":
+        return _send_wrk(base, path, bodies, clients * senders)
     shares = [bodies[i::clients] for i in range(clients)]
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         started = time.perf_counter()
@@ -243,14 +290,16 @@ def _alerts(
             [_event(rng.choice(names), n) for n in range(1, repeats + 1)],
         ),
     ]
-    log(
-        f"alert events over {keys} dedup keys: {args.clients} client processes x "
-        f"{args.senders} concurrent requests, one server process:"
+    senders = (
+        f"wrk, {args.clients * args.senders} connections"
+        if args.load == "wrk"
+        else f"{args.clients} client processes x {args.senders} concurrent requests"
     )
+    log(f"alert events over {keys} dedup keys: {senders}, one server process:")
     total_events, total_time = 0, 0.0
     for name, bodies in phases:
         cpu, batches = _cpu_seconds(server_pid), _batches(base)
-        took = _send_all(base, path, bodies, args.clients, args.senders)
+        took = _send_all(base, path, bodies, args)
         cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
         count, requests = after[0] - batches[0], after[1] - batches[1]
         log(
@@ -297,7 +346,7 @@ def _notifications(
     for name, chosen in phases:
         bodies = [_notification(g, size) for g in chosen]
         cpu, batches = _cpu_seconds(server_pid), _batches(base)
-        took = _send_all(base, path, bodies, args.clients, args.senders)
+        took = _send_all(base, path, bodies, args)
         cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
         count, requests = after[0] - batches[0], after[1] - batches[1]
         events = len(bodies) * size
@@ -319,6 +368,9 @@ def main() -> None:
         "--group-size", type=int, default=10, help="alerts per Alertmanager notification (0: none)"
     )
     parser.add_argument("--senders", type=int, default=16, help="concurrent requests each")
+    parser.add_argument(
+        "--load", choices=("wrk", "python"), default="wrk", help="what sends the alert events"
+    )
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="opsflow-bench-ingest-")

@@ -1,10 +1,13 @@
--- One operation per wrk run, chosen by OP: create | get | list | me | start | complete.
+-- One operation per wrk run, chosen by OP: create | get | list | me | start | complete | post.
 -- create writes the ids it gets back to IDS_DIR/ids-<thread>.txt; start and complete read
--- them (each id once) and stop the thread when they run out. done() prints one JSON line.
+-- them (each id once) and stop the thread when they run out. post sends the JSON bodies of
+-- the file BODIES (one per line, line i to thread i % THREADS) to POST_PATH, each once, and
+-- stops the thread when all of its bodies are answered. done() prints one JSON line.
 local op = os.getenv("OP")
 local token = os.getenv("TOKEN") or ""
 local task_id = os.getenv("TASK_ID") or ""
 local ids_dir = os.getenv("IDS_DIR") or "."
+local post_path = os.getenv("POST_PATH") or "/"
 local create_body = '{"title":"wrk task","task_type":"INCIDENT","priority":"HIGH","tags":["bench"]}'
 
 local next_index = 0
@@ -21,12 +24,20 @@ exhausted = 0
 
 local ids = {}
 local position = 0
+local answered = 0
 local out = nil
 
 function init(args)
-  wrk.headers["Authorization"] = "Bearer " .. token
+  if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
   wrk.headers["Content-Type"] = "application/json"
-  if op == "create" then
+  if op == "post" then
+    local threads_count = tonumber(os.getenv("THREADS") or "1")
+    local line_number = 0
+    for line in io.lines(os.getenv("BODIES")) do
+      if line_number % threads_count == index then table.insert(ids, line) end
+      line_number = line_number + 1
+    end
+  elseif op == "create" then
     out = io.open(ids_dir .. "/ids-" .. index .. ".txt", "w")
   elseif op == "start" or op == "complete" then
     local f = io.open(ids_dir .. "/ids-" .. index .. ".txt", "r")
@@ -46,6 +57,11 @@ function request()
     return wrk.format("GET", "/api/v1/tasks?page_size=20")
   elseif op == "me" then
     return wrk.format("GET", "/api/v1/auth/me")
+  elseif op == "post" then
+    -- Past the thread's share (answers still in flight), the last body again: counted apart.
+    position = position + 1
+    if position > #ids then exhausted = exhausted + 1 end
+    return wrk.format("POST", post_path, nil, ids[position] or ids[#ids])
   else
     position = position + 1
     if position > #ids then exhausted = exhausted + 1 end
@@ -62,6 +78,9 @@ function response(status, headers, body)
     if id then out:write(id, "\n"); out:flush() end
   elseif (op == "start" or op == "complete") and position >= #ids then
     wrk.thread:stop()
+  elseif op == "post" then
+    answered = answered + 1
+    if answered >= #ids then wrk.thread:stop() end
   end
 end
 
