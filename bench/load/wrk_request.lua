@@ -3,6 +3,20 @@
 -- them (each id once) and stop the thread when they run out. post sends the JSON bodies of
 -- the file BODIES (one per line, line i to thread i % THREADS) to POST_PATH, each once, and
 -- stops the thread when all of its bodies are answered. done() prints one JSON line.
+-- A thread that runs out of work stops, but wrk itself runs for its whole -d; so each
+-- thread notes when it began and when it stopped (microseconds, through LuaJIT's FFI), and
+-- done() reports the span from the first start to the last stop when every thread stopped.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local function now_us()
+  local tv = ffi.new("bench_timeval")
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
+end
+
 local op = os.getenv("OP")
 local token = os.getenv("TOKEN") or ""
 local task_id = os.getenv("TASK_ID") or ""
@@ -21,6 +35,13 @@ end
 -- Requests sent after a thread ran out of ids (they repeat the last id and fail); done()
 -- reports them apart from real errors.
 exhausted = 0
+began = 0
+stopped = 0
+
+local function stop_thread()
+  if stopped == 0 then stopped = now_us() end
+  wrk.thread:stop()
+end
 
 local ids = {}
 local position = 0
@@ -28,6 +49,7 @@ local answered = 0
 local out = nil
 
 function init(args)
+  began = now_us()
   if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
   wrk.headers["Content-Type"] = "application/json"
   if op == "post" then
@@ -77,20 +99,28 @@ function response(status, headers, body)
     local id = string.match(body, '"id"%s*:%s*"([0-9a-f%-]+)"')
     if id then out:write(id, "\n"); out:flush() end
   elseif (op == "start" or op == "complete") and position >= #ids then
-    wrk.thread:stop()
+    stop_thread()
   elseif op == "post" then
     answered = answered + 1
-    if answered >= #ids then wrk.thread:stop() end
+    if answered >= #ids then stop_thread() end
   end
 end
 
 function done(summary, latency, requests)
   local e = summary.errors
   local tail = 0
-  for _, thread in ipairs(threads) do tail = tail + (thread:get("exhausted") or 0) end
+  local first, last, all_stopped = nil, 0, true
+  for _, thread in ipairs(threads) do
+    tail = tail + (thread:get("exhausted") or 0)
+    local b, s = thread:get("began") or 0, thread:get("stopped") or 0
+    if first == nil or b < first then first = b end
+    if s == 0 then all_stopped = false elseif s > last then last = s end
+  end
+  local duration = summary.duration
+  if all_stopped and first then duration = last - first end
   io.write(string.format(
     '{"requests":%d,"duration_us":%d,"socket_errors":%d,"bad_status":%d,' ..
     '"exhausted":%d,"p50_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d}\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status, tail,
+    summary.requests, duration, e.connect + e.read + e.write + e.timeout, e.status, tail,
     latency:percentile(50), latency:percentile(95), latency:percentile(99), latency.max))
 end
