@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+from sqlalchemy.engine import make_url
+
 from opsflow.attachments.engine import UploadCollector
 from opsflow.attachments.storage import build_storage
 from opsflow.auth.cache import PrincipalCache
@@ -62,6 +64,15 @@ def relay_consumers() -> list[Consumer]:
     ]
 
 
+# Events one relay pass hands to its consumers in one transaction. On SQLite a pass holds the
+# database's only write lock from its first write to its commit, and each event costs its
+# consumers a few milliseconds: 500 events at once kept every API write waiting for
+# seconds. Small passes follow one another at once while there is backlog, and the write
+# units of work waiting in between take their turns (db._sqlite_write_turn).
+RELAY_BATCH = 500
+SQLITE_RELAY_BATCH = 20
+
+
 def engine_registry(settings: Settings) -> EngineRegistry:
     """Every engine, in the order a round runs them: the SLA engine fires thresholds, the
     heartbeat engine opens the incidents of monitors that missed a signal, the flapping
@@ -70,12 +81,15 @@ def engine_registry(settings: Settings) -> EngineRegistry:
     escalation engine fires due steps, the delivery engine sends, the upload collector
     removes abandoned uploads and the bytes of deleted attachments, the outbox pruner
     deletes relayed events older than the retention window."""
+    relay_batch = RELAY_BATCH
+    if make_url(settings.database_url).get_backend_name() == "sqlite":
+        relay_batch = SQLITE_RELAY_BATCH
     return EngineRegistry(
         [
             SlaEngine(batch=settings.engine_batch_size),
             HeartbeatEngine(heartbeat_incidents.open_incident),
             FlappingEngine(alert_ingest.settle_flap),
-            RelayEngine(relay_consumers()),
+            RelayEngine(relay_consumers(), batch=relay_batch),
             EscalationEngine(),
             DeliveryEngine(),
             UploadCollector(),

@@ -7,15 +7,19 @@ commits once at the end. Nothing else calls ``commit()``.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, MetaData, Select, event, exc, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -65,12 +69,27 @@ def _sqlite_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass
+class _SqliteWriters:
+    """The queue of one SQLite engine's write units of work in this process (see
+    :func:`_sqlite_write_turn`). The lock belongs to the event loop that first used it."""
+
+    wait_seconds: float
+    loop: asyncio.AbstractEventLoop | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, _SqliteWriters] = weakref.WeakKeyDictionary()
+_HOLDS_SQLITE_WRITE: ContextVar[bool] = ContextVar("opsflow_holds_sqlite_write", default=False)
+
+
 def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        _SQLITE_WRITERS[engine.sync_engine] = _SqliteWriters(sqlite_busy_timeout_ms / 1000)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -299,13 +318,58 @@ def _keeps_changes(exc: BaseException) -> bool:
 
 
 @asynccontextmanager
+async def _sqlite_write_turn(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    """Wait for this process's turn to write, when `factory` writes to SQLite.
+
+    SQLite lets one transaction write at a time (every write unit of work begins with
+    BEGIN IMMEDIATE). A writer that finds the lock taken waits in SQLite's busy handler,
+    which polls with sleeps growing to 100 ms: under concurrent writes some requests waited
+    seconds for work ahead of them that took milliseconds. Within one process the write
+    units of work queue on an asyncio lock instead, first come first served, each woken the
+    moment the one before it ends. The busy handler still arbitrates between processes (a
+    CLI command beside the server) and for a unit of work opened inside another one (which
+    skips the queue rather than wait for itself). A turn not given within the busy timeout
+    is not waited for further: the unit of work goes on to SQLite's own waiting, as before.
+    """
+    bind = factory.kw.get("bind")
+    writers = (
+        _SQLITE_WRITERS.get(bind.sync_engine)
+        if isinstance(bind, AsyncEngine)
+        and not bind.get_execution_options().get(READ_ONLY_OPTION)
+        and not _HOLDS_SQLITE_WRITE.get()
+        else None
+    )
+    if writers is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    if writers.loop is not loop:  # a new event loop (tests, `asyncio.run` per command)
+        writers.loop, writers.lock = loop, asyncio.Lock()
+    lock = writers.lock
+    try:
+        async with asyncio.timeout(writers.wait_seconds):
+            await lock.acquire()
+        acquired = True
+    except TimeoutError:
+        acquired = False
+    token = _HOLDS_SQLITE_WRITE.set(True)
+    try:
+        yield
+    finally:
+        _HOLDS_SQLITE_WRITE.reset(token)
+        if acquired:
+            lock.release()
+
+
+@asynccontextmanager
 async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """Open a session, commit once when the block succeeds, roll back otherwise.
 
     An exception that says ``keep_changes`` (see :class:`opsflow.errors.AppError`) still
-    commits what was written before it propagates.
+    commits what was written before it propagates. On SQLite, write units of work of one
+    process take turns (:func:`_sqlite_write_turn`).
     """
-    async with factory() as session:
+    async with _sqlite_write_turn(factory), factory() as session:
         try:
             yield session
         except BaseException as exc:
