@@ -36,6 +36,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -505,7 +506,12 @@ def main() -> int:
             ask(pipes, "reset")
             sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
+            spread = random.Random(1)
             for n in range(1, args.broadcasts + 1):
+                # A pause of up to a second first, so a commit can fall anywhere within the
+                # server's poll interval, not always right after the round that relayed the
+                # previous event.
+                time.sleep(spread.uniform(0, 1))  # spacing the broadcasts
                 asyncio.run(source.run(1, 1))
                 deadline = time.monotonic() + 60
                 while True:
