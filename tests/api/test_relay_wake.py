@@ -3,8 +3,9 @@
 In process (SQLite and PostgreSQL): a unit of work that wrote events wakes the engine loop
 once it has committed (never when it rolls back, nor for a savepoint that rolled back its
 events); many commits during a round start one more round, not one each. On PostgreSQL
-the transaction also notifies the outbox channel once, and the listening connection of a
-loop comes back by itself after it was cut. Every loop here waits an hour between polls,
+the transaction also notifies the outbox channel once (nothing with
+OPSFLOW_OUTBOX_NOTIFY=false), and the listening connection of a loop comes back by itself
+after it was cut. Every loop here waits an hour between polls,
 so only a wake can start a round.
 """
 
@@ -20,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from opsflow.composition import relay_consumers
+from opsflow.composition import build_context, relay_consumers
 from opsflow.context import AppContext
 from opsflow.db import savepoint, unit_of_work
 from opsflow.events import outbox, wake
@@ -28,6 +29,7 @@ from opsflow.events.relay import RelayEngine
 from opsflow.models.outbox import OutboxEvent
 from opsflow.workers.contract import EngineRegistry, PassReport
 from opsflow.workers.embedded import EmbeddedEngines
+from tests.conftest import make_settings
 from tests.factories import make_task
 
 HOUR = 3600.0
@@ -149,7 +151,7 @@ async def test_a_burst_of_commits_during_a_round_starts_one_more_round(
 
 @pytest.mark.postgres
 async def test_one_notification_per_transaction_and_only_if_it_commits(
-    app_context: AppContext,
+    app_context: AppContext, database_url: str
 ) -> None:
     import asyncpg
 
@@ -176,7 +178,19 @@ async def test_one_notification_per_transaction_and_only_if_it_commits(
         await asyncio.wait_for(marker.wait(), GIVE_UP_SECONDS)
         # Notifications arrive in commit order: the marker's came last.
         assert heard == [wake.process_token(), "marker"]
+
+        # Turned off (OPSFLOW_OUTBOX_NOTIFY=false): committed events notify nothing.
+        marker.clear()
+        other = build_context(make_settings(database_url, outbox_notify=False), app_context.clock)
+        await other.close()
+        async with unit_of_work(app_context.sessions) as session:
+            _event(session, now)
+        async with app_context.engine.begin() as connection:
+            await connection.execute(text("SELECT pg_notify(:c, 'marker')"), {"c": wake.CHANNEL})
+        await asyncio.wait_for(marker.wait(), GIVE_UP_SECONDS)
+        assert heard == [wake.process_token(), "marker", "marker"]
     finally:
+        wake.configure(notify=True)
         await listening.close()
 
 
