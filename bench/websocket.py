@@ -5,9 +5,10 @@ Figures printed (nothing asserted):
 
 1. connections: how many opened and subscribed, how long that took, the server's RSS
    before and after, in total and per connection;
-2. one event broadcast to every connection: commit -> receipt p50 / p99 / max (commit:
-   the event's `occurred_at`, the instant its outbox row was written in the request's
-   transaction; receipt: the client's clock when the frame arrived; same machine);
+2. one event broadcast to every connection (--broadcasts times, one after the other):
+   commit -> receipt p50 / p99 / max over every frame (commit: the event's `occurred_at`,
+   the instant its outbox row was written in the request's transaction; receipt: the
+   client's clock when the frame arrived; same machine) and the server's CPU per frame;
 3. a steady stream of events (default 100/s for 60 s) to every connection: p50 / p99 /
    max commit -> receipt, frames received against expected, connections the server closed
    (1013: the client read too slowly) and the server's own metrics.
@@ -15,12 +16,16 @@ Figures printed (nothing asserted):
 Every client subscribes to one team's channel; events are those of tasks of that team
 (see `Source`: by default outbox rows committed straight into the database).
 Connections are spread over users (at most OPSFLOW_WS_MAX_CONNECTIONS_PER_USER = 1000
-ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
-each). The relay runs in the server every
---engine-interval seconds, so commit -> receipt includes up to one interval of polling.
+each). The relay is woken by the commit that wrote the event: in the server's own process
+for `--source api`; through a PostgreSQL notification for `--source outbox` on PostgreSQL
+(the bench's transaction notifies as a unit of work does). Rows the bench inserts into an
+SQLite file from its own process wake nothing: they wait for the server's next poll
+(--engine-interval), as would any writer outside OpsFlow. The load average is printed at
+the start and the end: on a shared machine it says how much the figures can be trusted.
 
     python bench/websocket.py [--connections 10000] [--processes 4] [--rate 100]
-                              [--duration 60] [--engine-interval 0.05] [--database-url URL]
+                              [--duration 60] [--engine-interval 1] [--broadcasts 5]
+                              [--source api|outbox] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import math
 import multiprocessing
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -48,6 +54,7 @@ PASSWORD = "Websocket-Bench-123"
 PER_USER = 1000
 ENGINE_COMMAND = [sys.executable, "-m", "opsflow", "engine", "--passes", "all"]
 BUCKET_MS = 0.1  # latency resolution of the merged histograms
+CHANNEL = "opsflow_outbox"  # the outbox notification channel (opsflow.events.wake.CHANNEL)
 IDLE_SAMPLE_SECONDS = 3.0
 
 
@@ -55,6 +62,11 @@ def raise_fd_limit() -> int:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
 
 
 def rss_mib(pid: int) -> float:
@@ -325,12 +337,14 @@ class Source:
 
         assert self.template is not None
         aggregate, payload = self.template
-        from sqlalchemy import insert
+        from sqlalchemy import insert, text
 
         from opsflow.config import Settings
 
         url = Settings(database_url=self.url).database_url
         engine = create_engine(url, **({} if url.startswith("sqlite") else {"pool_size": 20}))
+
+        notify = engine.dialect.name == "postgresql"
 
         async def one(n: int) -> None:
             async with engine.begin() as connection:
@@ -347,6 +361,10 @@ class Source:
                         attempts=0,
                     )
                 )
+                if notify:  # what a unit of work that wrote outbox rows does at commit
+                    await connection.execute(
+                        text("SELECT pg_notify(:channel, 'bench')"), {"channel": CHANNEL}
+                    )
 
         try:
             return await paced(rate, count, one)
@@ -372,7 +390,10 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=0, help="default: one per 2,500")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of steady events")
-    parser.add_argument("--engine-interval", type=float, default=0.05)
+    parser.add_argument("--engine-interval", type=float, default=1.0)
+    parser.add_argument(
+        "--broadcasts", type=int, default=5, help="single events broadcast one after the other"
+    )
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
     parser.add_argument(
@@ -386,6 +407,7 @@ def main() -> int:
     limit = raise_fd_limit()
     processes = args.processes or max(1, math.ceil(args.connections / 2500))
     print(f"fd limit {limit}; {args.connections} connections over {processes} client processes")
+    print(f"load average at the start: {load_average()}")
 
     workdir = tempfile.mkdtemp(prefix="opsflow-ws-bench-")
     env = {
@@ -480,20 +502,26 @@ def main() -> int:
             grown = after - before
             print(f"server RSS with them: {after:.1f} MiB (+{grown:.1f} MiB, {per:.1f} KiB each)")
 
-            # One event to everyone.
+            # One event to everyone, --broadcasts times (each once the previous arrived).
             ask(pipes, "reset")
             sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
-            asyncio.run(source.run(1, 1))
-            deadline = time.monotonic() + 60
-            while True:
-                hist, received, still_open, closed = merged(ask(pipes, "report"))
-                if received >= still_open or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)  # polling the clients for what arrived
+            spread = random.Random(1)
+            for n in range(1, args.broadcasts + 1):
+                # A pause of up to a second first, so a commit can fall anywhere within the
+                # server's poll interval, not always right after the round that relayed the
+                # previous event.
+                time.sleep(spread.uniform(0, 1))  # spacing the broadcasts
+                asyncio.run(source.run(1, 1))
+                deadline = time.monotonic() + 60
+                while True:
+                    hist, received, still_open, closed = merged(ask(pipes, "report"))
+                    if received >= n * still_open or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
             idle = idle_rate * (time.monotonic() - phase_from)
-            print(f"broadcast: {received} of {still_open} received")
+            print(f"broadcast: {received} of {args.broadcasts * still_open} received")
             print(line("broadcast commit -> receipt", hist))
             sent = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("broadcast", cpu_spent, sent - sent_before, idle))
@@ -529,6 +557,7 @@ def main() -> int:
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("steady", cpu_spent, frames, idle))
             print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
+            print(f"load average at the end: {load_average()}")
             ask(pipes, "stop")
     finally:
         for child in children:

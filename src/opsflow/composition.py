@@ -30,6 +30,7 @@ from opsflow.context import AppContext
 from opsflow.db import create_engine, create_sessionmaker
 from opsflow.escalation import service as escalation_service
 from opsflow.escalation.engine import EscalationEngine
+from opsflow.events import wake
 from opsflow.events.pruning import OutboxPruner
 from opsflow.events.relay import Consumer, RelayEngine
 from opsflow.heartbeats import incidents as heartbeat_incidents
@@ -101,6 +102,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
 def build_context(settings: Settings, clock: Clock) -> AppContext:
     """The process's long-lived collaborators for these settings."""
     facts.configure(settings.public_url)  # the links notifications carry
+    wake.configure(notify=settings.outbox_notify)  # commits notify other processes' relays
     tracing.setup(settings)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     engine = create_engine(
         settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms

@@ -156,9 +156,14 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_WS_PING_INTERVAL_SECONDS")
     )
     engine_enabled: bool = Field(True, validation_alias=_env("OPSFLOW_ENGINE_ENABLED"))
+    # The longest wait between two engine rounds. Commits that write outbox events wake the
+    # relay at once (events/wake.py), so this is the safety net, not the relay's latency.
     engine_interval_seconds: float = Field(
-        1.0, gt=0, le=60, validation_alias=_env("OPSFLOW_ENGINE_INTERVAL_SECONDS")
+        1.0, gt=0, le=3600, validation_alias=_env("OPSFLOW_ENGINE_INTERVAL_SECONDS")
     )
+    # On PostgreSQL, a transaction that writes outbox events also notifies the engine loops
+    # of other processes (pg_notify), which listen on a connection of their own.
+    outbox_notify: bool = Field(True, validation_alias=_env("OPSFLOW_OUTBOX_NOTIFY"))
     engine_batch_size: int = Field(
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )

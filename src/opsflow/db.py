@@ -199,14 +199,23 @@ async def claim_due(
 PreCommitHook = Callable[[AsyncSession], Awaitable[None]]
 
 
-def add_pre_commit_hook(session: AsyncSession, key: str, hook: PreCommitHook) -> None:
+def add_pre_commit_hook(
+    session: AsyncSession, key: str, hook: PreCommitHook, *, first: bool = False
+) -> None:
     """Register `hook` to run once, just before this unit of work commits.
 
     The audit writer uses it to append its rows last, so the lock that orders the hash
-    chain is held only for the final inserts and the commit.
+    chain is held only for the final inserts and the commit. A hook registered `first`
+    runs before those registered earlier (the outbox's notification: one round trip that
+    need not wait under that lock).
     """
     hooks: dict[str, PreCommitHook] = session.info.setdefault("pre_commit_hooks", {})
-    hooks.setdefault(key, hook)
+    if key in hooks:
+        return
+    if first:
+        session.info["pre_commit_hooks"] = {key: hook, **hooks}
+    else:
+        hooks[key] = hook
 
 
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:

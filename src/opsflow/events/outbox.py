@@ -1,7 +1,9 @@
 """The transactional outbox: events written in the same transaction as their change.
 
 A relay (built with the notification and WebSocket consumers) publishes unpublished rows
-at least once; consumers deduplicate by event id.
+at least once; consumers deduplicate by event id. A unit of work that writes events wakes
+the relay when it commits (:func:`written`, `events/wake.py`) instead of leaving them to
+the relay's next poll.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow import db
+from opsflow.events import wake
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.observability import tracing
@@ -58,6 +62,7 @@ def emit(session: AsyncSession, **fields: Unpack[EventFields]) -> None:
         buffer.append(row)
     else:
         session.add(OutboxEvent(**row))
+        written(session)
 
 
 @asynccontextmanager
@@ -77,3 +82,24 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
     """Insert many events (from :func:`event_row`) in one statement, in this unit of work:
     for a batch of changes, without an ORM object per event."""
     await db.insert_rows(session, OutboxEvent, rows)
+    if rows:
+        written(session)
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+def written(session: AsyncSession) -> None:
+    """This unit of work wrote outbox rows: when it commits, wake the relay (once per
+    transaction, however many rows). On PostgreSQL the transaction also notifies the
+    outbox channel, which PostgreSQL delivers to the listening engine processes only if
+    it commits. Every way of writing an outbox row calls this; the wake itself is
+    `events/wake.py`."""
+    db.add_pre_commit_hook(session, "outbox.wake", _announce, first=True)
+
+
+async def _announce(session: AsyncSession) -> None:
+    if wake.notifies(session.get_bind().dialect.name):
+        payload = {"channel": wake.CHANNEL, "payload": wake.process_token()}
+        await session.execute(_NOTIFY, payload)
+    db.after_commit(session, wake.committed)

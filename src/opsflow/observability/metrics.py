@@ -74,6 +74,12 @@ class Metrics:
             ("engine", "outcome"),
             registry=self.registry,
         )
+        self.engine_wakeups = Counter(
+            "opsflow_engine_wakeups_total",
+            "Engine rounds this process started early because a commit wrote outbox rows "
+            "(many commits during a round count once)",
+            registry=self.registry,
+        )
         self.task_completion = Histogram(
             "opsflow_task_completion_duration_seconds",
             "Time from creation to completion of tasks completed through this process",

@@ -2,8 +2,11 @@
 
 A round with backlog (some batch came back full) is followed at once; otherwise the loop
 waits until the next known due instant, at most `interval` seconds (or until stopped), so
-lateness does not depend on the interval. A failing pass is logged and retried in the next
-round: its transaction rolled back, so nothing was half-done.
+lateness does not depend on the interval. A commit that wrote outbox rows ends the wait
+early (`events/wake.py`): in this process directly, from other processes through
+PostgreSQL notifications; commits during a round start one more round after it, however
+many they are. A failing pass is logged and retried in the next round: its transaction
+rolled back, so nothing was half-done.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 from opsflow.context import AppContext
 from opsflow.workers.contract import EngineRegistry
 from opsflow.workers.heartbeat import Heartbeat
-from opsflow.workers.rounds import run_round, wait_before_next_round
+from opsflow.workers.rounds import Waker, run_round, wait_before_next_round
 
 
 class EmbeddedEngines:
@@ -23,10 +26,13 @@ class EmbeddedEngines:
         self.engines = engines
         self.interval = interval
         self.heartbeat = Heartbeat(driver="serve", passes=engines.names, interval=interval)
+        self.waker: Waker | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self.waker = Waker(self.ctx, self.engines)
+        self.waker.start()
         self._task = asyncio.create_task(self._loop(), name="opsflow-engines")
 
     async def stop(self) -> None:
@@ -34,13 +40,16 @@ class EmbeddedEngines:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.waker is not None:
+            await self.waker.stop()
         await self.heartbeat.stop(self.ctx)
 
     async def _loop(self) -> None:
+        assert self.waker is not None
         while not self._stop.is_set():
+            self.waker.round_starts()
             done = await run_round(self.ctx, self.engines, heartbeat=self.heartbeat)
             if done.backlog:
                 continue
             wait = wait_before_next_round(done.next_due, self.ctx.clock.now(), self.interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=wait)
+            await self.waker.wait(self._stop, wait)

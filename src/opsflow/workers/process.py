@@ -4,7 +4,10 @@ Each process runs rounds of the selected passes (`workers/rounds.run_round`, the
 as the loop inside ``opsflow serve`` and the Celery job) until it is stopped, or — with
 ``--until-idle`` — until a round in which no selected pass took anything, or — with
 ``--once`` — after one round. The command and its options are in `opsflow.cli`; this module
-is the loop and its output.
+is the loop and its output. A looping process whose passes include the relay waits at most
+its interval between rounds: a commit that wrote outbox events wakes it at once (its own
+commits directly; other processes' through PostgreSQL notifications on a listening
+connection of its own, see `events/wake.py`).
 
 Output: stdout carries one JSON object per line, for machines (tests, benchmarks):
 
@@ -48,7 +51,7 @@ from opsflow.observability.logging import get_logger
 from opsflow.observability.metrics import serve_process_metrics
 from opsflow.workers.contract import EngineRegistry, PassReport
 from opsflow.workers.heartbeat import Heartbeat
-from opsflow.workers.rounds import RoundReport, run_round, wait_before_next_round
+from opsflow.workers.rounds import RoundReport, Waker, run_round, wait_before_next_round
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -113,15 +116,21 @@ class EngineProcess:
         self.stopping.set()
 
     async def run(self) -> int:
+        # A looping process is woken by commits that wrote outbox rows (`Waker`).
+        looping = not (self.options.once or self.options.until_idle)
+        waker = Waker(self.ctx, self.options.engines if looping else ())
+        waker.start()
         try:
-            return await self._run()
+            return await self._run(waker)
         finally:
+            await waker.stop()
             await self.heartbeat.stop(self.ctx)
 
-    async def _run(self) -> int:
+    async def _run(self, waker: Waker) -> int:
         consecutive_failures = 0
         reason, status = "stopped", EXIT_OK
         while not self.stopping.is_set():
+            waker.round_starts()
             done = await self._round()
             if done is None:  # abandoned by a second signal
                 break
@@ -145,10 +154,11 @@ class EngineProcess:
                     break
                 continue  # draining: back to back until a round finds nothing
             if not done.backlog:
-                await self._pause(
+                await waker.wait(
+                    self.stopping,
                     wait_before_next_round(
                         done.next_due, self.ctx.clock.now(), self.options.interval
-                    )
+                    ),
                 )
         self.emit_exit(reason)
         return status

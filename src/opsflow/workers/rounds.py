@@ -16,12 +16,15 @@ logged as ``<name>_pass`` with its counts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from opsflow.context import AppContext
+from opsflow.events import wake
 from opsflow.observability.logging import get_logger
 from opsflow.workers.contract import Engine, PassReport
 from opsflow.workers.heartbeat import Heartbeat
@@ -101,3 +104,47 @@ def wait_before_next_round(next_due: datetime | None, now: datetime, interval: f
     if next_due is None:
         return interval
     return min(interval, max(MIN_WAIT_SECONDS, (next_due - now).total_seconds()))
+
+
+class Waker:
+    """What ends a looping driver's wait before its time (`events/wake.py`), for a driver
+    whose rounds run the relay: a commit of this process that wrote outbox rows, and on
+    PostgreSQL (unless ``OPSFLOW_OUTBOX_NOTIFY=false``) a notification that another process
+    did, received on a listening connection of its own. A driver without the relay only
+    waits (nothing it runs is woken by a new event)."""
+
+    def __init__(self, ctx: AppContext, engines: Iterable[Engine]) -> None:
+        self.ctx = ctx
+        self.relays = any(engine.name == "relay" for engine in engines)
+        self.wakeup: wake.Wakeup | None = None
+        self.listener: wake.NotificationListener | None = None
+
+    def start(self) -> None:
+        if not self.relays:
+            return
+        self.wakeup = wake.watch()
+        if wake.notifies(self.ctx.engine.dialect.name):
+            self.listener = wake.NotificationListener(self.ctx.engine, self.wakeup)
+            self.listener.start()
+
+    async def stop(self) -> None:
+        if self.wakeup is not None:
+            wake.unwatch(self.wakeup)
+        if self.listener is not None:
+            await self.listener.stop()
+
+    def round_starts(self) -> None:
+        """What committed before now is this round's: only later commits wake the next."""
+        if self.wakeup is not None:
+            self.wakeup.clear()
+
+    async def wait(self, stop: asyncio.Event, seconds: float) -> bool:
+        """Until woken (True), `stop` is set or `seconds` have passed."""
+        if self.wakeup is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=seconds)
+            return False
+        woken = await self.wakeup.wait(stop, seconds)
+        if woken:
+            self.ctx.metrics.engine_wakeups.inc()
+        return woken
