@@ -49,14 +49,7 @@ _IF_MATCH = re.compile(IF_MATCH_PATTERN)
 Reader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
 
 
-@declares(PreconditionFailed)
-def _if_match(
-    if_match: Annotated[
-        str | None,
-        Header(max_length=64),
-        WithJsonSchema({"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN}),
-    ] = None,
-) -> int | None:
+def parse_if_match(if_match: str | None) -> int | None:
     """`If-Match: 3`, `"3"` or `W/"3"` → 3. `*` matches any version."""
     if if_match is None:
         return None
@@ -66,6 +59,18 @@ def _if_match(
         )
     raw = if_match.strip().removeprefix("W/").strip('"')
     return None if raw == "*" else int(raw)
+
+
+@declares(PreconditionFailed)
+async def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(max_length=64),
+        WithJsonSchema({"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN}),
+    ] = None,
+) -> int | None:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a thread hop).
+    return parse_if_match(if_match)
 
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
@@ -181,7 +186,7 @@ async def get_task(
 
 
 @declares(Forbidden, InvalidTransition)
-def _command(
+async def _command(
     task_id: uuid.UUID,
     session: SessionDep,
     context: ContextDep,
