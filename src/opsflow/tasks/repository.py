@@ -61,13 +61,16 @@ class TaskFilters:
     include_deleted: bool = False
 
 
+# Built once (see _GET_WITH_CLOCKS below): a task by id, as it is read or to be changed.
+_GET = select(Task).where(Task.id == bindparam("task_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
+
 async def get(
     session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False
 ) -> Task | None:
-    query = select(Task).where(Task.id == task_id)
-    if for_update:
-        query = query.with_for_update()
-    result: Task | None = await session.scalar(query)
+    query = _GET_FOR_UPDATE if for_update else _GET
+    result: Task | None = await session.scalar(query, {"task_id": task_id})
     return result
 
 
@@ -144,6 +147,13 @@ def remember_no_assignees(session: AsyncSession, task_id: uuid.UUID) -> None:
     memo(session, ASSIGNEES)[task_id] = []
 
 
+_ASSIGNEES = (
+    select(TaskAssignee.task_id, TaskAssignee.user_id)
+    .where(TaskAssignee.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+)
+
+
 async def additional_assignees(
     session: AsyncSession, task_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
@@ -152,16 +162,31 @@ async def additional_assignees(
     known: dict[uuid.UUID, list[uuid.UUID]] = memo(session, ASSIGNEES)
     missing = set(task_ids) - known.keys()
     if missing:
-        rows = await session.execute(
-            select(TaskAssignee.task_id, TaskAssignee.user_id)
-            .where(TaskAssignee.task_id.in_(missing))
-            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-        )
+        rows = await session.execute(_ASSIGNEES, {"task_ids": list(missing)})
         loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
         for task_id, user_id in rows:
             loaded[task_id].append(user_id)
         known.update(loaded)
     return {task_id: list(known[task_id]) for task_id in set(task_ids) if known[task_id]}
+
+
+# The users named by tasks, with the additional assignees of those tasks whose assignees
+# the unit of work does not know yet (their order: see additional_assignees).
+_PEOPLE = (
+    select(User, TaskAssignee.task_id)
+    .outerjoin(
+        TaskAssignee,
+        and_(
+            TaskAssignee.user_id == User.id,
+            TaskAssignee.task_id.in_(bindparam("task_ids", expanding=True)),
+        ),
+    )
+    .where(
+        or_(User.id.in_(bindparam("user_ids", expanding=True)), TaskAssignee.task_id.is_not(None))
+    )
+    .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+)
+_USERS = select(User).where(User.id.in_(bindparam("user_ids", expanding=True)))
 
 
 async def people(
@@ -176,15 +201,7 @@ async def people(
     direct = {u for task in tasks for u in (task.created_by, task.assigned_to) if u}
     users: dict[uuid.UUID, User] = {}
     if missing:
-        rows = await session.execute(
-            select(User, TaskAssignee.task_id)
-            .outerjoin(
-                TaskAssignee,
-                and_(TaskAssignee.user_id == User.id, TaskAssignee.task_id.in_(missing)),
-            )
-            .where(or_(User.id.in_(direct), TaskAssignee.task_id.is_not(None)))
-            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-        )
+        rows = await session.execute(_PEOPLE, {"task_ids": list(missing), "user_ids": list(direct)})
         loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
         for user, task_id in rows:
             users[user.id] = user
@@ -194,7 +211,7 @@ async def people(
     extras = {task_id: list(known[task_id]) for task_id in task_ids if known[task_id]}
     wanted = direct.union(*extras.values()) - users.keys()
     if wanted:
-        for user in await session.scalars(select(User).where(User.id.in_(wanted))):
+        for user in await session.scalars(_USERS, {"user_ids": list(wanted)}):
             users[user.id] = user
     return extras, users
 
