@@ -123,13 +123,17 @@ async def open_clocks_with_calendar(
 PolicyWithCalendar = tuple[SlaPolicyRow, BusinessCalendarRow | None]
 
 
+# Built once: every task created reads the active policies, and building the statement
+# cost about as much CPU as running it.
+_ACTIVE_POLICIES = (
+    select(SlaPolicyRow, BusinessCalendarRow)
+    .outerjoin(BusinessCalendarRow, SlaPolicyRow.calendar_id == BusinessCalendarRow.id)
+    .where(SlaPolicyRow.is_active.is_(True))
+)
+
+
 async def active_policies(session: AsyncSession) -> list[PolicyWithCalendar]:
-    query = (
-        select(SlaPolicyRow, BusinessCalendarRow)
-        .outerjoin(BusinessCalendarRow, SlaPolicyRow.calendar_id == BusinessCalendarRow.id)
-        .where(SlaPolicyRow.is_active.is_(True))
-    )
-    return [(row, calendar) for row, calendar in (await session.execute(query)).all()]
+    return [(row, calendar) for row, calendar in (await session.execute(_ACTIVE_POLICIES)).all()]
 
 
 async def all_policies(session: AsyncSession) -> list[SlaPolicyRow]:
