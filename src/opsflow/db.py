@@ -8,6 +8,8 @@ commits once at the end. Nothing else calls ``commit()``.
 from __future__ import annotations
 
 import asyncio
+import json
+import json.scanner
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -83,7 +85,27 @@ _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, _SqliteWriters] = weakref.Wea
 _HOLDS_SQLITE_WRITE: ContextVar[bool] = ContextVar("opsflow_holds_sqlite_write", default=False)
 
 
+# The C scanner behind json.loads, called directly: json.loads wraps it in three Python
+# calls and two regular-expression matches (leading and trailing whitespace) per value,
+# more than the scan of the small documents a row's JSON columns hold (a page of tasks
+# reads about 160 of them).
+_SCAN_JSON: Any = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def loads_json(text: str) -> Any:
+    """A JSON column's value as the database gives it; anything but one bare document
+    (whitespace around it, invalid text) takes json.loads, with its errors."""
+    try:
+        value, end = _SCAN_JSON(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
 def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: Any) -> AsyncEngine:
+    kwargs.setdefault("json_deserializer", loads_json)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, **kwargs)

@@ -151,7 +151,8 @@ async def literal_routes_first(request: Request) -> None:
     method (`DELETE /sla-policies/import` is not an attempt to delete a policy called
     "import"), or where a route of the same shape owns it (`GET /integrations/{key}/events`
     with a key that is no UUID is not a read of an integration's events)."""
-    allowed = route_index(request.app).allowed_methods(request.url.path)
+    # The scope's path, not `request.url.path`: that builds the whole URL on every request.
+    allowed = route_index(request.app).allowed_methods(request.scope["path"])
     if allowed and request.method not in allowed:
         raise HTTPException(405)
 

@@ -1,11 +1,11 @@
-"""Parsing the `If-Match` header of task PATCHes (`tasks/endpoints.py::_if_match`)."""
+"""Parsing the `If-Match` header of task PATCHes (`tasks/endpoints.py::parse_if_match`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from opsflow.errors import ValidationFailed
-from opsflow.tasks.endpoints import _if_match
+from opsflow.tasks.endpoints import parse_if_match
 
 
 @pytest.mark.parametrize(
@@ -20,12 +20,12 @@ from opsflow.tasks.endpoints import _if_match
     ],
 )
 def test_version_forms(header: str, version: int) -> None:
-    assert _if_match(header) == version
+    assert parse_if_match(header) == version
 
 
 @pytest.mark.parametrize("header", [None, "*", " * "])
 def test_absent_or_wildcard_means_any_version(header: str | None) -> None:
-    assert _if_match(header) is None
+    assert parse_if_match(header) is None
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_absent_or_wildcard_means_any_version(header: str | None) -> None:
 )
 def test_garbage_is_a_validation_error(header: str) -> None:
     with pytest.raises(ValidationFailed) as info:
-        _if_match(header)
+        parse_if_match(header)
     assert info.value.status_code == 400
     assert info.value.details is not None
     assert info.value.details[0]["field"] == "If-Match"
@@ -43,4 +43,4 @@ def test_garbage_is_a_validation_error(header: str) -> None:
 @pytest.mark.parametrize("header", ["²", '"³"', "¹2"])
 def test_superscript_digits_are_a_validation_error(header: str) -> None:
     with pytest.raises(ValidationFailed):
-        _if_match(header)
+        parse_if_match(header)

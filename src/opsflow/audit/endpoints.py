@@ -21,7 +21,7 @@ router = APIRouter(prefix="/audit-logs", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 
 
-def _filters(
+async def _filters(
     entity_type: Annotated[Word | None, Query()] = None,
     entity_id: uuid.UUID | None = None,
     action: Annotated[Word | None, Query()] = None,

@@ -77,6 +77,12 @@ async def _flush_hook(session: AsyncSession) -> None:
     await flush_pending(session)
 
 
+# The chain's head, locked and read (PostgreSQL, a function of migration 0020), or read
+# (SQLite, whose writers are serialised): built once, every write of the API reads it.
+_LOCKED_HEAD = text("SELECT seq, hash FROM opsflow_audit_chain_head(:key)")
+_HEAD = select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+
+
 async def flush_pending(session: AsyncSession) -> int:
     """Chain and insert the queued rows (one statement for all of them); how many."""
     pending: list[Pending] = session.info.pop(_PENDING, [])
@@ -90,18 +96,9 @@ async def flush_pending(session: AsyncSession) -> int:
         # writer waits for it.
         await session.flush()
         # Lock and read the head in one round trip (a function of migration 0020).
-        last = (
-            await session.execute(
-                text("SELECT seq, hash FROM opsflow_audit_chain_head(:key)"),
-                {"key": CHAIN_LOCK_KEY},
-            )
-        ).first()
+        last = (await session.execute(_LOCKED_HEAD, {"key": CHAIN_LOCK_KEY})).first()
     else:
-        last = (
-            await session.execute(
-                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
-            )
-        ).first()
+        last = (await session.execute(_HEAD)).first()
     seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
     # A plain multi-row insert: no ORM object per row (nothing reads them back in this
     # unit of work), and the statement is sent while the chain lock is held.

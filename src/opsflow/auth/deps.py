@@ -11,7 +11,8 @@ from fastapi.security import OAuth2PasswordBearer
 from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
-from opsflow.deps import ContextDep, RequestMetaDep
+from opsflow.context import AppContext
+from opsflow.deps import request_meta
 from opsflow.errors import Forbidden, RateLimited, Unauthorized, declares
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
@@ -20,11 +21,11 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 @declares(Unauthorized, RateLimited)
 async def get_principal(
-    request: Request,
-    context: ContextDep,
-    meta: RequestMetaDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal:
+    # The context and the request's meta read here, not as dependencies of their own: a
+    # dependency FastAPI solves costs bookkeeping on every authenticated request.
+    context: AppContext = request.app.state.context
     if not token:
         raise Unauthorized("Authentication required")
     if len(token) > 4096:
@@ -33,7 +34,7 @@ async def get_principal(
     # (on SQLite, its write lock) then begins only when the endpoint first needs the
     # database, which lets work such as password hashing happen before it.
     async with context.read_sessions() as session:
-        principal = await service.resolve_bearer(session, context, token, meta)
+        principal = await service.resolve_bearer(session, context, token, request_meta(request))
     request.state.principal = principal
     await context.rate_limiter.for_principal(request.scope, principal)
     return principal

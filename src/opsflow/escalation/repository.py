@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow import db
@@ -56,19 +56,24 @@ async def run_exists(session: AsyncSession, run_id: uuid.UUID) -> bool:
     return (await session.scalar(query)) is not None
 
 
+# Built once: every change of a task reads its pending steps (constructing the statement
+# cost about as much CPU as running it).
+_PENDING = (
+    select(EscalationEvent)
+    .where(
+        EscalationEvent.task_id == bindparam("task_id"),
+        EscalationEvent.status == EscalationStatus.PENDING,
+    )
+    .order_by(EscalationEvent.fire_at, EscalationEvent.level)
+)
+_PENDING_FOR_UPDATE = _PENDING.with_for_update()
+
+
 async def pending_of_task(
     session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = True
 ) -> list[EscalationEvent]:
-    query = (
-        select(EscalationEvent)
-        .where(
-            EscalationEvent.task_id == task_id, EscalationEvent.status == EscalationStatus.PENDING
-        )
-        .order_by(EscalationEvent.fire_at, EscalationEvent.level)
-    )
-    if for_update:
-        query = query.with_for_update()
-    return list(await session.scalars(query))
+    query = _PENDING_FOR_UPDATE if for_update else _PENDING
+    return list(await session.scalars(query, {"task_id": task_id}))
 
 
 async def pending_of_tasks(

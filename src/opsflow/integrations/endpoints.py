@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
-from opsflow.auth.principal import Principal, RequestMeta
+from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
-from opsflow.deps import ClockDep, ContextDep, RequestMetaDep, SessionDep
+from opsflow.deps import ClockDep, SessionDep, request_meta
 from opsflow.errors import InvalidSignature, MethodNotAllowed, ServiceUnavailable, declares
 from opsflow.idempotency.deps import IdempotentWithheld
 from opsflow.integrations import parsers, service
@@ -203,10 +203,12 @@ def _intake(context: AppContext) -> AlertIntake:
     openapi_extra=_body(GENERIC_BODY),
 )
 @declares(InvalidSignature, ServiceUnavailable)
-async def generic_event(
-    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
-) -> EventAccepted:
+async def generic_event(key: Key, request: Request) -> EventAccepted:
     """An event with PagerDuty Events API v2 semantics (trigger, acknowledge, resolve)."""
+    # The context and the sender's meta read from the request: the inbound endpoints take
+    # no dependencies of their own, each would cost FastAPI's bookkeeping per event.
+    context: AppContext = request.app.state.context
+    meta = request_meta(request)
     raw = await request.body()
     headers = _signature_headers(request)
 
@@ -218,9 +220,9 @@ async def generic_event(
     return EventAccepted(dedup_key=outcomes[0].dedup_key)
 
 
-async def _alerts(
-    key: str, request: Request, context: AppContext, meta: RequestMeta, *, elastic: bool = False
-) -> AlertsAccepted:
+async def _alerts(key: str, request: Request, *, elastic: bool = False) -> AlertsAccepted:
+    context: AppContext = request.app.state.context
+    meta = request_meta(request)
     raw = await request.body()
     headers = _signature_headers(request)
 
@@ -252,11 +254,9 @@ async def _alerts(
     openapi_extra=_body(ALERTS_BODY),
 )
 @declares(InvalidSignature, ServiceUnavailable)
-async def alertmanager_webhook(
-    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
-) -> AlertsAccepted:
+async def alertmanager_webhook(key: Key, request: Request) -> AlertsAccepted:
     """Prometheus Alertmanager's webhook (version 4): one incident per alert fingerprint."""
-    return await _alerts(key, request, context, meta)
+    return await _alerts(key, request)
 
 
 @router.post(
@@ -266,11 +266,9 @@ async def alertmanager_webhook(
     openapi_extra=_body(ALERTS_BODY),
 )
 @declares(InvalidSignature, ServiceUnavailable)
-async def grafana_webhook(
-    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
-) -> AlertsAccepted:
+async def grafana_webhook(key: Key, request: Request) -> AlertsAccepted:
     """Grafana's webhook contact point; its HMAC signature is verified when a secret is set."""
-    return await _alerts(key, request, context, meta)
+    return await _alerts(key, request)
 
 
 @router.post(
@@ -280,9 +278,7 @@ async def grafana_webhook(
     openapi_extra=_body(ELASTIC_BODY),
 )
 @declares(InvalidSignature, ServiceUnavailable)
-async def elastic_webhook(
-    key: Key, request: Request, context: ContextDep, meta: RequestMetaDep
-) -> AlertsAccepted:
+async def elastic_webhook(key: Key, request: Request) -> AlertsAccepted:
     """Kibana rule actions and Watcher webhook actions, read through the integration's
     JSON-pointer mapping (defaults: Kibana's rule variables, Watcher's ctx)."""
-    return await _alerts(key, request, context, meta, elastic=True)
+    return await _alerts(key, request, elastic=True)

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
-from pydantic import WithJsonSchema
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from opsflow.auth.deps import CurrentPrincipal, require
 from opsflow.auth.permissions import Permission, reach_of
@@ -49,14 +49,7 @@ _IF_MATCH = re.compile(IF_MATCH_PATTERN)
 Reader = Annotated[Principal, Depends(require(Permission.TASK_READ))]
 
 
-@declares(PreconditionFailed)
-def _if_match(
-    if_match: Annotated[
-        str | None,
-        Header(max_length=64),
-        WithJsonSchema({"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN}),
-    ] = None,
-) -> int | None:
+def parse_if_match(if_match: str | None) -> int | None:
     """`If-Match: 3`, `"3"` or `W/"3"` → 3. `*` matches any version."""
     if if_match is None:
         return None
@@ -66,6 +59,18 @@ def _if_match(
         )
     raw = if_match.strip().removeprefix("W/").strip('"')
     return None if raw == "*" else int(raw)
+
+
+@declares(PreconditionFailed)
+async def _if_match(
+    if_match: Annotated[
+        str | None,
+        Header(max_length=64),
+        WithJsonSchema({"type": "string", "maxLength": 64, "pattern": IF_MATCH_PATTERN}),
+    ] = None,
+) -> int | None:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a thread hop).
+    return parse_if_match(if_match)
 
 
 IfMatch = Annotated[int | None, Depends(_if_match)]
@@ -114,51 +119,63 @@ async def create_task(
     return await views.created_view(session, task, context.clock.now())
 
 
+class TaskQuery(BaseModel):
+    """The filters and the order of a page of tasks, validated as one model: FastAPI
+    validates each separately declared query parameter on its own, a large share of the
+    CPU of a page when there are eighteen of them (the document lists them the same)."""
+
+    status: Annotated[
+        list[Word] | None, Field(max_length=6, title="Status"), _enum_array(TaskStatus, 6)
+    ] = None
+    priority: Annotated[
+        list[Word] | None, Field(max_length=4, title="Priority"), _enum_array(Priority, 4)
+    ] = None
+    task_type: TaskType | None = None
+    assigned_to: uuid.UUID | None = None
+    team_id: uuid.UUID | None = None
+    customer_tier: CustomerTier | None = None
+    has_breach: bool | None = None
+    sla_state: SlaState | None = None
+    tags: Annotated[list[Tag] | None, Field(max_length=20)] = None
+    q: SearchText | None = None
+    external_id: ShortText | None = None
+    created_after: Instant | None = None
+    created_before: Instant | None = None
+    include_deleted: bool = False
+    sort: SortField = "created_at"
+    order: SortOrder = "desc"
+
+
 @router.get("", response_model=Page[TaskListItem])
 async def list_tasks(
     session: SessionDep,
     clock: ClockDep,
     _: Reader,
     page: PageDep,
-    status_: Annotated[
-        list[Word] | None, Query(alias="status", max_length=6), _enum_array(TaskStatus, 6)
-    ] = None,
-    priority: Annotated[list[Word] | None, Query(max_length=4), _enum_array(Priority, 4)] = None,
-    task_type: TaskType | None = None,
-    assigned_to: uuid.UUID | None = None,
-    team_id: uuid.UUID | None = None,
-    customer_tier: CustomerTier | None = None,
-    has_breach: bool | None = None,
-    sla_state: SlaState | None = None,
-    tags: Annotated[list[Tag] | None, Query(max_length=20)] = None,
-    q: Annotated[SearchText | None, Query()] = None,
-    external_id: Annotated[ShortText | None, Query()] = None,
-    created_after: Instant | None = None,
-    created_before: Instant | None = None,
-    include_deleted: bool = False,
-    sort: SortField = "created_at",
-    order: SortOrder = "desc",
+    query: Annotated[TaskQuery, Query()],
 ) -> Page[TaskListItem]:
     """Filters combine with AND; `status`, `priority` and `tags` may repeat (or be
     comma-separated). Tags match tasks carrying all of them."""
     filters = TaskFilters(
-        status=_enum_list("status", status_, TaskStatus),
-        priority=_enum_list("priority", priority, Priority),
-        task_type=task_type.value if task_type else None,
-        assigned_to=assigned_to,
-        team_id=team_id,
-        customer_tier=customer_tier.value if customer_tier else None,
-        has_breach=has_breach,
-        sla_state=sla_state,
-        tags=[t.strip() for tag in tags or [] for t in tag.split(",") if t.strip()],
-        q=q,
-        external_id=external_id,
-        created_after=created_after,
-        created_before=created_before,
-        include_deleted=include_deleted,
+        status=_enum_list("status", query.status, TaskStatus),
+        priority=_enum_list("priority", query.priority, Priority),
+        task_type=query.task_type.value if query.task_type else None,
+        assigned_to=query.assigned_to,
+        team_id=query.team_id,
+        customer_tier=query.customer_tier.value if query.customer_tier else None,
+        has_breach=query.has_breach,
+        sla_state=query.sla_state,
+        tags=[t.strip() for tag in query.tags or [] for t in tag.split(",") if t.strip()],
+        q=query.q,
+        external_id=query.external_id,
+        created_after=query.created_after,
+        created_before=query.created_before,
+        include_deleted=query.include_deleted,
     )
     now = clock.now()
-    rows, total = await service.search(session, filters, page, now=now, sort=sort, order=order)
+    rows, total = await service.search(
+        session, filters, page, now=now, sort=query.sort, order=query.order
+    )
     return Page(
         items=await views.list_views(session, rows, now), pagination=Pagination.of(page, total)
     )
@@ -181,7 +198,7 @@ async def get_task(
 
 
 @declares(Forbidden, InvalidTransition)
-def _command(
+async def _command(
     task_id: uuid.UUID,
     session: SessionDep,
     context: ContextDep,

@@ -61,13 +61,16 @@ class TaskFilters:
     include_deleted: bool = False
 
 
+# Built once (see _GET_WITH_CLOCKS below): a task by id, as it is read or to be changed.
+_GET = select(Task).where(Task.id == bindparam("task_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+
+
 async def get(
     session: AsyncSession, task_id: uuid.UUID, *, for_update: bool = False
 ) -> Task | None:
-    query = select(Task).where(Task.id == task_id)
-    if for_update:
-        query = query.with_for_update()
-    result: Task | None = await session.scalar(query)
+    query = _GET_FOR_UPDATE if for_update else _GET
+    result: Task | None = await session.scalar(query, {"task_id": task_id})
     return result
 
 
@@ -144,6 +147,13 @@ def remember_no_assignees(session: AsyncSession, task_id: uuid.UUID) -> None:
     memo(session, ASSIGNEES)[task_id] = []
 
 
+_ASSIGNEES = (
+    select(TaskAssignee.task_id, TaskAssignee.user_id)
+    .where(TaskAssignee.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+)
+
+
 async def additional_assignees(
     session: AsyncSession, task_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
@@ -152,16 +162,31 @@ async def additional_assignees(
     known: dict[uuid.UUID, list[uuid.UUID]] = memo(session, ASSIGNEES)
     missing = set(task_ids) - known.keys()
     if missing:
-        rows = await session.execute(
-            select(TaskAssignee.task_id, TaskAssignee.user_id)
-            .where(TaskAssignee.task_id.in_(missing))
-            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-        )
+        rows = await session.execute(_ASSIGNEES, {"task_ids": list(missing)})
         loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
         for task_id, user_id in rows:
             loaded[task_id].append(user_id)
         known.update(loaded)
     return {task_id: list(known[task_id]) for task_id in set(task_ids) if known[task_id]}
+
+
+# The users named by tasks, with the additional assignees of those tasks whose assignees
+# the unit of work does not know yet (their order: see additional_assignees).
+_PEOPLE = (
+    select(User, TaskAssignee.task_id)
+    .outerjoin(
+        TaskAssignee,
+        and_(
+            TaskAssignee.user_id == User.id,
+            TaskAssignee.task_id.in_(bindparam("task_ids", expanding=True)),
+        ),
+    )
+    .where(
+        or_(User.id.in_(bindparam("user_ids", expanding=True)), TaskAssignee.task_id.is_not(None))
+    )
+    .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
+)
+_USERS = select(User).where(User.id.in_(bindparam("user_ids", expanding=True)))
 
 
 async def people(
@@ -176,15 +201,7 @@ async def people(
     direct = {u for task in tasks for u in (task.created_by, task.assigned_to) if u}
     users: dict[uuid.UUID, User] = {}
     if missing:
-        rows = await session.execute(
-            select(User, TaskAssignee.task_id)
-            .outerjoin(
-                TaskAssignee,
-                and_(TaskAssignee.user_id == User.id, TaskAssignee.task_id.in_(missing)),
-            )
-            .where(or_(User.id.in_(direct), TaskAssignee.task_id.is_not(None)))
-            .order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-        )
+        rows = await session.execute(_PEOPLE, {"task_ids": list(missing), "user_ids": list(direct)})
         loaded: dict[uuid.UUID, list[uuid.UUID]] = {task_id: [] for task_id in missing}
         for user, task_id in rows:
             users[user.id] = user
@@ -194,7 +211,7 @@ async def people(
     extras = {task_id: list(known[task_id]) for task_id in task_ids if known[task_id]}
     wanted = direct.union(*extras.values()) - users.keys()
     if wanted:
-        for user in await session.scalars(select(User).where(User.id.in_(wanted))):
+        for user in await session.scalars(_USERS, {"user_ids": list(wanted)}):
             users[user.id] = user
     return extras, users
 
@@ -275,10 +292,10 @@ def _start_stop() -> ColumnElement[Any]:
     return func.coalesce(_responded_at(), Task.cancelled_at)
 
 
-def _clock_level(now: datetime) -> ColumnElement[Any]:
+def _clock_level(now: ColumnElement[Any]) -> ColumnElement[Any]:
     """A clock's state as a number (0 compliant .. 3 breached), as sla.status.ClockView
     decides it: the stored threshold instants against the instant the clock stands at."""
-    until = func.coalesce(SlaClock.stopped_at, SlaClock.paused_at, literal(now, UTCDateTime()))
+    until = func.coalesce(SlaClock.stopped_at, SlaClock.paused_at, now)
     return case(
         (SlaClock.status == ClockStatus.BREACHED, 3),
         (
@@ -292,7 +309,7 @@ def _clock_level(now: datetime) -> ColumnElement[Any]:
     )
 
 
-def _task_level(now: datetime) -> ColumnElement[Any]:
+def _task_level(now: ColumnElement[Any]) -> ColumnElement[Any]:
     """The worst state of the task's clocks."""
     return (
         select(func.max(_clock_level(now)))
@@ -302,12 +319,8 @@ def _task_level(now: datetime) -> ColumnElement[Any]:
     )
 
 
-def _breached(now: datetime) -> ColumnElement[bool]:
+def _breached(now: ColumnElement[Any]) -> ColumnElement[bool]:
     return _task_level(now) == 3
-
-
-def _sla_state_clause(state: SlaState, now: datetime) -> ColumnElement[bool]:
-    return _task_level(now) == level(state)
 
 
 def next_deadline() -> ColumnElement[Any]:
@@ -320,20 +333,123 @@ _PRIORITY_RANK = case(
 )
 
 
-def _has_tags(dialect: str, tags: list[str]) -> ColumnElement[bool]:
+def _has_tags(dialect: str, count: int) -> ColumnElement[bool]:
+    """Tasks carrying all of `count` tags, given as the parameter `tags` (PostgreSQL) or
+    `tag_0`, `tag_1`, … (SQLite)."""
     if dialect == "postgresql":
-        return type_coerce(Task.tags, JSONB).contains(tags)
+        return type_coerce(Task.tags, JSONB).contains(bindparam("tags", type_=JSONB))
     clauses = []
-    for index, tag in enumerate(tags):
-        param = f"tag_{index}"
+    for index in range(count):
         clauses.append(
             exists(
                 select(literal(1))
                 .select_from(func.json_each(Task.tags).table_valued("value"))
-                .where(text(f"value = :{param}").bindparams(**{param: tag}))
+                .where(text(f"value = :tag_{index}"))
             )
         )
     return and_(*clauses)
+
+
+_SORT_KEYS: dict[str, Any] = {
+    "created_at": lambda: Task.created_at,
+    "updated_at": lambda: Task.updated_at,
+    "priority": lambda: _PRIORITY_RANK,
+    "deadline": next_deadline,
+}
+
+
+def _search_statements(shape: tuple[Any, ...]) -> tuple[Select[Any], Select[Any]]:
+    """The count and the page of a search of this shape (which filters it has, the sort),
+    every value a bound parameter (see :func:`_search_values`)."""
+    (dialect, deleted, status, priority, task_type, assigned_to, team_id, tier, external_id,
+     after, before, q, tags, breach, sla_state, sort, order) = shape  # fmt: skip
+    query = select(Task)
+    if not deleted:
+        query = query.where(Task.deleted_at.is_(None))
+    if status:
+        query = query.where(Task.status.in_(bindparam("status", expanding=True)))
+    if priority:
+        query = query.where(Task.priority.in_(bindparam("priority", expanding=True)))
+    if task_type:
+        query = query.where(Task.task_type == bindparam("task_type"))
+    if assigned_to:
+        user = bindparam("assigned_to", type_=Task.assigned_to.type)
+        query = query.where(
+            or_(
+                Task.assigned_to == user,
+                exists().where(TaskAssignee.task_id == Task.id, TaskAssignee.user_id == user),
+            )
+        )
+    if team_id:
+        query = query.where(Task.team_id == bindparam("team_id"))
+    if tier:
+        query = query.where(Task.customer_tier == bindparam("customer_tier"))
+    if external_id:
+        query = query.where(Task.external_id == bindparam("external_id"))
+    if after:
+        query = query.where(Task.created_at >= bindparam("created_after"))
+    if before:
+        query = query.where(Task.created_at < bindparam("created_before"))
+    if q:
+        pattern: ColumnElement[str] = bindparam("pattern")
+        query = query.where(
+            or_(
+                func.lower(Task.title).like(pattern, escape="\\"),
+                func.lower(Task.description).like(pattern, escape="\\"),
+            )
+        )
+    if tags:
+        query = query.where(_has_tags(dialect, tags))
+    if breach is not None:
+        breached = _breached(bindparam("now", type_=UTCDateTime()))
+        query = query.where(breached if breach else not_(breached))
+    if sla_state:
+        query = query.where(
+            _task_level(bindparam("now", type_=UTCDateTime())) == bindparam("sla_level")
+        )
+    count = select(func.count()).select_from(query.subquery())
+    key = _SORT_KEYS[sort]()
+    ordering = key.asc() if order == "asc" else key.desc()
+    tiebreak = Task.id.asc() if order == "asc" else Task.id.desc()
+    # The page's clocks come with it (a task has one of each kind: the join adds no row).
+    page = (
+        _with_clocks(query)
+        .order_by(ordering, tiebreak)
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    return count, page
+
+
+def _search_values(filters: TaskFilters, now: datetime, dialect: str) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": filters.status,
+        "priority": filters.priority,
+        "task_type": filters.task_type,
+        "assigned_to": filters.assigned_to,
+        "team_id": filters.team_id,
+        "customer_tier": filters.customer_tier,
+        "external_id": filters.external_id,
+        "created_after": filters.created_after,
+        "created_before": filters.created_before,
+        "now": now,
+    }
+    if filters.q:
+        values["pattern"] = f"%{escape_like(filters.q.lower())}%"
+    if filters.sla_state:
+        values["sla_level"] = level(filters.sla_state)
+    if dialect == "postgresql":
+        values["tags"] = filters.tags
+    else:
+        values.update({f"tag_{index}": tag for index, tag in enumerate(filters.tags)})
+    return values
+
+
+# A search's statements by shape, built once per shape: building them cost more CPU than a
+# page's two statements take to run. Shapes are few (which filters, the sort); bounded
+# all the same.
+_SEARCHES: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
+CACHED_SEARCH_SHAPES = 1024
 
 
 async def search(
@@ -345,65 +461,35 @@ async def search(
     sort: SortField = "created_at",
     order: Literal["asc", "desc"] = "desc",
 ) -> tuple[list[Task], int]:
-    query = select(Task)
-    if not filters.include_deleted:
-        query = query.where(Task.deleted_at.is_(None))
-    if filters.status:
-        query = query.where(Task.status.in_(filters.status))
-    if filters.priority:
-        query = query.where(Task.priority.in_(filters.priority))
-    if filters.task_type:
-        query = query.where(Task.task_type == filters.task_type)
-    if filters.assigned_to:
-        query = query.where(
-            or_(
-                Task.assigned_to == filters.assigned_to,
-                exists().where(
-                    TaskAssignee.task_id == Task.id, TaskAssignee.user_id == filters.assigned_to
-                ),
-            )
-        )
-    if filters.team_id:
-        query = query.where(Task.team_id == filters.team_id)
-    if filters.customer_tier:
-        query = query.where(Task.customer_tier == filters.customer_tier)
-    if filters.external_id:
-        query = query.where(Task.external_id == filters.external_id)
-    if filters.created_after:
-        query = query.where(Task.created_at >= filters.created_after)
-    if filters.created_before:
-        query = query.where(Task.created_at < filters.created_before)
-    if filters.q:
-        pattern = f"%{escape_like(filters.q.lower())}%"
-        query = query.where(
-            or_(
-                func.lower(Task.title).like(pattern, escape="\\"),
-                func.lower(Task.description).like(pattern, escape="\\"),
-            )
-        )
-    if filters.tags:
-        query = query.where(_has_tags(session.get_bind().dialect.name, filters.tags))
-    if filters.has_breach is not None:
-        breached = _breached(now)
-        query = query.where(breached if filters.has_breach else not_(breached))
-    if filters.sla_state:
-        query = query.where(_sla_state_clause(filters.sla_state, now))
-
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    # Only the expression asked for is built (the deadline's is a large CASE).
-    key: Any = {
-        "created_at": lambda: Task.created_at,
-        "updated_at": lambda: Task.updated_at,
-        "priority": lambda: _PRIORITY_RANK,
-        "deadline": next_deadline,
-    }[sort]()
-    ordering = key.asc() if order == "asc" else key.desc()
-    tiebreak = Task.id.asc() if order == "asc" else Task.id.desc()
-    # The page's clocks come with it (a task has one of each kind: the join adds no row).
+    dialect = session.get_bind().dialect.name
+    shape = (
+        dialect,
+        filters.include_deleted,
+        bool(filters.status),
+        bool(filters.priority),
+        bool(filters.task_type),
+        bool(filters.assigned_to),
+        bool(filters.team_id),
+        bool(filters.customer_tier),
+        bool(filters.external_id),
+        bool(filters.created_after),
+        bool(filters.created_before),
+        bool(filters.q),
+        len(filters.tags),
+        filters.has_breach,
+        bool(filters.sla_state),
+        sort,
+        order,
+    )
+    statements = _SEARCHES.get(shape)
+    if statements is None:
+        if len(_SEARCHES) >= CACHED_SEARCH_SHAPES:
+            _SEARCHES.clear()
+        statements = _SEARCHES[shape] = _search_statements(shape)
+    count, page = statements
+    values = _search_values(filters, now, dialect)
+    total = int(await session.scalar(count, values) or 0)
     rows = await session.execute(
-        _with_clocks(query)
-        .order_by(ordering, tiebreak)
-        .offset(params.offset)
-        .limit(params.page_size)
+        page, {**values, "offset": params.offset, "limit": params.page_size}
     )
     return _remember_clocks(session, rows), total

@@ -27,7 +27,7 @@ SourceQuery = Annotated[Source | None, Query(description="the ticket's source sy
 
 
 @declares(Forbidden)
-def _reader(principal: CurrentPrincipal) -> Principal:
+async def _reader(principal: CurrentPrincipal) -> Principal:
     """Readers of tasks, and the clients that ingest tickets (to check what they sent)."""
     if reach_of(principal, Permission.TASK_READ) or reach_of(principal, Permission.TICKETS_INGEST):
         return principal
