@@ -115,10 +115,14 @@ async def test_a_unit_of_work_inside_a_writing_one_does_not_wait_for_itself(
 
 async def test_a_failed_unit_of_work_gives_its_turn_back(engine: AsyncEngine) -> None:
     sessions = create_sessionmaker(engine)
-    with pytest.raises(RuntimeError):
+
+    async def failing() -> None:
         async with unit_of_work(sessions) as session:
             await session.execute(text("INSERT INTO marks VALUES ('rolled back')"))
             raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
     async with asyncio.timeout(60), unit_of_work(sessions) as session:
         await session.execute(text("INSERT INTO marks VALUES ('next')"))
     assert await marks(engine) == ["next"]
