@@ -40,10 +40,12 @@ from opsflow.models.enums import (
 )
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.report import SLOT_SECONDS
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.reports import rollups
 
 OPEN_STATUSES = (
     TaskStatus.CREATED,
@@ -213,15 +215,21 @@ async def task_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime, step: int
 ) -> Sequence[Tally]:
     """Tallies of the period's tasks by priority, type and creation slot."""
+    names = ["priority", "task_type", "slot"]
+    if rollups.enabled(session):
+        return _fold(await rollups.tallies(session, names, filters, now, step=step), names)
     slot = _slot(_dialect(session), Task.created_at, step).label("slot")
     query = _tallied([Task.priority, Task.task_type, slot], filters, now, window=True)
-    return _fold((await session.execute(query)).all(), ["priority", "task_type", "slot"])
+    return _fold((await session.execute(query)).all(), names)
 
 
 async def people_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
     """Tallies by primary assignee and team."""
+    if rollups.enabled(session):
+        names = ["assigned_to", "team_id"]
+        return _fold(await rollups.tallies(session, names, filters, now), names)
     query = _tallied([Task.assigned_to, Task.team_id], filters, now, window=True)
     return _fold((await session.execute(query)).all(), ["assigned_to", "team_id"])
 
@@ -229,6 +237,9 @@ async def people_tallies(
 async def tier_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
+    if rollups.enabled(session):
+        rows = await rollups.tallies(session, ["customer_tier"], filters, now)
+        return _fold(rows, ["customer_tier"])
     query = _tallied([Task.customer_tier], filters, now, window=True)
     return _fold((await session.execute(query)).all(), ["customer_tier"])
 
@@ -236,6 +247,9 @@ async def tier_tallies(
 async def severity_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
+    if rollups.enabled(session):
+        rows = await rollups.tallies(session, ["priority"], filters, now, incidents=True)
+        return _fold(rows, ["priority"])
     query = _tallied([Task.priority], filters, now, window=True).where(
         Task.task_type == TaskType.INCIDENT
     )
@@ -244,6 +258,8 @@ async def severity_tallies(
 
 async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence[Any]:
     """Incidents of the period by tag: count, completed count, completion seconds."""
+    if rollups.enabled(session):
+        return await rollups.tag_tallies(session, filters)
     dialect = _dialect(session)
     function = (
         func.jsonb_array_elements_text(Task.tags)
@@ -402,7 +418,10 @@ async def upcoming_deadlines(
 async def acknowledgements(
     session: AsyncSession, filters: ReportFilters, step: int
 ) -> Sequence[Any]:
-    """Incidents acknowledged in [start, end) by responder and UTC slot."""
+    """Incidents acknowledged in [start, end) by responder and UTC slot (`step` a whole
+    number of quarter hours)."""
+    if rollups.enabled(session) and step == SLOT_SECONDS:
+        return await rollups.acknowledgements(session, filters)
     slot = _slot(_dialect(session), Task.acknowledged_at, step).label("slot")
     query = (
         select(Task.acknowledged_by, slot, func.count().label("count"))
