@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Integer,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -126,6 +128,17 @@ def task_breached(now: datetime) -> ColumnElement[bool]:
     than the instants its clocks recorded; a report is read at the present. (A task with
     no breach instant compares as NULL, which no WHERE or FILTER counts.)"""
     return Task.sla_breach_at <= _now(now)
+
+
+def _is_open() -> ColumnElement[bool]:
+    """The open statuses, written into the statement (not bound): a plan the database
+    caches for a prepared statement then still knows they are the few open tasks and reads
+    them through the status index, where a generic plan with parameters scanned every
+    task. (Constants of the code, never input.)"""
+    statuses: BindParameter[list[str]] = bindparam(
+        "open_statuses", [s.value for s in OPEN_STATUSES], expanding=True
+    )
+    return Task.status.in_(statuses.render_literal_execute())
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -304,7 +317,7 @@ async def open_incident_counts(session: AsyncSession, filters: ReportFilters) ->
     query = select(func.count(), _count_if(Task.priority == "CRITICAL")).where(
         *task_clauses(filters, window=False),
         Task.task_type == TaskType.INCIDENT,
-        Task.status.in_(OPEN_STATUSES),
+        _is_open(),
     )
     active, critical = (await session.execute(query)).one()
     return int(active), int(critical)
@@ -322,7 +335,7 @@ async def tasks_at_risk(session: AsyncSession, filters: ReportFilters, now: date
             until < SlaClock.deadline,
             SlaClock.warning_at.is_not(None),
             until >= SlaClock.warning_at,
-            Task.status.in_(OPEN_STATUSES),
+            _is_open(),
             *task_clauses(filters, window=False),
         )
     )
@@ -343,25 +356,25 @@ async def pending_escalations(session: AsyncSession, filters: ReportFilters) -> 
 
 
 async def utilization(session: AsyncSession, filters: ReportFilters) -> tuple[int, int]:
-    """(responders with at least one open task, active responders)."""
-    busy = (
-        select(Task.id)
-        .where(
-            Task.assigned_to == User.id,
-            Task.status.in_(OPEN_STATUSES),
-            *task_clauses(filters, window=False),
-        )
-        .exists()
-    )
+    """(responders with at least one open task, active responders). The busy ones are
+    the distinct assignees of the open tasks (one pass over the open tasks), not a probe
+    of the tasks per person: a plan the database may cache for the probe scanned every
+    task once per person."""
     clauses: list[ColumnElement[bool]] = [
         User.is_active.is_(True),
         User.role.in_(RESPONDER_ROLES),
     ]
     if filters.team_id is not None:
         clauses.append(User.team_id == filters.team_id)
-    query = select(_count_if(busy), func.count()).select_from(User).where(*clauses)
-    working, everyone = (await session.execute(query)).one()
-    return int(working), int(everyone)
+    busy = (
+        select(func.count(func.distinct(Task.assigned_to)))
+        .join(User, User.id == Task.assigned_to)
+        .where(_is_open(), *clauses, *task_clauses(filters, window=False))
+        .scalar_subquery()
+    )
+    everyone = select(func.count()).select_from(User).where(*clauses).scalar_subquery()
+    working, total = (await session.execute(select(busy, everyone))).one()
+    return int(working), int(total)
 
 
 async def recent_breaches(
@@ -406,7 +419,7 @@ async def upcoming_deadlines(
             SlaClock.stopped_at.is_(None),
             SlaClock.paused_at.is_(None),
             SlaClock.deadline > _now(now),
-            Task.status.in_(OPEN_STATUSES),
+            _is_open(),
             *task_clauses(filters, window=False),
         )
         .order_by(SlaClock.deadline, SlaClock.task_id, SlaClock.kind)
