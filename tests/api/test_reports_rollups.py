@@ -22,6 +22,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from opsflow.clock import SettableClock
 from opsflow.context import AppContext
@@ -216,3 +217,25 @@ def test_a_period_splits_into_whole_quarter_hours_and_its_ends() -> None:
     window = rollups.split(aligned, aligned + timedelta(minutes=15))
     assert (window.inner_start, window.inner_end) == (aligned, aligned + timedelta(minutes=15))
     assert not rollups.split(at, at + timedelta(minutes=10)).whole
+
+
+async def test_the_rebuild_finds_and_repairs_a_wrong_rollup(
+    postgres: None, client: httpx.AsyncClient, clock: SettableClock, app_context: AppContext
+) -> None:
+    headers = await login(client, "admin", ADMIN_PASSWORD)
+    for priority in ("LOW", "HIGH"):
+        body = {"title": "t", "priority": priority, "task_type": "INCIDENT", "tags": ["db"]}
+        response = await client.post("/tasks", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        clock.advance(timedelta(hours=1))
+    filters = ReportFilters(start=clock.now() - timedelta(days=1), end=clock.now())
+    expected = await _reports(app_context, filters, "day", clock.now())
+    async with unit_of_work(app_context.sessions) as session:
+        await session.execute(text("UPDATE report_task_slots SET tasks = tasks + 1"))
+        await session.execute(text("DELETE FROM report_tag_slots"))
+    assert await _reports(app_context, filters, "day", clock.now()) != expected
+    async with unit_of_work(app_context.sessions) as session:
+        assert await rollups.rebuild(session) == 4  # two task groups, two tag groups
+    async with unit_of_work(app_context.sessions) as session:
+        assert await rollups.rebuild(session) == 0
+    assert await _reports(app_context, filters, "day", clock.now()) == expected

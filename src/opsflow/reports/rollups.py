@@ -344,13 +344,16 @@ FILL = tuple(
 
 
 def _stale(table: str, keys: str, counts: str, query: str) -> str:
-    """Rows (non-zero groups) where the stored rollup and the recomputed one differ."""
+    """Groups where the stored rollup and the recomputed one differ: missing or with other
+    sums (rows of the recomputed one not stored as they are), or left over (stored keys the
+    recomputed one lacks; a row of zeros is no group)."""
     nonzero = " OR ".join(f"{name} <> 0" for name in counts.split(", "))
     return f"""
     WITH fresh AS MATERIALIZED ({query}),
          stored AS MATERIALIZED (SELECT {keys}, {counts} FROM {table} WHERE {nonzero})
     SELECT (SELECT count(*) FROM (SELECT * FROM fresh EXCEPT ALL SELECT * FROM stored) a)
-         + (SELECT count(*) FROM (SELECT * FROM stored EXCEPT ALL SELECT * FROM fresh) b)
+         + (SELECT count(*) FROM (SELECT {keys} FROM stored EXCEPT ALL
+                                  SELECT {keys} FROM fresh) b)
     """  # noqa: S608
 
 
