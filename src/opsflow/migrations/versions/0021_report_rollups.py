@@ -1,5 +1,6 @@
 """Report rollups: tasks, incident tags and acknowledgements summed per quarter hour, kept
-by statement triggers on tasks (PostgreSQL); an index on tasks.sla_breach_at
+by statement triggers on tasks (PostgreSQL); indexes on tasks.sla_breach_at and the stopped
+clocks' durations
 
 Revision ID: 0021
 Revises: 0020
@@ -182,6 +183,15 @@ def upgrade() -> None:
         postgresql_nulls_not_distinct=True,
     )
     op.create_index("ix_tasks_sla_breach_at", "tasks", ["sla_breach_at"])
+    stopped = sa.text("stopped_at IS NOT NULL AND cancelled IS false AND working_seconds IS NOT NULL")
+    op.create_index(
+        "ix_sla_clocks_stopped_durations",
+        "sla_clocks",
+        ["started_at"],
+        postgresql_include=["kind", "stopped_at", "working_seconds"],
+        postgresql_where=stopped,
+        sqlite_where=stopped,
+    )
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
@@ -201,6 +211,7 @@ def downgrade() -> None:
         for name in ("insert", "update", "delete", "truncate"):
             bind.exec_driver_sql(f"DROP TRIGGER report_rollups_{name} ON tasks")
         bind.exec_driver_sql("DROP FUNCTION opsflow_report_rollups()")
+    op.drop_index("ix_sla_clocks_stopped_durations", table_name="sla_clocks")
     op.drop_index("ix_tasks_sla_breach_at", table_name="tasks")
     for table in ("report_ack_slots", "report_tag_slots", "report_task_slots"):
         op.drop_table(table)
