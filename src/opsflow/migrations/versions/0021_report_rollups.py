@@ -183,7 +183,9 @@ def upgrade() -> None:
         postgresql_nulls_not_distinct=True,
     )
     op.create_index("ix_tasks_sla_breach_at", "tasks", ["sla_breach_at"])
-    stopped = sa.text("stopped_at IS NOT NULL AND cancelled IS false AND working_seconds IS NOT NULL")
+    stopped = sa.text(
+        "stopped_at IS NOT NULL AND cancelled IS false AND working_seconds IS NOT NULL"
+    )
     op.create_index(
         "ix_sla_clocks_stopped_durations",
         "sla_clocks",
