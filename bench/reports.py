@@ -11,16 +11,20 @@ is reported as missing and skipped.
     DATABASE_URL=postgresql://postgres@127.0.0.1/postgres python bench/reports.py
     python bench/reports.py --sqlite --sizes 100000
 
-With ``--existing URL`` the database at URL (filled earlier by `opsflow demo`; its
-password with ``--password``) is measured as it is, nothing is loaded: its size is its
-number of tasks. Beside the wall-clock p50/p99, the server process's CPU time per
-request (from /proc) is printed, since the wall clock is noisy on a shared machine.
+With ``--existing URL[,URL…]`` the databases at those URLs (filled earlier by `opsflow
+demo`; their password with ``--password``) are measured as they are, nothing is loaded:
+each one's size is its number of tasks, and the growth is from the smallest.
+Beside the wall-clock p50/p99, the server process's CPU time per
+request (from /proc) is printed, since the wall clock is noisy on a shared machine, and on
+a PostgreSQL server on the same machine the CPU its backends serving the server spent per
+request (the server's pool connects after its first requests, before the timed ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -92,9 +96,36 @@ def fill(url: str, tasks: int, workdir: str, password: str) -> float:
     return time.perf_counter() - began
 
 
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the database at `url` (the server's pool)."""
+    engine = create_engine(Settings(database_url=url).database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return [int(row[0]) for row in rows]
+    finally:
+        await engine.dispose()
+
+
+def backends_cpu(pids: list[int]) -> dict[int, float]:
+    seconds = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # ended, or not on this machine
+            seconds[pid] = cpu_seconds(pid)
+    return seconds
+
+
 async def measure(
-    base: str, requests: int, pid: int, password: str
+    base: str, requests: int, pid: int, password: str, url: str
 ) -> dict[str, tuple[float, float] | None]:
+    """p50/p99 per endpoint. On PostgreSQL on this machine, also the CPU the database's
+    backends serving the server spent per request (from /proc)."""
+    local_pg = url.startswith("postgresql")
     results: dict[str, tuple[float, float] | None] = {}
     async with httpx.AsyncClient(base_url=base + "/api/v1", timeout=120) as client:
         login = await client.post("/auth/login", json={"username": "admin", "password": password})
@@ -108,6 +139,8 @@ async def measure(
                 continue
             first.raise_for_status()
             times = []
+            pids = await backend_pids(url) if local_pg else []
+            db_before = backends_cpu(pids)
             cpu = cpu_seconds(pid)
             for _ in range(requests):
                 began = time.perf_counter()
@@ -115,11 +148,14 @@ async def measure(
                 times.append((time.perf_counter() - began) * 1000)
                 response.raise_for_status()
             cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / requests
+            db_after = backends_cpu(list(db_before))
+            db_ms = sum(db_after[p] - db_before[p] for p in db_after) * 1000 / requests
             results[path] = (statistics.median(times), pct(times, 0.99))
+            database = f", database CPU {db_ms:.1f} ms/request" if db_before else ""
             print(
                 f"  {path}: p50 {results[path][0]:.1f} ms, p95 {pct(times, 0.95):.1f} ms, "
-                f"p99 {results[path][1]:.1f} ms, server CPU {cpu_ms:.1f} ms/request "
-                "(the database's CPU not included)"
+                f"p99 {results[path][1]:.1f} ms, server CPU {cpu_ms:.1f} ms/request"
+                f"{database}; load average {os.getloadavg()[0]:.1f}"
             )
     return results
 
@@ -130,17 +166,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30, help="timed GETs per endpoint")
     parser.add_argument("--sqlite", action="store_true", help="embedded SQLite files instead")
     parser.add_argument("--database", default="opsflow_bench_reports", help="scratch database")
-    parser.add_argument("--existing", help="measure this filled database, load nothing")
+    parser.add_argument(
+        "--existing",
+        help="measure these filled databases (URLs separated by commas), load nothing",
+    )
     parser.add_argument("--password", default=PASSWORD, help="the demo accounts' password")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    if args.existing:
-        sizes = [asyncio.run(task_count(args.existing))]
+    existing: dict[int, str] = {}
+    for url in args.existing.split(",") if args.existing else []:
+        existing[asyncio.run(task_count(url))] = url
+    if existing:
+        sizes = sorted(existing)
     rows: dict[int, dict[str, tuple[float, float] | None]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for size in sizes:
-            if args.existing:
-                url = args.existing
+            if existing:
+                url = existing[size]
             elif args.sqlite:
                 url = f"sqlite+aiosqlite:///{workdir}/reports-{size}.db"
             else:
@@ -149,7 +191,7 @@ def main() -> None:
                     raise SystemExit("set DATABASE_URL to a PostgreSQL server, or use --sqlite")
                 admin_url = Settings(database_url=base).database_url
                 url = asyncio.run(recreate(admin_url, args.database))
-            if args.existing:
+            if existing:
                 print(f"{size:,} tasks: the existing database")
             else:
                 seconds = fill(url, size, workdir, args.password)
@@ -157,7 +199,7 @@ def main() -> None:
                 print(f"{size:,} tasks: demo loaded in {seconds:.1f} s ({rate:,.0f} tasks/s)")
             process, base_url = start_server(workdir, {"DATABASE_URL": url}, ["--no-engine"])
             try:
-                measured = measure(base_url, args.requests, process.pid, args.password)
+                measured = measure(base_url, args.requests, process.pid, args.password, url)
                 rows[size] = asyncio.run(measured)
             finally:
                 process.terminate()

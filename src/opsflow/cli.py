@@ -310,7 +310,8 @@ app.add_typer(reports_app, name="reports")
 def reports_rebuild() -> None:
     """Recompute what the reports keep beside the rows (after a bulk load, or to check it):
     the working time of every stopped SLA clock and each task's breach instant, as a clock
-    change stores them."""
+    change stores them, and on PostgreSQL the quarter-hour rollups, as the triggers keep
+    them."""
     from opsflow.reports import service
 
     settings = load_settings()
@@ -319,7 +320,7 @@ def reports_rebuild() -> None:
     async def run() -> None:
         async with _unit_of_work(settings) as (_, session):
             changed = await service.rebuild(session)
-        typer.echo(f"rebuilt: {changed} task(s) and clock(s) changed")
+        typer.echo(f"rebuilt: {changed} task(s), clock(s) and rollup group(s) changed")
 
     _run_reporting_errors(run())
 

@@ -24,4 +24,4 @@ def test_reports_rebuild_migrates_and_reports_what_it_changed(tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "rebuilt: 0 task(s) and clock(s) changed"
+    assert done.stdout.strip() == "rebuilt: 0 task(s), clock(s) and rollup group(s) changed"

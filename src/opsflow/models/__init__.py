@@ -17,6 +17,7 @@ from opsflow.models.notification import (
 )
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
+from opsflow.models.report import ReportAckSlot, ReportTagSlot, ReportTaskSlot
 from opsflow.models.sla import (
     BusinessCalendarRow,
     SlaClock,
@@ -51,6 +52,9 @@ __all__ = [
     "NotificationTemplate",
     "OutboxEvent",
     "RefreshToken",
+    "ReportAckSlot",
+    "ReportTagSlot",
+    "ReportTaskSlot",
     "SlaClock",
     "SlaEvent",
     "SlaPolicyRow",

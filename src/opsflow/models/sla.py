@@ -81,6 +81,10 @@ class SlaSettingsRow(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# A clock stopped by the response or the completion, with its working time.
+STOPPED_BY_WORK = "stopped_at IS NOT NULL AND cancelled IS false AND working_seconds IS NOT NULL"
+
+
 class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     """One per task and kind. `next_fire_at` is the engine's only query key."""
 
@@ -103,6 +107,15 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
         ),
         # A task's clocks start at its creation: the reports' period of clocks.
         Index("ix_sla_clocks_started_at", "started_at"),
+        # The durations of the period's stopped clocks, read from the index alone
+        # (PostgreSQL: an index-only scan instead of the clocks' ~350-byte rows).
+        Index(
+            "ix_sla_clocks_stopped_durations",
+            "started_at",
+            postgresql_include=["kind", "stopped_at", "working_seconds"],
+            postgresql_where=text(STOPPED_BY_WORK),
+            sqlite_where=text(STOPPED_BY_WORK),
+        ),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(

@@ -21,6 +21,8 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         Index("ix_tasks_created_at", "created_at"),
         Index("ix_tasks_status_priority", "status", "priority"),
         Index("ix_tasks_acknowledged_at", "acknowledged_at"),
+        # The reports count the tasks whose breach instant is still ahead (few) live.
+        Index("ix_tasks_sla_breach_at", "sla_breach_at"),
         # An alert's dedup key names at most one open incident of its integration (source).
         Index(
             "uq_tasks_open_dedup_key",

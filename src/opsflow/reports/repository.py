@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Integer,
     Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -40,10 +42,12 @@ from opsflow.models.enums import (
 )
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification_preference import NotificationPreference
+from opsflow.models.report import SLOT_SECONDS
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.reports import rollups
 
 OPEN_STATUSES = (
     TaskStatus.CREATED,
@@ -124,6 +128,17 @@ def task_breached(now: datetime) -> ColumnElement[bool]:
     than the instants its clocks recorded; a report is read at the present. (A task with
     no breach instant compares as NULL, which no WHERE or FILTER counts.)"""
     return Task.sla_breach_at <= _now(now)
+
+
+def _is_open() -> ColumnElement[bool]:
+    """The open statuses, written into the statement (not bound): a plan the database
+    caches for a prepared statement then still knows they are the few open tasks and reads
+    them through the status index, where a generic plan with parameters scanned every
+    task. (Constants of the code, never input.)"""
+    statuses: BindParameter[list[str]] = bindparam(
+        "open_statuses", [s.value for s in OPEN_STATUSES], expanding=True
+    )
+    return Task.status.in_(statuses.render_literal_execute())
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -213,15 +228,21 @@ async def task_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime, step: int
 ) -> Sequence[Tally]:
     """Tallies of the period's tasks by priority, type and creation slot."""
+    names = ["priority", "task_type", "slot"]
+    if rollups.enabled(session):
+        return _fold(await rollups.tallies(session, names, filters, now, step=step), names)
     slot = _slot(_dialect(session), Task.created_at, step).label("slot")
     query = _tallied([Task.priority, Task.task_type, slot], filters, now, window=True)
-    return _fold((await session.execute(query)).all(), ["priority", "task_type", "slot"])
+    return _fold((await session.execute(query)).all(), names)
 
 
 async def people_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
     """Tallies by primary assignee and team."""
+    if rollups.enabled(session):
+        names = ["assigned_to", "team_id"]
+        return _fold(await rollups.tallies(session, names, filters, now), names)
     query = _tallied([Task.assigned_to, Task.team_id], filters, now, window=True)
     return _fold((await session.execute(query)).all(), ["assigned_to", "team_id"])
 
@@ -229,6 +250,9 @@ async def people_tallies(
 async def tier_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
+    if rollups.enabled(session):
+        rows = await rollups.tallies(session, ["customer_tier"], filters, now)
+        return _fold(rows, ["customer_tier"])
     query = _tallied([Task.customer_tier], filters, now, window=True)
     return _fold((await session.execute(query)).all(), ["customer_tier"])
 
@@ -236,6 +260,9 @@ async def tier_tallies(
 async def severity_tallies(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Tally]:
+    if rollups.enabled(session):
+        rows = await rollups.tallies(session, ["priority"], filters, now, incidents=True)
+        return _fold(rows, ["priority"])
     query = _tallied([Task.priority], filters, now, window=True).where(
         Task.task_type == TaskType.INCIDENT
     )
@@ -244,6 +271,8 @@ async def severity_tallies(
 
 async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence[Any]:
     """Incidents of the period by tag: count, completed count, completion seconds."""
+    if rollups.enabled(session):
+        return await rollups.tag_tallies(session, filters)
     dialect = _dialect(session)
     function = (
         func.jsonb_array_elements_text(Task.tags)
@@ -288,7 +317,7 @@ async def open_incident_counts(session: AsyncSession, filters: ReportFilters) ->
     query = select(func.count(), _count_if(Task.priority == "CRITICAL")).where(
         *task_clauses(filters, window=False),
         Task.task_type == TaskType.INCIDENT,
-        Task.status.in_(OPEN_STATUSES),
+        _is_open(),
     )
     active, critical = (await session.execute(query)).one()
     return int(active), int(critical)
@@ -306,7 +335,7 @@ async def tasks_at_risk(session: AsyncSession, filters: ReportFilters, now: date
             until < SlaClock.deadline,
             SlaClock.warning_at.is_not(None),
             until >= SlaClock.warning_at,
-            Task.status.in_(OPEN_STATUSES),
+            _is_open(),
             *task_clauses(filters, window=False),
         )
     )
@@ -327,25 +356,25 @@ async def pending_escalations(session: AsyncSession, filters: ReportFilters) -> 
 
 
 async def utilization(session: AsyncSession, filters: ReportFilters) -> tuple[int, int]:
-    """(responders with at least one open task, active responders)."""
-    busy = (
-        select(Task.id)
-        .where(
-            Task.assigned_to == User.id,
-            Task.status.in_(OPEN_STATUSES),
-            *task_clauses(filters, window=False),
-        )
-        .exists()
-    )
+    """(responders with at least one open task, active responders). The busy ones are
+    the distinct assignees of the open tasks (one pass over the open tasks), not a probe
+    of the tasks per person: a plan the database may cache for the probe scanned every
+    task once per person."""
     clauses: list[ColumnElement[bool]] = [
         User.is_active.is_(True),
         User.role.in_(RESPONDER_ROLES),
     ]
     if filters.team_id is not None:
         clauses.append(User.team_id == filters.team_id)
-    query = select(_count_if(busy), func.count()).select_from(User).where(*clauses)
-    working, everyone = (await session.execute(query)).one()
-    return int(working), int(everyone)
+    busy = (
+        select(func.count(func.distinct(Task.assigned_to)))
+        .join(User, User.id == Task.assigned_to)
+        .where(_is_open(), *clauses, *task_clauses(filters, window=False))
+        .scalar_subquery()
+    )
+    everyone = select(func.count()).select_from(User).where(*clauses).scalar_subquery()
+    working, total = (await session.execute(select(busy, everyone))).one()
+    return int(working), int(total)
 
 
 async def recent_breaches(
@@ -390,7 +419,7 @@ async def upcoming_deadlines(
             SlaClock.stopped_at.is_(None),
             SlaClock.paused_at.is_(None),
             SlaClock.deadline > _now(now),
-            Task.status.in_(OPEN_STATUSES),
+            _is_open(),
             *task_clauses(filters, window=False),
         )
         .order_by(SlaClock.deadline, SlaClock.task_id, SlaClock.kind)
@@ -402,7 +431,10 @@ async def upcoming_deadlines(
 async def acknowledgements(
     session: AsyncSession, filters: ReportFilters, step: int
 ) -> Sequence[Any]:
-    """Incidents acknowledged in [start, end) by responder and UTC slot."""
+    """Incidents acknowledged in [start, end) by responder and UTC slot (`step` a whole
+    number of quarter hours)."""
+    if rollups.enabled(session) and step == SLOT_SECONDS:
+        return await rollups.acknowledgements(session, filters)
     slot = _slot(_dialect(session), Task.acknowledged_at, step).label("slot")
     query = (
         select(Task.acknowledged_by, slot, func.count().label("count"))

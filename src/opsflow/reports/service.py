@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.enums import Priority, SlaKind
 from opsflow.reports import clocks as clock_queries
-from opsflow.reports import periods, repository
+from opsflow.reports import periods, repository, rollups
 from opsflow.reports.periods import GroupBy
 from opsflow.reports.repository import ReportFilters
 from opsflow.reports.schemas import (
@@ -445,8 +445,9 @@ async def _interruptions(session: AsyncSession, filters: ReportFilters) -> list[
 
 async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
     """Recompute what reports keep beside the rows they describe: every task's
-    `sla_breach_at` from its clocks, and the working time of every stopped SLA clock (none
-    on a counting one), exactly as a clock change stores them. For data loaded in bulk, or
+    `sla_breach_at` from its clocks, the working time of every stopped SLA clock (none
+    on a counting one), exactly as a clock change stores them, and (PostgreSQL) the
+    quarter-hour rollups as the triggers keep them. For data loaded in bulk, or
     to check the stored values. Returns how many tasks and clocks changed. The caller
     commits."""
     changed = await clock_queries.clear_counting_clocks(session)
@@ -468,4 +469,7 @@ async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
         after = clocks[-1].id
         await session.flush()
         session.expunge_all()
+    if session.get_bind().dialect.name == "postgresql":
+        # Last: the breach instants updated above moved their tasks' rollup counts too.
+        changed += await rollups.rebuild(session)
     return changed

@@ -1,0 +1,110 @@
+"""What the reports keep summed beside the tasks: rollups per quarter hour (PostgreSQL).
+
+Each row sums the tasks (or incident tags, or acknowledgements) of one quarter hour
+(`slot`: whole 900-second steps since the Unix epoch, in UTC) that share every value a
+report groups or filters by. Triggers on `tasks` keep them in the transaction of every
+change (see migration 0021 and docs/reports.md); `opsflow reports rebuild` recomputes
+them. A group whose tasks all moved away stays as a row of zeros until the rebuild.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from opsflow.db import Base
+
+SLOT_SECONDS = 900
+
+
+class ReportTaskSlot(Base):
+    """Tasks by creation quarter hour and every value the tallies read."""
+
+    __tablename__ = "report_task_slots"
+    __table_args__ = (
+        Index(
+            "uq_report_task_slots",
+            "slot",
+            "priority",
+            "task_type",
+            "status",
+            "team_id",
+            "assigned_to",
+            "customer_tier",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16))
+    task_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    assigned_to: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+    # Tasks; those with a completion instant and their summed completion time (completed
+    # minus created, microseconds); those with a breach instant (`tasks.sla_breach_at`).
+    tasks: Mapped[int] = mapped_column(BigInteger)
+    completions: Mapped[int] = mapped_column(BigInteger)
+    completion_us: Mapped[int] = mapped_column(BigInteger)
+    breach_known: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportTagSlot(Base):
+    """Incidents by creation quarter hour and tag (a tag listed twice counts twice)."""
+
+    __tablename__ = "report_tag_slots"
+    __table_args__ = (
+        Index(
+            "uq_report_tag_slots",
+            "slot",
+            "tag",
+            "priority",
+            "status",
+            "team_id",
+            "customer_tier",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    tag: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+    incidents: Mapped[int] = mapped_column(BigInteger)
+    completions: Mapped[int] = mapped_column(BigInteger)
+    completion_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportAckSlot(Base):
+    """Acknowledged incidents by acknowledgement quarter hour and responder."""
+
+    __tablename__ = "report_ack_slots"
+    __table_args__ = (
+        Index(
+            "uq_report_ack_slots",
+            "slot",
+            "acknowledged_by",
+            "priority",
+            "team_id",
+            "customer_tier",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    acknowledged_by: Mapped[uuid.UUID] = mapped_column(Uuid)
+    priority: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+    incidents: Mapped[int] = mapped_column(BigInteger)
