@@ -100,7 +100,13 @@ def _render(
 BUSY_RETRY_AFTER_SECONDS = 1
 
 
-def _is_lock_contention(exc: OperationalError) -> bool:
+def _is_lock_contention(exc: DBAPIError) -> bool:
+    """Contention the client can retry: SQLite's write lock held past the busy timeout, or
+    a PostgreSQL transaction rolled back by the server (SQLSTATE class 40: a deadlock
+    between two writers, a serialization failure). Nothing of the request was committed."""
+    code = getattr(exc.orig, "sqlstate", None)
+    if isinstance(code, str) and code.startswith("40"):
+        return True
     text = str(exc.orig).lower()
     return "database is locked" in text or "database table is locked" in text
 
@@ -208,8 +214,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def operational(request: Request, exc: OperationalError) -> JSONResponse:
         if _is_lock_contention(exc):
-            # SQLite: another writer held the lock past the busy timeout.
-            log.warning("database_locked", path=request.url.path)
+            log.warning("database_locked", path=request.url.path, error=str(exc.orig)[:200])
             return _busy(request)
         if exc.connection_invalidated:
             return _unavailable(request, exc)
@@ -218,6 +223,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if _is_lock_contention(exc):
+            log.warning("database_locked", path=request.url.path, error=str(exc.orig)[:200])
+            return _busy(request)
         # asyncpg reports a connection the server closed under a running statement (a
         # restart, a failover) as a plain DBAPIError that SQLAlchemy marks invalidated, and
         # a server still starting or shutting down refuses new connections with SQLSTATE

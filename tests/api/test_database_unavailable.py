@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from opsflow.deps import SessionDep
 from tests.conftest import assert_error
 
 
@@ -53,3 +55,21 @@ async def test_database_errors_map_to_503_when_the_server_is_away(
     assert_error(response, status, code)
     if status == 503:
         assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.postgres
+async def test_a_transaction_the_server_rolled_back_answers_503_to_retry(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """A deadlock between two writers (here raised for real by PostgreSQL with its SQLSTATE)
+    rolls the request back whole: 503 with a short Retry-After, never a 500."""
+
+    async def deadlocked(session: SessionDep) -> None:
+        await session.execute(
+            text("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$")
+        )
+
+    app.add_api_route("/api/v1/_deadlock", deadlocked, methods=["POST"])
+    response = await client.post("/_deadlock")
+    assert_error(response, 503, "SERVICE_UNAVAILABLE")
+    assert response.headers["retry-after"] == "1"
