@@ -134,6 +134,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         engine=engine,
         sessions=create_sessionmaker(engine),
         read_sessions=read_sessions,
+        snapshot_sessions=create_sessionmaker(engine, read_only=True, snapshot=True),
         passwords=Passwords(
             time_cost=settings.password_time_cost,
             memory_cost_kib=settings.password_memory_cost_kib,

@@ -35,6 +35,8 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     # For units of work that only read (GET/HEAD): on SQLite they do not queue behind writers.
     read_sessions: async_sessionmaker[AsyncSession]
+    # For reads that must see one snapshot across their statements (the reports).
+    snapshot_sessions: async_sessionmaker[AsyncSession]
     passwords: Passwords
     tokens: TokenCodec
     login_throttle: LoginThrottle

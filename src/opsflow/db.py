@@ -149,9 +149,14 @@ def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: An
 
 
 def create_sessionmaker(
-    engine: AsyncEngine, *, read_only: bool = False
+    engine: AsyncEngine, *, read_only: bool = False, snapshot: bool = False
 ) -> async_sessionmaker[AsyncSession]:
     """Sessions for units of work; `read_only` ones serve the safe HTTP methods.
+
+    A `snapshot` read-only unit of work (the reports) reads every statement from one
+    snapshot: on PostgreSQL a READ ONLY transaction in REPEATABLE READ, so the numbers of
+    a report made of several statements add up even while tasks change, and the settings
+    a report sets for its transaction (``SET LOCAL``) apply to all of them.
 
     On PostgreSQL a read-only unit of work runs its statements in autocommit: under READ
     COMMITTED each statement sees its own snapshot inside a transaction too, so BEGIN and
@@ -160,7 +165,10 @@ def create_sessionmaker(
     atomic. On SQLite a read transaction does hold one snapshot, so it keeps it.
     """
     options: dict[str, Any] = {READ_ONLY_OPTION: True}
-    if read_only and engine.dialect.name == "postgresql":
+    if read_only and snapshot and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+        options["postgresql_readonly"] = True
+    elif read_only and engine.dialect.name == "postgresql":
         options["isolation_level"] = "AUTOCOMMIT"
         if not event.contains(engine.sync_engine, "before_cursor_execute", _refuse_writes):
             event.listen(engine.sync_engine, "before_cursor_execute", _refuse_writes)

@@ -51,6 +51,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_snapshot_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A read-only unit of work whose statements all read one snapshot (the reports)."""
+    context: AppContext = request.app.state.context
+    async with unit_of_work(context.snapshot_sessions) as session:
+        yield session
+
+
+SnapshotDep = Annotated[AsyncSession, Depends(get_snapshot_session, scope="function")]
+
+
 def request_meta(request: Request) -> RequestMeta:
     """Who sent the request (address, user agent) and its id, as audit rows record them."""
     client = request.client

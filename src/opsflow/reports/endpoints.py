@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from opsflow.auth.deps import require
 from opsflow.auth.permissions import Permission
 from opsflow.auth.principal import Principal
-from opsflow.deps import ClockDep, SessionDep
+from opsflow.deps import ClockDep, SnapshotDep
 from opsflow.errors import ValidationFailed, declares
 from opsflow.kit.validation import Instant, TimeZoneName
 from opsflow.models.enums import CustomerTier, Priority, TaskType
@@ -88,7 +88,7 @@ _CSV: dict[int | str, dict[str, Any]] = {
 
 @router.get("/sla-summary", response_model=SlaSummary, responses=_CSV)
 async def sla_summary(
-    session: SessionDep,
+    session: SnapshotDep,
     clock: ClockDep,
     _: Reader,
     filters: Filters,
@@ -101,7 +101,7 @@ async def sla_summary(
 
 @router.get("/team-performance", response_model=TeamPerformanceReport, responses=_CSV)
 async def team_performance(
-    session: SessionDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
+    session: SnapshotDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
 ) -> Any:
     report = await service.team_performance(session, filters, clock.now())
     return _answer(report, format, "team-performance", clock)
@@ -109,7 +109,7 @@ async def team_performance(
 
 @router.get("/incidents", response_model=IncidentsReport, responses=_CSV)
 async def incidents(
-    session: SessionDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
+    session: SnapshotDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
 ) -> Any:
     report = await service.incidents(session, filters, clock.now())
     return _answer(report, format, "incidents", clock)
@@ -117,7 +117,7 @@ async def incidents(
 
 @router.get("/dashboard", response_model=Dashboard, responses=_CSV)
 async def dashboard(
-    session: SessionDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
+    session: SnapshotDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
 ) -> Any:
     report = await service.dashboard(session, filters, clock.now())
     return _answer(report, format, "dashboard", clock)
@@ -125,7 +125,7 @@ async def dashboard(
 
 @router.get("/sla-compliance", response_model=SlaCompliance, responses=_CSV)
 async def sla_compliance(
-    session: SessionDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
+    session: SnapshotDep, clock: ClockDep, _: Reader, filters: Filters, format: Format = "json"
 ) -> Any:
     report = await service.sla_compliance(session, filters, clock.now())
     return _answer(report, format, "sla-compliance", clock)
