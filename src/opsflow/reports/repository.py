@@ -79,12 +79,19 @@ def task_clauses(filters: ReportFilters, *, window: bool = True) -> list[ColumnE
         clauses += [Task.created_at >= filters.start, Task.created_at < filters.end]
     if filters.task_type is not None:
         clauses.append(Task.task_type == filters.task_type)
+    return clauses + value_clauses(Task, filters)
+
+
+def value_clauses(table: Any, filters: ReportFilters) -> list[ColumnElement[bool]]:
+    """The filters on priority, team and customer tier, over `table`: the tasks, or a
+    rollup table that keeps those three values (every rollup does)."""
+    clauses: list[ColumnElement[bool]] = []
     if filters.priority is not None:
-        clauses.append(Task.priority == filters.priority)
+        clauses.append(table.priority == filters.priority)
     if filters.team_id is not None:
-        clauses.append(Task.team_id == filters.team_id)
+        clauses.append(table.team_id == filters.team_id)
     if filters.customer_tier is not None:
-        clauses.append(Task.customer_tier == filters.customer_tier)
+        clauses.append(table.customer_tier == filters.customer_tier)
     return clauses
 
 

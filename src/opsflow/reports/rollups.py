@@ -94,17 +94,6 @@ def split(start: datetime, end: datetime) -> Split:
     return Split(start, end, -(-low // step), high // step)
 
 
-def _rollup_clauses(table: Any, filters: ReportFilters) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = []
-    if filters.priority is not None:
-        clauses.append(table.priority == filters.priority)
-    if filters.team_id is not None:
-        clauses.append(table.team_id == filters.team_id)
-    if filters.customer_tier is not None:
-        clauses.append(table.customer_tier == filters.customer_tier)
-    return clauses
-
-
 def _task_column(name: str, step: int) -> ColumnElement[Any]:
     if name == "slot":
         return repository._slot("postgresql", Task.created_at, step).label("slot")
@@ -151,7 +140,7 @@ async def tallies(
     parts = [edges]
     if window.whole:
         clauses = [ReportTaskSlot.slot >= window.first, ReportTaskSlot.slot < window.last]
-        clauses += _rollup_clauses(ReportTaskSlot, filters)
+        clauses += repository.value_clauses(ReportTaskSlot, filters)
         if live_filters.task_type is not None:
             clauses.append(ReportTaskSlot.task_type == live_filters.task_type)
         rolled = [_rollup_column(n, step) for n in keys]
@@ -225,7 +214,7 @@ async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence
             .where(
                 ReportTagSlot.slot >= window.first,
                 ReportTagSlot.slot < window.last,
-                *_rollup_clauses(ReportTagSlot, filters),
+                *repository.value_clauses(ReportTagSlot, filters),
             )
             .group_by(ReportTagSlot.tag, ReportTagSlot.status)
         )
@@ -277,7 +266,7 @@ async def acknowledgements(session: AsyncSession, filters: ReportFilters) -> Seq
             .where(
                 ReportAckSlot.slot >= window.first,
                 ReportAckSlot.slot < window.last,
-                *_rollup_clauses(ReportAckSlot, filters),
+                *repository.value_clauses(ReportAckSlot, filters),
             )
             .group_by(ReportAckSlot.acknowledged_by, ReportAckSlot.slot)
             .having(func.sum(ReportAckSlot.incidents) != 0)
