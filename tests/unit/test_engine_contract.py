@@ -38,10 +38,20 @@ def test_registry_runs_the_engines_in_round_order() -> None:
     assert registry.names == ALL_PASSES
     assert registry.parse("all").names == registry.names
     assert registry.parse("delivery, SLA").names == ("sla", "delivery")  # round order wins
-    assert registry.get("relay").batch == 500
     for bad in ("", "sla,nope", ",", "all,sla"):
         with pytest.raises(ValueError, match="sla,heartbeats,flapping,relay,escalation,delivery"):
             registry.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("url", "batch"),
+    [
+        ("postgresql+asyncpg://opsflow@localhost/opsflow", 500),
+        ("sqlite+aiosqlite:///unused.db", 20),  # a pass holds SQLite's only write lock
+    ],
+)
+def test_the_relay_batch_follows_the_database(url: str, batch: int) -> None:
+    assert engine_registry(make_settings(url)).get("relay").batch == batch
 
 
 def test_the_sla_batch_comes_from_the_settings() -> None:
