@@ -76,6 +76,10 @@ class Split:
     def inner_end(self) -> datetime:
         return EPOCH + self.last * SLOT
 
+    def slots(self, slot: Any) -> ColumnElement[bool]:
+        """A rollup's `slot` column among the whole slots."""
+        return and_(slot >= self.first, slot < self.last)
+
     def edges(self, column: Any) -> ColumnElement[bool]:
         """`column` in the period but outside its whole slots."""
         if not self.whole:
@@ -92,6 +96,11 @@ def split(start: datetime, end: datetime) -> Split:
     low = (start - EPOCH) // timedelta(microseconds=1)
     high = (end - EPOCH) // timedelta(microseconds=1)
     return Split(start, end, -(-low // step), high // step)
+
+
+def _union(parts: list[Any]) -> Any:
+    """The live part alone, or with the rollup parts (when the period has whole slots)."""
+    return union_all(*parts) if len(parts) > 1 else parts[0]
 
 
 def _task_column(name: str, step: int) -> ColumnElement[Any]:
@@ -139,7 +148,7 @@ async def tallies(
     ).where(window.edges(Task.created_at))
     parts = [edges]
     if window.whole:
-        clauses = [ReportTaskSlot.slot >= window.first, ReportTaskSlot.slot < window.last]
+        clauses = [window.slots(ReportTaskSlot.slot)]
         clauses += repository.value_clauses(ReportTaskSlot, filters)
         if live_filters.task_type is not None:
             clauses.append(ReportTaskSlot.task_type == live_filters.task_type)
@@ -174,8 +183,7 @@ async def tallies(
             )
             .group_by(*ahead)
         )
-    query = union_all(*parts) if len(parts) > 1 else parts[0]
-    return list((await session.execute(query)).all())
+    return list((await session.execute(_union(parts))).all())
 
 
 async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence[Any]:
@@ -212,13 +220,12 @@ async def tag_tallies(session: AsyncSession, filters: ReportFilters) -> Sequence
                 cast(func.sum(ReportTagSlot.completion_us), Float).op("/")(1e6),
             )
             .where(
-                ReportTagSlot.slot >= window.first,
-                ReportTagSlot.slot < window.last,
+                window.slots(ReportTagSlot.slot),
                 *repository.value_clauses(ReportTagSlot, filters),
             )
             .group_by(ReportTagSlot.tag, ReportTagSlot.status)
         )
-    rows = (await session.execute(union_all(*parts) if len(parts) > 1 else edges)).all()
+    rows = (await session.execute(_union(parts))).all()
     folded: dict[str, TagRow] = {}
     for tag, status, count, completions, seconds in rows:
         row = folded.setdefault(tag, TagRow(tag))
@@ -264,14 +271,13 @@ async def acknowledgements(session: AsyncSession, filters: ReportFilters) -> Seq
                 cast(func.sum(ReportAckSlot.incidents), Integer),
             )
             .where(
-                ReportAckSlot.slot >= window.first,
-                ReportAckSlot.slot < window.last,
+                window.slots(ReportAckSlot.slot),
                 *repository.value_clauses(ReportAckSlot, filters),
             )
             .group_by(ReportAckSlot.acknowledged_by, ReportAckSlot.slot)
             .having(func.sum(ReportAckSlot.incidents) != 0)
         )
-    rows = (await session.execute(union_all(*parts) if len(parts) > 1 else edges)).all()
+    rows = (await session.execute(_union(parts))).all()
     return [(row[0], int(row[1]), int(row[2])) for row in rows]
 
 
