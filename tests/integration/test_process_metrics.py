@@ -121,7 +121,13 @@ def test_serve_workers_answer_metrics_for_all_of_them(database_url: str, tmp_pat
             assert sent < 500, _per_process_count(directory, route)
             assert httpx.get(f"{base}{route}", timeout=10).status_code == 200
             sent += 1
-        per_process = _per_process_count(directory, route)
+        # A worker counts a request once its answer is sent, so the client can read the
+        # answer before the worker's file counts it: wait (bounded) for the last one.
+        for _ in range(100):
+            per_process = _per_process_count(directory, route)
+            if sum(per_process.values()) >= sent:
+                break
+            time.sleep(0.1)
         exposition = httpx.get(f"{base}/metrics", timeout=10).text
     total = _sample(
         exposition,
