@@ -25,7 +25,7 @@ the start and the end: on a shared machine it says how much the figures can be t
 
     python bench/websocket.py [--connections 10000] [--processes 4] [--rate 100]
                               [--duration 60] [--engine-interval 1] [--broadcasts 5]
-                              [--source api|outbox] [--database-url URL]
+                              [--source api|outbox] [--database-url URL] [--stalled N]
 """
 
 from __future__ import annotations
@@ -71,10 +71,10 @@ def load_average() -> str:
         return " ".join(loadavg.read().split()[:3])
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -103,6 +103,8 @@ class Clients:
         self.gaps = 0  # an id more than one after the connection's previous one
         self.disorder = 0  # an id not after the connection's previous one (dup or reorder)
         self.latency: Counter[int] = Counter()  # in BUCKET_MS steps
+        self.sockets: list[LeanSocket] = []
+        self.stalled = 0  # open sockets told to stop reading (`stall`)
         self._instants: dict[int, float] = {}
         self._change = asyncio.Event()
 
@@ -127,9 +129,19 @@ class Clients:
             self._instants[ident] = instant
         return instant
 
+    def stall(self, count: int) -> None:
+        """Stop reading on `count` open sockets: slow readers whose unsent frames pile up
+        in the server (until it drops them)."""
+        for sock in self.sockets[:count]:
+            if sock.transport is not None and not sock.transport.is_closing():
+                sock.transport.pause_reading()
+                sock.paused = True
+                self.stalled += 1
+
     def report(self) -> dict[str, Any]:
         return {
             "open": self.open,
+            "stalled": self.stalled,
             "failed": self.failed,
             "closed": dict(self.closed),
             "received": self.received,
@@ -163,6 +175,7 @@ class LeanSocket(asyncio.Protocol):
         self.replies = 0  # auth.ok, subscribed
         self.last: int | None = None
         self.close_code = 0
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not one
@@ -256,6 +269,7 @@ class LeanSocket(asyncio.Protocol):
             self.ready.set_result(False)
             return
         self.stats.open -= 1
+        self.stats.stalled -= self.paused
         self.stats.closed[self.close_code] += 1
         self.stats.changed()
 
@@ -265,15 +279,15 @@ async def _one(url: str, channel: str, stats: Clients, gate: asyncio.Semaphore) 
     host, port = url.split("://", 1)[1].split("/", 1)[0].split(":")
     async with gate:
         ready: asyncio.Future[bool] = loop.create_future()
+        sock = LeanSocket(url, channel, stats, ready)
         try:
-            await loop.create_connection(
-                lambda: LeanSocket(url, channel, stats, ready), host, int(port)
-            )
+            await loop.create_connection(lambda: sock, host, int(port))
             opened = await asyncio.wait_for(ready, 120)
         except (OSError, TimeoutError):
             opened = False
     if opened:
         stats.open += 1
+        stats.sockets.append(sock)
     else:
         stats.failed += 1
     stats.changed()
@@ -290,6 +304,8 @@ async def _client_main(urls: list[str], channel: str, pipe: Connection) -> None:
         command = await asyncio.to_thread(pipe.recv)
         if command == "reset":
             stats.reset()
+        elif command.startswith("stall:"):
+            stats.stall(int(command.split(":")[1]))
         elif command == "stop":
             pipe.send(stats.report())
             return
@@ -377,6 +393,8 @@ def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, f
         "opsflow_ws_connections_open",
         "opsflow_ws_messages_sent_total",
         "opsflow_ws_evictions_total",
+        "opsflow_ws_shed_total",
+        "opsflow_ws_buffered_bytes",
         "opsflow_ws_delivery_latency_seconds_count",
         "opsflow_ws_delivery_latency_seconds_sum",
     )
@@ -530,6 +548,12 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
     parser.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="connections that stop reading for the steady phase (slow readers)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=None,
         help="serve API-only (--no-engine) and relay from a separate `opsflow engine` "
@@ -662,6 +686,8 @@ def main() -> int:
 
             # A steady stream.
             ask(pipes, "reset")
+            if args.stalled:
+                ask(pipes, f"stall:{math.ceil(args.stalled / processes)}")
             before_metrics = server_metrics(client, admin)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
             count = int(args.rate * args.duration)
@@ -670,8 +696,10 @@ def main() -> int:
             sent_in = time.monotonic() - start
             deadline = time.monotonic() + 30
             while True:
-                hist, received, still_open, closed = merged(ask(pipes, "report"))
-                if received >= count * still_open or time.monotonic() > deadline:
+                reports = ask(pipes, "report")
+                hist, received, still_open, closed = merged(reports)
+                reading = still_open - sum(r["stalled"] for r in reports)
+                if received >= count * reading or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
@@ -683,14 +711,18 @@ def main() -> int:
             )
             print(
                 f"steady: {received} frames received, {count * opened} expected for "
-                f"{opened} connections; {still_open} still open; closed by code {dict(closed)}"
+                f"{opened} connections; {still_open} still open ({still_open - reading} of them "
+                f"stalled); closed by code {dict(closed)}"
             )
             print(line("steady commit -> receipt", hist))
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("steady", cpu_spent, frames, idle))
-            print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
+            print(
+                f"server RSS at the end: {rss_mib(server.pid):.1f} MiB "
+                f"(peak {rss_mib(server.pid, 'VmHWM'):.1f} MiB)"
+            )
             print(f"order: {order_problems(ask(pipes, 'report'))}")
             print(f"load average at the end: {load_average()}")
             # Stopping the server with every socket still open (clients reading).

@@ -84,6 +84,7 @@ def _run_uvicorn(settings: Settings, host: str, port: int, workers: int, reload:
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_interval_seconds,
         ws_per_message_deflate=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
 
