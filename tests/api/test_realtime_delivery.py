@@ -366,3 +366,38 @@ async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch
     assert got[2][0]["channels"] == [f"task:{task_one}"]
     assert [[f["id"] for f in frames] for frames in later] == [[5, 6, 7]] * 3  # each once
     assert later[2][0]["channels"] == [f"task:{task_one}", "tasks"]
+
+
+async def test_a_relay_pass_numbers_its_events_with_one_lock_and_one_read(
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    from sqlalchemy import event
+
+    for n in range(5):
+        clock.set(T0 + timedelta(seconds=n))
+        await make_task(client, admin_headers, title=f"numbered {n}")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.lower())
+
+    engine = app_context.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await _relay(app_context)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if "max(outbox_events.stream_seq)" in s]
+    locks = [s for s in statements if "pg_advisory_xact_lock" in s]
+    assert len(reads) == 1
+    assert len(locks) == (1 if engine.dialect.name == "postgresql" else 0)
+    async with app_context.read_sessions() as session:
+        frames = await since(session, 0, 100)
+    ids = [f["id"] for f in frames]
+    assert ids == list(range(1, len(ids) + 1))  # gap-free, in order
+    assert [f["task"]["title"] for f in frames if f["type"] == "task.created"] == [
+        f"numbered {n}" for n in range(5)
+    ]
