@@ -11,7 +11,11 @@ Figures printed (nothing asserted):
    client's clock when the frame arrived; same machine) and the server's CPU per frame;
 3. a steady stream of events (default 100/s for 60 s) to every connection: p50 / p99 /
    max commit -> receipt, frames received against expected, connections the server closed
-   (1013: the client read too slowly) and the server's own metrics.
+   (1013: the client read too slowly) and the server's own metrics; with `--stalled N`, N
+   connections stop reading for this phase (what they are not sent counts against the
+   server's buffer budget);
+4. the server's peak RSS, whether any connection saw an id skipped, repeated or out of
+   order, and how long the server takes to stop (SIGTERM) with every socket still open.
 
 Every client subscribes to one team's channel; events are those of tasks of that team
 (see `Source`: by default outbox rows committed straight into the database).
