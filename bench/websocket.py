@@ -387,6 +387,32 @@ def per_frame(phase: str, cpu: float, frames: float, idle: float) -> str:
     )
 
 
+def clients_cpu(children: list[multiprocessing.Process]) -> float:
+    return sum(cpu_seconds(child.pid) for child in children if child.pid is not None)
+
+
+def client_cost(phase: str, cpu: float, frames: int) -> str:
+    micros = cpu * 1e6 / frames if frames else float("nan")
+    return f"{phase}: client processes' CPU {cpu:.2f} s, {micros:.1f} us per frame received"
+
+
+def split(
+    phase: str, before: dict[str, float], after: dict[str, float], hist: Counter[int], got: int
+) -> str:
+    """The server's mean commit -> written (its delivery histogram, taken once a batch's
+    writes to every socket are done: commit -> the last socket written) beside the clients'
+    mean commit -> receipt."""
+    name = "opsflow_ws_delivery_latency_seconds"
+    count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+    server = total * 1000 / count if count else float("nan")
+    receipt = sum(k * v for k, v in hist.items()) * BUCKET_MS / got if got else float("nan")
+    return (
+        f"{phase}: mean commit -> written to every socket (server) {server:.1f} ms, "
+        f"-> received {receipt:.1f} ms"
+    )
+
+
 def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
     """The server's WebSocket series ({} when it is too busy to answer in time)."""
     try:
@@ -666,8 +692,10 @@ def main() -> int:
 
             # One event to everyone, --broadcasts times (each once the previous arrived).
             ask(pipes, "reset")
-            sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            metrics_before = server_metrics(client, admin)
+            sent_before = metrics_before.get("opsflow_ws_messages_sent_total", 0)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
+            clients_before = clients_cpu(children)
             spread = random.Random(1)
             for n in range(1, args.broadcasts + 1):
                 # A pause of up to a second first, so a commit can fall anywhere within the
@@ -685,8 +713,11 @@ def main() -> int:
             idle = idle_rate * (time.monotonic() - phase_from)
             print(f"broadcast: {received} of {args.broadcasts * still_open} received")
             print(line("broadcast commit -> receipt", hist))
-            sent = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            metrics_after = server_metrics(client, admin)
+            sent = metrics_after.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("broadcast", cpu_spent, sent - sent_before, idle))
+            print(split("broadcast", metrics_before, metrics_after, hist, received))
+            print(client_cost("broadcast", clients_cpu(children) - clients_before, received))
 
             # A steady stream.
             ask(pipes, "reset")
@@ -694,6 +725,7 @@ def main() -> int:
                 ask(pipes, f"stall:{math.ceil(args.stalled / processes)}")
             before_metrics = server_metrics(client, admin)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
+            clients_before = clients_cpu(children)
             count = int(args.rate * args.duration)
             start = time.monotonic()
             late = asyncio.run(source.run(args.rate, count))
@@ -723,6 +755,8 @@ def main() -> int:
             print(f"server metrics during the steady phase: {delta}")
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("steady", cpu_spent, frames, idle))
+            print(split("steady", before_metrics, after_metrics, hist, received))
+            print(client_cost("steady", clients_cpu(children) - clients_before, received))
             print(
                 f"server RSS at the end: {rss_mib(server.pid):.1f} MiB "
                 f"(peak {rss_mib(server.pid, 'VmHWM'):.1f} MiB)"
