@@ -41,6 +41,7 @@ class RelayEngine:
     """
 
     name = "relay"
+    on_commit = True
 
     def __init__(self, consumers: Sequence[Consumer], *, batch: int = 500) -> None:
         self.consumers = tuple(consumers)
