@@ -1,8 +1,9 @@
 """One relay pass reads per batch what does not change per event.
 
-The pass loads the tasks of all its events in one statement, and reads the active
-escalation policies and webhook subscriptions once (`db.share_reads`), where each event's
-consumers used to read them again. What the consumers plan stays the same: one escalation
+The pass loads the tasks of all its events in one statement, reads the active escalation
+policies and webhook subscriptions once and numbers its streamed events under one lock
+from one read of the last number (`db.share_reads`), where each event's consumers used to
+do it again. What the consumers plan stays the same: one escalation
 run per matching policy and event, one webhook delivery per subscription and event.
 """
 
@@ -17,10 +18,12 @@ from typing import Any
 import httpx
 from sqlalchemy import event, func, select
 
-from opsflow.composition import engine_registry
+from opsflow.composition import engine_registry, relay_consumers, relay_preparers
 from opsflow.context import AppContext
+from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification import Notification
+from opsflow.models.outbox import OutboxEvent
 from tests.factories import make_task
 
 EVENTS = 6
@@ -75,6 +78,11 @@ async def test_a_relay_pass_reads_tasks_policies_and_subscriptions_once(
     assert _from(seen, "tasks") == 1
     assert _from(seen, "escalation_policies") == 1
     assert _from(seen, "webhook_subscriptions") == 1
+    # Numbered for the stream under one lock and one read of the last number.
+    assert sum("max(outbox_events.stream_seq)" in statement for statement in seen) == 1
+    assert sum("pg_advisory_xact_lock" in statement for statement in seen) == (
+        1 if app_context.engine.dialect.name == "postgresql" else 0
+    )
     async with app_context.sessions() as session:
         runs = await session.scalar(
             select(func.count(func.distinct(EscalationEvent.task_id))).where(
@@ -84,5 +92,46 @@ async def test_a_relay_pass_reads_tasks_policies_and_subscriptions_once(
         deliveries = await session.scalar(
             select(func.count()).where(Notification.webhook_id == hook_id)
         )
+        numbers = list(
+            await session.scalars(
+                select(OutboxEvent.stream_seq)
+                .where(OutboxEvent.stream_seq.is_not(None))
+                .order_by(OutboxEvent.stream_seq)
+            )
+        )
+    assert numbers == list(range(1, len(numbers) + 1))  # in order, no gap, none twice
+    assert len(numbers) >= EVENTS
     assert runs == EVENTS
     assert deliveries == EVENTS
+
+
+async def test_an_event_that_fails_after_its_number_leaves_no_gap(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], app_context: AppContext
+) -> None:
+    relay = engine_registry(app_context.settings).get("relay")
+    await relay.run(app_context, batch=500)  # what the set-up itself wrote
+    tasks = [
+        await make_task(client, admin_headers, title=f"gap {n}", task_type="INCIDENT")
+        for n in range(4)
+    ]
+    doomed = uuid.UUID(tasks[1]["id"])
+
+    async def fail_after_numbering(session: Any, event: OutboxEvent, now: Any) -> None:
+        if event.aggregate_id == doomed:  # after the realtime consumer gave it its number
+            raise RuntimeError("a consumer after the numbering failed")
+
+    failing = RelayEngine([*relay_consumers(), fail_after_numbering], preparers=relay_preparers())
+    report = await failing.run(app_context, batch=500)
+
+    assert report.counts["failed"] >= 1
+    async with app_context.sessions() as session:
+        numbered = list(
+            await session.execute(
+                select(OutboxEvent.stream_seq, OutboxEvent.aggregate_id)
+                .where(OutboxEvent.stream_seq.is_not(None))
+                .order_by(OutboxEvent.stream_seq)
+            )
+        )
+    assert [seq for seq, _ in numbered] == list(range(1, len(numbered) + 1))
+    assert doomed not in {aggregate for _, aggregate in numbered}
+    assert {uuid.UUID(t["id"]) for t in tasks} - {doomed} <= {a for _, a in numbered}

@@ -81,7 +81,13 @@ class RelayEngine:
                                 await consumer(session, event, now)
                 except Exception as exc:  # one event's failure must not hold the others
                     failed += 1
+                    # What a consumer set on the event (its stream number) went with the
+                    # savepoint, and the event was expired: read it back before holding it.
+                    await session.refresh(event)
                     _hold(event, exc, now)
+                    # Its savepoint's rollback may have undone some of what the pass
+                    # shared (a lock taken in it, a number given): read it all again.
+                    share_reads(session)
                     continue
                 event.published_at = now
                 event.attempts += 1
