@@ -4,9 +4,7 @@ Each streamed event gets the next `stream_seq`, the `id` clients see and resume 
 number is taken under a lock held until the relay's transaction commits (a PostgreSQL
 transaction-scoped advisory lock; on SQLite the write lock every transaction holds), so
 numbers become visible in order and without gaps: a client that replays from the outbox
-and then follows the live stream misses nothing and sees nothing twice. The lock is taken
-and the highest number read once per transaction, not once per event: a relay pass of
-hundreds of events numbers them with two statements.
+and then follows the live stream misses nothing and sees nothing twice.
 """
 
 from __future__ import annotations
@@ -17,16 +15,13 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.db import after_commit
+from opsflow.db import after_commit, shared
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import COMMENT_PREFIX, INBOX_READ, STREAMED_PREFIXES
 
 STREAM_LOCK_KEY = 0x0F5F_57E0
-# In a session's info: (its transaction, the last id it gave). A relay pass takes the lock
-# and reads the highest id once, then counts on, instead of two statements per event.
-NUMBERED_KEY = "opsflow.stream_seq"
 
 
 def is_streamed(event: OutboxEvent) -> bool:
@@ -61,12 +56,11 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     (a rolled-back pass publishes nothing; its events come back in a later pass)."""
     if not is_streamed(event) or event.stream_seq is not None:
         return
-    transaction = session.sync_session.get_transaction()
-    numbered = session.info.get(NUMBERED_KEY)
-    if numbered is not None and numbered[0] is transaction:
-        # This transaction holds the lock (until it ends): no one else numbered since.
-        last = numbered[1]
-    else:
+    # In a relay pass the lock, once taken, is held until the pass commits: the pass
+    # numbers its next events on from its last one without asking again.
+    numbering = shared(session, "realtime.stream_seq")
+    last = None if numbering is None else numbering.get("last")
+    if last is None:
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": STREAM_LOCK_KEY}
@@ -74,8 +68,8 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
         last = await session.scalar(select(func.max(OutboxEvent.stream_seq))) or 0
     event.stream_seq = last + 1
     await session.flush()
-    # Remembered once written: a failed flush leaves the number to the next event.
-    session.info[NUMBERED_KEY] = (transaction, event.stream_seq)
+    if numbering is not None:
+        numbering["last"] = event.stream_seq
     frame = frame_of(event)
     after_commit(session, lambda: BUS.publish(frame))
 
