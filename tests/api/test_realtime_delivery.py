@@ -130,20 +130,28 @@ async def _read_to_the_close(ws: Any) -> tuple[list[dict[str, Any]], int | None]
         frames.append(json.loads(text))
 
 
+@contextlib.asynccontextmanager
+async def _slow_and_fast(app: Any, headers: dict[str, str]) -> AsyncIterator[tuple[Any, Any]]:
+    """Two sockets on the tasks channel of a served app: one whose client reads a frame at
+    a time when told to (the slow reader), one that reads everything."""
+    async with (
+        served(app, "websockets-sansio") as url,
+        _socket(url, headers, max_queue=1) as slow,
+        _socket(url, headers) as fast,
+    ):
+        for ws in (slow, fast):
+            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+            await ws.recv()  # subscribed
+        yield slow, fast
+
+
 async def test_a_reader_that_stops_is_evicted_1013_by_the_direct_writer(
     app: Any, app_context: AppContext, admin_headers: dict[str, str]
 ) -> None:
     app_context.settings.ws_write_buffer_bytes = 1024
     evicted_before = HUB.stats.evicted
     pad = "x" * 60_000
-    async with (
-        served(app, "websockets-sansio") as url,
-        _socket(url, admin_headers, max_queue=1) as slow,
-        _socket(url, admin_headers) as fast,
-    ):
-        for ws in (slow, fast):
-            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
-            await ws.recv()  # subscribed
+    async with _slow_and_fast(app, admin_headers) as (slow, fast):
         # A batch of events reaches each socket in one write, as separate frames, in order.
         HUB.publish_many([_frame(n, "batch") for n in (1, 2, 3)])
         for n in (1, 2, 3):
@@ -290,14 +298,7 @@ async def test_past_the_process_budget_the_heaviest_reader_is_dropped_the_others
     app_context.settings.ws_buffer_budget_bytes = 64 * 1024
     shed_before, evicted_before = HUB.stats.shed, HUB.stats.evicted
     pad = "x" * 60_000
-    async with (
-        served(app, "websockets-sansio") as url,
-        _socket(url, admin_headers, max_queue=1) as slow,
-        _socket(url, admin_headers) as fast,
-    ):
-        for ws in (slow, fast):
-            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
-            await ws.recv()  # subscribed
+    async with _slow_and_fast(app, admin_headers) as (slow, fast):
         published = 0
         # Until the one that stopped reading holds more than the budget (its kernel buffers
         # full first); bounded as a safety net.
