@@ -92,7 +92,11 @@ BEGIN
     ELSIF TG_OP = 'DELETE' THEN
         {_statements(OLD)}
     ELSIF TG_OP = 'UPDATE' THEN
-        {_statements(OLD + " UNION ALL " + NEW)}
+        -- Most writes are the engine's to counting clocks, which no rollup counts.
+        IF EXISTS (SELECT FROM old_rows WHERE stopped_at IS NOT NULL)
+           OR EXISTS (SELECT FROM new_rows WHERE stopped_at IS NOT NULL) THEN
+            {_statements(OLD + " UNION ALL " + NEW)}
+        END IF;
     ELSE
         DELETE FROM report_clock_days;
         DELETE FROM report_duration_bins;
