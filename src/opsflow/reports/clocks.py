@@ -290,6 +290,9 @@ def _wall_us() -> ColumnElement[Any]:
     return cast(seconds * 1000000, BigInteger)
 
 
+Histograms = dict[tuple[str, str], dict[int, int]]
+
+
 async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
     """`durations` from the duration histograms (PostgreSQL, no filter on the tasks).
 
@@ -301,59 +304,9 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
     values. The bins are ordered as the durations are, so the k-th smallest duration of
     the period is the (k - durations in lower bins)-th smallest of its bin."""
     window = rollups.split(filters.start, filters.end, DAY)
-    in_period = [SlaClock.started_at >= filters.start, SlaClock.started_at < filters.end]
-    edges = [*_by_work(), window.edges(SlaClock.started_at)]
-    parts: list[Any] = []
-    for measure, seconds in _measures().items():
-        bin_ = func.opsflow_duration_bin(seconds)
-        parts.append(
-            select(SlaClock.kind, literal(measure), bin_, func.count())
-            .where(*edges)
-            .group_by(SlaClock.kind, bin_)
-        )
-    totals: list[Any] = [
-        select(SlaClock.kind, func.sum(_wall_us())).where(*edges).group_by(SlaClock.kind)
-    ]
-    if window.whole:
-        bins = ReportDurationBin
-        parts.append(
-            select(bins.kind, bins.measure, bins.bin, func.sum(bins.clocks))
-            .where(window.slots(bins.day))
-            .group_by(bins.kind, bins.measure, bins.bin)
-        )
-        days = ReportClockDay
-        totals.append(
-            select(days.kind, func.sum(days.wall_us))
-            .where(window.slots(days.day))
-            .group_by(days.kind)
-        )
-    histograms: dict[tuple[str, str], dict[int, int]] = {}
-    for kind, measure, bin_number, count in (await session.execute(rollups._union(parts))).all():
-        histogram = histograms.setdefault((kind, measure), {})
-        histogram[int(bin_number)] = histogram.get(int(bin_number), 0) + int(count)
-    wall_us: dict[str, int] = {}
-    for kind, micros in (await session.execute(rollups._union(totals))).all():
-        wall_us[kind] = wall_us.get(kind, 0) + int(micros or 0)
-
-    wanted: dict[tuple[str, str], dict[int, list[int]]] = {}
-    for key, histogram in histograms.items():
-        wanted[key] = _ranks_by_bin(histogram, sum(histogram.values()))
-        if not wanted[key]:
-            del wanted[key]
-    reads = []
-    for (kind, measure), ranks in wanted.items():
-        bin_ = func.opsflow_duration_bin(_measures()[measure])
-        reads.append(
-            select(literal(measure), SlaClock.kind, bin_, _measures()[measure]).where(
-                *_by_work(), *in_period, SlaClock.kind == kind, bin_.in_(sorted(ranks))
-            )
-        )
-    inside: dict[tuple[str, str], dict[int, list[float]]] = {}
-    if reads:
-        rows = (await session.execute(rollups._union(reads))).all()
-        for measure, kind, bin_number, value in rows:
-            by_bin = inside.setdefault((kind, measure), {})
-            by_bin.setdefault(int(bin_number), []).append(float(value))
+    histograms = await _histograms(session, window)
+    inside = await _inside(session, filters, histograms)
+    wall_us = await _wall_us_sums(session, window)
     result: dict[str, Durations] = {}
     for kind in sorted({kind for kind, _ in histograms}):
         wall = histograms.get((kind, "wall"), {})
@@ -367,6 +320,84 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
             _percentiles(histograms.get((kind, "working"), {}), inside.get((kind, "working"), {})),
         )
     return result
+
+
+def _edges(window: rollups.Split) -> list[ColumnElement[bool]]:
+    return [*_by_work(), window.edges(SlaClock.started_at)]
+
+
+async def _histograms(session: AsyncSession, window: rollups.Split) -> Histograms:
+    """Per kind and measure: durations per bin, of the whole days' histograms and the
+    partial days' clocks."""
+    parts: list[Any] = []
+    for measure, seconds in _measures().items():
+        bin_ = func.opsflow_duration_bin(seconds)
+        parts.append(
+            select(SlaClock.kind, literal(measure), bin_, func.count())
+            .where(*_edges(window))
+            .group_by(SlaClock.kind, bin_)
+        )
+    if window.whole:
+        bins = ReportDurationBin
+        parts.append(
+            select(bins.kind, bins.measure, bins.bin, func.sum(bins.clocks))
+            .where(window.slots(bins.day))
+            .group_by(bins.kind, bins.measure, bins.bin)
+        )
+    histograms: Histograms = {}
+    for kind, measure, bin_number, count in (await session.execute(rollups._union(parts))).all():
+        histogram = histograms.setdefault((kind, measure), {})
+        histogram[int(bin_number)] = histogram.get(int(bin_number), 0) + int(count)
+    return histograms
+
+
+async def _inside(
+    session: AsyncSession, filters: ReportFilters, histograms: Histograms
+) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """The period's durations inside the bins that hold a rank some percentile reads."""
+    reads = []
+    for (kind, measure), histogram in histograms.items():
+        ranked = _ranks_by_bin(histogram, sum(histogram.values()))
+        if not ranked:
+            continue
+        seconds = _measures()[measure]
+        bin_ = func.opsflow_duration_bin(seconds)
+        reads.append(
+            select(literal(measure), SlaClock.kind, bin_, seconds).where(
+                *_by_work(),
+                SlaClock.started_at >= filters.start,
+                SlaClock.started_at < filters.end,
+                SlaClock.kind == kind,
+                bin_.in_(sorted(ranked)),
+            )
+        )
+    inside: dict[tuple[str, str], dict[int, list[float]]] = {}
+    if reads:
+        for measure, kind, bin_number, value in (
+            await session.execute(rollups._union(reads))
+        ).all():
+            by_bin = inside.setdefault((kind, measure), {})
+            by_bin.setdefault(int(bin_number), []).append(float(value))
+    return inside
+
+
+async def _wall_us_sums(session: AsyncSession, window: rollups.Split) -> dict[str, int]:
+    """Per kind: the summed wall-clock durations (microseconds) of the clocks stopped by
+    the work."""
+    parts: list[Any] = [
+        select(SlaClock.kind, func.sum(_wall_us())).where(*_edges(window)).group_by(SlaClock.kind)
+    ]
+    if window.whole:
+        days = ReportClockDay
+        parts.append(
+            select(days.kind, func.sum(days.wall_us))
+            .where(window.slots(days.day))
+            .group_by(days.kind)
+        )
+    sums: dict[str, int] = {}
+    for kind, micros in (await session.execute(rollups._union(parts))).all():
+        sums[kind] = sums.get(kind, 0) + int(micros or 0)
+    return sums
 
 
 def _positions(count: int) -> list[tuple[float, int, int]]:
