@@ -353,8 +353,9 @@ async def _histograms(session: AsyncSession, window: rollups.Split) -> Histogram
 
 async def _inside(
     session: AsyncSession, filters: ReportFilters, histograms: Histograms
-) -> dict[tuple[str, str], dict[int, list[float]]]:
-    """The period's durations inside the bins that hold a rank some percentile reads."""
+) -> dict[tuple[str, str], dict[int, list[tuple[float, int]]]]:
+    """The period's durations inside the bins that hold a rank some percentile reads, each
+    distinct value with how many times it occurs."""
     reads = []
     for (kind, measure), histogram in histograms.items():
         ranked = _ranks_by_bin(histogram, sum(histogram.values()))
@@ -363,21 +364,23 @@ async def _inside(
         seconds = _measures()[measure]
         bin_ = func.opsflow_duration_bin(seconds)
         reads.append(
-            select(literal(measure), SlaClock.kind, bin_, seconds).where(
+            select(literal(measure), SlaClock.kind, bin_, seconds, func.count())
+            .where(
                 *_by_work(),
                 SlaClock.started_at >= filters.start,
                 SlaClock.started_at < filters.end,
                 SlaClock.kind == kind,
                 bin_.in_(sorted(ranked)),
             )
+            .group_by(SlaClock.kind, bin_, seconds)
         )
-    inside: dict[tuple[str, str], dict[int, list[float]]] = {}
+    inside: dict[tuple[str, str], dict[int, list[tuple[float, int]]]] = {}
     if reads:
-        for measure, kind, bin_number, value in (
+        for measure, kind, bin_number, value, count in (
             await session.execute(rollups._union(reads))
         ).all():
             by_bin = inside.setdefault((kind, measure), {})
-            by_bin.setdefault(int(bin_number), []).append(float(value))
+            by_bin.setdefault(int(bin_number), []).append((float(value), int(count)))
     return inside
 
 
@@ -422,10 +425,12 @@ def _ranks_by_bin(histogram: dict[int, int], count: int) -> dict[int, list[int]]
     return {bin_number: ranks for bin_number, ranks in found.items() if ranks}
 
 
-def _percentiles(histogram: dict[int, int], inside: dict[int, list[float]]) -> list[float | None]:
+def _percentiles(
+    histogram: dict[int, int], inside: dict[int, list[tuple[float, int]]]
+) -> list[float | None]:
     """The percentiles of a measure from its histogram and the durations inside the bins
-    that hold the ranks read: the rank-th duration is the (rank - durations in the lower
-    bins)-th smallest of its bin."""
+    that hold the ranks read (distinct values with their counts): the rank-th duration is
+    the (rank - durations in the lower bins)-th smallest of its bin."""
     count = sum(histogram.values())
     if not count:
         return [None] * len(FRACTIONS)
@@ -434,14 +439,22 @@ def _percentiles(histogram: dict[int, int], inside: dict[int, list[float]]) -> l
     below = 0
     for bin_number in sorted(histogram):
         if bin_number in ranked:
-            ordered = sorted(inside[bin_number])
             for rank in ranked[bin_number]:
-                values[rank] = ordered[rank - below]
+                values[rank] = _nth(sorted(inside[bin_number]), rank - below)
         below += histogram[bin_number]
     return [
         values[low] + (values[high] - values[low]) * (position - low)
         for position, low, high in _positions(count)
     ]
+
+
+def _nth(counted: list[tuple[float, int]], index: int) -> float:
+    """The index-th (from 0) of the values, each repeated its count of times, in order."""
+    for value, times in counted:
+        if index < times:
+            return value
+        index -= times
+    raise IndexError(index)
 
 
 # --- rebuild ---------------------------------------------------------------------------
