@@ -17,14 +17,17 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Float,
+    Integer,
     and_,
     case,
     cast,
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -304,9 +307,8 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
     values. The bins are ordered as the durations are, so the k-th smallest duration of
     the period is the (k - durations in lower bins)-th smallest of its bin."""
     window = rollups.split(filters.start, filters.end, DAY)
-    histograms = await _histograms(session, window)
+    histograms, wall_us = await _histograms(session, window)
     inside = await _inside(session, filters, histograms)
-    wall_us = await _wall_us_sums(session, window)
     result: dict[str, Durations] = {}
     for kind in sorted({kind for kind, _ in histograms}):
         wall = histograms.get((kind, "wall"), {})
@@ -322,33 +324,49 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
     return result
 
 
-def _edges(window: rollups.Split) -> list[ColumnElement[bool]]:
-    return [*_by_work(), window.edges(SlaClock.started_at)]
-
-
-async def _histograms(session: AsyncSession, window: rollups.Split) -> Histograms:
-    """Per kind and measure: durations per bin, of the whole days' histograms and the
-    partial days' clocks."""
-    parts: list[Any] = []
-    for measure, seconds in _measures().items():
-        bin_ = func.opsflow_duration_bin(seconds)
-        parts.append(
-            select(SlaClock.kind, literal(measure), bin_, func.count())
-            .where(*_edges(window))
-            .group_by(SlaClock.kind, bin_)
+async def _histograms(
+    session: AsyncSession, window: rollups.Split
+) -> tuple[Histograms, dict[str, int]]:
+    """Per kind and measure: durations per bin; per kind: the summed wall-clock durations
+    (microseconds). The whole days' rollups plus the partial days' clocks, read once for
+    both measures (grouping sets)."""
+    wall_bin = func.opsflow_duration_bin(_wall_seconds())
+    working_bin = func.opsflow_duration_bin(SlaClock.working_seconds)
+    parts: list[Any] = [
+        select(SlaClock.kind, wall_bin, working_bin, func.count(), func.sum(_wall_us()))
+        .where(*_by_work(), window.edges(SlaClock.started_at))
+        .group_by(
+            func.grouping_sets(tuple_(SlaClock.kind, wall_bin), tuple_(SlaClock.kind, working_bin))
         )
+    ]
     if window.whole:
-        bins = ReportDurationBin
-        parts.append(
-            select(bins.kind, bins.measure, bins.bin, func.sum(bins.clocks))
+        bins, days, none = ReportDurationBin, ReportClockDay, cast(null(), Integer)
+        parts += [
+            select(
+                bins.kind,
+                case((bins.measure == "wall", bins.bin)),
+                case((bins.measure == "working", bins.bin)),
+                func.sum(bins.clocks),
+                literal(0),
+            )
             .where(window.slots(bins.day))
-            .group_by(bins.kind, bins.measure, bins.bin)
-        )
+            .group_by(bins.kind, bins.measure, bins.bin),
+            select(days.kind, none, none, literal(0), func.sum(days.wall_us))
+            .where(window.slots(days.day))
+            .group_by(days.kind),
+        ]
     histograms: Histograms = {}
-    for kind, measure, bin_number, count in (await session.execute(rollups._union(parts))).all():
+    wall_us: dict[str, int] = {}
+    for kind, wall, working, count, micros in (await session.execute(rollups._union(parts))).all():
+        if wall is None and working is None:  # the whole days' sums
+            wall_us[kind] = wall_us.get(kind, 0) + int(micros or 0)
+            continue
+        if wall is not None:
+            wall_us[kind] = wall_us.get(kind, 0) + int(micros or 0)
+        measure, bin_number = ("wall", int(wall)) if wall is not None else ("working", int(working))
         histogram = histograms.setdefault((kind, measure), {})
-        histogram[int(bin_number)] = histogram.get(int(bin_number), 0) + int(count)
-    return histograms
+        histogram[bin_number] = histogram.get(bin_number, 0) + int(count)
+    return histograms, wall_us
 
 
 async def _inside(
@@ -382,25 +400,6 @@ async def _inside(
             by_bin = inside.setdefault((kind, measure), {})
             by_bin.setdefault(int(bin_number), []).append((float(value), int(count)))
     return inside
-
-
-async def _wall_us_sums(session: AsyncSession, window: rollups.Split) -> dict[str, int]:
-    """Per kind: the summed wall-clock durations (microseconds) of the clocks stopped by
-    the work."""
-    parts: list[Any] = [
-        select(SlaClock.kind, func.sum(_wall_us())).where(*_edges(window)).group_by(SlaClock.kind)
-    ]
-    if window.whole:
-        days = ReportClockDay
-        parts.append(
-            select(days.kind, func.sum(days.wall_us))
-            .where(window.slots(days.day))
-            .group_by(days.kind)
-        )
-    sums: dict[str, int] = {}
-    for kind, micros in (await session.execute(rollups._union(parts))).all():
-        sums[kind] = sums.get(kind, 0) + int(micros or 0)
-    return sums
 
 
 def _positions(count: int) -> list[tuple[float, int, int]]:
