@@ -19,7 +19,7 @@ from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
 from opsflow.models.report import (
     ReportAckSlot,
-    ReportClockDay,
+    ReportClockHour,
     ReportDurationBin,
     ReportTagSlot,
     ReportTaskSlot,
@@ -59,7 +59,7 @@ __all__ = [
     "OutboxEvent",
     "RefreshToken",
     "ReportAckSlot",
-    "ReportClockDay",
+    "ReportClockHour",
     "ReportDurationBin",
     "ReportTagSlot",
     "ReportTaskSlot",

@@ -111,20 +111,21 @@ class ReportAckSlot(Base):
 
 
 DAY_SECONDS = 86400
+HOUR_SECONDS = 3600
 
 
-class ReportClockDay(Base):
-    """Stopped SLA clocks by start day (UTC, whole 86,400-second steps since the epoch),
+class ReportClockHour(Base):
+    """Stopped SLA clocks by start hour (UTC, whole 3,600-second steps since the epoch),
     calendar (`24x7` without one) and kind: how many were met, breached or cancelled (each
     stopped clock is exactly one of them), and those stopped by the work with their summed
     wall-clock durations (microseconds). Open clocks are not counted here: whether one is
     breached depends on the moment of reading."""
 
-    __tablename__ = "report_clock_days"
-    __table_args__ = (Index("uq_report_clock_days", "day", "calendar", "kind", unique=True),)
+    __tablename__ = "report_clock_hours"
+    __table_args__ = (Index("uq_report_clock_hours", "hour", "calendar", "kind", unique=True),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    day: Mapped[int] = mapped_column(Integer)
+    hour: Mapped[int] = mapped_column(Integer)
     calendar: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(8))
     met: Mapped[int] = mapped_column(BigInteger)

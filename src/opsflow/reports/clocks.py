@@ -34,7 +34,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.models.enums import ClockStatus, SlaKind
-from opsflow.models.report import DAY_SECONDS, ReportClockDay, ReportDurationBin
+from opsflow.models.report import (
+    DAY_SECONDS,
+    HOUR_SECONDS,
+    ReportClockHour,
+    ReportDurationBin,
+)
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
 from opsflow.reports import rollups
@@ -158,10 +163,10 @@ async def calendar_compliance(
     if not _fast(session, filters):
         query = _clocks_of_period(_compliance(now), filters)
         return list((await session.execute(query)).all())
-    # The stopped clocks of the whole days from their rollup (which of the four a stopped
-    # clock is never changes with the moment of reading); the clocks of the partial days
-    # and the open clocks of the whole days (few: those of open tasks) live.
-    window = rollups.split(filters.start, filters.end, DAY)
+    # The stopped clocks of the whole hours from their rollup (which of the four a stopped
+    # clock is never changes with the moment of reading); the clocks of the partial hours
+    # and the counting clocks of the whole hours (few: those of open tasks) live.
+    window = rollups.split(filters.start, filters.end, HOUR)
     parts = [_compliance(now).where(window.edges(SlaClock.started_at))]
     if window.whole:
         parts.append(
@@ -171,19 +176,19 @@ async def calendar_compliance(
                 SlaClock.started_at < window.inner_end,
             )
         )
-        days = ReportClockDay
+        hours = ReportClockHour
         parts.append(
             select(
-                days.calendar,
-                days.kind,
-                func.sum(days.met),
-                func.sum(days.breached),
+                hours.calendar,
+                hours.kind,
+                func.sum(hours.met),
+                func.sum(hours.breached),
                 literal(0),
-                func.sum(days.cancelled),
+                func.sum(hours.cancelled),
             )
-            .where(window.slots(days.day))
-            .group_by(days.calendar, days.kind)
-            .having(func.sum(days.met + days.breached + days.cancelled) != 0)
+            .where(window.slots(hours.hour))
+            .group_by(hours.calendar, hours.kind)
+            .having(func.sum(hours.met + hours.breached + hours.cancelled) != 0)
         )
     folded: dict[tuple[str, str], list[int]] = {}
     for calendar, kind, *counts in (await session.execute(rollups._union(parts))).all():
@@ -220,6 +225,7 @@ def _stopped_clocks(query: Any, filters: ReportFilters) -> Any:
 
 FRACTIONS = (0.5, 0.9, 0.95)
 DAY = timedelta(seconds=DAY_SECONDS)
+HOUR = timedelta(seconds=HOUR_SECONDS)
 Durations = tuple[int, float | None, list[float | None], list[float | None]]
 
 
@@ -340,7 +346,7 @@ async def _histograms(
         )
     ]
     if window.whole:
-        bins, days, none = ReportDurationBin, ReportClockDay, cast(null(), Integer)
+        bins, hours, none = ReportDurationBin, ReportClockHour, cast(null(), Integer)
         parts += [
             select(
                 bins.kind,
@@ -351,9 +357,10 @@ async def _histograms(
             )
             .where(window.slots(bins.day))
             .group_by(bins.kind, bins.measure, bins.bin),
-            select(days.kind, none, none, literal(0), func.sum(days.wall_us))
-            .where(window.slots(days.day))
-            .group_by(days.kind),
+            # The whole days' hours.
+            select(hours.kind, none, none, literal(0), func.sum(hours.wall_us))
+            .where(hours.hour >= window.first * 24, hours.hour < window.last * 24)
+            .group_by(hours.kind),
         ]
     histograms: Histograms = {}
     wall_us: dict[str, int] = {}

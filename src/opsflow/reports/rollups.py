@@ -329,16 +329,17 @@ ROLLUPS = (
 )
 
 _DAY = "floor(extract(epoch FROM d.started_at) / 86400)::int"
+_HOUR = "floor(extract(epoch FROM d.started_at) / 3600)::int"
 _BY_WORK = "(d.cancelled IS false AND d.working_seconds IS NOT NULL)"
 _BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
 _WALL_US = "(extract(epoch FROM (d.stopped_at - d.started_at)) * 1000000)::bigint"
 # The rollups of the clocks (migration 0022), as computed from `sla_clocks` alone.
 CLOCK_ROLLUPS = (
     (
-        "report_clock_days",
-        "day, calendar, kind",
+        "report_clock_hours",
+        "hour, calendar, kind",
         "met, breached, cancelled, stopped, wall_us",
-        f"""SELECT {_DAY} AS day, COALESCE(d.calendar_name, '24x7') AS calendar, d.kind,
+        f"""SELECT {_HOUR} AS hour, COALESCE(d.calendar_name, '24x7') AS calendar, d.kind,
                count(*) FILTER (WHERE NOT d.cancelled AND NOT {_BREACHED}) AS met,
                count(*) FILTER (WHERE {_BREACHED}) AS breached,
                count(*) FILTER (WHERE d.cancelled AND NOT {_BREACHED}) AS cancelled,

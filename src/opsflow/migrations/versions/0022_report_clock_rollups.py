@@ -1,4 +1,4 @@
-"""Report rollups of the SLA clocks: stopped clocks per start day, calendar and kind, and
+"""Report rollups of the SLA clocks: stopped clocks per start hour, calendar and kind, and
 duration histograms per start day, kind and measure, kept by statement triggers on
 sla_clocks (PostgreSQL); the duration bin function and its expression indexes
 
@@ -35,7 +35,8 @@ WALL = "date_part('epoch', d.stopped_at - d.started_at)"
 WALL_US = "(extract(epoch FROM (d.stopped_at - d.started_at)) * 1000000)::bigint"
 BY_WORK = "(d.cancelled IS false AND d.working_seconds IS NOT NULL)"
 BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
-DAY_KEYS = "day, calendar, kind"
+HOUR = "floor(extract(epoch FROM d.started_at) / 3600)::int"
+HOUR_KEYS = "hour, calendar, kind"
 BIN_KEYS = "day, kind, measure, bin"
 
 
@@ -52,15 +53,15 @@ def _statements(rows: str) -> str:
         f"sum(d.sign * CASE WHEN {BY_WORK} THEN {WALL_US} ELSE 0 END)",
     ]
     return f"""
-    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled, stopped,
-                                        wall_us)
-    SELECT {DAY}, COALESCE(d.calendar_name, '24x7'), d.kind, {", ".join(sums)}
+    INSERT INTO report_clock_hours AS s ({HOUR_KEYS}, met, breached, cancelled, stopped,
+                                         wall_us)
+    SELECT {HOUR}, COALESCE(d.calendar_name, '24x7'), d.kind, {", ".join(sums)}
     FROM ({rows}) AS d
     WHERE d.stopped_at IS NOT NULL
     GROUP BY 1, 2, 3
     HAVING {" OR ".join(f"{s} <> 0" for s in sums)}
     ORDER BY 1, 2, 3
-    ON CONFLICT ({DAY_KEYS}) DO UPDATE SET
+    ON CONFLICT ({HOUR_KEYS}) DO UPDATE SET
         met = s.met + EXCLUDED.met,
         breached = s.breached + EXCLUDED.breached,
         cancelled = s.cancelled + EXCLUDED.cancelled,
@@ -98,7 +99,7 @@ BEGIN
             {_statements(OLD + " UNION ALL " + NEW)}
         END IF;
     ELSE
-        DELETE FROM report_clock_days;
+        DELETE FROM report_clock_hours;
         DELETE FROM report_duration_bins;
     END IF;
     RETURN NULL;
@@ -155,14 +156,16 @@ def _counts(*names: str) -> list[sa.Column[int]]:
 
 def upgrade() -> None:
     op.create_table(
-        "report_clock_days",
+        "report_clock_hours",
         _id(),
-        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("hour", sa.Integer(), nullable=False),
         sa.Column("calendar", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(8), nullable=False),
         *_counts("met", "breached", "cancelled", "stopped", "wall_us"),
     )
-    op.create_index("uq_report_clock_days", "report_clock_days", DAY_KEYS.split(", "), unique=True)
+    op.create_index(
+        "uq_report_clock_hours", "report_clock_hours", HOUR_KEYS.split(", "), unique=True
+    )
     op.create_table(
         "report_duration_bins",
         _id(),
@@ -209,5 +212,5 @@ def downgrade() -> None:
         bind.exec_driver_sql("DROP INDEX ix_sla_clocks_wall_bins")
         bind.exec_driver_sql("DROP FUNCTION opsflow_duration_bin(double precision)")
     op.drop_index("ix_sla_clocks_open_started", table_name="sla_clocks")
-    for table in ("report_duration_bins", "report_clock_days"):
+    for table in ("report_duration_bins", "report_clock_hours"):
         op.drop_table(table)
