@@ -311,8 +311,8 @@ app.add_typer(reports_app, name="reports")
 def reports_rebuild() -> None:
     """Recompute what the reports keep beside the rows (after a bulk load, or to check it):
     the working time of every stopped SLA clock and each task's breach instant, as a clock
-    change stores them, and on PostgreSQL the quarter-hour rollups, as the triggers keep
-    them."""
+    change stores them, and on PostgreSQL the rollups of the tasks and of the clocks, as
+    the triggers keep them."""
     from opsflow.reports import service
 
     settings = load_settings()
