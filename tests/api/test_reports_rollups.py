@@ -87,7 +87,18 @@ probes = st.lists(
             "length_seconds": st.sampled_from([1, 899, 900, 3 * 3600, 40 * 3600, 10 * 86400]),
             # Mostly none: the clocks' rollups serve the reports without a filter on tasks.
             "filter": st.sampled_from(
-                ["none", "none", "none", "team", "priority", "task_type", "incident", "tier"]
+                [
+                    "none",
+                    "none",
+                    "none",
+                    "team",
+                    "priority",
+                    "task_type",
+                    "incident",
+                    "tier",
+                    "team+tier",
+                    "incident+priority+tier",
+                ]
             ),
             "tz": st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns"]),
             "group_by": st.sampled_from(["day", "week", "month"]),
@@ -192,15 +203,16 @@ async def test_the_fast_path_equals_the_live_path(
         if check["length_seconds"] == 10 * 86400:
             start = start_of_history  # the whole history and more
         end = start + timedelta(seconds=check["length_seconds"])
-        chosen = check["filter"]
+        chosen = check["filter"].split("+")
+        kinds = [{"task_type": "TASK", "incident": "INCIDENT"}.get(c) for c in chosen]
         filters = ReportFilters(
             start=start,
             end=end,
             tz=check["tz"],
-            team_id=uuid.UUID(teams[0]) if chosen == "team" else None,
-            priority="HIGH" if chosen == "priority" else None,
-            task_type={"task_type": "TASK", "incident": "INCIDENT"}.get(chosen),
-            customer_tier="ENTERPRISE" if chosen == "tier" else None,
+            team_id=uuid.UUID(teams[0]) if "team" in chosen else None,
+            priority="HIGH" if "priority" in chosen else None,
+            task_type=next((kind for kind in kinds if kind), None),
+            customer_tier="ENTERPRISE" if "tier" in chosen else None,
         )
         fast = await _reports(app_context, filters, check["group_by"], at)
         with rollups.live_only():

@@ -152,3 +152,39 @@ class ReportDurationBin(Base):
     measure: Mapped[str] = mapped_column(String(8))
     bin: Mapped[int] = mapped_column(Integer)
     clocks: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportClockDay(Base):
+    """Stopped SLA clocks by start day (UTC, whole 86,400-second steps since the epoch),
+    calendar, kind and the task's values the reports filter by (copied on the clock,
+    migration 0023): met, breached, cancelled, as in `ReportClockHour`. Read when a report
+    filters the tasks; a task moved to another type, priority, team or tier moves its
+    stopped clocks here in the transaction of the change."""
+
+    __tablename__ = "report_clock_days"
+    __table_args__ = (
+        Index(
+            "uq_report_clock_days",
+            "day",
+            "calendar",
+            "kind",
+            "task_type",
+            "priority",
+            "team_id",
+            "customer_tier",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer)
+    calendar: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    task_type: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+    met: Mapped[int] = mapped_column(BigInteger)
+    breached: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[int] = mapped_column(BigInteger)

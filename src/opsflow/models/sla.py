@@ -171,6 +171,13 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     # How many of the clock's thresholds (sorted, breach last) have fired.
     fired_count: Mapped[int] = mapped_column(Integer, default=0)
     next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The task's values the reports filter by, copied (PostgreSQL, migration 0023: a trigger
+    # on insert, and one on tasks that copies every change) so that the clock rollups can be
+    # kept per filter without reading the tasks. None on SQLite, where nothing reads them.
+    task_type: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
 
 
 class SlaEvent(UUIDPrimaryKey, Base):

@@ -37,12 +37,13 @@ from opsflow.models.enums import ClockStatus, SlaKind
 from opsflow.models.report import (
     DAY_SECONDS,
     HOUR_SECONDS,
+    ReportClockDay,
     ReportClockHour,
     ReportDurationBin,
 )
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
-from opsflow.reports import rollups
+from opsflow.reports import repository, rollups
 from opsflow.reports.periods import percentile
 from opsflow.reports.repository import ReportFilters, _count_if, _dialect, _now, task_clauses
 
@@ -156,39 +157,54 @@ def _fast(session: AsyncSession, filters: ReportFilters) -> bool:
     return rollups.enabled(session) and not task_clauses(filters, window=False)
 
 
+def _clock_values(table: Any, filters: ReportFilters) -> list[ColumnElement[bool]]:
+    """The filters on the tasks over `table`: the clocks (their copy of their task's values)
+    or their day rollup."""
+    clauses = repository.value_clauses(table, filters)
+    if filters.task_type is not None:
+        clauses.append(table.task_type == filters.task_type)
+    return clauses
+
+
 async def calendar_compliance(
     session: AsyncSession, filters: ReportFilters, now: datetime
 ) -> Sequence[Any]:
     """Clocks of the period's tasks by calendar and kind: met, breached, counting, cancelled."""
-    if not _fast(session, filters):
+    if not rollups.enabled(session):
         query = _clocks_of_period(_compliance(now), filters)
         return list((await session.execute(query)).all())
-    # The stopped clocks of the whole hours from their rollup (which of the four a stopped
-    # clock is never changes with the moment of reading); the clocks of the partial hours
-    # and the counting clocks of the whole hours (few: those of open tasks) live.
-    window = rollups.split(filters.start, filters.end, HOUR)
-    parts = [_compliance(now).where(window.edges(SlaClock.started_at))]
+    # The stopped clocks of the whole hours (or, with a filter on the tasks, whole days)
+    # from their rollup (which of the four a stopped clock is never changes with the moment
+    # of reading); the clocks of the partial hours or days and the counting clocks of the
+    # whole ones (few: those of open tasks) live. A task's clocks start at its creation, so
+    # the period applies to `started_at`, and the filters to the clocks' copy of their
+    # task's values.
+    rollup: Any = ReportClockDay if task_clauses(filters, window=False) else ReportClockHour
+    step, slot = (DAY, rollup.day) if rollup is ReportClockDay else (HOUR, rollup.hour)
+    window = rollups.split(filters.start, filters.end, step)
+    mine = _clock_values(SlaClock, filters)
+    parts = [_compliance(now).where(window.edges(SlaClock.started_at), *mine)]
     if window.whole:
         parts.append(
             _compliance(now).where(
                 SlaClock.stopped_at.is_(None),
                 SlaClock.started_at >= window.inner_start,
                 SlaClock.started_at < window.inner_end,
+                *mine,
             )
         )
-        hours = ReportClockHour
         parts.append(
             select(
-                hours.calendar,
-                hours.kind,
-                func.sum(hours.met),
-                func.sum(hours.breached),
+                rollup.calendar,
+                rollup.kind,
+                func.sum(rollup.met),
+                func.sum(rollup.breached),
                 literal(0),
-                func.sum(hours.cancelled),
+                func.sum(rollup.cancelled),
             )
-            .where(window.slots(hours.hour))
-            .group_by(hours.calendar, hours.kind)
-            .having(func.sum(hours.met + hours.breached + hours.cancelled) != 0)
+            .where(window.slots(slot), *_clock_values(rollup, filters))
+            .group_by(rollup.calendar, rollup.kind)
+            .having(func.sum(rollup.met + rollup.breached + rollup.cancelled) != 0)
         )
     folded: dict[tuple[str, str], list[int]] = {}
     for calendar, kind, *counts in (await session.execute(rollups._union(parts))).all():

@@ -362,6 +362,33 @@ CLOCK_ROLLUPS = (
 )
 
 
+# The stopped clocks per day and the task's values the reports filter by, copied on the
+# clocks (migration 0023).
+CLOCK_DAY_ROLLUPS = (
+    (
+        "report_clock_days",
+        "day, calendar, kind, task_type, priority, team_id, customer_tier",
+        "met, breached, cancelled",
+        f"""SELECT {_DAY} AS day, COALESCE(d.calendar_name, '24x7') AS calendar, d.kind,
+               d.task_type, d.priority, d.team_id, d.customer_tier,
+               count(*) FILTER (WHERE NOT d.cancelled AND NOT {_BREACHED}) AS met,
+               count(*) FILTER (WHERE {_BREACHED}) AS breached,
+               count(*) FILTER (WHERE d.cancelled AND NOT {_BREACHED}) AS cancelled
+        FROM sla_clocks AS d WHERE d.stopped_at IS NOT NULL
+        GROUP BY 1, 2, 3, 4, 5, 6, 7""",  # noqa: S608
+    ),
+)
+_TASK_VALUES = ("task_type", "priority", "team_id", "customer_tier")
+# The clocks whose copy of their task's values differs from the task's, set right.
+CLOCK_VALUES = f"""
+UPDATE sla_clocks AS c SET {", ".join(f"{v} = t.{v}" for v in _TASK_VALUES)}
+FROM tasks AS t
+WHERE t.id = c.task_id
+  AND ({", ".join(f"c.{v}" for v in _TASK_VALUES)})
+      IS DISTINCT FROM ({", ".join(f"t.{v}" for v in _TASK_VALUES)})
+"""  # noqa: S608
+
+
 def _fill(rollups: Sequence[tuple[str, str, str, str]]) -> tuple[str, ...]:
     """Replace every rollup by its value computed from the rows."""
     return tuple(
@@ -376,6 +403,7 @@ def _fill(rollups: Sequence[tuple[str, str, str, str]]) -> tuple[str, ...]:
 
 FILL = _fill(ROLLUPS)
 CLOCK_FILL = _fill(CLOCK_ROLLUPS)
+CLOCK_DAY_FILL = _fill(CLOCK_DAY_ROLLUPS)
 
 
 def _stale(table: str, keys: str, counts: str, query: str) -> str:
@@ -393,10 +421,13 @@ def _stale(table: str, keys: str, counts: str, query: str) -> str:
 
 
 async def rebuild(session: AsyncSession) -> int:
-    """Recompute the rollups from the tasks; returns how many groups were wrong (stored
-    with other sums, missing, or left over). PostgreSQL only."""
-    stale = 0
-    for table, keys, counts, query in ROLLUPS + CLOCK_ROLLUPS:
+    """Recompute the rollups from the tasks and clocks; returns how many groups were wrong
+    (stored with other sums, missing, or left over) plus how many clocks had other values
+    of their task than the task's. PostgreSQL only."""
+    # The clocks' copies of their task's values first (their trigger moves the rollups).
+    result = await session.execute(text(CLOCK_VALUES))
+    stale = int(getattr(result, "rowcount", 0) or 0)
+    for table, keys, counts, query in ROLLUPS + CLOCK_ROLLUPS + CLOCK_DAY_ROLLUPS:
         wrong = int((await session.execute(text(_stale(table, keys, counts, query)))).scalar_one())
         if wrong:
             await session.execute(text(f"DELETE FROM {table}"))  # noqa: S608

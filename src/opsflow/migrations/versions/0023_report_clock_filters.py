@@ -1,0 +1,185 @@
+"""Report rollups of the SLA clocks per filter: the task's type, priority, team and tier
+copied on its clocks (kept by triggers), and the stopped clocks per start day, calendar,
+kind and those four values, kept by statement triggers on sla_clocks (PostgreSQL)
+
+Revision ID: 0023
+Revises: 0022
+Create Date: 2026-12-07 12:00:00.000000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0023"
+down_revision: str | None = "0022"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+VALUES = ("task_type", "priority", "team_id", "customer_tier")
+DAY = "floor(extract(epoch FROM d.started_at) / 86400)::int"
+BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
+DAY_KEYS = "day, calendar, kind, task_type, priority, team_id, customer_tier"
+
+
+def _statement(rows: str) -> str:
+    """The upsert of one statement's changed clocks (`rows`: the transition rows with a
+    `sign`). Only stopped clocks count; groups whose sums are all zero write nothing."""
+    sums = [
+        f"sum(d.sign * (NOT d.cancelled AND NOT {BREACHED})::int)",
+        f"sum(d.sign * {BREACHED}::int)",
+        f"sum(d.sign * (d.cancelled AND NOT {BREACHED})::int)",
+    ]
+    return f"""
+    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled)
+    SELECT {DAY}, COALESCE(d.calendar_name, '24x7'), d.kind, d.task_type, d.priority,
+           d.team_id, d.customer_tier, {", ".join(sums)}
+    FROM ({rows}) AS d
+    WHERE d.stopped_at IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
+    HAVING {" OR ".join(f"{s} <> 0" for s in sums)}
+    ORDER BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT ({DAY_KEYS}) DO UPDATE SET
+        met = s.met + EXCLUDED.met,
+        breached = s.breached + EXCLUDED.breached,
+        cancelled = s.cancelled + EXCLUDED.cancelled;
+    """  # noqa: S608
+
+
+NEW = "SELECT 1 AS sign, n.* FROM new_rows AS n"
+OLD = "SELECT -1 AS sign, o.* FROM old_rows AS o"
+
+FUNCTION = f"""
+CREATE FUNCTION opsflow_report_clock_days() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {_statement(NEW)}
+    ELSIF TG_OP = 'DELETE' THEN
+        {_statement(OLD)}
+    ELSIF TG_OP = 'UPDATE' THEN
+        IF EXISTS (SELECT FROM old_rows WHERE stopped_at IS NOT NULL)
+           OR EXISTS (SELECT FROM new_rows WHERE stopped_at IS NOT NULL) THEN
+            {_statement(OLD + " UNION ALL " + NEW)}
+        END IF;
+    ELSE
+        DELETE FROM report_clock_days;
+    END IF;
+    RETURN NULL;
+END;
+$$
+"""  # noqa: S608
+
+TRIGGERS = (
+    "CREATE TRIGGER report_clock_days_insert AFTER INSERT ON sla_clocks "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_report_clock_days()",
+    "CREATE TRIGGER report_clock_days_update AFTER UPDATE ON sla_clocks "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_report_clock_days()",
+    "CREATE TRIGGER report_clock_days_delete AFTER DELETE ON sla_clocks "
+    "REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_report_clock_days()",
+    "CREATE TRIGGER report_clock_days_truncate AFTER TRUNCATE ON sla_clocks "
+    "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_report_clock_days()",
+)
+
+# A new clock takes its task's values; a task's new values go to its clocks (an update of
+# sla_clocks, so the rollups' triggers move its stopped clocks from the old group to the
+# new one in the same transaction). Only clocks whose values differ are written.
+COPY_ON_INSERT = f"""
+CREATE FUNCTION opsflow_clock_task_values() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT {", ".join(f"t.{v}" for v in VALUES)} INTO {", ".join(f"NEW.{v}" for v in VALUES)}
+    FROM tasks AS t WHERE t.id = NEW.task_id;
+    RETURN NEW;
+END;
+$$
+"""  # noqa: S608
+COPY_ON_TASK_UPDATE = f"""
+CREATE FUNCTION opsflow_task_values_to_clocks() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE sla_clocks AS c SET {", ".join(f"{v} = n.{v}" for v in VALUES)}
+    FROM new_rows AS n
+    WHERE c.task_id = n.id
+      AND ({", ".join(f"c.{v}" for v in VALUES)})
+          IS DISTINCT FROM ({", ".join(f"n.{v}" for v in VALUES)});
+    RETURN NULL;
+END;
+$$
+"""  # noqa: S608
+COPY_TRIGGERS = (
+    "CREATE TRIGGER sla_clocks_task_values BEFORE INSERT ON sla_clocks "
+    "FOR EACH ROW EXECUTE FUNCTION opsflow_clock_task_values()",
+    "CREATE TRIGGER tasks_values_to_clocks AFTER UPDATE ON tasks "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_task_values_to_clocks()",
+)
+COPY_ALL = f"""
+UPDATE sla_clocks AS c SET {", ".join(f"{v} = t.{v}" for v in VALUES)}
+FROM tasks AS t WHERE t.id = c.task_id
+"""  # noqa: S608
+
+
+def upgrade() -> None:
+    op.add_column("sla_clocks", sa.Column("task_type", sa.String(16), nullable=True))
+    op.add_column("sla_clocks", sa.Column("priority", sa.String(16), nullable=True))
+    op.add_column("sla_clocks", sa.Column("team_id", sa.Uuid(), nullable=True))
+    op.add_column("sla_clocks", sa.Column("customer_tier", sa.String(16), nullable=True))
+    op.create_table(
+        "report_clock_days",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("calendar", sa.String(100), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("task_type", sa.String(16), nullable=True),
+        sa.Column("priority", sa.String(16), nullable=True),
+        sa.Column("team_id", sa.Uuid(), nullable=True),
+        sa.Column("customer_tier", sa.String(16), nullable=True),
+        *[
+            sa.Column(name, sa.BigInteger(), nullable=False)
+            for name in ("met", "breached", "cancelled")
+        ],
+    )
+    op.create_index(
+        "uq_report_clock_days",
+        "report_clock_days",
+        DAY_KEYS.split(", "),
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    )
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    # The values of the clocks already there, without the 0022 rollups' trigger (the
+    # values it keeps do not change).
+    bind.exec_driver_sql("ALTER TABLE sla_clocks DISABLE TRIGGER report_clock_rollups_update")
+    bind.exec_driver_sql(COPY_ALL)
+    bind.exec_driver_sql("ALTER TABLE sla_clocks ENABLE TRIGGER report_clock_rollups_update")
+    for statement in (COPY_ON_INSERT, COPY_ON_TASK_UPDATE, *COPY_TRIGGERS, FUNCTION, *TRIGGERS):
+        bind.exec_driver_sql(statement)
+    # The rollup of the clocks already there: what `opsflow reports rebuild` writes.
+    from opsflow.reports.rollups import CLOCK_DAY_FILL
+
+    for statement in CLOCK_DAY_FILL:
+        bind.execute(sa.text(statement))
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        for name in ("insert", "update", "delete", "truncate"):
+            bind.exec_driver_sql(f"DROP TRIGGER report_clock_days_{name} ON sla_clocks")
+        bind.exec_driver_sql("DROP FUNCTION opsflow_report_clock_days()")
+        bind.exec_driver_sql("DROP TRIGGER tasks_values_to_clocks ON tasks")
+        bind.exec_driver_sql("DROP TRIGGER sla_clocks_task_values ON sla_clocks")
+        bind.exec_driver_sql("DROP FUNCTION opsflow_task_values_to_clocks()")
+        bind.exec_driver_sql("DROP FUNCTION opsflow_clock_task_values()")
+    op.drop_table("report_clock_days")
+    for name in reversed(VALUES):
+        op.drop_column("sla_clocks", name)
