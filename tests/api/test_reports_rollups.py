@@ -14,6 +14,7 @@ against a brute-force recomputation in test_reports_property.py.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -261,12 +262,19 @@ async def test_the_percentiles_rank_inside_the_duration_bins(
     postgres: None, client: httpx.AsyncClient, clock: SettableClock, app_context: AppContext
 ) -> None:
     """Many durations a few seconds apart (several per bin) in whole days and at the
-    period's ends: the percentiles read from the histograms are the live ones."""
+    period's ends: the percentiles read from the histograms are the live ones, without a
+    filter and with filters on the tasks, also once tasks moved to another priority or
+    tier after their clocks stopped."""
     clock.advance(timedelta(days=1, seconds=-clock.now().timestamp() % 86400 + 3600))
     headers = await login(client, "admin", ADMIN_PASSWORD)
     ids = []
     for index in range(24):
-        body = {"title": "t", "priority": "HIGH", "task_type": "INCIDENT"}
+        body = {
+            "title": "t",
+            "priority": ("HIGH", "LOW")[index % 2],
+            "customer_tier": TIERS[index // 2 % 2],
+            "task_type": "INCIDENT",
+        }
         response = await client.post("/tasks", json=body, headers=headers)
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
@@ -278,13 +286,32 @@ async def test_the_percentiles_rank_inside_the_duration_bins(
             assert response.status_code == 200, response.text
         clock.advance(timedelta(seconds=3 + index % 5))
     now = clock.now()
-    for start in (now - timedelta(days=2), now - timedelta(hours=2)):
-        filters = ReportFilters(start=start, end=now + timedelta(days=1, hours=5))
-        fast = await _reports(app_context, filters, "day", now)
-        with rollups.live_only():
-            live = await _reports(app_context, filters, "day", now)
-        assert fast["compliance"]["time_to_acknowledge"]["count"] == 24
-        assert fast == live
+    choices: list[dict[str, str]] = [
+        {},
+        {"priority": "HIGH"},
+        {"priority": "HIGH", "customer_tier": TIERS[1]},
+    ]
+    for moved in (False, True):
+        if moved:
+            for index, task_id in enumerate(ids[::3]):
+                change = {"priority": "HIGH"} if index % 2 else {"customer_tier": TIERS[0]}
+                response = await client.patch(f"/tasks/{task_id}", json=change, headers=headers)
+                assert response.status_code == 200, response.text
+        for start, chosen in itertools.product(
+            (now - timedelta(days=2), now - timedelta(hours=2)), choices
+        ):
+            filters = ReportFilters(
+                start=start,
+                end=now + timedelta(days=1, hours=5),
+                priority=chosen.get("priority"),
+                customer_tier=chosen.get("customer_tier"),
+            )
+            fast = await _reports(app_context, filters, "day", now)
+            with rollups.live_only():
+                live = await _reports(app_context, filters, "day", now)
+            if not chosen:
+                assert fast["compliance"]["time_to_acknowledge"]["count"] == 24
+            assert fast == live, (moved, chosen)
 
 
 CLOCK_STATUSES = ("ACTIVE", "PAUSED", "MET", "BREACHED", "CANCELLED")

@@ -159,7 +159,7 @@ class ReportClockDay(Base):
     calendar, kind and the task's values the reports filter by (copied on the clock,
     migration 0023): met, breached, cancelled, as in `ReportClockHour`. Read when a report
     filters the tasks; a task moved to another type, priority, team or tier moves its
-    stopped clocks here in the transaction of the change."""
+    stopped clocks here (and in `ReportDurationGroup`) in the transaction of the change."""
 
     __tablename__ = "report_clock_days"
     __table_args__ = (
@@ -188,3 +188,38 @@ class ReportClockDay(Base):
     met: Mapped[int] = mapped_column(BigInteger)
     breached: Mapped[int] = mapped_column(BigInteger)
     cancelled: Mapped[int] = mapped_column(BigInteger)
+    # The clocks stopped by the work: their summed wall-clock durations (microseconds).
+    wall_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportDurationGroup(Base):
+    """`ReportDurationBin` per the task's values the reports filter by (copied on the
+    clock): the histograms of a filtered report."""
+
+    __tablename__ = "report_duration_groups"
+    __table_args__ = (
+        Index(
+            "uq_report_duration_groups",
+            "day",
+            "kind",
+            "measure",
+            "bin",
+            "task_type",
+            "priority",
+            "team_id",
+            "customer_tier",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    measure: Mapped[str] = mapped_column(String(8))
+    bin: Mapped[int] = mapped_column(Integer)
+    task_type: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+    clocks: Mapped[int] = mapped_column(BigInteger)

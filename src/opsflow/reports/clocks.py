@@ -40,6 +40,7 @@ from opsflow.models.report import (
     ReportClockDay,
     ReportClockHour,
     ReportDurationBin,
+    ReportDurationGroup,
 )
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
@@ -151,12 +152,6 @@ def _compliance(now: datetime) -> Any:
     )
 
 
-def _fast(session: AsyncSession, filters: ReportFilters) -> bool:
-    """The clock rollups apply: on PostgreSQL, with no filter on the tasks (the rollups
-    keep the clocks by start day and calendar only)."""
-    return rollups.enabled(session) and not task_clauses(filters, window=False)
-
-
 def _clock_values(table: Any, filters: ReportFilters) -> list[ColumnElement[bool]]:
     """The filters on the tasks over `table`: the clocks (their copy of their task's values)
     or their day rollup."""
@@ -248,7 +243,7 @@ Durations = tuple[int, float | None, list[float | None], list[float | None]]
 async def durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
     """Per clock kind: count, mean wall seconds, wall and working percentiles of the stopped
     clocks (one pass over them)."""
-    if _fast(session, filters):
+    if rollups.enabled(session):
         return await _binned_durations(session, filters)
     if _dialect(session) == "postgresql":
         # Seconds as a double, like `timedelta.total_seconds()`.
@@ -319,7 +314,8 @@ Histograms = dict[tuple[str, str], dict[int, int]]
 
 
 async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> dict[str, Durations]:
-    """`durations` from the duration histograms (PostgreSQL, no filter on the tasks).
+    """`durations` from the duration histograms (PostgreSQL; with a filter on the tasks,
+    the histograms per filter values and the clocks' copy of their task's values).
 
     The histograms of the whole days plus the partial days' clocks (live) give, per kind
     and measure, how many durations each bin holds; the rank rule of `periods.percentile`
@@ -329,7 +325,7 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
     values. The bins are ordered as the durations are, so the k-th smallest duration of
     the period is the (k - durations in lower bins)-th smallest of its bin."""
     window = rollups.split(filters.start, filters.end, DAY)
-    histograms, wall_us = await _histograms(session, window)
+    histograms, wall_us = await _histograms(session, window, filters)
     inside = await _inside(session, filters, histograms)
     result: dict[str, Durations] = {}
     for kind in sorted({kind for kind, _ in histograms}):
@@ -347,22 +343,32 @@ async def _binned_durations(session: AsyncSession, filters: ReportFilters) -> di
 
 
 async def _histograms(
-    session: AsyncSession, window: rollups.Split
+    session: AsyncSession, window: rollups.Split, filters: ReportFilters
 ) -> tuple[Histograms, dict[str, int]]:
     """Per kind and measure: durations per bin; per kind: the summed wall-clock durations
-    (microseconds). The whole days' rollups plus the partial days' clocks, read once for
-    both measures (grouping sets)."""
+    (microseconds). The whole days' rollups (per filter values when the tasks are
+    filtered) plus the partial days' clocks, read once for both measures (grouping sets)."""
     wall_bin = func.opsflow_duration_bin(_wall_seconds())
     working_bin = func.opsflow_duration_bin(SlaClock.working_seconds)
     parts: list[Any] = [
         select(SlaClock.kind, wall_bin, working_bin, func.count(), func.sum(_wall_us()))
-        .where(*_by_work(), window.edges(SlaClock.started_at))
+        .where(*_by_work(), window.edges(SlaClock.started_at), *_clock_values(SlaClock, filters))
         .group_by(
             func.grouping_sets(tuple_(SlaClock.kind, wall_bin), tuple_(SlaClock.kind, working_bin))
         )
     ]
     if window.whole:
-        bins, hours, none = ReportDurationBin, ReportClockHour, cast(null(), Integer)
+        none = cast(null(), Integer)
+        bins: Any = ReportDurationBin
+        sums: Any = select(ReportClockHour.kind, ReportClockHour.wall_us).where(
+            ReportClockHour.hour >= window.first * 24, ReportClockHour.hour < window.last * 24
+        )
+        if task_clauses(filters, window=False):
+            bins = ReportDurationGroup
+            sums = select(ReportClockDay.kind, ReportClockDay.wall_us).where(
+                window.slots(ReportClockDay.day), *_clock_values(ReportClockDay, filters)
+            )
+        sums = sums.subquery()
         parts += [
             select(
                 bins.kind,
@@ -371,12 +377,13 @@ async def _histograms(
                 func.sum(bins.clocks),
                 literal(0),
             )
-            .where(window.slots(bins.day))
-            .group_by(bins.kind, bins.measure, bins.bin),
-            # The whole days' hours.
-            select(hours.kind, none, none, literal(0), func.sum(hours.wall_us))
-            .where(hours.hour >= window.first * 24, hours.hour < window.last * 24)
-            .group_by(hours.kind),
+            .where(window.slots(bins.day), *_clock_values(bins, filters))
+            .group_by(bins.kind, bins.measure, bins.bin)
+            .having(func.sum(bins.clocks) != 0),
+            # The whole days' summed durations.
+            select(sums.c.kind, none, none, literal(0), func.sum(sums.c.wall_us)).group_by(
+                sums.c.kind
+            ),
         ]
     histograms: Histograms = {}
     wall_us: dict[str, int] = {}
@@ -412,6 +419,7 @@ async def _inside(
                 SlaClock.started_at < filters.end,
                 SlaClock.kind == kind,
                 bin_.in_(sorted(ranked)),
+                *_clock_values(SlaClock, filters),
             )
             .group_by(SlaClock.kind, bin_, seconds)
         )

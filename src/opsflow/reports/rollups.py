@@ -362,20 +362,33 @@ CLOCK_ROLLUPS = (
 )
 
 
-# The stopped clocks per day and the task's values the reports filter by, copied on the
-# clocks (migration 0023).
+# The stopped clocks and the duration histograms per day and the task's values the reports
+# filter by, copied on the clocks (migration 0023).
 CLOCK_DAY_ROLLUPS = (
     (
         "report_clock_days",
         "day, calendar, kind, task_type, priority, team_id, customer_tier",
-        "met, breached, cancelled",
+        "met, breached, cancelled, wall_us",
         f"""SELECT {_DAY} AS day, COALESCE(d.calendar_name, '24x7') AS calendar, d.kind,
                d.task_type, d.priority, d.team_id, d.customer_tier,
                count(*) FILTER (WHERE NOT d.cancelled AND NOT {_BREACHED}) AS met,
                count(*) FILTER (WHERE {_BREACHED}) AS breached,
-               count(*) FILTER (WHERE d.cancelled AND NOT {_BREACHED}) AS cancelled
+               count(*) FILTER (WHERE d.cancelled AND NOT {_BREACHED}) AS cancelled,
+               COALESCE(sum({_WALL_US}) FILTER (WHERE {_BY_WORK}), 0)::bigint AS wall_us
         FROM sla_clocks AS d WHERE d.stopped_at IS NOT NULL
         GROUP BY 1, 2, 3, 4, 5, 6, 7""",  # noqa: S608
+    ),
+    (
+        "report_duration_groups",
+        "day, kind, measure, bin, task_type, priority, team_id, customer_tier",
+        "clocks",
+        f"""SELECT {_DAY} AS day, d.kind, m.measure, opsflow_duration_bin(m.seconds) AS bin,
+               d.task_type, d.priority, d.team_id, d.customer_tier, count(*) AS clocks
+        FROM sla_clocks AS d
+        CROSS JOIN LATERAL (VALUES ('wall', date_part('epoch', d.stopped_at - d.started_at)),
+                                   ('working', d.working_seconds)) AS m(measure, seconds)
+        WHERE d.stopped_at IS NOT NULL AND {_BY_WORK}
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8""",  # noqa: S608
     ),
 )
 _TASK_VALUES = ("task_type", "priority", "team_id", "customer_tier")

@@ -1,6 +1,7 @@
 """Report rollups of the SLA clocks per filter: the task's type, priority, team and tier
-copied on its clocks (kept by triggers), and the stopped clocks per start day, calendar,
-kind and those four values, kept by statement triggers on sla_clocks (PostgreSQL)
+copied on its clocks (kept by triggers); the stopped clocks per start day, calendar, kind
+and those four values, and the duration histograms per start day, kind, measure, bin and
+those four values, kept by statement triggers on sla_clocks (PostgreSQL)
 
 Revision ID: 0023
 Revises: 0022
@@ -23,18 +24,23 @@ VALUES = ("task_type", "priority", "team_id", "customer_tier")
 DAY = "floor(extract(epoch FROM d.started_at) / 86400)::int"
 BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
 DAY_KEYS = "day, calendar, kind, task_type, priority, team_id, customer_tier"
+BIN_KEYS = "day, kind, measure, bin, task_type, priority, team_id, customer_tier"
+WALL = "date_part('epoch', d.stopped_at - d.started_at)"
+WALL_US = "(extract(epoch FROM (d.stopped_at - d.started_at)) * 1000000)::bigint"
+BY_WORK = "(d.cancelled IS false AND d.working_seconds IS NOT NULL)"
 
 
 def _statement(rows: str) -> str:
-    """The upsert of one statement's changed clocks (`rows`: the transition rows with a
-    `sign`). Only stopped clocks count; groups whose sums are all zero write nothing."""
+    """The two upserts of one statement's changed clocks (`rows`: the transition rows with
+    a `sign`). Only stopped clocks count; groups whose sums are all zero write nothing."""
     sums = [
         f"sum(d.sign * (NOT d.cancelled AND NOT {BREACHED})::int)",
         f"sum(d.sign * {BREACHED}::int)",
         f"sum(d.sign * (d.cancelled AND NOT {BREACHED})::int)",
+        f"sum(d.sign * CASE WHEN {BY_WORK} THEN {WALL_US} ELSE 0 END)",
     ]
     return f"""
-    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled)
+    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled, wall_us)
     SELECT {DAY}, COALESCE(d.calendar_name, '24x7'), d.kind, d.task_type, d.priority,
            d.team_id, d.customer_tier, {", ".join(sums)}
     FROM ({rows}) AS d
@@ -45,7 +51,20 @@ def _statement(rows: str) -> str:
     ON CONFLICT ({DAY_KEYS}) DO UPDATE SET
         met = s.met + EXCLUDED.met,
         breached = s.breached + EXCLUDED.breached,
-        cancelled = s.cancelled + EXCLUDED.cancelled;
+        cancelled = s.cancelled + EXCLUDED.cancelled,
+        wall_us = s.wall_us + EXCLUDED.wall_us;
+
+    INSERT INTO report_duration_groups AS s ({BIN_KEYS}, clocks)
+    SELECT {DAY}, d.kind, m.measure, opsflow_duration_bin(m.seconds), d.task_type,
+           d.priority, d.team_id, d.customer_tier, sum(d.sign)
+    FROM ({rows}) AS d
+    CROSS JOIN LATERAL (VALUES ('wall', {WALL}), ('working', d.working_seconds))
+        AS m(measure, seconds)
+    WHERE d.stopped_at IS NOT NULL AND {BY_WORK}
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    HAVING sum(d.sign) <> 0
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT ({BIN_KEYS}) DO UPDATE SET clocks = s.clocks + EXCLUDED.clocks;
     """  # noqa: S608
 
 
@@ -67,6 +86,7 @@ BEGIN
         END IF;
     ELSE
         DELETE FROM report_clock_days;
+        DELETE FROM report_duration_groups;
     END IF;
     RETURN NULL;
 END;
@@ -126,30 +146,56 @@ FROM tasks AS t WHERE t.id = c.task_id
 """  # noqa: S608
 
 
-def upgrade() -> None:
-    op.add_column("sla_clocks", sa.Column("task_type", sa.String(16), nullable=True))
-    op.add_column("sla_clocks", sa.Column("priority", sa.String(16), nullable=True))
-    op.add_column("sla_clocks", sa.Column("team_id", sa.Uuid(), nullable=True))
-    op.add_column("sla_clocks", sa.Column("customer_tier", sa.String(16), nullable=True))
-    op.create_table(
-        "report_clock_days",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-        sa.Column("day", sa.Integer(), nullable=False),
-        sa.Column("calendar", sa.String(100), nullable=False),
-        sa.Column("kind", sa.String(8), nullable=False),
+def _id() -> sa.Column[int]:
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+
+
+def _values() -> list[sa.Column[object]]:
+    return [
         sa.Column("task_type", sa.String(16), nullable=True),
         sa.Column("priority", sa.String(16), nullable=True),
         sa.Column("team_id", sa.Uuid(), nullable=True),
         sa.Column("customer_tier", sa.String(16), nullable=True),
-        *[
-            sa.Column(name, sa.BigInteger(), nullable=False)
-            for name in ("met", "breached", "cancelled")
-        ],
+    ]
+
+
+def _counts(*names: str) -> list[sa.Column[int]]:
+    return [sa.Column(name, sa.BigInteger(), nullable=False) for name in names]
+
+
+def upgrade() -> None:
+    for column in _values():
+        op.add_column("sla_clocks", column)
+    op.create_table(
+        "report_clock_days",
+        _id(),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("calendar", sa.String(100), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        *_values(),
+        *_counts("met", "breached", "cancelled", "wall_us"),
     )
     op.create_index(
         "uq_report_clock_days",
         "report_clock_days",
         DAY_KEYS.split(", "),
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    )
+    op.create_table(
+        "report_duration_groups",
+        _id(),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(8), nullable=False),
+        sa.Column("measure", sa.String(8), nullable=False),
+        sa.Column("bin", sa.Integer(), nullable=False),
+        *_values(),
+        *_counts("clocks"),
+    )
+    op.create_index(
+        "uq_report_duration_groups",
+        "report_duration_groups",
+        BIN_KEYS.split(", "),
         unique=True,
         postgresql_nulls_not_distinct=True,
     )
@@ -180,6 +226,7 @@ def downgrade() -> None:
         bind.exec_driver_sql("DROP TRIGGER sla_clocks_task_values ON sla_clocks")
         bind.exec_driver_sql("DROP FUNCTION opsflow_task_values_to_clocks()")
         bind.exec_driver_sql("DROP FUNCTION opsflow_clock_task_values()")
+    op.drop_table("report_duration_groups")
     op.drop_table("report_clock_days")
     for name in reversed(VALUES):
         op.drop_column("sla_clocks", name)
