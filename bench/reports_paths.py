@@ -5,9 +5,12 @@ Calls the report service functions directly (no HTTP) on the database at --url (
 way and the live way (`rollups.live_only()`), alternating, after one warm-up each. Prints
 per report and path the wall-clock p50/max, this process's CPU and the PostgreSQL
 backend's CPU per read (from /proc: the server runs on this machine), whether the two
-answers are equal, and the load average.
+answers are equal, and the load average. `--filter name=value` (repeatable: task_type,
+priority, team_id, customer_tier) filters the tasks; `--report NAME` (repeatable) reads
+only those reports.
 
     python bench/reports_paths.py --url postgresql://postgres@127.0.0.1/opsflow_bench
+    python bench/reports_paths.py --url … --report sla-compliance --filter priority=HIGH
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -48,13 +52,15 @@ REPORTS: dict[str, Report] = {
 }
 
 
-async def run(url: str, reads: int) -> None:
+async def run(url: str, reads: int, chosen: dict[str, Any], names: list[str]) -> None:
     engine = create_engine(Settings(database_url=url).database_url)
     sessions = create_sessionmaker(engine)
     now = SystemClock().now()
-    filters = ReportFilters(start=now - timedelta(days=30), end=now)
+    filters = ReportFilters(start=now - timedelta(days=30), end=now, **chosen)
     try:
         for name, report in REPORTS.items():
+            if names and name not in names:
+                continue
             figures: dict[str, list[tuple[float, float, float]]] = {"fast": [], "live": []}
             answers: dict[str, Any] = {}
             for index in range(2 * (reads + 1)):
@@ -95,8 +101,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="a database filled by `opsflow demo`")
     parser.add_argument("--reads", type=int, default=5, help="timed reads per report and path")
+    parser.add_argument("--filter", action="append", default=[], help="name=value")
+    parser.add_argument("--report", action="append", default=[], choices=sorted(REPORTS))
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.reads))
+    chosen: dict[str, Any] = dict(item.split("=", 1) for item in args.filter)
+    if "team_id" in chosen:
+        chosen["team_id"] = uuid.UUID(chosen["team_id"])
+    print(f"filters: {chosen or 'none'}")
+    asyncio.run(run(args.url, args.reads, chosen, args.report))
 
 
 if __name__ == "__main__":

@@ -129,6 +129,11 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
                 "paused_at",
                 "stopped_at",
                 "cancelled",
+                # The task's values (migration 0023): what a filtered report selects by.
+                "task_type",
+                "priority",
+                "team_id",
+                "customer_tier",
             ],
             postgresql_where=text("stopped_at IS NULL"),
             sqlite_where=text("stopped_at IS NULL"),

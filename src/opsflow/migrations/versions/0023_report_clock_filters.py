@@ -140,6 +140,45 @@ COPY_TRIGGERS = (
     "REFERENCING NEW TABLE AS new_rows "
     "FOR EACH STATEMENT EXECUTE FUNCTION opsflow_task_values_to_clocks()",
 )
+STOPPED_BY_WORK = "stopped_at IS NOT NULL AND cancelled IS false AND working_seconds IS NOT NULL"
+
+
+def _bin_indexes(extra: str) -> tuple[str, ...]:
+    """The indexes of migration 0022 that read the durations inside one bin; `extra`: more
+    included columns (here the task's values, so that a filtered read stays in the index)."""
+    return (
+        "CREATE INDEX ix_sla_clocks_wall_bins ON sla_clocks (kind, "
+        "opsflow_duration_bin(date_part('epoch', stopped_at - started_at)), started_at) "
+        f"INCLUDE (stopped_at{extra}) WHERE {STOPPED_BY_WORK}",
+        "CREATE INDEX ix_sla_clocks_working_bins ON sla_clocks (kind, "
+        "opsflow_duration_bin(working_seconds), started_at) "
+        f"INCLUDE (working_seconds{extra}) WHERE {STOPPED_BY_WORK}",
+    )
+
+
+# Migration 0022's covering index of the counting clocks.
+OPEN_COLUMNS = [
+    "kind",
+    "calendar_name",
+    "status",
+    "deadline",
+    "paused_at",
+    "stopped_at",
+    "cancelled",
+]
+
+
+def _open_index(columns: list[str]) -> None:
+    op.create_index(
+        "ix_sla_clocks_open_started",
+        "sla_clocks",
+        ["started_at"],
+        postgresql_include=columns,
+        postgresql_where=sa.text("stopped_at IS NULL"),
+        sqlite_where=sa.text("stopped_at IS NULL"),
+    )
+
+
 COPY_ALL = f"""
 UPDATE sla_clocks AS c SET {", ".join(f"{v} = t.{v}" for v in VALUES)}
 FROM tasks AS t WHERE t.id = c.task_id
@@ -199,14 +238,23 @@ def upgrade() -> None:
         unique=True,
         postgresql_nulls_not_distinct=True,
     )
+    # The indexes that a filtered report reads the clocks through take the task's values
+    # (built again below, after the fill: cheaper than kept during it).
+    op.drop_index("ix_sla_clocks_open_started", table_name="sla_clocks")
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
+        _open_index([*OPEN_COLUMNS, *VALUES])
         return
+    bind.exec_driver_sql("DROP INDEX ix_sla_clocks_wall_bins")
+    bind.exec_driver_sql("DROP INDEX ix_sla_clocks_working_bins")
     # The values of the clocks already there, without the 0022 rollups' trigger (the
     # values it keeps do not change).
     bind.exec_driver_sql("ALTER TABLE sla_clocks DISABLE TRIGGER report_clock_rollups_update")
     bind.exec_driver_sql(COPY_ALL)
     bind.exec_driver_sql("ALTER TABLE sla_clocks ENABLE TRIGGER report_clock_rollups_update")
+    _open_index([*OPEN_COLUMNS, *VALUES])
+    for statement in _bin_indexes("".join(f", {v}" for v in VALUES)):
+        bind.exec_driver_sql(statement)
     for statement in (COPY_ON_INSERT, COPY_ON_TASK_UPDATE, *COPY_TRIGGERS, FUNCTION, *TRIGGERS):
         bind.exec_driver_sql(statement)
     # The rollup of the clocks already there: what `opsflow reports rebuild` writes.
@@ -226,6 +274,12 @@ def downgrade() -> None:
         bind.exec_driver_sql("DROP TRIGGER sla_clocks_task_values ON sla_clocks")
         bind.exec_driver_sql("DROP FUNCTION opsflow_task_values_to_clocks()")
         bind.exec_driver_sql("DROP FUNCTION opsflow_clock_task_values()")
+        bind.exec_driver_sql("DROP INDEX ix_sla_clocks_wall_bins")
+        bind.exec_driver_sql("DROP INDEX ix_sla_clocks_working_bins")
+        for statement in _bin_indexes(""):
+            bind.exec_driver_sql(statement)
+    op.drop_index("ix_sla_clocks_open_started", table_name="sla_clocks")
+    _open_index(OPEN_COLUMNS)
     op.drop_table("report_duration_groups")
     op.drop_table("report_clock_days")
     for name in reversed(VALUES):
