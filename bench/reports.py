@@ -18,6 +18,8 @@ Beside the wall-clock p50/p99, the server process's CPU time per
 request (from /proc) is printed, since the wall clock is noisy on a shared machine, and on
 a PostgreSQL server on the same machine the CPU its backends serving the server spent per
 request (the server's pool connects after its first requests, before the timed ones).
+``--path`` (repeatable) times those paths instead of the five reports, for instance a
+filtered report: ``--path '/reports/sla-compliance?priority=HIGH&customer_tier=PREMIUM'``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 import httpx
 from _serve import start_server
@@ -121,7 +124,7 @@ def backends_cpu(pids: list[int]) -> dict[int, float]:
 
 
 async def measure(
-    base: str, requests: int, pid: int, password: str, url: str
+    base: str, requests: int, pid: int, password: str, url: str, paths: Sequence[str]
 ) -> dict[str, tuple[float, float] | None]:
     """p50/p99 per endpoint. On PostgreSQL on this machine, also the CPU the database's
     backends serving the server spent per request (from /proc)."""
@@ -131,7 +134,7 @@ async def measure(
         login = await client.post("/auth/login", json={"username": "admin", "password": password})
         login.raise_for_status()
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        for path in ENDPOINTS:
+        for path in paths:
             first = await client.get(path, headers=headers)  # warms caches, checks the route
             if first.status_code == 404:
                 print(f"  {path}: 404, no such endpoint here; skipped")
@@ -171,7 +174,9 @@ def main() -> None:
         help="measure these filled databases (URLs separated by commas), load nothing",
     )
     parser.add_argument("--password", default=PASSWORD, help="the demo accounts' password")
+    parser.add_argument("--path", action="append", help="time these paths instead")
     args = parser.parse_args()
+    paths: Sequence[str] = args.path or ENDPOINTS
     sizes = [int(size) for size in args.sizes.split(",")]
     existing: dict[int, str] = {}
     for url in args.existing.split(",") if args.existing else []:
@@ -199,7 +204,7 @@ def main() -> None:
                 print(f"{size:,} tasks: demo loaded in {seconds:.1f} s ({rate:,.0f} tasks/s)")
             process, base_url = start_server(workdir, {"DATABASE_URL": url}, ["--no-engine"])
             try:
-                measured = measure(base_url, args.requests, process.pid, args.password, url)
+                measured = measure(base_url, args.requests, process.pid, args.password, url, paths)
                 rows[size] = asyncio.run(measured)
             finally:
                 process.terminate()
@@ -208,7 +213,7 @@ def main() -> None:
     print()
     header = f"{'endpoint':<28}" + "".join(f"{f'{s:,} p50/p99 ms':>24}" for s in sizes)
     print(header + "  growth of p50")
-    for path in ENDPOINTS:
+    for path in paths:
         cells = []
         for size in sizes:
             value = rows[size].get(path)
