@@ -103,8 +103,17 @@ def _dialect(session: AsyncSession) -> str:
 # (the UTC slot) are estimated as one per row, which plans an external sort of every row;
 # the groups are few (at most a few thousand), so hash them, and give percentiles the
 # memory to sort in place. No JIT: compiling the few expressions of a report costs more
-# than it saves (and the sort penalty's cost estimates would always trigger it).
-REPORT_SETTINGS = {"enable_sort": "off", "work_mem": "256MB", "jit": "off"}
+# than it saves (and the sort penalty's cost estimates would always trigger it). Plans for
+# the values of each read: after five executions of a prepared statement PostgreSQL may
+# keep a generic plan, blind to how few rows the period's partial ends and the filter
+# select (at 1M a team filter's tallies went from 20 to 240 ms); planning a report's few
+# statements costs a few milliseconds at most.
+REPORT_SETTINGS = {
+    "enable_sort": "off",
+    "work_mem": "256MB",
+    "jit": "off",
+    "plan_cache_mode": "force_custom_plan",
+}
 
 
 async def prepare(session: AsyncSession) -> None:
