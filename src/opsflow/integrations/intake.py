@@ -153,9 +153,12 @@ class AlertIntake:
         async with unit_of_work(self.ctx.sessions) as session:
             results, places, items = await self._parse(session, batch)
             if items:
-                await alert_batch.prune(session, self.ctx, items)
+                # Nothing is locked before the previous batch holds its locks: a lock taken
+                # here that it waits on (its integration's row, pruned) would be a deadlock
+                # the database cannot see.
                 if before is not None:
                     await before.wait()
+                await alert_batch.prune(session, self.ctx, items)
                 await alert_batch.lock_keys(session, items)
                 locked.set()
                 applied = await self._set_based(session, items)
