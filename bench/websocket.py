@@ -11,7 +11,11 @@ Figures printed (nothing asserted):
    client's clock when the frame arrived; same machine) and the server's CPU per frame;
 3. a steady stream of events (default 100/s for 60 s) to every connection: p50 / p99 /
    max commit -> receipt, frames received against expected, connections the server closed
-   (1013: the client read too slowly) and the server's own metrics.
+   (1013: the client read too slowly) and the server's own metrics; with `--stalled N`, N
+   connections stop reading for this phase (what they are not sent counts against the
+   server's buffer budget);
+4. the server's peak RSS, whether any connection saw an id skipped, repeated or out of
+   order, and how long the server takes to stop (SIGTERM) with every socket still open.
 
 Every client subscribes to one team's channel; events are those of tasks of that team
 (see `Source`: by default outbox rows committed straight into the database).
@@ -25,19 +29,21 @@ the start and the end: on a shared machine it says how much the figures can be t
 
     python bench/websocket.py [--connections 10000] [--processes 4] [--rate 100]
                               [--duration 60] [--engine-interval 1] [--broadcasts 5]
-                              [--source api|outbox] [--database-url URL]
+                              [--source api|outbox] [--database-url URL] [--stalled N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import math
 import multiprocessing
 import os
 import random
 import resource
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,7 +51,7 @@ import time
 from collections import Counter
 from datetime import datetime
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from _serve import cpu_seconds, start_server
@@ -69,15 +75,25 @@ def load_average() -> str:
         return " ".join(loadavg.read().split()[:3])
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
 # --- client processes -------------------------------------------------------------------
+#
+# Each client is an asyncio Protocol on the raw socket (uvloop when installed): a normal
+# HTTP/1.1 upgrade handshake, then only the frame headers are parsed, and of an event only
+# its `id` (its `occurred_at` once per id, shared by the process's clients). Every event
+# still counts: its receipt time, and whether its id follows the previous one (a gap, a
+# duplicate or a reordering is counted). Ten thousand `websockets` clients, each parsing
+# every frame's JSON, spent more of these 2 cores than the server did, and their CPU was
+# part of the latency measured; these leave the server's.
+
+EVENT_PREFIX = b'{"id":'
 
 
 class Clients:
@@ -88,9 +104,12 @@ class Clients:
         self.failed = 0
         self.closed: Counter[int] = Counter()
         self.received = 0
+        self.gaps = 0  # an id more than one after the connection's previous one
+        self.disorder = 0  # an id not after the connection's previous one (dup or reorder)
         self.latency: Counter[int] = Counter()  # in BUCKET_MS steps
+        self.sockets: list[LeanSocket] = []
+        self.stalled = 0  # open sockets told to stop reading (`stall`)
         self._instants: dict[int, float] = {}
-
         self._change = asyncio.Event()
 
     def changed(self) -> None:
@@ -106,53 +125,176 @@ class Clients:
         self.received = 0
         self.latency.clear()
 
-    def frame(self, text: str | bytes, now: float) -> None:
-        frame = json.loads(text)
-        ident = frame.get("id")
-        if not isinstance(ident, int):
-            return
-        committed = self._instants.get(ident)
-        if committed is None:
-            instant = datetime.fromisoformat(frame["occurred_at"].replace("Z", "+00:00"))
-            committed = self._instants[ident] = instant.timestamp()
-        self.received += 1
-        self.latency[round((now - committed) * 1000 / BUCKET_MS)] += 1
+    def committed(self, ident: int, payload: bytes) -> float:
+        instant = self._instants.get(ident)
+        if instant is None:
+            occurred = json.loads(payload)["occurred_at"]
+            instant = datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()
+            self._instants[ident] = instant
+        return instant
+
+    def stall(self, count: int) -> None:
+        """Stop reading on `count` open sockets: slow readers whose unsent frames pile up
+        in the server (until it drops them)."""
+        for sock in self.sockets[:count]:
+            if sock.transport is not None and not sock.transport.is_closing():
+                sock.transport.pause_reading()
+                sock.paused = True
+                self.stalled += 1
 
     def report(self) -> dict[str, Any]:
         return {
             "open": self.open,
+            "stalled": self.stalled,
             "failed": self.failed,
             "closed": dict(self.closed),
             "received": self.received,
+            "gaps": self.gaps,
+            "disorder": self.disorder,
             "latency": dict(self.latency),
         }
 
 
-async def _one(url: str, channel: str, stats: Clients, gate: asyncio.Semaphore) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A final, masked client frame (a zero mask key: valid, and the payload unchanged)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x80 | opcode, 0x80 | size))
+    else:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    return head + b"\x00\x00\x00\x00" + payload
 
-    try:
-        async with gate:
-            ws = await connect(
-                url, compression=None, ping_interval=None, open_timeout=120, max_queue=None
-            )
-            await ws.recv()  # auth.ok
-            await ws.send(json.dumps({"action": "subscribe", "channels": [channel]}))
-            await ws.recv()  # subscribed
-    except Exception:
+
+class LeanSocket(asyncio.Protocol):
+    """One bench connection: handshake, `auth.ok`, subscribe, `subscribed`, then events."""
+
+    def __init__(self, url: str, channel: str, stats: Clients, ready: asyncio.Future[bool]):
+        self.url = url
+        self.channel = channel
+        self.stats = stats
+        self.ready = ready
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.replies = 0  # auth.ok, subscribed
+        self.last: int | None = None
+        self.close_code = 0
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not one
+        rest = self.url.split("://", 1)[1]
+        host, _, path = rest.partition("/")
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._fail()
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+        stats = self.stats
+        offset, size = 0, len(buffer)
+        while size - offset >= 2:
+            opcode, length = buffer[offset] & 0x0F, buffer[offset + 1] & 0x7F
+            start = offset + 2
+            if length == 126:
+                if size - offset < 4:
+                    break
+                length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+                start = offset + 4
+            elif length == 127:
+                if size - offset < 10:
+                    break
+                length = int.from_bytes(buffer[offset + 2 : offset + 10], "big")
+                start = offset + 10
+            end = start + length
+            if end > size:
+                break
+            offset = end
+            if opcode == 1:
+                if buffer.startswith(EVENT_PREFIX, start):
+                    comma = buffer.index(b",", start)
+                    ident = int(buffer[start + 6 : comma])
+                    last = self.last
+                    if last is not None and ident != last + 1:
+                        if ident > last:
+                            stats.gaps += 1
+                        else:
+                            stats.disorder += 1
+                    self.last = ident
+                    stats.received += 1
+                    committed = stats.committed(ident, bytes(buffer[start:end]))
+                    stats.latency[round((now - committed) * 1000 / BUCKET_MS)] += 1
+                elif self.replies < 2:
+                    self._reply()
+            elif opcode == 8:
+                if length >= 2:
+                    self.close_code = (buffer[start] << 8) | buffer[start + 1]
+                self._send(client_frame(8, bytes(buffer[start : start + 2])))
+                if self.transport is not None:
+                    self.transport.close()
+            elif opcode == 9:
+                self._send(client_frame(10, bytes(buffer[start:end])))
+        del buffer[:offset]
+
+    def _reply(self) -> None:
+        self.replies += 1
+        if self.replies == 1:  # auth.ok
+            message = json.dumps({"action": "subscribe", "channels": [self.channel]})
+            self._send(client_frame(1, message.encode()))
+        elif not self.ready.done():  # subscribed
+            self.ready.set_result(True)
+
+    def _send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _fail(self) -> None:
+        if not self.ready.done():
+            self.ready.set_result(False)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_result(False)
+            return
+        self.stats.open -= 1
+        self.stats.stalled -= self.paused
+        self.stats.closed[self.close_code] += 1
+        self.stats.changed()
+
+
+async def _one(url: str, channel: str, stats: Clients, gate: asyncio.Semaphore) -> None:
+    loop = asyncio.get_running_loop()
+    host, port = url.split("://", 1)[1].split("/", 1)[0].split(":")
+    async with gate:
+        ready: asyncio.Future[bool] = loop.create_future()
+        sock = LeanSocket(url, channel, stats, ready)
+        try:
+            await loop.create_connection(lambda: sock, host, int(port))
+            opened = await asyncio.wait_for(ready, 120)
+        except (OSError, TimeoutError):
+            opened = False
+    if opened:
+        stats.open += 1
+        stats.sockets.append(sock)
+    else:
         stats.failed += 1
-        stats.changed()
-        return
-    stats.open += 1
     stats.changed()
-    try:
-        async for text in ws:
-            stats.frame(text, time.time())
-    except ConnectionClosed:
-        pass
-    stats.open -= 1
-    stats.closed[ws.close_code or 0] += 1
 
 
 async def _client_main(urls: list[str], channel: str, pipe: Connection) -> None:
@@ -160,15 +302,15 @@ async def _client_main(urls: list[str], channel: str, pipe: Connection) -> None:
     gate = asyncio.Semaphore(100)
     tasks = [asyncio.create_task(_one(url, channel, stats, gate)) for url in urls]
     await stats.settled(len(urls))
+    await asyncio.gather(*tasks)
     pipe.send(stats.report())
     while True:
         command = await asyncio.to_thread(pipe.recv)
         if command == "reset":
             stats.reset()
+        elif command.startswith("stall:"):
+            stats.stall(int(command.split(":")[1]))
         elif command == "stop":
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             pipe.send(stats.report())
             return
         pipe.send(stats.report())
@@ -176,7 +318,12 @@ async def _client_main(urls: list[str], channel: str, pipe: Connection) -> None:
 
 def client_process(urls: list[str], channel: str, pipe: Connection) -> None:
     raise_fd_limit()
-    asyncio.run(_client_main(urls, channel, pipe))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_client_main(urls, channel, pipe))
+    else:
+        uvloop.run(_client_main(urls, channel, pipe))
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -199,6 +346,12 @@ def ask(pipes: list[Connection], command: str) -> list[dict[str, Any]]:
     for pipe in pipes:
         pipe.send(command)
     return [pipe.recv() for pipe in pipes]
+
+
+def order_problems(reports: list[dict[str, Any]]) -> str:
+    gaps = sum(r["gaps"] for r in reports)
+    disorder = sum(r["disorder"] for r in reports)
+    return f"ids skipped on a connection {gaps} times, repeated or reordered {disorder} times"
 
 
 def merged(reports: list[dict[str, Any]]) -> tuple[Counter[int], int, int, Counter[int]]:
@@ -234,6 +387,32 @@ def per_frame(phase: str, cpu: float, frames: float, idle: float) -> str:
     )
 
 
+def clients_cpu(children: list[multiprocessing.Process]) -> float:
+    return sum(cpu_seconds(child.pid) for child in children if child.pid is not None)
+
+
+def client_cost(phase: str, cpu: float, frames: int) -> str:
+    micros = cpu * 1e6 / frames if frames else float("nan")
+    return f"{phase}: client processes' CPU {cpu:.2f} s, {micros:.1f} us per frame received"
+
+
+def split(
+    phase: str, before: dict[str, float], after: dict[str, float], hist: Counter[int], got: int
+) -> str:
+    """The server's mean commit -> written (its delivery histogram, taken once a batch's
+    writes to every socket are done: commit -> the last socket written) beside the clients'
+    mean commit -> receipt."""
+    name = "opsflow_ws_delivery_latency_seconds"
+    count = after.get(f"{name}_count", 0) - before.get(f"{name}_count", 0)
+    total = after.get(f"{name}_sum", 0) - before.get(f"{name}_sum", 0)
+    server = total * 1000 / count if count else float("nan")
+    receipt = sum(k * v for k, v in hist.items()) * BUCKET_MS / got if got else float("nan")
+    return (
+        f"{phase}: mean commit -> written to every socket (server) {server:.1f} ms, "
+        f"-> received {receipt:.1f} ms"
+    )
+
+
 def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, float]:
     """The server's WebSocket series ({} when it is too busy to answer in time)."""
     try:
@@ -244,6 +423,8 @@ def server_metrics(client: httpx.Client, headers: dict[str, str]) -> dict[str, f
         "opsflow_ws_connections_open",
         "opsflow_ws_messages_sent_total",
         "opsflow_ws_evictions_total",
+        "opsflow_ws_shed_total",
+        "opsflow_ws_buffered_bytes",
         "opsflow_ws_delivery_latency_seconds_count",
         "opsflow_ws_delivery_latency_seconds_sum",
     )
@@ -397,6 +578,12 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--source", choices=("outbox", "api"), default="outbox")
     parser.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="connections that stop reading for the steady phase (slow readers)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=None,
         help="serve API-only (--no-engine) and relay from a separate `opsflow engine` "
@@ -425,6 +612,7 @@ def main() -> int:
         env["REDIS_URL"] = args.redis_url
         env["OPSFLOW_ENGINE_ENABLED"] = "false"
     server, root = start_server(workdir, env)
+    print(f"server pid {server.pid}")
     if args.redis_url:
         engine = subprocess.Popen(
             [*ENGINE_COMMAND, "--interval", str(args.engine_interval)],
@@ -504,8 +692,10 @@ def main() -> int:
 
             # One event to everyone, --broadcasts times (each once the previous arrived).
             ask(pipes, "reset")
-            sent_before = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            metrics_before = server_metrics(client, admin)
+            sent_before = metrics_before.get("opsflow_ws_messages_sent_total", 0)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
+            clients_before = clients_cpu(children)
             spread = random.Random(1)
             for n in range(1, args.broadcasts + 1):
                 # A pause of up to a second first, so a commit can fall anywhere within the
@@ -523,21 +713,29 @@ def main() -> int:
             idle = idle_rate * (time.monotonic() - phase_from)
             print(f"broadcast: {received} of {args.broadcasts * still_open} received")
             print(line("broadcast commit -> receipt", hist))
-            sent = server_metrics(client, admin).get("opsflow_ws_messages_sent_total", 0)
+            metrics_after = server_metrics(client, admin)
+            sent = metrics_after.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("broadcast", cpu_spent, sent - sent_before, idle))
+            print(split("broadcast", metrics_before, metrics_after, hist, received))
+            print(client_cost("broadcast", clients_cpu(children) - clients_before, received))
 
             # A steady stream.
             ask(pipes, "reset")
+            if args.stalled:
+                ask(pipes, f"stall:{math.ceil(args.stalled / processes)}")
             before_metrics = server_metrics(client, admin)
             cpu_before, phase_from = cpu_seconds(server.pid), time.monotonic()
+            clients_before = clients_cpu(children)
             count = int(args.rate * args.duration)
             start = time.monotonic()
             late = asyncio.run(source.run(args.rate, count))
             sent_in = time.monotonic() - start
             deadline = time.monotonic() + 30
             while True:
-                hist, received, still_open, closed = merged(ask(pipes, "report"))
-                if received >= count * still_open or time.monotonic() > deadline:
+                reports = ask(pipes, "report")
+                hist, received, still_open, closed = merged(reports)
+                reading = still_open - sum(r["stalled"] for r in reports)
+                if received >= count * reading or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
@@ -549,15 +747,33 @@ def main() -> int:
             )
             print(
                 f"steady: {received} frames received, {count * opened} expected for "
-                f"{opened} connections; {still_open} still open; closed by code {dict(closed)}"
+                f"{opened} connections; {still_open} still open ({still_open - reading} of them "
+                f"stalled); closed by code {dict(closed)}"
             )
             print(line("steady commit -> receipt", hist))
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
             print(per_frame("steady", cpu_spent, frames, idle))
-            print(f"server RSS at the end: {rss_mib(server.pid):.1f} MiB")
+            print(split("steady", before_metrics, after_metrics, hist, received))
+            print(client_cost("steady", clients_cpu(children) - clients_before, received))
+            print(
+                f"server RSS at the end: {rss_mib(server.pid):.1f} MiB "
+                f"(peak {rss_mib(server.pid, 'VmHWM'):.1f} MiB)"
+            )
+            print(f"order: {order_problems(ask(pipes, 'report'))}")
             print(f"load average at the end: {load_average()}")
+            # Stopping the server with every socket still open (clients reading).
+            stopping = time.monotonic()
+            server.terminate()
+            try:
+                server.wait(timeout=120)
+                print(
+                    f"server stopped (SIGTERM) with {still_open} sockets open in "
+                    f"{time.monotonic() - stopping:.1f} s"
+                )
+            except subprocess.TimeoutExpired:
+                print(f"server still running 120 s after SIGTERM with {still_open} sockets open")
             ask(pipes, "stop")
     finally:
         for child in children:
@@ -567,8 +783,9 @@ def main() -> int:
         if engine is not None:
             engine.terminate()
             engine.wait(timeout=30)
-        server.terminate()
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
     return 0
 
 

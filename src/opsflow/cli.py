@@ -84,6 +84,7 @@ def _run_uvicorn(settings: Settings, host: str, port: int, workers: int, reload:
         ws_ping_interval=settings.ws_ping_interval_seconds,
         ws_ping_timeout=settings.ws_ping_interval_seconds,
         ws_per_message_deflate=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
 
@@ -310,8 +311,8 @@ app.add_typer(reports_app, name="reports")
 def reports_rebuild() -> None:
     """Recompute what the reports keep beside the rows (after a bulk load, or to check it):
     the working time of every stopped SLA clock and each task's breach instant, as a clock
-    change stores them, and on PostgreSQL the quarter-hour rollups, as the triggers keep
-    them."""
+    change stores them, and on PostgreSQL the rollups of the tasks and of the clocks, as
+    the triggers keep them."""
     from opsflow.reports import service
 
     settings = load_settings()

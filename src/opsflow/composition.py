@@ -13,9 +13,11 @@ Adding an engine: write its module (a class with ``name``, ``batch`` and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.attachments.engine import UploadCollector
 from opsflow.attachments.storage import build_storage
@@ -32,12 +34,13 @@ from opsflow.escalation import service as escalation_service
 from opsflow.escalation.engine import EscalationEngine
 from opsflow.events import wake
 from opsflow.events.pruning import OutboxPruner
-from opsflow.events.relay import Consumer, RelayEngine
+from opsflow.events.relay import Consumer, Preparer, RelayEngine
 from opsflow.heartbeats import incidents as heartbeat_incidents
 from opsflow.heartbeats.engine import HeartbeatEngine
 from opsflow.integrations import ingest as alert_ingest
 from opsflow.integrations.engine import FlappingEngine
 from opsflow.integrations.intake import AlertIntake
+from opsflow.models.outbox import OutboxEvent
 from opsflow.notifications import facts
 from opsflow.notifications import service as notifications_service
 from opsflow.notifications.dispatch import Notifier
@@ -49,6 +52,7 @@ from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import HUB
 from opsflow.sla.engine import SlaEngine
 from opsflow.system.health import configured_redis
+from opsflow.tasks import repository as tasks_repository
 from opsflow.webhooks import service as webhooks_service
 from opsflow.workers.contract import EngineRegistry
 
@@ -63,6 +67,18 @@ def relay_consumers() -> list[Consumer]:
         webhooks_service.consume,
         realtime_consumer.consume,
     ]
+
+
+async def _load_tasks(session: AsyncSession, events: Sequence[OutboxEvent]) -> None:
+    await tasks_repository.load(
+        session, [event.aggregate_id for event in events if event.aggregate_type == "task"]
+    )
+
+
+def relay_preparers() -> list[Preparer]:
+    """What the relay does with a whole batch before its consumers see each event: the
+    tasks of the batch's events are loaded at once (every consumer reads the task)."""
+    return [_load_tasks]
 
 
 # Events one relay pass hands to its consumers in one transaction. On SQLite a pass holds the
@@ -90,7 +106,7 @@ def engine_registry(settings: Settings) -> EngineRegistry:
             SlaEngine(batch=settings.engine_batch_size),
             HeartbeatEngine(heartbeat_incidents.open_incident),
             FlappingEngine(alert_ingest.settle_flap),
-            RelayEngine(relay_consumers(), batch=relay_batch),
+            RelayEngine(relay_consumers(), batch=relay_batch, preparers=relay_preparers()),
             EscalationEngine(),
             DeliveryEngine(),
             UploadCollector(),

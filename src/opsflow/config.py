@@ -136,6 +136,21 @@ class Settings(BaseSettings):
         le=64 * 1024 * 1024,
         validation_alias=_env("OPSFLOW_WS_WRITE_BUFFER_BYTES"),
     )
+    # Bytes the transports of all of a process's WebSockets may hold unsent together;
+    # past it the connections holding the most are dropped (their clients resume with
+    # `since`), so memory stays bounded however many clients read slowly.
+    ws_buffer_budget_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024 * 1024,
+        validation_alias=_env("OPSFLOW_WS_BUFFER_BUDGET_BYTES"),
+    )
+    # How long `serve` waits, once told to stop, for open connections (WebSockets whose
+    # clients read slowly hold their close frame behind what they have not read) before it
+    # cancels what is left and stops.
+    shutdown_timeout_seconds: int = Field(
+        10, ge=1, le=3600, validation_alias=_env("OPSFLOW_SHUTDOWN_TIMEOUT_SECONDS")
+    )
     # Freeze what start-up built out of the garbage collector's scans and collect young
     # objects less often (kit/gctune.py): many open WebSockets make full scans costly.
     gc_tuning: bool = Field(True, validation_alias=_env("OPSFLOW_GC_TUNING"))

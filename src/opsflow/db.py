@@ -287,6 +287,29 @@ def _forget_memo(session: Session, *_args: Any) -> None:
     session.info.pop(_MEMO, None)
 
 
+_SHARED = "opsflow.shared_reads"
+
+
+def share_reads(session: AsyncSession) -> None:
+    """Let the rest of this unit of work reuse what it read of slowly changing settings
+    (see :func:`shared`). An engine pass that handles many rows in one transaction turns it
+    on, so it reads, say, the active escalation policies once instead of once per row."""
+    session.info[_SHARED] = {}
+
+
+def shared(session: AsyncSession, kind: str) -> dict[Any, Any] | None:
+    """The reads of `kind` this unit of work shares between the rows it handles (by key),
+    or None where sharing is off (then read as usual).
+
+    Unlike :func:`memo`, these survive savepoints, and what they hold may be older than
+    a new query's answer: a change another transaction commits during the unit of work is
+    seen only by the next one. Only reads of configuration that a pass never writes go
+    here, and only in a unit of work that is one engine pass.
+    """
+    found = session.info.get(_SHARED)
+    return None if found is None else found.setdefault(kind, {})
+
+
 @asynccontextmanager
 async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     """A part of a unit of work that can fail alone: on an exception its rows are rolled

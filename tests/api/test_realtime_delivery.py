@@ -24,7 +24,7 @@ from opsflow.models.outbox import OutboxEvent
 from opsflow.realtime.bus import BUS, Listener
 from opsflow.realtime.consumer import last_id, since
 from opsflow.realtime.hub import HUB
-from opsflow.realtime.transport import encode_text
+from opsflow.realtime.transport import DirectWriter, encode_text
 from tests.api.ws_support import GIVE_UP_SECONDS, connected, token_of
 from tests.conftest import T0
 from tests.factories import ADMIN_PASSWORD, login, make_task
@@ -130,20 +130,28 @@ async def _read_to_the_close(ws: Any) -> tuple[list[dict[str, Any]], int | None]
         frames.append(json.loads(text))
 
 
+@contextlib.asynccontextmanager
+async def _slow_and_fast(app: Any, headers: dict[str, str]) -> AsyncIterator[tuple[Any, Any]]:
+    """Two sockets on the tasks channel of a served app: one whose client reads a frame at
+    a time when told to (the slow reader), one that reads everything."""
+    async with (
+        served(app, "websockets-sansio") as url,
+        _socket(url, headers, max_queue=1) as slow,
+        _socket(url, headers) as fast,
+    ):
+        for ws in (slow, fast):
+            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+            await ws.recv()  # subscribed
+        yield slow, fast
+
+
 async def test_a_reader_that_stops_is_evicted_1013_by_the_direct_writer(
     app: Any, app_context: AppContext, admin_headers: dict[str, str]
 ) -> None:
     app_context.settings.ws_write_buffer_bytes = 1024
     evicted_before = HUB.stats.evicted
     pad = "x" * 60_000
-    async with (
-        served(app, "websockets-sansio") as url,
-        _socket(url, admin_headers, max_queue=1) as slow,
-        _socket(url, admin_headers) as fast,
-    ):
-        for ws in (slow, fast):
-            await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
-            await ws.recv()  # subscribed
+    async with _slow_and_fast(app, admin_headers) as (slow, fast):
         # A batch of events reaches each socket in one write, as separate frames, in order.
         HUB.publish_many([_frame(n, "batch") for n in (1, 2, 3)])
         for n in (1, 2, 3):
@@ -280,3 +288,117 @@ async def test_the_redis_listener_hands_what_arrived_together_over_as_one_batch(
     await listener._receive([f0, f0, f3, f4, f2])
     assert batches == [[first], [first + 1, first + 2], [first + 3, first + 4]]
     assert listener.last == first + 4
+
+
+async def test_past_the_process_budget_the_heaviest_reader_is_dropped_the_others_go_on(
+    app: Any, app_context: AppContext, admin_headers: dict[str, str]
+) -> None:
+    # Each socket may hold far more than the process may hold for all of them together.
+    app_context.settings.ws_write_buffer_bytes = 64 * 1024 * 1024
+    app_context.settings.ws_buffer_budget_bytes = 64 * 1024
+    shed_before, evicted_before = HUB.stats.shed, HUB.stats.evicted
+    pad = "x" * 60_000
+    async with _slow_and_fast(app, admin_headers) as (slow, fast):
+        published = 0
+        # Until the one that stopped reading holds more than the budget (its kernel buffers
+        # full first); bounded as a safety net.
+        while HUB.stats.shed == shed_before and published < 2000:
+            published += 1
+            HUB.publish(_frame(published, pad))
+            got = json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))
+            assert got["id"] == published  # the reader keeping up gets each one
+        assert HUB.stats.shed == shed_before + 1
+        assert HUB.stats.buffered <= 64 * 1024  # what it held was freed at once
+        received, code = await _read_to_the_close(slow)
+        HUB.publish(_frame(published + 1, "after"))
+        assert json.loads(await fast.recv())["id"] == published + 1
+        metrics = (await app_context.metrics.render()).decode()
+    assert code is None  # dropped, not closed: its buffer is not waited for
+    ids = [f["id"] for f in received]
+    assert ids == list(range(1, len(ids) + 1))  # a prefix, nothing skipped
+    assert len(ids) < published
+    assert HUB.stats.evicted == evicted_before + 1
+    assert "opsflow_ws_shed_total" in metrics
+    assert "opsflow_ws_buffered_bytes" in metrics
+
+
+async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch_in_one_write(
+    app: Any,
+    admin_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writes: list[tuple[int, bytes]] = []
+    original = DirectWriter.write
+
+    def counted(self: DirectWriter, wire: bytes, limit: int) -> Any:
+        writes.append((id(self), wire))
+        return original(self, wire, limit)
+
+    monkeypatch.setattr(DirectWriter, "write", counted)
+    task_one = "00000000-0000-0000-0000-000000000001"
+    other = {**_frame(0, "other"), "task": {"id": "00000000-0000-0000-0000-000000000002"}}
+    async with (
+        served(app, "websockets-sansio") as url,
+        _socket(url, admin_headers) as a,
+        _socket(url, admin_headers) as b,
+        _socket(url, admin_headers) as c,
+    ):
+        for ws, channels in ((a, ["tasks"]), (b, ["tasks"]), (c, [f"task:{task_one}"])):
+            await ws.send(json.dumps({"action": "subscribe", "channels": channels}))
+            await ws.recv()  # subscribed
+        groups = {s.group for s in HUB._subscribers}
+        assert len(groups) == 2  # a and b share one, c has its own
+        # Four events in one batch: c's channel carries the first, third and fourth only.
+        writes.clear()
+        HUB.publish_many([_frame(1, "p"), {**other, "id": 2}, _frame(3, "q"), _frame(4, "r")])
+        first_writes = len(writes)
+        got = [
+            [json.loads(await ws.recv()) for _ in range(n)] for ws, n in ((a, 4), (b, 4), (c, 3))
+        ]
+        # Then c subscribes to every task too: from now on it gets what a and b get.
+        await c.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+        assert json.loads(await c.recv())["type"] == "subscribed"
+        HUB.publish_many([_frame(5, "s"), {**other, "id": 6}])
+        HUB.publish(_frame(7, "t"))
+        later = [[json.loads(await ws.recv()) for _ in range(3)] for ws in (a, b, c)]
+    assert first_writes == 3  # one write per connection for the whole batch
+    assert [[f["id"] for f in frames] for frames in got] == [[1, 2, 3, 4], [1, 2, 3, 4], [1, 3, 4]]
+    assert got[0][0]["channels"] == ["tasks"]
+    assert got[2][0]["channels"] == [f"task:{task_one}"]
+    assert [[f["id"] for f in frames] for frames in later] == [[5, 6, 7]] * 3  # each once
+    assert later[2][0]["channels"] == [f"task:{task_one}", "tasks"]
+
+
+async def test_a_relay_pass_numbers_its_events_with_one_lock_and_one_read(
+    app_context: AppContext,
+    clock: SettableClock,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+) -> None:
+    from sqlalchemy import event
+
+    for n in range(5):
+        clock.set(T0 + timedelta(seconds=n))
+        await make_task(client, admin_headers, title=f"numbered {n}")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.lower())
+
+    engine = app_context.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await _relay(app_context)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if "max(outbox_events.stream_seq)" in s]
+    locks = [s for s in statements if "pg_advisory_xact_lock" in s]
+    assert len(reads) == 1
+    assert len(locks) == (1 if engine.dialect.name == "postgresql" else 0)
+    async with app_context.read_sessions() as session:
+        frames = await since(session, 0, 100)
+    ids = [f["id"] for f in frames]
+    assert ids == list(range(1, len(ids) + 1))  # gap-free, in order
+    assert [f["task"]["title"] for f in frames if f["type"] == "task.created"] == [
+        f"numbered {n}" for n in range(5)
+    ]

@@ -41,6 +41,7 @@ class Gate:
 
     name = "gate"
     batch = 1
+    on_commit = True
 
     def __init__(self) -> None:
         self.entered = 0
@@ -62,6 +63,43 @@ class Gate:
             while self.entered < rounds:
                 self._changed.clear()
                 await self._changed.wait()
+
+
+class Timed:
+    """An engine with nothing to do for a commit (like the SLA engine): counts its passes."""
+
+    name = "timed"
+    batch = 1
+    on_commit = False
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
+        self.passes += 1
+        return PassReport(self.name)
+
+
+class Ticker:
+    """An engine a commit wakes that only counts its passes: a round went by."""
+
+    name = "ticker"
+    batch = 1
+    on_commit = True
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self._ran = asyncio.Event()
+
+    async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
+        self.passes += 1
+        self._ran.set()
+        return PassReport(self.name)
+
+    async def beyond(self, passes: int) -> None:
+        while self.passes <= passes:
+            self._ran.clear()
+            await self._ran.wait()
 
 
 @pytest.fixture
@@ -147,6 +185,47 @@ async def test_a_burst_of_commits_during_a_round_starts_one_more_round(
     finally:
         gate.release()
         await engines.stop()
+
+
+async def test_a_round_a_commit_starts_runs_only_the_engines_a_commit_gives_work(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], app_context: AppContext
+) -> None:
+    timed, ticker = Timed(), Ticker()
+    engines = EmbeddedEngines(
+        app_context,
+        EngineRegistry([timed, RelayEngine(relay_consumers()), ticker]),
+        interval=HOUR,
+    )
+    relays = app_context.metrics.engine_passes.labels("relay", "ok")
+    relays_before = relays._value.get()
+    engines.start()
+    try:
+        async with asyncio.timeout(GIVE_UP_SECONDS):
+            await ticker.beyond(0)  # the first round, every engine
+            assert engines.waker is not None
+            if engines.waker.listener is not None:
+                await engines.waker.listener.connected.wait()
+            task = await make_task(client, admin_headers, title="woken")
+            # The rounds its commit starts (an hour before the next full one) publish it.
+            while True:
+                seen = ticker.passes
+                if await _published(app_context, uuid.UUID(task["id"])):
+                    break
+                await ticker.beyond(seen)
+        assert relays._value.get() - relays_before >= 2
+        assert timed.passes == 1  # nothing of its was due: it keeps its time
+    finally:
+        await engines.stop()
+
+
+async def _published(ctx: AppContext, task_id: uuid.UUID) -> bool:
+    async with ctx.sessions() as session:
+        left = await session.scalar(
+            select(func.count()).where(
+                OutboxEvent.aggregate_id == task_id, OutboxEvent.published_at.is_(None)
+            )
+        )
+    return left == 0
 
 
 @pytest.mark.postgres

@@ -68,10 +68,13 @@ steps = st.lists(
     st.tuples(
         st.integers(0, 7),  # which task
         st.sampled_from(ACTIONS),
-        st.integers(0, 180),  # minutes after the previous step
+        # minutes after the previous step: often none, so that clocks stop seconds apart
+        # and share a duration bin (the percentiles then rank inside a bin)
+        st.one_of(st.just(0), st.integers(0, 180)),
         st.integers(0, 59_999_999),  # and microseconds
         st.integers(0, 3),  # a value for priority / team / tier / tags changes
     ),
+    min_size=8,  # enough stopped clocks for the percentiles to rank among
     max_size=30,
 )
 probes = st.lists(
@@ -82,8 +85,9 @@ probes = st.lists(
             "start_micro": st.integers(0, 999_999),
             "aligned": st.booleans(),  # the period starts (and mostly ends) on a slot boundary
             "length_seconds": st.sampled_from([1, 899, 900, 3 * 3600, 40 * 3600, 10 * 86400]),
+            # Mostly none: the clocks' rollups serve the reports without a filter on tasks.
             "filter": st.sampled_from(
-                ["none", "team", "priority", "task_type", "incident", "tier"]
+                ["none", "none", "none", "team", "priority", "task_type", "incident", "tier"]
             ),
             "tz": st.sampled_from(["UTC", "Europe/Paris", "Asia/Kolkata", "America/St_Johns"]),
             "group_by": st.sampled_from(["day", "week", "month"]),
@@ -239,3 +243,158 @@ async def test_the_rebuild_finds_and_repairs_a_wrong_rollup(
     async with unit_of_work(app_context.sessions) as session:
         assert await rollups.rebuild(session) == 0
     assert await _reports(app_context, filters, "day", clock.now()) == expected
+
+
+async def test_the_percentiles_rank_inside_the_duration_bins(
+    postgres: None, client: httpx.AsyncClient, clock: SettableClock, app_context: AppContext
+) -> None:
+    """Many durations a few seconds apart (several per bin) in whole days and at the
+    period's ends: the percentiles read from the histograms are the live ones."""
+    clock.advance(timedelta(days=1, seconds=-clock.now().timestamp() % 86400 + 3600))
+    headers = await login(client, "admin", ADMIN_PASSWORD)
+    ids = []
+    for index in range(24):
+        body = {"title": "t", "priority": "HIGH", "task_type": "INCIDENT"}
+        response = await client.post("/tasks", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+        clock.advance(timedelta(seconds=7 + index))
+    clock.advance(timedelta(minutes=50))
+    for index, task_id in enumerate(ids):
+        for action in ("acknowledge", "start", "complete")[: 1 + index % 3]:
+            response = await client.patch(f"/tasks/{task_id}/{action}", headers=headers)
+            assert response.status_code == 200, response.text
+        clock.advance(timedelta(seconds=3 + index % 5))
+    now = clock.now()
+    for start in (now - timedelta(days=2), now - timedelta(hours=2)):
+        filters = ReportFilters(start=start, end=now + timedelta(days=1, hours=5))
+        fast = await _reports(app_context, filters, "day", now)
+        with rollups.live_only():
+            live = await _reports(app_context, filters, "day", now)
+        assert fast["compliance"]["time_to_acknowledge"]["count"] == 24
+        assert fast == live
+
+
+CLOCK_STATUSES = ("ACTIVE", "PAUSED", "MET", "BREACHED", "CANCELLED")
+# Durations in clusters a few seconds wide (several per bin), and the bins' edge cases.
+DURATIONS = st.one_of(
+    st.sampled_from([0.0, 0.5, 60.0, 3600.0]),
+    st.builds(
+        lambda base, jitter: base + jitter / 1e6,
+        st.sampled_from([60, 3600, 90_000]),
+        st.integers(-20_000_000, 20_000_000),
+    ),
+)
+clock_states = st.fixed_dictionaries(
+    {
+        "start_minutes": st.integers(0, 3 * 24 * 60),
+        "start_micro": st.sampled_from([0, 1, 999_999]),
+        "stopped": st.booleans(),
+        "wall": DURATIONS,
+        "working": st.one_of(st.none(), DURATIONS),
+        "deadline_minutes": st.integers(-30, 24 * 60),
+        "cancelled": st.booleans(),
+        "status": st.sampled_from(CLOCK_STATUSES),
+        "paused": st.booleans(),
+        "calendar": st.sampled_from([None, "emea", "us"]),
+    }
+)
+TASKS_WITH_CLOCKS = 16
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    states=st.lists(clock_states, min_size=2 * TASKS_WITH_CLOCKS, max_size=2 * TASKS_WITH_CLOCKS),
+    periods=st.lists(
+        st.tuples(
+            st.integers(-2 * 86400, 3 * 86400),  # start after the first day, seconds
+            st.sampled_from([0, 1, 86399]),  # plus: on a day boundary or not
+            st.sampled_from([3600, 86400, 2 * 86400 + 7, 6 * 86400]),  # length
+            st.integers(0, 5 * 24 * 60),  # now, minutes after the first day
+        ),
+        min_size=2,
+        max_size=4,
+    ),
+)
+async def test_the_clock_rollups_equal_the_live_clocks(
+    postgres: None,
+    client: httpx.AsyncClient,
+    clock: SettableClock,
+    app_context: AppContext,
+    states: list[dict[str, Any]],
+    periods: list[tuple[int, int, int, int]],
+) -> None:
+    """Random clock states (stopped or not, met, breached, cancelled, paused, calendars;
+    durations a few seconds apart, so several share a bin) written over the clocks of real
+    tasks in one statement: sla-compliance read from the clock rollups and histograms equals
+    the live one over random periods and moments, and the rebuild finds them exact."""
+    async with unit_of_work(app_context.sessions) as session:
+        have = int((await session.execute(text("SELECT count(*) FROM sla_clocks"))).scalar_one())
+    if have < 2 * TASKS_WITH_CLOCKS:
+        headers = await login(client, "admin", ADMIN_PASSWORD)
+        for _ in range(TASKS_WITH_CLOCKS):
+            response = await client.post("/tasks", json={"title": "t"}, headers=headers)
+            assert response.status_code == 201, response.text
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    values = []
+    for state in states:
+        started = day + timedelta(minutes=state["start_minutes"], microseconds=state["start_micro"])
+        stopped = started + timedelta(seconds=state["wall"]) if state["stopped"] else None
+        values.append(
+            {
+                "started": started,
+                "stopped": stopped,
+                "working": state["working"] if stopped else None,
+                "deadline": started + timedelta(minutes=state["deadline_minutes"]),
+                "paused": started + timedelta(minutes=5) if state["paused"] else None,
+                "cancelled": state["cancelled"],
+                "status": state["status"],
+                "calendar": state["calendar"],
+            }
+        )
+    types = {
+        "n": "bigint",
+        "started": "timestamptz",
+        "stopped": "timestamptz",
+        "working": "float8",
+        "deadline": "timestamptz",
+        "paused": "timestamptz",
+        "cancelled": "boolean",
+        "status": "text",
+        "calendar": "text",
+    }
+    rows = ", ".join(
+        "(" + ", ".join(f"CAST(:{name}{i} AS {kind})" for name, kind in types.items()) + ")"
+        for i in range(len(values))
+    )
+    params = {f"{k}{i}": v for i, value in enumerate(values) for k, v in value.items()}
+    params.update({f"n{i}": i + 1 for i in range(len(values))})
+    async with unit_of_work(app_context.sessions) as session:
+        await session.execute(
+            text(
+                f"""UPDATE sla_clocks AS c SET started_at = v.started, stopped_at = v.stopped,
+                    working_seconds = v.working, deadline = v.deadline, paused_at = v.paused,
+                    cancelled = v.cancelled, status = v.status, calendar_name = v.calendar
+                FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM sla_clocks) AS o
+                JOIN (VALUES {rows}) AS v(n, started, stopped, working, deadline, paused,
+                                         cancelled, status, calendar) ON v.n = o.n
+                WHERE c.id = o.id"""
+            ),
+            params,
+        )
+    for offset, shift, length, now_minutes in periods:
+        start = day + timedelta(seconds=offset - shift)
+        filters = ReportFilters(start=start, end=start + timedelta(seconds=length))
+        at = day + timedelta(minutes=now_minutes)
+        async with unit_of_work(app_context.sessions) as session:
+            fast = (await reports.sla_compliance(session, filters, at)).model_dump()
+        with rollups.live_only():
+            async with unit_of_work(app_context.sessions) as session:
+                live = (await reports.sla_compliance(session, filters, at)).model_dump()
+        assert fast == live, (filters, at)
+    async with unit_of_work(app_context.sessions) as session:
+        assert await rollups.rebuild(session) == 0

@@ -4,15 +4,16 @@ engines (and the relay, and the context) free of the domains' services."""
 from __future__ import annotations
 
 import ast
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
 from opsflow.context import AppContext
 from opsflow.workers.contract import EngineRegistry, PassReport
-from opsflow.workers.rounds import RoundReport
+from opsflow.workers.rounds import Cadence, RoundReport
 from tests.conftest import make_settings
 from tests.factories import ALL_PASSES
 
@@ -23,6 +24,7 @@ class Probe:
     def __init__(self, name: str) -> None:
         self.name = name
         self.batch = 10
+        self.on_commit = name == "relay"
 
     async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
         return PassReport(self.name)
@@ -115,3 +117,55 @@ def test_the_context_imports_no_domain_at_run_time() -> None:
     domains = {"auth", "notifications", "tasks", "sla", "escalation", "webhooks", "users"}
     imported = {name.split(".")[1] for name in _imports(SRC / "context.py") if "." in name}
     assert imported & domains == set()
+
+
+def test_a_commit_wakes_only_the_relay_and_what_acts_on_its_consumers_at_once() -> None:
+    registry = engine_registry(make_settings("sqlite+aiosqlite:///unused.db"))
+    assert registry.on_commit().names == ("relay", "escalation", "delivery")
+
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _cadence() -> tuple[Cadence, SettableClock]:
+    clock = SettableClock(START)
+    registry = EngineRegistry([Probe("sla"), Probe("relay"), Probe("outbox")])
+    return Cadence(registry, 10.0, clock), clock
+
+
+def test_cadence_runs_everything_on_time_and_the_commit_engines_when_woken() -> None:
+    cadence, clock = _cadence()
+    assert cadence.next_round().names == ("sla", "relay", "outbox")  # the first round
+    assert cadence.after(RoundReport()) == 10.0  # nothing due: the interval
+    cadence.waited(True)  # a commit, 10 s before the next full round
+    clock.advance(timedelta(seconds=3))
+    assert cadence.next_round().names == ("relay",)
+    assert cadence.after(RoundReport()) == 7.0  # the full round keeps its time
+    cadence.waited(False)  # that time came
+    clock.advance(timedelta(seconds=7))
+    assert cadence.next_round().names == ("sla", "relay", "outbox")
+
+
+def test_cadence_a_wake_after_the_full_rounds_time_runs_everything() -> None:
+    cadence, clock = _cadence()
+    cadence.next_round()
+    due = START + timedelta(seconds=4)
+    assert cadence.after(RoundReport([PassReport("sla", next_due=due)])) == 4.0
+    cadence.waited(True)
+    clock.advance(timedelta(seconds=5))  # e.g. a test moved the clock past the due instant
+    assert cadence.next_round().names == ("sla", "relay", "outbox")
+
+
+def test_cadence_backlog_repeats_the_same_kind_of_round() -> None:
+    cadence, _ = _cadence()
+    cadence.next_round()
+    assert cadence.after(RoundReport([PassReport("sla", backlog=True)])) is None
+    assert cadence.next_round().names == ("sla", "relay", "outbox")
+    assert cadence.after(RoundReport()) == 10.0
+    cadence.waited(True)
+    assert cadence.next_round().names == ("relay",)
+    assert cadence.after(RoundReport([PassReport("relay", backlog=True)])) is None
+    assert cadence.next_round().names == ("relay",)
+    # A woken round's own due instant comes before the full round's time: it wins.
+    due = START + timedelta(seconds=2)
+    assert cadence.after(RoundReport([PassReport("relay", next_due=due)])) == 2.0

@@ -19,6 +19,7 @@ class UploadCollector:
     """The upload collector (`name` ``uploads``)."""
 
     name = "uploads"
+    on_commit = False
 
     def __init__(self, *, batch: int = 100) -> None:
         self.batch = batch

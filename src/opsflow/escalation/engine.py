@@ -21,6 +21,7 @@ class EscalationEngine:
     """The escalation engine (`name` ``escalation``): fires due steps."""
 
     name = "escalation"
+    on_commit = True
 
     def __init__(self, *, batch: int = 200) -> None:
         self.batch = batch

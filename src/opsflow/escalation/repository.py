@@ -24,10 +24,18 @@ from opsflow.models.user import User
 async def active_policies(
     session: AsyncSession, trigger: str | None = None
 ) -> list[EscalationPolicy]:
+    """The active policies (of one trigger), by name; read once per relay pass
+    (`db.shared`)."""
+    reads = db.shared(session, "escalation.active_policies")
+    if reads is not None and trigger in reads:
+        return list(reads[trigger])
     query = select(EscalationPolicy).where(EscalationPolicy.is_active.is_(True))
     if trigger is not None:
         query = query.where(EscalationPolicy.trigger == trigger)
-    return list(await session.scalars(query.order_by(EscalationPolicy.name)))
+    policies = list(await session.scalars(query.order_by(EscalationPolicy.name)))
+    if reads is not None:
+        reads[trigger] = policies
+    return list(policies)
 
 
 async def all_policies(

@@ -30,6 +30,7 @@ class OutboxPruner:
     """The outbox pruner (`name` ``outbox``)."""
 
     name = "outbox"
+    on_commit = False
 
     def __init__(self, *, batch: int = 5000) -> None:
         self.batch = batch

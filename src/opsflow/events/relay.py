@@ -7,6 +7,11 @@ mark, and each consumer is idempotent by event id (escalation runs are keyed by 
 event redelivered after a crash has its effect once. A consumer that raises rolls back only
 that event's savepoint: the event stays unpublished with its error and comes back after an
 exponential backoff, while the rest of the batch goes on.
+
+Before the consumers run, the relay's preparers see the whole batch (the tasks of its
+events are loaded in one statement), and the pass shares its reads of configuration
+between events (`db.share_reads`): the consumers' queries are per event, the pass's are
+per batch.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.context import AppContext
-from opsflow.db import unit_of_work
+from opsflow.db import share_reads, unit_of_work
 from opsflow.events import repository
 from opsflow.models.outbox import OutboxEvent
 from opsflow.observability import tracing
@@ -25,6 +30,7 @@ from opsflow.observability.logging import get_logger
 from opsflow.workers.contract import PassReport
 
 Consumer = Callable[[AsyncSession, OutboxEvent, datetime], Awaitable[None]]
+Preparer = Callable[[AsyncSession, Sequence[OutboxEvent]], Awaitable[None]]
 MAX_BACKOFF = timedelta(minutes=10)
 log = get_logger("opsflow.relay")
 
@@ -41,9 +47,17 @@ class RelayEngine:
     """
 
     name = "relay"
+    on_commit = True
 
-    def __init__(self, consumers: Sequence[Consumer], *, batch: int = 500) -> None:
+    def __init__(
+        self,
+        consumers: Sequence[Consumer],
+        *,
+        batch: int = 500,
+        preparers: Sequence[Preparer] = (),
+    ) -> None:
         self.consumers = tuple(consumers)
+        self.preparers = tuple(preparers)
         self.batch = batch
 
     async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
@@ -51,6 +65,9 @@ class RelayEngine:
         async with unit_of_work(ctx.sessions) as session:
             now = ctx.clock.now()
             events = await repository.claim_unpublished(session, now, batch)
+            share_reads(session)
+            for prepare in self.preparers:
+                await prepare(session, events)
             for event in events:
                 try:
                     with tracing.span(
@@ -64,7 +81,13 @@ class RelayEngine:
                                 await consumer(session, event, now)
                 except Exception as exc:  # one event's failure must not hold the others
                     failed += 1
+                    # What a consumer set on the event (its stream number) went with the
+                    # savepoint, and the event was expired: read it back before holding it.
+                    await session.refresh(event)
                     _hold(event, exc, now)
+                    # Its savepoint's rollback may have undone some of what the pass
+                    # shared (a lock taken in it, a number given): read it all again.
+                    share_reads(session)
                     continue
                 event.published_at = now
                 event.attempts += 1

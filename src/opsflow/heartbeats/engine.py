@@ -31,6 +31,7 @@ class HeartbeatEngine:
     """The heartbeat engine (`name` ``heartbeats``)."""
 
     name = "heartbeats"
+    on_commit = False
 
     def __init__(self, open_incident: OpenIncident, *, batch: int = 200) -> None:
         self.batch = batch

@@ -29,6 +29,7 @@ class FlappingEngine:
     """The flapping engine (`name` ``flapping``)."""
 
     name = "flapping"
+    on_commit = False
 
     def __init__(self, settle: Settle, *, batch: int = 200) -> None:
         self.batch = batch

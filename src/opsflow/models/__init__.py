@@ -17,7 +17,13 @@ from opsflow.models.notification import (
 )
 from opsflow.models.notification_preference import NotificationPreference
 from opsflow.models.outbox import OutboxEvent
-from opsflow.models.report import ReportAckSlot, ReportTagSlot, ReportTaskSlot
+from opsflow.models.report import (
+    ReportAckSlot,
+    ReportClockHour,
+    ReportDurationBin,
+    ReportTagSlot,
+    ReportTaskSlot,
+)
 from opsflow.models.sla import (
     BusinessCalendarRow,
     SlaClock,
@@ -53,6 +59,8 @@ __all__ = [
     "OutboxEvent",
     "RefreshToken",
     "ReportAckSlot",
+    "ReportClockHour",
+    "ReportDurationBin",
     "ReportTagSlot",
     "ReportTaskSlot",
     "SlaClock",

@@ -108,3 +108,47 @@ class ReportAckSlot(Base):
     team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     customer_tier: Mapped[str | None] = mapped_column(String(16))
     incidents: Mapped[int] = mapped_column(BigInteger)
+
+
+DAY_SECONDS = 86400
+HOUR_SECONDS = 3600
+
+
+class ReportClockHour(Base):
+    """Stopped SLA clocks by start hour (UTC, whole 3,600-second steps since the epoch),
+    calendar (`24x7` without one) and kind: how many were met, breached or cancelled (each
+    stopped clock is exactly one of them), and those stopped by the work with their summed
+    wall-clock durations (microseconds). Open clocks are not counted here: whether one is
+    breached depends on the moment of reading."""
+
+    __tablename__ = "report_clock_hours"
+    __table_args__ = (Index("uq_report_clock_hours", "hour", "calendar", "kind", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer)
+    calendar: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(8))
+    met: Mapped[int] = mapped_column(BigInteger)
+    breached: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[int] = mapped_column(BigInteger)
+    stopped: Mapped[int] = mapped_column(BigInteger)
+    wall_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReportDurationBin(Base):
+    """The clocks stopped by the work by start day, kind, measure (`wall` or `working`
+    seconds) and duration bin (`opsflow_duration_bin`, migration 0022: log-spaced bins,
+    about 2.2 % wide). The percentiles find the bin holding a rank here and read only the
+    durations inside it (expression indexes on the bins)."""
+
+    __tablename__ = "report_duration_bins"
+    __table_args__ = (
+        Index("uq_report_duration_bins", "day", "kind", "measure", "bin", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    measure: Mapped[str] = mapped_column(String(8))
+    bin: Mapped[int] = mapped_column(Integer)
+    clocks: Mapped[int] = mapped_column(BigInteger)

@@ -116,6 +116,23 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text(STOPPED_BY_WORK),
             sqlite_where=text(STOPPED_BY_WORK),
         ),
+        # The counting clocks by start, with what compliance reads of them (migration
+        # 0022; also its bin indexes, PostgreSQL only: see report.ReportDurationBin).
+        Index(
+            "ix_sla_clocks_open_started",
+            "started_at",
+            postgresql_include=[
+                "kind",
+                "calendar_name",
+                "status",
+                "deadline",
+                "paused_at",
+                "stopped_at",
+                "cancelled",
+            ],
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
     )
 
     task_id: Mapped[uuid.UUID] = mapped_column(

@@ -120,6 +120,7 @@ class DeliveryEngine:
     deliveries."""
 
     name = "delivery"
+    on_commit = True
 
     def __init__(self, *, batch: int = 50) -> None:
         self.batch = batch

@@ -222,12 +222,22 @@ def _websocket_series(stats: dict[str, int]) -> list[Metric]:
         "opsflow_ws_connections_open", "Authenticated WebSocket connections open in this process"
     )
     open_now.add_metric([], stats["open"])
+    buffered = GaugeMetricFamily(
+        "opsflow_ws_buffered_bytes",
+        "Bytes held unsent by this process's WebSocket transports (at the last broadcast)",
+    )
+    buffered.add_metric([], stats["buffered"])
     counters = [
         ("opsflow_ws_messages_sent", "Frames written to WebSocket clients", "sent"),
         ("opsflow_ws_evictions", "WebSocket clients closed for reading too slowly", "evicted"),
         ("opsflow_ws_refused", "WebSocket connections refused past the per-user limit", "refused"),
+        (
+            "opsflow_ws_shed",
+            "WebSocket clients dropped because the process's buffer budget was exceeded",
+            "shed",
+        ),
     ]
-    series: list[Metric] = [open_now]
+    series: list[Metric] = [open_now, buffered]
     for name, documentation, key in counters:
         counter = CounterMetricFamily(name, documentation)
         counter.add_metric([], stats[key])

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.db import after_commit
+from opsflow.db import after_commit, shared
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.outbox import OutboxEvent
 from opsflow.realtime.bus import BUS
@@ -56,11 +56,20 @@ async def consume(session: AsyncSession, event: OutboxEvent, now: datetime) -> N
     (a rolled-back pass publishes nothing; its events come back in a later pass)."""
     if not is_streamed(event) or event.stream_seq is not None:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": STREAM_LOCK_KEY})
-    last = await session.scalar(select(func.max(OutboxEvent.stream_seq)))
-    event.stream_seq = (last or 0) + 1
+    # In a relay pass the lock, once taken, is held until the pass commits: the pass
+    # numbers its next events on from its last one without asking again.
+    numbering = shared(session, "realtime.stream_seq")
+    last = None if numbering is None else numbering.get("last")
+    if last is None:
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": STREAM_LOCK_KEY}
+            )
+        last = await session.scalar(select(func.max(OutboxEvent.stream_seq))) or 0
+    event.stream_seq = last + 1
     await session.flush()
+    if numbering is not None:
+        numbering["last"] = event.stream_seq
     frame = frame_of(event)
     after_commit(session, lambda: BUS.publish(frame))
 

@@ -14,7 +14,9 @@ One writer at a time per connection: its writer task drains its bounded queue (r
 replays, anything that arrives while something is queued), and while that is idle the hub
 writes live events' pre-encoded bytes straight to the transport (realtime/transport.py).
 Close codes: 4401 authentication failed, expired or revoked; 4429 too many connections for
-this user; 1013 the client reads too slowly (its queue or its transport's buffer full).
+this user; 1013 the client reads too slowly (its queue or its transport's buffer full). When
+the transports of the whole process hold more than the buffer budget, the connections
+holding the most are dropped without a close frame (their buffers freed at once).
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Connection:
             return
         settings = self.ctx.settings
         HUB.write_buffer_limit = settings.ws_write_buffer_bytes
+        HUB.buffer_budget = settings.ws_buffer_budget_bytes
         self.direct = writer_for(self.websocket.scope)
         subscriber = Subscriber(
             principal,
@@ -213,6 +216,7 @@ class Connection:
                 text = json.dumps(frame, separators=(",", ":"))
             committed = frame.get(COMMITTED_KEY)
             await self.websocket.send_text(text)
+            HUB.note(subscriber)
             HUB.stats.sent += 1
             if committed is not None:
                 self.ctx.metrics.ws_delivery.observe(max(0.0, time.time() - committed))

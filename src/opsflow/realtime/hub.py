@@ -97,7 +97,9 @@ class Subscriber:
         "clock",
         "direct",
         "expires_at",
+        "group",
         "held",
+        "hub",
         "metrics",
         "overflowed",
         "queue",
@@ -128,6 +130,8 @@ class Subscriber:
         self.clock = clock
         self.expires_at = expires_at
         self.metrics = metrics  # what `observe_delivery` is called on for direct writes
+        self.hub: Hub | None = None  # the hub it joined
+        self.group: tuple[Any, ...] = ()
         self.principal = principal
 
     @property
@@ -144,15 +148,21 @@ class Subscriber:
             principal.team_id,
             principal.scopes,
         )
-        self.resolved = _resolve(self)
+        self._rechannel()
 
     def subscribe(self, names: Iterable[str]) -> None:
         self.channels.update(names)
-        self.resolved = _resolve(self)
+        self._rechannel()
 
     def unsubscribe(self, names: Iterable[str]) -> None:
         self.channels.difference_update(names)
+        self._rechannel()
+
+    def _rechannel(self) -> None:
+        """Recompute its channel set, and file it under its new group in the hub."""
         self.resolved = _resolve(self)
+        if self.hub is not None:
+            self.hub.regroup(self)
 
     def offer(self, frame: dict[str, Any]) -> bool:
         """Send a frame: written at once when the direct path is free (see the class),
@@ -170,6 +180,7 @@ class Subscriber:
                 text = json.dumps(frame, separators=(",", ":"))
             outcome = direct.write(encode_text(text.encode()), HUB.write_buffer_limit)
             if outcome is Outcome.WRITTEN:
+                HUB.note(self)
                 HUB.stats.sent += 1
                 committed = frame.get(COMMITTED_KEY)
                 if committed is not None and self.metrics is not None:
@@ -201,17 +212,30 @@ class HubStats:
     sent: int = 0
     evicted: int = 0
     refused: int = 0
+    buffered: int = 0  # bytes the transports held unsent, at the last look
+    shed: int = 0  # connections dropped because the process held more than its budget
 
 
 class Hub:
+    """This process's connections, filed by group: the connections of one group (same user,
+    role, team and scopes, same channels) see exactly the same frames, so what an event
+    costs (may it be seen, its text and wire bytes) is worked out once per group and the
+    per-connection work is one check and one write."""
+
     def __init__(self) -> None:
         self._subscribers: set[Subscriber] = set()
+        self._groups: dict[tuple[Any, ...], dict[Subscriber, None]] = {}
+        # Connections whose transport held unsent bytes at the last look (usually few).
+        self._backlog: dict[Subscriber, None] = {}
         self._per_user: dict[uuid.UUID, int] = {}
         self.stats = HubStats()
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         # Bytes a transport may hold before the hub evicts its connection instead of
         # writing more (OPSFLOW_WS_WRITE_BUFFER_BYTES; set when a connection opens).
         self.write_buffer_limit = 256 * 1024
+        # Bytes all the transports of the process may hold together before those holding
+        # the most are dropped (OPSFLOW_WS_BUFFER_BUDGET_BYTES; set when a connection opens).
+        self.buffer_budget = 256 * 1024 * 1024
         self._heartbeat: asyncio.Task[None] | None = None
 
     def join(self, subscriber: Subscriber, *, limit: int) -> bool:
@@ -222,6 +246,8 @@ class Hub:
             return False
         self._per_user[key] = self._per_user.get(key, 0) + 1
         self._subscribers.add(subscriber)
+        subscriber.hub = self
+        self.regroup(subscriber)
         self.stats.open += 1
         return True
 
@@ -229,6 +255,9 @@ class Hub:
         if subscriber not in self._subscribers:
             return
         self._subscribers.discard(subscriber)
+        self._ungroup(subscriber)
+        subscriber.hub = None
+        self._backlog.pop(subscriber, None)
         key = subscriber.principal.id
         self._per_user[key] -= 1
         if not self._per_user[key]:
@@ -237,6 +266,27 @@ class Hub:
         if not self._subscribers and self._heartbeat is not None:
             self._heartbeat.cancel()  # no connection left to ping
             self._heartbeat = None
+
+    def regroup(self, subscriber: Subscriber) -> None:
+        """File a connection under the group its reader and channels make now."""
+        self._ungroup(subscriber)
+        key = (subscriber.reader, subscriber.resolved, subscriber.metrics, subscriber.clock)
+        subscriber.group = key
+        self._groups.setdefault(key, {})[subscriber] = None
+
+    def _ungroup(self, subscriber: Subscriber) -> None:
+        members = self._groups.get(subscriber.group)
+        if members is not None:
+            members.pop(subscriber, None)
+            if not members:
+                del self._groups[subscriber.group]
+
+    def note(self, subscriber: Subscriber) -> None:
+        """After something was written to a connection's transport outside `publish_many`
+        (a reply, a frame from its queue): count what it holds against the budget."""
+        direct = subscriber.direct
+        if direct is not None and direct.refresh() and subscriber.hub is self:
+            self._backlog[subscriber] = None
 
     def heartbeat(self, interval: float) -> None:
         """Start this process's one heartbeat sweep (if it is not running in this event
@@ -259,6 +309,7 @@ class Hub:
         shared = {**frame, TEXT_KEY: json.dumps(frame, separators=(",", ":"))}
         for subscriber in tuple(self._subscribers):
             subscriber.offer(shared)
+        self.enforce_budget()
 
     def publish(self, frame: dict[str, Any]) -> None:
         """Offer one event frame (see `publish_many`)."""
@@ -268,54 +319,91 @@ class Hub:
         """Offer event frames, in order, to every connection subscribed to one of their
         channels.
 
-        The work per event is done once, not once per connection: the event's channels,
-        whether a given kind of reader may see it (by user, role, team and scopes), and
-        the serialised frame (text and wire bytes) for each set of matched channels, shared
-        by every connection that matched the same ones. An idle connection with a direct
-        writer gets the bytes of all the frames it should have written to its transport in
-        one write, here and now; one whose transport holds more than `write_buffer_limit`
-        bytes is evicted (close 1013); any other (busy, replaying, no direct writer, token
-        expired) gets the frames queued."""
+        The work per event is done once per group of connections (see the class), not once
+        per connection: which of the events the group may see, and the wire bytes of those
+        frames, concatenated (they stay separate WebSocket frames). An idle connection with
+        a direct writer gets those bytes in one write, here and now; one whose transport
+        holds more than `write_buffer_limit` bytes is evicted (close 1013); any other (busy,
+        replaying, no direct writer, token expired) gets the frames queued. Then the process
+        budget is applied (`enforce_budget`)."""
         events = [_Event(frame) for frame in frames]
         limit = self.write_buffer_limit
-        clock: Clock | None = None
-        now: datetime | None = None
-        for subscriber in tuple(self._subscribers):
-            resolved = subscriber.resolved
-            picked: list[tuple[_Event, tuple[dict[str, Any], bytes]]] = []
+        backlog = self._backlog
+        for subscriber in tuple(backlog):
+            if not subscriber.direct or not subscriber.direct.refresh():
+                del backlog[subscriber]  # drained since the last look
+        for (_, resolved, metrics, clock), members in tuple(self._groups.items()):
+            sample = next(iter(members))
+            seen: list[_Event] = []
+            picked: list[tuple[dict[str, Any], bytes]] = []
             for event in events:
                 if resolved.isdisjoint(event.names):
                     continue
-                entry = event.addressed_to(subscriber)
+                entry = event.addressed_to(sample)
                 if entry is not None:
-                    picked.append((event, entry))
+                    seen.append(event)
+                    picked.append(entry)
             if not picked:
                 continue
-            direct = subscriber.direct
-            if direct is not None and subscriber.idle() and not subscriber.overflowed.is_set():
-                expired = False
-                if subscriber.expires_at is not None and subscriber.clock is not None:
-                    if subscriber.clock is not clock:
-                        clock, now = subscriber.clock, subscriber.clock.now()
-                    expired = now is not None and now >= subscriber.expires_at
-                if not expired:  # an expired one's frames go to its writer, which closes
-                    wires = [entry[1] for _, entry in picked]
-                    wire = wires[0] if len(wires) == 1 else b"".join(wires)
+            wire = picked[0][1] if len(picked) == 1 else b"".join(entry[1] for entry in picked)
+            now = clock.now() if clock is not None else None
+            written = 0
+            for subscriber in tuple(members):
+                direct = subscriber.direct
+                expires = subscriber.expires_at
+                if (
+                    direct is not None
+                    and not subscriber.busy
+                    and subscriber.held is None
+                    and not subscriber.queue.qsize()
+                    and not subscriber.overflowed.is_set()
+                    and (now is None or expires is None or now < expires)
+                ):  # an expired one's frames go to its writer, which closes
                     outcome = direct.write(wire, limit)
                     if outcome is Outcome.WRITTEN:
-                        for event, _ in picked:
-                            event.written[subscriber.metrics] = (
-                                event.written.get(subscriber.metrics, 0) + 1
-                            )
+                        written += 1
+                        if direct.buffered:
+                            backlog[subscriber] = None
                     elif outcome is Outcome.FULL:
                         subscriber.overflowed.set()
                     continue  # CLOSED: its reader sees the disconnect
-            for _, entry in picked:
-                subscriber.offer(entry[0])
+                for frame, _ in picked:
+                    subscriber.offer(frame)
+            if written:
+                for event in seen:
+                    event.written[metrics] = event.written.get(metrics, 0) + written
+        self.enforce_budget()
         for event in events:
             event.observe(self.stats)
             for listener in self.listeners:
                 listener(event.frame)
+
+    def enforce_budget(self) -> None:
+        """Keep what the transports hold unsent within `buffer_budget`: past it, drop the
+        connections holding the most (their buffers freed at once; counted as evicted and
+        as shed) until the rest fit. Their clients see the connection drop and resume with
+        `since`, so nothing is lost; without this, every slow reader may hold up to
+        `write_buffer_limit`, which for thousands of sockets is gigabytes."""
+        backlog = self._backlog
+        total = 0
+        for subscriber in backlog:
+            total += subscriber.direct.buffered if subscriber.direct else 0
+        if total > self.buffer_budget:
+            heaviest = sorted(
+                backlog, key=lambda s: s.direct.buffered if s.direct else 0, reverse=True
+            )
+            for subscriber in heaviest:
+                if total <= self.buffer_budget:
+                    break
+                direct = subscriber.direct
+                if direct is None:
+                    continue
+                total -= direct.buffered
+                direct.abort()
+                del backlog[subscriber]
+                subscriber.overflowed.set()
+                self.stats.shed += 1
+        self.stats.buffered = total
 
 
 class _Event:

@@ -6,7 +6,9 @@ that, not the event's own work, is what a broadcast costs. Like the `websockets`
 `broadcast()`, the hub instead encodes a frame once per event (`encode_text`: the RFC 6455
 bytes of an unmasked, uncompressed text frame) and writes those bytes synchronously to each
 idle connection's transport. A connection whose transport holds more than the write-buffer
-bound is not written to but evicted (close 1013), so nothing is ever skipped silently.
+bound is not written to but evicted (close 1013), and when the transports of the whole
+process hold more than the buffer budget the ones holding most are dropped (hub.py), so
+nothing is ever skipped silently and the memory held for slow readers stays bounded.
 
 This needs the server's WebSocket protocol object, reached through the `send` callable the
 server handed the application (`raw_send_of`, kept in the scope by `capture_raw_send`).
@@ -47,32 +49,44 @@ class Outcome(enum.Enum):
 
 
 class DirectWriter:
-    """Synchronous writes of pre-encoded frames to one open connection's transport."""
+    """Synchronous writes of pre-encoded frames to one open connection's transport.
 
-    __slots__ = ("_conn", "_open_state", "_protocol", "transport")
+    `buffered` is what the transport held unsent after the last write or `refresh`: the
+    hub reads it back (`refresh`) only for connections that held something, and sums it
+    against the process-wide budget (realtime/hub.py)."""
+
+    __slots__ = ("_conn", "_open_state", "_protocol", "buffered", "transport")
 
     def __init__(self, protocol: Any, open_state: Any) -> None:
         self._protocol = protocol
         self._conn = protocol.conn
         self._open_state = open_state
         self.transport: asyncio.WriteTransport = protocol.transport
+        self.buffered = 0
 
     def write(self, wire: bytes, limit: int) -> Outcome:
         transport = self.transport
-        protocol = self._protocol
         if (
-            protocol.close_sent
+            self._protocol.close_sent
             or transport.is_closing()
             or self._conn.state is not self._open_state
         ):
             return Outcome.CLOSED
-        if transport.get_write_buffer_size() > limit:
+        if self.buffered > limit:
             return Outcome.FULL
         transport.write(wire)
+        self.buffered = transport.get_write_buffer_size()
         return Outcome.WRITTEN
 
+    def refresh(self) -> int:
+        """What the transport holds unsent now (it drains while the loop runs)."""
+        self.buffered = size = self.transport.get_write_buffer_size()
+        return size
+
     def abort(self) -> None:
-        """Drop the connection at once (a client that stopped reading holds its buffer)."""
+        """Drop the connection at once, and what its transport held (a client that stopped
+        reading holds its buffer)."""
+        self.buffered = 0
         self.transport.abort()
 
 

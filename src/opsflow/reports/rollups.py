@@ -63,6 +63,7 @@ class Split:
     end: datetime
     first: int
     last: int
+    step: timedelta = SLOT
 
     @property
     def whole(self) -> bool:
@@ -70,11 +71,11 @@ class Split:
 
     @property
     def inner_start(self) -> datetime:
-        return EPOCH + self.first * SLOT
+        return EPOCH + self.first * self.step
 
     @property
     def inner_end(self) -> datetime:
-        return EPOCH + self.last * SLOT
+        return EPOCH + self.last * self.step
 
     def slots(self, slot: Any) -> ColumnElement[bool]:
         """A rollup's `slot` column among the whole slots."""
@@ -90,12 +91,12 @@ class Split:
         )
 
 
-def split(start: datetime, end: datetime) -> Split:
-    """Exact integer arithmetic on microseconds: slot k covers [k*900 s, (k+1)*900 s)."""
-    step = SLOT // timedelta(microseconds=1)
+def split(start: datetime, end: datetime, step: timedelta = SLOT) -> Split:
+    """Exact integer arithmetic on microseconds: slot k covers [k*step, (k+1)*step)."""
+    size = step // timedelta(microseconds=1)
     low = (start - EPOCH) // timedelta(microseconds=1)
     high = (end - EPOCH) // timedelta(microseconds=1)
-    return Split(start, end, -(-low // step), high // step)
+    return Split(start, end, -(-low // size), high // size, step)
 
 
 def _union(parts: list[Any]) -> Any:
@@ -327,15 +328,54 @@ ROLLUPS = (
     ),
 )
 
-# Replace every rollup by its value computed from the tasks.
-FILL = tuple(
-    statement
-    for table, keys, counts, query in ROLLUPS
-    for statement in (
-        f"DELETE FROM {table}",  # noqa: S608
-        f"INSERT INTO {table} ({keys}, {counts}) {query}",
-    )
+_DAY = "floor(extract(epoch FROM d.started_at) / 86400)::int"
+_HOUR = "floor(extract(epoch FROM d.started_at) / 3600)::int"
+_BY_WORK = "(d.cancelled IS false AND d.working_seconds IS NOT NULL)"
+_BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
+_WALL_US = "(extract(epoch FROM (d.stopped_at - d.started_at)) * 1000000)::bigint"
+# The rollups of the clocks (migration 0022), as computed from `sla_clocks` alone.
+CLOCK_ROLLUPS = (
+    (
+        "report_clock_hours",
+        "hour, calendar, kind",
+        "met, breached, cancelled, stopped, wall_us",
+        f"""SELECT {_HOUR} AS hour, COALESCE(d.calendar_name, '24x7') AS calendar, d.kind,
+               count(*) FILTER (WHERE NOT d.cancelled AND NOT {_BREACHED}) AS met,
+               count(*) FILTER (WHERE {_BREACHED}) AS breached,
+               count(*) FILTER (WHERE d.cancelled AND NOT {_BREACHED}) AS cancelled,
+               count(*) FILTER (WHERE {_BY_WORK}) AS stopped,
+               COALESCE(sum({_WALL_US}) FILTER (WHERE {_BY_WORK}), 0)::bigint AS wall_us
+        FROM sla_clocks AS d WHERE d.stopped_at IS NOT NULL GROUP BY 1, 2, 3""",  # noqa: S608
+    ),
+    (
+        "report_duration_bins",
+        "day, kind, measure, bin",
+        "clocks",
+        f"""SELECT {_DAY} AS day, d.kind, m.measure, opsflow_duration_bin(m.seconds) AS bin,
+               count(*) AS clocks
+        FROM sla_clocks AS d
+        CROSS JOIN LATERAL (VALUES ('wall', date_part('epoch', d.stopped_at - d.started_at)),
+                                   ('working', d.working_seconds)) AS m(measure, seconds)
+        WHERE d.stopped_at IS NOT NULL AND {_BY_WORK}
+        GROUP BY 1, 2, 3, 4""",  # noqa: S608
+    ),
 )
+
+
+def _fill(rollups: Sequence[tuple[str, str, str, str]]) -> tuple[str, ...]:
+    """Replace every rollup by its value computed from the rows."""
+    return tuple(
+        statement
+        for table, keys, counts, query in rollups
+        for statement in (
+            f"DELETE FROM {table}",  # noqa: S608
+            f"INSERT INTO {table} ({keys}, {counts}) {query}",
+        )
+    )
+
+
+FILL = _fill(ROLLUPS)
+CLOCK_FILL = _fill(CLOCK_ROLLUPS)
 
 
 def _stale(table: str, keys: str, counts: str, query: str) -> str:
@@ -356,7 +396,7 @@ async def rebuild(session: AsyncSession) -> int:
     """Recompute the rollups from the tasks; returns how many groups were wrong (stored
     with other sums, missing, or left over). PostgreSQL only."""
     stale = 0
-    for table, keys, counts, query in ROLLUPS:
+    for table, keys, counts, query in ROLLUPS + CLOCK_ROLLUPS:
         wrong = int((await session.execute(text(_stale(table, keys, counts, query)))).scalar_one())
         if wrong:
             await session.execute(text(f"DELETE FROM {table}"))  # noqa: S608

@@ -447,9 +447,9 @@ async def rebuild(session: AsyncSession, *, batch: int = 5000) -> int:
     """Recompute what reports keep beside the rows they describe: every task's
     `sla_breach_at` from its clocks, the working time of every stopped SLA clock (none
     on a counting one), exactly as a clock change stores them, and (PostgreSQL) the
-    quarter-hour rollups as the triggers keep them. For data loaded in bulk, or
-    to check the stored values. Returns how many tasks and clocks changed. The caller
-    commits."""
+    rollups of the tasks and of the clocks as the triggers keep them. For data loaded in
+    bulk, or to check the stored values. Returns how many tasks and clocks changed. The
+    caller commits."""
     changed = await clock_queries.clear_counting_clocks(session)
     changed += await clock_queries.rebuild_breach_at(session)
     plain = await clock_queries.rebuild_plain_clocks(session)

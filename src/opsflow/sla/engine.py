@@ -40,6 +40,7 @@ class SlaEngine:
     """The SLA engine (`name` ``sla``): one pass fires what is due on a batch of clocks."""
 
     name = "sla"
+    on_commit = False
 
     def __init__(self, *, batch: int = 500) -> None:
         self.batch = batch

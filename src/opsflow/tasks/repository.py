@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from opsflow.db import memo
+from opsflow.db import memo, shared
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
@@ -123,6 +123,19 @@ async def lock_many(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> dic
         .execution_options(populate_existing=True)
     )
     return {task.id: task for task in await session.scalars(query)}
+
+
+async def load(session: AsyncSession, task_ids: Sequence[uuid.UUID]) -> None:
+    """Bring these tasks into the unit of work's identity map in one statement, so that
+    `session.get` of any of them later asks nothing (the relay's consumers each get the
+    task of every event they handle). The identity map holds objects weakly, so where the
+    unit of work shares its reads (`db.shared`) they are kept there for its duration."""
+    if not task_ids:
+        return
+    tasks = (await session.scalars(select(Task).where(Task.id.in_(set(task_ids))))).all()
+    kept = shared(session, "tasks.loaded")
+    if kept is not None:
+        kept.update((task.id, task) for task in tasks)
 
 
 async def open_with_dedup_key(

@@ -7,14 +7,23 @@ from collections.abc import Collection
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow.db import shared
 from opsflow.kit.pagination import PageParams
 from opsflow.models.notification import Notification, WebhookSubscription
 
 
 async def active(session: AsyncSession) -> list[WebhookSubscription]:
-    rows = await session.scalars(
-        select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
+    """The active subscriptions; read once per relay pass (`db.shared`)."""
+    reads = shared(session, "webhooks.active")
+    if reads is not None and "all" in reads:
+        return list(reads["all"])
+    rows = list(
+        await session.scalars(
+            select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
+        )
     )
+    if reads is not None:
+        reads["all"] = rows
     return list(rows)
 
 

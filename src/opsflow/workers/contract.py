@@ -6,6 +6,9 @@ side), acts on them, commits, and reports. Every engine has the same shape:
 
 * ``name``: how it is selected (``opsflow engine --passes <name>,...``) and logged;
 * ``batch``: how many rows one pass claims unless the driver says otherwise;
+* ``on_commit``: whether a commit that wrote outbox events can give it work to do at once
+  (the relay, and the engines that act at once on what the relay's consumers queue); a
+  round that such a commit starts early runs only these (`workers/rounds.py`, `Cadence`);
 * ``run(ctx, batch=...)``: one pass, returning a :class:`PassReport`.
 
 The drivers (the loop inside ``opsflow serve``, ``opsflow engine``, the Celery job) never
@@ -77,6 +80,9 @@ class Engine(Protocol):
     @property
     def batch(self) -> int: ...
 
+    @property
+    def on_commit(self) -> bool: ...
+
     async def run(self, ctx: AppContext, *, batch: int) -> PassReport:
         """One pass: claim what is due (at most `batch`), act, commit, report."""
         ...
@@ -114,6 +120,10 @@ class EngineRegistry:
         if unknown:
             raise KeyError(", ".join(sorted(unknown)))
         return EngineRegistry(e for e in self._engines if e.name in wanted)
+
+    def on_commit(self) -> EngineRegistry:
+        """The engines a commit that wrote outbox events can give work at once."""
+        return EngineRegistry(e for e in self._engines if e.on_commit)
 
     def parse(self, value: str) -> EngineRegistry:
         """A comma list of engine names, or ``all``; raises ValueError naming the choices."""

@@ -5,7 +5,8 @@ waits until the next known due instant, at most `interval` seconds (or until sto
 lateness does not depend on the interval. A commit that wrote outbox rows ends the wait
 early (`events/wake.py`): in this process directly, from other processes through
 PostgreSQL notifications; commits during a round start one more round after it, however
-many they are. A failing pass is logged and retried in the next round: its transaction
+many they are, and such a round runs only the engines a commit can give work (`Cadence`).
+A failing pass is logged and retried in the next round: its transaction
 rolled back, so nothing was half-done.
 """
 
@@ -17,7 +18,7 @@ import contextlib
 from opsflow.context import AppContext
 from opsflow.workers.contract import EngineRegistry
 from opsflow.workers.heartbeat import Heartbeat
-from opsflow.workers.rounds import Waker, run_round, wait_before_next_round
+from opsflow.workers.rounds import Cadence, Waker, run_round
 
 
 class EmbeddedEngines:
@@ -46,10 +47,11 @@ class EmbeddedEngines:
 
     async def _loop(self) -> None:
         assert self.waker is not None
+        cadence = Cadence(self.engines, self.interval, self.ctx.clock)
         while not self._stop.is_set():
             self.waker.round_starts()
-            done = await run_round(self.ctx, self.engines, heartbeat=self.heartbeat)
-            if done.backlog:
-                continue
-            wait = wait_before_next_round(done.next_due, self.ctx.clock.now(), self.interval)
-            await self.waker.wait(self._stop, wait)
+            engines = cadence.next_round()
+            done = await run_round(self.ctx, engines, heartbeat=self.heartbeat)
+            wait = cadence.after(done)
+            if wait is not None:
+                cadence.waited(await self.waker.wait(self._stop, wait))

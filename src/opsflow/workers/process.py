@@ -51,7 +51,7 @@ from opsflow.observability.logging import get_logger
 from opsflow.observability.metrics import serve_process_metrics
 from opsflow.workers.contract import EngineRegistry, PassReport
 from opsflow.workers.heartbeat import Heartbeat
-from opsflow.workers.rounds import RoundReport, Waker, run_round, wait_before_next_round
+from opsflow.workers.rounds import Cadence, RoundReport, Waker, run_round
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -129,9 +129,11 @@ class EngineProcess:
     async def _run(self, waker: Waker) -> int:
         consecutive_failures = 0
         reason, status = "stopped", EXIT_OK
+        # Once and until-idle runs run every engine in every round; only a loop is woken.
+        cadence = Cadence(self.options.engines, self.options.interval, self.ctx.clock)
         while not self.stopping.is_set():
             waker.round_starts()
-            done = await self._round()
+            done = await self._round(cadence.next_round())
             if done is None:  # abandoned by a second signal
                 break
             if done.failed:
@@ -142,6 +144,7 @@ class EngineProcess:
                     reason, status = "failures", EXIT_FAILED
                     break
                 await self._pause(self.options.interval)
+                cadence.waited(False)  # the next round runs every engine
                 continue
             consecutive_failures = 0
             self.totals.rounds += 1
@@ -153,22 +156,18 @@ class EngineProcess:
                     reason = "idle"
                     break
                 continue  # draining: back to back until a round finds nothing
-            if not done.backlog:
-                await waker.wait(
-                    self.stopping,
-                    wait_before_next_round(
-                        done.next_due, self.ctx.clock.now(), self.options.interval
-                    ),
-                )
+            wait = cadence.after(done)
+            if wait is not None:
+                cadence.waited(await waker.wait(self.stopping, wait))
         self.emit_exit(reason)
         return status
 
-    async def _round(self) -> RoundReport | None:
-        """One round, as the task a second signal cancels."""
+    async def _round(self, engines: EngineRegistry) -> RoundReport | None:
+        """One round of `engines`, as the task a second signal cancels."""
         self._current = asyncio.create_task(
             run_round(
                 self.ctx,
-                self.options.engines,
+                engines,
                 batch=self.options.batch,
                 heartbeat=self.heartbeat,
                 on_pass=self._on_pass,

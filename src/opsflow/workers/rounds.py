@@ -8,6 +8,12 @@ The loop inside ``opsflow serve`` (`workers/embedded.py`), ``opsflow engine``
 * otherwise the driver waits until ``next_due`` (the earliest due instant any engine
   reported), at most its interval (:func:`wait_before_next_round`).
 
+A looping driver's wait also ends early when a commit wrote outbox events (:class:`Waker`).
+Such a round runs only the engines that commit can give work at once (``on_commit``: the
+relay, escalation and delivery); the others keep their time (:class:`Cadence`). A commit
+wakes a loop hundreds of times a second under load, and the timed engines' passes
+(claiming nothing) cost as much as the relay's own.
+
 A pass that raises is logged (``<name>_pass_failed``) and counted
 (``opsflow_engine_passes_total{engine, outcome="failed"}``); its transaction rolled back, so
 nothing was half-done, and the rest of the round still runs. A pass that took something is
@@ -21,12 +27,13 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from opsflow.clock import Clock
 from opsflow.context import AppContext
 from opsflow.events import wake
 from opsflow.observability.logging import get_logger
-from opsflow.workers.contract import Engine, PassReport
+from opsflow.workers.contract import Engine, EngineRegistry, PassReport
 from opsflow.workers.heartbeat import Heartbeat
 
 log = get_logger("opsflow.engine")
@@ -104,6 +111,52 @@ def wait_before_next_round(next_due: datetime | None, now: datetime, interval: f
     if next_due is None:
         return interval
     return min(interval, max(MIN_WAIT_SECONDS, (next_due - now).total_seconds()))
+
+
+class Cadence:
+    """Which engines a looping driver's next round runs, and how long it waits after one.
+
+    A round that comes at its time runs every engine, and sets the time of the next such
+    round: the earliest due instant any engine reported, at most `interval` later
+    (:func:`wait_before_next_round`). A round that a commit started before that time runs
+    only the `on_commit` engines: the others have nothing due before it, except rows that
+    commit itself made due sooner, which wait at most `interval` (as they did before commits
+    woke the loop at all). A round with backlog is followed at once by the same kind of
+    round. Time is the application's clock, so a test that moves it forward past the next
+    full round gets one at the next wake.
+    """
+
+    def __init__(self, engines: EngineRegistry, interval: float, clock: Clock) -> None:
+        self.engines = engines
+        self.woken_engines = engines.on_commit()
+        self.interval = interval
+        self.clock = clock
+        self.full = True  # whether the round in progress (or the last one) runs every engine
+        self._full_at: datetime | None = None  # when the next round runs every engine
+        self._woken = False  # the wait before the next round ended by a commit
+
+    def next_round(self) -> EngineRegistry:
+        """The engines of the round about to start."""
+        self.full = not (
+            self._woken and self._full_at is not None and self.clock.now() < self._full_at
+        )
+        return self.engines if self.full else self.woken_engines
+
+    def after(self, done: RoundReport) -> float | None:
+        """Seconds to wait after `done`, or None to run the next round at once (backlog)."""
+        if done.backlog:
+            self._woken = not self.full
+            return None
+        now = self.clock.now()
+        wait = wait_before_next_round(done.next_due, now, self.interval)
+        if self.full or self._full_at is None:
+            self._full_at = now + timedelta(seconds=wait)
+            return wait
+        return max(0.0, min(wait, (self._full_at - now).total_seconds()))
+
+    def waited(self, woken: bool) -> None:
+        """How the wait ended: a commit (True) or its time (False)."""
+        self._woken = woken
 
 
 class Waker:
