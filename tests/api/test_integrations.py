@@ -8,8 +8,9 @@ import copy
 import hashlib
 import hmac
 import json
+import random
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -712,6 +713,82 @@ async def test_concurrent_requests_are_answered_each_on_its_own(
         ("together-b", "created"),
     ]
     assert len({e["task_id"] for e in log}) == 2
+
+
+class _TickingClock(SettableClock):
+    """A millisecond later at every reading: the intake reads the clock as it queues a
+    request, so the instants received order the requests as they were queued."""
+
+    def now(self) -> datetime:
+        return self.advance(milliseconds=1)
+
+
+def _expected(log: list[dict[str, Any]]) -> tuple[list[str], dict[str, tuple[int, str]]]:
+    """One key's events applied one at a time in the order received: their outcomes, and
+    each incident's alert count and last event."""
+    outcomes: list[str] = []
+    incidents: dict[str, tuple[int, str]] = {}
+    open_count = 0
+    for event in log:
+        if event["action"] == "trigger":
+            outcomes.append("updated" if open_count else "created")
+            open_count += 1
+        elif event["action"] == "acknowledge":
+            outcomes.append("failed")  # the incident was started by hand: refused
+        else:
+            outcomes.append("resolved" if open_count else "ignored")
+        if event["task_id"] is not None and event["outcome"] != "ignored":
+            incidents[event["task_id"]] = (open_count, event["received_at"])
+        if event["action"] == "resolve":
+            open_count = 0
+    return outcomes, incidents
+
+
+async def test_batches_in_flight_apply_each_key_in_arrival_order(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Requests for the same keys spread over batches of four, two batches in flight: each
+    key's events apply exactly once, in the order they were received, also across a batch
+    whose set-based pass fails (an acknowledgement the rules refuse) and is applied again
+    request by request."""
+    from opsflow.integrations.intake import AlertIntake
+
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    context.clock = _TickingClock(context.clock.now())
+    context.alert_intake = AlertIntake(context, max_batch=4)
+    integration = await make_integration(client, admin_headers, flap_threshold=1000)
+    url = f"/integrations/{integration['key']}/events"
+
+    def event(action: str, key: str, n: int) -> dict[str, Any]:
+        payload = {"summary": f"{key} {n}", "severity": "warning", "source": key}
+        return {"event_action": action, "dedup_key": key, "payload": payload}
+
+    assert (await client.post(url, json=event("trigger", "held", 0))).status_code == 202
+    held = (await events(client, admin_headers, integration["id"]))[0]["task_id"]
+    started = await client.patch(f"/tasks/{held}/start", headers=admin_headers)
+    assert started.status_code == 200, started.text
+    bodies = [event("trigger" if n % 3 else "acknowledge", "held", n) for n in range(1, 13)]
+    for n in range(8):
+        action = "resolve" if n % 3 == 2 else "trigger"
+        bodies += [event(action, f"key-{k}", n) for k in range(5)]
+    random.Random(9).shuffle(bodies)
+    answers = await asyncio.gather(*(client.post(url, json=body) for body in bodies))
+    assert [a.status_code for a in answers] == [202] * len(bodies)
+
+    response = await client.get(
+        f"/integrations/{integration['id']}/events",
+        params={"page_size": 100},
+        headers=admin_headers,
+    )
+    log = sorted(response.json()["items"], key=lambda e: datetime.fromisoformat(e["received_at"]))
+    assert len(log) == len(bodies) + 1  # each event recorded once
+    for key in ["held", *(f"key-{k}" for k in range(5))]:
+        mine = [e for e in log if e["dedup_key"] == key]
+        outcomes, incidents = _expected(mine)
+        assert [e["outcome"] for e in mine] == outcomes, key
+        for task_id, (count, last) in incidents.items():
+            alert = (await task(client, admin_headers, task_id))["metadata"]["alert"]
+            assert (alert["count"], alert["last_seen"]) == (count, last), key
 
 
 async def test_a_resend_updates_the_alert_only(

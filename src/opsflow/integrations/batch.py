@@ -13,8 +13,9 @@ open incidents read with one query. Then, in order:
   (``deferred``, the first try of a batch), the incidents such events touch are locked and
   read with their clocks and escalation steps at once, the rules change them in memory and
   they are written with one UPDATE per set of changed columns (`tasks.bulk.write_changed`);
-  an event the rules refuse then fails the batch, which the intake applies again request by
-  request, not deferred: each such event in its own SAVEPOINT, recorded as ``failed`` alone.
+  an event the rules refuse then fails the batch, which the intake rolls back to its
+  savepoint and applies again request by request in the same transaction (the key locks
+  kept), not deferred: each such event in its own SAVEPOINT, recorded as ``failed`` alone.
 
 Every event writes one `integration_events` row (what came in and what came of it), all of
 a batch with one INSERT.
@@ -110,11 +111,29 @@ async def apply_batch(
 
     `deferred`: the set-based first try (see the module's docstring); an error of one event
     then propagates and fails the batch."""
-    for integration in {i.integration.id: i.integration for i in items}.values():
-        await _prune(session, ctx, integration, max(i.received_at for i in items))
-    refs = {(service.source_of(i.integration), e.dedup_key) for i in items for e in i.events}
+    await prune(session, ctx, items)
+    await lock_keys(session, items)
+    return await apply_locked(session, ctx, items, deferred=deferred)
+
+
+def _refs(items: list[Item]) -> set[Ref]:
+    return {(service.source_of(i.integration), e.dedup_key) for i in items for e in i.events}
+
+
+async def lock_keys(session: AsyncSession, items: list[Item]) -> None:
+    """Lock the dedup keys of these requests until the transaction ends (PostgreSQL
+    advisory locks, in sorted order; SQLite serialises writers itself). Taken before any
+    savepoint: rolling a savepoint back must not release them."""
     if session.get_bind().dialect.name == "postgresql":
-        await repository.lock_all(session, sorted({_lock_id(s, k) for s, k in refs}))
+        await repository.lock_all(session, sorted({_lock_id(s, k) for s, k in _refs(items)}))
+
+
+async def apply_locked(
+    session: AsyncSession, ctx: AppContext, items: list[Item], *, deferred: bool = False
+) -> list[list[Outcome]]:
+    """`apply_batch` once the integrations are pruned and the keys locked (`prune`,
+    `lock_keys`)."""
+    refs = _refs(items)
     open_now = await repository.open_incidents(session, refs)
     state = _State(open_now, await repository.keys_with_incidents(session, refs - open_now.keys()))
     catalog: list[sla_service.PolicyCatalog] = []
@@ -246,16 +265,23 @@ async def _write_resent(session: AsyncSession, resent: dict[uuid.UUID, Task]) ->
         resent.clear()
 
 
-async def _prune(
-    session: AsyncSession, ctx: AppContext, integration: Integration, now: datetime
-) -> None:
-    """Drop this integration's event log rows past the retention (at most once an hour)."""
-    last = integration.last_pruned_at
-    if last is not None and now - last < PRUNE_EVERY:
-        return
-    cutoff = now - timedelta(days=ctx.settings.integration_event_retention_days)
-    await repository.prune_events(session, integration.id, cutoff)
-    integration.last_pruned_at = now
+async def prune(session: AsyncSession, ctx: AppContext, items: list[Item]) -> None:
+    """Drop the event log rows of these requests' integrations past the retention (each at
+    most once an hour). Before the key locks: a prune locks its integration's row, and every
+    batch takes that row lock (if it prunes) before its key locks, so two batches cannot
+    wait on each other."""
+    now = max(i.received_at for i in items)
+    pruned = False
+    for integration in {i.integration.id: i.integration for i in items}.values():
+        last = integration.last_pruned_at
+        if last is not None and now - last < PRUNE_EVERY:
+            continue
+        cutoff = now - timedelta(days=ctx.settings.integration_event_retention_days)
+        await repository.prune_events(session, integration.id, cutoff)
+        integration.last_pruned_at = now
+        pruned = True
+    if pruned:
+        await session.flush()
 
 
 def _is_plain(event: AlertEvent, before: dict[str, Any]) -> bool:

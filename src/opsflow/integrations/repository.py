@@ -63,6 +63,11 @@ async def by_key_hashes(session: AsyncSession, key_hashes: set[str]) -> dict[str
     return {row.key_hash: row for row in rows}
 
 
+async def by_ids(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, Integration]:
+    rows = await session.scalars(select(Integration).where(Integration.id.in_(ids)))
+    return {row.id: row for row in rows}
+
+
 async def lock_all(session: AsyncSession, lock_ids: list[int]) -> None:
     """Transaction-scoped advisory locks (PostgreSQL), taken in the given order, with one
     statement."""

@@ -5,13 +5,17 @@ Each row sums the tasks (or incident tags, or acknowledgements) of one quarter h
 report groups or filters by. Triggers on `tasks` keep them in the transaction of every
 change (see migration 0021 and docs/reports.md); `opsflow reports rebuild` recomputes
 them. A group whose tasks all moved away stays as a row of zeros until the rebuild.
+
+A group may be kept in several rows, one per `shard` (the writing connection's, migration
+0023), so that concurrent transactions do not queue on one row: every read sums a group's
+rows.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, Index, Integer, SmallInteger, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsflow.db import Base
@@ -33,12 +37,14 @@ class ReportTaskSlot(Base):
             "team_id",
             "assigned_to",
             "customer_tier",
+            "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     priority: Mapped[str] = mapped_column(String(16))
     task_type: Mapped[str] = mapped_column(String(16))
@@ -67,12 +73,14 @@ class ReportTagSlot(Base):
             "status",
             "team_id",
             "customer_tier",
+            "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     tag: Mapped[str] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(16))
@@ -96,12 +104,14 @@ class ReportAckSlot(Base):
             "priority",
             "team_id",
             "customer_tier",
+            "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     acknowledged_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     priority: Mapped[str] = mapped_column(String(16))
@@ -122,9 +132,12 @@ class ReportClockHour(Base):
     breached depends on the moment of reading."""
 
     __tablename__ = "report_clock_hours"
-    __table_args__ = (Index("uq_report_clock_hours", "hour", "calendar", "kind", unique=True),)
+    __table_args__ = (
+        Index("uq_report_clock_hours", "hour", "calendar", "kind", "shard", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     hour: Mapped[int] = mapped_column(Integer)
     calendar: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(8))
@@ -143,10 +156,11 @@ class ReportDurationBin(Base):
 
     __tablename__ = "report_duration_bins"
     __table_args__ = (
-        Index("uq_report_duration_bins", "day", "kind", "measure", "bin", unique=True),
+        Index("uq_report_duration_bins", "day", "kind", "measure", "bin", "shard", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
     measure: Mapped[str] = mapped_column(String(8))
@@ -157,7 +171,7 @@ class ReportDurationBin(Base):
 class ReportClockDay(Base):
     """Stopped SLA clocks by start day (UTC, whole 86,400-second steps since the epoch),
     calendar, kind and the task's values the reports filter by (copied on the clock,
-    migration 0023): met, breached, cancelled, as in `ReportClockHour`. Read when a report
+    migration 0024): met, breached, cancelled, as in `ReportClockHour`. Read when a report
     filters the tasks; a task moved to another type, priority, team or tier moves its
     stopped clocks here (and in `ReportDurationGroup`) in the transaction of the change."""
 
@@ -172,12 +186,14 @@ class ReportClockDay(Base):
             "priority",
             "team_id",
             "customer_tier",
+            "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     calendar: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(8))
@@ -208,12 +224,14 @@ class ReportDurationGroup(Base):
             "priority",
             "team_id",
             "customer_tier",
+            "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
     measure: Mapped[str] = mapped_column(String(8))

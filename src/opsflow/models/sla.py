@@ -129,7 +129,7 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
                 "paused_at",
                 "stopped_at",
                 "cancelled",
-                # The task's values (migration 0023): what a filtered report selects by.
+                # The task's values (migration 0024): what a filtered report selects by.
                 "task_type",
                 "priority",
                 "team_id",
@@ -176,7 +176,7 @@ class SlaClock(UUIDPrimaryKey, Timestamps, Base):
     # How many of the clock's thresholds (sorted, breach last) have fired.
     fired_count: Mapped[int] = mapped_column(Integer, default=0)
     next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The task's values the reports filter by, copied (PostgreSQL, migration 0023: a trigger
+    # The task's values the reports filter by, copied (PostgreSQL, migration 0024: a trigger
     # on insert, and one on tasks that copies every change) so that the clock rollups can be
     # kept per filter without reading the tasks. None on SQLite, where nothing reads them.
     task_type: Mapped[str | None] = mapped_column(String(16))

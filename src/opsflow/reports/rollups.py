@@ -363,7 +363,7 @@ CLOCK_ROLLUPS = (
 
 
 # The stopped clocks and the duration histograms per day and the task's values the reports
-# filter by, copied on the clocks (migration 0023).
+# filter by, copied on the clocks (migration 0024).
 CLOCK_DAY_ROLLUPS = (
     (
         "report_clock_days",
@@ -422,11 +422,15 @@ CLOCK_DAY_FILL = _fill(CLOCK_DAY_ROLLUPS)
 def _stale(table: str, keys: str, counts: str, query: str) -> str:
     """Groups where the stored rollup and the recomputed one differ: missing or with other
     sums (rows of the recomputed one not stored as they are), or left over (stored keys the
-    recomputed one lacks; a row of zeros is no group)."""
-    nonzero = " OR ".join(f"{name} <> 0" for name in counts.split(", "))
+    recomputed one lacks; a group summing to zeros is no group). A group's shards are
+    summed first."""
+    names = counts.split(", ")
+    sums = ", ".join(f"CAST(sum({name}) AS BIGINT) AS {name}" for name in names)
+    nonzero = " OR ".join(f"sum({name}) <> 0" for name in names)
     return f"""
     WITH fresh AS MATERIALIZED ({query}),
-         stored AS MATERIALIZED (SELECT {keys}, {counts} FROM {table} WHERE {nonzero})
+         stored AS MATERIALIZED (SELECT {keys}, {sums} FROM {table} GROUP BY {keys}
+                                 HAVING {nonzero})
     SELECT (SELECT count(*) FROM (SELECT * FROM fresh EXCEPT ALL SELECT * FROM stored) a)
          + (SELECT count(*) FROM (SELECT {keys} FROM stored EXCEPT ALL
                                   SELECT {keys} FROM fresh) b)

@@ -3,8 +3,8 @@ copied on its clocks (kept by triggers); the stopped clocks per start day, calen
 and those four values, and the duration histograms per start day, kind, measure, bin and
 those four values, kept by statement triggers on sla_clocks (PostgreSQL)
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-07 12:00:00.000000
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0023"
-down_revision: str | None = "0022"
+revision: str = "0024"
+down_revision: str | None = "0023"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -25,6 +25,9 @@ DAY = "floor(extract(epoch FROM d.started_at) / 86400)::int"
 BREACHED = "(d.status = 'BREACHED' OR d.stopped_at > d.deadline)"
 DAY_KEYS = "day, calendar, kind, task_type, priority, team_id, customer_tier"
 BIN_KEYS = "day, kind, measure, bin, task_type, priority, team_id, customer_tier"
+# Each group kept in one row per writing connection's shard, as migration 0023 keeps the
+# other rollups: concurrent transactions do not queue on one row.
+SHARD = "(pg_backend_pid() % 32)::smallint"
 WALL = "date_part('epoch', d.stopped_at - d.started_at)"
 WALL_US = "(extract(epoch FROM (d.stopped_at - d.started_at)) * 1000000)::bigint"
 BY_WORK = "(d.cancelled IS false AND d.working_seconds IS NOT NULL)"
@@ -40,23 +43,23 @@ def _statement(rows: str) -> str:
         f"sum(d.sign * CASE WHEN {BY_WORK} THEN {WALL_US} ELSE 0 END)",
     ]
     return f"""
-    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled, wall_us)
+    INSERT INTO report_clock_days AS s ({DAY_KEYS}, met, breached, cancelled, wall_us, shard)
     SELECT {DAY}, COALESCE(d.calendar_name, '24x7'), d.kind, d.task_type, d.priority,
-           d.team_id, d.customer_tier, {", ".join(sums)}
+           d.team_id, d.customer_tier, {", ".join(sums)}, {SHARD}
     FROM ({rows}) AS d
     WHERE d.stopped_at IS NOT NULL
     GROUP BY 1, 2, 3, 4, 5, 6, 7
     HAVING {" OR ".join(f"{s} <> 0" for s in sums)}
     ORDER BY 1, 2, 3, 4, 5, 6, 7
-    ON CONFLICT ({DAY_KEYS}) DO UPDATE SET
+    ON CONFLICT ({DAY_KEYS}, shard) DO UPDATE SET
         met = s.met + EXCLUDED.met,
         breached = s.breached + EXCLUDED.breached,
         cancelled = s.cancelled + EXCLUDED.cancelled,
         wall_us = s.wall_us + EXCLUDED.wall_us;
 
-    INSERT INTO report_duration_groups AS s ({BIN_KEYS}, clocks)
+    INSERT INTO report_duration_groups AS s ({BIN_KEYS}, clocks, shard)
     SELECT {DAY}, d.kind, m.measure, opsflow_duration_bin(m.seconds), d.task_type,
-           d.priority, d.team_id, d.customer_tier, sum(d.sign)
+           d.priority, d.team_id, d.customer_tier, sum(d.sign), {SHARD}
     FROM ({rows}) AS d
     CROSS JOIN LATERAL (VALUES ('wall', {WALL}), ('working', d.working_seconds))
         AS m(measure, seconds)
@@ -64,7 +67,7 @@ def _statement(rows: str) -> str:
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
     HAVING sum(d.sign) <> 0
     ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-    ON CONFLICT ({BIN_KEYS}) DO UPDATE SET clocks = s.clocks + EXCLUDED.clocks;
+    ON CONFLICT ({BIN_KEYS}, shard) DO UPDATE SET clocks = s.clocks + EXCLUDED.clocks;
     """  # noqa: S608
 
 
@@ -202,6 +205,10 @@ def _counts(*names: str) -> list[sa.Column[int]]:
     return [sa.Column(name, sa.BigInteger(), nullable=False) for name in names]
 
 
+def _shard() -> sa.Column[int]:
+    return sa.Column("shard", sa.SmallInteger(), nullable=False, server_default="0")
+
+
 def upgrade() -> None:
     for column in _values():
         op.add_column("sla_clocks", column)
@@ -213,11 +220,12 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(8), nullable=False),
         *_values(),
         *_counts("met", "breached", "cancelled", "wall_us"),
+        _shard(),
     )
     op.create_index(
         "uq_report_clock_days",
         "report_clock_days",
-        DAY_KEYS.split(", "),
+        [*DAY_KEYS.split(", "), "shard"],
         unique=True,
         postgresql_nulls_not_distinct=True,
     )
@@ -230,11 +238,12 @@ def upgrade() -> None:
         sa.Column("bin", sa.Integer(), nullable=False),
         *_values(),
         *_counts("clocks"),
+        _shard(),
     )
     op.create_index(
         "uq_report_duration_groups",
         "report_duration_groups",
-        BIN_KEYS.split(", "),
+        [*BIN_KEYS.split(", "), "shard"],
         unique=True,
         postgresql_nulls_not_distinct=True,
     )
