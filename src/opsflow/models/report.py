@@ -23,7 +23,24 @@ from opsflow.db import Base
 SLOT_SECONDS = 900
 
 
-class ReportTaskSlot(Base):
+class RollupRow:
+    """What every rollup row has besides its group and sums: an id, and the shard of the
+    connection that wrote it (several rows of one group are summed by every read)."""
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+
+
+class TaskValues:
+    """The task's values a filtered report groups by, copied on a clock's rollup rows."""
+
+    task_type: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    customer_tier: Mapped[str | None] = mapped_column(String(16))
+
+
+class ReportTaskSlot(RollupRow, Base):
     """Tasks by creation quarter hour and every value the tallies read."""
 
     __tablename__ = "report_task_slots"
@@ -43,8 +60,6 @@ class ReportTaskSlot(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     priority: Mapped[str] = mapped_column(String(16))
     task_type: Mapped[str] = mapped_column(String(16))
@@ -60,7 +75,7 @@ class ReportTaskSlot(Base):
     breach_known: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportTagSlot(Base):
+class ReportTagSlot(RollupRow, Base):
     """Incidents by creation quarter hour and tag (a tag listed twice counts twice)."""
 
     __tablename__ = "report_tag_slots"
@@ -79,8 +94,6 @@ class ReportTagSlot(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     tag: Mapped[str] = mapped_column(Text)
     priority: Mapped[str] = mapped_column(String(16))
@@ -92,7 +105,7 @@ class ReportTagSlot(Base):
     completion_us: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportAckSlot(Base):
+class ReportAckSlot(RollupRow, Base):
     """Acknowledged incidents by acknowledgement quarter hour and responder."""
 
     __tablename__ = "report_ack_slots"
@@ -110,8 +123,6 @@ class ReportAckSlot(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     slot: Mapped[int] = mapped_column(Integer)
     acknowledged_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     priority: Mapped[str] = mapped_column(String(16))
@@ -124,7 +135,7 @@ DAY_SECONDS = 86400
 HOUR_SECONDS = 3600
 
 
-class ReportClockHour(Base):
+class ReportClockHour(RollupRow, Base):
     """Stopped SLA clocks by start hour (UTC, whole 3,600-second steps since the epoch),
     calendar (`24x7` without one) and kind: how many were met, breached or cancelled (each
     stopped clock is exactly one of them), and those stopped by the work with their summed
@@ -136,8 +147,6 @@ class ReportClockHour(Base):
         Index("uq_report_clock_hours", "hour", "calendar", "kind", "shard", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     hour: Mapped[int] = mapped_column(Integer)
     calendar: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(8))
@@ -148,7 +157,7 @@ class ReportClockHour(Base):
     wall_us: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportDurationBin(Base):
+class ReportDurationBin(RollupRow, Base):
     """The clocks stopped by the work by start day, kind, measure (`wall` or `working`
     seconds) and duration bin (`opsflow_duration_bin`, migration 0022: log-spaced bins,
     about 2.2 % wide). The percentiles find the bin holding a rank here and read only the
@@ -159,8 +168,6 @@ class ReportDurationBin(Base):
         Index("uq_report_duration_bins", "day", "kind", "measure", "bin", "shard", unique=True),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
     measure: Mapped[str] = mapped_column(String(8))
@@ -168,7 +175,7 @@ class ReportDurationBin(Base):
     clocks: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportClockDay(Base):
+class ReportClockDay(RollupRow, TaskValues, Base):
     """Stopped SLA clocks by start day (UTC, whole 86,400-second steps since the epoch),
     calendar, kind and the task's values the reports filter by (copied on the clock,
     migration 0024): met, breached, cancelled, as in `ReportClockHour`. Read when a report
@@ -192,15 +199,9 @@ class ReportClockDay(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     calendar: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(8))
-    task_type: Mapped[str | None] = mapped_column(String(16))
-    priority: Mapped[str | None] = mapped_column(String(16))
-    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    customer_tier: Mapped[str | None] = mapped_column(String(16))
     met: Mapped[int] = mapped_column(BigInteger)
     breached: Mapped[int] = mapped_column(BigInteger)
     cancelled: Mapped[int] = mapped_column(BigInteger)
@@ -208,7 +209,7 @@ class ReportClockDay(Base):
     wall_us: Mapped[int] = mapped_column(BigInteger)
 
 
-class ReportDurationGroup(Base):
+class ReportDurationGroup(RollupRow, TaskValues, Base):
     """`ReportDurationBin` per the task's values the reports filter by (copied on the
     clock): the histograms of a filtered report."""
 
@@ -230,14 +231,8 @@ class ReportDurationGroup(Base):
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     day: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
     measure: Mapped[str] = mapped_column(String(8))
     bin: Mapped[int] = mapped_column(Integer)
-    task_type: Mapped[str | None] = mapped_column(String(16))
-    priority: Mapped[str | None] = mapped_column(String(16))
-    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    customer_tier: Mapped[str | None] = mapped_column(String(16))
     clocks: Mapped[int] = mapped_column(BigInteger)
