@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -130,6 +130,17 @@ async def _read_to_the_close(ws: Any) -> tuple[list[dict[str, Any]], int | None]
         frames.append(json.loads(text))
 
 
+async def _flood(fast: Any, published: int, pad: str, done: Callable[[], bool]) -> int:
+    """Publish large frames after number `published` until `done` (bounded: 2,000 frames, a
+    safety net); the reader keeping up gets each one. The last number published."""
+    while not done() and published < 2000:
+        published += 1
+        HUB.publish(_frame(published, pad))
+        got = json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))
+        assert got["id"] == published
+    return published
+
+
 @contextlib.asynccontextmanager
 async def _slow_and_fast(app: Any, headers: dict[str, str]) -> AsyncIterator[tuple[Any, Any]]:
     """Two sockets on the tasks channel of a served app: one whose client reads a frame at
@@ -156,14 +167,9 @@ async def test_a_reader_that_stops_is_evicted_1013_by_the_direct_writer(
         HUB.publish_many([_frame(n, "batch") for n in (1, 2, 3)])
         for n in (1, 2, 3):
             assert json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))["id"] == n
-        published = 3
         # Frames far larger than the bound, until the one that stopped reading (its kernel
-        # buffers full, then its transport's) is evicted; bounded as a safety net.
-        while HUB.stats.evicted == evicted_before and published < 2000:
-            published += 1
-            HUB.publish(_frame(published, pad))
-            got = json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))
-            assert got["id"] == published  # the reader keeping up gets each one
+        # buffers full, then its transport's) is evicted.
+        published = await _flood(fast, 3, pad, lambda: HUB.stats.evicted != evicted_before)
         assert HUB.stats.evicted == evicted_before + 1
         # Now it reads: what was written before the eviction, in order, then the close.
         received, code = await _read_to_the_close(slow)
@@ -299,14 +305,9 @@ async def test_past_the_process_budget_the_heaviest_reader_is_dropped_the_others
     shed_before, evicted_before = HUB.stats.shed, HUB.stats.evicted
     pad = "x" * 60_000
     async with _slow_and_fast(app, admin_headers) as (slow, fast):
-        published = 0
         # Until the one that stopped reading holds more than the budget (its kernel buffers
-        # full first); bounded as a safety net.
-        while HUB.stats.shed == shed_before and published < 2000:
-            published += 1
-            HUB.publish(_frame(published, pad))
-            got = json.loads(await asyncio.wait_for(fast.recv(), GIVE_UP_SECONDS))
-            assert got["id"] == published  # the reader keeping up gets each one
+        # full first).
+        published = await _flood(fast, 0, pad, lambda: HUB.stats.shed != shed_before)
         assert HUB.stats.shed == shed_before + 1
         assert HUB.stats.buffered <= 64 * 1024  # what it held was freed at once
         received, code = await _read_to_the_close(slow)

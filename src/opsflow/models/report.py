@@ -34,6 +34,8 @@ class RollupRow:
 class TaskValues:
     """The task's values a filtered report groups by, copied on a clock's rollup rows."""
 
+    COLUMNS = ("task_type", "priority", "team_id", "customer_tier")
+
     task_type: Mapped[str | None] = mapped_column(String(16))
     priority: Mapped[str | None] = mapped_column(String(16))
     team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
@@ -189,10 +191,7 @@ class ReportClockDay(RollupRow, TaskValues, Base):
             "day",
             "calendar",
             "kind",
-            "task_type",
-            "priority",
-            "team_id",
-            "customer_tier",
+            *TaskValues.COLUMNS,
             "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
@@ -221,10 +220,7 @@ class ReportDurationGroup(RollupRow, TaskValues, Base):
             "kind",
             "measure",
             "bin",
-            "task_type",
-            "priority",
-            "team_id",
-            "customer_tier",
+            *TaskValues.COLUMNS,
             "shard",
             unique=True,
             postgresql_nulls_not_distinct=True,
