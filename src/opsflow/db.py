@@ -310,6 +310,19 @@ def shared(session: AsyncSession, kind: str) -> dict[Any, Any] | None:
     return None if found is None else found.setdefault(kind, {})
 
 
+async def read_shared(
+    session: AsyncSession, kind: str, key: Any, load: Callable[[], Awaitable[list[_T]]]
+) -> list[_T]:
+    """What `load` reads, read once per unit of work that shares its reads (by `kind` and
+    `key`, see :func:`shared`) and at every call otherwise; a list of its own each time."""
+    reads = shared(session, kind)
+    if reads is None:
+        return await load()
+    if key not in reads:
+        reads[key] = await load()
+    return list(reads[key])
+
+
 @asynccontextmanager
 async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
     """A part of a unit of work that can fail alone: on an exception its rows are rolled

@@ -26,16 +26,14 @@ async def active_policies(
 ) -> list[EscalationPolicy]:
     """The active policies (of one trigger), by name; read once per relay pass
     (`db.shared`)."""
-    reads = db.shared(session, "escalation.active_policies")
-    if reads is not None and trigger in reads:
-        return list(reads[trigger])
     query = select(EscalationPolicy).where(EscalationPolicy.is_active.is_(True))
     if trigger is not None:
         query = query.where(EscalationPolicy.trigger == trigger)
-    policies = list(await session.scalars(query.order_by(EscalationPolicy.name)))
-    if reads is not None:
-        reads[trigger] = policies
-    return list(policies)
+
+    async def load() -> list[EscalationPolicy]:
+        return list(await session.scalars(query.order_by(EscalationPolicy.name)))
+
+    return await db.read_shared(session, "escalation.active_policies", trigger, load)
 
 
 async def all_policies(

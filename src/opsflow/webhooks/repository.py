@@ -7,24 +7,19 @@ from collections.abc import Collection
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from opsflow.db import shared
+from opsflow.db import read_shared
 from opsflow.kit.pagination import PageParams
 from opsflow.models.notification import Notification, WebhookSubscription
 
 
 async def active(session: AsyncSession) -> list[WebhookSubscription]:
     """The active subscriptions; read once per relay pass (`db.shared`)."""
-    reads = shared(session, "webhooks.active")
-    if reads is not None and "all" in reads:
-        return list(reads["all"])
-    rows = list(
-        await session.scalars(
-            select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
-        )
-    )
-    if reads is not None:
-        reads["all"] = rows
-    return list(rows)
+
+    async def load() -> list[WebhookSubscription]:
+        query = select(WebhookSubscription).where(WebhookSubscription.is_active.is_(True))
+        return list(await session.scalars(query))
+
+    return await read_shared(session, "webhooks.active", None, load)
 
 
 async def planned_keys(session: AsyncSession, keys: Collection[str]) -> set[str]:
