@@ -326,16 +326,19 @@ async def test_past_the_process_budget_the_heaviest_reader_is_dropped_the_others
 async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch_in_one_write(
     app: Any,
     admin_headers: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     writes: list[tuple[int, bytes]] = []
-    original = DirectWriter.write
 
-    def counted(self: DirectWriter, wire: bytes, limit: int) -> Any:
-        writes.append((id(self), wire))
-        return original(self, wire, limit)
+    def counting(direct: DirectWriter) -> None:
+        """Count the writes to this connection's transport (every one goes through `send`)."""
+        original = direct.send
 
-    monkeypatch.setattr(DirectWriter, "write", counted)
+        def send(wire: bytes) -> None:
+            writes.append((id(direct), wire))
+            original(wire)
+
+        direct.send = send
+
     task_one = "00000000-0000-0000-0000-000000000001"
     other = {**_frame(0, "other"), "task": {"id": "00000000-0000-0000-0000-000000000002"}}
     async with (
@@ -349,6 +352,9 @@ async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch
             await ws.recv()  # subscribed
         groups = {s.group for s in HUB._subscribers}
         assert len(groups) == 2  # a and b share one, c has its own
+        for subscriber in HUB._subscribers:
+            assert subscriber.direct is not None
+            counting(subscriber.direct)
         # Four events in one batch: c's channel carries the first, third and fourth only.
         writes.clear()
         HUB.publish_many([_frame(1, "p"), {**other, "id": 2}, _frame(3, "q"), _frame(4, "r")])
