@@ -747,7 +747,10 @@ def main() -> int:
             print(line("broadcast commit -> receipt", hist))
             metrics_after = server_metrics(client, admin)
             sent = metrics_after.get("opsflow_ws_messages_sent_total", 0)
-            print(per_frame("broadcast", cpu_spent, sent - sent_before, idle, idle_open))
+            # The WebSocket counters are each process's own (/metrics answers from one
+            # worker): with several, the frames the clients received are counted instead.
+            written = sent - sent_before if args.workers == 1 else received
+            print(per_frame("broadcast", cpu_spent, written, idle, idle_open))
             print(split("broadcast", metrics_before, metrics_after, hist, received))
             print(client_cost("broadcast", clients_cpu(children) - clients_before, received))
 
@@ -787,6 +790,8 @@ def main() -> int:
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
+            if args.workers > 1:
+                frames = received
             print(per_frame("steady", cpu_spent, frames, idle, idle_open))
             print(split("steady", before_metrics, after_metrics, hist, received))
             print(client_cost("steady", clients_cpu(children) - clients_before, received))
