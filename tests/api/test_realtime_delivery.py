@@ -376,6 +376,45 @@ async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch
     assert later[2][0]["channels"] == [f"task:{task_one}", "tasks"]
 
 
+async def test_a_live_event_waits_behind_a_frame_pending_for_the_writer_then_goes_direct(
+    app: Any, admin_headers: dict[str, str]
+) -> None:
+    writes: list[bytes] = []
+    async with served(app, "websockets-sansio") as url, _socket(url, admin_headers) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+        (subscriber,) = HUB._subscribers
+        direct = subscriber.direct
+        assert direct is not None
+        original = direct.send
+
+        def send(wire: bytes) -> None:
+            writes.append(wire)
+            original(wire)
+
+        direct.send = send
+        # A frame that only the writer task can send (no direct path for it): queued,
+        # pending until sent. A live event offered before the writer ran must not overtake it.
+        subscriber.direct = None
+        assert subscriber.offer({"type": "queued", "n": 1})
+        subscriber.direct = direct
+        assert subscriber.pending == 1
+        HUB.publish(_frame(1, "behind"))
+        assert subscriber.pending == 2  # queued behind it,
+        assert not writes  # not written ahead
+        first = [json.loads(await ws.recv()) for _ in range(2)]
+        for _ in range(STARTS):  # the writer sent both: it counts them once it resumes
+            if not subscriber.pending:
+                break
+            await asyncio.sleep(0)
+        assert subscriber.pending == 0
+        HUB.publish(_frame(2, "direct"))
+        second = json.loads(await ws.recv())
+    assert [f.get("id", f["type"]) for f in first] == ["queued", 1]
+    assert second["id"] == 2
+    assert len(writes) == 1  # once idle again, the event went straight to the transport
+
+
 async def test_a_relay_pass_numbers_its_events_with_one_lock_and_one_read(
     app_context: AppContext,
     clock: SettableClock,
