@@ -24,7 +24,7 @@ from opsflow.audit import service
 from opsflow.audit import writer as audit
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
-from opsflow.db import unit_of_work
+from opsflow.db import insert_rows, unit_of_work
 from opsflow.models.audit import AuditLog
 from tests.conftest import T0
 
@@ -126,9 +126,9 @@ async def test_a_writer_does_not_wait_for_uncommitted_audit_rows(app_context: Ap
             _record(second, "committed-first")
         # The first writer is still open: its rows wait for their place.
         pending = (
-            await first.execute(select(AuditLog.seq).where(AuditLog.pending_content.is_not(None)))
+            await first.scalars(select(AuditLog.seq).where(AuditLog.pending_content.is_not(None)))
         ).all()
-        assert pending == [(None,)]
+        assert list(pending) == [None]
     rows = await _chain(app_context)
     assert [row.metadata_["label"] for row in rows] == ["committed-first", "inserted-first"]
 
@@ -141,7 +141,7 @@ async def test_the_seal_refuses_a_row_without_content(app_context: AppContext) -
             _record(session, "stripped")
             row = audit.unsealed_rows(session.info.pop("audit_pending"))[0]
             row["pending_content"] = None
-            await session.execute(AuditLog.__table__.insert(), [_columns(row)])
+            await insert_rows(session, AuditLog, [row])
 
     with pytest.raises(DBAPIError, match="no content to seal"):
         await insert_without_content()
@@ -161,7 +161,3 @@ async def test_the_seal_refuses_a_snapshot_isolation_level(app_context: AppConte
     with pytest.raises(DBAPIError, match="READ COMMITTED"):
         await write_in_repeatable_read()
     assert await _chain(app_context) == []
-
-
-def _columns(row: dict[str, Any]) -> dict[str, Any]:
-    return {("metadata" if key == "metadata_" else key): value for key, value in row.items()}
