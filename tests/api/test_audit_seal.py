@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from opsflow.audit import service
 from opsflow.audit import writer as audit
+from opsflow.audit.chain import GENESIS_HASH
 from opsflow.auth.principal import Principal, RequestMeta
 from opsflow.context import AppContext
 from opsflow.db import insert_rows, unit_of_work
@@ -161,3 +162,28 @@ async def test_the_seal_refuses_a_snapshot_isolation_level(app_context: AppConte
     with pytest.raises(DBAPIError, match="READ COMMITTED"):
         await write_in_repeatable_read()
     assert await _chain(app_context) == []
+
+
+@pytest.mark.postgres
+async def test_a_writer_of_the_previous_version_interleaves_correctly(
+    app_context: AppContext,
+) -> None:
+    """During a rolling deploy an older process takes the lock and reads the head itself
+    (`opsflow_audit_chain_head`), then inserts rows already chained: the seal leaves them
+    alone and chains its own rows after them."""
+    async with unit_of_work(app_context.sessions) as sealed_later:
+        _record(sealed_later, "sealed-at-commit")
+        await audit.flush_pending(sealed_later)
+        async with unit_of_work(app_context.sessions) as older:
+            head = (
+                await older.execute(
+                    text("SELECT seq, hash FROM opsflow_audit_chain_head(:key)"),
+                    {"key": audit.CHAIN_LOCK_KEY},
+                )
+            ).first()
+            assert head is None  # an empty chain
+            _record(older, "chained-by-older")
+            pending = older.info.pop("audit_pending")
+            await insert_rows(older, AuditLog, audit.chain(pending, 0, GENESIS_HASH))
+    rows = await _chain(app_context)
+    assert [row.metadata_["label"] for row in rows] == ["chained-by-older", "sealed-at-commit"]

@@ -79,9 +79,24 @@ FOR EACH ROW WHEN (NEW.seq IS NULL)
 EXECUTE FUNCTION opsflow_audit_seal()
 """
 
-# Migration 0020's function, which the API took the lock and read the head with; nothing
-# calls it any more.
+# Migration 0020's function, with which a process of the previous version takes the lock and
+# reads the head before chaining its rows itself (they arrive with their `seq`, so the seal
+# leaves them alone): kept so that such processes write correctly during a rolling deploy.
+# It now skips the rows of its own transaction that await their seal, and the dead index
+# entries (seq NULL) that sealed rows leave behind until vacuum.
 CHAIN_HEAD = """
+CREATE OR REPLACE FUNCTION opsflow_audit_chain_head(lock_key bigint)
+RETURNS TABLE (seq bigint, hash varchar)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(lock_key);
+    RETURN QUERY SELECT a.seq, a.hash FROM audit_logs AS a
+    WHERE a.seq IS NOT NULL ORDER BY a.seq DESC LIMIT 1;
+END;
+$$
+"""
+
+CHAIN_HEAD_0020 = """
 CREATE OR REPLACE FUNCTION opsflow_audit_chain_head(lock_key bigint)
 RETURNS TABLE (seq bigint, hash varchar)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -103,12 +118,12 @@ def upgrade() -> None:
         op.alter_column("audit_logs", column, nullable=True)
     op.execute(SEAL)
     op.execute(SEAL_TRIGGER)
-    op.execute("DROP FUNCTION IF EXISTS opsflow_audit_chain_head(bigint)")
+    op.execute(CHAIN_HEAD)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(CHAIN_HEAD)
+        op.execute(CHAIN_HEAD_0020)
         op.execute("DROP TRIGGER IF EXISTS audit_logs_seal ON audit_logs")
         op.execute("DROP FUNCTION IF EXISTS opsflow_audit_seal()")
         # Every committed row is sealed, so this cannot fail on a row of this migration's.
