@@ -83,7 +83,12 @@ async def _flush_hook(session: AsyncSession) -> None:
 
 
 # The chain's head (SQLite, whose writers are serialised): built once.
-_HEAD = select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+_HEAD = (
+    select(AuditLog.seq, AuditLog.hash)
+    .where(AuditLog.seq.is_not(None))
+    .order_by(AuditLog.seq.desc())
+    .limit(1)
+)
 
 
 async def flush_pending(session: AsyncSession) -> int:
