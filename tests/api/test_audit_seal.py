@@ -76,6 +76,23 @@ async def test_rows_of_one_unit_of_work_keep_their_order_and_awkward_content_ver
     assert rows[0].metadata_["awkward"] == AWKWARD
 
 
+async def test_a_bulk_unit_of_work_between_small_ones_keeps_the_order(
+    app_context: AppContext,
+) -> None:
+    """Many rows in one unit of work are chained by the writer under the lock (PostgreSQL),
+    a few are sealed by the database at commit: one chain either way."""
+    async with unit_of_work(app_context.sessions) as session:
+        _record(session, "small-1")
+    async with unit_of_work(app_context.sessions) as session:
+        for index in range(audit.BULK_ROWS + 3):
+            _record(session, f"bulk-{index}", awkward=AWKWARD)
+    async with unit_of_work(app_context.sessions) as session:
+        _record(session, "small-2")
+    rows = await _chain(app_context)
+    bulk = [f"bulk-{index}" for index in range(audit.BULK_ROWS + 3)]
+    assert [row.metadata_["label"] for row in rows] == ["small-1", *bulk, "small-2"]
+
+
 async def test_a_rolled_back_unit_of_work_leaves_no_gap(app_context: AppContext) -> None:
     async with unit_of_work(app_context.sessions) as session:
         _record(session, "kept-1")

@@ -9,8 +9,10 @@ the transaction commits: it takes the chain's transaction-scoped advisory lock, 
 head and computes each row's place and hash in the database. The lock is held from the
 trigger to the end of COMMIT, with no round trip to a client under it, so writers queue on
 it for microseconds instead of for three round trips through busy event loops. A
-transaction that rolls back never seals, so it leaves no gap. SQLite serialises writers
-itself: its rows are chained here, after reading the head, and inserted sealed.
+transaction that rolls back never seals, so it leaves no gap. A unit of work with many rows
+(`BULK_ROWS`) chains them here instead, under the same lock, taken just before its insert.
+SQLite serialises writers itself: its rows are chained here, after reading the head, and
+inserted sealed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, chain_hash, unsealed
@@ -82,6 +84,15 @@ async def _flush_hook(session: AsyncSession) -> None:
     await flush_pending(session)
 
 
+# From this many rows in one unit of work (an SLA engine's pass, a batch), the rows are
+# chained here after taking the lock and reading the head in one round trip (migration
+# 0020's function, kept by 0025): the lock is then held across the insert and the COMMIT of
+# that one transaction, and the database is spared a trigger call, a head read and an update
+# per row (measured: 40-60 µs of database time per row more than an insert of chained rows).
+BULK_ROWS = 50
+_UNSEALED = "audit_unsealed"
+_LOCKED_HEAD = text("SELECT seq, hash FROM opsflow_audit_chain_head(:key)")
+
 # The chain's head (SQLite, whose writers are serialised): built once.
 _HEAD = (
     select(AuditLog.seq, AuditLog.hash)
@@ -99,10 +110,18 @@ async def flush_pending(session: AsyncSession) -> int:
         return 0
     # A plain multi-row insert: no ORM object per row (nothing reads them back in this
     # unit of work).
-    if session.get_bind().dialect.name == "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
+        last = (await session.execute(_HEAD)).first()
+        seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+        await insert_rows(session, AuditLog, chain(pending, seq, prev_hash))
+    elif len(pending) < BULK_ROWS or session.info.get(_UNSEALED):
+        session.info[_UNSEALED] = True  # later rows of this unit of work stay behind them
         await insert_rows(session, AuditLog, unsealed_rows(pending))
     else:
-        last = (await session.execute(_HEAD)).first()
+        # Everything else this unit of work changed is written first, so the lock is held
+        # only for the audit insert and the commit.
+        await session.flush()
+        last = (await session.execute(_LOCKED_HEAD, {"key": CHAIN_LOCK_KEY})).first()
         seq, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
         await insert_rows(session, AuditLog, chain(pending, seq, prev_hash))
     return len(pending)

@@ -79,9 +79,10 @@ FOR EACH ROW WHEN (NEW.seq IS NULL)
 EXECUTE FUNCTION opsflow_audit_seal()
 """
 
-# Migration 0020's function, with which a process of the previous version takes the lock and
-# reads the head before chaining its rows itself (they arrive with their `seq`, so the seal
-# leaves them alone): kept so that such processes write correctly during a rolling deploy.
+# Migration 0020's function, with which a writer takes the lock and reads the head before
+# chaining its rows itself (they arrive with their `seq`, so the seal leaves them alone): a
+# unit of work with many audit rows, and every process of the previous version during a
+# rolling deploy.
 # It now skips the rows of its own transaction that await their seal, and the dead index
 # entries (seq NULL) that sealed rows leave behind until vacuum.
 CHAIN_HEAD = """
