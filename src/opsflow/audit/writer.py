@@ -32,7 +32,8 @@ from opsflow.db import add_pre_commit_hook, insert_rows
 from opsflow.kit.jsonable import to_jsonable
 from opsflow.models.audit import AuditLog
 
-CHAIN_LOCK_KEY = 0x0F5F10A0D17  # any constant; shared by every OpsFlow process
+# Any constant, shared by every OpsFlow process and by the seal of migration 0025.
+CHAIN_LOCK_KEY = 0x0F5F10A0D17
 _PENDING = "audit_pending"
 
 
