@@ -40,7 +40,7 @@ def _sql(statements: list[str]) -> list[str]:
     return [s for s in statements if s.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}]
 
 
-async def test_reading_a_task_takes_four_statements(
+async def test_reading_a_task_takes_one_statement_on_postgresql(
     client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
 ) -> None:
     dev = await make_user(client, admin_headers, "developer")
@@ -70,9 +70,14 @@ async def test_reading_a_task_takes_four_statements(
     assert body["sla_status"]["resolve_deadline"] is not None
     assert [row["action"] for row in body["audit_trail"]] == ["TASK_CREATED", "TASK_ASSIGNED"]
     assert body["sla_events"] == []
-    # the task with its two clocks; its people with its additional assignees; its audit
-    # trail; its SLA events
-    assert len(_sql(statements)) == 4, statements
+    if app_context.engine.dialect.name == "postgresql":
+        # the task with its two clocks, its additional assignees, its people, its SLA
+        # events and its audit trail, each as an array of rows
+        assert len(_sql(statements)) == 1, statements
+    else:
+        # the task with its two clocks; its people with its additional assignees; its
+        # audit trail; its SLA events
+        assert len(_sql(statements)) == 4, statements
 
 
 async def test_a_missing_task_is_404_after_one_statement(
