@@ -173,12 +173,11 @@ async def list_tasks(
         include_deleted=query.include_deleted,
     )
     now = clock.now()
-    rows, total = await service.search(
+    found = await service.search(
         session, filters, page, now=now, sort=query.sort, order=query.order
     )
-    return Page(
-        items=await views.list_views(session, rows, now), pagination=Pagination.of(page, total)
-    )
+    items = await views.list_views(session, found.tasks, now, assignees=found.assignees)
+    return Page(items=items, pagination=Pagination.of(page, found.total))
 
 
 @router.get("/{task_id}", response_model=TaskDetail)

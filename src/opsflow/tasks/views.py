@@ -7,7 +7,7 @@ Each function builds its models for a batch of tasks with a constant number of q
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,7 +117,7 @@ async def created_view(session: AsyncSession, task: Task, now: datetime) -> Task
     )
 
 
-def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSummary | None:
+def _summary(users: Mapping[uuid.UUID, Any], user_id: uuid.UUID | None) -> UserSummary | None:
     if user_id is None or user_id not in users:
         return None
     return UserSummary.model_validate(users[user_id])
@@ -148,9 +148,19 @@ async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime
 
 
 async def list_views(
-    session: AsyncSession, tasks: Sequence[Task], now: datetime
+    session: AsyncSession,
+    tasks: Sequence[Task],
+    now: datetime,
+    *,
+    assignees: Mapping[uuid.UUID, Any] | None = None,
 ) -> list[TaskListItem]:
-    users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    """The tasks as a list shows them; their `assignees` (anything with the attributes of a
+    UserSummary, by id) are read here unless given."""
+    users: Mapping[uuid.UUID, Any] = (
+        assignees
+        if assignees is not None
+        else await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    )
     views = await clock_views(session, tasks, now)
     return [
         TaskListItem(
