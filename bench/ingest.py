@@ -33,6 +33,7 @@ import random
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -53,6 +54,7 @@ from opsflow.db import create_engine
 from opsflow.models.task import Task
 
 ADMIN_PASSWORD = "bench-admin-password-1"
+POLL_SECONDS = 1.0
 
 
 def _tickets(n: int, run: str, minute: int, title: str) -> list[dict[str, Any]]:
@@ -199,7 +201,7 @@ def _send_wrk(base: str, path: str, bodies: list[dict[str, Any]], connections: i
     """Post every body once with wrk (2 threads, `connections` keep-alive connections); the
     seconds from wrk's first request to its last answer. wrk runs for its whole ``-d`` even
     when its threads are done, so the server's count of applied alert requests (its
-    metrics, read every 0.1 s) tells when the run is over; wrk is then stopped with SIGINT,
+    metrics, read every POLL_SECONDS) tells when the run is over; wrk is then stopped with SIGINT,
     which makes it print its summary. A failed answer stops the benchmark. (A connection
     whose thread has no body left sends GETs of the path, answered 405 without reaching the
     intake, until the thread's last body is answered.)"""
@@ -218,7 +220,9 @@ def _send_wrk(base: str, path: str, bodies: list[dict[str, Any]], connections: i
             text=True,
         )
         while _batches(base)[1] - applied < len(bodies) and process.poll() is None:
-            time.sleep(0.1)
+            # Not more often: each scrape also counts tasks, clocks and outbox rows in
+            # the database, which would add to the CPU measured per event on both sides.
+            time.sleep(POLL_SECONDS)
         time.sleep(0.5)  # the last answers reach wrk, whose threads then note their stop
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
@@ -252,6 +256,58 @@ def _cpu_seconds(pid: int) -> float:
     """CPU time (user + system) the process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_cpu(url: str) -> float:
+    """CPU time the PostgreSQL server processes of the scratch database have used so far
+    (their backends, read from /proc: the database must run on this machine). Backends are
+    pooled by the server under test, so the same ones serve a whole phase."""
+    import asyncio as _asyncio
+
+    async def pids() -> list[int]:
+        from sqlalchemy import text
+
+        engine = create_engine(Settings(database_url=url).database_url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"
+                    )
+                )
+                return [int(r[0]) for r in rows]
+        finally:
+            await engine.dispose()
+
+    total = 0.0
+    for pid in _asyncio.run(pids()) if url.startswith("postgresql") else []:
+        try:
+            total += _cpu_seconds(pid)
+        except (FileNotFoundError, PermissionError):
+            continue
+    return total
+
+
+def _children_cpu() -> float:
+    """CPU time of this process's finished children (the load generator: wrk or the
+    client processes)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _py_spy(pid: int, path: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server until stopped with SIGINT (collapsed stacks in `path`)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = str(beside) if beside.exists() else "py-spy"
+    options = ["--format", "raw", "--rate", "200", "--nonblocking", "--output", path]
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _batches(base: str) -> tuple[float, float]:
@@ -298,15 +354,23 @@ def _alerts(
     )
     log(f"alert events over {keys} dedup keys: {senders}, one server process:")
     total_events, total_time = 0, 0.0
-    for name, bodies in phases:
+    for number, (name, bodies) in enumerate(phases):
         cpu, batches = _cpu_seconds(server_pid), _batches(base)
+        database, sender = _database_cpu(args.database), _children_cpu()
+        spy = _py_spy(server_pid, f"{args.profile}-{number}.txt") if args.profile else None
         took = _send_all(base, path, bodies, args)
         cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
+        database, sender = _database_cpu(args.database) - database, _children_cpu() - sender
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
         count, requests = after[0] - batches[0], after[1] - batches[1]
         log(
             f"  {len(bodies)} {name}: {len(bodies) / took:.0f} events/s; server CPU "
             f"{cpu * 1000 / len(bodies):.2f} ms/event ({len(bodies) / cpu:.0f} events per "
-            f"CPU-second); {requests / max(count, 1):.1f} requests per commit"
+            f"CPU-second); {requests / max(count, 1):.1f} requests per commit; PostgreSQL "
+            f"{database * 1000 / len(bodies):.2f} ms/event, load generator "
+            f"{sender * 1000 / len(bodies):.2f} ms/event; {os.getloadavg()[0]:.1f} load"
         )
         total_events, total_time = total_events + len(bodies), total_time + took
     incidents = client.get(
@@ -370,6 +434,9 @@ def main() -> None:
     )
     parser.add_argument("--senders", type=int, default=16, help="concurrent requests each")
     parser.add_argument(
+        "--profile", help="sample the server with py-spy: collapsed stacks in PREFIX-<phase>.txt"
+    )
+    parser.add_argument(
         "--load", choices=("wrk", "python"), default="wrk", help="what sends the alert events"
     )
     args = parser.parse_args()
@@ -385,6 +452,7 @@ def main() -> None:
     else:
         url = f"sqlite+aiosqlite:///{workdir}/bench.db"
     schema.upgrade(url)
+    args.database = url
     env = {
         "DATABASE_URL": url,
         "OPSFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD,

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import pstats
 import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from ingest import _event, _notification, _tickets
 from request_cpu import PASSWORD, database, in_process_app
+from sqlalchemy import event
 
 from opsflow import schema
 
@@ -35,11 +39,35 @@ def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
 
 
-class Phase:
-    """Times one phase (wall and process CPU), optionally under pyinstrument."""
+class Statements:
+    """Counts the SQL statements the application sends (each executemany once), by shape."""
 
-    def __init__(self, name: str, profile: str | None) -> None:
+    def __init__(self, engine: Any) -> None:
+        self.seen: Counter[str] = Counter()
+        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
+
+    def _count(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        self.seen[" ".join(statement.split())[:90]] += 1
+
+    def take(self) -> Counter[str]:
+        seen, self.seen = self.seen, Counter()
+        return seen
+
+
+class Phase:
+    """Times one phase (wall and process CPU), optionally under pyinstrument; with
+    `statements`, prints the statements it sent per group commit, by shape."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: str | None,
+        statements: Statements | None = None,
+        batches: Callable[[], float] | None = None,
+        calls: bool = False,
+    ) -> None:
         self.name, self.profile = name, profile
+        self.statements, self.batches, self.calls = statements, batches, calls
 
     async def run(self, work: Callable[[], Awaitable[Any]], count: int) -> None:
         profiler: Any = None
@@ -48,8 +76,16 @@ class Phase:
 
             profiler = Profiler(interval=0.0005, async_mode="disabled")
             profiler.start()
+        if self.statements:
+            self.statements.take()
+        commits = self.batches() if self.batches else 0.0
+        counter = cProfile.Profile() if self.calls else None
         cpu, wall = time.process_time(), time.perf_counter()
+        if counter is not None:
+            counter.enable()
         await work()
+        if counter is not None:
+            counter.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         if profiler:
             profiler.stop()
@@ -58,6 +94,22 @@ class Phase:
             f"  {self.name:<12} {count:>6}: wall {wall * 1000:7.0f} ms, CPU {cpu * 1000:7.0f} ms"
             f" ({cpu * 1000 / count:.3f} ms each)"
         )
+        if counter is not None:
+            # Python function calls per event: a deterministic proxy for CPU, for comparing
+            # two versions on a machine too busy for CPU time to tell.
+            total = pstats.Stats(counter).total_calls  # type: ignore[attr-defined]
+            print(f"    {total / count:,.0f} Python function calls per event")
+            if self.profile:
+                counter.dump_stats(f"{self.profile}-{self.name}.pstats")
+        if self.statements and self.batches:
+            commits = max(self.batches() - commits, 1.0)
+            seen = self.statements.take()
+            print(
+                f"    {commits:.0f} group commits, {sum(seen.values()) / commits:.1f} "
+                "statements each:"
+            )
+            for shape, times in seen.most_common(12):
+                print(f"    {times / commits:6.1f}  {shape}")
 
 
 async def measure(url: str, args: argparse.Namespace) -> None:
@@ -114,6 +166,12 @@ async def measure(url: str, args: argparse.Namespace) -> None:
                 10,
             ),
         ]
+        statements = Statements(context.engine) if args.statements else None
+
+        def commits() -> float:
+            value = context.metrics.registry.get_sample_value("opsflow_alert_batch_requests_count")
+            return float(value or 0.0)
+
         print(f"alert events, {args.senders} concurrent requests (per event):")
         for name, path, bodies, per in phases:
             kind = "generic" if path == "events" else "alertmanager"
@@ -127,7 +185,8 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             async def send_all(sender: Callable[[], Awaitable[None]] = sender) -> None:
                 await asyncio.gather(*(sender() for _ in range(args.senders)))
 
-            await Phase(name, args.profile).run(send_all, len(bodies) * per)
+            phase = Phase(name, args.profile, statements, commits, args.calls)
+            await phase.run(send_all, len(bodies) * per)
     await context.close()
 
 
@@ -138,6 +197,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--alert-keys", type=int, default=1000)
     parser.add_argument("--senders", type=int, default=32)
+    parser.add_argument(
+        "--calls", action="store_true", help="count the Python function calls per event"
+    )
+    parser.add_argument(
+        "--statements", action="store_true", help="count the SQL statements per group commit"
+    )
     parser.add_argument("--profile", help="write pyinstrument profiles to PREFIX-<phase>.txt")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -821,6 +821,62 @@ async def test_a_resend_updates_the_alert_only(
     assert await _audit_of(client, admin_headers, task_id) > audited
 
 
+async def test_resends_of_a_batch_are_written_once_beside_the_full_rules(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """Re-sends interleaved with events that take the full rules (an escalation, an
+    acknowledgement) in the same group commit: the re-sends are written with one UPDATE
+    per batch, after the rules, and none of them is lost or undone by the rules' writes."""
+    from sqlalchemy import event as sa_event
+
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    integration = await make_integration(client, admin_headers, flap_threshold=1000)
+    key = integration["key"]
+    for name in ("mixed", "plain-a", "plain-b"):
+        assert (await send(client, key, trigger(name))).status_code == 202
+    updates: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE TASKS SET METADATA"):
+            updates.append(statement)
+
+    def commits() -> float:
+        name = "opsflow_alert_batch_requests_count"
+        return float(context.metrics.registry.get_sample_value(name) or 0.0)
+
+    before = commits()
+    sa_event.listen(context.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        bodies = [
+            trigger("plain-a"),
+            trigger("mixed"),
+            trigger("mixed", severity="critical"),
+            trigger("plain-b"),
+            {"event_action": "acknowledge", "dedup_key": "mixed"},
+            trigger("plain-a"),
+            trigger("mixed"),
+        ]
+        answers = await asyncio.gather(
+            *(client.post(f"/integrations/{key}/events", json=body) for body in bodies)
+        )
+    finally:
+        sa_event.remove(context.engine.sync_engine, "before_cursor_execute", seen)
+    assert [a.status_code for a in answers] == [202] * len(bodies)
+    assert 1 <= len(updates) <= commits() - before
+    log = await events(client, admin_headers, integration["id"])
+    latest = {e["dedup_key"]: e for e in reversed(log)}
+    mixed = await task(client, admin_headers, latest["mixed"]["task_id"])
+    assert mixed["metadata"]["alert"]["count"] == 4
+    assert mixed["priority"] == "CRITICAL"
+    assert mixed["acknowledged_at"] is not None
+    plain_a = await task(client, admin_headers, latest["plain-a"]["task_id"])
+    assert plain_a["metadata"]["alert"]["count"] == 3
+    plain_b = await task(client, admin_headers, latest["plain-b"]["task_id"])
+    assert plain_b["metadata"]["alert"]["count"] == 2
+    verify = await client.get("/audit-logs/verify", headers=admin_headers)
+    assert verify.json()["valid"] is True, verify.text
+
+
 async def test_one_open_incident_per_key_is_a_database_rule(
     client: httpx.AsyncClient, admin_headers: Headers
 ) -> None:

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from opsflow.audit.chain import GENESIS_HASH, HASHED_FIELDS, canonical, chain_hash
+from opsflow.audit.chain import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    SEAL_SEPARATOR,
+    canonical,
+    chain_hash,
+    unsealed,
+)
 from opsflow.audit.writer import row_content
 from opsflow.models.audit import AuditLog
 
@@ -72,6 +79,18 @@ def test_canonical_keeps_non_ascii_and_refuses_nan() -> None:
     assert "é".encode() in canonical({"actor_name": "é"})
     with pytest.raises(ValueError, match="JSON"):
         canonical({"metadata": {"x": float("nan")}})
+
+
+@pytest.mark.parametrize("seq", [1, 9, 10, 123456789012])
+def test_unsealed_content_around_the_seq_is_the_canonical_json(seq: int) -> None:
+    """What the database seals (migration 0025): the text before and after the value of
+    "seq", which nested "seq" keys, quotes and control characters cannot confuse."""
+    awkward = {"seq": 1, "q": ',"seq":2,', "c": SEAL_SEPARATOR, "é": ["✓", None, 1.5]}
+    content = row_content(make_row(seq, metadata_=awkward, user_agent=None, ip_address="é"))
+    text = unsealed(content)
+    assert text.count(SEAL_SEPARATOR) == 1
+    before, after = text.split(SEAL_SEPARATOR)
+    assert (before + str(seq) + after).encode() == canonical(content)
 
 
 def test_row_content_covers_exactly_the_hashed_fields() -> None:

@@ -23,7 +23,9 @@ class AuditFilters:
 
 
 def _filtered(filters: AuditFilters) -> Select[AuditLog]:
-    query = select(AuditLog)
+    # Committed rows are all sealed; the condition lets a newest-first scan of the `seq`
+    # index start past the NULL entries that sealing leaves behind until vacuum.
+    query = select(AuditLog).where(AuditLog.seq.is_not(None))
     if filters.entity_type:
         query = query.where(AuditLog.entity_type == filters.entity_type)
     if filters.entity_id:

@@ -293,7 +293,10 @@ async def _chain_head(ctx: AppContext) -> tuple[int, str]:
     async with ctx.engine.connect() as conn:
         last = (
             await conn.execute(
-                select(AuditLog.seq, AuditLog.hash).order_by(AuditLog.seq.desc()).limit(1)
+                select(AuditLog.seq, AuditLog.hash)
+                .where(AuditLog.seq.is_not(None))  # past the index entries of sealed rows
+                .order_by(AuditLog.seq.desc())
+                .limit(1)
             )
         ).first()
     return (int(last[0]), str(last[1])) if last else (0, GENESIS_HASH)

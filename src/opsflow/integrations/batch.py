@@ -181,7 +181,12 @@ async def apply_locked(
                         new = bulk.NewTasks(session, await run.catalog(), ctx.clock.now())
                     outcome, new_id = _open_first(run, new, event)
                 else:
-                    await _write_resent(session, state.resent)
+                    if not deferred:
+                        # Alone in a savepoint: what the batch applied in memory is written
+                        # first. Set-based, the re-sends stay queued: they change only
+                        # `metadata`, which no query of the rules filters on, and the rules
+                        # change the very Task objects they were applied to.
+                        await _write_resent(session, state.resent)
                     if new is not None:
                         await new.write()
                     outcome, task = await _full_rules(run, event, ref, state)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, String, Uuid
+from sqlalchemy import BigInteger, Index, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsflow.db import Base
@@ -13,7 +13,13 @@ from opsflow.models.mixins import UUIDPrimaryKey
 
 
 class AuditLog(UUIDPrimaryKey, Base):
-    """One row per state change; rows are chained by hash in `seq` order."""
+    """One row per state change; rows are chained by hash in `seq` order.
+
+    On PostgreSQL a row is inserted without its place in the chain (`seq`, `prev_hash`,
+    `hash` NULL, its hashed content in `pending_content`) and sealed by the database when
+    its transaction commits (migration 0025), so a committed row always has all three and
+    no other transaction ever sees one without them. SQLite rows are chained before insert.
+    """
 
     __tablename__ = "audit_logs"
     __table_args__ = (
@@ -21,7 +27,7 @@ class AuditLog(UUIDPrimaryKey, Base):
         Index("ix_audit_logs_timestamp", "timestamp"),
     )
 
-    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True, nullable=True)
     entity_type: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -37,5 +43,7 @@ class AuditLog(UUIDPrimaryKey, Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", json_type(), default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=True)
+    # The canonical JSON of the hashed content around the value of "seq", until sealed.
+    pending_content: Mapped[str | None] = mapped_column(Text)
