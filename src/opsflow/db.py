@@ -31,6 +31,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from opsflow.events import wake
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -116,10 +118,19 @@ def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: A
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "do_connect", _wake_token)
     if not kwargs.get("pool_pre_ping"):
         event.listen(engine.sync_engine, "checkin", _note_checkin)
         event.listen(engine.sync_engine, "checkout", _ping_if_idle)
     return engine
+
+
+def _wake_token(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    """A new PostgreSQL connection carries this process's wake token (`events/wake.py`):
+    the outbox table's trigger notifies the relays with it."""
+    settings = wake.connection_settings()
+    if settings:
+        params["server_settings"] = {**params.get("server_settings", {}), **settings}
 
 
 # A pooled PostgreSQL connection is pinged before use only when it sat idle longer than

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from opsflow.composition import build_context, relay_consumers
 from opsflow.context import AppContext
@@ -258,16 +258,40 @@ async def test_one_notification_per_transaction_and_only_if_it_commits(
         # Notifications arrive in commit order: the marker's came last.
         assert heard == [wake.process_token(), "marker"]
 
-        # Turned off (OPSFLOW_OUTBOX_NOTIFY=false): committed events notify nothing.
+        # The notification comes from the outbox table's trigger, not from a statement of
+        # the unit of work: a unit of work that writes events sends no pg_notify itself.
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(statement)
+
+        event.listen(app_context.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            async with unit_of_work(app_context.sessions) as session:
+                _event(session, now)
+        finally:
+            event.remove(app_context.engine.sync_engine, "before_cursor_execute", record)
+        assert sent
+        assert not [s for s in sent if "notify" in s.lower()]
+        async with app_context.engine.begin() as connection:
+            await connection.execute(text("SELECT pg_notify(:c, 'marker')"), {"c": wake.CHANNEL})
+        marker.clear()
+        await asyncio.wait_for(marker.wait(), GIVE_UP_SECONDS)
+        assert heard == [wake.process_token(), "marker", wake.process_token(), "marker"]
+
+        # Turned off (OPSFLOW_OUTBOX_NOTIFY=false): the process's connections carry no
+        # token, and its committed events notify nothing.
         marker.clear()
         other = build_context(make_settings(database_url, outbox_notify=False), app_context.clock)
-        await other.close()
-        async with unit_of_work(app_context.sessions) as session:
-            _event(session, now)
+        try:
+            async with unit_of_work(other.sessions) as session:
+                _event(session, now)
+        finally:
+            await other.close()
         async with app_context.engine.begin() as connection:
             await connection.execute(text("SELECT pg_notify(:c, 'marker')"), {"c": wake.CHANNEL})
         await asyncio.wait_for(marker.wait(), GIVE_UP_SECONDS)
-        assert heard == [wake.process_token(), "marker", "marker"]
+        assert heard == [wake.process_token(), "marker", wake.process_token(), "marker", "marker"]
     finally:
         wake.configure(notify=True)
         await listening.close()

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, NotRequired, TypedDict, Unpack
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow import db
@@ -86,20 +85,14 @@ async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> No
         written(session)
 
 
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
-
-
 def written(session: AsyncSession) -> None:
-    """This unit of work wrote outbox rows: when it commits, wake the relay (once per
-    transaction, however many rows). On PostgreSQL the transaction also notifies the
-    outbox channel, which PostgreSQL delivers to the listening engine processes only if
-    it commits. Every way of writing an outbox row calls this; the wake itself is
-    `events/wake.py`."""
+    """This unit of work wrote outbox rows: when it commits, wake this process's engine
+    loops (once per transaction, however many rows). Other processes hear of it from the
+    database: on PostgreSQL the outbox table's trigger notifies the outbox channel, which
+    PostgreSQL delivers to the listening engine processes only if the transaction commits.
+    Every way of writing an outbox row calls this; the wake itself is `events/wake.py`."""
     db.add_pre_commit_hook(session, "outbox.wake", _announce, first=True)
 
 
 async def _announce(session: AsyncSession) -> None:
-    if wake.notifies(session.get_bind().dialect.name):
-        payload = {"channel": wake.CHANNEL, "payload": wake.process_token()}
-        await session.execute(_NOTIFY, payload)
     db.after_commit(session, wake.committed)

@@ -7,11 +7,14 @@ interval after the commit. Now a unit of work that wrote outbox rows (see
 * in its own process: once it has committed, every engine loop of the process that waits
   (the one inside ``opsflow serve``, ``opsflow engine``) is woken through its
   :class:`Wakeup`;
-* to other processes, on PostgreSQL: the transaction runs ``pg_notify`` on the
-  ``opsflow_outbox`` channel (PostgreSQL delivers it when, and only if, the transaction
-  commits), with this process's token as the payload; a loop that runs the relay keeps a
-  dedicated connection listening on that channel (:class:`NotificationListener`) and is
-  woken by what other processes committed.
+* to other processes, on PostgreSQL: the transaction notifies the ``opsflow_outbox``
+  channel (PostgreSQL delivers it when, and only if, the transaction commits), with this
+  process's token as the payload; a loop that runs the relay keeps a dedicated connection
+  listening on that channel (:class:`NotificationListener`) and is woken by what other
+  processes committed. The notification is sent by a statement trigger on the outbox table
+  (migration 0026), not by a statement of ours: each connection OpsFlow opens carries the
+  token as its ``opsflow.wake_token`` setting (:func:`connection_settings`), so a write pays
+  no round trip for it.
 
 A :class:`Wakeup` coalesces: however many commits come while a round runs, they start one
 more round after it, never one per commit. Nothing depends on a wake arriving: the loops
@@ -60,6 +63,16 @@ def process_token() -> str:
     if _token is None or _token[0] != os.getpid():
         _token = (os.getpid(), f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     return _token[1]
+
+
+TOKEN_SETTING = "opsflow.wake_token"  # read by the outbox table's trigger (migration 0026)
+
+
+def connection_settings() -> dict[str, str]:
+    """Server settings for a new PostgreSQL connection of this process: the token its
+    outbox inserts notify with, or none when notifying is turned off. Asked when the
+    connection is opened, so a forked process gives its own token."""
+    return {TOKEN_SETTING: process_token()} if SETTINGS.notify else {}
 
 
 class Wakeup:
