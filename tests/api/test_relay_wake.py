@@ -273,9 +273,9 @@ async def test_one_notification_per_transaction_and_only_if_it_commits(
             event.remove(app_context.engine.sync_engine, "before_cursor_execute", record)
         assert sent
         assert not [s for s in sent if "notify" in s.lower()]
+        marker.clear()
         async with app_context.engine.begin() as connection:
             await connection.execute(text("SELECT pg_notify(:c, 'marker')"), {"c": wake.CHANNEL})
-        marker.clear()
         await asyncio.wait_for(marker.wait(), GIVE_UP_SECONDS)
         assert heard == [wake.process_token(), "marker", wake.process_token(), "marker"]
 
