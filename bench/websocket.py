@@ -30,6 +30,11 @@ the start and the end: on a shared machine it says how much the figures can be t
     python bench/websocket.py [--connections 10000] [--processes 4] [--rate 100]
                               [--duration 60] [--engine-interval 1] [--broadcasts 5]
                               [--source api|outbox] [--database-url URL] [--stalled N]
+                              [--redis-url URL [--workers N]]
+
+With `--redis-url` the server is API-only and a separate `opsflow engine` relays through
+Redis; `--workers N` then spreads the sockets over N server processes, each listening on
+Redis (the server's CPU and RSS are those of all of them).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import httpx
-from _serve import cpu_seconds, start_server
+from _serve import cpu_seconds, process_tree, start_server
 
 PASSWORD = "Websocket-Bench-123"
 PER_USER = 1000
@@ -76,11 +81,18 @@ def load_average() -> str:
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """The server's RSS (or peak, VmHWM): of every process of it with `--workers`."""
+    total, found = 0, False
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as status:
+                for line in status:
+                    if line.startswith(f"{field}:"):
+                        total += int(line.split()[1])
+                        found = True
+        except OSError:
+            continue
+    return total / 1024 if found else float("nan")
 
 
 # --- client processes -------------------------------------------------------------------
@@ -375,15 +387,19 @@ def line(name: str, hist: Counter[int]) -> str:
     )
 
 
-def per_frame(phase: str, cpu: float, frames: float, idle: float) -> str:
+def per_frame(phase: str, cpu: float, frames: float, idle: float, idle_open: float) -> str:
     """The server process's CPU (from /proc, so the scheduler's noise on a busy machine
     does not count) per frame it wrote, also net of `idle` (the idle server's CPU over the
-    same time: its engine polling)."""
+    same time: its engine polling) and of `idle_open` (the server's CPU with the sockets open
+    and nothing sent, over the same time: also their pings), which leaves the frames' own
+    cost."""
     micros = cpu * 1e6 / frames if frames else float("nan")
     net = (cpu - idle) * 1e6 / frames if frames else float("nan")
+    own = (cpu - idle_open) * 1e6 / frames if frames else float("nan")
     return (
         f"{phase}: server CPU {cpu:.2f} s for {frames:.0f} frames written: {micros:.1f} us/frame"
-        f" ({net:.1f} us net of the idle rate)"
+        f" ({net:.1f} us net of the idle rate, {own:.1f} us net of the rate with the sockets "
+        "open)"
     )
 
 
@@ -584,12 +600,21 @@ def main() -> int:
         help="connections that stop reading for the steady phase (slow readers)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="`opsflow serve --workers N`: the sockets spread over N processes (needs "
+        "--redis-url, which carries every event to each of them)",
+    )
+    parser.add_argument(
         "--redis-url",
         default=None,
         help="serve API-only (--no-engine) and relay from a separate `opsflow engine` "
         "process through this Redis (the scaled-out shape); default: the relay inside serve",
     )
     args = parser.parse_args()
+    if args.workers > 1 and not args.redis_url:
+        parser.error("--workers above 1 needs --redis-url (events reach every worker through it)")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     limit = raise_fd_limit()
     processes = args.processes or max(1, math.ceil(args.connections / 2500))
@@ -611,8 +636,8 @@ def main() -> int:
     if args.redis_url:
         env["REDIS_URL"] = args.redis_url
         env["OPSFLOW_ENGINE_ENABLED"] = "false"
-    server, root = start_server(workdir, env)
-    print(f"server pid {server.pid}")
+    server, root = start_server(workdir, env, ["--workers", str(args.workers)])
+    print(f"server pid {server.pid}, {args.workers} worker process(es)")
     if args.redis_url:
         engine = subprocess.Popen(
             [*ENGINE_COMMAND, "--interval", str(args.engine_interval)],
@@ -689,6 +714,12 @@ def main() -> int:
             )
             grown = after - before
             print(f"server RSS with them: {after:.1f} MiB (+{grown:.1f} MiB, {per:.1f} KiB each)")
+            # What the open sockets cost while nothing is sent (their protocol pings, the
+            # heartbeat sweep): part of every phase's CPU below.
+            open_cpu, open_from = cpu_seconds(server.pid), time.monotonic()
+            time.sleep(IDLE_SAMPLE_SECONDS)  # sampling the server's CPU with the sockets open
+            open_rate = (cpu_seconds(server.pid) - open_cpu) / (time.monotonic() - open_from)
+            print(f"server CPU with them open, nothing sent: {open_rate * 1000:.0f} ms per second")
 
             # One event to everyone, --broadcasts times (each once the previous arrived).
             ask(pipes, "reset")
@@ -711,11 +742,15 @@ def main() -> int:
                     time.sleep(0.05)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
             idle = idle_rate * (time.monotonic() - phase_from)
+            idle_open = open_rate * (time.monotonic() - phase_from)
             print(f"broadcast: {received} of {args.broadcasts * still_open} received")
             print(line("broadcast commit -> receipt", hist))
             metrics_after = server_metrics(client, admin)
             sent = metrics_after.get("opsflow_ws_messages_sent_total", 0)
-            print(per_frame("broadcast", cpu_spent, sent - sent_before, idle))
+            # The WebSocket counters are each process's own (/metrics answers from one
+            # worker): with several, the frames the clients received are counted instead.
+            written = sent - sent_before if args.workers == 1 else received
+            print(per_frame("broadcast", cpu_spent, written, idle, idle_open))
             print(split("broadcast", metrics_before, metrics_after, hist, received))
             print(client_cost("broadcast", clients_cpu(children) - clients_before, received))
 
@@ -740,6 +775,7 @@ def main() -> int:
                 time.sleep(0.5)  # polling the clients for what arrived
             cpu_spent = cpu_seconds(server.pid) - cpu_before
             idle = idle_rate * (time.monotonic() - phase_from)
+            idle_open = open_rate * (time.monotonic() - phase_from)
             after_metrics = server_metrics(client, admin)
             print(
                 f"steady: {count} events in {sent_in:.1f} s ({count / sent_in:.0f}/s achieved, "
@@ -754,7 +790,9 @@ def main() -> int:
             delta = {k: after_metrics.get(k, 0) - before_metrics.get(k, 0) for k in after_metrics}
             print(f"server metrics during the steady phase: {delta}")
             frames = delta.get("opsflow_ws_messages_sent_total", 0)
-            print(per_frame("steady", cpu_spent, frames, idle))
+            if args.workers > 1:
+                frames = received
+            print(per_frame("steady", cpu_spent, frames, idle, idle_open))
             print(split("steady", before_metrics, after_metrics, hist, received))
             print(client_cost("steady", clients_cpu(children) - clients_before, received))
             print(

@@ -326,16 +326,19 @@ async def test_past_the_process_budget_the_heaviest_reader_is_dropped_the_others
 async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch_in_one_write(
     app: Any,
     admin_headers: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     writes: list[tuple[int, bytes]] = []
-    original = DirectWriter.write
 
-    def counted(self: DirectWriter, wire: bytes, limit: int) -> Any:
-        writes.append((id(self), wire))
-        return original(self, wire, limit)
+    def counting(direct: DirectWriter) -> None:
+        """Count the writes to this connection's transport (every one goes through `send`)."""
+        original = direct.send
 
-    monkeypatch.setattr(DirectWriter, "write", counted)
+        def send(wire: bytes) -> None:
+            writes.append((id(direct), wire))
+            original(wire)
+
+        direct.send = send
+
     task_one = "00000000-0000-0000-0000-000000000001"
     other = {**_frame(0, "other"), "task": {"id": "00000000-0000-0000-0000-000000000002"}}
     async with (
@@ -349,6 +352,9 @@ async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch
             await ws.recv()  # subscribed
         groups = {s.group for s in HUB._subscribers}
         assert len(groups) == 2  # a and b share one, c has its own
+        for subscriber in HUB._subscribers:
+            assert subscriber.direct is not None
+            counting(subscriber.direct)
         # Four events in one batch: c's channel carries the first, third and fourth only.
         writes.clear()
         HUB.publish_many([_frame(1, "p"), {**other, "id": 2}, _frame(3, "q"), _frame(4, "r")])
@@ -368,6 +374,45 @@ async def test_connections_that_see_the_same_frames_share_them_each_gets_a_batch
     assert got[2][0]["channels"] == [f"task:{task_one}"]
     assert [[f["id"] for f in frames] for frames in later] == [[5, 6, 7]] * 3  # each once
     assert later[2][0]["channels"] == [f"task:{task_one}", "tasks"]
+
+
+async def test_a_live_event_waits_behind_a_frame_pending_for_the_writer_then_goes_direct(
+    app: Any, admin_headers: dict[str, str]
+) -> None:
+    writes: list[bytes] = []
+    async with served(app, "websockets-sansio") as url, _socket(url, admin_headers) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "channels": ["tasks"]}))
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+        (subscriber,) = HUB._subscribers
+        direct = subscriber.direct
+        assert direct is not None
+        original = direct.send
+
+        def send(wire: bytes) -> None:
+            writes.append(wire)
+            original(wire)
+
+        direct.send = send
+        # A frame that only the writer task can send (no direct path for it): queued,
+        # pending until sent. A live event offered before the writer ran must not overtake it.
+        subscriber.direct = None
+        assert subscriber.offer({"type": "queued", "n": 1})
+        subscriber.direct = direct
+        assert subscriber.pending == 1
+        HUB.publish(_frame(1, "behind"))
+        assert subscriber.pending == 2  # queued behind it,
+        assert not writes  # not written ahead
+        first = [json.loads(await ws.recv()) for _ in range(2)]
+        for _ in range(STARTS):  # the writer sent both: it counts them once it resumes
+            if not subscriber.pending:
+                break
+            await asyncio.sleep(0)
+        assert subscriber.pending == 0
+        HUB.publish(_frame(2, "direct"))
+        second = json.loads(await ws.recv())
+    assert [f.get("id", f["type"]) for f in first] == ["queued", 1]
+    assert second["id"] == 2
+    assert len(writes) == 1  # once idle again, the event went straight to the transport
 
 
 async def test_a_relay_pass_numbers_its_events_with_one_lock_and_one_read(

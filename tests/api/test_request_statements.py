@@ -40,7 +40,7 @@ def _sql(statements: list[str]) -> list[str]:
     return [s for s in statements if s.split()[0].upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}]
 
 
-async def test_reading_a_task_takes_four_statements(
+async def test_reading_a_task_takes_one_statement_on_postgresql(
     client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
 ) -> None:
     dev = await make_user(client, admin_headers, "developer")
@@ -70,9 +70,14 @@ async def test_reading_a_task_takes_four_statements(
     assert body["sla_status"]["resolve_deadline"] is not None
     assert [row["action"] for row in body["audit_trail"]] == ["TASK_CREATED", "TASK_ASSIGNED"]
     assert body["sla_events"] == []
-    # the task with its two clocks; its people with its additional assignees; its audit
-    # trail; its SLA events
-    assert len(_sql(statements)) == 4, statements
+    if app_context.engine.dialect.name == "postgresql":
+        # the task with its two clocks, its additional assignees, its people, its SLA
+        # events and its audit trail, each as an array of rows
+        assert len(_sql(statements)) == 1, statements
+    else:
+        # the task with its two clocks; its people with its additional assignees; its
+        # audit trail; its SLA events
+        assert len(_sql(statements)) == 4, statements
 
 
 async def test_a_missing_task_is_404_after_one_statement(
@@ -87,7 +92,7 @@ async def test_a_missing_task_is_404_after_one_statement(
     assert len(_sql(statements)) == 1, statements
 
 
-async def test_a_page_of_tasks_takes_three_statements(
+async def test_a_page_of_tasks_takes_one_statement(
     client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
 ) -> None:
     dev = await make_user(client, admin_headers, "developer")
@@ -106,5 +111,24 @@ async def test_a_page_of_tasks_takes_three_statements(
         assert item["sla_status"]["start_deadline"] is not None
         assert item["sla_status"]["state"] == "compliant"
     assert {item["assigned_to"]["id"] for item in body["items"]} == {dev.id}
-    # the count; the page with its clocks; the assignees
-    assert len(_sql(statements)) == 3, statements
+    # the page with its clocks, its assignees and the count of the whole search
+    assert len(_sql(statements)) == 1, statements
+
+
+async def test_a_page_past_the_last_counts_in_a_second_statement(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    for _ in range(3):
+        await create_task(client, admin_headers)
+    await client.get("/auth/me", headers=admin_headers)
+
+    with counted(app_context) as statements:
+        response = await client.get("/tasks?page_size=2&page=3", headers=admin_headers)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["items"] == []
+    assert body["pagination"]["total_items"] == 3
+    assert body["pagination"]["has_previous"] is True
+    # no row came to carry the count: it is asked for on its own
+    assert len(_sql(statements)) == 2, statements

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsflow.models.sla import SlaClock
+from opsflow.sla.calendar import BusinessCalendar, working_seconds
 from opsflow.sla.clocks import pause, reschedule, resume, resume_after_reopen, stop
 from opsflow.sla.defaults import MAX_SLA_MINUTES
 from opsflow.sla.status import ClockView, sla_status, worst_state
@@ -554,3 +555,21 @@ def test_status_cancelled_after_both_deadlines_took_no_time() -> None:
     # Nobody responded and nothing was completed (as before clocks were rows).
     assert status["start_time_taken"] is None
     assert status["total_time"] is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    started=st.integers(min_value=-(10**12), max_value=10**12),
+    stands=st.integers(min_value=-(10**12), max_value=10**12),
+    target=st.integers(min_value=1, max_value=MAX_SLA_MINUTES),
+)
+def test_an_unpaused_24x7_clock_counts_what_the_calendar_counts(
+    started: int, stands: int, target: int
+) -> None:
+    """A view of a never-paused 24x7 clock skips the calendar's walk: its working time is
+    still exactly what working_seconds sums, to the microsecond, before and after the start."""
+    start = T0 + timedelta(microseconds=started)
+    now = T0 + timedelta(microseconds=stands)
+    clock = new_clock(target=target, started_at=start)
+    expected = working_seconds(BusinessCalendar.always(), start, max(now, start))
+    assert ClockView.of(clock, now).working_elapsed == timedelta(seconds=expected)

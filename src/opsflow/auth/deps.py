@@ -30,11 +30,11 @@ async def get_principal(
         raise Unauthorized("Authentication required")
     if len(token) > 4096:
         raise Unauthorized("Invalid or expired token")
-    # Its own short read-only unit of work, not the request's: the request's transaction
-    # (on SQLite, its write lock) then begins only when the endpoint first needs the
-    # database, which lets work such as password hashing happen before it.
-    async with context.read_sessions() as session:
-        principal = await service.resolve_bearer(session, context, token, request_meta(request))
+    # Its own short read-only unit of work (when the cache cannot answer), not the
+    # request's: the request's transaction (on SQLite, its write lock) then begins only
+    # when the endpoint first needs the database, which lets work such as password hashing
+    # happen before it.
+    principal = await service.authenticate(context, token, request_meta(request))
     request.state.principal = principal
     await context.rate_limiter.for_principal(request.scope, principal)
     return principal

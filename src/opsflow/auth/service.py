@@ -310,11 +310,38 @@ async def resolve_bearer(
     user, session or client may come from `ctx.principals` (see auth/cache.py for how
     long, and how a revocation clears it).
     """
-    claims = ctx.tokens.decode_access(token, now=ctx.clock.now())
-    key = (claims.kind, claims.subject, claims.session_id, claims.scopes)
+    claims, key = _claims(ctx, token)
     cached = ctx.principals.get(key)
     if cached is not None:
         return replace(cached, meta=meta)
+    return await _resolve(session, ctx, claims, key, meta)
+
+
+async def authenticate(ctx: AppContext, token: str, meta: RequestMeta) -> Principal:
+    """:func:`resolve_bearer` in a read-only unit of work of its own, opened only when
+    the cache cannot answer (opening and closing one costs about 0.1 ms of CPU, a few
+    per cent of a whole read)."""
+    claims, key = _claims(ctx, token)
+    cached = ctx.principals.get(key)
+    if cached is not None:
+        return replace(cached, meta=meta)
+    async with ctx.read_sessions() as session:
+        return await _resolve(session, ctx, claims, key, meta)
+
+
+def _claims(ctx: AppContext, token: str) -> tuple[AccessClaims, tuple[Any, ...]]:
+    """The token's checked claims, and the cache key of the principal they name."""
+    claims = ctx.tokens.decode_access(token, now=ctx.clock.now())
+    return claims, (claims.kind, claims.subject, claims.session_id, claims.scopes)
+
+
+async def _resolve(
+    session: AsyncSession,
+    ctx: AppContext,
+    claims: AccessClaims,
+    key: tuple[Any, ...],
+    meta: RequestMeta,
+) -> Principal:
     principal = await _principal_from_database(session, claims)
     ctx.principals.put(key, principal)
     return replace(principal, meta=meta)

@@ -199,11 +199,11 @@ class Connection:
 
     async def _write(self, subscriber: Subscriber) -> None:
         """The connection's writer task: what the queue holds, through ASGI `send` (the hub
-        writes a live event itself only while this is idle and the queue empty)."""
+        writes a live event itself only while this is idle and the queue empty). A frame
+        stays counted as pending until it is sent; after a close nothing is written directly
+        any more."""
         while True:
-            subscriber.busy = False
             frame = await subscriber.queue.get()
-            subscriber.busy = True
             if CLOSE_KEY in frame:
                 code, reason = frame[CLOSE_KEY]
                 await self._close(code, reason)
@@ -216,6 +216,7 @@ class Connection:
                 text = json.dumps(frame, separators=(",", ":"))
             committed = frame.get(COMMITTED_KEY)
             await self.websocket.send_text(text)
+            subscriber.sent()
             HUB.note(subscriber)
             HUB.stats.sent += 1
             if committed is not None:

@@ -92,16 +92,17 @@ class Subscriber:
 
     __slots__ = (
         "_principal",
-        "busy",
         "channels",
         "clock",
         "direct",
+        "evicted",
         "expires_at",
         "group",
         "held",
         "hub",
         "metrics",
         "overflowed",
+        "pending",
         "queue",
         "reader",
         "resolved",
@@ -122,11 +123,14 @@ class Subscriber:
         # The channels with `user:me` spelled out; one shared object per distinct set.
         self.resolved: frozenset[str] = frozenset()
         self.overflowed = asyncio.Event()
+        self.evicted = False  # `overflowed` is set (read without a call by the broadcast loop)
         # While a replay reads the outbox, live events wait here (then sent after it,
         # skipping what the replay already sent).
         self.held: list[dict[str, Any]] | None = None
         self.direct = direct
-        self.busy = False  # the writer task is sending a frame it took from the queue
+        # Frames put in `queue` and not yet sent by the writer task (queued or being sent):
+        # one counter the broadcast loop reads, instead of the queue's size and a busy flag.
+        self.pending = 0
         self.clock = clock
         self.expires_at = expires_at
         self.metrics = metrics  # what `observe_delivery` is called on for direct writes
@@ -168,7 +172,7 @@ class Subscriber:
         """Send a frame: written at once when the direct path is free (see the class),
         otherwise queued for the writer task; a full queue or transport marks the
         connection evicted. A close request always goes through the writer task."""
-        if self.overflowed.is_set():
+        if self.evicted:
             return False
         if self.held is not None and isinstance(frame.get("id"), int):
             self.held.append(frame)
@@ -187,14 +191,24 @@ class Subscriber:
                     self.metrics.observe_delivery(max(0.0, time.time() - committed), 1)
                 return True
             if outcome is Outcome.FULL:
-                self.overflowed.set()
+                self.evict()
             return False
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
-            self.overflowed.set()
+            self.evict()
             return False
+        self.pending += 1
         return True
+
+    def evict(self) -> None:
+        """Mark the connection to be closed (1013); nothing more is offered to it."""
+        self.evicted = True
+        self.overflowed.set()
+
+    def sent(self) -> None:
+        """The writer task is done with a frame it took from the queue."""
+        self.pending -= 1
 
     def _expired(self) -> bool:
         """The token expired: frames go to the writer task, which closes (4401)."""
@@ -203,7 +217,7 @@ class Subscriber:
 
     def idle(self) -> bool:
         """Nothing queued, held or being sent: a frame written now comes after all of it."""
-        return not self.busy and self.held is None and not self.queue.qsize()
+        return not self.pending and self.held is None
 
 
 @dataclass
@@ -349,24 +363,33 @@ class Hub:
             now = clock.now() if clock is not None else None
             written = 0
             for subscriber in tuple(members):
+                # Per socket only attribute reads and the write itself: this loop runs once
+                # per connection for every event, the send system call is what must dominate.
                 direct = subscriber.direct
-                expires = subscriber.expires_at
                 if (
                     direct is not None
-                    and not subscriber.busy
+                    and not subscriber.pending
                     and subscriber.held is None
-                    and not subscriber.queue.qsize()
-                    and not subscriber.overflowed.is_set()
-                    and (now is None or expires is None or now < expires)
+                    and not subscriber.evicted
+                    and (now is None or (expires := subscriber.expires_at) is None or now < expires)
                 ):  # an expired one's frames go to its writer, which closes
-                    outcome = direct.write(wire, limit)
-                    if outcome is Outcome.WRITTEN:
-                        written += 1
-                        if direct.buffered:
-                            backlog[subscriber] = None
-                    elif outcome is Outcome.FULL:
-                        subscriber.overflowed.set()
-                    continue  # CLOSED: its reader sees the disconnect
+                    if (  # DirectWriter.closed(), inline
+                        direct.protocol.close_sent
+                        or direct.closing()
+                        or direct.conn.state is not direct.open_state
+                    ):
+                        continue  # its reader sees the disconnect
+                    if direct.buffered > limit:
+                        subscriber.evict()
+                        continue
+                    direct.send(wire)
+                    written += 1
+                    if direct.size():
+                        direct.buffered = direct.size()
+                        backlog[subscriber] = None
+                    else:
+                        direct.buffered = 0
+                    continue
                 for frame, _ in picked:
                     subscriber.offer(frame)
             if written:
@@ -401,7 +424,7 @@ class Hub:
                 total -= direct.buffered
                 direct.abort()
                 del backlog[subscriber]
-                subscriber.overflowed.set()
+                subscriber.evict()
                 self.stats.shed += 1
         self.stats.buffered = total
 

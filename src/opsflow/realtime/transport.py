@@ -53,29 +53,44 @@ class DirectWriter:
 
     `buffered` is what the transport held unsent after the last write or `refresh`: the
     hub reads it back (`refresh`) only for connections that held something, and sums it
-    against the process-wide budget (realtime/hub.py)."""
+    against the process-wide budget (realtime/hub.py). The transport's methods are kept
+    bound (`send`, `size`, `closing`): the broadcast loop calls them for every socket."""
 
-    __slots__ = ("_conn", "_open_state", "_protocol", "buffered", "transport")
+    __slots__ = (
+        "buffered",
+        "closing",
+        "conn",
+        "open_state",
+        "protocol",
+        "send",
+        "size",
+        "transport",
+    )
 
     def __init__(self, protocol: Any, open_state: Any) -> None:
-        self._protocol = protocol
-        self._conn = protocol.conn
-        self._open_state = open_state
+        self.protocol = protocol  # the server's (uvicorn's) protocol object
+        self.conn = protocol.conn  # its `websockets` connection state machine
+        self.open_state = open_state
         self.transport: asyncio.WriteTransport = protocol.transport
+        self.send: Callable[[bytes], None] = self.transport.write
+        self.size: Callable[[], int] = self.transport.get_write_buffer_size
+        self.closing: Callable[[], bool] = self.transport.is_closing
         self.buffered = 0
 
+    def closed(self) -> bool:
+        """A close frame was sent or received, or the transport is closing: nothing more
+        may be written to it."""
+        return bool(
+            self.protocol.close_sent or self.closing() or self.conn.state is not self.open_state
+        )
+
     def write(self, wire: bytes, limit: int) -> Outcome:
-        transport = self.transport
-        if (
-            self._protocol.close_sent
-            or transport.is_closing()
-            or self._conn.state is not self._open_state
-        ):
+        if self.closed():
             return Outcome.CLOSED
         if self.buffered > limit:
             return Outcome.FULL
-        transport.write(wire)
-        self.buffered = transport.get_write_buffer_size()
+        self.send(wire)
+        self.buffered = self.size()
         return Outcome.WRITTEN
 
     def refresh(self) -> int:

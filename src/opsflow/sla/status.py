@@ -80,9 +80,15 @@ class ClockView:
         # A paused clock stands still at the instant it was paused.
         until = stopped_at or paused_at or now
         calendar = calendar_of(row["calendar_name"], row["calendar_spec"])
-        elapsed = working_seconds(
-            calendar, started_at, max(until, started_at), pause_intervals(row["pauses"])
-        )
+        pauses = row["pauses"]
+        if calendar.is_always and not pauses:
+            # Every instant counts (24x7, never paused): what working_seconds would sum,
+            # without its checks and its walk over the working intervals.
+            elapsed = (max(until, started_at) - started_at).total_seconds()
+        else:
+            elapsed = working_seconds(
+                calendar, started_at, max(until, started_at), pause_intervals(pauses)
+            )
         running = stopped_at is None
         # A running clock breaches at the deadline instant itself; a stopped clock met its
         # target if it stopped at or before the deadline.

@@ -173,12 +173,11 @@ async def list_tasks(
         include_deleted=query.include_deleted,
     )
     now = clock.now()
-    rows, total = await service.search(
+    found = await service.search(
         session, filters, page, now=now, sort=query.sort, order=query.order
     )
-    return Page(
-        items=await views.list_views(session, rows, now), pagination=Pagination.of(page, total)
-    )
+    items = await views.list_views(session, found.tasks, now, assignees=found.assignees)
+    return Page(items=items, pagination=Pagination.of(page, found.total))
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
@@ -190,11 +189,11 @@ async def get_task(
     reader: Reader,
     response: Response,
 ) -> TaskDetail:
-    # Read here rather than by ExistingTask: with its clocks, in one statement.
-    task = await service.get_task_with_clocks(session, task_id)
-    _etag(response, task)
+    # Read here rather than by ExistingTask: with all its page shows, in one statement.
     audit = reach_of(reader, Permission.AUDIT_READ) is not None
-    return await views.detail_view(session, task, clock.now(), with_audit_trail=audit)
+    page = await service.task_page(session, task_id, with_audit_trail=audit)
+    _etag(response, page.task)
+    return await views.page_view(session, page, clock.now())
 
 
 @declares(Forbidden, InvalidTransition)

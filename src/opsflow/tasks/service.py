@@ -161,12 +161,14 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID, *, for_update: boo
     return task
 
 
-async def get_task_with_clocks(session: AsyncSession, task_id: uuid.UUID) -> Task:
-    """The task, or 404; its clocks are loaded with it (views then need not read them)."""
-    task = await repository.get_with_clocks(session, task_id)
-    if task is None:
+async def task_page(
+    session: AsyncSession, task_id: uuid.UUID, *, with_audit_trail: bool
+) -> repository.TaskPage:
+    """The task and what its page shows, or 404."""
+    page = await repository.task_page(session, task_id, with_audit_trail=with_audit_trail)
+    if page is None:
         raise NotFound("task", task_id)
-    return task
+    return page
 
 
 async def escalate(

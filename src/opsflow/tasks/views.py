@@ -7,7 +7,7 @@ Each function builds its models for a batch of tasks with a constant number of q
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,7 +117,7 @@ async def created_view(session: AsyncSession, task: Task, now: datetime) -> Task
     )
 
 
-def _summary(users: dict[uuid.UUID, User], user_id: uuid.UUID | None) -> UserSummary | None:
+def _summary(users: Mapping[uuid.UUID, Any], user_id: uuid.UUID | None) -> UserSummary | None:
     if user_id is None or user_id not in users:
         return None
     return UserSummary.model_validate(users[user_id])
@@ -148,9 +148,19 @@ async def read_views(session: AsyncSession, tasks: Sequence[Task], now: datetime
 
 
 async def list_views(
-    session: AsyncSession, tasks: Sequence[Task], now: datetime
+    session: AsyncSession,
+    tasks: Sequence[Task],
+    now: datetime,
+    *,
+    assignees: Mapping[uuid.UUID, Any] | None = None,
 ) -> list[TaskListItem]:
-    users = await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    """The tasks as a list shows them; their `assignees` (anything with the attributes of a
+    UserSummary, by id) are read here unless given."""
+    users: Mapping[uuid.UUID, Any] = (
+        assignees
+        if assignees is not None
+        else await users_repo.get_many(session, [t.assigned_to for t in tasks if t.assigned_to])
+    )
     views = await clock_views(session, tasks, now)
     return [
         TaskListItem(
@@ -180,8 +190,22 @@ async def detail_view(
 ) -> TaskDetail:
     """The task with its SLA events and, for callers who may read the audit log, its audit
     trail (left out otherwise)."""
-    extras, users = await repository.people(session, [task])
-    views = await clock_views(session, [task], now)
+    page = await repository.page_of(session, task, with_audit_trail=with_audit_trail)
+    return await page_view(session, page, now)
+
+
+async def page_view(session: AsyncSession, page: repository.TaskPage, now: datetime) -> TaskDetail:
+    """A task's page as :func:`repository.task_page` read it."""
+    task = page.task
+    people = {
+        user_id: UserSummary(id=p.id, username=p.username, full_name=p.full_name)
+        for user_id, p in page.people.items()
+    }
+    start, resolve = (await clock_views(session, [task], now))[task.id]
+
+    def person(user_id: uuid.UUID | None) -> UserSummary | None:
+        return people.get(user_id) if user_id is not None else None
+
     trail = (
         [
             AuditTrailEntry(
@@ -192,9 +216,9 @@ async def detail_view(
                 timestamp=row.timestamp,
                 changes=row.changes,
             )
-            for row in await repository.audit_trail(session, task.id)
+            for row in page.trail
         ]
-        if with_audit_trail
+        if page.trail is not None
         else None
     )
     events = [
@@ -205,9 +229,15 @@ async def detail_view(
             triggered_at=e.triggered_at,
             notification_sent=e.notification_sent,
         )
-        for e in await repository.sla_events_brief(session, task.id)
+        for e in page.events
     ]
     # Built in one go (not a TaskRead copied into a TaskDetail).
     return TaskDetail(
-        **_read_fields(task, users, extras, views), sla_events=events, audit_trail=trail
+        **_fields(task),
+        created_by=person(task.created_by),
+        assigned_to=person(task.assigned_to),
+        additional_assignees=[s for s in (person(u) for u in page.extras) if s],
+        sla_status=sla_status_of(task, (start, resolve)),
+        sla_events=events,
+        audit_trail=trail,
     )
