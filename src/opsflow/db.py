@@ -487,8 +487,19 @@ async def insert_rows(session: AsyncSession, model: type[Any], rows: list[dict[s
     names = _COLUMN_NAMES.get(model)
     if names is None:
         mapper = sa_inspect(model)
-        names = _COLUMN_NAMES[model] = {a.key: a.columns[0].name for a in mapper.column_attrs}
-    table = model.__table__
-    await session.execute(
-        table.insert(), [{names.get(key, key): value for key, value in row.items()} for row in rows]
-    )
+        names = _COLUMN_NAMES[model] = {
+            a.key: a.columns[0].name for a in mapper.column_attrs if a.key != a.columns[0].name
+        }
+    # Only the keys whose column is named otherwise are renamed (the rows share their keys):
+    # most rows go to the statement as they are, without a copy.
+    renames = [(key, names[key]) for key in rows[0] if key in names]
+    if renames:
+        rows = [_renamed(row, renames) for row in rows]
+    await session.execute(model.__table__.insert(), rows)
+
+
+def _renamed(row: dict[str, Any], renames: list[tuple[str, str]]) -> dict[str, Any]:
+    row = dict(row)
+    for key, column in renames:
+        row[column] = row.pop(key)
+    return row

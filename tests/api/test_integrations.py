@@ -1024,3 +1024,54 @@ async def test_two_instances_open_one_incident_per_key(
         outcomes = sorted(e["outcome"] for e in log if e["dedup_key"] == key)
         assert outcomes == ["created"] + ["updated"] * 7
         assert len({e["task_id"] for e in log if e["dedup_key"] == key}) == 1
+
+
+async def test_a_new_incident_stores_what_the_task_rules_make_of_it(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """The rows a first trigger writes set-based (task, audit row, outbox event) hold what
+    the task rules compute from the incident as read back: its audited state (every value
+    converted, the payload's numbers included) and its event's payload, to the byte."""
+    from sqlalchemy import select
+
+    from opsflow.integrations.ingest import principal
+    from opsflow.kit.jsonable import to_jsonable
+    from opsflow.models.audit import AuditLog
+    from opsflow.models.integration import Integration
+    from opsflow.models.outbox import OutboxEvent
+    from opsflow.models.task import Task
+    from opsflow.tasks.values import change_payload, task_state
+
+    integration = await make_integration(client, admin_headers)
+    body = trigger("pinned", severity="error")
+    body["payload"]["custom_details"] = {
+        "huge": 1e300,
+        "ratio": 0.25,
+        "whole": 3.0,
+        "nested": [{"é": "ünïcode ✓", "n": None, "ok": True}, [1, 2.5, "x"]],
+    }
+    assert (await send(client, integration["key"], body)).status_code == 202
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    async with context.sessions() as session:
+        task = (await session.scalars(select(Task).where(Task.dedup_key == "pinned"))).one()
+        audit = (await session.scalars(select(AuditLog).where(AuditLog.entity_id == task.id))).one()
+        event = (
+            await session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == task.id))
+        ).one()
+        source = await session.get(Integration, uuid.UUID(integration["id"]))
+        assert source is not None
+        actor = principal(source)
+        details = task.metadata_["alert"]["payload"]["payload"]["custom_details"]
+        assert details["huge"] == int(1e300)
+        assert isinstance(details["huge"], int)
+        assert details["nested"] == body["payload"]["custom_details"]["nested"]
+        assert audit.action == "TASK_CREATED"
+        assert audit.new_state == task_state(task)
+        assert json.dumps(audit.new_state, sort_keys=True) == json.dumps(
+            task_state(task), sort_keys=True
+        )
+        assert (audit.previous_state, audit.changes, audit.metadata_) == (None, None, {})
+        expected = to_jsonable({**change_payload(actor, task), "request_id": audit.request_id})
+        assert json.dumps(event.payload, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    verify = await client.get("/audit-logs/verify", headers=admin_headers)
+    assert verify.json()["valid"] is True, verify.text

@@ -124,3 +124,57 @@ def test_metadata_nesting_limit(container: str) -> None:
 def test_absurd_nesting_is_a_validation_error_not_a_crash() -> None:
     with pytest.raises(ValidationError, match="nested too deeply"):
         metadata.validate_python({"k": nested(500)})
+
+
+def _rule(value: Any, depth: int = 0) -> None:
+    """The metadata rule as first written: every value walked by a call of its own."""
+    if depth > 32:
+        raise ValueError("is nested too deeply (max 32 levels)")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                raise ValueError("must not contain NUL characters")
+            _rule(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _rule(item, depth + 1)
+
+
+def _width(rng: Any) -> int:
+    # Mostly one child: deep values stay small.
+    return rng.choice((0, 1, 1, 1, 1, 1, 1, 2))
+
+
+def _verdict(check: Any, value: Any) -> str:
+    try:
+        check(value)
+    except (ValueError, ValidationError) as exc:
+        return "nested" if "nested too deeply" in str(exc) else "NUL"
+    return "ok"
+
+
+def test_metadata_walk_refuses_exactly_what_the_rule_refuses() -> None:
+    """Around the depth limit, scalars and containers, NUL in keys and values, first fault
+    first: the same verdict as the rule walking every value by a call."""
+    import random
+
+    rng = random.Random(11)
+    leaves: list[Any] = [1, 2.5, None, True, "text", "nul\x00", "", "é✓"]
+
+    def build(levels: int) -> Any:
+        if levels == 0 or rng.random() < 0.1:
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            keys = [rng.choice(["a", "b\x00", "c", "d"]) for _ in range(_width(rng))]
+            return {key: build(levels - 1) for key in keys}
+        return [build(levels - 1) for _ in range(_width(rng))]
+
+    values = [{"k": nested(n, leaf)} for n in (30, 31, 32, 33) for leaf in leaves]
+    values += [{"k": nested(n, leaf, container="list")} for n in (31, 32) for leaf in leaves]
+    values += [{"top": build(rng.randint(1, 36))} for _ in range(2000)]
+    verdicts = [(_verdict(_rule, v), _verdict(metadata.validate_python, v)) for v in values]
+    assert all(rule == walk for rule, walk in verdicts)
+    assert {rule for rule, _ in verdicts} == {"ok", "NUL", "nested"}

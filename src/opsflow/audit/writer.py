@@ -62,8 +62,14 @@ def record(
     previous_state: dict[str, Any] | None = None,
     new_state: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    plain: bool = False,
 ) -> None:
-    """Queue one audit row; it is written in this unit of work, just before commit."""
+    """Queue one audit row; it is written in this unit of work, just before commit.
+
+    `plain`: the states and changes are plain JSON values already (what `to_jsonable`
+    makes of them, e.g. `tasks.values.task_state`), built for this row and not changed
+    after: kept as given instead of copied by another walk."""
+    convert = _as_given if plain else to_jsonable
     pending: list[Pending] = session.info.setdefault(_PENDING, [])
     pending.append(
         Pending(
@@ -72,13 +78,17 @@ def record(
             action=action,
             actor=actor,
             timestamp=now,
-            changes=to_jsonable(changes) if changes is not None else None,
-            previous_state=to_jsonable(previous_state) if previous_state is not None else None,
-            new_state=to_jsonable(new_state) if new_state is not None else None,
+            changes=convert(changes) if changes is not None else None,
+            previous_state=convert(previous_state) if previous_state is not None else None,
+            new_state=convert(new_state) if new_state is not None else None,
             metadata=to_jsonable(metadata or {}),
         )
     )
     add_pre_commit_hook(session, "audit", _flush_hook)
+
+
+def _as_given(value: Any) -> Any:
+    return value
 
 
 async def _flush_hook(session: AsyncSession) -> None:

@@ -230,7 +230,8 @@ def _ruled(items: list[Item], open_now: dict[Ref, Task]) -> list[uuid.UUID]:
 def _open_first(run: Run, new: bulk.NewTasks, event: AlertEvent) -> tuple[str, uuid.UUID | None]:
     try:
         data, origin = new_incident(run, event, None, [])
-        created = new.add(run.actor, data, origin, None, data.team_id)
+        # Its metadata is built as plain JSON for this incident (`new_incident`).
+        created = new.add(run.actor, data, origin, None, data.team_id, plain_metadata=True)
     except ITEM_ERRORS:
         return "failed", None
     return "created", created.id

@@ -37,10 +37,13 @@ email_validator.SPECIAL_USE_DOMAIN_NAMES[:] = [
 ]
 
 
+_NUL = "must not contain NUL characters"
+
+
 def _reject_nul(value: str) -> str:
     # PostgreSQL text and jsonb cannot store U+0000; reject it up front with a clear message.
     if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+        raise ValueError(_NUL)
     return value
 
 
@@ -91,18 +94,31 @@ class NoNul:
 reject_nul = _reject_nul  # for schemas elsewhere (NoNul() also states the rule)
 
 
+_NESTED = 32
+
+
 def _walk_no_nul(value: Any, depth: int = 0) -> None:
-    if depth > 32:
-        raise ValueError("is nested too deeply (max 32 levels)")
+    # A string or a number in a container is checked in the loop rather than by a call of
+    # its own (metadata is mostly those; an alert's payload has hundreds); only containers,
+    # and anything past the depth limit (refused), are walked by a call.
+    if depth > _NESTED:
+        raise ValueError(f"is nested too deeply (max {_NESTED} levels)")
     if isinstance(value, str):
         _reject_nul(value)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _reject_nul(str(key))
-            _walk_no_nul(item, depth + 1)
+            if "\x00" in str(key):
+                raise ValueError(_NUL)
+            if depth >= _NESTED or isinstance(item, dict | list):
+                _walk_no_nul(item, depth + 1)
+            elif isinstance(item, str) and "\x00" in item:
+                raise ValueError(_NUL)
     elif isinstance(value, list):
         for item in value:
-            _walk_no_nul(item, depth + 1)
+            if depth >= _NESTED or isinstance(item, dict | list):
+                _walk_no_nul(item, depth + 1)
+            elif isinstance(item, str) and "\x00" in item:
+                raise ValueError(_NUL)
 
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:

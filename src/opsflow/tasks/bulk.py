@@ -98,10 +98,12 @@ class NewTasks:
         external: ExternalRef | None,
         assignee: User | None,
         team_id: uuid.UUID | None,
+        *,
+        plain_metadata: bool = False,
     ) -> NewTask:
         """A new task by the task rules, for references the caller checked (`assignee` an
         active user, `team_id` an active team or None for the default). Raises the rules'
-        errors before anything is queued."""
+        errors before anything is queued. `plain_metadata`: as for `new_task_values`."""
         if data.additional_assignees:
             raise ValueError("batched creation takes no additional assignees")
         permission = (
@@ -121,7 +123,16 @@ class NewTasks:
         )
         known = self._plans.get(selector)
         policy = known[0] if known else self.catalog.resolve(*selector[:3])
-        values = new_task_values(actor, data, external, policy, assignee, team_id, self.now)
+        values = new_task_values(
+            actor,
+            data,
+            external,
+            policy,
+            assignee,
+            team_id,
+            self.now,
+            plain_metadata=plain_metadata,
+        )
         plan = known[1] if known else None
         if plan is None:
             plan = self._plan(values, policy)
@@ -140,7 +151,9 @@ class NewTasks:
             entity_id=task_id,
             action="TASK_CREATED",
             now=self.now,
-            new_state=task_state(view),
+            # Its metadata is `new_task_values`' own copy, not changed after this.
+            new_state=task_state(view, plain_metadata=True),
+            plain=True,
         )
         self.events.append(
             outbox.event_row(
