@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -143,7 +144,7 @@ def _rule(value: Any, depth: int = 0) -> None:
             _rule(item, depth + 1)
 
 
-def _width(rng: Any) -> int:
+def _width(rng: random.Random) -> int:
     # Mostly one child: deep values stay small.
     return rng.choice((0, 1, 1, 1, 1, 1, 1, 2))
 
