@@ -250,15 +250,17 @@ async def set_additional_assignees(
     await session.flush()
 
 
+# The columns of an audit trail entry as a task's detail shows it, in this order.
+_TRAIL_COLUMNS = (
+    AuditLog.action,
+    AuditLog.actor_name,
+    AuditLog.actor_type,
+    AuditLog.actor_id,
+    AuditLog.timestamp,
+    AuditLog.changes,
+)
 _AUDIT_TRAIL = (
-    select(
-        AuditLog.action,
-        AuditLog.actor_name,
-        AuditLog.actor_type,
-        AuditLog.actor_id,
-        AuditLog.timestamp,
-        AuditLog.changes,
-    )
+    select(*_TRAIL_COLUMNS)
     .where(AuditLog.entity_type == "task", AuditLog.entity_id == bindparam("task_id"))
     .order_by(AuditLog.seq)
     .limit(bindparam("limit"))
@@ -369,16 +371,7 @@ def _page_statement(with_audit_trail: bool) -> Select[Any]:
     ]
     if with_audit_trail:
         trail = (
-            select(
-                func.row(
-                    AuditLog.action,
-                    AuditLog.actor_name,
-                    AuditLog.actor_type,
-                    AuditLog.actor_id,
-                    AuditLog.timestamp,
-                    AuditLog.changes,
-                )
-            )
+            select(func.row(*_TRAIL_COLUMNS))
             .where(AuditLog.entity_type == "task", AuditLog.entity_id == Task.id)
             .order_by(AuditLog.seq)
             .limit(AUDIT_TRAIL_LIMIT)
