@@ -78,6 +78,33 @@ def process_tree(root: int) -> list[int]:
     return found
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+async def backend_pids(url: str) -> list[int]:
+    """The PostgreSQL backends connected to the database at `url` (a server's pool)."""
+    from sqlalchemy import text
+
+    from opsflow.config import Settings
+    from opsflow.db import create_engine
+
+    engine = create_engine(Settings(database_url=url).database_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            return [int(row[0]) for row in rows]
+    finally:
+        await engine.dispose()
+
+
 def cpu_seconds(root: int) -> float:
     """User + system CPU seconds of `root` and its live descendants (not the database's)."""
     total = 0

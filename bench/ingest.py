@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 from _engines import execute, log
-from _serve import start_server
+from _serve import backend_pids, process_cpu, start_server
 from request_path import LUA, ensure_wrk
 from sqlalchemy import insert
 from sqlalchemy.engine import make_url
@@ -252,38 +252,14 @@ def _send_all(
         return time.perf_counter() - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _database_cpu(url: str) -> float:
     """CPU time the PostgreSQL server processes of the scratch database have used so far
     (their backends, read from /proc: the database must run on this machine). Backends are
     pooled by the server under test, so the same ones serve a whole phase."""
-    import asyncio as _asyncio
-
-    async def pids() -> list[int]:
-        from sqlalchemy import text
-
-        engine = create_engine(Settings(database_url=url).database_url)
-        try:
-            async with engine.connect() as connection:
-                rows = await connection.execute(
-                    text(
-                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND pid <> pg_backend_pid()"
-                    )
-                )
-                return [int(r[0]) for r in rows]
-        finally:
-            await engine.dispose()
-
     total = 0.0
-    for pid in _asyncio.run(pids()) if url.startswith("postgresql") else []:
+    for pid in asyncio.run(backend_pids(url)) if url.startswith("postgresql") else []:
         try:
-            total += _cpu_seconds(pid)
+            total += process_cpu(pid)
         except (FileNotFoundError, PermissionError):
             continue
     return total
@@ -355,11 +331,11 @@ def _alerts(
     log(f"alert events over {keys} dedup keys: {senders}, one server process:")
     total_events, total_time = 0, 0.0
     for number, (name, bodies) in enumerate(phases):
-        cpu, batches = _cpu_seconds(server_pid), _batches(base)
+        cpu, batches = process_cpu(server_pid), _batches(base)
         database, sender = _database_cpu(args.database), _children_cpu()
         spy = _py_spy(server_pid, f"{args.profile}-{number}.txt") if args.profile else None
         took = _send_all(base, path, bodies, args)
-        cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
+        cpu, after = process_cpu(server_pid) - cpu, _batches(base)
         database, sender = _database_cpu(args.database) - database, _children_cpu() - sender
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -410,9 +386,9 @@ def _notifications(
     log(f"Alertmanager notifications of {size} alerts, {groups} groups ({groups * size} keys):")
     for name, chosen in phases:
         bodies = [_notification(g, size) for g in chosen]
-        cpu, batches = _cpu_seconds(server_pid), _batches(base)
+        cpu, batches = process_cpu(server_pid), _batches(base)
         took = _send_all(base, path, bodies, args)
-        cpu, after = _cpu_seconds(server_pid) - cpu, _batches(base)
+        cpu, after = process_cpu(server_pid) - cpu, _batches(base)
         count, requests = after[0] - batches[0], after[1] - batches[1]
         events = len(bodies) * size
         log(

@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 
 import httpx
-from _serve import start_server
+from _serve import backend_pids, process_cpu, start_server
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -51,13 +51,6 @@ ENDPOINTS = (
     "/reports/dashboard",
     "/reports/sla-compliance",
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -99,27 +92,11 @@ def fill(url: str, tasks: int, workdir: str, password: str) -> float:
     return time.perf_counter() - began
 
 
-async def backend_pids(url: str) -> list[int]:
-    """The PostgreSQL backends connected to the database at `url` (the server's pool)."""
-    engine = create_engine(Settings(database_url=url).database_url)
-    try:
-        async with engine.connect() as connection:
-            rows = await connection.execute(
-                text(
-                    "SELECT pid FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            return [int(row[0]) for row in rows]
-    finally:
-        await engine.dispose()
-
-
 def backends_cpu(pids: list[int]) -> dict[int, float]:
     seconds = {}
     for pid in pids:
         with contextlib.suppress(OSError):  # ended, or not on this machine
-            seconds[pid] = cpu_seconds(pid)
+            seconds[pid] = process_cpu(pid)
     return seconds
 
 
@@ -144,13 +121,13 @@ async def measure(
             times = []
             pids = await backend_pids(url) if local_pg else []
             db_before = backends_cpu(pids)
-            cpu = cpu_seconds(pid)
+            cpu = process_cpu(pid)
             for _ in range(requests):
                 began = time.perf_counter()
                 response = await client.get(path, headers=headers)
                 times.append((time.perf_counter() - began) * 1000)
                 response.raise_for_status()
-            cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / requests
+            cpu_ms = (process_cpu(pid) - cpu) * 1000 / requests
             db_after = backends_cpu(list(db_before))
             db_ms = sum(db_after[p] - db_before[p] for p in db_after) * 1000 / requests
             results[path] = (statistics.median(times), pct(times, 0.99))
