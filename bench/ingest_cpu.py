@@ -6,7 +6,8 @@ change to the ingestion path can be measured next to the previous code at the sa
 of a busy machine. Phases: a batch of N new tickets, the same batch again, the batch with a
 newer version (`--rounds` times); then alert events from `--senders` concurrent requests
 (group-committed): a first trigger of K keys, K repeats (severity alternating, so about half
-the keys escalate once), K/10 Alertmanager notifications of 10 alerts, and as many group
+the keys escalate once), K plain re-sends (nothing but the alert's count and last seen
+change), K/10 Alertmanager notifications of 10 alerts, and as many group
 re-sends. `--profile PREFIX` writes a pyinstrument profile of each phase (last round).
 
     BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/ingest_cpu.py
@@ -28,9 +29,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _serve import process_cpu
 from ingest import _event, _notification, _tickets
 from request_cpu import PASSWORD, database, in_process_app
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from opsflow import schema
 
@@ -65,9 +67,11 @@ class Phase:
         statements: Statements | None = None,
         batches: Callable[[], float] | None = None,
         calls: bool = False,
+        database_cpu: Callable[[], Awaitable[float | None]] | None = None,
     ) -> None:
         self.name, self.profile = name, profile
         self.statements, self.batches, self.calls = statements, batches, calls
+        self.database_cpu = database_cpu
 
     async def run(self, work: Callable[[], Awaitable[Any]], count: int) -> None:
         profiler: Any = None
@@ -76,6 +80,8 @@ class Phase:
 
             profiler = Profiler(interval=0.0005, async_mode="disabled")
             profiler.start()
+        # Read before the statements are counted: its query is not the application's.
+        database = await self.database_cpu() if self.database_cpu else None
         if self.statements:
             self.statements.take()
         commits = self.batches() if self.batches else 0.0
@@ -87,6 +93,7 @@ class Phase:
         if counter is not None:
             counter.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        seen = self.statements.take() if self.statements else Counter()
         if profiler:
             profiler.stop()
             _write(f"{self.profile}-{self.name}.txt", profiler.output_text(unicode=False))
@@ -94,6 +101,12 @@ class Phase:
             f"  {self.name:<12} {count:>6}: wall {wall * 1000:7.0f} ms, CPU {cpu * 1000:7.0f} ms"
             f" ({cpu * 1000 / count:.3f} ms each)"
         )
+        if database is not None and self.database_cpu:
+            spent = (await self.database_cpu() or database) - database
+            print(
+                f"    PostgreSQL backends: CPU {spent * 1000:7.0f} ms"
+                f" ({spent * 1000 / count:.3f} ms each)"
+            )
         if counter is not None:
             # Python function calls per event: a deterministic proxy for CPU, for comparing
             # two versions on a machine too busy for CPU time to tell.
@@ -103,7 +116,6 @@ class Phase:
                 counter.dump_stats(f"{self.profile}-{self.name}.pstats")
         if self.statements and self.batches:
             commits = max(self.batches() - commits, 1.0)
-            seen = self.statements.take()
             print(
                 f"    {commits:.0f} group commits, {sum(seen.values()) / commits:.1f} "
                 "statements each:"
@@ -158,6 +170,8 @@ async def measure(url: str, args: argparse.Namespace) -> None:
         phases = [
             ("first", "events", [_event(name, 0) for name in names], 1),
             ("repeat", "events", [_event(rng.choice(names), i) for i in range(1, k + 1)], 1),
+            # Severity never worse than the incident's: every one a plain re-send.
+            ("resend", "events", [_event(rng.choice(names), 0) for _ in range(k)], 1),
             ("am-first", "alertmanager", [_notification(g, 10) for g in range(groups)], 10),
             (
                 "am-resend",
@@ -167,6 +181,20 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             ),
         ]
         statements = Statements(context.engine) if args.statements else None
+
+        async def database_cpu() -> float | None:
+            """CPU seconds of this database's backends so far (the app's pool; None on
+            SQLite or where /proc does not show them)."""
+            if context.engine.dialect.name != "postgresql":
+                return None
+            async with context.engine.connect() as connection:
+                pids = await connection.scalars(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+                )
+                try:
+                    return sum(process_cpu(pid) for pid in pids)
+                except OSError:
+                    return None
 
         def commits() -> float:
             value = context.metrics.registry.get_sample_value("opsflow_alert_batch_requests_count")
@@ -185,7 +213,7 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             async def send_all(sender: Callable[[], Awaitable[None]] = sender) -> None:
                 await asyncio.gather(*(sender() for _ in range(args.senders)))
 
-            phase = Phase(name, args.profile, statements, commits, args.calls)
+            phase = Phase(name, args.profile, statements, commits, args.calls, database_cpu)
             await phase.run(send_all, len(bodies) * per)
     await context.close()
 
