@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any, cast
@@ -130,8 +131,27 @@ async def keys_with_incidents(
     return found
 
 
+# One statement for all the rows (their ids and values as two arrays). An executemany
+# would run the statement once per row on the server, and with it, once per row, the
+# statement-level triggers of `tasks` (the report rollups, the values copied to the
+# clocks: migrations 0021-0024), each a scan of its transition tables.
+_SET_METADATA = text(
+    "UPDATE tasks SET metadata = CAST(v.value AS JSONB) "
+    "FROM unnest(CAST(:ids AS UUID[]), CAST(:values AS TEXT[])) AS v(id, value) "
+    "WHERE tasks.id = v.id"
+)
+
+
 async def set_metadata(session: AsyncSession, values: dict[uuid.UUID, dict[str, Any]]) -> None:
     """Replace the `metadata` of these tasks, nothing else (one statement, many rows)."""
+    if not values:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            _SET_METADATA,
+            {"ids": list(values), "values": [json.dumps(v) for v in values.values()]},
+        )
+        return
     table = cast(Table, Task.__table__)
     statement = (
         update(table)
