@@ -1075,3 +1075,61 @@ async def test_a_new_incident_stores_what_the_task_rules_make_of_it(
         assert json.dumps(event.payload, sort_keys=True) == json.dumps(expected, sort_keys=True)
     verify = await client.get("/audit-logs/verify", headers=admin_headers)
     assert verify.json()["valid"] is True, verify.text
+
+
+async def test_a_batch_writes_its_resends_and_rule_changes_each_with_one_statement(
+    client: httpx.AsyncClient, admin_headers: Headers
+) -> None:
+    """One set-based batch of plain re-sends and escalations: the re-sent incidents keep
+    their version and take the new count, the escalated ones their new priority and next
+    version. On PostgreSQL each UPDATE of tasks goes as one statement on the server (an
+    executemany would run it, and the table's statement triggers, once per row)."""
+    from sqlalchemy import event, select
+
+    from opsflow.db import unit_of_work
+    from opsflow.integrations import batch as alert_batch
+    from opsflow.integrations.parsers import parse_generic
+    from opsflow.models.integration import Integration
+    from opsflow.models.task import Task
+
+    integration = await make_integration(client, admin_headers)
+    keys = [f"batched-{i}" for i in range(4)]
+    for key in keys:
+        assert (await send(client, integration["key"], trigger(key))).status_code == 202
+    context = client._transport.app.state.context  # type: ignore[attr-defined]
+    updates: list[tuple[str, bool]] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, _p: Any, _x: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE TASKS"):
+            updates.append((statement, many))
+
+    engine = context.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    severities = ("warning", "info", "critical", "critical")
+    try:
+        async with unit_of_work(context.sessions) as session:
+            row = await session.get(Integration, uuid.UUID(integration["id"]))
+            assert row is not None
+            now = context.clock.now()
+            items = [
+                alert_batch.Item(row, [parse_generic(trigger(key, severity))], now)
+                for key, severity in zip(keys, severities, strict=True)
+            ]
+            outcomes = await alert_batch.apply_batch(session, context, items, deferred=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [o.outcome for (o,) in outcomes] == ["updated", "updated", "escalated", "escalated"]
+    assert len(updates) == 2  # the re-sends' metadata, the escalations' changes
+    if context.engine.dialect.name == "postgresql":
+        assert [many for _, many in updates] == [False, False]
+    async with context.sessions() as session:
+        rows = await session.scalars(select(Task).where(Task.dedup_key.in_(keys)))
+        tasks = {t.dedup_key: t for t in rows}
+    for key in keys[:2]:
+        assert tasks[key].version == 1
+        assert tasks[key].metadata_["alert"]["count"] == 2
+        assert tasks[key].metadata_["alert"]["severity"] == "warning"
+    for key in keys[2:]:
+        assert tasks[key].version == 2
+        assert tasks[key].priority == "CRITICAL"
+        assert tasks[key].metadata_["alert"]["count"] == 2

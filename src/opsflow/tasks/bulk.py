@@ -11,19 +11,21 @@ write the rows with a few multi-row statements instead of round trips per task:
 - :func:`write_changed` writes tasks changed in memory by deferred task commands
   (``TaskCommand(deferred=True)``: the rules applied, the version stepped, nothing
   flushed) with one UPDATE statement per set of changed columns, executed for all rows at
-  once, and marks them as written.
+  once (on PostgreSQL one statement on the server too, the values as arrays), and marks
+  them as written.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, inspect, update
+from sqlalchemy import Table, TextClause, bindparam, inspect, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -213,7 +215,13 @@ async def write_changed(session: AsyncSession, tasks: Iterable[Task]) -> None:
         params["b_version"] = task.version
         groups.setdefault(changed, []).append((task, params))
     mapper = inspect(Task)
+    dialect = session.get_bind().dialect
     for changed, rows in groups.items():
+        if dialect.name == "postgresql":
+            statement_of, arrays_of = _pg_update(changed, dialect)
+            await session.execute(statement_of, arrays_of([params for _, params in rows]))
+            _written(rows, (*changed, "version"))
+            continue
         columns: dict[str, Any] = {
             mapper.columns[key].name: bindparam(f"v_{key}") for key in changed
         }
@@ -226,6 +234,61 @@ async def write_changed(session: AsyncSession, tasks: Iterable[Task]) -> None:
             .values({**columns, "version": bindparam("b_version")})
         )
         await session.execute(statement, [params for _, params in rows])
-        for task, _ in rows:
-            for key in (*changed, "version"):
-                set_committed_value(task, key, getattr(task, key))
+        _written(rows, (*changed, "version"))
+
+
+def _written(rows: list[tuple[Task, dict[str, Any]]], changed: tuple[str, ...]) -> None:
+    for row, _ in rows:
+        for key in changed:
+            set_committed_value(row, key, getattr(row, key))
+
+
+_Arrays = Callable[[list[dict[str, Any]]], dict[str, list[Any]]]
+_PG_UPDATES: dict[tuple[str, ...], tuple[TextClause, _Arrays]] = {}
+
+
+def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, _Arrays]:
+    """PostgreSQL: the UPDATE of one set of changed columns of tasks (by id, guarded by the
+    version each was read at, the version set) as ONE statement for all the rows, each
+    column's values an array (`unnest`), and what makes the arrays of the rows' parameters.
+    An executemany would run the statement once per row on the server, and with it, once
+    per row, the statement-level triggers of `tasks` (the report rollups, the values copied
+    to the clocks: migrations 0021-0024). JSON values go as text, cast in the statement.
+    Built once per set of columns."""
+    built = _PG_UPDATES.get(changed)
+    if built is not None:
+        return built
+    mapper = inspect(Task)
+    names = ["b_id", "b_read_version", "b_version"]
+    types = ["UUID", "INTEGER", "INTEGER"]
+    processors: list[Callable[[Any], Any] | None] = [None, None, None]
+    sets = ["version = v.b_version"]
+    for key in changed:
+        column = mapper.columns[key]
+        processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
+        names.append(f"v_{key}")
+        name = column.type.compile(dialect=dialect)
+        if name in ("JSON", "JSONB"):
+            types.append("TEXT")
+            sets.append(f'"{column.name}" = CAST(v.v_{key} AS {name})')
+        else:
+            types.append(name)
+            sets.append(f'"{column.name}" = v.v_{key}')
+    arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
+    statement = text(
+        f"UPDATE tasks SET {', '.join(sets)} "  # noqa: S608
+        f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+        "WHERE tasks.id = v.b_id AND tasks.version = v.b_read_version"
+    )
+    steps = list(zip(names, processors, strict=True))
+
+    def arrays_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        return {
+            name: [row[name] for row in rows]
+            if process is None
+            else [process(row[name]) for row in rows]
+            for name, process in steps
+        }
+
+    _PG_UPDATES[changed] = (statement, arrays_of)
+    return statement, arrays_of
