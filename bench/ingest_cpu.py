@@ -8,7 +8,9 @@ newer version (`--rounds` times); then alert events from `--senders` concurrent 
 (group-committed): a first trigger of K keys, K repeats (severity alternating, so about half
 the keys escalate once), K plain re-sends (nothing but the alert's count and last seen
 change), K/10 Alertmanager notifications of 10 alerts, and as many group
-re-sends. `--profile PREFIX` writes a pyinstrument profile of each phase (last round).
+re-sends; on PostgreSQL each alert phase also prints the CPU its database's backends took
+(the application's pool, read from /proc). `--profile PREFIX` writes a pyinstrument
+profile of each phase (last round).
 
     BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/ingest_cpu.py
     python bench/ingest_cpu.py --database sqlite --alert-keys 500 --profile /tmp/ingest
