@@ -132,7 +132,7 @@ async def create_task(
         team_id = assignee.team_id if assignee else actor.team_id
 
     if catalog is None:
-        catalog = await sla_service.load_catalog(session)
+        catalog = await ctx.sla_policies.get(session)
     policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
     task = Task(**new_task_values(actor, data, external, policy, assignee, team_id, now))
     # The clocks set the task's deadlines before its INSERT. Tasks are written before their
@@ -364,7 +364,7 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
         await _check_team(cmd.session, fields["team_id"])
     catalog = None
     if SELECTOR_FIELDS & fields.keys():
-        catalog = cmd.catalog or await sla_service.load_catalog(cmd.session)
+        catalog = cmd.catalog or await cmd.ctx.sla_policies.get(cmd.session)
 
     def apply(task: Task, _now: datetime) -> sla_service.ResolvedPolicy | None:
         selector = (task.task_type, task.priority, task.customer_tier)
