@@ -261,6 +261,9 @@ class TaskCommand:
     # change steps the version in memory instead of flushing the task's UPDATE. Only for
     # tasks locked in this transaction (preloaded), so the version cannot move meanwhile.
     deferred: bool = False
+    # The caller answers with the task as read_views shows it (an API request): its people
+    # are read with what the change reads, instead of by the answer in one more statement.
+    answered: bool = False
 
 
 async def _mutate(
@@ -279,8 +282,17 @@ async def _mutate(
     if given is not None:
         task, current_extra, clocks, pending = given
     else:
-        task = await get_task(session, cmd.task_id, for_update=True)
-        current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+        locked = await repository.lock_with_clocks(session, cmd.task_id)
+        if locked is not None:
+            task, clocks = locked
+        else:
+            task = await get_task(session, cmd.task_id, for_update=True)
+        if cmd.answered:
+            # The people the answer shows, read with the additional assignees in one go.
+            extras, _ = await repository.people(session, [task])
+        else:
+            extras = await repository.additional_assignees(session, [task.id])
+        current_extra = extras.get(task.id, [])
     assignees = [task.assigned_to, *current_extra] if task.assigned_to else current_extra
     check_row(actor, permission, team_id=task.team_id, assignee_ids=assignees)
     _check_version(task, cmd.if_match)
