@@ -11,6 +11,7 @@ of the measured loops (pip install pyinstrument).
     python bench/request_cpu.py --operations get --profile /tmp/get.prof
     python bench/request_cpu.py --database sqlite --calls   # + function calls per request
     python bench/request_cpu.py --database sqlite --calls --calls-dump /tmp/calls  # + pstats
+    python bench/request_cpu.py --sla-config docs/examples/sla_config.yaml  # with SLA policies
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from opsflow import schema
 from opsflow.app import create_app
+from opsflow.auth.principal import Principal
 from opsflow.clock import SystemClock
 from opsflow.composition import build_context
 from opsflow.config import Settings
 from opsflow.context import AppContext
+from opsflow.db import unit_of_work
+from opsflow.sla_config import service as sla_config
 
 PASSWORD = "Bench-Admin-Pass-1"
 OPERATIONS = ("me", "get", "list", "create", "start")
@@ -143,6 +147,15 @@ def in_process_app(url: str) -> tuple[Any, AppContext, Caller]:
     return app, context, Caller(app)
 
 
+async def import_sla_config(context: AppContext, text: str) -> None:
+    """Store an SLA configuration (what `opsflow sla import` does): tasks are created
+    against its policies instead of the built-in targets."""
+    async with unit_of_work(context.sessions) as session:
+        await sla_config.apply_config(
+            session, Principal.system("bench"), sla_config.parse(text), context.clock.now()
+        )
+
+
 async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     app, context, call = in_process_app(url)
     results: dict[str, Any] = {}
@@ -152,6 +165,8 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         assert status == 200, body
         call.headers = [(b"authorization", f"Bearer {json.loads(body)['access_token']}".encode())]
+        if args.sla_config_text:
+            await import_sla_config(context, args.sla_config_text)
         create = {"title": "bench", "task_type": "INCIDENT", "priority": "HIGH", "tags": ["b"]}
         ids = []
         extra = max(args.requests // args.batches, 1) if args.calls else 0
@@ -223,6 +238,9 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="write a pyinstrument profile of the measured loops")
     parser.add_argument(
+        "--sla-config", metavar="YAML", help="store this SLA configuration before measuring"
+    )
+    parser.add_argument(
         "--calls",
         action="store_true",
         help="also count Python function calls per request (deterministic; cProfile)",
@@ -233,6 +251,7 @@ def main() -> None:
         help="with --calls: write each operation's cProfile stats to PREFIX.<operation>",
     )
     args = parser.parse_args()
+    args.sla_config_text = Path(args.sla_config).read_text("utf-8") if args.sla_config else None
     kinds = ("postgresql", "sqlite") if args.database == "both" else (args.database,)
     for kind in kinds:
         with tempfile.TemporaryDirectory() as folder:

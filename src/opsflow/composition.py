@@ -51,6 +51,7 @@ from opsflow.realtime import consumer as realtime_consumer
 from opsflow.realtime.bus import BUS
 from opsflow.realtime.hub import HUB
 from opsflow.sla.engine import SlaEngine
+from opsflow.sla.service import CatalogCache
 from opsflow.system.health import configured_redis
 from opsflow.tasks import repository as tasks_repository
 from opsflow.webhooks import service as webhooks_service
@@ -171,6 +172,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
         ),
         principals=PrincipalCache(clock, timedelta(seconds=settings.auth_cache_seconds)),
         metrics=metrics,
+        sla_policies=CatalogCache(),
         notifier_factory=notifier,
         storage_factory=lambda: build_storage(settings),
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from opsflow.auth.tokens import TokenCodec
     from opsflow.integrations.intake import AlertIntake
     from opsflow.notifications.dispatch import Notifier
+    from opsflow.sla.service import CatalogCache
 
 
 @dataclass
@@ -43,6 +44,8 @@ class AppContext:
     rate_limiter: RateLimiter
     principals: PrincipalCache
     metrics: Metrics
+    # The SLA policies, kept while the configuration's revision stays (sla.service).
+    sla_policies: CatalogCache
     # Builds the delivery channels, breaker and templates on first use (API-only processes
     # never need them).
     notifier_factory: Callable[[], Notifier] | None = field(default=None, repr=False)

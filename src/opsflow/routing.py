@@ -101,11 +101,12 @@ class RouteIndex:
         )
 
     def template_for(self, path: str) -> str | None:
-        if path not in self._templates:
-            _bounded(self._templates)[path] = next(
-                (e.template for e in self._entries if e.pattern.match(path)), None
+        key = _shape(path)
+        if key not in self._templates:
+            _bounded(self._templates)[key] = next(
+                (e.template for e in self._entries if e.pattern.match(key)), None
             )
-        return self._templates[path]
+        return self._templates[key]
 
     def methods_for(self, path: str) -> list[str]:
         """The methods of the most specific routes for `path` (fewest parameters): a
@@ -120,9 +121,10 @@ class RouteIndex:
         """The `Allow` of `path`: the methods of its most specific routes, where two routes
         with as many parameters share a path shape the one whose UUID parameters `path`
         satisfies (so each operation advertises its own methods)."""
-        if path not in self._allowed:
-            _bounded(self._allowed)[path] = self._allowed_methods(path)
-        return list(self._allowed[path])
+        key = _shape(path)
+        if key not in self._allowed:
+            _bounded(self._allowed)[key] = self._allowed_methods(key)
+        return list(self._allowed[key])
 
     def _allowed_methods(self, path: str) -> list[str]:
         matching = [e for e in self._entries if e.pattern.match(path)]
@@ -133,6 +135,21 @@ class RouteIndex:
 
 
 CACHED_PATHS = 4096
+
+# A whole path segment in the UUID form (what `_UUID` matches).
+_UUID_SEGMENT = re.compile(f"(?<=/){_UUID}(?=/|$)")
+_ANY_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _shape(path: str) -> str:
+    """`path` with each UUID segment replaced by one and the same UUID: it matches exactly
+    the routes `path` matches (no route template has a UUID for a literal segment, and a
+    UUID matches both parameter patterns), so the answers are kept per shape of path
+    instead of per path: a request for a new task's id finds them without a scan of every
+    route."""
+    return _UUID_SEGMENT.sub(_ANY_UUID, path)
+
+
 _V = TypeVar("_V")
 
 

@@ -132,3 +132,47 @@ async def test_a_page_past_the_last_counts_in_a_second_statement(
     assert body["pagination"]["has_previous"] is True
     # no row came to carry the count: it is asked for on its own
     assert len(_sql(statements)) == 2, statements
+
+
+def _reading(statements: list[str], table: str) -> list[str]:
+    return [s for s in _sql(statements) if s.lstrip().upper().startswith("SELECT") and table in s]
+
+
+async def test_a_create_reads_no_policy_while_the_configuration_stays(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    await create_task(client, admin_headers)  # loads the process's policy catalog
+
+    with counted(app_context) as statements:
+        task = await create_task(client, admin_headers, priority="HIGH")
+
+    assert task["start_sla_minutes"] > 0
+    assert _reading(statements, "sla_policies") == [], statements
+    # the configuration's version, and nothing else of the SLA configuration
+    assert len(_reading(statements, "sla_settings")) == 1, statements
+
+
+async def test_a_start_reads_the_people_it_answers_with_its_assignees(
+    client: httpx.AsyncClient, admin_headers: Headers, app_context: AppContext
+) -> None:
+    dev = await make_user(client, admin_headers, "developer")
+    extra = await make_user(client, admin_headers, "developer")
+    task = await create_task(
+        client, admin_headers, assigned_to=dev.id, additional_assignees=[extra.id]
+    )
+    await client.get("/auth/me", headers=admin_headers)
+
+    with counted(app_context) as statements:
+        response = await client.patch(f"/tasks/{task['id']}/start", headers=admin_headers)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "IN_PROGRESS"
+    assert body["assigned_to"]["id"] == dev.id
+    assert body["created_by"]["username"] == "admin"
+    assert [u["id"] for u in body["additional_assignees"]] == [extra.id]
+    # one statement for the users and the additional assignees, before the change; the
+    # answer reads none
+    people = _reading(statements, "FROM users")
+    assert len(people) == 1, statements
+    assert _reading(statements, "task_assignees") == people, statements

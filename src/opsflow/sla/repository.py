@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -134,6 +134,21 @@ _ACTIVE_POLICIES = (
 
 async def active_policies(session: AsyncSession) -> list[PolicyWithCalendar]:
     return [(row, calendar) for row, calendar in (await session.execute(_ACTIVE_POLICIES)).all()]
+
+
+# The SLA configuration's version: what the policy catalog cache is keyed by. Raw values
+# (no type processing): they are only compared.
+_CONFIG_VERSION = text("SELECT revision, updated_at FROM sla_settings WHERE id = 1")
+
+
+async def config_version(session: AsyncSession) -> tuple[Any, ...]:
+    """(revision, updated_at) of the settings row; () when there is none (every change to
+    the configuration writes the row, so its absence is a version too)."""
+    # On the connection, not through the ORM session: no entities, and about half the
+    # Python work of a session execute.
+    connection = await session.connection()
+    row = (await connection.execute(_CONFIG_VERSION)).first()
+    return tuple(row) if row is not None else ()
 
 
 async def all_policies(session: AsyncSession) -> list[SlaPolicyRow]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.base import NO_VALUE
 
 from opsflow.models.enums import ClockStatus, Priority, SlaKind
-from opsflow.models.sla import SlaClock, SlaPolicyRow
+from opsflow.models.sla import BusinessCalendarRow, SlaClock, SlaPolicyRow
 from opsflow.models.task import Task
 from opsflow.sla import repository
 from opsflow.sla.calendar import ALWAYS_NAME, explain
@@ -60,10 +61,13 @@ class ResolvedPolicy:
 
 @dataclass(frozen=True)
 class PolicyCatalog:
-    """The active policies with their calendars, loaded once per unit of work."""
+    """The active policies with their calendars, as plain values: loaded once per unit of
+    work by batch callers, and kept across units of work by :class:`CatalogCache` (nothing
+    in it is bound to a session)."""
 
     specs: list[PolicySpec]
-    rows: dict[str, repository.PolicyWithCalendar]
+    # Policy name -> what a task matching it gets (its calendar body copied per task).
+    resolved: dict[str, ResolvedPolicy]
 
     def resolve(self, task_type: str, priority: str, customer_tier: str) -> ResolvedPolicy:
         spec = match(self.specs, task_type, priority, customer_tier)
@@ -72,20 +76,31 @@ class PolicyCatalog:
             return ResolvedPolicy(
                 None, None, start, resolve, DEFAULT_THRESHOLDS, None, None, None, False
             )
-        row, calendar = self.rows[spec.name]
-        return ResolvedPolicy(
-            policy_id=row.id,
-            policy_name=row.name,
-            start_minutes=row.start_minutes,
-            resolve_minutes=row.resolve_minutes,
-            thresholds=spec.thresholds,
-            calendar_id=calendar.id if calendar else None,
-            calendar_name=calendar.name if calendar else None,
-            calendar_spec=calendar_body(calendar.timezone, calendar.hours, calendar.holidays)
-            if calendar
-            else None,
-            pause_on_blocked=row.pause_on_blocked,
+        policy = self.resolved[spec.name]
+        if policy.calendar_spec is None:
+            return policy
+        # Each task's clocks get a calendar of their own: the cached one is never handed out.
+        return replace(policy, calendar_spec=copy.deepcopy(policy.calendar_spec))
+
+
+def _resolved(
+    row: SlaPolicyRow, calendar: BusinessCalendarRow | None, spec: PolicySpec
+) -> ResolvedPolicy:
+    return ResolvedPolicy(
+        policy_id=row.id,
+        policy_name=row.name,
+        start_minutes=row.start_minutes,
+        resolve_minutes=row.resolve_minutes,
+        thresholds=spec.thresholds,
+        calendar_id=calendar.id if calendar else None,
+        calendar_name=calendar.name if calendar else None,
+        calendar_spec=copy.deepcopy(
+            calendar_body(calendar.timezone, calendar.hours, calendar.holidays)
         )
+        if calendar
+        else None,
+        pause_on_blocked=row.pause_on_blocked,
+    )
 
 
 def calendar_body(timezone: str, hours: dict[str, Any], holidays: list[Any]) -> dict[str, Any]:
@@ -113,7 +128,59 @@ def policy_spec(row: SlaPolicyRow, calendar_name: str | None) -> PolicySpec:
 async def load_catalog(session: AsyncSession) -> PolicyCatalog:
     rows = await repository.active_policies(session)
     specs = [policy_spec(row, calendar.name if calendar else None) for row, calendar in rows]
-    return PolicyCatalog(specs, {row.name: (row, calendar) for row, calendar in rows})
+    resolved = {
+        spec.name: _resolved(row, calendar, spec)
+        for spec, (row, calendar) in zip(specs, rows, strict=True)
+    }
+    return PolicyCatalog(specs, resolved)
+
+
+class CatalogCache:
+    """The policy catalog of one process, kept while the SLA configuration's revision stays.
+
+    Every create would otherwise read the active policies and their calendars and build
+    them into a catalog. Instead each use reads the configuration's version — `revision`
+    and `updated_at` of the one `sla_settings` row, one small read — and reuses the catalog
+    loaded at that version. Every change to policies or calendars (API, import, the file
+    watcher, the CLI: all through `opsflow.sla_config.service`) moves the revision on in
+    the transaction that makes it, so the next use in any process, once that transaction
+    has committed, sees another version and loads the catalog again: no staleness window.
+
+    The version is read before the policies, so a change committed between the two reads
+    leaves a catalog newer than its key, which only costs a reload. A unit of work that
+    changed the configuration itself (`config_changed`) neither reads nor fills the cache:
+    what it sees may yet roll back. No settings row is a version too: a change writes the
+    row (`sla.repository.settings_row` creates it) before moving its revision on. Writers
+    that bypass `opsflow.sla_config` (raw SQL) must move the revision on too, or their
+    change is seen only after the next one that does.
+    """
+
+    def __init__(self) -> None:
+        self._version: tuple[Any, ...] | None = None
+        self._catalog: PolicyCatalog | None = None
+
+    async def get(self, session: AsyncSession) -> PolicyCatalog:
+        if session.info.get(CONFIG_CHANGED):
+            return await load_catalog(session)
+        version = await repository.config_version(session)
+        if version == self._version and self._catalog is not None:
+            return self._catalog
+        catalog = await load_catalog(session)
+        self._version, self._catalog = version, catalog
+        return catalog
+
+    def clear(self) -> None:
+        self._version = self._catalog = None
+
+
+# session.info key: this unit of work wrote the SLA configuration (set by its writers).
+CONFIG_CHANGED = "opsflow.sla_config_changed"
+
+
+def config_changed(session: AsyncSession) -> None:
+    """Mark the unit of work as changing the SLA configuration: :class:`CatalogCache`
+    leaves it alone (its view of the configuration is not committed yet)."""
+    session.info[CONFIG_CHANGED] = True
 
 
 # --- clocks -------------------------------------------------------------------------------

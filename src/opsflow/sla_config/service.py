@@ -183,7 +183,8 @@ def _audit(
     )
 
 
-def _bump(stored: Stored, now: datetime) -> int:
+def _bump(session: AsyncSession, stored: Stored, now: datetime) -> int:
+    sla_service.config_changed(session)
     stored.settings.revision += 1
     stored.settings.updated_at = now
     return stored.settings.revision
@@ -222,7 +223,7 @@ async def _change(
         extra["clocks_rescheduled"] = await sla_service.reschedule_calendar(
             session, row.id, new.name, _calendar_body(row)
         )
-    revision = _bump(stored, now)
+    revision = _bump(session, stored, now)
     _audit(
         session,
         actor,
@@ -457,7 +458,7 @@ async def apply_config(
     counts = (len(target.policies), len(target.calendars))
     if dry_run or not entries:
         return Applied(entries, stored.settings.revision, *counts)
-    revision = _bump(stored, now)
+    revision = _bump(session, stored, now)
     metadata: dict[str, Any] = {"source": source, "revision": revision}
     if origin:
         metadata["file"] = origin

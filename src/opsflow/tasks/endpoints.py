@@ -204,7 +204,7 @@ async def _command(
     principal: CurrentPrincipal,
     if_match: IfMatch,
 ) -> service.TaskCommand:
-    return service.TaskCommand(session, context, principal, task_id, if_match)
+    return service.TaskCommand(session, context, principal, task_id, if_match, answered=True)
 
 
 Command = Annotated[service.TaskCommand, Depends(_command)]

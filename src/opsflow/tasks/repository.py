@@ -91,6 +91,33 @@ def _with_clocks(query: Select[Any]) -> Select[Any]:
     )
 
 
+# A task to be changed with its two clocks, all three locked (in the order a separate read
+# of the task, then of its clocks by kind, locks them: task, RESOLVE, START). Inner joins:
+# PostgreSQL locks no row on the nullable side of an outer join, so a task short of a clock
+# gives no row and is read the separate way.
+_LOCK_WITH_CLOCKS = (
+    select(Task, _RESOLVE, _START)
+    .join(_RESOLVE, and_(_RESOLVE.task_id == Task.id, _RESOLVE.kind == SlaKind.RESOLVE.value))
+    .join(_START, and_(_START.task_id == Task.id, _START.kind == SlaKind.START.value))
+    .where(Task.id == bindparam("task_id"))
+    .with_for_update()
+)
+
+
+async def lock_with_clocks(
+    session: AsyncSession, task_id: uuid.UUID
+) -> tuple[Task, dict[str, SlaClock]] | None:
+    """The task and its clocks by kind, locked, in one statement (left in the unit of
+    work's memo for the answer); None for a task that is missing or has not both clocks."""
+    row = (await session.execute(_LOCK_WITH_CLOCKS, {"task_id": task_id})).first()
+    if row is None:
+        return None
+    task, resolve, start = row
+    clocks = {SlaKind.START.value: start, SlaKind.RESOLVE.value: resolve}
+    remember_clocks(session, task.id, [start, resolve])
+    return task, clocks
+
+
 def _remember_clocks(session: AsyncSession, rows: Any) -> list[Task]:
     tasks = []
     for task, start, resolve in rows:
@@ -203,13 +230,19 @@ _PEOPLE = (
 _USERS = select(User).where(User.id.in_(bindparam("user_ids", expanding=True)))
 
 
+USERS = "task_people"  # db.memo kind: user id -> the User that people() loaded
+
+
 async def people(
     session: AsyncSession, tasks: Sequence[Task]
 ) -> tuple[dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, User]]:
     """Each task's additional assignees (as :func:`additional_assignees` gives them) and
     the users these tasks name (creator, assignee, additional assignees) by id: one
-    statement for both, where the unit of work does not know the assignees yet."""
+    statement for both, where the unit of work does not know the assignees yet. Users an
+    earlier call of this unit of work loaded are not read again (a change that read the
+    task's people before changing it answers without another read)."""
     known: dict[uuid.UUID, list[uuid.UUID]] = memo(session, ASSIGNEES)
+    seen: dict[uuid.UUID, User] = memo(session, USERS)
     task_ids = {task.id for task in tasks}
     missing = task_ids - known.keys()
     direct = {u for task in tasks for u in (task.created_by, task.assigned_to) if u}
@@ -224,9 +257,13 @@ async def people(
         known.update(loaded)
     extras = {task_id: list(known[task_id]) for task_id in task_ids if known[task_id]}
     wanted = direct.union(*extras.values()) - users.keys()
+    for user_id in wanted & seen.keys():
+        users[user_id] = seen[user_id]
+    wanted -= users.keys()
     if wanted:
         for user in await session.scalars(_USERS, {"user_ids": list(wanted)}):
             users[user.id] = user
+    seen.update(users)
     return extras, users
 
 

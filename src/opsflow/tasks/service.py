@@ -132,7 +132,7 @@ async def create_task(
         team_id = assignee.team_id if assignee else actor.team_id
 
     if catalog is None:
-        catalog = await sla_service.load_catalog(session)
+        catalog = await ctx.sla_policies.get(session)
     policy = catalog.resolve(data.task_type.value, data.priority.value, data.customer_tier.value)
     task = Task(**new_task_values(actor, data, external, policy, assignee, team_id, now))
     # The clocks set the task's deadlines before its INSERT. Tasks are written before their
@@ -261,6 +261,9 @@ class TaskCommand:
     # change steps the version in memory instead of flushing the task's UPDATE. Only for
     # tasks locked in this transaction (preloaded), so the version cannot move meanwhile.
     deferred: bool = False
+    # The caller answers with the task as read_views shows it (an API request): its people
+    # are read with what the change reads, instead of by the answer in one more statement.
+    answered: bool = False
 
 
 async def _mutate(
@@ -279,8 +282,17 @@ async def _mutate(
     if given is not None:
         task, current_extra, clocks, pending = given
     else:
-        task = await get_task(session, cmd.task_id, for_update=True)
-        current_extra = (await repository.additional_assignees(session, [task.id])).get(task.id, [])
+        locked = await repository.lock_with_clocks(session, cmd.task_id)
+        if locked is not None:
+            task, clocks = locked
+        else:
+            task = await get_task(session, cmd.task_id, for_update=True)
+        if cmd.answered:
+            # The people the answer shows, read with the additional assignees in one go.
+            extras, _ = await repository.people(session, [task])
+        else:
+            extras = await repository.additional_assignees(session, [task.id])
+        current_extra = extras.get(task.id, [])
     assignees = [task.assigned_to, *current_extra] if task.assigned_to else current_extra
     check_row(actor, permission, team_id=task.team_id, assignee_ids=assignees)
     _check_version(task, cmd.if_match)
@@ -364,7 +376,7 @@ async def update_task(cmd: TaskCommand, data: TaskUpdate) -> Task:
         await _check_team(cmd.session, fields["team_id"])
     catalog = None
     if SELECTOR_FIELDS & fields.keys():
-        catalog = cmd.catalog or await sla_service.load_catalog(cmd.session)
+        catalog = cmd.catalog or await cmd.ctx.sla_policies.get(cmd.session)
 
     def apply(task: Task, _now: datetime) -> sla_service.ResolvedPolicy | None:
         selector = (task.task_type, task.priority, task.customer_tier)
