@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.durations import humanize
@@ -19,7 +20,7 @@ from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.sla import repository as sla_repo
 from opsflow.sla import status as sla
-from opsflow.tasks import repository
+from opsflow.tasks import reads, repository
 from opsflow.tasks.schemas import (
     AuditTrailEntry,
     CreatedSlaStatus,
@@ -185,17 +186,38 @@ async def list_views(
     ]
 
 
+def list_items(rows: Sequence[Row[Any]], now: datetime) -> list[dict[str, Any]]:
+    """A page of tasks as :func:`reads.search` read it (plain rows), each item the values
+    of a `TaskListItem` as a dict: the response model validates the page once, instead of
+    a model built per item, per SLA status and per assignee."""
+    items = []
+    for row in rows:
+        item = dict(zip(reads.ITEM_FIELDS, row, strict=False))
+        item["tags"] = item["tags"] or []
+        user_id, username, full_name = row[reads.ASSIGNEE_AT : reads.START_AT]
+        item["assigned_to"] = (
+            {"id": user_id, "username": username, "full_name": full_name}
+            if username is not None
+            else None
+        )
+        start = sla.ClockView.at(now, *row[reads.START_AT : reads.RESOLVE_AT])
+        resolve = sla.ClockView.at(now, *row[reads.RESOLVE_AT : reads.TOTAL_AT])
+        item["sla_status"] = sla.sla_status(start, resolve, item["created_at"])
+        items.append(item)
+    return items
+
+
 async def detail_view(
     session: AsyncSession, task: Task, now: datetime, *, with_audit_trail: bool
 ) -> TaskDetail:
     """The task with its SLA events and, for callers who may read the audit log, its audit
     trail (left out otherwise)."""
-    page = await repository.page_of(session, task, with_audit_trail=with_audit_trail)
+    page = await reads.page_of(session, task, with_audit_trail=with_audit_trail)
     return await page_view(session, page, now)
 
 
-async def page_view(session: AsyncSession, page: repository.TaskPage, now: datetime) -> TaskDetail:
-    """A task's page as :func:`repository.task_page` read it."""
+async def page_view(session: AsyncSession, page: reads.TaskPage, now: datetime) -> TaskDetail:
+    """A task's page as :func:`reads.task_page` read it."""
     task = page.task
     people = {
         user_id: UserSummary(id=p.id, username=p.username, full_name=p.full_name)
