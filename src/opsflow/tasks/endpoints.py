@@ -189,12 +189,13 @@ async def get_task(
     clock: ClockDep,
     reader: Reader,
     response: Response,
-) -> TaskDetail:
+) -> dict[str, Any]:
     # Read here rather than by ExistingTask: with all its page shows, in one statement.
     audit = reach_of(reader, Permission.AUDIT_READ) is not None
     page = await service.task_page(session, task_id, with_audit_trail=audit)
     _etag(response, page.task)
-    return await views.page_view(session, page, clock.now())
+    # Plain values: the response model validates and serialises them in one go.
+    return await views.page_values(session, page, clock.now())
 
 
 @declares(Forbidden, InvalidTransition)
