@@ -14,6 +14,7 @@ is built once (per shape, for a search) with bound parameters.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
@@ -36,10 +37,12 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.types import NullType
 
+from opsflow.db import loads_json
 from opsflow.kit.pagination import PageParams
 from opsflow.kit.sql import escape_like
 from opsflow.kit.types import UTCDateTime
@@ -124,68 +127,147 @@ class TaskPage:
 
 
 def _array(query: Select[Any]) -> ColumnElement[Any]:
-    """`ARRAY(query)`: the rows of a correlated subquery, in its order, as one value.
-    asyncpg decodes an array of anonymous records into tuples of native values (uuid,
-    timestamptz as aware UTC, jsonb through the connection's JSON codec), so no column
-    takes a result processor of SQLAlchemy's."""
+    """PostgreSQL, `ARRAY(query)`: the rows of a correlated subquery, in its order, as one
+    value. asyncpg decodes an array of anonymous records into tuples of native values
+    (uuid, timestamptz as aware UTC, jsonb through the connection's JSON codec), so no
+    column takes a result processor of SQLAlchemy's."""
     return type_coerce(func.array(query.scalar_subquery()), NullType())
 
 
-def _page_statement(with_audit_trail: bool) -> Select[Any]:
-    """The task, its clocks and (PostgreSQL) everything else its page shows, in one
-    statement: a task's page otherwise takes four round trips, and on a busy server the
-    sending and waiting of each costs more CPU than the statement's own work."""
+def _rows(query: Select[*tuple[Any, ...]]) -> ColumnElement[Any]:
+    """PostgreSQL: the rows of a correlated subquery as an array of records."""
+    return _array(query.with_only_columns(func.row(*query.selected_columns)))
+
+
+def _json_rows(
+    query: Select[*tuple[Any, ...]], *, json_column: str | None = None
+) -> ColumnElement[Any]:
+    """SQLite: the rows of a correlated subquery, in its order, as one JSON array of arrays
+    (`json_group_array` over the ordered subquery: SQLite aggregates a subquery's rows in
+    the order it gives them). Each value comes as SQLite keeps it (uuid as hex, instants
+    as text, booleans as 0/1; `json_column` holds JSON, embedded as such), for
+    `_sqlite_page` to convert as the column types would."""
+    rows = query.correlate(Task).subquery()
+    values = [func.json(c) if c.key == json_column else c for c in rows.c]
+    aggregated = select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+    return type_coerce(aggregated, NullType())
+
+
+def _page_statement(dialect: str, with_audit_trail: bool) -> Select[Any]:
+    """The task, its clocks and everything else its page shows, in one statement: a task's
+    page otherwise takes four round trips, and on a busy server the sending and waiting of
+    each costs more CPU than the statement's own work."""
     assigned = select(TaskAssignee.user_id).where(TaskAssignee.task_id == Task.id)
     extras = assigned.order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-    people = select(func.row(User.id, User.username, User.full_name)).where(
+    people = select(User.id, User.username, User.full_name).where(
         or_(User.id == Task.created_by, User.id == Task.assigned_to, User.id.in_(assigned))
     )
-    events = select(
-        func.row(
+    events = (
+        select(
             SlaEvent.id,
             SlaEvent.event_type,
             SlaEvent.severity,
             SlaEvent.triggered_at,
             SlaEvent.notification_sent,
         )
-    ).where(SlaEvent.task_id == Task.id)
-    columns = [
-        _array(extras),
-        _array(people),
-        _array(events.order_by(SlaEvent.due_at, SlaEvent.event_type)),
-    ]
-    if with_audit_trail:
-        trail = (
-            select(func.row(*TRAIL_COLUMNS))
-            .where(AuditLog.entity_type == "task", AuditLog.entity_id == Task.id)
-            .order_by(AuditLog.seq)
-            .limit(AUDIT_TRAIL_LIMIT)
-        )
-        columns.append(_array(trail))
+        .where(SlaEvent.task_id == Task.id)
+        .order_by(SlaEvent.due_at, SlaEvent.event_type)
+    )
+    trail = (
+        select(*TRAIL_COLUMNS)
+        .where(AuditLog.entity_type == "task", AuditLog.entity_id == Task.id)
+        .order_by(AuditLog.seq)
+        .limit(AUDIT_TRAIL_LIMIT)
+    )
+    if dialect == "postgresql":
+        columns = [_array(extras), _rows(people), _rows(events)]
+        if with_audit_trail:
+            columns.append(_rows(trail))
+    else:
+        columns = [_json_rows(extras), _json_rows(people), _json_rows(events)]
+        if with_audit_trail:
+            columns.append(_json_rows(trail, json_column=AuditLog.changes.key))
     return GET_WITH_CLOCKS.add_columns(*columns)
 
 
-_PAGES = {audit: _page_statement(audit) for audit in (False, True)}
+# The dialects whose page is one statement; any other reads the parts one by one.
+_PAGES = {
+    (dialect, audit): _page_statement(dialect, audit)
+    for dialect in ("postgresql", "sqlite")
+    for audit in (False, True)
+}
 
 
 async def task_page(
     session: AsyncSession, task_id: uuid.UUID, *, with_audit_trail: bool
 ) -> TaskPage | None:
-    """The task (cancelled ones included) with what its page shows, or None: one statement
-    on PostgreSQL, the same reads one by one elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
+    """The task (cancelled ones included) with what its page shows, or None: one
+    statement."""
+    dialect = session.get_bind().dialect
+    statement = _PAGES.get((dialect.name, with_audit_trail))
+    if statement is None:
         return await _task_page_by_parts(session, task_id, with_audit_trail=with_audit_trail)
-    row = (await session.execute(_PAGES[with_audit_trail], {"task_id": task_id})).first()
+    row = (await session.execute(statement, {"task_id": task_id})).first()
     if row is None:
         return None
     task, start, resolve, extras, people, events, *trail = row
     remember_clocks(session, task.id, [c for c in (start, resolve) if c is not None])
+    if dialect.name == "sqlite":
+        return _sqlite_page(dialect, task, extras, people, events, trail[0] if trail else None)
     return TaskPage(
         task=task,
         extras=list(extras),
         people={person[0]: Person(*person) for person in people},
         events=[SlaEventRow(*event) for event in events],
         trail=[TrailRow(*entry) for entry in trail[0]] if with_audit_trail else None,
+    )
+
+
+_INSTANTS: dict[Dialect, Callable[[Any], Any]] = {}
+
+
+def _instant(dialect: Dialect) -> Callable[[Any], Any]:
+    """The dialect's converter of a stored instant (text, on SQLite) to an aware UTC
+    datetime, as `UTCDateTime` converts a column's values."""
+    found = _INSTANTS.get(dialect)
+    if found is None:
+        processor = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+        assert processor is not None
+        found = _INSTANTS[dialect] = processor
+    return found
+
+
+def _sqlite_page(
+    dialect: Dialect, task: Task, extras: str, people: str, events: str, trail: str | None
+) -> TaskPage:
+    """A task's page from SQLite's JSON arrays (see `_json_rows`), each value converted as
+    its column's type converts it (uuid from hex, instants through `UTCDateTime`)."""
+    instant = _instant(dialect)
+    people_rows = loads_json(people)
+    return TaskPage(
+        task=task,
+        extras=[uuid.UUID(user_id) for (user_id,) in loads_json(extras)],
+        people={
+            person.id: person
+            for person in (Person(uuid.UUID(i), name, full) for i, name, full in people_rows)
+        },
+        events=[
+            SlaEventRow(uuid.UUID(i), kind, severity, instant(at), bool(sent))
+            for i, kind, severity, at, sent in loads_json(events)
+        ],
+        trail=[
+            TrailRow(
+                action,
+                name,
+                actor_type,
+                uuid.UUID(actor) if actor is not None else None,
+                instant(at),
+                changes,
+            )
+            for action, name, actor_type, actor, at, changes in loads_json(trail)
+        ]
+        if trail is not None
+        else None,
     )
 
 
