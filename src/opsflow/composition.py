@@ -120,9 +120,7 @@ def build_context(settings: Settings, clock: Clock) -> AppContext:
     facts.configure(settings.public_url)  # the links notifications carry
     wake.configure(notify=settings.outbox_notify)  # commits notify other processes' relays
     tracing.setup(settings)  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
-    engine = create_engine(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+    engine = create_engine(settings.database_url, **settings.engine_options())
     tracing.instrument_engine(engine)
     metrics = Metrics()
     # Shared by the request rate limits and the login throttle.

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypedDict
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, field_validator
@@ -28,6 +28,15 @@ def _env(name: str, *aliases: str) -> AliasChoices:
     """The variable `name`, then each alias in order: the first one that is set wins, so an
     `OPSFLOW_` name always beats the plain name deployments may carry over."""
     return AliasChoices(*(choice for n in (name, *aliases) for choice in (n, n.lower())))
+
+
+class EngineOptions(TypedDict):
+    """The keyword arguments of `db.create_engine` that come from the settings."""
+
+    sqlite_busy_timeout_ms: int
+    pool_size: int
+    max_overflow: int
+    pool_timeout: float
 
 
 class Settings(BaseSettings):
@@ -182,6 +191,16 @@ class Settings(BaseSettings):
     engine_batch_size: int = Field(
         500, ge=1, le=10_000, validation_alias=_env("OPSFLOW_ENGINE_BATCH_SIZE")
     )
+    # PostgreSQL connections per process. Requests past the pool wait for a connection
+    # (up to db_pool_timeout_seconds, then 503) rather than opening more: an overflow
+    # connection is closed as soon as the pool has enough idle ones, so under steady load
+    # past the pool it is opened and closed again and again (a backend started per
+    # request, and every statement prepared anew on it).
+    db_pool_size: int = Field(20, ge=1, le=500, validation_alias=_env("OPSFLOW_DB_POOL_SIZE"))
+    db_max_overflow: int = Field(0, ge=0, le=500, validation_alias=_env("OPSFLOW_DB_MAX_OVERFLOW"))
+    db_pool_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, validation_alias=_env("OPSFLOW_DB_POOL_TIMEOUT_SECONDS")
+    )
     # How long an SQLite writer waits for the write lock before the request answers 503.
     sqlite_busy_timeout_ms: int = Field(
         10_000, ge=0, le=600_000, validation_alias=_env("OPSFLOW_SQLITE_BUSY_TIMEOUT_MS")
@@ -299,6 +318,15 @@ class Settings(BaseSettings):
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def engine_options(self) -> EngineOptions:
+        """The keyword arguments of `db.create_engine` these settings choose."""
+        return {
+            "sqlite_busy_timeout_ms": self.sqlite_busy_timeout_ms,
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "pool_timeout": self.db_pool_timeout_seconds,
+        }
 
     @property
     def files_dir(self) -> Path:

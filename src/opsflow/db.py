@@ -106,7 +106,19 @@ def loads_json(text: str) -> Any:
     return value
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    sqlite_busy_timeout_ms: int = 10_000,
+    pool_size: int = 20,
+    max_overflow: int = 0,
+    pool_timeout: float = 30.0,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """The process's engine. On PostgreSQL a pool of `pool_size` connections kept open;
+    `max_overflow` more are opened under load past it and closed when the pool has
+    enough idle ones again (see `Settings.db_pool_size`); a checkout waits at most
+    `pool_timeout` seconds, then fails with a pool timeout (the API answers 503)."""
     kwargs.setdefault("json_deserializer", loads_json)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -115,8 +127,7 @@ def create_engine(url: str, *, sqlite_busy_timeout_ms: int = 10_000, **kwargs: A
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         _SQLITE_WRITERS[engine.sync_engine] = _SqliteWriters(sqlite_busy_timeout_ms / 1000)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
     engine = create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "do_connect", _wake_token)
     if not kwargs.get("pool_pre_ping"):

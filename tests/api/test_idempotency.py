@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,12 +15,24 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from opsflow.clock import SettableClock
+from opsflow.config import Settings
 from opsflow.idempotency import repository as idempotency_repository
 from opsflow.idempotency.deps import idempotency_guard
-from tests.conftest import assert_error
+from tests.conftest import assert_error, make_settings
 from tests.factories import ADMIN_PASSWORD, login, make_user
 
 BODY = {"title": "Disk full on db-1", "task_type": "INCIDENT", "priority": "HIGH"}
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """A pool of one connection on PostgreSQL: every POST below must answer without a
+    second connection. A request that claims its key in its unit of work and then opens
+    another one would wait for itself and answer 503 after the pool timeout (with a full
+    pool under load, requests like it would wait for each other)."""
+    return make_settings(
+        database_url, data_dir=tmp_path / "data", db_pool_size=1, db_pool_timeout_seconds=3
+    )
 
 
 async def _tasks(client: httpx.AsyncClient, headers: dict[str, str]) -> int:

@@ -126,9 +126,22 @@ async def _file_blocks(source: Readable, block: int = 1024 * 1024) -> AsyncItera
         yield data
 
 
-async def _live_task(ctx: AppContext, task_id: uuid.UUID) -> Task:
-    async with unit_of_work(ctx.read_sessions) as session:
-        task = await session.get(Task, task_id)
+async def _live_task(
+    ctx: AppContext, task_id: uuid.UUID, request_session: AsyncSession | None = None
+) -> Task:
+    """The task, unless it is missing or deleted (404).
+
+    Read through `request_session` when that already holds a connection (an
+    `Idempotency-Key` was claimed in it): a request never holds two pooled connections at
+    once, since with every connection of the pool taken by such requests, each would wait
+    for a second one that only the others could give back. Otherwise a short read-only
+    unit of work, so the request's transaction does not stay open while the file arrives.
+    """
+    if request_session is not None and request_session.in_transaction():
+        task = await request_session.get(Task, task_id)
+    else:
+        async with unit_of_work(ctx.read_sessions) as session:
+            task = await session.get(Task, task_id)
     if task is None or task.deleted_at is not None:
         raise NotFound("task", task_id)
     return task
@@ -223,7 +236,7 @@ async def attach(
     written in the request's unit of work (with its `Idempotency-Key`); if that rolls back,
     the stored bytes are removed again."""
     name = _name(filename, "file")
-    task = await _live_task(ctx, task_id)
+    task = await _live_task(ctx, task_id, session)
     limit = ctx.settings.attachment_max_bytes
     spooled = await _spool(
         ctx.storage,
@@ -388,7 +401,7 @@ async def begin(
             f"chunk_size exceeds {limit} bytes",
             details=[{"field": "chunk_size", "message": f"at most {limit} bytes"}],
         )
-    task = await _live_task(ctx, body.task_id)
+    task = await _live_task(ctx, body.task_id, session)
     upload_id = uuid.uuid4()
     key = f"attachments/{uuid.uuid4()}"
     backend_id = await ctx.storage.begin_upload(key)

@@ -111,7 +111,7 @@ async def check_database(settings: Settings, seconds: float) -> list[Result]:
     engine = create_engine(
         settings.database_url,
         sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-        **({} if sqlite_file is not None else {"pool_size": 1, "max_overflow": 0}),
+        pool_size=1,
     )
     try:
         started = time.perf_counter()

@@ -198,9 +198,7 @@ async def database_state(settings: Settings) -> str:
     """
     from opsflow import schema  # alembic: imported only when a worker starts
 
-    engine = create_engine(
-        settings.database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+    engine = create_engine(settings.database_url, **settings.engine_options())
     try:
         async with engine.connect() as connection:
             current = bool(await connection.run_sync(schema.is_current))
