@@ -1,9 +1,10 @@
 """The reads behind a task's page and a page of tasks, each one statement.
 
-A task's page (`task_page`) is the task with its two clocks and, on PostgreSQL, as
-correlated `ARRAY(SELECT ROW(...))` columns, its additional assignees in order, the people
-it names, its SLA events and its audit trail: a page otherwise takes four round trips, and
-sending a statement costs more CPU than the statement's own work. A page of tasks
+A task's page (`task_page`) is the task with its two clocks and, as correlated columns,
+its additional assignees in order, the people it names, its SLA events and its audit
+trail (PostgreSQL: `ARRAY(SELECT ROW(...))`; SQLite: `json_group_array(json_array(...))`):
+a page otherwise takes four round trips, and sending a statement costs more CPU than the
+statement's own work. A page of tasks
 (`search`) is the tasks with their clocks, their assignees and the count of the whole
 search in one statement too, read as plain rows of the columns a list shows (no ORM
 instance, identity map or attribute instrumentation per row: nothing in a list request
