@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal
 
 from opsflow.kit.durations import humanize
@@ -23,24 +24,24 @@ State = Literal["compliant", "warning", "critical", "breached"]
 STATES: tuple[State, ...] = ("compliant", "warning", "critical", "breached")
 _LEVEL: dict[State, int] = {state: level for level, state in enumerate(STATES)}
 _AT_RISK = frozenset(("warning", "critical"))
-# What a view reads of a clock row.
-_COLUMNS = frozenset(
-    (
-        "kind",
-        "status",
-        "cancelled",
-        "target_minutes",
-        "started_at",
-        "deadline",
-        "warning_at",
-        "critical_at",
-        "stopped_at",
-        "paused_at",
-        "calendar_name",
-        "calendar_spec",
-        "pauses",
-    )
+# What a view reads of a clock row, in the order `ClockView.at` takes it.
+CLOCK_COLUMNS = (
+    "kind",
+    "status",
+    "cancelled",
+    "target_minutes",
+    "started_at",
+    "deadline",
+    "warning_at",
+    "critical_at",
+    "stopped_at",
+    "paused_at",
+    "calendar_name",
+    "calendar_spec",
+    "pauses",
 )
+_COLUMNS = frozenset(CLOCK_COLUMNS)
+_VALUES = itemgetter(*CLOCK_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class ClockView:
     paused_at: datetime | None
     now: datetime
     working_elapsed: timedelta
-    # Derived from the above (see `of`).
+    # Derived from the above (see `at`).
     running: bool
     until: datetime  # the instant the clock stands at: stopped, paused, or `now`
     remaining: timedelta  # wall-clock time left until the deadline (negative when overdue)
@@ -75,19 +76,42 @@ class ClockView:
         row = clock.__dict__
         if not _COLUMNS.issubset(row):  # a column not loaded (or expired): read it normally
             row = {name: getattr(clock, name) for name in _COLUMNS}
-        stopped_at, paused_at, deadline = row["stopped_at"], row["paused_at"], row["deadline"]
-        started_at, status_stored = row["started_at"], row["status"]
+        return cls.at(now, *_VALUES(row))
+
+    @classmethod
+    def at(
+        cls,
+        now: datetime,
+        kind: str,
+        status_stored: str,
+        cancelled: bool,
+        target_minutes: int,
+        started_at: datetime,
+        deadline: datetime,
+        warning_at: datetime | None,
+        critical_at: datetime | None,
+        stopped_at: datetime | None,
+        paused_at: datetime | None,
+        calendar_name: str | None,
+        calendar_spec: dict[str, Any] | None,
+        pauses: list[Any] | None,
+    ) -> ClockView:
+        """The clock whose columns (`CLOCK_COLUMNS`, in order) are these, as it stands at
+        `now`: what a read of plain rows (a page of tasks) gives, no ORM instance needed.
+        None stands for no pauses (`[]`) as it does for a 24x7 calendar."""
         # A paused clock stands still at the instant it was paused.
         until = stopped_at or paused_at or now
-        calendar = calendar_of(row["calendar_name"], row["calendar_spec"])
-        pauses = row["pauses"]
-        if calendar.is_always and not pauses:
+        calendar = None if calendar_name is None else calendar_of(calendar_name, calendar_spec)
+        if not pauses and (calendar is None or calendar.is_always):
             # Every instant counts (24x7, never paused): what working_seconds would sum,
             # without its checks and its walk over the working intervals.
             elapsed = (max(until, started_at) - started_at).total_seconds()
         else:
             elapsed = working_seconds(
-                calendar, started_at, max(until, started_at), pause_intervals(pauses)
+                calendar or calendar_of(None, None),
+                started_at,
+                max(until, started_at),
+                pause_intervals(pauses or []),
             )
         running = stopped_at is None
         # A running clock breaches at the deadline instant itself; a stopped clock met its
@@ -102,21 +126,21 @@ class ClockView:
             state = "breached"
         elif not running:
             state = "compliant"
-        elif row["critical_at"] is not None and until >= row["critical_at"]:
+        elif critical_at is not None and until >= critical_at:
             state = "critical"
-        elif row["warning_at"] is not None and until >= row["warning_at"]:
+        elif warning_at is not None and until >= warning_at:
             state = "warning"
         else:
             state = "compliant"
         return cls(
-            kind=row["kind"],
+            kind=kind,
             status_stored=status_stored,
-            cancelled=row["cancelled"] or status_stored == ClockStatus.CANCELLED,
-            target_minutes=row["target_minutes"],
+            cancelled=cancelled or status_stored == ClockStatus.CANCELLED,
+            target_minutes=target_minutes,
             started_at=started_at,
             deadline=deadline,
-            warning_at=row["warning_at"],
-            critical_at=row["critical_at"],
+            warning_at=warning_at,
+            critical_at=critical_at,
             stopped_at=stopped_at,
             paused_at=paused_at,
             now=now,
@@ -155,6 +179,9 @@ class ClockView:
         return humanize(seconds)
 
     def as_dict(self) -> dict[str, Any]:
+        # `met` and `percent` written out: a page of tasks makes 40 of these.
+        elapsed = self.working_elapsed.total_seconds()
+        target = self.target_minutes * 60
         return {
             "kind": self.kind,
             "status": self.status,
@@ -162,10 +189,10 @@ class ClockView:
             "target_minutes": self.target_minutes,
             "deadline": self.deadline,
             "stopped_at": self.stopped_at,
-            "met": self.met,
-            "elapsed_seconds": int(self.elapsed.total_seconds()),
+            "met": None if self.running or self.cancelled else not self.breached,
+            "elapsed_seconds": int(elapsed),
             "remaining_seconds": int(self.remaining.total_seconds()),
-            "percent_elapsed": self.percent,
+            "percent_elapsed": round(100.0 * elapsed / target, 2) if target else 100.0,
         }
 
 
@@ -190,14 +217,14 @@ def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> di
     result: dict[str, Any] = {
         "state": start_state if _LEVEL[start_state] >= _LEVEL[resolve_state] else resolve_state,
         "start_deadline": start.deadline,
-        "start_met": start.met,
+        "start_met": None if start.running or start.cancelled else not start.breached,
         "start_time_taken": humanize(start.stopped_at - created_at)
         if start.stopped_at and not start.cancelled
         else None,
         "start_time_remaining": start_text,
         "resolve_deadline": resolve.deadline,
-        "resolve_met": resolve.met,
-        "total_time": humanize(resolve.elapsed)
+        "resolve_met": None if resolve.running or resolve.cancelled else not resolve.breached,
+        "total_time": humanize(resolve.working_elapsed)
         if resolve.stopped_at and not resolve.cancelled
         else None,
         "time_remaining": current_text,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, status
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -27,7 +27,7 @@ from opsflow.models.enums import CustomerTier, Priority, TaskStatus, TaskType
 from opsflow.models.task import Task
 from opsflow.sla.status import State as SlaState
 from opsflow.tasks import service, views
-from opsflow.tasks.repository import SortField, TaskFilters
+from opsflow.tasks.reads import SortField, TaskFilters
 from opsflow.tasks.schemas import (
     AssignRequest,
     CompleteRequest,
@@ -153,7 +153,7 @@ async def list_tasks(
     _: Reader,
     page: PageDep,
     query: Annotated[TaskQuery, Query()],
-) -> Page[TaskListItem]:
+) -> dict[str, Any]:
     """Filters combine with AND; `status`, `priority` and `tags` may repeat (or be
     comma-separated). Tags match tasks carrying all of them."""
     filters = TaskFilters(
@@ -176,8 +176,9 @@ async def list_tasks(
     found = await service.search(
         session, filters, page, now=now, sort=query.sort, order=query.order
     )
-    items = await views.list_views(session, found.tasks, now, assignees=found.assignees)
-    return Page(items=items, pagination=Pagination.of(page, found.total))
+    # Plain values: the response model validates and serialises the page in one go.
+    items = views.list_items(found.rows, now)
+    return {"items": items, "pagination": Pagination.of(page, found.total)}
 
 
 @router.get("/{task_id}", response_model=TaskDetail)
@@ -188,12 +189,13 @@ async def get_task(
     clock: ClockDep,
     reader: Reader,
     response: Response,
-) -> TaskDetail:
+) -> dict[str, Any]:
     # Read here rather than by ExistingTask: with all its page shows, in one statement.
     audit = reach_of(reader, Permission.AUDIT_READ) is not None
     page = await service.task_page(session, task_id, with_audit_trail=audit)
     _etag(response, page.task)
-    return await views.page_view(session, page, clock.now())
+    # Plain values: the response model validates and serialises them in one go.
+    return await views.page_values(session, page, clock.now())
 
 
 @declares(Forbidden, InvalidTransition)

@@ -1,68 +1,32 @@
-"""Every query on tasks. SLA filters are computed in SQL against a bound `now`."""
+"""The queries of tasks' changes and of the reads that other packages share. The reads
+behind a page of tasks and a task's page, each one statement, are in `tasks.reads`."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     and_,
     bindparam,
-    case,
-    exists,
-    func,
-    literal,
-    not_,
     or_,
     select,
-    text,
-    type_coerce,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.types import NullType
 
 from opsflow.db import memo, shared
-from opsflow.kit.pagination import PageParams
-from opsflow.kit.sql import escape_like
-from opsflow.kit.types import UTCDateTime
 from opsflow.models.audit import AuditLog
-from opsflow.models.enums import ClockStatus, SlaKind
+from opsflow.models.enums import SlaKind
 from opsflow.models.sla import SlaClock, SlaEvent
 from opsflow.models.task import Task, TaskAssignee
 from opsflow.models.user import User
 from opsflow.sla.repository import remember_clocks
-from opsflow.sla.status import State as SlaState
-from opsflow.sla.status import level
 
-SortField = Literal["created_at", "updated_at", "priority", "deadline"]
-
-
-@dataclass
-class TaskFilters:
-    status: list[str] = field(default_factory=list)
-    priority: list[str] = field(default_factory=list)
-    task_type: str | None = None
-    assigned_to: uuid.UUID | None = None
-    team_id: uuid.UUID | None = None
-    customer_tier: str | None = None
-    has_breach: bool | None = None
-    sla_state: SlaState | None = None
-    tags: list[str] = field(default_factory=list)
-    q: str | None = None
-    external_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    include_deleted: bool = False
-
-
-# Built once (see _GET_WITH_CLOCKS below): a task by id, as it is read or to be changed.
+# Built once (see GET_WITH_CLOCKS below): a task by id, as it is read or to be changed.
 _GET = select(Task).where(Task.id == bindparam("task_id"))
 _GET_FOR_UPDATE = _GET.with_for_update()
 
@@ -81,7 +45,7 @@ _START = aliased(SlaClock, name="start_clock")
 _RESOLVE = aliased(SlaClock, name="resolve_clock")
 
 
-def _with_clocks(query: Select[Any]) -> Select[Any]:
+def with_clocks(query: Select[Any]) -> Select[Any]:
     return (
         query.add_columns(_START, _RESOLVE)
         .outerjoin(_START, and_(_START.task_id == Task.id, _START.kind == SlaKind.START.value))
@@ -129,12 +93,12 @@ def _remember_clocks(session: AsyncSession, rows: Any) -> list[Task]:
 # Built once: the statements of the hottest reads are not rebuilt per request (building
 # one costs about as much CPU as executing it; SQLAlchemy's compiled cache needs only its
 # cache key).
-_GET_WITH_CLOCKS = _with_clocks(select(Task)).where(Task.id == bindparam("task_id"))
+GET_WITH_CLOCKS = with_clocks(select(Task)).where(Task.id == bindparam("task_id"))
 
 
 async def get_with_clocks(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
     """The task (cancelled ones included) and its clocks, in one statement."""
-    rows = await session.execute(_GET_WITH_CLOCKS, {"task_id": task_id})
+    rows = await session.execute(GET_WITH_CLOCKS, {"task_id": task_id})
     tasks = _remember_clocks(session, rows)
     return tasks[0] if tasks else None
 
@@ -288,7 +252,7 @@ async def set_additional_assignees(
 
 
 # The columns of an audit trail entry as a task's detail shows it, in this order.
-_TRAIL_COLUMNS = (
+TRAIL_COLUMNS = (
     AuditLog.action,
     AuditLog.actor_name,
     AuditLog.actor_type,
@@ -297,7 +261,7 @@ _TRAIL_COLUMNS = (
     AuditLog.changes,
 )
 _AUDIT_TRAIL = (
-    select(*_TRAIL_COLUMNS)
+    select(*TRAIL_COLUMNS)
     .where(AuditLog.entity_type == "task", AuditLog.entity_id == bindparam("task_id"))
     .order_by(AuditLog.seq)
     .limit(bindparam("limit"))
@@ -332,382 +296,3 @@ _SLA_EVENTS = (
 async def sla_events_brief(session: AsyncSession, task_id: uuid.UUID) -> list[Any]:
     """The task's SLA events as a task's page lists them, in the order they fall due."""
     return list(await session.execute(_SLA_EVENTS, {"task_id": task_id}))
-
-
-# --- A task's page in one statement -----------------------------------------------------
-
-
-class Person(NamedTuple):
-    """A user as a task names them (creator, assignee, additional assignee)."""
-
-    id: uuid.UUID
-    username: str
-    full_name: str | None
-
-
-class TrailRow(NamedTuple):
-    action: str
-    actor_name: str | None
-    actor_type: str
-    actor_id: uuid.UUID | None
-    timestamp: datetime
-    changes: dict[str, Any] | None
-
-
-class SlaEventRow(NamedTuple):
-    id: uuid.UUID
-    event_type: str
-    severity: str
-    triggered_at: datetime
-    notification_sent: bool
-
-
-@dataclass
-class TaskPage:
-    """What a task's page shows of the database: the task (its clocks remembered, see
-    db.memo), its additional assignees in order, the people it names by id, its SLA events
-    and, when asked for, its audit trail."""
-
-    task: Task
-    extras: list[uuid.UUID]
-    people: dict[uuid.UUID, Person]
-    events: list[SlaEventRow]
-    trail: list[TrailRow] | None
-
-
-def _array(query: Select[Any]) -> ColumnElement[Any]:
-    """`ARRAY(query)`: the rows of a correlated subquery, in its order, as one value.
-    asyncpg decodes an array of anonymous records into tuples of native values (uuid,
-    timestamptz as aware UTC, jsonb through the connection's JSON codec), so no column
-    takes a result processor of SQLAlchemy's."""
-    return type_coerce(func.array(query.scalar_subquery()), NullType())
-
-
-def _page_statement(with_audit_trail: bool) -> Select[Any]:
-    """The task, its clocks and (PostgreSQL) everything else its page shows, in one
-    statement: a task's page otherwise takes four round trips, and on a busy server the
-    sending and waiting of each costs more CPU than the statement's own work."""
-    assigned = select(TaskAssignee.user_id).where(TaskAssignee.task_id == Task.id)
-    extras = assigned.order_by(TaskAssignee.added_at, TaskAssignee.user_id)
-    people = select(func.row(User.id, User.username, User.full_name)).where(
-        or_(User.id == Task.created_by, User.id == Task.assigned_to, User.id.in_(assigned))
-    )
-    events = select(
-        func.row(
-            SlaEvent.id,
-            SlaEvent.event_type,
-            SlaEvent.severity,
-            SlaEvent.triggered_at,
-            SlaEvent.notification_sent,
-        )
-    ).where(SlaEvent.task_id == Task.id)
-    columns = [
-        _array(extras),
-        _array(people),
-        _array(events.order_by(SlaEvent.due_at, SlaEvent.event_type)),
-    ]
-    if with_audit_trail:
-        trail = (
-            select(func.row(*_TRAIL_COLUMNS))
-            .where(AuditLog.entity_type == "task", AuditLog.entity_id == Task.id)
-            .order_by(AuditLog.seq)
-            .limit(AUDIT_TRAIL_LIMIT)
-        )
-        columns.append(_array(trail))
-    return _GET_WITH_CLOCKS.add_columns(*columns)
-
-
-_PAGES = {audit: _page_statement(audit) for audit in (False, True)}
-
-
-async def task_page(
-    session: AsyncSession, task_id: uuid.UUID, *, with_audit_trail: bool
-) -> TaskPage | None:
-    """The task (cancelled ones included) with what its page shows, or None: one statement
-    on PostgreSQL, the same reads one by one elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
-        return await _task_page_by_parts(session, task_id, with_audit_trail=with_audit_trail)
-    row = (await session.execute(_PAGES[with_audit_trail], {"task_id": task_id})).first()
-    if row is None:
-        return None
-    task, start, resolve, extras, people, events, *trail = row
-    remember_clocks(session, task.id, [c for c in (start, resolve) if c is not None])
-    return TaskPage(
-        task=task,
-        extras=list(extras),
-        people={person[0]: Person(*person) for person in people},
-        events=[SlaEventRow(*event) for event in events],
-        trail=[TrailRow(*entry) for entry in trail[0]] if with_audit_trail else None,
-    )
-
-
-async def _task_page_by_parts(
-    session: AsyncSession, task_id: uuid.UUID, *, with_audit_trail: bool
-) -> TaskPage | None:
-    task = await get_with_clocks(session, task_id)
-    if task is None:
-        return None
-    return await page_of(session, task, with_audit_trail=with_audit_trail)
-
-
-async def page_of(session: AsyncSession, task: Task, *, with_audit_trail: bool) -> TaskPage:
-    """What the page of a task already read shows, read one by one."""
-    extras, users = await people(session, [task])
-    return TaskPage(
-        task=task,
-        extras=extras.get(task.id, []),
-        people={u.id: Person(u.id, u.username, u.full_name) for u in users.values()},
-        events=[SlaEventRow(*e) for e in await sla_events_brief(session, task.id)],
-        trail=[TrailRow(*r) for r in await audit_trail(session, task.id)]
-        if with_audit_trail
-        else None,
-    )
-
-
-# --- SLA expressions -------------------------------------------------------------------
-
-
-def _responded_at() -> ColumnElement[Any]:
-    return case(
-        (Task.acknowledged_at.is_(None), Task.started_at),
-        (Task.started_at.is_(None), Task.acknowledged_at),
-        (Task.acknowledged_at < Task.started_at, Task.acknowledged_at),
-        else_=Task.started_at,
-    )
-
-
-def _start_stop() -> ColumnElement[Any]:
-    return func.coalesce(_responded_at(), Task.cancelled_at)
-
-
-def _clock_level(now: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A clock's state as a number (0 compliant .. 3 breached), as sla.status.ClockView
-    decides it: the stored threshold instants against the instant the clock stands at."""
-    until = func.coalesce(SlaClock.stopped_at, SlaClock.paused_at, now)
-    return case(
-        (SlaClock.status == ClockStatus.BREACHED, 3),
-        (
-            SlaClock.stopped_at.is_not(None),
-            case((SlaClock.stopped_at > SlaClock.deadline, 3), else_=0),
-        ),
-        (until >= SlaClock.deadline, 3),
-        (and_(SlaClock.critical_at.is_not(None), until >= SlaClock.critical_at), 2),
-        (and_(SlaClock.warning_at.is_not(None), until >= SlaClock.warning_at), 1),
-        else_=0,
-    )
-
-
-def _task_level(now: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The worst state of the task's clocks."""
-    return (
-        select(func.max(_clock_level(now)))
-        .where(SlaClock.task_id == Task.id)
-        .correlate(Task)
-        .scalar_subquery()
-    )
-
-
-def _breached(now: ColumnElement[Any]) -> ColumnElement[bool]:
-    return _task_level(now) == 3
-
-
-def next_deadline() -> ColumnElement[Any]:
-    """The deadline that matters now: response while unanswered, resolution after."""
-    return case((_start_stop().is_(None), Task.start_deadline), else_=Task.resolve_deadline)
-
-
-_PRIORITY_RANK = case(
-    {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}, value=Task.priority, else_=0
-)
-
-
-def _has_tags(dialect: str, count: int) -> ColumnElement[bool]:
-    """Tasks carrying all of `count` tags, given as the parameter `tags` (PostgreSQL) or
-    `tag_0`, `tag_1`, … (SQLite)."""
-    if dialect == "postgresql":
-        return type_coerce(Task.tags, JSONB).contains(bindparam("tags", type_=JSONB))
-    clauses = []
-    for index in range(count):
-        clauses.append(
-            exists(
-                select(literal(1))
-                .select_from(func.json_each(Task.tags).table_valued("value"))
-                .where(text(f"value = :tag_{index}"))
-            )
-        )
-    return and_(*clauses)
-
-
-_SORT_KEYS: dict[str, Any] = {
-    "created_at": lambda: Task.created_at,
-    "updated_at": lambda: Task.updated_at,
-    "priority": lambda: _PRIORITY_RANK,
-    "deadline": next_deadline,
-}
-
-
-_ASSIGNEE = aliased(User, name="assignee")
-
-
-def _search_statements(shape: tuple[Any, ...]) -> tuple[Select[Any], Select[Any]]:
-    """The count and the page of a search of this shape (which filters it has, the sort),
-    every value a bound parameter (see :func:`_search_values`)."""
-    (dialect, deleted, status, priority, task_type, assigned_to, team_id, tier, external_id,
-     after, before, q, tags, breach, sla_state, sort, order) = shape  # fmt: skip
-    query = select(Task)
-    if not deleted:
-        query = query.where(Task.deleted_at.is_(None))
-    if status:
-        query = query.where(Task.status.in_(bindparam("status", expanding=True)))
-    if priority:
-        query = query.where(Task.priority.in_(bindparam("priority", expanding=True)))
-    if task_type:
-        query = query.where(Task.task_type == bindparam("task_type"))
-    if assigned_to:
-        user = bindparam("assigned_to", type_=Task.assigned_to.type)
-        query = query.where(
-            or_(
-                Task.assigned_to == user,
-                exists().where(TaskAssignee.task_id == Task.id, TaskAssignee.user_id == user),
-            )
-        )
-    if team_id:
-        query = query.where(Task.team_id == bindparam("team_id"))
-    if tier:
-        query = query.where(Task.customer_tier == bindparam("customer_tier"))
-    if external_id:
-        query = query.where(Task.external_id == bindparam("external_id"))
-    if after:
-        query = query.where(Task.created_at >= bindparam("created_after"))
-    if before:
-        query = query.where(Task.created_at < bindparam("created_before"))
-    if q:
-        pattern: ColumnElement[str] = bindparam("pattern")
-        query = query.where(
-            or_(
-                func.lower(Task.title).like(pattern, escape="\\"),
-                func.lower(Task.description).like(pattern, escape="\\"),
-            )
-        )
-    if tags:
-        query = query.where(_has_tags(dialect, tags))
-    if breach is not None:
-        breached = _breached(bindparam("now", type_=UTCDateTime()))
-        query = query.where(breached if breach else not_(breached))
-    if sla_state:
-        query = query.where(
-            _task_level(bindparam("now", type_=UTCDateTime())) == bindparam("sla_level")
-        )
-    count = select(func.count()).select_from(query.subquery())
-    key = _SORT_KEYS[sort]()
-    ordering = key.asc() if order == "asc" else key.desc()
-    tiebreak = Task.id.asc() if order == "asc" else Task.id.desc()
-    # The page's clocks come with it (a task has one of each kind: the join adds no row),
-    # and so do its assignees and the count of the whole search, a subquery the database
-    # runs once: one round trip for the page (see `search`).
-    page = (
-        _with_clocks(query)
-        .add_columns(
-            count.scalar_subquery().label("total"),
-            _ASSIGNEE.id,
-            _ASSIGNEE.username,
-            _ASSIGNEE.full_name,
-        )
-        .outerjoin(_ASSIGNEE, _ASSIGNEE.id == Task.assigned_to)
-        .order_by(ordering, tiebreak)
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
-    )
-    return count, page
-
-
-def _search_values(filters: TaskFilters, now: datetime, dialect: str) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "status": filters.status,
-        "priority": filters.priority,
-        "task_type": filters.task_type,
-        "assigned_to": filters.assigned_to,
-        "team_id": filters.team_id,
-        "customer_tier": filters.customer_tier,
-        "external_id": filters.external_id,
-        "created_after": filters.created_after,
-        "created_before": filters.created_before,
-        "now": now,
-    }
-    if filters.q:
-        values["pattern"] = f"%{escape_like(filters.q.lower())}%"
-    if filters.sla_state:
-        values["sla_level"] = level(filters.sla_state)
-    if dialect == "postgresql":
-        values["tags"] = filters.tags
-    else:
-        values.update({f"tag_{index}": tag for index, tag in enumerate(filters.tags)})
-    return values
-
-
-# A search's statements by shape, built once per shape: building them cost more CPU than a
-# page's two statements take to run. Shapes are few (which filters, the sort); bounded
-# all the same.
-_SEARCHES: dict[tuple[Any, ...], tuple[Select[Any], Select[Any]]] = {}
-CACHED_SEARCH_SHAPES = 1024
-
-
-class SearchResult(NamedTuple):
-    tasks: list[Task]
-    total: int  # tasks the search finds, over all its pages
-    assignees: dict[uuid.UUID, Person]  # the page's tasks' assignees (`assigned_to`) by id
-
-
-async def search(
-    session: AsyncSession,
-    filters: TaskFilters,
-    params: PageParams,
-    *,
-    now: datetime,
-    sort: SortField = "created_at",
-    order: Literal["asc", "desc"] = "desc",
-) -> SearchResult:
-    dialect = session.get_bind().dialect.name
-    shape = (
-        dialect,
-        filters.include_deleted,
-        bool(filters.status),
-        bool(filters.priority),
-        bool(filters.task_type),
-        bool(filters.assigned_to),
-        bool(filters.team_id),
-        bool(filters.customer_tier),
-        bool(filters.external_id),
-        bool(filters.created_after),
-        bool(filters.created_before),
-        bool(filters.q),
-        len(filters.tags),
-        filters.has_breach,
-        bool(filters.sla_state),
-        sort,
-        order,
-    )
-    statements = _SEARCHES.get(shape)
-    if statements is None:
-        if len(_SEARCHES) >= CACHED_SEARCH_SHAPES:
-            _SEARCHES.clear()
-        statements = _SEARCHES[shape] = _search_statements(shape)
-    count, page = statements
-    values = _search_values(filters, now, dialect)
-    rows = (
-        await session.execute(page, {**values, "offset": params.offset, "limit": params.page_size})
-    ).all()
-    tasks: list[Task] = []
-    assignees: dict[uuid.UUID, Person] = {}
-    for task, start, resolve, _total, user_id, username, full_name in rows:
-        remember_clocks(session, task.id, [c for c in (start, resolve) if c is not None])
-        tasks.append(task)
-        if user_id is not None:
-            assignees[user_id] = Person(user_id, username, full_name)
-    if rows:
-        total = int(rows[0].total)
-    elif params.offset:  # past the last page: the count came with no row
-        total = int(await session.scalar(count, values) or 0)
-    else:
-        total = 0
-    return SearchResult(tasks, total, assignees)

@@ -34,7 +34,7 @@ from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.sla import repository as sla_repository
 from opsflow.sla import service as sla_service
-from opsflow.tasks import lifecycle, repository
+from opsflow.tasks import lifecycle, reads, repository
 from opsflow.tasks.lifecycle import Action
 from opsflow.tasks.schemas import (
     TaskCreate,
@@ -163,9 +163,9 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID, *, for_update: boo
 
 async def task_page(
     session: AsyncSession, task_id: uuid.UUID, *, with_audit_trail: bool
-) -> repository.TaskPage:
+) -> reads.TaskPage:
     """The task and what its page shows, or 404."""
-    page = await repository.task_page(session, task_id, with_audit_trail=with_audit_trail)
+    page = await reads.task_page(session, task_id, with_audit_trail=with_audit_trail)
     if page is None:
         raise NotFound("task", task_id)
     return page
@@ -573,4 +573,4 @@ async def cancel_task(cmd: TaskCommand, reason: str | None) -> Task:
 
 # Reads with no rule beyond their query: the repository's functions, as this service's API
 # (endpoints call services only).
-search = repository.search
+search = reads.search

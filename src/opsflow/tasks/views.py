@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow.kit.durations import humanize
@@ -19,12 +20,10 @@ from opsflow.models.task import Task
 from opsflow.models.user import User
 from opsflow.sla import repository as sla_repo
 from opsflow.sla import status as sla
-from opsflow.tasks import repository
+from opsflow.tasks import reads, repository
 from opsflow.tasks.schemas import (
-    AuditTrailEntry,
     CreatedSlaStatus,
     CreatedTimeRemaining,
-    SlaEventBrief,
     SlaStatus,
     TaskCreated,
     TaskDetail,
@@ -55,43 +54,57 @@ def sla_status_of(task: Task, views: tuple[sla.ClockView, sla.ClockView]) -> Sla
     return SlaStatus.model_validate(sla.sla_status(start, resolve, task.created_at))
 
 
+# A task's own fields as the API shows them, with the attribute each is read from.
+_FIELDS = (
+    ("id", "id"),
+    ("title", "title"),
+    ("description", "description"),
+    ("task_type", "task_type"),
+    ("priority", "priority"),
+    ("status", "status"),
+    ("team_id", "team_id"),
+    ("service", "service"),
+    ("customer_tier", "customer_tier"),
+    ("start_sla_minutes", "start_sla_minutes"),
+    ("resolve_sla_minutes", "resolve_sla_minutes"),
+    ("start_sla_source", "start_sla_source"),
+    ("resolve_sla_source", "resolve_sla_source"),
+    ("sla_policy_id", "sla_policy_id"),
+    ("sla_policy_name", "sla_policy_name"),
+    ("created_at", "created_at"),
+    ("updated_at", "updated_at"),
+    ("assigned_at", "assigned_at"),
+    ("acknowledged_at", "acknowledged_at"),
+    ("started_at", "started_at"),
+    ("blocked_at", "blocked_at"),
+    ("blocked_reason", "blocked_reason"),
+    ("completed_at", "completed_at"),
+    ("cancelled_at", "cancelled_at"),
+    ("snoozed_until", "snoozed_until"),
+    ("sla_paused_at", "sla_paused_at"),
+    ("sla_pause_reason", "sla_pause_reason"),
+    ("deleted_at", "deleted_at"),
+    ("resolution_notes", "resolution_notes"),
+    ("tags", "tags"),
+    ("metadata", "metadata_"),
+    ("source", "source"),
+    ("external_id", "external_id"),
+    ("version", "version"),
+)
+_ATTRIBUTES = frozenset(attribute for _, attribute in _FIELDS)
+
+
 def _fields(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "title": task.title,
-        "description": task.description,
-        "task_type": task.task_type,
-        "priority": task.priority,
-        "status": task.status,
-        "team_id": task.team_id,
-        "service": task.service,
-        "customer_tier": task.customer_tier,
-        "start_sla_minutes": task.start_sla_minutes,
-        "resolve_sla_minutes": task.resolve_sla_minutes,
-        "start_sla_source": task.start_sla_source,
-        "resolve_sla_source": task.resolve_sla_source,
-        "sla_policy_id": task.sla_policy_id,
-        "sla_policy_name": task.sla_policy_name,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "assigned_at": task.assigned_at,
-        "acknowledged_at": task.acknowledged_at,
-        "started_at": task.started_at,
-        "blocked_at": task.blocked_at,
-        "blocked_reason": task.blocked_reason,
-        "completed_at": task.completed_at,
-        "cancelled_at": task.cancelled_at,
-        "snoozed_until": task.snoozed_until,
-        "sla_paused_at": task.sla_paused_at,
-        "sla_pause_reason": task.sla_pause_reason,
-        "deleted_at": task.deleted_at,
-        "resolution_notes": task.resolution_notes,
-        "tags": list(task.tags or []),
-        "metadata": dict(task.metadata_ or {}),
-        "source": task.source,
-        "external_id": task.external_id,
-        "version": task.version,
-    }
+    """The task's own fields (its people are the caller's to add). The loaded values are
+    read from the instance's own dictionary at once (as `ClockView.of` does): each
+    instrumented attribute read costs a descriptor call."""
+    row = task.__dict__
+    if not _ATTRIBUTES.issubset(row):  # a column not loaded (or expired): read it normally
+        row = {attribute: getattr(task, attribute) for attribute in _ATTRIBUTES}
+    values = {name: row[attribute] for name, attribute in _FIELDS}
+    values["tags"] = list(values["tags"] or [])
+    values["metadata"] = dict(values["metadata"] or {})
+    return values
 
 
 async def created_view(session: AsyncSession, task: Task, now: datetime) -> TaskCreated:
@@ -185,59 +198,75 @@ async def list_views(
     ]
 
 
+def list_items(rows: Sequence[Row[Any]], now: datetime) -> list[dict[str, Any]]:
+    """A page of tasks as :func:`reads.search` read it (plain rows), each item the values
+    of a `TaskListItem` as a dict: the response model validates the page once, instead of
+    a model built per item, per SLA status and per assignee."""
+    items = []
+    for row in rows:
+        item = dict(zip(reads.ITEM_FIELDS, row, strict=False))
+        item["tags"] = item["tags"] or []
+        user_id, username, full_name = row[reads.ASSIGNEE_AT : reads.START_AT]
+        item["assigned_to"] = (
+            {"id": user_id, "username": username, "full_name": full_name}
+            if username is not None
+            else None
+        )
+        start = sla.ClockView.at(now, *row[reads.START_AT : reads.RESOLVE_AT])
+        resolve = sla.ClockView.at(now, *row[reads.RESOLVE_AT : reads.TOTAL_AT])
+        item["sla_status"] = sla.sla_status(start, resolve, item["created_at"])
+        items.append(item)
+    return items
+
+
 async def detail_view(
     session: AsyncSession, task: Task, now: datetime, *, with_audit_trail: bool
 ) -> TaskDetail:
     """The task with its SLA events and, for callers who may read the audit log, its audit
     trail (left out otherwise)."""
-    page = await repository.page_of(session, task, with_audit_trail=with_audit_trail)
+    page = await reads.page_of(session, task, with_audit_trail=with_audit_trail)
     return await page_view(session, page, now)
 
 
-async def page_view(session: AsyncSession, page: repository.TaskPage, now: datetime) -> TaskDetail:
-    """A task's page as :func:`repository.task_page` read it."""
+async def page_view(session: AsyncSession, page: reads.TaskPage, now: datetime) -> TaskDetail:
+    """A task's page as :func:`reads.task_page` read it."""
+    return TaskDetail.model_validate(await page_values(session, page, now))
+
+
+async def page_values(session: AsyncSession, page: reads.TaskPage, now: datetime) -> dict[str, Any]:
+    """The values of a task's `TaskDetail`, as plain values (people, events and trail
+    entries as dicts): the response model validates them once, in one go."""
     task = page.task
     people = {
-        user_id: UserSummary(id=p.id, username=p.username, full_name=p.full_name)
+        user_id: {"id": p.id, "username": p.username, "full_name": p.full_name}
         for user_id, p in page.people.items()
     }
     start, resolve = (await clock_views(session, [task], now))[task.id]
-
-    def person(user_id: uuid.UUID | None) -> UserSummary | None:
-        return people.get(user_id) if user_id is not None else None
-
-    trail = (
-        [
-            AuditTrailEntry(
-                action=row.action,
-                actor=row.actor_name,
-                actor_type=row.actor_type,
-                actor_id=row.actor_id,
-                timestamp=row.timestamp,
-                changes=row.changes,
-            )
-            for row in page.trail
-        ]
-        if page.trail is not None
-        else None
-    )
-    events = [
-        SlaEventBrief(
-            id=e.id,
-            event_type=e.event_type,
-            severity=e.severity,
-            triggered_at=e.triggered_at,
-            notification_sent=e.notification_sent,
-        )
+    values = _fields(task)
+    values["created_by"] = people.get(task.created_by)
+    values["assigned_to"] = people.get(task.assigned_to) if task.assigned_to else None
+    values["additional_assignees"] = [people[u] for u in page.extras if u in people]
+    values["sla_status"] = sla.sla_status(start, resolve, values["created_at"])
+    values["sla_events"] = [
+        {
+            "id": e.id,
+            "event_type": e.event_type,
+            "severity": e.severity,
+            "triggered_at": e.triggered_at,
+            "notification_sent": e.notification_sent,
+        }
         for e in page.events
     ]
-    # Built in one go (not a TaskRead copied into a TaskDetail).
-    return TaskDetail(
-        **_fields(task),
-        created_by=person(task.created_by),
-        assigned_to=person(task.assigned_to),
-        additional_assignees=[s for s in (person(u) for u in page.extras) if s],
-        sla_status=sla_status_of(task, (start, resolve)),
-        sla_events=events,
-        audit_trail=trail,
-    )
+    if page.trail is not None:
+        values["audit_trail"] = [
+            {
+                "action": row.action,
+                "actor": row.actor_name,
+                "actor_type": row.actor_type,
+                "actor_id": row.actor_id,
+                "timestamp": row.timestamp,
+                "changes": row.changes,
+            }
+            for row in page.trail
+        ]
+    return values
