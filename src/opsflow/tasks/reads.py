@@ -144,10 +144,12 @@ def _json_rows(
     query: Select[*tuple[Any, ...]], *, json_column: str | None = None
 ) -> ColumnElement[Any]:
     """SQLite: the rows of a correlated subquery, in its order, as one JSON array of arrays
-    (`json_group_array` over the ordered subquery: SQLite aggregates a subquery's rows in
-    the order it gives them). Each value comes as SQLite keeps it (uuid as hex, instants
-    as text, booleans as 0/1; `json_column` holds JSON, embedded as such), for
-    `_sqlite_page` to convert as the column types would."""
+    (`json_group_array` over the ordered subquery: SQLite never flattens a subquery with
+    an ORDER BY into an aggregate query, so the aggregate receives its rows in that order;
+    `test_request_statements` compares this read with the separate ordered reads). Each
+    value comes as SQLite keeps it (uuid as hex, instants as text, booleans as 0/1;
+    `json_column` holds JSON, embedded as such), for `_sqlite_page` to convert as the
+    column types would."""
     rows = query.correlate(Task).subquery()
     values = [func.json(c) if c.key == json_column else c for c in rows.c]
     aggregated = select(func.json_group_array(func.json_array(*values))).scalar_subquery()
