@@ -1,6 +1,7 @@
 -- One operation per wrk run, chosen by OP: create | get | list | me | start | complete | post.
--- create writes the ids it gets back to IDS_DIR/ids-<thread>.txt; start and complete read
--- them (each id once) and stop the thread when they run out. post sends the JSON bodies of
+-- create writes the ids it gets back to IDS_DIR/ids-<thread>.txt; start reads them (each id
+-- once) and writes those it started to IDS_DIR/started-<thread>.txt, which complete reads;
+-- both stop the thread when they run out. post sends the JSON bodies of
 -- the file BODIES (one per line, line i to thread i % THREADS) to POST_PATH, each once, and
 -- stops the thread when all of its bodies are answered. done() prints one JSON line.
 -- A thread that runs out of work stops, but wrk itself runs for its whole -d; so each
@@ -66,11 +67,15 @@ function init(args)
   elseif op == "create" then
     out = io.open(ids_dir .. "/ids-" .. index .. ".txt", "w")
   elseif op == "start" or op == "complete" then
-    local f = io.open(ids_dir .. "/ids-" .. index .. ".txt", "r")
+    -- complete takes only the tasks start answered 200 for: a task start did not reach
+    -- in its run is still open, and completing it is refused (409), not a failure.
+    local source = op == "start" and "/ids-" or "/started-"
+    local f = io.open(ids_dir .. source .. index .. ".txt", "r")
     if f then
       for line in f:lines() do table.insert(ids, line) end
       f:close()
     end
+    if op == "start" then out = io.open(ids_dir .. "/started-" .. index .. ".txt", "w") end
   end
 end
 
@@ -112,10 +117,11 @@ if op == "post" then
 end
 
 function response(status, headers, body)
-  if op == "create" and out and status == 201 then
+  if out and ((op == "create" and status == 201) or (op == "start" and status == 200)) then
     local id = string.match(body, '"id"%s*:%s*"([0-9a-f%-]+)"')
     if id then out:write(id, "\n"); out:flush() end
-  elseif (op == "start" or op == "complete") and position >= #ids then
+  end
+  if (op == "start" or op == "complete") and position >= #ids then
     stop_thread()
   elseif op == "post" and status ~= 405 then
     -- Only the answers to the thread's own bodies count: the thread stops once each of
