@@ -58,13 +58,7 @@ async def test_a_policy_change_applies_to_the_next_create(
 
     # Another process (the CLI's import): its own session, nothing of this process told.
     async with unit_of_work(app_context.sessions) as session:
-        await sla_config_service.apply_config(
-            session,
-            Principal.system("cli"),
-            sla_config_service.parse(ENTERPRISE_ONLY),
-            app_context.clock.now(),
-            mode="replace",
-        )
+        await _import(session, app_context, ENTERPRISE_ONLY, mode="replace")
     removed = await _incident(client, admin_headers)
     assert removed["sla_policy_name"] is None
     assert removed["start_sla_minutes"] == before["start_sla_minutes"]
@@ -83,12 +77,7 @@ async def test_a_cached_catalog_is_used_while_the_revision_stays(
     async with unit_of_work(app_context.sessions) as session:
         assert await cache.get(session) is first
     async with unit_of_work(app_context.sessions) as session:
-        await sla_config_service.apply_config(
-            session,
-            Principal.system("cli"),
-            sla_config_service.parse(ENTERPRISE_ONLY),
-            app_context.clock.now(),
-        )
+        await _import(session, app_context, ENTERPRISE_ONLY)
     async with unit_of_work(app_context.sessions) as session:
         assert await cache.get(session) is not first
 
@@ -109,7 +98,15 @@ async def test_a_change_rolled_back_is_never_cached(app_context: AppContext) -> 
     assert catalog.resolve("INCIDENT", "HIGH", "ENTERPRISE").start_minutes == 50
 
 
-async def _import(session: AsyncSession, app_context: AppContext, text: str) -> None:
+async def _import(
+    session: AsyncSession, app_context: AppContext, text: str, **options: Any
+) -> None:
+    """Apply a configuration as the CLI's import does: its own session, this process's
+    cache told nothing."""
     await sla_config_service.apply_config(
-        session, Principal.system("cli"), sla_config_service.parse(text), app_context.clock.now()
+        session,
+        Principal.system("cli"),
+        sla_config_service.parse(text),
+        app_context.clock.now(),
+        **options,
     )

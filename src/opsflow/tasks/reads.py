@@ -58,6 +58,8 @@ from opsflow.sla.status import State as SlaState
 from opsflow.tasks.repository import (
     AUDIT_TRAIL_LIMIT,
     GET_WITH_CLOCKS,
+    SLA_EVENT_COLUMNS,
+    SLA_EVENT_ORDER,
     TRAIL_COLUMNS,
     audit_trail,
     get_with_clocks,
@@ -166,15 +168,7 @@ def _page_statement(dialect: str, with_audit_trail: bool) -> Select[Any]:
         or_(User.id == Task.created_by, User.id == Task.assigned_to, User.id.in_(assigned))
     )
     events = (
-        select(
-            SlaEvent.id,
-            SlaEvent.event_type,
-            SlaEvent.severity,
-            SlaEvent.triggered_at,
-            SlaEvent.notification_sent,
-        )
-        .where(SlaEvent.task_id == Task.id)
-        .order_by(SlaEvent.due_at, SlaEvent.event_type)
+        select(*SLA_EVENT_COLUMNS).where(SlaEvent.task_id == Task.id).order_by(*SLA_EVENT_ORDER)
     )
     trail = (
         select(*TRAIL_COLUMNS)

@@ -280,16 +280,20 @@ async def audit_trail(
     return list(rows)
 
 
+# A task's SLA events as its page shows them, in their order (here and in the
+# one-statement read of `reads.py`).
+SLA_EVENT_COLUMNS = (
+    SlaEvent.id,
+    SlaEvent.event_type,
+    SlaEvent.severity,
+    SlaEvent.triggered_at,
+    SlaEvent.notification_sent,
+)
+SLA_EVENT_ORDER = (SlaEvent.due_at, SlaEvent.event_type)
 _SLA_EVENTS = (
-    select(
-        SlaEvent.id,
-        SlaEvent.event_type,
-        SlaEvent.severity,
-        SlaEvent.triggered_at,
-        SlaEvent.notification_sent,
-    )
+    select(*SLA_EVENT_COLUMNS)
     .where(SlaEvent.task_id == bindparam("task_id"))
-    .order_by(SlaEvent.due_at, SlaEvent.event_type)
+    .order_by(*SLA_EVENT_ORDER)
 )
 
 
