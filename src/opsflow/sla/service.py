@@ -169,9 +169,6 @@ class CatalogCache:
         self._version, self._catalog = version, catalog
         return catalog
 
-    def clear(self) -> None:
-        self._version = self._catalog = None
-
 
 # session.info key: this unit of work wrote the SLA configuration (set by its writers).
 CONFIG_CHANGED = "opsflow.sla_config_changed"
