@@ -66,6 +66,8 @@ class ClockView:
     until: datetime  # the instant the clock stands at: stopped, paused, or `now`
     remaining: timedelta  # wall-clock time left until the deadline (negative when overdue)
     breached: bool
+    met: bool | None  # None while running or cancelled; otherwise not breached
+    percent: float  # working time used, in per cent of the target
     state: State
     status: str
 
@@ -132,10 +134,13 @@ class ClockView:
             state = "warning"
         else:
             state = "compliant"
+        working = timedelta(seconds=elapsed)
+        target = target_minutes * 60
+        cancelled = cancelled or status_stored == ClockStatus.CANCELLED
         return cls(
             kind=kind,
             status_stored=status_stored,
-            cancelled=cancelled or status_stored == ClockStatus.CANCELLED,
+            cancelled=cancelled,
             target_minutes=target_minutes,
             started_at=started_at,
             deadline=deadline,
@@ -144,11 +149,13 @@ class ClockView:
             stopped_at=stopped_at,
             paused_at=paused_at,
             now=now,
-            working_elapsed=timedelta(seconds=elapsed),
+            working_elapsed=working,
             running=running,
             until=until,
             remaining=deadline - until,
             breached=breached,
+            met=None if running or cancelled else not breached,
+            percent=round(100.0 * working.total_seconds() / target, 2) if target else 100.0,
             state=state,
             # Breached shows at the deadline even before the engine's pass records it.
             status=ClockStatus.BREACHED if breached else status_stored,
@@ -159,19 +166,6 @@ class ClockView:
         """Working time used (calendar hours, pauses excluded)."""
         return self.working_elapsed
 
-    @property
-    def percent(self) -> float:
-        target = self.target_minutes * 60
-        if not target:
-            return 100.0
-        return round(100.0 * self.working_elapsed.total_seconds() / target, 2)
-
-    @property
-    def met(self) -> bool | None:
-        if self.running or self.cancelled:
-            return None
-        return not self.breached
-
     def remaining_text(self) -> str:
         seconds = self.remaining.total_seconds()
         if seconds < 0:
@@ -179,9 +173,6 @@ class ClockView:
         return humanize(seconds)
 
     def as_dict(self) -> dict[str, Any]:
-        # `met` and `percent` written out: a page of tasks makes 40 of these.
-        elapsed = self.working_elapsed.total_seconds()
-        target = self.target_minutes * 60
         return {
             "kind": self.kind,
             "status": self.status,
@@ -189,10 +180,10 @@ class ClockView:
             "target_minutes": self.target_minutes,
             "deadline": self.deadline,
             "stopped_at": self.stopped_at,
-            "met": None if self.running or self.cancelled else not self.breached,
-            "elapsed_seconds": int(elapsed),
+            "met": self.met,
+            "elapsed_seconds": int(self.working_elapsed.total_seconds()),
             "remaining_seconds": int(self.remaining.total_seconds()),
-            "percent_elapsed": round(100.0 * elapsed / target, 2) if target else 100.0,
+            "percent_elapsed": self.percent,
         }
 
 
@@ -217,13 +208,13 @@ def sla_status(start: ClockView, resolve: ClockView, created_at: datetime) -> di
     result: dict[str, Any] = {
         "state": start_state if _LEVEL[start_state] >= _LEVEL[resolve_state] else resolve_state,
         "start_deadline": start.deadline,
-        "start_met": None if start.running or start.cancelled else not start.breached,
+        "start_met": start.met,
         "start_time_taken": humanize(start.stopped_at - created_at)
         if start.stopped_at and not start.cancelled
         else None,
         "start_time_remaining": start_text,
         "resolve_deadline": resolve.deadline,
-        "resolve_met": None if resolve.running or resolve.cancelled else not resolve.breached,
+        "resolve_met": resolve.met,
         "total_time": humanize(resolve.working_elapsed)
         if resolve.stopped_at and not resolve.cancelled
         else None,
