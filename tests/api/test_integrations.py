@@ -1082,7 +1082,8 @@ async def test_a_batch_writes_its_resends_and_rule_changes_each_with_one_stateme
 ) -> None:
     """One set-based batch of plain re-sends and escalations: the re-sent incidents keep
     their version and take the new count, the escalated ones their new priority and next
-    version. On PostgreSQL each UPDATE of tasks goes as one statement on the server (an
+    version, and their clocks the new targets and deadlines. On PostgreSQL each UPDATE of
+    tasks, and of the re-planned clocks, goes as one statement on the server (an
     executemany would run it, and the table's statement triggers, once per row)."""
     from sqlalchemy import event, select
 
@@ -1090,6 +1091,7 @@ async def test_a_batch_writes_its_resends_and_rule_changes_each_with_one_stateme
     from opsflow.integrations import batch as alert_batch
     from opsflow.integrations.parsers import parse_generic
     from opsflow.models.integration import Integration
+    from opsflow.models.sla import SlaClock
     from opsflow.models.task import Task
 
     integration = await make_integration(client, admin_headers)
@@ -1098,10 +1100,13 @@ async def test_a_batch_writes_its_resends_and_rule_changes_each_with_one_stateme
         assert (await send(client, integration["key"], trigger(key))).status_code == 202
     context = client._transport.app.state.context  # type: ignore[attr-defined]
     updates: list[tuple[str, bool]] = []
+    clock_updates: list[bool] = []
 
     def seen(_c: Any, _cur: Any, statement: str, _p: Any, _x: Any, many: bool) -> None:
         if statement.lstrip().upper().startswith("UPDATE TASKS"):
             updates.append((statement, many))
+        if statement.lstrip().upper().startswith("UPDATE SLA_CLOCKS"):
+            clock_updates.append(many)
 
     engine = context.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
@@ -1120,11 +1125,31 @@ async def test_a_batch_writes_its_resends_and_rule_changes_each_with_one_stateme
         event.remove(engine, "before_cursor_execute", seen)
     assert [o.outcome for (o,) in outcomes] == ["updated", "updated", "escalated", "escalated"]
     assert len(updates) == 2  # the re-sends' metadata, the escalations' changes
+    assert clock_updates  # the escalations re-planned the clocks
     if context.engine.dialect.name == "postgresql":
         assert [many for _, many in updates] == [False, False]
+        assert clock_updates == [False]  # both clocks of both incidents
     async with context.sessions() as session:
         rows = await session.scalars(select(Task).where(Task.dedup_key.in_(keys)))
         tasks = {t.dedup_key: t for t in rows}
+        clocks = {
+            (c.task_id, c.kind): c
+            for c in await session.scalars(
+                select(SlaClock).where(SlaClock.task_id.in_([t.id for t in tasks.values()]))
+            )
+        }
+    for key in keys:
+        incident = tasks[key]
+        start, resolve = clocks[(incident.id, "START")], clocks[(incident.id, "RESOLVE")]
+        assert (start.target_minutes, start.deadline) == (
+            incident.start_sla_minutes,
+            incident.start_deadline,
+        )
+        assert (resolve.target_minutes, resolve.deadline) == (
+            incident.resolve_sla_minutes,
+            incident.resolve_deadline,
+        )
+    assert tasks[keys[2]].resolve_sla_minutes != tasks[keys[0]].resolve_sla_minutes
     for key in keys[:2]:
         assert tasks[key].version == 1
         assert tasks[key].metadata_["alert"]["count"] == 2

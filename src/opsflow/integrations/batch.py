@@ -12,7 +12,8 @@ open incidents read with one query. Then, in order:
 - any other event takes the full lifecycle rules (`ingest.apply_event`). Set-based
   (``deferred``, the first try of a batch), the incidents such events touch are locked and
   read with their clocks and escalation steps at once, the rules change them in memory and
-  they are written with one UPDATE per set of changed columns (`tasks.bulk.write_changed`);
+  they are written with one UPDATE per set of changed columns (`tasks.bulk.write_changed`,
+  and their re-planned clocks with `tasks.bulk.write_changed_clocks`);
   an event the rules refuse then fails the batch, which the intake rolls back to its
   savepoint and applies again request by request in the same transaction (the key locks
   kept), not deferred: each such event in its own SAVEPOINT, recorded as ``failed`` alone.
@@ -209,6 +210,7 @@ async def apply_locked(
         if new is not None:
             await new.write()
         await bulk.write_changed(session, state.changed)
+        await bulk.write_changed_clocks(session)
         await session.flush()
     await repository.add_events(session, log)
     return results

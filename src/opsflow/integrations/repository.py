@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opsflow import db
@@ -165,8 +165,8 @@ async def set_metadata(session: AsyncSession, values: dict[uuid.UUID, dict[str, 
 
 
 async def add_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(IntegrationEvent), rows)
+    """The event log rows of a batch, with one statement (`db.insert_rows`)."""
+    await db.insert_rows(session, IntegrationEvent, rows)
 
 
 async def latest_incident(

@@ -12,7 +12,8 @@ write the rows with a few multi-row statements instead of round trips per task:
   (``TaskCommand(deferred=True)``: the rules applied, the version stepped, nothing
   flushed) with one UPDATE statement per set of changed columns, executed for all rows at
   once (on PostgreSQL one statement on the server too, the values as arrays), and marks
-  them as written.
+  them as written; :func:`write_changed_clocks` does the same for the SLA clocks those
+  rules re-planned (PostgreSQL).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ async def write_changed(session: AsyncSession, tasks: Iterable[Task]) -> None:
         _written(rows, (*changed, "version"))
 
 
-def _written(rows: list[tuple[Task, dict[str, Any]]], changed: tuple[str, ...]) -> None:
+def _written(rows: list[tuple[Any, dict[str, Any]]], changed: tuple[str, ...]) -> None:
     for row, _ in rows:
         for key in changed:
             set_committed_value(row, key, getattr(row, key))
@@ -245,6 +246,40 @@ def _written(rows: list[tuple[Task, dict[str, Any]]], changed: tuple[str, ...]) 
 
 _Arrays = Callable[[list[dict[str, Any]]], dict[str, list[Any]]]
 _PG_UPDATES: dict[tuple[str, ...], tuple[TextClause, _Arrays]] = {}
+_PG_CLOCK_UPDATES: dict[tuple[str, ...], tuple[TextClause, _Arrays]] = {}
+_CLOCK_KEYS = frozenset(_CLOCK_COLUMNS)
+
+
+async def write_changed_clocks(session: AsyncSession) -> None:
+    """PostgreSQL: write the SLA clocks of the session changed in memory (the task rules
+    re-planned them) with one UPDATE per set of changed columns for all of them, and mark
+    them written, before the unit of work's flush. The flush would run its UPDATE once per
+    clock on the server (an executemany), and with it, once per clock, the statement
+    triggers of sla_clocks (the clock rollups). A clock with a change the flush must make
+    itself (not a plain column) is left to it."""
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        return
+    groups: dict[tuple[str, ...], list[tuple[Any, dict[str, Any]]]] = {}
+    for clock in session.dirty:
+        if type(clock) is not SlaClock:
+            continue
+        state = inspect(clock)
+        keys = state.committed_state.keys()
+        if not keys <= _CLOCK_KEYS:
+            continue
+        changed = tuple(sorted(k for k in keys if state.attrs[k].history.has_changes()))
+        if not changed:
+            continue
+        params = {f"v_{key}": getattr(clock, key) for key in changed}
+        params["b_id"] = clock.id
+        groups.setdefault(changed, []).append((clock, params))
+    for changed, rows in groups.items():
+        statement, arrays_of = _pg_update_of(
+            SlaClock, changed, dialect, _PG_CLOCK_UPDATES, versioned=False
+        )
+        await session.execute(statement, arrays_of([params for _, params in rows]))
+        _written(rows, changed)
 
 
 def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, _Arrays]:
@@ -255,14 +290,28 @@ def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, 
     per row, the statement-level triggers of `tasks` (the report rollups, the values copied
     to the clocks: migrations 0021-0024). JSON values go as text, cast in the statement.
     Built once per set of columns."""
-    built = _PG_UPDATES.get(changed)
-    if built is not None:
-        return built
-    mapper = inspect(Task)
-    names = ["b_id", "b_read_version", "b_version"]
-    types = ["UUID", "INTEGER", "INTEGER"]
-    processors: list[Callable[[Any], Any] | None] = [None, None, None]
-    sets = ["version = v.b_version"]
+    return _pg_update_of(Task, changed, dialect, _PG_UPDATES, versioned=True)
+
+
+def _pg_update_of(
+    model: type[Any],
+    changed: tuple[str, ...],
+    dialect: Dialect,
+    built: dict[tuple[str, ...], tuple[TextClause, _Arrays]],
+    *,
+    versioned: bool,
+) -> tuple[TextClause, _Arrays]:
+    """The one-statement UPDATE of `model`'s table by id (`versioned`: guarded by the
+    version each row was read at, the version set), cached in `built`."""
+    known = built.get(changed)
+    if known is not None:
+        return known
+    mapper = inspect(model)
+    table = cast(Table, model.__table__)
+    names = ["b_id", "b_read_version", "b_version"] if versioned else ["b_id"]
+    types = ["UUID", "INTEGER", "INTEGER"] if versioned else ["UUID"]
+    processors: list[Callable[[Any], Any] | None] = [None] * len(names)
+    sets = ["version = v.b_version"] if versioned else []
     for key in changed:
         column = mapper.columns[key]
         processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
@@ -275,10 +324,11 @@ def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, 
             types.append(name)
             sets.append(f'"{column.name}" = v.v_{key}')
     arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
+    guard = f" AND {table.name}.version = v.b_read_version" if versioned else ""
     statement = text(
-        f"UPDATE tasks SET {', '.join(sets)} "  # noqa: S608
+        f"UPDATE {table.name} SET {', '.join(sets)} "  # noqa: S608
         f"FROM unnest({arrays}) AS v({', '.join(names)}) "
-        "WHERE tasks.id = v.b_id AND tasks.version = v.b_read_version"
+        f"WHERE {table.name}.id = v.b_id{guard}"
     )
     steps = list(zip(names, processors, strict=True))
 
@@ -290,5 +340,5 @@ def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, 
             for name, process in steps
         }
 
-    _PG_UPDATES[changed] = (statement, arrays_of)
+    built[changed] = (statement, arrays_of)
     return statement, arrays_of
