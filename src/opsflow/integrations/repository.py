@@ -85,24 +85,63 @@ async def lock_all(session: AsyncSession, lock_ids: list[int]) -> None:
 CHUNK = 500
 
 
+# PostgreSQL: each key looked up alone, in the index its lookup needs, whatever the
+# statistics say. With ``dedup_key IN (…)`` the planner may (and, with no statistics yet or
+# a plan prepared while the table was small, did) read every open incident of the source
+# through the first column of the index and filter the keys: a cost per batch growing with
+# the number of open incidents. A LATERAL subquery with LIMIT or OFFSET is neither pulled up
+# into a join nor given the outer conditions, so each key is one probe:
+# - the open incident: of (source, key) in the unique index of the open incidents (at most
+#   one row, so LIMIT 1 changes nothing);
+# - any incident of the key: of the key in the index on dedup_key, the source and deletion
+#   checked on the few rows found.
+_TASK_COLUMNS = cast(Table, Task.__table__).columns
+# The columns named in the model's order: `.columns` matches them by position.
+OPEN_BY_KEYS = text(
+    f"SELECT {', '.join(f't.{c.name}' for c in _TASK_COLUMNS)} "  # noqa: S608
+    "FROM unnest(CAST(:keys AS VARCHAR[])) AS k(key) "
+    "CROSS JOIN LATERAL (SELECT * FROM tasks WHERE tasks.source = :source "
+    "AND tasks.dedup_key = k.key AND tasks.completed_at IS NULL "
+    "AND tasks.deleted_at IS NULL LIMIT 1) AS t"
+).columns(*_TASK_COLUMNS)
+KNOWN_KEYS = text(
+    "SELECT DISTINCT m.dedup_key FROM unnest(CAST(:keys AS VARCHAR[])) AS k(key) "
+    "CROSS JOIN LATERAL (SELECT tasks.dedup_key, tasks.source, tasks.deleted_at FROM tasks "
+    "WHERE tasks.dedup_key = k.key OFFSET 0) AS m "
+    "WHERE m.source = :source AND m.deleted_at IS NULL"
+)
+
+
+def _by_source(refs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    by_source: dict[str, list[str]] = {}
+    for source, key in refs:
+        by_source.setdefault(source, []).append(key)
+    return by_source
+
+
 async def open_incidents(
     session: AsyncSession, refs: set[tuple[str, str]]
 ) -> dict[tuple[str, str], Task]:
     """The open incident of each (source, dedup key), where there is one."""
-    by_source: dict[str, list[str]] = {}
-    for source, key in refs:
-        by_source.setdefault(source, []).append(key)
+    postgres = session.get_bind().dialect.name == "postgresql"
     found: dict[tuple[str, str], Task] = {}
-    for source, keys in by_source.items():
+    for source, keys in _by_source(refs).items():
         for start in range(0, len(keys), CHUNK):
-            rows = await session.scalars(
-                select(Task).where(
-                    Task.source == source,
-                    Task.dedup_key.in_(keys[start : start + CHUNK]),
-                    Task.completed_at.is_(None),
-                    Task.deleted_at.is_(None),
+            chunk = keys[start : start + CHUNK]
+            if postgres:
+                rows = await session.scalars(
+                    select(Task).from_statement(OPEN_BY_KEYS),
+                    {"keys": chunk, "source": source},
                 )
-            )
+            else:
+                rows = await session.scalars(
+                    select(Task).where(
+                        Task.source == source,
+                        Task.dedup_key.in_(chunk),
+                        Task.completed_at.is_(None),
+                        Task.deleted_at.is_(None),
+                    )
+                )
             for row in rows:
                 found[(source, row.dedup_key or "")] = row
     return found
@@ -112,21 +151,23 @@ async def keys_with_incidents(
     session: AsyncSession, refs: set[tuple[str, str]]
 ) -> set[tuple[str, str]]:
     """Which of these (source, dedup key) had an incident, open or not."""
-    by_source: dict[str, list[str]] = {}
-    for source, key in refs:
-        by_source.setdefault(source, []).append(key)
+    postgres = session.get_bind().dialect.name == "postgresql"
     found: set[tuple[str, str]] = set()
-    for source, keys in by_source.items():
+    for source, keys in _by_source(refs).items():
         for start in range(0, len(keys), CHUNK):
-            rows = await session.scalars(
-                select(Task.dedup_key)
-                .where(
-                    Task.source == source,
-                    Task.dedup_key.in_(keys[start : start + CHUNK]),
-                    Task.deleted_at.is_(None),
+            chunk = keys[start : start + CHUNK]
+            if postgres:
+                rows = await session.scalars(KNOWN_KEYS, {"keys": chunk, "source": source})
+            else:
+                rows = await session.scalars(
+                    select(Task.dedup_key)
+                    .where(
+                        Task.source == source,
+                        Task.dedup_key.in_(chunk),
+                        Task.deleted_at.is_(None),
+                    )
+                    .distinct()
                 )
-                .distinct()
-            )
             found.update((source, key) for key in rows if key is not None)
     return found
 
