@@ -581,9 +581,13 @@ def _pg_insert_of(
         impl = column.type.dialect_impl(dialect)
         name = column.type.compile(dialect=dialect)
         n = len(columns)
-        array_type = "TEXT" if name in ("JSON", "JSONB") else name
-        arrays.append(f"CAST(:c{n} AS {array_type}[])")
-        selected.append(f"CAST(v.c{n} AS {name})" if array_type != name else f"v.c{n}")
+        # JSON values go as text, cast to the column's type; the others as arrays of the
+        # column's type without its length (VARCHAR(500) -> VARCHAR): an explicit cast to
+        # VARCHAR(n) would cut a longer value silently, where the insert's assignment to the
+        # column refuses it, as a plain INSERT does.
+        is_json = name in ("JSON", "JSONB")
+        arrays.append(f"CAST(:c{n} AS {'TEXT' if is_json else name.split('(')[0]}[])")
+        selected.append(f"CAST(v.c{n} AS {name})" if is_json else f"v.c{n}")
         targets.append(f'"{column.name}"')
         columns.append(_PgColumn(key, impl.bind_processor(dialect), default))
     aliases = ", ".join(f"c{n}" for n in range(len(columns)))

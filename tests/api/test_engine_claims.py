@@ -79,3 +79,53 @@ async def test_claim_due_skips_rows_another_unit_of_work_holds_on_postgresql(
             other = await _due(second, 10)
     assert [row.id for row in held] == ids[:2]
     assert [row.id for row in other] == ids[2:]
+
+
+async def test_insert_rows_keeps_order_defaults_json_and_refuses_what_a_column_refuses(
+    app_context: AppContext,
+) -> None:
+    """Rows go in as given (their order, their JSON values, the model's Python defaults for
+    keys they lack); a value longer than its column is refused on both databases (on
+    PostgreSQL the rows' arrays are not of the column's length, which would cut it)."""
+    from sqlalchemy.exc import DBAPIError, StatementError
+
+    rows = [
+        outbox.event_row(
+            aggregate_type="task",
+            aggregate_id=uuid.uuid4(),
+            event_type="task.created",
+            payload={"minutes": m, "nested": [{"at": None}]},
+            now=T0,
+        )
+        for m in (3, 1, 2)
+    ]
+    for row in rows:
+        del row["attempts"]  # left to the model's default
+    async with unit_of_work(app_context.sessions) as session:
+        await insert_rows(session, OutboxEvent, rows)
+    ids = [row["id"] for row in rows]
+    async with app_context.sessions() as session:
+        found = (await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))).all()
+        by_id = {row.id: row for row in found}
+    assert [(by_id[i].payload["minutes"], by_id[i].payload["nested"]) for i in ids] == [
+        (m, [{"at": None}]) for m in (3, 1, 2)
+    ]
+    assert all(by_id[i].attempts == 0 for i in ids)
+    long_row = outbox.event_row(
+        aggregate_type="t" * 65,  # VARCHAR(64)
+        aggregate_id=uuid.uuid4(),
+        event_type="task.created",
+        payload={},
+        now=T0,
+    )
+    try:
+        async with unit_of_work(app_context.sessions) as session:
+            await insert_rows(session, OutboxEvent, [long_row])
+        refused = False
+    except (DBAPIError, StatementError):
+        refused = True
+    if app_context.engine.dialect.name == "postgresql":
+        assert refused
+    async with app_context.sessions() as session:
+        kept = await session.scalar(select(OutboxEvent).where(OutboxEvent.id == long_row["id"]))
+    assert kept is None or len(kept.aggregate_type) == 65  # never cut

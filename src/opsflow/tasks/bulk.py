@@ -321,7 +321,7 @@ def _pg_update_of(
             types.append("TEXT")
             sets.append(f'"{column.name}" = CAST(v.v_{key} AS {name})')
         else:
-            types.append(name)
+            types.append(name.split("(")[0])  # no length: a longer value is refused, not cut
             sets.append(f'"{column.name}" = v.v_{key}')
     arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
     guard = f" AND {table.name}.version = v.b_read_version" if versioned else ""
