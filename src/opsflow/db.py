@@ -559,7 +559,6 @@ def _pg_insert_of(
     """The INSERT ... SELECT FROM unnest of `model`'s table for rows with these keys
     (attribute or column names), and how each array is made. Built once per table and keys.
     JSON values go as text, cast in the statement, as `tasks.bulk` updates them."""
-
     table = model.__table__
     built = _PG_INSERTS.get((table.name, keys))
     if built is not None:
