@@ -153,8 +153,9 @@ async def measure(url: str, args: argparse.Namespace, kind: str) -> dict[str, tu
             "priority": "HIGH",
             "assigned_to": developer,
         }
-        # Rounds of the same work: tasks created with an assignee, started, completed. The first round warms caches and statements and is not counted; the
-        # second is timed; the third counts calls (cProfile slows what it watches).
+        # Rounds of the same work: tasks created with an assignee, started, completed.
+        # The first round warms caches and statements and is not counted; the second is
+        # timed; the third counts calls (cProfile slows what it watches).
         rounds = [Timed(False), Timed(False)] + ([Timed(True, args.dump)] if args.calls else [])
         rounds[1].show = args.show_statements
         for index, timed in enumerate(rounds):

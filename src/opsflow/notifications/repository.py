@@ -21,18 +21,10 @@ from opsflow.models.notification import (
     WebhookSubscription,
 )
 from opsflow.models.notification_preference import NotificationPreference
-from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
 from opsflow.tasks import repository as tasks_repository
-
-
-async def existing_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
-    if not keys:
-        return set()
-    query = select(Notification.dedup_key).where(Notification.dedup_key.in_(set(keys)))
-    return set(await session.scalars(query))
-
 
 _EXISTING_KEYS = select(Notification.dedup_key).where(
     Notification.dedup_key.in_(bindparam("keys", expanding=True))
@@ -47,8 +39,6 @@ _TEMPLATES = select(NotificationTemplate)
 PREFERENCES = "notifications.preferences"
 PEOPLE = "notifications.people"
 ASSIGNEES = "notifications.assignees"
-
-
 _KEYS_OF_EVENTS = select(Notification.source_event_id, Notification.dedup_key).where(
     Notification.source_event_id.in_(bindparam("ids", expanding=True))
 )
@@ -62,7 +52,7 @@ async def existing_keys(
     relay pass read them with its batch (`prepare_existing`), are not asked again."""
     if not keys:
         return set()
-    prepared = shared(session, EXISTING) or {}
+    prepared: dict[uuid.UUID, set[str]] = shared(session, EXISTING) or {}
     if source_event_id is not None and source_event_id in prepared:
         return prepared[source_event_id] & set(keys)
     return set(await session.scalars(_EXISTING_KEYS, {"keys": list(set(keys))}))
@@ -124,9 +114,7 @@ async def preferences(
         for p in await session.scalars(_PREFERENCES, {"ids": list(missing)}):
             known[p.user_id][p.channel] = p
     return {
-        (user_id, channel): p
-        for user_id in set(user_ids)
-        for channel, p in known[user_id].items()
+        (user_id, channel): p for user_id in set(user_ids) for channel, p in known[user_id].items()
     }
 
 
