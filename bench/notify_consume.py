@@ -11,6 +11,7 @@ deterministic proxy for CPU on a busy machine). The other consumers run as usual
     python bench/notify_consume.py --database sqlite --tasks 300
     BENCH_PG_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/notify_consume.py
     python bench/notify_consume.py --escalation           # + an escalation policy on created
+    python bench/notify_consume.py --batch 1              # one event per pass (light load)
 
 Run it against two versions of the code (``PYTHONPATH=<tree>/src``) alternately to
 compare them.
@@ -123,7 +124,9 @@ async def relay_all(context: Any, timed: Timed, batch: int) -> None:
 
 async def measure(url: str, args: argparse.Namespace, kind: str) -> dict[str, tuple[float, float]]:
     app, context, call = in_process_app(url)
-    batch = composition.SQLITE_RELAY_BATCH if kind == "sqlite" else composition.RELAY_BATCH
+    batch = args.batch or (
+        composition.SQLITE_RELAY_BATCH if kind == "sqlite" else composition.RELAY_BATCH
+    )
     figures: dict[str, tuple[float, float]] = {}
     async with app.router.lifespan_context(app):
         status, body = await call(
@@ -198,6 +201,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=("postgresql", "sqlite", "both"), default="both")
     parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument(
+        "--batch", type=int, help="events per relay pass (default: the engine's, 500 or 20)"
+    )
     parser.add_argument("--escalation", action="store_true", help="with a `created` policy")
     parser.add_argument("--calls", action="store_true", help="also count Python calls per event")
     parser.add_argument("--show-statements", action="store_true", help="print each event's SQL")
