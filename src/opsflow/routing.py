@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import re
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -395,14 +397,20 @@ class FlatRoute(APIRoute):
 
 
 def lean_dependant(dependant: Dependant, root: Dependant | None = None) -> Dependant:
-    """`dependant` as FastAPI should solve it per request: each query parameter declared
-    as a model (`Annotated[Model, Query()]`) read by one `QueryModel` sub-dependency
-    instead of FastAPI's own extraction, which works out for every field of the model, on
-    every request, whether its annotation is a sequence and which of its aliases the
-    request used: some eighty Python calls per field, 1,300 for the sixteen filters of
-    the task list, a quarter of that page's calls. The values and the errors are the same
-    (the same field validates the same mapping); the declared dependant, unchanged,
-    still makes the OpenAPI document."""
+    """`dependant` as FastAPI should solve it per request, where the declared form costs
+    more than the work (some eighty Python calls of bookkeeping per dependency FastAPI
+    solves, whatever it does). The declared dependant, unchanged, still makes the OpenAPI
+    document.
+
+    * Each query parameter declared as a model (`Annotated[Model, Query()]`) is read by
+      one `QueryModel` sub-dependency instead of FastAPI's own extraction, which works
+      out for every field of the model, on every request, whether its annotation is a
+      sequence and which of its aliases the request used: some eighty calls per field,
+      1,300 for the sixteen filters of the task list, a quarter of that page's calls.
+      The values and the errors are the same (the same field validates the same mapping).
+    * A dependency marked `inline` (the clock, the context, the bearer token: values the
+      request gives at once) is not solved as a dependency of its own: its value is read
+      from the request by the dependant that asks for it, just before that one runs."""
     root = root or dependant
     models: list[ModelField] = []
     plain: list[ModelField] = []
@@ -416,11 +424,23 @@ def lean_dependant(dependant: Dependant, root: Dependant | None = None) -> Depen
             models.append(field)
         else:
             plain.append(field)
-    return dataclasses.replace(
+    inlined: list[tuple[str, Callable[[Request], Any]]] = [
+        (sub.name, getattr(sub.call, _INLINE))
+        for sub in dependant.dependencies
+        if sub.name is not None and hasattr(sub.call, _INLINE)
+    ]
+    if not inspect.iscoroutinefunction(dependant.call):
+        inlined = []  # the call is wrapped by a coroutine function: only one may be
+    names = {name for name, _ in inlined}
+    lean = dataclasses.replace(
         dependant,
         query_params=plain,
         dependencies=[
-            *(lean_dependant(d, root) for d in dependant.dependencies),
+            *(
+                lean_dependant(d, root)
+                for d in dependant.dependencies
+                if not (d.name in names and hasattr(d.call, _INLINE))
+            ),
             *(
                 Dependant(
                     call=QueryModel(field, root), name=field.name, request_param_name="request"
@@ -429,6 +449,50 @@ def lean_dependant(dependant: Dependant, root: Dependant | None = None) -> Depen
             ),
         ],
     )
+    if inlined:
+        assert dependant.call is not None
+        lean.call = _with_inlined(dependant.call, dependant.request_param_name, inlined)
+        lean.request_param_name = dependant.request_param_name or _REQUEST
+    return lean
+
+
+_INLINE = "__opsflow_inline__"
+_REQUEST = "_opsflow_request"
+_D = TypeVar("_D")
+
+
+def inline(dependency: _D, value: Callable[[Request], Any]) -> _D:
+    """Mark `dependency` as one whose value `value(request)` gives at once, with no
+    awaiting and nothing to close: a flat route does not have FastAPI solve it (see
+    `lean_dependant`). Its answer must be the dependency's own."""
+    setattr(dependency, _INLINE, value)
+    return dependency
+
+
+# One wrapper per dependency: FastAPI caches a dependency's value per request by its
+# callable, so the same dependency met twice in a request must keep one callable.
+_WRAPPED: dict[Any, Callable[..., Any]] = {}
+
+
+def _with_inlined(
+    call: Callable[..., Any],
+    request_name: str | None,
+    inlined: list[tuple[str, Callable[[Request], Any]]],
+) -> Callable[..., Any]:
+    wrapped = _WRAPPED.get(call)
+    if wrapped is not None:
+        return wrapped
+    values_of = tuple(inlined)
+
+    async def with_inlined(**values: Any) -> Any:
+        request = values[request_name] if request_name else values.pop(_REQUEST)
+        for name, value in values_of:
+            values[name] = value(request)
+        return await call(**values)
+
+    functools.update_wrapper(with_inlined, call)
+    _WRAPPED[call] = with_inlined
+    return with_inlined
 
 
 class QueryModel:

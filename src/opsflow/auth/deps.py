@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
@@ -14,9 +15,24 @@ from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.deps import request_meta
 from opsflow.errors import Forbidden, RateLimited, Unauthorized, declares
+from opsflow.routing import inline
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def bearer_token(request: Request) -> str | None:
+    """What `oauth2_scheme` answers: the token of an `Authorization: Bearer` header."""
+    authorization = request.headers.get("Authorization")
+    scheme, token = get_authorization_scheme_param(authorization)
+    if not authorization or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+# Declared for the document (the security scheme of each operation); a flat route reads
+# the header where a dependency asks for the token, without FastAPI solving the scheme.
+inline(oauth2_scheme, bearer_token)
 
 
 async def _authenticate(request: Request, token: str | None) -> Principal:
