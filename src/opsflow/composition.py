@@ -78,8 +78,9 @@ async def _load_tasks(session: AsyncSession, events: Sequence[OutboxEvent]) -> N
 
 def relay_preparers() -> list[Preparer]:
     """What the relay does with a whole batch before its consumers see each event: the
-    tasks of the batch's events are loaded at once (every consumer reads the task)."""
-    return [_load_tasks]
+    tasks of the batch's events are loaded at once (every consumer reads the task), then
+    the people the notification consumer may reach, with their preferences."""
+    return [_load_tasks, notifications_service.prepare]
 
 
 # Events one relay pass hands to its consumers in one transaction. On SQLite a pass holds the

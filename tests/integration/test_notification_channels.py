@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 
 from opsflow.clock import SettableClock
@@ -44,6 +43,7 @@ from opsflow.notifications.channels import (
     deliver,
     verify,
 )
+from opsflow.notifications.channels.http import Connections
 from opsflow.notifications.templates import NotificationTemplates, sample_context
 from tests.sinks import ENDLESS, HANG, HttpSink, Reply, SmtpSink, free_port
 
@@ -404,14 +404,80 @@ async def test_non_http_urls_are_refused_without_a_request(
     assert sink.requests == []
 
 
-async def test_a_shared_client_is_left_open(sink: HttpSink) -> None:
-    async with httpx.AsyncClient() as client:
-        channel = WebhookChannel(clock=SettableClock(T0), client=client)
+async def test_shared_connections_are_left_open(sink: HttpSink) -> None:
+    connections = Connections()
+    try:
+        channel = WebhookChannel(clock=SettableClock(T0), connections=connections)
         assert (await guarded(channel.send(webhook_delivery(sink)))).ok
         await channel.aclose()
-        assert not client.is_closed
-        assert (await guarded(channel.send(webhook_delivery(sink)))).ok
+        other = WebhookChannel(clock=SettableClock(T0), connections=connections)
+        assert (await guarded(other.send(webhook_delivery(sink)))).ok
+    finally:
+        await connections.aclose()
     assert len(sink.requests) == 2
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[HttpSink]:
+    """A sink standing in for a forward proxy: it records the absolute-form target a
+    client sends a proxy, and answers itself."""
+    server = HttpSink()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The test's environment, with no proxy settings of the machine's own."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+async def test_the_proxy_the_environment_names_is_used(
+    sink: HttpSink, proxy: HttpSink, environ: pytest.MonkeyPatch
+) -> None:
+    environ.setenv("HTTP_PROXY", f"http://relay:s3cret@127.0.0.1:{proxy.port}")
+    async with WebhookChannel(clock=SettableClock(T0), timeout=3.0) as channel:
+        result = await guarded(
+            channel.send(make_delivery(Channel.WEBHOOK, "http://hooks.invalid/in", payload={}))
+        )
+    assert result.ok, result.error
+    assert sink.requests == []
+    [request] = proxy.requests
+    assert request.path == "http://hooks.invalid/in"
+    assert request.headers["host"] == "hooks.invalid"
+    credentials = base64.b64encode(b"relay:s3cret").decode()
+    assert request.headers["proxy-authorization"] == f"Basic {credentials}"
+    assert request.headers["idempotency-key"] == "notif-990e8400-e29b"
+
+
+async def test_no_proxy_hosts_are_reached_directly(
+    sink: HttpSink, proxy: HttpSink, environ: pytest.MonkeyPatch
+) -> None:
+    environ.setenv("ALL_PROXY", proxy.url)
+    environ.setenv("NO_PROXY", "localhost,127.0.0.1")
+    async with WebhookChannel(clock=SettableClock(T0), timeout=3.0) as channel:
+        result = await guarded(channel.send(webhook_delivery(sink)))
+    assert result.ok, result.error
+    assert proxy.requests == []
+    [request] = sink.requests
+    assert request.path == "/hooks/opsflow"
+
+
+async def test_a_proxy_of_another_kind_fails_the_delivery_for_good(
+    sink: HttpSink, environ: pytest.MonkeyPatch
+) -> None:
+    environ.setenv("http_proxy", "socks5://127.0.0.1:1080")
+    async with WebhookChannel(clock=SettableClock(T0), timeout=3.0) as channel:
+        result = await guarded(channel.send(webhook_delivery(sink)))
+    assert not result.ok
+    assert not result.retryable
+    assert result.error is not None
+    assert "unsupported proxy socks5" in result.error
+    assert sink.requests == []
 
 
 async def test_slack_payload_shape(sink: HttpSink) -> None:

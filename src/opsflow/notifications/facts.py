@@ -3,8 +3,9 @@
 An event's payload carries the task as it was when the event happened, but not always all of
 it (the SLA engine's events name the task without its type or deadlines). The message shows
 the payload's values and fills the rest from the task row: type, priority, status,
-deadlines; the assignee by name (the primary one first, then any additional ones); and a
-link to the task under the process's public URL (``OPSFLOW_PUBLIC_URL``).
+deadlines; the assignee by name (the primary one first, then any additional ones in the
+order they were added); and a link to the task under the process's public URL
+(``OPSFLOW_PUBLIC_URL``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opsflow.db import memo, read_shared, shared
 from opsflow.kit.pagination import PageParams
 from opsflow.models.enums import DELIVERABLE
 from opsflow.models.notification import (
@@ -20,32 +21,120 @@ from opsflow.models.notification import (
     WebhookSubscription,
 )
 from opsflow.models.notification_preference import NotificationPreference
-from opsflow.models.task import Task, TaskAssignee
+from opsflow.models.task import Task
 from opsflow.models.team import Team
 from opsflow.models.user import User
+from opsflow.tasks import repository as tasks_repository
+
+_EXISTING_KEYS = select(Notification.dedup_key).where(
+    Notification.dedup_key.in_(bindparam("keys", expanding=True))
+)
+_USERS = select(User).where(User.id.in_(bindparam("ids", expanding=True)))
+_PREFERENCES = select(NotificationPreference).where(
+    NotificationPreference.user_id.in_(bindparam("ids", expanding=True))
+)
+_TEMPLATES = select(NotificationTemplate)
+# db.shared kinds a relay pass fills (`prepare_people`) and its events read: user id ->
+# {channel: preference}; user id -> User; task id -> its additional assignees in order.
+PREFERENCES = "notifications.preferences"
+PEOPLE = "notifications.people"
+ASSIGNEES = "notifications.assignees"
+_KEYS_OF_EVENTS = select(Notification.source_event_id, Notification.dedup_key).where(
+    Notification.source_event_id.in_(bindparam("ids", expanding=True))
+)
+EXISTING = "notifications.existing"  # db.shared kind: outbox event id -> its rows' dedup keys
 
 
-async def existing_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+async def existing_keys(
+    session: AsyncSession, keys: Sequence[str], source_event_id: uuid.UUID | None = None
+) -> set[str]:
+    """Which of these dedup keys are taken. Keys of `source_event_id`'s rows, when the
+    relay pass read them with its batch (`prepare_existing`), are not asked again."""
     if not keys:
         return set()
-    query = select(Notification.dedup_key).where(Notification.dedup_key.in_(set(keys)))
-    return set(await session.scalars(query))
+    prepared: dict[uuid.UUID, set[str]] = shared(session, EXISTING) or {}
+    if source_event_id is not None and source_event_id in prepared:
+        return prepared[source_event_id] & set(keys)
+    return set(await session.scalars(_EXISTING_KEYS, {"keys": list(set(keys))}))
+
+
+async def prepare_existing(session: AsyncSession, event_ids: Sequence[uuid.UUID]) -> None:
+    """The dedup keys of the rows these outbox events already have (one statement for a
+    relay pass's batch; a redelivered event has some). Every notification row names its
+    event (`source_event_id`) and its key starts with that event's id, and only the pass
+    that claimed an event writes rows for it, so the set cannot miss one; a failed event's
+    savepoint rollback takes its rows and the pass's shared reads with it."""
+    prepared = shared(session, EXISTING)
+    if prepared is None or not event_ids:
+        return
+    found: dict[uuid.UUID, set[str]] = {event_id: set() for event_id in event_ids}
+    for event_id, key in await session.execute(_KEYS_OF_EVENTS, {"ids": list(set(event_ids))}):
+        found[event_id].add(key)
+    prepared.update(found)
+
+
+async def _users_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
+    """These users, active or not, by id: those the relay pass read for the people of its
+    batch (`prepare_people`) or the unit of work for the people of its tasks
+    (`tasks.repository.people`) from there, the others read."""
+    seen: dict[uuid.UUID, User] = memo(session, tasks_repository.USERS)
+    found = {user_id: seen[user_id] for user_id in set(ids) if user_id in seen}
+    prepared = shared(session, PEOPLE) or {}
+    found.update((user_id, prepared[user_id]) for user_id in set(ids) if user_id in prepared)
+    missing = set(ids) - found.keys()
+    if missing:
+        loaded = {u.id: u for u in await session.scalars(_USERS, {"ids": list(missing)})}
+        seen.update(loaded)
+        found.update(loaded)
+    return found
 
 
 async def users(session: AsyncSession, ids: Sequence[uuid.UUID]) -> list[User]:
+    """The active users among these."""
     if not ids:
         return []
-    query = select(User).where(User.id.in_(set(ids)), User.is_active.is_(True))
-    return list(await session.scalars(query))
+    return [user for user in (await _users_by_id(session, ids)).values() if user.is_active]
 
 
 async def preferences(
     session: AsyncSession, user_ids: Sequence[uuid.UUID]
 ) -> dict[tuple[uuid.UUID, str], NotificationPreference]:
+    """The users' channel preferences by (user id, channel). A relay pass reads them once
+    per user (`db.shared`; `prepare_people` reads those of a whole batch at once)."""
     if not user_ids:
         return {}
-    query = select(NotificationPreference).where(NotificationPreference.user_id.in_(set(user_ids)))
-    return {(p.user_id, p.channel): p for p in await session.scalars(query)}
+    known = shared(session, PREFERENCES)
+    if known is None:
+        rows = await session.scalars(_PREFERENCES, {"ids": list(set(user_ids))})
+        return {(p.user_id, p.channel): p for p in rows}
+    missing = set(user_ids) - known.keys()
+    if missing:
+        for user_id in missing:
+            known[user_id] = {}
+        for p in await session.scalars(_PREFERENCES, {"ids": list(missing)}):
+            known[p.user_id][p.channel] = p
+    return {
+        (user_id, channel): p for user_id in set(user_ids) for channel, p in known[user_id].items()
+    }
+
+
+async def prepare_people(session: AsyncSession, tasks: Sequence[Task]) -> None:
+    """Read the people of these tasks (creator, assignees, each user once) and their
+    channel preferences in two statements, for a relay pass about to notify them event by
+    event: `users`, `assignees`, `display_names` and `preferences` then find them read.
+
+    Kept for the pass (`db.shared`: savepoints release the unit of work's memo, not
+    these), like the pass's other reads of what it never writes: every event of the batch
+    was committed before the pass claimed it, so what is read here is at least as new as
+    each event; a change committed while the pass runs is the next pass's."""
+    assignees_of = shared(session, ASSIGNEES)
+    people_of = shared(session, PEOPLE)
+    if not tasks or assignees_of is None or people_of is None:
+        return
+    extras, people = await tasks_repository.people(session, tasks)
+    assignees_of.update((task.id, extras.get(task.id, [])) for task in tasks)
+    people_of.update(people)
+    await preferences(session, list(people))
 
 
 async def task(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
@@ -53,10 +142,13 @@ async def task(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
 
 
 async def assignees(session: AsyncSession, task: Task) -> list[uuid.UUID]:
-    extra = await session.scalars(
-        select(TaskAssignee.user_id).where(TaskAssignee.task_id == task.id)
-    )
-    return [u for u in ([task.assigned_to] if task.assigned_to else []) + list(extra)]
+    """The task's assignee, then its additional assignees in the order they were added."""
+    prepared = shared(session, ASSIGNEES) or {}
+    if task.id in prepared:
+        extra = list(prepared[task.id])
+    else:
+        extra = (await tasks_repository.additional_assignees(session, [task.id])).get(task.id, [])
+    return [u for u in ([task.assigned_to] if task.assigned_to else []) + extra]
 
 
 async def webhook_secrets(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -214,12 +306,15 @@ async def display_names(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict
     """Full name (username when none) of each user, active or not, by id."""
     if not ids:
         return {}
-    rows = await session.execute(
-        select(User.id, User.full_name, User.username).where(User.id.in_(set(ids)))
-    )
-    return {row.id: row.full_name or row.username for row in rows}
+    found = await _users_by_id(session, ids)
+    return {user_id: user.full_name or user.username for user_id, user in found.items()}
 
 
 async def templates(session: AsyncSession) -> list[NotificationTemplate]:
-    """Every user-edited template part (a small table)."""
-    return list(await session.scalars(select(NotificationTemplate)))
+    """Every user-edited template part (a small table); read once per relay pass
+    (`db.shared`)."""
+
+    async def load() -> list[NotificationTemplate]:
+        return list(await session.scalars(_TEMPLATES))
+
+    return await read_shared(session, "notifications.templates", None, load)

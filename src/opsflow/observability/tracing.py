@@ -4,10 +4,11 @@ Unset (the default), this module imports nothing of OpenTelemetry: :func:`tracep
 returns None and :func:`span` returns one shared no-op context manager, so the request path
 pays a global read per call. Set, :func:`setup` (called once per process by
 `composition.build_context`) installs a tracer provider that sends spans over OTLP/HTTP in
-batches, instruments httpx (outgoing webhook, Slack and SMS requests carry ``traceparent``)
-and, through :func:`instrument_engine`, :func:`instrument_app` and
-:func:`instrument_celery`, the database engine, the ASGI application and Celery. The
-packages come with the ``otel`` extra (``pip install 'opsflow[otel]'``).
+batches and, through :func:`instrument_engine`, :func:`instrument_app` and
+:func:`instrument_celery`, instruments the database engine, the ASGI application and Celery.
+Outgoing webhook, Slack and SMS requests are client spans (:func:`client_span`) and carry
+their ``traceparent``. The packages come with the ``otel`` extra
+(``pip install 'opsflow[otel]'``).
 
 One trace runs from an API request to the delivery it causes, across transactions and
 processes: every outbox event stores the W3C ``traceparent`` of the span that wrote it
@@ -50,7 +51,6 @@ def setup(settings: Settings) -> bool:
         return False
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -62,7 +62,6 @@ def setup(settings: Settings) -> bool:
     endpoint = settings.otel_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     _provider = provider
     _tracer = provider.get_tracer("opsflow")
     return True
@@ -183,6 +182,48 @@ def _span(
         name, context=context, kind=kind, attributes=dict(attributes or {})
     ):
         yield
+
+
+class ClientSpan:
+    """The span of an outgoing request: the ``traceparent`` to send, and the answer's
+    status to record."""
+
+    def __init__(self, span: Any, traceparent: str) -> None:
+        self._span = span
+        self.traceparent = traceparent
+
+    def answered(self, status: int) -> None:
+        self._span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            from opentelemetry.trace import Status, StatusCode
+
+            self._span.set_status(Status(StatusCode.ERROR))
+
+
+def client_span(method: str, url: str) -> contextlib.AbstractContextManager[ClientSpan | None]:
+    """A client span named `method` around an outgoing request to `url`, a child of the
+    current span; None (and nothing recorded) when tracing is off. The span names the
+    destination's origin only: a URL's path or query can be its credential (a Slack hook)."""
+    if _tracer is None:
+        return _NOOP
+    return _client_span(method, url)
+
+
+@contextlib.contextmanager
+def _client_span(method: str, url: str) -> Iterator[ClientSpan]:
+    from urllib.parse import urlsplit
+
+    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parts = urlsplit(url)
+    attributes = {"http.request.method": method, "url.scheme": parts.scheme}
+    if parts.hostname:
+        attributes["server.address"] = parts.hostname
+    with _tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier)
+        yield ClientSpan(span, carrier.get("traceparent", ""))
 
 
 def shutdown() -> None:

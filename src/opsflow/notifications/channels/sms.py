@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlencode
 
-import httpx
-
 from opsflow.clock import Clock
 from opsflow.models.enums import Channel
 from opsflow.notifications.channels.base import (
@@ -23,7 +21,7 @@ from opsflow.notifications.channels.base import (
     DeliveryResult,
     clean_header,
 )
-from opsflow.notifications.channels.http import HttpSender
+from opsflow.notifications.channels.http import Connections, HttpSender
 from opsflow.notifications.channels.urls import url_origin, validate_url
 
 # GSM 03.38: characters that fit a 7-bit SMS (160 per segment); the extension table costs
@@ -175,7 +173,7 @@ class HttpSmsProvider:
         url: str,
         *,
         clock: Clock,
-        client: httpx.AsyncClient | None = None,
+        connections: Connections | None = None,
         token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         encoding: Literal["json", "form"] = "json",
@@ -193,7 +191,10 @@ class HttpSmsProvider:
         self._encoding = encoding
         self._extra = dict(extra_fields or {})
         self._http = HttpSender(
-            clock=clock, client=client, timeout=timeout, max_response_bytes=max_response_bytes
+            clock=clock,
+            connections=connections,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
         )
 
     async def aclose(self) -> None:
