@@ -45,7 +45,7 @@ from opsflow.db import unit_of_work
 from opsflow.sla_config import service as sla_config
 
 PASSWORD = "Bench-Admin-Pass-1"
-OPERATIONS = ("me", "get", "list", "create", "start")
+OPERATIONS = ("me", "get", "list", "create", "start", "intake")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -175,12 +175,25 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
             assert status == 201, body
             ids.append(json.loads(body)["id"])
         pending = iter(ids)
+        status, body = await call(
+            "POST", "/api/v1/integrations", {"name": "bench", "type": "generic"}
+        )
+        assert status == 201, body
+        intake_path = f"/api/v1/integrations/{json.loads(body)['key']}/events"
+        # The same alert again and again: after the first, each is a re-send of an open
+        # incident (the steady state of a noisy monitor).
+        alert = {
+            "event_action": "trigger",
+            "dedup_key": "bench",
+            "payload": {"summary": "bench", "severity": "warning", "source": "bench"},
+        }
         requests: dict[str, Callable[[], Awaitable[tuple[int, bytes]]]] = {
             "me": lambda: call("GET", "/api/v1/auth/me"),
             "get": lambda: call("GET", f"/api/v1/tasks/{ids[0]}"),
             "list": lambda: call("GET", "/api/v1/tasks?page_size=20"),
             "create": lambda: call("POST", "/api/v1/tasks", create),
             "start": lambda: call("PATCH", f"/api/v1/tasks/{next(pending)}/start"),
+            "intake": lambda: call("POST", intake_path, alert),
         }
         profiler: Any = None
         if args.profile:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
@@ -47,7 +47,7 @@ from opsflow.realtime.endpoints import REALTIME_PATHS
 from opsflow.realtime.endpoints import stream as realtime_stream
 from opsflow.realtime.transport import capture_raw_send
 from opsflow.reports.endpoints import router as reports_router
-from opsflow.routing import RouteIndex, literal_routes_first, mount_flat, route_index
+from opsflow.routing import RouteIndex, mount_flat, route_index
 from opsflow.sla.endpoints import router as sla_router
 from opsflow.sla_config.endpoints import calendars_router, policies_router
 from opsflow.sla_config.watcher import SlaConfigWatcher
@@ -364,7 +364,8 @@ def create_app(
     )
     if settings.app_env == "test" and isinstance(app.state.context.clock, OffsetClock):
         domain_routers = (*domain_routers, test_clock_router)
-    mount_flat(app, domain_routers, prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
+    # Each flat route checks that a literal route does not own its path (405) itself.
+    mount_flat(app, domain_routers, prefix=API_PREFIX)
     for path in REALTIME_PATHS:  # on the app itself: the 404 middleware looks there
         app.add_api_websocket_route(API_PREFIX + path, realtime_stream)
     app.include_router(system_router)

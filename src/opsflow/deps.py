@@ -18,6 +18,7 @@ from opsflow.auth.principal import RequestMeta
 from opsflow.clock import Clock
 from opsflow.context import AppContext
 from opsflow.db import unit_of_work
+from opsflow.routing import inline
 
 
 async def get_context(request: Request) -> AppContext:
@@ -25,6 +26,14 @@ async def get_context(request: Request) -> AppContext:
     return context
 
 
+def _context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+# The context and the clock are the application's: a flat route reads them from the
+# request where a dependant asks for them, without FastAPI solving them per request.
+inline(get_context, _context)
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
@@ -33,6 +42,12 @@ async def get_clock(request: Request) -> Clock:
     return context.clock
 
 
+def _clock(request: Request) -> Clock:
+    context: AppContext = request.app.state.context
+    return context.clock
+
+
+inline(get_clock, _clock)
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 

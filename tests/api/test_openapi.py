@@ -176,22 +176,22 @@ async def test_a_null_for_a_field_that_refuses_it_is_a_400(
 def test_the_flat_mount_documents_what_nested_routers_would() -> None:
     """The domain routers are mounted as one flat list of routes (cheaper to match): the
     operations, their parameters and answers are those `include_router` would give."""
-    from fastapi import APIRouter, Depends, FastAPI
+    from fastapi import APIRouter, FastAPI
     from fastapi.openapi.utils import get_openapi
 
     from opsflow.app import API_PREFIX
-    from opsflow.routing import literal_routes_first, mount_flat
+    from opsflow.routing import mount_flat
     from opsflow.tasks.endpoints import router as tasks_router
     from opsflow.users.endpoints import router as users_router
 
     routers = (users_router, tasks_router)
     nested = FastAPI()
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
+    api = APIRouter(prefix=API_PREFIX)
     for router in routers:
         api.include_router(router)
     nested.include_router(api)
     flat = FastAPI()
-    mount_flat(flat, routers, prefix=API_PREFIX, dependencies=[Depends(literal_routes_first)])
+    mount_flat(flat, routers, prefix=API_PREFIX)
 
     def document(app: FastAPI) -> dict[str, Any]:
         return get_openapi(title="t", version="1", routes=app.routes)

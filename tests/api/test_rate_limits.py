@@ -4,6 +4,7 @@ in Redis shared by every process, and in memory again while Redis is away."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -205,3 +206,24 @@ async def test_switched_off_limits_count_nothing(disabled_client: httpx.AsyncCli
         response = await disabled_client.get("/users/me", headers=headers)
         assert response.status_code == 200
         assert "X-RateLimit-Limit" not in response.headers
+
+
+async def test_a_request_counts_once_however_many_of_its_dependencies_authenticate(
+    client: httpx.AsyncClient,
+) -> None:
+    """`POST /uploads` checks a permission and takes `Idempotency-Key` (which reads the
+    caller too): the caller is authenticated, and the request counted, once."""
+    headers = await login(client, "admin", ADMIN_PASSWORD)
+    task = await client.post("/tasks", json={"title": "t"}, headers=headers)
+    assert _quota(task)[:2] == (WRITES, WRITES - 1)
+    data = b"x" * 10
+    body = {
+        "task_id": task.json()["id"],
+        "filename": "a.log",
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "chunk_size": 5 * 1024 * 1024,
+    }
+    upload = await client.post("/uploads", json=body, headers=headers)
+    assert upload.status_code == 201, upload.text
+    assert _quota(upload)[:2] == (WRITES, WRITES - 2)

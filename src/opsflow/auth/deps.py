@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from opsflow.auth import service
 from opsflow.auth.permissions import Permission, require_reach
@@ -14,15 +15,33 @@ from opsflow.auth.principal import Principal
 from opsflow.context import AppContext
 from opsflow.deps import request_meta
 from opsflow.errors import Forbidden, RateLimited, Unauthorized, declares
+from opsflow.routing import inline
 
 # auto_error=False: a missing token is reported in OpsFlow's envelope, not FastAPI's.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-@declares(Unauthorized, RateLimited)
-async def get_principal(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Principal:
+def bearer_token(request: Request) -> str | None:
+    """What `oauth2_scheme` answers: the token of an `Authorization: Bearer` header."""
+    authorization = request.headers.get("Authorization")
+    scheme, token = get_authorization_scheme_param(authorization)
+    if not authorization or scheme.lower() != "bearer":
+        return None
+    return token
+
+
+# Declared for the document (the security scheme of each operation); a flat route reads
+# the header where a dependency asks for the token, without FastAPI solving the scheme.
+inline(oauth2_scheme, bearer_token)
+
+
+async def _authenticate(request: Request, token: str | None) -> Principal:
+    """The caller of this request, authenticated and counted by the rate limiter once
+    however many of the request's dependencies ask (`CurrentPrincipal` beside a
+    permission check)."""
+    principal: Principal | None = request.scope.get(_PRINCIPAL)
+    if principal is not None:
+        return principal
     # The context and the request's meta read here, not as dependencies of their own: a
     # dependency FastAPI solves costs bookkeeping on every authenticated request.
     context: AppContext = request.app.state.context
@@ -37,7 +56,17 @@ async def get_principal(
     principal = await service.authenticate(context, token, request_meta(request))
     request.state.principal = principal
     await context.rate_limiter.for_principal(request.scope, principal)
+    request.scope[_PRINCIPAL] = principal
     return principal
+
+
+_PRINCIPAL = "opsflow.principal"
+Token = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+@declares(Unauthorized, RateLimited)
+async def get_principal(request: Request, token: Token) -> Principal:
+    return await _authenticate(request, token)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -47,11 +76,13 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
     """Dependency: the caller, provided its role (or scopes) hold `permission` at all.
 
     Reaches narrower than "all" (own team, assignee, own) are checked by the service
-    once it has loaded the row.
+    once it has loaded the row. It authenticates the caller itself rather than through
+    `CurrentPrincipal`: one dependency fewer for FastAPI to solve on most requests.
     """
 
-    @declares(Forbidden)
-    async def _check(principal: CurrentPrincipal) -> Principal:
+    @declares(Forbidden, Unauthorized, RateLimited)
+    async def _check(request: Request, token: Token) -> Principal:
+        principal = await _authenticate(request, token)
         require_reach(principal, permission)
         return principal
 
