@@ -11,15 +11,12 @@ preference committed between two passes is seen by the second.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, select, update
 
 from opsflow.clock import SettableClock
 from opsflow.composition import engine_registry
@@ -28,6 +25,7 @@ from opsflow.events.relay import RelayEngine
 from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
 from opsflow.notifications import service as notifications
+from tests.api.statement_support import selects_from, statements
 from tests.factories import T0, make_task, make_team, make_user
 
 # Everything a row says, without its own id (the rows of two passes are compared).
@@ -50,26 +48,6 @@ QUIET_EMAIL = {
     "quiet_hours_end": "11:00",
     "timezone": "UTC",
 }
-
-
-@contextmanager
-def statements(ctx: AppContext) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
-
-
-def _from(seen: list[str], table: str) -> int:
-    return sum(
-        1 for s in seen if s.lstrip().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
-    )
 
 
 async def _rows(ctx: AppContext) -> dict[str, tuple[Any, ...]]:
@@ -242,11 +220,11 @@ async def test_a_pass_reads_people_preferences_keys_and_templates_once(
 
     assert report.counts["events"] == 6
     assert report.counts["failed"] == 0
-    assert _from(seen, "users") == 1  # with the tasks' additional assignees
-    assert _from(seen, "task_assignees") == 0
-    assert _from(seen, "notification_preferences") == 1
-    assert _from(seen, "notification_templates") == 1
-    assert _from(seen, "notifications") == 1  # the batch's dedup keys
+    assert selects_from(seen, "users") == 1  # with the tasks' additional assignees
+    assert selects_from(seen, "task_assignees") == 0
+    assert selects_from(seen, "notification_preferences") == 1
+    assert selects_from(seen, "notification_templates") == 1
+    assert selects_from(seen, "notifications") == 1  # the batch's dedup keys
     assert len(await _rows(app_context)) == 6
 
 

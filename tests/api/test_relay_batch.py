@@ -10,14 +10,11 @@ run per matching policy and event, one webhook delivery per subscription and eve
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from opsflow.composition import engine_registry, relay_consumers, relay_preparers
 from opsflow.context import AppContext
@@ -25,6 +22,7 @@ from opsflow.events.relay import RelayEngine
 from opsflow.models.escalation import EscalationEvent
 from opsflow.models.notification import Notification
 from opsflow.models.outbox import OutboxEvent
+from tests.api.statement_support import selects_from, statements
 from tests.factories import make_task
 
 EVENTS = 6
@@ -34,26 +32,6 @@ POLICY = {
     "trigger": "created",
     "steps": [{"delay_minutes": 30, "targets": ["role:admin"], "channels": ["email"]}],
 }
-
-
-@contextmanager
-def statements(ctx: AppContext) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(ctx.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(ctx.engine.sync_engine, "before_cursor_execute", record)
-
-
-def _from(seen: list[str], table: str) -> int:
-    return sum(
-        1 for s in seen if s.lstrip().startswith("SELECT") and re.search(rf"\bFROM {table}\b", s)
-    )
 
 
 async def test_a_relay_pass_reads_tasks_policies_and_subscriptions_once(
@@ -76,9 +54,9 @@ async def test_a_relay_pass_reads_tasks_policies_and_subscriptions_once(
 
     assert report.counts["events"] >= EVENTS
     assert report.counts["failed"] == 0
-    assert _from(seen, "tasks") == 1
-    assert _from(seen, "escalation_policies") == 1
-    assert _from(seen, "webhook_subscriptions") == 1
+    assert selects_from(seen, "tasks") == 1
+    assert selects_from(seen, "escalation_policies") == 1
+    assert selects_from(seen, "webhook_subscriptions") == 1
     async with app_context.sessions() as session:
         runs = await session.scalar(
             select(func.count(func.distinct(EscalationEvent.task_id))).where(
