@@ -124,6 +124,13 @@ def pg_database(admin_url: str, prefix: str) -> tuple[str, str]:
     return admin_url.rsplit("/", 1)[0] + "/" + name, name
 
 
+def analyze_pg_database(url: str) -> None:
+    """``ANALYZE`` the database: what autovacuum does once a table has changed enough. A
+    scratch database filled by a run has no statistics, and a server may run with autovacuum
+    off (this machine's does), so without it the planner guesses over thousands of rows."""
+    subprocess.run(["psql", url.replace("+asyncpg", ""), "-q", "-c", "ANALYZE"], check=True)
+
+
 def drop_pg_database(admin_url: str, name: str) -> None:
     subprocess.run(
         ["psql", admin_url, "-q", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _serve import cpu_seconds, drop_pg_database, free_port, pg_database, start_server
+from _serve import (
+    analyze_pg_database,
+    cpu_seconds,
+    drop_pg_database,
+    free_port,
+    pg_database,
+    start_server,
+)
 
 HERE = Path(__file__).resolve().parent
 LUA = HERE / "load" / "wrk_request.lua"
@@ -158,6 +165,10 @@ def bench_database(kind: str, wrk: str, args: argparse.Namespace) -> None:
                 "opsflow": (opsflow_base, opsflow.pid, token),
                 "ceiling": (ceiling_base, ceiling.pid, ""),
             }
+            urls = {
+                "opsflow": opsflow_env.get("DATABASE_URL"),
+                "ceiling": ceiling_env.get("CEILING_DATABASE_URL"),
+            }
             results: dict[str, dict[str, Figures]] = {"opsflow": {}, "ceiling": {}}
             for label, (base, pid, bearer) in targets.items():
                 seed = httpx.post(f"{base}/api/v1/tasks", json=body, headers=headers, timeout=30)
@@ -165,6 +176,8 @@ def bench_database(kind: str, wrk: str, args: argparse.Namespace) -> None:
                 ids_dir.mkdir()
                 env = {"TOKEN": bearer, "TASK_ID": seed.json()["id"], "IDS_DIR": str(ids_dir)}
                 for op in args.operations:
+                    if urls[label]:  # statistics of what the operations before wrote
+                        analyze_pg_database(str(urls[label]))
                     results[label][op] = run_wrk(wrk, base, op, env, args, pid)
             report(kind, args, results)
         finally:
