@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, MetaData, Select, event, exc, select, text
+from sqlalchemy import ColumnElement, MetaData, Select, event, exc, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from opsflow.events import wake
+from opsflow.kit import unnest
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -495,13 +496,13 @@ async def insert_rows(session: AsyncSession, model: type[Any], rows: list[dict[s
     events of a pass, a ticket batch's tasks). The rows need the same keys.
 
     On PostgreSQL the statement is one INSERT ... SELECT FROM unnest(arrays) for all the
-    rows (`_pg_insert`): an executemany runs its statement once per row on the server, and
+    rows (`kit.unnest.insert`): an executemany runs its statement once per row on the server, and
     with it, once per row, the statement-level triggers of the table (the report rollups of
     tasks and clocks, the outbox's announcement), and binds each row's values one by one."""
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        await _pg_insert(session, model, rows)
+        await unnest.insert(session, model, rows)
         return
     names = _COLUMN_NAMES.get(model)
     if names is None:
@@ -522,96 +523,3 @@ def _renamed(row: dict[str, Any], renames: list[tuple[str, str]]) -> dict[str, A
     for key, column in renames:
         row[column] = row.pop(key)
     return row
-
-
-@dataclass(frozen=True)
-class _PgColumn:
-    """One column of a PostgreSQL multi-row insert: the row key its values are read from
-    (None: the column's Python-side default, `default`, made for each row) and what binds
-    a value (the column type's bind processor)."""
-
-    key: str | None
-    process: Callable[[Any], Any] | None
-    default: Callable[[], Any] | None = None
-
-
-_PG_INSERTS: dict[tuple[str, tuple[str, ...]], tuple[Any, list[_PgColumn]]] = {}
-
-
-def _pg_default(column: Any) -> Callable[[], Any] | None:
-    """The Python-side default of a column, as a call made for each row (None: none, the
-    column is left out of the insert, as SQLAlchemy leaves it)."""
-    default = column.default
-    if default is None:
-        return None
-    if default.is_scalar:
-        value = default.arg
-        return lambda: value
-    if default.is_callable:
-        make = default.arg
-        return lambda: make(None)  # SQLAlchemy's wrapper of a callable taking no context
-    raise ValueError(f"column {column.name}: a default insert_rows cannot make")
-
-
-def _pg_insert_of(
-    model: type[Any], keys: tuple[str, ...], dialect: Any
-) -> tuple[Any, list[_PgColumn]]:
-    """The INSERT ... SELECT FROM unnest of `model`'s table for rows with these keys
-    (attribute or column names), and how each array is made. Built once per table and keys.
-    JSON values go as text, cast in the statement, as `tasks.bulk` updates them."""
-    table = model.__table__
-    built = _PG_INSERTS.get((table.name, keys))
-    if built is not None:
-        return built
-    names = {a.key: a.columns[0].name for a in sa_inspect(model).column_attrs}
-    by_column = {names.get(key, key): key for key in keys}
-    unknown = set(by_column) - set(table.columns.keys())
-    if unknown:
-        raise ValueError(f"insert_rows: no column {sorted(unknown)} in {table.name}")
-    targets: list[str] = []
-    arrays: list[str] = []
-    selected: list[str] = []
-    columns: list[_PgColumn] = []
-    for column in table.columns:
-        key = by_column.get(column.name)
-        default = None if key is not None else _pg_default(column)
-        if key is None and default is None:
-            continue
-        impl = column.type.dialect_impl(dialect)
-        name = column.type.compile(dialect=dialect)
-        n = len(columns)
-        # JSON values go as text, cast to the column's type; the others as arrays of the
-        # column's type without its length (VARCHAR(500) -> VARCHAR): an explicit cast to
-        # VARCHAR(n) would cut a longer value silently, where the insert's assignment to the
-        # column refuses it, as a plain INSERT does.
-        is_json = name in ("JSON", "JSONB")
-        arrays.append(f"CAST(:c{n} AS {'TEXT' if is_json else name.split('(')[0]}[])")
-        selected.append(f"CAST(v.c{n} AS {name})" if is_json else f"v.c{n}")
-        targets.append(f'"{column.name}"')
-        columns.append(_PgColumn(key, impl.bind_processor(dialect), default))
-    aliases = ", ".join(f"c{n}" for n in range(len(columns)))
-    # WITH ORDINALITY ... ORDER BY: the rows go in as given (the audit rows' seal follows
-    # the order they were inserted in).
-    statement = text(
-        f"INSERT INTO {table.name} ({', '.join(targets)}) "  # noqa: S608
-        f"SELECT {', '.join(selected)} FROM unnest({', '.join(arrays)}) "
-        f"WITH ORDINALITY AS v({aliases}, ord) ORDER BY v.ord"
-    )
-    _PG_INSERTS[(table.name, keys)] = (statement, columns)
-    return statement, columns
-
-
-async def _pg_insert(session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    keys = tuple(rows[0])
-    statement, columns = _pg_insert_of(model, keys, session.get_bind().dialect)
-    params: dict[str, list[Any]] = {}
-    for n, column in enumerate(columns):
-        if column.key is None:
-            assert column.default is not None
-            values = [column.default() for _ in rows]
-        else:
-            key = column.key
-            values = [row[key] for row in rows]
-        process = column.process
-        params[f"c{n}"] = values if process is None else [process(v) for v in values]
-    await session.execute(statement, params)

@@ -35,6 +35,7 @@ from opsflow.auth.permissions import Permission, require_reach
 from opsflow.auth.principal import Principal
 from opsflow.db import insert_rows
 from opsflow.events import outbox
+from opsflow.kit import unnest
 from opsflow.models.enums import TaskType
 from opsflow.models.sla import SlaClock
 from opsflow.models.task import Task
@@ -288,8 +289,8 @@ def _pg_update(changed: tuple[str, ...], dialect: Dialect) -> tuple[TextClause, 
     column's values an array (`unnest`), and what makes the arrays of the rows' parameters.
     An executemany would run the statement once per row on the server, and with it, once
     per row, the statement-level triggers of `tasks` (the report rollups, the values copied
-    to the clocks: migrations 0021-0024). JSON values go as text, cast in the statement.
-    Built once per set of columns."""
+    to the clocks: migrations 0021-0024). Each column's values travel as
+    `kit.unnest.array_of` says. Built once per set of columns."""
     return _pg_update_of(Task, changed, dialect, _PG_UPDATES, versioned=True)
 
 
@@ -314,15 +315,12 @@ def _pg_update_of(
     sets = ["version = v.b_version"] if versioned else []
     for key in changed:
         column = mapper.columns[key]
-        processors.append(column.type.dialect_impl(dialect).bind_processor(dialect))
+        element, json_type, process = unnest.array_of(column, dialect)
+        processors.append(process)
         names.append(f"v_{key}")
-        name = column.type.compile(dialect=dialect)
-        if name in ("JSON", "JSONB"):
-            types.append("TEXT")
-            sets.append(f'"{column.name}" = CAST(v.v_{key} AS {name})')
-        else:
-            types.append(name.split("(")[0])  # no length: a longer value is refused, not cut
-            sets.append(f'"{column.name}" = v.v_{key}')
+        types.append(element)
+        value = f"CAST(v.v_{key} AS {json_type})" if json_type else f"v.v_{key}"
+        sets.append(f'"{column.name}" = {value}')
     arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in zip(names, types, strict=True))
     guard = f" AND {table.name}.version = v.b_read_version" if versioned else ""
     statement = text(
