@@ -21,14 +21,13 @@ from opsflow.db import unit_of_work
 from opsflow.routing import inline
 
 
-async def get_context(request: Request) -> AppContext:
-    context: AppContext = request.app.state.context
-    return context
-
-
 def _context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+async def get_context(request: Request) -> AppContext:
+    return _context(request)
 
 
 # The context and the clock are the application's: a flat route reads them from the
@@ -37,14 +36,12 @@ inline(get_context, _context)
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-async def get_clock(request: Request) -> Clock:
-    context: AppContext = request.app.state.context
-    return context.clock
-
-
 def _clock(request: Request) -> Clock:
-    context: AppContext = request.app.state.context
-    return context.clock
+    return _context(request).clock
+
+
+async def get_clock(request: Request) -> Clock:
+    return _clock(request)
 
 
 inline(get_clock, _clock)
